@@ -1,0 +1,1095 @@
+/*
+ * One poll of one account, as a state machine: one handler per state,
+ * each reading the engine event it expects, sending the next command and
+ * naming the next state.
+ */
+#include <sys/time.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "auth.h"
+#include "conf.h"
+#include "log.h"
+#include "maildir.h"
+#include "net.h"
+#include "plan.h"
+#include "pop3.h"
+#include "secret.h"
+#include "session.h"
+#include "state.h"
+#include "tls.h"
+
+/*
+ * Messages delivered between two durability points: one fsync of new/
+ * and one state commit cover this many messages, and their DELEs follow.
+ * Larger batches save syncs; smaller ones let deletions start sooner.
+ */
+#define SESSION_BATCH 64
+/* Commands in flight when the server allows pipelining (RFC 2449). */
+#define SESSION_WINDOW	   64
+#define SESSION_SECRET_MAX 1024
+
+#define SESSION_STATES(X)         \
+	X(S_CONNECT, "connect")   \
+	X(S_TLS, "tls")           \
+	X(S_GREETING, "greeting") \
+	X(S_CAPA, "capa")         \
+	X(S_STLS, "stls")         \
+	X(S_AUTH, "auth")         \
+	X(S_LISTING, "listing")   \
+	X(S_FETCH, "fetch")       \
+	X(S_QUIT, "quit")         \
+	X(S_DONE, "done")
+
+#define X_ENUM(e, n) e,
+#define X_NAME(e, n) n,
+enum session_state { SESSION_STATES(X_ENUM) S_COUNT };
+static const char *const state_names[] = {SESSION_STATES(X_NAME)};
+_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == S_COUNT,
+    "state_names out of step");
+
+enum auth_step {
+	AS_USER,   /* USER sent */
+	AS_PASS,   /* PASS sent */
+	AS_SASL,   /* AUTH sent, answering challenges */
+	AS_LOGIN2, /* AUTH LOGIN: user name sent, password next */
+	AS_LOGIN3, /* AUTH LOGIN: password sent */
+};
+
+struct msginfo {
+	uint64_t size;
+	bool listed;
+	char uid[POP3_UID_MAX + 1];
+	enum plan_action action;
+};
+
+struct session {
+	const struct conf *conf;
+	const struct account *a;
+	struct event_base *base;
+	struct evdns_base *dns;
+	session_done_cb cb;
+	void *cbarg;
+	struct event *done_ev;
+
+	enum session_state state;
+	struct net *net;
+	struct pop3 *pop3;
+	SSL_CTX *ctx;
+	bool tls_active;
+	bool stls_pending; /* +OK to STLS seen, handshake next */
+	char timestamp[POP3_LINE_MAX + 1];
+	char secret[SESSION_SECRET_MAX];
+	enum auth_step auth_step;
+
+	struct maildir *md;
+	struct state *st;
+	struct maildir_msg *cur; /* the message being received */
+	unsigned long cur_msgno;
+
+	struct msginfo *msgs; /* index msgno - 1 */
+	size_t nmsgs;
+	bool have_uidl;
+	unsigned long *fetch; /* msgnos to RETR, in order */
+	size_t nfetch, next_fetch, retr_done;
+	unsigned long *batch; /* delivered, not yet durable */
+	size_t nbatch;
+	unsigned long *dele; /* durable, DELE not yet sent */
+	size_t ndele, next_dele;
+	size_t dele_ok; /* +OK to DELE, committed by QUIT */
+	bool stop;	/* send no more RETR (a local failure) */
+	enum session_class cls;
+	char msg[512];
+	struct session_stats stats;
+	struct timeval start;
+};
+
+static void net_event(struct net *n, enum net_ev ev, void *arg);
+static void fail(struct session *s, enum session_class cls, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+static void finish(struct session *s);
+static void send_req(struct session *s, const struct pop3_req *req);
+static void send_simple(
+    struct session *s, enum pop3_cmd cmd, unsigned long msgno);
+static void pump(struct session *s);
+static bool make_durable(struct session *s);
+
+static const char *const class_names[] = {
+    "ok", "network", "busy", "protocol", "auth", "local", "config"};
+_Static_assert(sizeof(class_names) / sizeof(class_names[0]) == SC_COUNT,
+    "class_names out of step");
+
+const char *
+session_class_name(enum session_class cls)
+{
+	return (unsigned)cls < SC_COUNT ? class_names[cls] : "?";
+}
+
+static void
+set_state(struct session *s, enum session_state st)
+{
+	if (s->state != st)
+		log_debug(s->a->name, "state %s -> %s", state_names[s->state],
+		    state_names[st]);
+	s->state = st;
+}
+
+/* Opens what a poll writes to, before anything is asked of the server. */
+static bool
+open_local(struct session *s)
+{
+	char err[512];
+
+	s->md = maildir_open(s->a->maildir, err, sizeof(err));
+	if (s->md == NULL) {
+		fail(s, SC_LOCAL, "maildir: %s", err);
+		return false;
+	}
+	s->st = state_open(s->conf->state_dir, s->a->name, s->a->host,
+	    s->a->user != NULL ? s->a->user : "", err, sizeof(err));
+	if (s->st == NULL) {
+		fail(s, errno == EWOULDBLOCK ? SC_BUSY : SC_LOCAL, "state: %s",
+		    err);
+		return false;
+	}
+	if (state_load_notice(s->st) != NULL)
+		log_warnx(s->a->name, "state: %s", state_load_notice(s->st));
+	return true;
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct timeval now;
+
+	gettimeofday(&now, NULL);
+	s->stats.secs = (double)(now.tv_sec - s->start.tv_sec) +
+			(double)(now.tv_usec - s->start.tv_usec) / 1e6;
+	s->cb(s->cbarg, s->cls, &s->stats, s->msg);
+}
+
+struct session *
+session_start(struct event_base *base, struct evdns_base *dns,
+    const struct conf *conf, const struct account *a, session_done_cb cb,
+    void *arg)
+{
+	struct session *s;
+	char err[512];
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->conf = conf;
+	s->a = a;
+	s->base = base;
+	s->dns = dns;
+	s->cb = cb;
+	s->cbarg = arg;
+	gettimeofday(&s->start, NULL);
+	if ((s->done_ev = event_new(base, -1, 0, done_cb, s)) == NULL ||
+	    (s->pop3 = pop3_new()) == NULL) {
+		session_free(&s);
+		return NULL;
+	}
+	if (!open_local(s))
+		return s;
+	if (a->tls != CONF_TLS_NONE &&
+	    (s->ctx = tls_ctx_new(a, err, sizeof(err))) == NULL) {
+		fail(s, SC_CONFIG, "tls: %s", err);
+		return s;
+	}
+	if (!a->tls_verify && a->tls != CONF_TLS_NONE)
+		log_warnx(a->name, "warning: certificate verification is off "
+				   "(tls_verify = false)");
+	s->net =
+	    net_connect(base, dns, a->host, a->port, a->timeout, net_event, s);
+	if (s->net == NULL)
+		fail(s, SC_LOCAL, "out of memory");
+	log_debug(a->name, "connecting to %s:%u", a->host, a->port);
+	return s;
+}
+
+void
+session_free(struct session **sp)
+{
+	struct session *s = *sp;
+
+	if (s == NULL)
+		return;
+	net_free(&s->net);
+	pop3_free(&s->pop3);
+	if (s->cur != NULL)
+		maildir_abort(&s->cur);
+	maildir_close(&s->md);
+	state_close(&s->st);
+	if (s->ctx != NULL)
+		SSL_CTX_free(s->ctx);
+	if (s->done_ev != NULL)
+		event_free(s->done_ev);
+	auth_wipe(s->secret, sizeof(s->secret));
+	free(s->msgs);
+	free(s->fetch);
+	free(s->batch);
+	free(s->dele);
+	free(s);
+	*sp = NULL;
+}
+
+/* Ends the session with CLS; the callback runs on a later loop turn. */
+static void
+fail(struct session *s, enum session_class cls, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->state == S_DONE)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(s->msg, sizeof(s->msg), fmt, ap);
+	va_end(ap);
+	s->cls = cls;
+	log_warnx(s->a->name, "error=%s %s", class_names[cls], s->msg);
+	finish(s);
+}
+
+static void
+finish(struct session *s)
+{
+	set_state(s, S_DONE);
+	if (s->cur != NULL)
+		maildir_abort(&s->cur);
+	/*
+	 * Messages already in new/ must be recorded whatever ended the
+	 * session, or the next poll would deliver them again.
+	 */
+	if (s->nbatch > 0)
+		make_durable(s);
+	s->nbatch = 0;
+	auth_wipe(s->secret, sizeof(s->secret));
+	/*
+	 * The transport is freed with the session, from the done callback:
+	 * this may run inside one of its callbacks. Until then, S_DONE makes
+	 * every further event a no-op.
+	 */
+	event_active(s->done_ev, 0, 0);
+}
+
+/* Trace of a status line, reconstructed from the event. */
+static void
+trace_event(struct session *s, const struct pop3_event *ev)
+{
+	char line[POP3_LINE_MAX + 64];
+	int level = 1;
+	int n;
+
+	switch (ev->type) {
+	case POP3_EV_GREETING:
+	case POP3_EV_OK:
+	case POP3_EV_ERR:
+		n = snprintf(line, sizeof(line), "%s%s%s%s%s",
+		    ev->type == POP3_EV_ERR ||
+			    (ev->type == POP3_EV_GREETING && !ev->ok)
+			? "-ERR"
+			: "+OK",
+		    ev->code != POP3_CODE_NONE ? " [" : "",
+		    pop3_code_name(ev->code),
+		    ev->code != POP3_CODE_NONE ? "]" : "", "");
+		if (ev->text[0] != '\0')
+			snprintf(line + n, sizeof(line) - (size_t)n, " %s",
+			    ev->text);
+		break;
+	case POP3_EV_CONTINUE:
+		snprintf(line, sizeof(line), "+ %s", ev->text);
+		break;
+	case POP3_EV_CAPA:
+		snprintf(line, sizeof(line), "%s", ev->text);
+		level = 2;
+		break;
+	case POP3_EV_LIST:
+		snprintf(line, sizeof(line), "%lu %llu", ev->msgno,
+		    (unsigned long long)ev->size);
+		level = 2;
+		break;
+	case POP3_EV_UIDL:
+		snprintf(line, sizeof(line), "%lu %s", ev->msgno, ev->uid);
+		level = 2;
+		break;
+	case POP3_EV_END:
+		snprintf(line, sizeof(line), ".");
+		level = 2;
+		break;
+	default:
+		return;
+	}
+	log_proto(s->a->name, level, false, line, strlen(line), false);
+}
+
+static void
+send_line(struct session *s, const char *buf, int n, bool secret)
+{
+	log_proto(s->a->name, 1, true, buf, (size_t)n, secret);
+	if (net_write(s->net, buf, (size_t)n) == -1)
+		fail(s, SC_LOCAL, "cannot queue output");
+}
+
+static void
+send_req(struct session *s, const struct pop3_req *req)
+{
+	char buf[POP3_CMDLINE_MAX + 1];
+	int n;
+
+	if ((n = pop3_request(s->pop3, req, buf, sizeof(buf))) < 0) {
+		fail(s, SC_CONFIG,
+		    "cannot send %s (argument too long or "
+		    "invalid)",
+		    pop3_cmd_name(req->cmd));
+		return;
+	}
+	send_line(s, buf, n, false);
+	auth_wipe(buf, sizeof(buf));
+}
+
+static void
+send_simple(struct session *s, enum pop3_cmd cmd, unsigned long msgno)
+{
+	struct pop3_req r = {.cmd = cmd, .msgno = msgno};
+
+	send_req(s, &r);
+}
+
+/* ---- connection and TLS ---- */
+
+static void
+start_tls(struct session *s)
+{
+	SSL *ssl = tls_ssl_new(s->ctx, s->a);
+
+	if (ssl == NULL || net_start_tls(s->net, ssl) == -1) {
+		fail(s, SC_LOCAL, "cannot start TLS");
+		return;
+	}
+	set_state(s, S_TLS);
+}
+
+static void
+tls_ready(struct session *s)
+{
+	char err[256], info[128];
+
+	if (!tls_check_pins(net_ssl(s->net), s->a, err, sizeof(err))) {
+		fail(s, SC_NET, "%s", err);
+		return;
+	}
+	s->tls_active = true;
+	tls_summary(net_ssl(s->net), info, sizeof(info));
+	log_debug(s->a->name, "tls=\"%s\"", info);
+	if (s->a->tls == CONF_TLS_IMPLICIT) {
+		set_state(s, S_GREETING);
+		return;
+	}
+	pop3_tls_started(s->pop3);
+	send_simple(s, POP3_CMD_CAPA, 0);
+	set_state(s, S_CAPA);
+}
+
+/* ---- authentication ---- */
+
+static enum session_class
+auth_err_class(const struct pop3_event *ev)
+{
+	switch (ev->code) {
+	case POP3_CODE_IN_USE:
+	case POP3_CODE_LOGIN_DELAY:
+	case POP3_CODE_SYS_TEMP:
+		return SC_BUSY;
+	default:
+		return SC_AUTH;
+	}
+}
+
+static void
+start_sasl(struct session *s, const char *mech, const char *ir)
+{
+	struct pop3_req r = {.cmd = POP3_CMD_AUTH, .arg = mech, .arg2 = ir};
+
+	s->auth_step = AS_SASL;
+	send_req(s, &r);
+}
+
+static void
+login_plain(struct session *s)
+{
+	char ir[2 * SESSION_SECRET_MAX];
+
+	if (auth_plain(s->a->user, s->secret, ir, sizeof(ir)) < 0) {
+		fail(s, SC_CONFIG, "credentials too long");
+		return;
+	}
+	start_sasl(s, "PLAIN", ir);
+	auth_wipe(ir, sizeof(ir));
+}
+
+static void
+login_apop(struct session *s)
+{
+	struct pop3_req r = {.cmd = POP3_CMD_APOP, .arg = s->a->user};
+	char digest[33];
+
+	if (s->timestamp[0] == '\0') {
+		fail(s, SC_AUTH,
+		    "auth apop: the server's greeting has no "
+		    "APOP timestamp");
+		return;
+	}
+	if (auth_apop(s->timestamp, s->secret, digest, sizeof(digest)) < 0) {
+		fail(s, SC_LOCAL, "auth apop: cannot compute the digest");
+		return;
+	}
+	r.arg2 = digest;
+	s->auth_step = AS_PASS;
+	send_req(s, &r);
+}
+
+static void
+start_auth(struct session *s)
+{
+	const struct account *a = s->a;
+	char err[256];
+	struct pop3_req r = {.cmd = POP3_CMD_USER, .arg = a->user};
+
+	if (!s->tls_active && !a->allow_plaintext) {
+		fail(s, SC_CONFIG, "refusing to send credentials without TLS");
+		return;
+	}
+	if (secret_get(a, s->secret, sizeof(s->secret), err, sizeof(err))) {
+		fail(s, SC_CONFIG, "password: %s", err);
+		return;
+	}
+	set_state(s, S_AUTH);
+	switch (a->auth) {
+	case CONF_AUTH_AUTO:
+		if (pop3_capa_has_sasl(s->pop3, "PLAIN")) {
+			login_plain(s);
+			return;
+		}
+		break;
+	case CONF_AUTH_PLAIN:
+		login_plain(s);
+		return;
+	case CONF_AUTH_LOGIN:
+		start_sasl(s, "LOGIN", NULL);
+		return;
+	case CONF_AUTH_APOP:
+		login_apop(s);
+		return;
+	case CONF_AUTH_USER:
+		break;
+	default:
+		fail(s, SC_CONFIG, "auth %s is not supported by this version",
+		    conf_auth_name(a->auth));
+		return;
+	}
+	s->auth_step = AS_USER;
+	send_req(s, &r);
+}
+
+/* Answers a SASL challenge (only LOGIN asks any here). */
+static void
+sasl_continue(struct session *s, const struct pop3_event *ev)
+{
+	char line[2 * SESSION_SECRET_MAX], buf[2 * SESSION_SECRET_MAX + 4];
+	const char *v;
+	int n;
+
+	if (s->a->auth != CONF_AUTH_LOGIN || s->auth_step == AS_LOGIN3) {
+		fail(s, SC_PROTO, "unexpected SASL challenge");
+		return;
+	}
+	v = s->auth_step == AS_SASL ? s->a->user : s->secret;
+	if (auth_base64(v, strlen(v), line, sizeof(line)) < 0 ||
+	    (n = pop3_auth_response(s->pop3, line, buf, sizeof(buf))) < 0) {
+		fail(s, SC_CONFIG, "credentials too long");
+		return;
+	}
+	send_line(s, buf, n, true);
+	s->auth_step = s->auth_step == AS_SASL ? AS_LOGIN2 : AS_LOGIN3;
+	auth_wipe(line, sizeof(line));
+	auth_wipe(buf, sizeof(buf));
+}
+
+static void
+st_auth(struct session *s, const struct pop3_event *ev)
+{
+	struct pop3_req r = {.cmd = POP3_CMD_PASS};
+
+	if (ev->type == POP3_EV_CONTINUE) {
+		sasl_continue(s, ev);
+		return;
+	}
+	if (ev->type == POP3_EV_ERR) {
+		fail(s, auth_err_class(ev), "authentication failed: %s%s%s",
+		    ev->code != POP3_CODE_NONE ? pop3_code_name(ev->code) : "",
+		    ev->code != POP3_CODE_NONE ? " " : "", ev->text);
+		return;
+	}
+	if (ev->type != POP3_EV_OK)
+		return;
+	if (s->auth_step == AS_USER) {
+		r.arg = s->secret;
+		s->auth_step = AS_PASS;
+		send_req(s, &r);
+		return;
+	}
+	auth_wipe(s->secret, sizeof(s->secret));
+	log_debug(s->a->name, "logged in");
+	set_state(s, S_LISTING);
+	send_simple(s, POP3_CMD_STAT, 0);
+}
+
+/* ---- greeting, capabilities, STLS ---- */
+
+static void
+st_greeting(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type != POP3_EV_GREETING)
+		return;
+	if (!ev->ok) {
+		fail(s, SC_BUSY, "server refused the session: %s", ev->text);
+		return;
+	}
+	if (ev->timestamp != NULL)
+		snprintf(
+		    s->timestamp, sizeof(s->timestamp), "%s", ev->timestamp);
+	send_simple(s, POP3_CMD_CAPA, 0);
+	set_state(s, S_CAPA);
+}
+
+static void
+st_capa(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type != POP3_EV_END && ev->type != POP3_EV_ERR)
+		return;
+	/* -ERR: an RFC 1939 server without CAPA; no capabilities known. */
+	if (s->a->tls == CONF_TLS_STARTTLS && !s->tls_active) {
+		if (!pop3_capa(s->pop3)->stls) {
+			fail(s, SC_PROTO,
+			    "server does not offer STLS; no "
+			    "credentials sent");
+			return;
+		}
+		send_simple(s, POP3_CMD_STLS, 0);
+		set_state(s, S_STLS);
+		return;
+	}
+	start_auth(s);
+}
+
+static void
+st_stls(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type == POP3_EV_ERR) {
+		fail(s, SC_PROTO,
+		    "server refused STLS: %s; no credentials "
+		    "sent",
+		    ev->text);
+		return;
+	}
+	/* The handshake starts once every byte read so far is parsed. */
+	if (ev->type == POP3_EV_OK)
+		s->stls_pending = true;
+}
+
+/* ---- listing and planning ---- */
+
+static bool
+listing_entry(struct session *s, const struct pop3_event *ev)
+{
+	struct msginfo *m;
+
+	if (ev->msgno > s->nmsgs) {
+		fail(s, SC_PROTO, "%s lists message %lu of %zu",
+		    pop3_cmd_name(ev->cmd), ev->msgno, s->nmsgs);
+		return false;
+	}
+	m = &s->msgs[ev->msgno - 1];
+	if (ev->type == POP3_EV_LIST) {
+		m->size = ev->size;
+		m->listed = true;
+	} else
+		snprintf(m->uid, sizeof(m->uid), "%s", ev->uid);
+	return true;
+}
+
+struct prune {
+	const char **listed; /* server UIDs, sorted */
+	size_t nlisted;
+	char **gone;
+	size_t ngone, cap;
+};
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void
+collect_gone(void *arg, const char *uid, time_t first_seen)
+{
+	struct prune *p = arg;
+	char **v;
+
+	if (bsearch(&uid, p->listed, p->nlisted, sizeof(*p->listed), cmp_str) !=
+	    NULL)
+		return;
+	if (p->ngone == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 64;
+		if ((v = realloc(p->gone, p->cap * sizeof(*v))) == NULL)
+			return;
+		p->gone = v;
+	}
+	if ((p->gone[p->ngone] = strdup(uid)) != NULL)
+		p->ngone++;
+}
+
+/*
+ * Forgets UIDs no longer on the server, after a complete listing, so the
+ * state does not grow for ever. Failure here costs nothing but space.
+ */
+static void
+prune_state(struct session *s)
+{
+	struct prune p = {0};
+	size_t i;
+
+	if (!s->have_uidl ||
+	    (p.listed = calloc(s->nmsgs + 1, sizeof(*p.listed))) == NULL)
+		return;
+	for (i = 0; i < s->nmsgs; i++)
+		if (s->msgs[i].uid[0] != '\0')
+			p.listed[p.nlisted++] = s->msgs[i].uid;
+	qsort(p.listed, p.nlisted, sizeof(*p.listed), cmp_str);
+	state_foreach(s->st, collect_gone, &p);
+	for (i = 0; i < p.ngone; i++) {
+		state_forget(s->st, p.gone[i]);
+		free(p.gone[i]);
+	}
+	if (p.ngone > 0 && state_commit(s->st) == -1)
+		log_warn(s->a->name, "state commit after pruning");
+	free(p.gone);
+	free(p.listed);
+}
+
+/* Builds the plan from the listing and the state. */
+static bool
+make_plan(struct session *s)
+{
+	struct plan_policy pol = {.keep = s->a->keep,
+	    .delete_after_days = s->a->delete_after_days,
+	    .max_message_size = s->a->max_message_size,
+	    .have_uidl = s->have_uidl};
+	struct plan_totals tot;
+	struct plan_msg *pm;
+	size_t i;
+	int r;
+
+	if ((pm = calloc(s->nmsgs + 1, sizeof(*pm))) == NULL ||
+	    (s->fetch = calloc(s->nmsgs + 1, sizeof(*s->fetch))) == NULL ||
+	    (s->batch = calloc(s->nmsgs + 1, sizeof(*s->batch))) == NULL ||
+	    (s->dele = calloc(s->nmsgs + 1, sizeof(*s->dele))) == NULL) {
+		free(pm);
+		fail(s, SC_LOCAL, "out of memory");
+		return false;
+	}
+	for (i = 0; i < s->nmsgs; i++) {
+		pm[i].msgno = i + 1;
+		pm[i].size = s->msgs[i].size;
+		pm[i].listed = s->msgs[i].listed;
+		pm[i].uid = s->msgs[i].uid[0] != '\0' ? s->msgs[i].uid : NULL;
+		pm[i].delivered =
+		    pm[i].uid != NULL &&
+		    state_has(s->st, pm[i].uid, &pm[i].first_seen);
+	}
+	r = plan_decide(pm, s->nmsgs, &pol, time(NULL), &tot);
+	for (i = 0; r == 0 && i < s->nmsgs; i++) {
+		s->msgs[i].action = pm[i].action;
+		if (pm[i].action == PLAN_FETCH)
+			s->fetch[s->nfetch++] = i + 1;
+		else if (pm[i].action == PLAN_DELETE)
+			s->dele[s->ndele++] = i + 1;
+		else if (pm[i].reason == PLAN_R_TOO_BIG)
+			log_info(s->a->name,
+			    "message %zu (%llu bytes) is "
+			    "over max_message_size: left",
+			    i + 1, (unsigned long long)pm[i].size);
+		else if (pm[i].reason == PLAN_R_DUP_UID)
+			log_warnx(s->a->name,
+			    "message %zu shares its UID "
+			    "with another: left",
+			    i + 1);
+	}
+	free(pm);
+	prune_state(s);
+	if (r == -1) {
+		fail(s, SC_CONFIG, "keep = true needs a server with UIDL");
+		return false;
+	}
+	s->stats.left = tot.leave;
+	log_debug(s->a->name, "plan fetch=%zu delete=%zu leave=%zu bytes=%llu",
+	    tot.fetch, tot.dele, tot.leave,
+	    (unsigned long long)tot.fetch_bytes);
+	return true;
+}
+
+static void
+st_listing(struct session *s, const struct pop3_event *ev)
+{
+	switch (ev->type) {
+	case POP3_EV_OK:
+		if (ev->cmd != POP3_CMD_STAT)
+			return;
+		s->stats.listed = s->nmsgs = ev->msgno;
+		s->msgs = calloc(s->nmsgs + 1, sizeof(*s->msgs));
+		if (s->msgs == NULL) {
+			fail(s, SC_LOCAL, "out of memory");
+			return;
+		}
+		send_simple(s, POP3_CMD_UIDL, 0);
+		return;
+	case POP3_EV_LIST:
+	case POP3_EV_UIDL:
+		listing_entry(s, ev);
+		return;
+	case POP3_EV_ERR:
+		if (ev->cmd == POP3_CMD_UIDL) {
+			s->have_uidl = false;
+			send_simple(s, POP3_CMD_LIST, 0);
+			return;
+		}
+		fail(s, SC_PROTO, "%s refused: %s", pop3_cmd_name(ev->cmd),
+		    ev->text);
+		return;
+	case POP3_EV_END:
+		if (ev->cmd == POP3_CMD_UIDL) {
+			s->have_uidl = true;
+			send_simple(s, POP3_CMD_LIST, 0);
+			return;
+		}
+		if (!make_plan(s))
+			return;
+		set_state(s, S_FETCH);
+		pump(s);
+		return;
+	default:
+		return;
+	}
+}
+
+/* ---- fetching and deleting ---- */
+
+/* Prepends the trace line of RFC 5321 section 4.4. */
+static int
+write_received(struct session *s)
+{
+	const char *uid = s->msgs[s->cur_msgno - 1].uid;
+	char buf[1024], date[64], host[256];
+	struct tm tm;
+	time_t now = time(NULL);
+	int n;
+
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	n = snprintf(buf, sizeof(buf),
+	    "Received: from %s by %s with POP3 (popfetchd %s) for <%s> "
+	    "id %s; %s\n",
+	    s->a->host, host, POPFETCHD_VERSION,
+	    s->a->user != NULL ? s->a->user : "", uid[0] != '\0' ? uid : "-",
+	    date);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return 0;
+	return maildir_write(s->cur, buf, (size_t)n);
+}
+
+/* A local failure: stop fetching, delete nothing more than is durable. */
+static void
+local_failure(struct session *s, const char *what)
+{
+	char why[256];
+
+	snprintf(why, sizeof(why), "%s: %s", what, strerror(errno));
+	if (s->cur != NULL)
+		maildir_abort(&s->cur);
+	log_warnx(s->a->name, "error=local %s; nothing more is fetched", why);
+	if (s->cls == SC_OK) {
+		s->cls = SC_LOCAL;
+		snprintf(s->msg, sizeof(s->msg), "%s", why);
+	}
+	s->stop = true;
+}
+
+/*
+ * Makes the delivered batch durable: new/ fsynced, then the UIDs
+ * committed. Returns false (after a local failure) if either fails.
+ */
+static bool
+make_durable(struct session *s)
+{
+	if (maildir_sync(s->md) == -1) {
+		local_failure(s, "fsync of new/");
+		return false;
+	}
+	if (s->have_uidl && state_commit(s->st) == -1) {
+		local_failure(s, "state commit");
+		return false;
+	}
+	return true;
+}
+
+/* Makes the batch durable, then queues its DELEs. */
+static void
+flush_batch(struct session *s)
+{
+	size_t i;
+
+	if (s->nbatch == 0)
+		return;
+	if (make_durable(s) && !s->a->keep)
+		for (i = 0; i < s->nbatch; i++)
+			s->dele[s->ndele++] = s->batch[i];
+	s->nbatch = 0;
+}
+
+static void
+retr_end(struct session *s)
+{
+	const char *uid = s->msgs[s->cur_msgno - 1].uid;
+	uint64_t size;
+
+	if (s->cur == NULL)
+		return;
+	size = maildir_msg_size(s->cur);
+	if (maildir_commit(&s->cur, NULL, 0) == -1) {
+		local_failure(s, "delivery");
+		return;
+	}
+	s->stats.fetched++;
+	s->stats.bytes += size;
+	if (s->have_uidl && state_record(s->st, uid, time(NULL)) == -1) {
+		local_failure(s, "state record");
+		return;
+	}
+	s->batch[s->nbatch++] = s->cur_msgno;
+	if (s->nbatch >= SESSION_BATCH)
+		flush_batch(s);
+}
+
+static void
+st_fetch(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->cmd == POP3_CMD_DELE) {
+		if (ev->type == POP3_EV_OK)
+			s->dele_ok++;
+		else if (ev->type == POP3_EV_ERR)
+			log_warnx(s->a->name, "DELE %lu refused: %s", ev->arg,
+			    ev->text);
+		pump(s);
+		return;
+	}
+	switch (ev->type) {
+	case POP3_EV_OK:
+		s->cur_msgno = ev->arg;
+		if (s->stop)
+			return;
+		if ((s->cur = maildir_begin(s->md)) == NULL ||
+		    (s->a->received_header && write_received(s) == -1))
+			local_failure(s, "delivery");
+		return;
+	case POP3_EV_DATA:
+		if (s->cur != NULL && maildir_write(s->cur, ev->data, ev->len))
+			local_failure(s, "delivery");
+		return;
+	case POP3_EV_END:
+		s->retr_done++;
+		retr_end(s);
+		pump(s);
+		return;
+	case POP3_EV_ERR:
+		s->retr_done++;
+		s->stats.failed++;
+		log_warnx(s->a->name,
+		    "RETR %lu refused: %s; left on the "
+		    "server",
+		    ev->arg, ev->text);
+		pump(s);
+		return;
+	default:
+		return;
+	}
+}
+
+static size_t
+window(const struct session *s)
+{
+	switch (s->a->pipelining) {
+	case CONF_PIPELINING_ON:
+		return SESSION_WINDOW;
+	case CONF_PIPELINING_OFF:
+		return 1;
+	case CONF_PIPELINING_AUTO:
+		break;
+	}
+	return pop3_capa(s->pop3)->pipelining ? SESSION_WINDOW : 1;
+}
+
+/* Keeps the window full: DELEs of durable messages first, then RETRs. */
+static void
+pump(struct session *s)
+{
+	size_t w = window(s);
+
+	while (s->state == S_FETCH && pop3_pending(s->pop3) < w) {
+		if (s->next_dele < s->ndele)
+			send_simple(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
+		else if (!s->stop && s->next_fetch < s->nfetch)
+			send_simple(
+			    s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
+		else if (s->nbatch > 0 && s->retr_done == s->next_fetch)
+			flush_batch(s);
+		else if (pop3_pending(s->pop3) == 0) {
+			send_simple(s, POP3_CMD_QUIT, 0);
+			set_state(s, S_QUIT);
+		} else
+			break;
+	}
+}
+
+static void
+st_quit(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type == POP3_EV_OK) {
+		s->stats.deleted = s->dele_ok;
+		finish(s);
+	} else if (ev->type == POP3_EV_ERR)
+		fail(s, SC_PROTO, "QUIT refused, deletions not committed: %s",
+		    ev->text);
+}
+
+/* ---- dispatch ---- */
+
+static void
+handle_event(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type == POP3_EV_ERROR) {
+		fail(s, SC_PROTO, "protocol error: %s", ev->text);
+		return;
+	}
+	trace_event(s, ev);
+	switch (s->state) {
+	case S_GREETING:
+		st_greeting(s, ev);
+		break;
+	case S_CAPA:
+		st_capa(s, ev);
+		break;
+	case S_STLS:
+		st_stls(s, ev);
+		break;
+	case S_AUTH:
+		st_auth(s, ev);
+		break;
+	case S_LISTING:
+		st_listing(s, ev);
+		break;
+	case S_FETCH:
+		st_fetch(s, ev);
+		break;
+	case S_QUIT:
+		st_quit(s, ev);
+		break;
+	default:
+		fail(s, SC_PROTO, "unexpected %s in state %s",
+		    pop3_ev_name(ev->type), state_names[s->state]);
+		break;
+	}
+}
+
+/* Feeds what arrived to the engine, chunk by chunk, without copying. */
+static void
+read_input(struct session *s)
+{
+	struct evbuffer *in = net_input(s->net);
+	struct evbuffer_iovec v;
+	struct pop3_event ev;
+	size_t n;
+
+	while (s->state != S_DONE && evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = pop3_feed(s->pop3, v.iov_base, v.iov_len, &ev);
+		/* Message data points into the buffer: drain after use. */
+		if (ev.type != POP3_EV_NONE)
+			handle_event(s, &ev);
+		evbuffer_drain(in, n);
+	}
+	if (s->state == S_STLS && s->stls_pending) {
+		s->stls_pending = false;
+		start_tls(s);
+	}
+}
+
+static void
+net_event(struct net *n, enum net_ev ev, void *arg)
+{
+	struct session *s = arg;
+	char why[512];
+
+	if (s->state == S_DONE)
+		return;
+	switch (ev) {
+	case NET_CONNECTED:
+		log_debug(s->a->name, "connected");
+		if (s->a->tls == CONF_TLS_IMPLICIT)
+			start_tls(s);
+		else
+			set_state(s, S_GREETING);
+		return;
+	case NET_TLS_READY:
+		tls_ready(s);
+		return;
+	case NET_DATA:
+		read_input(s);
+		return;
+	case NET_TIMEOUT:
+		fail(s, SC_NET, "%s:%u: %s", s->a->host, s->a->port,
+		    net_error(n));
+		return;
+	case NET_ERROR:
+		if (s->state == S_TLS) {
+			tls_describe_failure(net_ssl(n), s->a, net_ssl_error(n),
+			    why, sizeof(why));
+			fail(s, SC_NET, "%s:%u: %s", s->a->host, s->a->port,
+			    why);
+			return;
+		}
+		fail(s, SC_NET, "%s:%u: %s", s->a->host, s->a->port,
+		    net_error(n));
+		return;
+	case NET_CLOSED:
+		if (s->state == S_QUIT && pop3_pending(s->pop3) == 0)
+			return;
+		fail(s, SC_NET, "%s:%u: connection closed in state %s",
+		    s->a->host, s->a->port, state_names[s->state]);
+		return;
+	}
+}

@@ -1,0 +1,63 @@
+/*
+ * session: one poll of one account. Drives the POP3 engine over the
+ * transport and keeps the order the invariant needs: message durable in
+ * new/, then its UID durable in the state, then DELE, and deletions count
+ * only after +OK to QUIT.
+ */
+#ifndef POPFETCHD_SESSION_H
+#define POPFETCHD_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct evdns_base;
+struct conf;
+struct account;
+struct session;
+
+/* How a poll ended, so policy can act (retry, back off, pause). */
+enum session_class {
+	SC_OK,
+	SC_NET,	   /* connection, timeout, TLS: retry with back-off */
+	SC_BUSY,   /* server busy, [IN-USE], [SYS/TEMP], state locked */
+	SC_PROTO,  /* the server broke the protocol */
+	SC_AUTH,   /* authentication refused */
+	SC_LOCAL,  /* Maildir or state unwritable, disk full */
+	SC_CONFIG, /* the account asks for something we cannot do */
+	SC_COUNT
+};
+
+struct session_stats {
+	size_t listed;	/* messages on the server */
+	size_t fetched; /* delivered into the Maildir */
+	uint64_t bytes; /* bytes delivered */
+	size_t deleted; /* deletions committed by QUIT */
+	size_t left;	/* left on the server by policy */
+	size_t failed;	/* messages the server would not give */
+	double secs;
+};
+
+/*
+ * Called once per session, from a loop turn of its own (never from inside
+ * session_start or a transport callback), so it may free the session.
+ * STATS and MSG (a one-line reason, "" on success) are valid during the
+ * call only.
+ */
+typedef void (*session_done_cb)(void *arg, enum session_class cls,
+    const struct session_stats *stats, const char *msg);
+
+/*
+ * Starts polling ACCOUNT (which, like CONF, must outlive the session).
+ * Returns NULL only when out of memory.
+ */
+struct session *session_start(struct event_base *base, struct evdns_base *dns,
+    const struct conf *conf, const struct account *a, session_done_cb cb,
+    void *arg);
+
+/* Tears down a session (finished or not) and sets *S to NULL. */
+void session_free(struct session **s);
+
+const char *session_class_name(enum session_class cls);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * TLS set-up and verification for the transport. Certificates are
+ * verified by default; turning that off is a per-account opt-out.
+ */
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "conf.h"
+#include "tls.h"
+
+static void cert_names(X509 *cert, char *buf, size_t len);
+
+/* Where the names of the server's certificate are kept for messages. */
+static int names_idx = -1;
+
+static void
+free_names(
+    void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	free(ptr);
+}
+
+/*
+ * Remembers the names the server's certificate was issued for: after a
+ * failed handshake OpenSSL no longer hands out the certificate, and
+ * "hostname mismatch" is only useful with both names.
+ */
+static int
+verify_cb(int ok, X509_STORE_CTX *xs)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(
+	    xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	X509 *cert = X509_STORE_CTX_get_current_cert(xs);
+	char names[256];
+
+	if (ssl != NULL && cert != NULL &&
+	    X509_STORE_CTX_get_error_depth(xs) == 0 &&
+	    SSL_get_ex_data(ssl, names_idx) == NULL) {
+		cert_names(cert, names, sizeof(names));
+		SSL_set_ex_data(ssl, names_idx, strdup(names));
+	}
+	return ok;
+}
+
+static bool
+is_ip_literal(const char *host)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, host, buf) == 1 ||
+	       inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static void
+openssl_reason(char *err, size_t errlen, const char *what, const char *path)
+{
+	unsigned long e = ERR_get_error();
+	const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+	snprintf(
+	    err, errlen, "%s %s: %s", what, path, r != NULL ? r : "failed");
+	ERR_clear_error();
+}
+
+static bool
+ctx_client_cert(SSL_CTX *ctx, const struct account *a, char *err, size_t errlen)
+{
+	if (a->client_cert == NULL)
+		return true;
+	if (SSL_CTX_use_certificate_chain_file(ctx, a->client_cert) != 1) {
+		openssl_reason(err, errlen, "cannot load client certificate",
+		    a->client_cert);
+		return false;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, a->client_key, SSL_FILETYPE_PEM) !=
+	    1) {
+		openssl_reason(
+		    err, errlen, "cannot load client key", a->client_key);
+		return false;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "client key %s does not match %s",
+		    a->client_key, a->client_cert);
+		return false;
+	}
+	return true;
+}
+
+SSL_CTX *
+tls_ctx_new(const struct account *a, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+	int minv = TLS1_2_VERSION;
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "cannot create TLS context");
+		return NULL;
+	}
+	if (a->tls_min_version != NULL &&
+	    strcmp(a->tls_min_version, "TLSv1.3") == 0)
+		minv = TLS1_3_VERSION;
+	SSL_CTX_set_min_proto_version(ctx, minv);
+	if (names_idx == -1)
+		names_idx =
+		    SSL_get_ex_new_index(0, NULL, NULL, NULL, free_names);
+	SSL_CTX_set_verify(
+	    ctx, a->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
+	if (a->ca_file != NULL || a->ca_path != NULL) {
+		if (SSL_CTX_load_verify_locations(
+			ctx, a->ca_file, a->ca_path) != 1) {
+			openssl_reason(err, errlen, "cannot load CA",
+			    a->ca_file != NULL ? a->ca_file : a->ca_path);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "cannot load the system trust store");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (!ctx_client_cert(ctx, a, err, errlen)) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+SSL *
+tls_ssl_new(SSL_CTX *ctx, const struct account *a)
+{
+	X509_VERIFY_PARAM *param;
+	SSL *ssl;
+
+	if ((ssl = SSL_new(ctx)) == NULL)
+		return NULL;
+	param = SSL_get0_param(ssl);
+	if (is_ip_literal(a->host)) {
+		/* RFC 6066: SNI carries host names only, never addresses. */
+		X509_VERIFY_PARAM_set1_ip_asc(param, a->host);
+	} else {
+		SSL_set_tlsext_host_name(ssl, a->host);
+		X509_VERIFY_PARAM_set_hostflags(
+		    param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		SSL_set1_host(ssl, a->host);
+	}
+	return ssl;
+}
+
+/* base64 of the SHA-256 of the peer's SubjectPublicKeyInfo. */
+static bool
+peer_pin(SSL *ssl, char *out, size_t outlen)
+{
+	unsigned char *der = NULL, md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen;
+	X509 *cert;
+	int len;
+	bool ok = false;
+
+	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL)
+		return false;
+	len = i2d_PUBKEY(X509_get0_pubkey(cert), &der);
+	if (len > 0 &&
+	    EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(), NULL) == 1 &&
+	    outlen > 4 * ((mdlen + 2) / 3)) {
+		EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+		ok = true;
+	}
+	OPENSSL_free(der);
+	X509_free(cert);
+	return ok;
+}
+
+bool
+tls_check_pins(SSL *ssl, const struct account *a, char *err, size_t errlen)
+{
+	char pin[64];
+	size_t i;
+
+	if (a->ntls_pins == 0)
+		return true;
+	if (!peer_pin(ssl, pin, sizeof(pin))) {
+		snprintf(err, errlen, "pin check: no server certificate");
+		return false;
+	}
+	for (i = 0; i < a->ntls_pins; i++)
+		if (strcmp(a->tls_pins[i] + strlen("sha256/"), pin) == 0)
+			return true;
+	snprintf(err, errlen, "pin mismatch: server key is sha256/%s", pin);
+	return false;
+}
+
+/* The names a certificate is issued for, for an error message. */
+static void
+cert_names(X509 *cert, char *buf, size_t len)
+{
+	GENERAL_NAMES *sans;
+	size_t o = 0;
+	int i;
+
+	buf[0] = '\0';
+	sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
+		GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+		const unsigned char *d;
+		int n;
+
+		if (g->type == GEN_DNS) {
+			d = ASN1_STRING_get0_data(g->d.dNSName);
+			n = ASN1_STRING_length(g->d.dNSName);
+		} else if (g->type == GEN_IPADD) {
+			d = (const unsigned char *)"(an IP address)";
+			n = (int)strlen((const char *)d);
+		} else
+			continue;
+		if (o + (size_t)n + 3 < len)
+			o += (size_t)snprintf(buf + o, len - o, "%s%.*s",
+			    o > 0 ? ", " : "", n, (const char *)d);
+	}
+	GENERAL_NAMES_free(sans);
+	if (o == 0)
+		X509_NAME_oneline(X509_get_subject_name(cert), buf, (int)len);
+}
+
+void
+tls_describe_failure(
+    SSL *ssl, const struct account *a, unsigned long e, char *buf, size_t len)
+{
+	long v = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	const char *names;
+
+	if (v == X509_V_ERR_HOSTNAME_MISMATCH ||
+	    v == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+		names = SSL_get_ex_data(ssl, names_idx);
+		snprintf(buf, len,
+		    "certificate verification failed: hostname mismatch: "
+		    "%s vs %s",
+		    a->host,
+		    names != NULL && names[0] != '\0' ? names : "(no names)");
+	} else if (v != X509_V_OK)
+		snprintf(buf, len, "certificate verification failed: %s",
+		    X509_verify_cert_error_string(v));
+	else if (e != 0)
+		snprintf(buf, len, "TLS handshake failed: %s",
+		    ERR_reason_error_string(e) != NULL
+			? ERR_reason_error_string(e)
+			: "unknown error");
+	else
+		snprintf(buf, len, "TLS handshake failed: connection closed");
+}
+
+void
+tls_summary(SSL *ssl, char *buf, size_t len)
+{
+	snprintf(
+	    buf, len, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+}

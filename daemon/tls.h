@@ -1,0 +1,43 @@
+/*
+ * tls: OpenSSL contexts and connections for one account: certificate
+ * verification (system store or CA file/path, host name or IP address),
+ * SNI, minimum protocol version, SHA-256 public key pins, client
+ * certificates, and readable error text. It knows nothing of POP3.
+ */
+#ifndef POPFETCHD_TLS_H
+#define POPFETCHD_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct account;
+
+/*
+ * A context for ACCOUNT's settings. NULL on failure, with ERR saying why
+ * (an unreadable CA file, a client key that does not match...).
+ */
+SSL_CTX *tls_ctx_new(const struct account *a, char *err, size_t errlen);
+
+/* A connection object for ACCOUNT: SNI and the name to verify set. */
+SSL *tls_ssl_new(SSL_CTX *ctx, const struct account *a);
+
+/*
+ * After the handshake: checks the SPKI pins of ACCOUNT, if any. Returns
+ * true if there are none or one matches; else ERR says "pin mismatch".
+ */
+bool tls_check_pins(
+    SSL *ssl, const struct account *a, char *err, size_t errlen);
+
+/*
+ * Describes why a handshake on SSL failed (OpenSSL error E, 0 if none):
+ * "certificate has expired", "hostname mismatch: ..." and the like.
+ */
+void tls_describe_failure(
+    SSL *ssl, const struct account *a, unsigned long e, char *buf, size_t len);
+
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" for a connection. */
+void tls_summary(SSL *ssl, char *buf, size_t len);
+
+#endif

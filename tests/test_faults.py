@@ -1,0 +1,274 @@
+"""Fault tests against the scripted POP3 server (tests/fakepop.py).
+
+Each test sets up a fault a real server would not produce, runs
+`popfetchd --once`, and checks what the client did and did not send, what
+landed in the Maildir, and what is left on the server.
+
+Run: python3 tests/test_faults.py --binary build/popfetchd
+"""
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+
+BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+
+MESSAGES = [
+    b"From: a@example.org\nSubject: one\n\nbody one\n.leading dot\n",
+    b"From: b@example.org\nSubject: two\n\n" + b"x" * 70000 + b"\n",
+    b"From: c@example.org\nSubject: three\n\n.\n..\nend\n",
+]
+
+
+class FaultTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.certdir = tempdir()
+        cls.cert, cls.key = make_cert(cls.certdir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certdir, ignore_errors=True)
+
+    def setUp(self):
+        self.dir = tempdir()
+        self.maildir = os.path.join(self.dir, "Maildir")
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def server(self, **kw):
+        kw.setdefault("certfile", self.cert)
+        kw.setdefault("keyfile", self.key)
+        s = FakePop(list(MESSAGES), **kw)
+        self.servers.append(s)
+        return s
+
+    def config(self, srv, tls="implicit", extra=""):
+        path = os.path.join(self.dir, "popfetchd.conf")
+        plain = 'allow_plaintext = true;' if tls == "none" else ""
+        with open(path, "w") as f:
+            f.write("""
+state_dir = "%s/state";
+accounts = ({
+  name = "fake"; host = "localhost"; port = %d; tls = "%s"; %s
+  ca_file = "%s"; user = "alice"; password = "secret";
+  maildir = "%s"; received_header = false; timeout = 20;
+  %s
+});
+""" % (self.dir, srv.port, tls, plain, self.cert, self.maildir, extra))
+        os.chmod(path, 0o600)
+        return path
+
+    def run_once(self, conf, limit_fsize=None, debug=None):
+        def preexec():
+            if limit_fsize is not None:
+                # A full disk, as the process sees it: writes past the
+                # limit fail with EFBIG (SIGXFSZ ignored, as it is
+                # inherited across exec).
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE,
+                                   (limit_fsize, limit_fsize))
+        args = [BINARY, "-c", conf, "--once"]
+        if debug:
+            args += ["-d", str(debug)]
+        return subprocess.run(args, capture_output=True, text=True,
+                              timeout=60, preexec_fn=preexec)
+
+    def delivered(self):
+        new = os.path.join(self.maildir, "new")
+        if not os.path.isdir(new):
+            return []
+        out = []
+        for name in sorted(os.listdir(new)):
+            with open(os.path.join(new, name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def tmp_files(self):
+        tmp = os.path.join(self.maildir, "tmp")
+        return os.listdir(tmp) if os.path.isdir(tmp) else []
+
+    def assert_no_credentials(self, srv):
+        for c in srv.commands:
+            self.assertNotIn("secret", c)
+            self.assertFalse(c.upper().startswith(("USER", "PASS", "AUTH",
+                                                   "APOP")), c)
+
+    def assert_exactly_once(self):
+        self.assertEqual(sorted(self.delivered()), sorted(MESSAGES))
+        self.assertEqual(self.tmp_files(), [])
+
+    # ---- STLS ----
+
+    def test_stls_fetches(self):
+        srv = self.server(tls="starttls")
+        r = self.run_once(self.config(srv, tls="starttls"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        verbs = srv.verbs()
+        # Credentials only after STLS, capabilities asked again after it.
+        self.assertLess(verbs.index("STLS"), verbs.index("AUTH"))
+        self.assertEqual(verbs[:3], ["CAPA", "STLS", "CAPA"])
+        self.assertEqual(srv.messages, [])
+
+    def test_stls_injection_aborts(self):
+        srv = self.server(tls="starttls")
+        srv.inject_after_stls = b"+OK injected\r\n"
+        r = self.run_once(self.config(srv, tls="starttls"))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("after +OK to STLS", r.stderr)
+        self.assertIn("account=fake", r.stderr)
+        self.assert_no_credentials(srv)
+        self.assertEqual(self.delivered(), [])
+
+    def test_stls_missing_refuses_before_credentials(self):
+        srv = self.server(tls="starttls", capa_stls=False)
+        r = self.run_once(self.config(srv, tls="starttls"))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("does not offer STLS", r.stderr)
+        self.assert_no_credentials(srv)
+
+    def test_stls_refused(self):
+        srv = self.server(tls="starttls")
+        srv.refuse_stls = True
+        r = self.run_once(self.config(srv, tls="starttls"))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("refused STLS", r.stderr)
+        self.assert_no_credentials(srv)
+
+    def test_wrong_hostname_sends_nothing(self):
+        cert, key = make_cert(self.dir, "wrong.example", ip=False)
+        srv = self.server(tls="implicit", certfile=cert, keyfile=key)
+        # Trusted, but issued for another name.
+        conf = self.config(srv)
+        with open(conf) as f:
+            text = f.read().replace(self.cert, cert)
+        with open(conf, "w") as f:
+            f.write(text)
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("hostname mismatch: localhost vs wrong.example",
+                      r.stderr)
+        self.assertEqual(srv.commands, [])
+
+    def test_untrusted_certificate_sends_nothing(self):
+        cert, key = make_cert(self.dir, "localhost")
+        srv = self.server(tls="implicit", certfile=cert, keyfile=key)
+        # self.cert is another self-signed certificate: not this one's CA.
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("certificate verification failed", r.stderr)
+        self.assertEqual(srv.commands, [])
+
+    # ---- faults in the middle of a fetch ----
+
+    def test_dropped_connection_then_resume_exactly_once(self):
+        srv = self.server(tls="implicit")
+        srv.drop_in_retr = (2, 30000)
+        conf = self.config(srv)
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("connection closed", r.stderr)
+        # Nothing was deleted: the session never reached QUIT.
+        self.assertEqual(len(srv.messages), 3)
+        self.assertEqual(self.tmp_files(), [])
+        srv.drop_in_retr = None
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    def test_malformed_reply_is_protocol_error(self):
+        srv = self.server(tls="implicit")
+        srv.raw["LIST"] = b"+OK\r\nbanana\r\n.\r\n"
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("malformed LIST", r.stderr)
+        self.assertEqual(len(srv.messages), 3)
+        self.assertEqual(self.delivered(), [])
+
+    def test_overlong_status_line(self):
+        srv = self.server(tls="implicit")
+        srv.raw["STAT"] = b"+OK " + b"9" * 100000 + b"\r\n"
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("too long", r.stderr)
+
+    def test_auth_refused(self):
+        srv = self.server(tls="implicit", password="other")
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 77, r.stderr)
+        self.assertIn("authentication failed", r.stderr)
+        self.assertEqual(len(srv.messages), 3)
+
+    def test_disk_full_deletes_nothing_undelivered(self):
+        srv = self.server(tls="implicit")
+        conf = self.config(srv)
+        # The first message fits, the 70 KB one does not.
+        r = self.run_once(conf, limit_fsize=20000)
+        self.assertEqual(r.returncode, 74, r.stderr)
+        self.assertIn("error=local", r.stderr)
+        self.assertEqual(self.tmp_files(), [])
+        got = self.delivered()
+        self.assertTrue(all(m in MESSAGES for m in got))
+        # Whatever was not delivered is still on the server.
+        for m in MESSAGES:
+            if m not in got:
+                self.assertIn(m, srv.messages)
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    # ---- servers without UIDL ----
+
+    def test_no_uidl_delete_mode(self):
+        srv = self.server(tls="implicit", uidl=False)
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    def test_no_uidl_keep_mode_refused(self):
+        srv = self.server(tls="implicit", uidl=False)
+        r = self.run_once(self.config(srv, extra="keep = true;"))
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("UIDL", r.stderr)
+        self.assertEqual(self.delivered(), [])
+
+    # ---- pipelining ----
+
+    def test_pipelined_fetch(self):
+        srv = self.server(tls="implicit", pipelining=True)
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    # ---- secrets ----
+
+    def test_trace_masks_password(self):
+        srv = self.server(tls="implicit", sasl="")
+        r = self.run_once(self.config(srv), debug=2)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("> PASS ********", r.stderr)
+        self.assertNotIn("secret", r.stderr)
+
+
+if __name__ == "__main__":
+    if "--binary" in sys.argv:
+        i = sys.argv.index("--binary")
+        BINARY = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+    unittest.main(verbosity=2)
