@@ -1,0 +1,1082 @@
+/*
+ * state: the per-account store of delivered UIDs, an append-only journal.
+ *
+ * File DIR/ACCOUNT.state, text, one record per line:
+ *
+ *	popfetchd-state 1 <host> <user>		header (percent-encoded fields)
+ *	+ <first_seen_epoch> <uid>		UID delivered
+ *	- <uid>					UID forgotten
+ *
+ * Recording appends to a buffer in memory; state_commit() writes the
+ * buffer with one write and one fdatasync, so its cost depends on what
+ * changed, not on how many UIDs the account holds.
+ *
+ * Loading never fails because of what the file contains: a last record
+ * without its newline was torn by a crash and is cut off; a malformed
+ * record in the middle is skipped; a file without a readable header is
+ * set aside as ACCOUNT.state.corrupt; a file written for another host or
+ * user is set aside as ACCOUNT.state.old. In the last two cases the state
+ * starts empty. The only refusal is a header of a newer format version:
+ * starting empty there would deliver again every message kept on the
+ * server, so the account fails until the user decides.
+ *
+ * When dead records (forgotten UIDs, their old "+" lines, duplicates,
+ * malformed lines) outnumber both COMPACT_MIN_DEAD and the live UIDs,
+ * state_commit() rewrites the file with only the live UIDs.
+ *
+ * The lock is a flock() on a separate ACCOUNT.lock, never replaced or
+ * removed: the state file itself is replaced by rename when compacted, and
+ * a lock on a replaced file would no longer exclude anyone.
+ */
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "state.h"
+
+#define FORMAT_MAGIC   "popfetchd-state "
+#define FORMAT_VERSION 1
+
+/* RFC 1939 7: a unique-id is 1 to 70 characters in the range 0x21-0x7E. */
+#define UID_MAX_LEN 70
+
+/*
+ * Compaction waits for this many dead records: below it the file is small
+ * whatever the ratio, and rewriting it would cost more than it saves.
+ */
+#define COMPACT_MIN_DEAD 1000
+
+/* First size of the hash table (a power of two) and its maximum load. */
+#define TABLE_MIN_CAP	 64
+#define TABLE_LOAD_NUM	 3
+#define TABLE_LOAD_DENOM 4
+
+/* Room for the longest record: "+ " epoch(20) ' ' uid '\n', and a NUL. */
+#define RECORD_MAX (2 + 20 + 1 + UID_MAX_LEN + 1 + 1)
+
+/* Snapshots are written in pieces of this size. */
+#define SNAPSHOT_CHUNK (64 * 1024)
+
+/* Suffixes of the files of one account. */
+#define SUFFIX_STATE   ".state"
+#define SUFFIX_TMP     ".state.tmp"
+#define SUFFIX_OLD     ".state.old"
+#define SUFFIX_CORRUPT ".state.corrupt"
+#define SUFFIX_LOCK    ".lock"
+#define LONGEST_SUFFIX SUFFIX_CORRUPT
+
+struct slot {
+	char *uid; /* NULL: empty slot */
+	uint64_t hash;
+	time_t first_seen;
+};
+
+/* Open addressing with linear probing, keyed SipHash against flooding. */
+struct table {
+	struct slot *slots;
+	size_t cap; /* a power of two, or 0 */
+	size_t count;
+	uint64_t key[2];
+};
+
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+
+enum header_kind {
+	HEADER_OK,	/* ours */
+	HEADER_OTHER,	/* version 1, another host or user */
+	HEADER_CORRUPT, /* unreadable */
+	HEADER_NEWER,	/* a format version we do not know */
+};
+
+struct state {
+	char *dir;
+	char *account;
+	char *header; /* the header line our file must have */
+	int dirfd, lockfd, fd;
+	off_t clean_len; /* the file up to here holds whole records */
+	bool need_sep;	 /* junk may follow clean_len: start with '\n' */
+	size_t dead;	 /* records in the file not adding to the live set */
+	size_t compact_floor; /* no compaction before dead reaches this */
+	struct table tab;
+	struct buf pending; /* records not yet written */
+	char notice[512];
+};
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_notice(struct state *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int mkdir_p(const char *path, char *errbuf, size_t errlen);
+static int fsync_parent(const char *path);
+static bool valid_account(const char *account);
+static bool valid_uid(const char *uid, size_t len);
+static char *make_header(const char *host, const char *user);
+static void file_name(
+    char *buf, size_t len, const struct state *st, const char *suffix);
+static int take_lock(struct state *st, char *errbuf, size_t errlen);
+static int load(struct state *st, char *errbuf, size_t errlen);
+static int read_all(int fd, struct buf *out);
+static enum header_kind check_header(const struct state *st, const char *data,
+    size_t len, size_t *hlen, unsigned long *version);
+static int parse_records(
+    struct state *st, const char *data, size_t hlen, size_t len);
+static int parse_line(struct state *st, const char *line, size_t len);
+static int apply_add(struct state *st, const char *uid, time_t first_seen);
+static void apply_forget(struct state *st, const char *uid);
+static void drop_torn(struct state *st, off_t good, size_t torn);
+static int set_aside(struct state *st, const char *suffix, const char *why,
+    char *errbuf, size_t errlen);
+static int write_snapshot(struct state *st);
+static int append_pending(struct state *st);
+static void maybe_compact(struct state *st);
+static int write_all(int fd, const char *data, size_t len);
+static int buf_reserve(struct buf *b, size_t more);
+static void buf_add(struct buf *b, const char *data, size_t len);
+static void buf_add_record(struct buf *b, const char *uid, time_t first_seen);
+static uint64_t siphash13(const uint64_t key[2], const char *s, size_t len);
+static void table_init_key(struct table *t);
+static int table_reserve(struct table *t, size_t more);
+static struct slot *table_find(
+    const struct table *t, const char *uid, uint64_t hash);
+static void table_put(
+    struct table *t, char *uid, uint64_t hash, time_t first_seen);
+static void table_remove(struct table *t, struct slot *s);
+static void table_free(struct table *t);
+
+static void
+set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	if (errbuf == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+/* Adds to what loading found, as "; "-separated phrases. */
+static void
+add_notice(struct state *st, const char *fmt, ...)
+{
+	size_t used = strlen(st->notice);
+	va_list ap;
+
+	if (used > 0 && used + 2 < sizeof(st->notice)) {
+		memcpy(st->notice + used, "; ", 3);
+		used += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(st->notice + used, sizeof(st->notice) - used, fmt, ap);
+	va_end(ap);
+}
+
+struct state *
+state_open(const char *dir, const char *account, const char *host,
+    const char *user, char *errbuf, size_t errlen)
+{
+	struct state *st;
+	int saved;
+
+	set_err(errbuf, errlen, "%s", "");
+	if (!valid_account(account)) {
+		set_err(errbuf, errlen, "invalid account name \"%s\"", account);
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		goto nomem;
+	st->dirfd = st->lockfd = st->fd = -1;
+	if ((st->dir = strdup(dir)) == NULL ||
+	    (st->account = strdup(account)) == NULL ||
+	    (st->header = make_header(host, user)) == NULL)
+		goto nomem;
+	table_init_key(&st->tab);
+	if (mkdir_p(dir, errbuf, errlen) == -1)
+		goto fail;
+	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->dirfd == -1) {
+		set_err(
+		    errbuf, errlen, "cannot open %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (take_lock(st, errbuf, errlen) == -1 ||
+	    load(st, errbuf, errlen) == -1)
+		goto fail;
+	return st;
+nomem:
+	set_err(errbuf, errlen, "state of account %s: %s", account,
+	    strerror(errno));
+fail:
+	saved = errno;
+	state_close(&st);
+	errno = saved;
+	return NULL;
+}
+
+void
+state_close(struct state **stp)
+{
+	struct state *st = *stp;
+
+	if (st == NULL)
+		return;
+	if (st->fd != -1)
+		close(st->fd);
+	if (st->lockfd != -1)
+		close(st->lockfd); /* releases the lock */
+	if (st->dirfd != -1)
+		close(st->dirfd);
+	table_free(&st->tab);
+	free(st->pending.data);
+	free(st->header);
+	free(st->account);
+	free(st->dir);
+	free(st);
+	*stp = NULL;
+}
+
+const char *
+state_load_notice(const struct state *st)
+{
+	return st->notice[0] != '\0' ? st->notice : NULL;
+}
+
+/* Account names become file names: no '/', no "." or "..", not too long. */
+static bool
+valid_account(const char *account)
+{
+	size_t len = strlen(account);
+
+	return len > 0 && len + strlen(LONGEST_SUFFIX) <= NAME_MAX &&
+	       strchr(account, '/') == NULL && strcmp(account, ".") != 0 &&
+	       strcmp(account, "..") != 0;
+}
+
+static bool
+valid_uid(const char *uid, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > UID_MAX_LEN)
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)uid[i] < 0x21 ||
+		    (unsigned char)uid[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* Percent-encodes S into B, so that the header stays one line of fields. */
+static void
+encode_field(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; s != NULL && *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c > 0x20 && c < 0x7f && c != '%') {
+			buf_add(b, s, 1);
+		} else {
+			char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+
+			buf_add(b, esc, 3);
+		}
+	}
+}
+
+/* "popfetchd-state 1 <host> <user>\n", NUL-terminated (caller frees). */
+static char *
+make_header(const char *host, const char *user)
+{
+	size_t hlen = host != NULL ? strlen(host) : 0;
+	size_t ulen = user != NULL ? strlen(user) : 0;
+	struct buf b = {0};
+	char version[24];
+	int n;
+
+	n = snprintf(version, sizeof(version), "%d ", FORMAT_VERSION);
+	if (buf_reserve(&b,
+		sizeof(FORMAT_MAGIC) + (size_t)n + 3 * (hlen + ulen) + 3) == -1)
+		return NULL;
+	buf_add(&b, FORMAT_MAGIC, strlen(FORMAT_MAGIC));
+	buf_add(&b, version, (size_t)n);
+	encode_field(&b, host);
+	buf_add(&b, " ", 1);
+	encode_field(&b, user);
+	buf_add(&b, "\n", 2); /* with the NUL */
+	return b.data;
+}
+
+static void
+file_name(char *buf, size_t len, const struct state *st, const char *suffix)
+{
+	snprintf(buf, len, "%s%s", st->account, suffix);
+}
+
+/*
+ * Creates PATH and missing parents with mode 0700, like mkdir -p, making
+ * each new directory durable in its parent: a state file fsynced inside a
+ * directory that a crash then loses would be lost with it.
+ */
+static int
+mkdir_p(const char *path, char *errbuf, size_t errlen)
+{
+	char *copy, *p;
+	int rc = 0;
+
+	if (path[0] == '\0') {
+		errno = ENOENT;
+		set_err(
+		    errbuf, errlen, "cannot create \"\": %s", strerror(errno));
+		return -1;
+	}
+	if ((copy = strdup(path)) == NULL)
+		return -1;
+	for (p = copy + 1; rc == 0; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(copy, 0700) == 0)
+			rc = fsync_parent(copy);
+		else if (errno != EEXIST)
+			rc = -1;
+		if (rc == -1)
+			set_err(errbuf, errlen, "cannot create %s: %s", copy,
+			    strerror(errno));
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	free(copy);
+	return rc;
+}
+
+/* fsyncs the directory holding PATH. */
+static int
+fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *parent;
+	int fd, rc;
+
+	if (slash == NULL)
+		parent = strdup(".");
+	else if (slash == path)
+		parent = strdup("/");
+	else
+		parent = strndup(path, (size_t)(slash - path));
+	if (parent == NULL)
+		return -1;
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(parent);
+	if (fd == -1)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+static int
+take_lock(struct state *st, char *errbuf, size_t errlen)
+{
+	char name[NAME_MAX + 1];
+
+	file_name(name, sizeof(name), st, SUFFIX_LOCK);
+	st->lockfd =
+	    openat(st->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lockfd == -1) {
+		set_err(errbuf, errlen, "cannot open %s/%s: %s", st->dir, name,
+		    strerror(errno));
+		return -1;
+	}
+	if (flock(st->lockfd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			set_err(errbuf, errlen,
+			    "state of account %s is locked by another process",
+			    st->account);
+		else
+			set_err(errbuf, errlen, "cannot lock %s/%s: %s",
+			    st->dir, name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads the state file (or starts a fresh one) into memory. */
+static int
+load(struct state *st, char *errbuf, size_t errlen)
+{
+	char name[NAME_MAX + 1];
+	struct buf data = {0};
+	unsigned long version;
+	size_t hlen;
+	int rc = -1;
+
+	/* Left by a crash during compaction; the state file is intact. */
+	file_name(name, sizeof(name), st, SUFFIX_TMP);
+	unlinkat(st->dirfd, name, 0);
+	file_name(name, sizeof(name), st, SUFFIX_STATE);
+	st->fd = openat(st->dirfd, name, O_RDWR | O_APPEND | O_CLOEXEC);
+	if (st->fd == -1 && errno == ENOENT)
+		goto fresh;
+	if (st->fd == -1 || read_all(st->fd, &data) == -1) {
+		set_err(errbuf, errlen, "cannot read %s/%s: %s", st->dir, name,
+		    strerror(errno));
+		goto out;
+	}
+	switch (check_header(st, data.data, data.len, &hlen, &version)) {
+	case HEADER_OK:
+		rc = parse_records(st, data.data, hlen, data.len);
+		if (rc == -1)
+			set_err(errbuf, errlen, "cannot load %s/%s: %s",
+			    st->dir, name, strerror(errno));
+		goto out;
+	case HEADER_NEWER:
+		set_err(errbuf, errlen,
+		    "%s/%s has format version %lu; this popfetchd reads "
+		    "version %d",
+		    st->dir, name, version, FORMAT_VERSION);
+		errno = ENOTSUP;
+		goto out;
+	case HEADER_OTHER:
+		if (set_aside(st, SUFFIX_OLD, "belongs to another host or user",
+			errbuf, errlen) == -1)
+			goto out;
+		goto fresh;
+	case HEADER_CORRUPT:
+		if (set_aside(st, SUFFIX_CORRUPT, "has no readable header",
+			errbuf, errlen) == -1)
+			goto out;
+		goto fresh;
+	}
+fresh:
+	if ((rc = write_snapshot(st)) == -1)
+		set_err(errbuf, errlen, "cannot create %s/%s: %s", st->dir,
+		    name, strerror(errno));
+out:
+	free(data.data);
+	return rc;
+}
+
+/* Reads FD from its start to its end into OUT. */
+static int
+read_all(int fd, struct buf *out)
+{
+	struct stat sb;
+	ssize_t n;
+
+	if (fstat(fd, &sb) == -1 || buf_reserve(out, (size_t)sb.st_size + 1))
+		return -1;
+	for (;;) {
+		if (out->len == out->cap && buf_reserve(out, out->cap) == -1)
+			return -1;
+		n = pread(fd, out->data + out->len, out->cap - out->len,
+		    (off_t)out->len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0)
+			return 0;
+		out->len += (size_t)n;
+	}
+}
+
+/*
+ * Classifies the first line of the file; *HLEN gets its length with the
+ * newline, *VERSION the format version it names.
+ */
+static enum header_kind
+check_header(const struct state *st, const char *data, size_t len, size_t *hlen,
+    unsigned long *version)
+{
+	size_t magic = strlen(FORMAT_MAGIC);
+	const char *nl = memchr(data, '\n', len);
+	char *end;
+
+	*version = 0;
+	if (nl == NULL || (size_t)(nl - data) < magic + 1 ||
+	    memcmp(data, FORMAT_MAGIC, magic) != 0 || data[magic] < '0' ||
+	    data[magic] > '9')
+		return HEADER_CORRUPT;
+	*hlen = (size_t)(nl - data) + 1;
+	/* Ends at the newline at the latest: strtoul stops at non-digits. */
+	*version = strtoul(data + magic, &end, 10);
+	if (*end != ' ' && *end != '\n')
+		return HEADER_CORRUPT;
+	if (*version != FORMAT_VERSION)
+		return *version > FORMAT_VERSION ? HEADER_NEWER
+						 : HEADER_CORRUPT;
+	if (*hlen != strlen(st->header) || memcmp(data, st->header, *hlen) != 0)
+		return HEADER_OTHER;
+	return HEADER_OK;
+}
+
+/* Applies the records after the header; cuts off a torn last one. */
+static int
+parse_records(struct state *st, const char *data, size_t hlen, size_t len)
+{
+	const char *p = data + hlen, *end = data + len, *nl;
+	size_t skipped = 0;
+
+	while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		int r = parse_line(st, p, (size_t)(nl - p));
+
+		if (r == -1)
+			return -1;
+		if (r == 1) {
+			skipped++;
+			st->dead++;
+		}
+		p = nl + 1;
+	}
+	st->clean_len = (off_t)(p - data);
+	if (p < end)
+		drop_torn(st, st->clean_len, (size_t)(end - p));
+	if (skipped > 0)
+		add_notice(st, "skipped %zu malformed record%s", skipped,
+		    skipped == 1 ? "" : "s");
+	return 0;
+}
+
+/* Parses a non-negative decimal time, refusing overflow. */
+static bool
+parse_time(const char *p, size_t len, time_t *t)
+{
+	long long v = 0;
+	size_t i;
+
+	if (len == 0)
+		return false;
+	for (i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9' || v > (LLONG_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (p[i] - '0');
+	}
+	*t = (time_t)v;
+	return true;
+}
+
+/*
+ * Applies one record (without its newline). Returns 0, 1 if malformed,
+ * -1 if out of memory.
+ */
+static int
+parse_line(struct state *st, const char *line, size_t len)
+{
+	char uid[UID_MAX_LEN + 1];
+	const char *sp;
+	time_t t;
+
+	/* An empty line separates records from junk a failed write left. */
+	if (len == 0) {
+		st->dead++;
+		return 0;
+	}
+	if (len < 3 || line[1] != ' ')
+		return 1;
+	if (line[0] == '-' && valid_uid(line + 2, len - 2)) {
+		memcpy(uid, line + 2, len - 2);
+		uid[len - 2] = '\0';
+		apply_forget(st, uid);
+		return 0;
+	}
+	if (line[0] != '+' || (sp = memchr(line + 2, ' ', len - 2)) == NULL ||
+	    !parse_time(line + 2, (size_t)(sp - line - 2), &t) ||
+	    !valid_uid(sp + 1, (size_t)(line + len - sp - 1)))
+		return 1;
+	memcpy(uid, sp + 1, (size_t)(line + len - sp - 1));
+	uid[line + len - sp - 1] = '\0';
+	return apply_add(st, uid, t);
+}
+
+static int
+apply_add(struct state *st, const char *uid, time_t first_seen)
+{
+	uint64_t h = siphash13(st->tab.key, uid, strlen(uid));
+	char *copy;
+
+	if (table_find(&st->tab, uid, h) != NULL) {
+		st->dead++; /* a duplicate: the first one counts */
+		return 0;
+	}
+	if (table_reserve(&st->tab, 1) == -1 || (copy = strdup(uid)) == NULL)
+		return -1;
+	table_put(&st->tab, copy, h, first_seen);
+	return 0;
+}
+
+static void
+apply_forget(struct state *st, const char *uid)
+{
+	struct slot *s;
+
+	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, strlen(uid)));
+	st->dead++;
+	if (s != NULL) {
+		table_remove(&st->tab, s);
+		st->dead++; /* its "+" record too */
+	}
+}
+
+/*
+ * Cuts off a record a crash tore. If the file cannot be truncated the
+ * junk stays, and the next commit begins with a newline to end it.
+ */
+static void
+drop_torn(struct state *st, off_t good, size_t torn)
+{
+	if (ftruncate(st->fd, good) == -1)
+		st->need_sep = true;
+	add_notice(st, "dropped a torn last record (%zu bytes)", torn);
+}
+
+/* Renames the state file to ACCOUNT SUFFIX, keeping it for the user. */
+static int
+set_aside(struct state *st, const char *suffix, const char *why, char *errbuf,
+    size_t errlen)
+{
+	char from[NAME_MAX + 1], to[NAME_MAX + 1];
+
+	file_name(from, sizeof(from), st, SUFFIX_STATE);
+	file_name(to, sizeof(to), st, suffix);
+	if (renameat(st->dirfd, from, st->dirfd, to) == -1) {
+		set_err(errbuf, errlen, "cannot rename %s/%s to %s: %s",
+		    st->dir, from, to, strerror(errno));
+		return -1;
+	}
+	close(st->fd);
+	st->fd = -1;
+	add_notice(st, "%s/%s %s; moved to %s, starting afresh", st->dir, from,
+	    why, to);
+	return 0;
+}
+
+/*
+ * Replaces the state file with one holding the header and the live UIDs:
+ * written to a temporary file, fsynced, renamed over, and the directory
+ * fsynced. The directory fsync makes the rename durable before anything
+ * is appended to the new file; otherwise a crash could bring back the old
+ * file and lose records appended (and acted upon) since.
+ */
+static int
+write_snapshot(struct state *st)
+{
+	char tmp[NAME_MAX + 1], name[NAME_MAX + 1];
+	struct buf out = {0};
+	off_t total = 0;
+	size_t i;
+	int fd, saved;
+
+	file_name(tmp, sizeof(tmp), st, SUFFIX_TMP);
+	file_name(name, sizeof(name), st, SUFFIX_STATE);
+	fd = openat(st->dirfd, tmp,
+	    O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1 || buf_reserve(&out, SNAPSHOT_CHUNK + RECORD_MAX +
+					      strlen(st->header)) == -1)
+		goto fail;
+	buf_add(&out, st->header, strlen(st->header));
+	for (i = 0; i <= st->tab.cap; i++) {
+		if (i == st->tab.cap || out.len >= SNAPSHOT_CHUNK) {
+			if (write_all(fd, out.data, out.len) == -1)
+				goto fail;
+			total += (off_t)out.len;
+			out.len = 0;
+		}
+		if (i < st->tab.cap && st->tab.slots[i].uid != NULL)
+			buf_add_record(&out, st->tab.slots[i].uid,
+			    st->tab.slots[i].first_seen);
+	}
+	if (fsync(fd) == -1 ||
+	    renameat(st->dirfd, tmp, st->dirfd, name) == -1 ||
+	    fsync(st->dirfd) == -1)
+		goto fail;
+	free(out.data);
+	if (st->fd != -1)
+		close(st->fd);
+	st->fd = fd;
+	st->clean_len = total;
+	st->need_sep = false;
+	st->dead = 0;
+	st->compact_floor = 0;
+	return 0;
+fail:
+	saved = errno;
+	free(out.data);
+	if (fd != -1) {
+		close(fd);
+		unlinkat(st->dirfd, tmp, 0);
+	}
+	errno = saved;
+	return -1;
+}
+
+bool
+state_has(const struct state *st, const char *uid, time_t *first_seen)
+{
+	const struct slot *s;
+	size_t len = strlen(uid);
+
+	if (!valid_uid(uid, len))
+		return false;
+	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
+	if (s != NULL && first_seen != NULL)
+		*first_seen = s->first_seen;
+	return s != NULL;
+}
+
+int
+state_record(struct state *st, const char *uid, time_t now)
+{
+	size_t len = strlen(uid);
+	uint64_t h;
+	char *copy;
+
+	if (!valid_uid(uid, len) || now < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	h = siphash13(st->tab.key, uid, len);
+	if (table_find(&st->tab, uid, h) != NULL)
+		return 0;
+	/* Take all memory first, so that no failure leaves half a change. */
+	if (table_reserve(&st->tab, 1) == -1 ||
+	    buf_reserve(&st->pending, RECORD_MAX) == -1 ||
+	    (copy = strdup(uid)) == NULL)
+		return -1;
+	table_put(&st->tab, copy, h, now);
+	buf_add_record(&st->pending, uid, now);
+	return 0;
+}
+
+int
+state_forget(struct state *st, const char *uid)
+{
+	size_t len = strlen(uid);
+	struct slot *s;
+
+	if (!valid_uid(uid, len)) {
+		errno = EINVAL;
+		return -1;
+	}
+	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
+	if (s == NULL)
+		return 0;
+	if (buf_reserve(&st->pending, 3 + len) == -1)
+		return -1;
+	buf_add(&st->pending, "- ", 2);
+	buf_add(&st->pending, uid, len);
+	buf_add(&st->pending, "\n", 1);
+	table_remove(&st->tab, s);
+	st->dead += 2; /* this record and the "+" it cancels */
+	return 0;
+}
+
+/*
+ * Writes the pending records and fdatasyncs. On failure the file is cut
+ * back to its clean length and the records stay pending, to be written
+ * again in full by the next commit: after a failed fdatasync the kernel
+ * may have dropped the written pages, so they must not count as written.
+ */
+static int
+append_pending(struct state *st)
+{
+	off_t end = 0;
+	int saved;
+
+	if (st->need_sep && ftruncate(st->fd, st->clean_len) == 0)
+		st->need_sep = false;
+	if ((st->need_sep && write_all(st->fd, "\n", 1) == -1) ||
+	    write_all(st->fd, st->pending.data, st->pending.len) == -1 ||
+	    fdatasync(st->fd) == -1 ||
+	    (end = lseek(st->fd, 0, SEEK_END)) == -1) {
+		saved = errno;
+		if (ftruncate(st->fd, st->clean_len) == 0)
+			st->need_sep = false;
+		else
+			st->need_sep = true;
+		errno = saved;
+		return -1;
+	}
+	st->clean_len = end;
+	st->need_sep = false;
+	st->pending.len = 0;
+	return 0;
+}
+
+/*
+ * Compacts when dead records outnumber COMPACT_MIN_DEAD and the live
+ * ones. A failure is not the commit's failure (the journal is durable);
+ * the next try waits for COMPACT_MIN_DEAD more dead records, so that a
+ * full disk does not cost a whole rewrite at every commit.
+ */
+static void
+maybe_compact(struct state *st)
+{
+	if (st->dead <= COMPACT_MIN_DEAD || st->dead <= st->tab.count ||
+	    st->dead < st->compact_floor || st->pending.len > 0)
+		return;
+	if (write_snapshot(st) == -1)
+		st->compact_floor = st->dead + COMPACT_MIN_DEAD;
+}
+
+int
+state_commit(struct state *st)
+{
+	if (st->pending.len > 0 && append_pending(st) == -1)
+		return -1;
+	maybe_compact(st);
+	return 0;
+}
+
+size_t
+state_count(const struct state *st)
+{
+	return st->tab.count;
+}
+
+void
+state_foreach(const struct state *st,
+    void (*fn)(void *arg, const char *uid, time_t first_seen), void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < st->tab.cap; i++)
+		if (st->tab.slots[i].uid != NULL)
+			fn(arg, st->tab.slots[i].uid,
+			    st->tab.slots[i].first_seen);
+}
+
+/* write(2) all of DATA; retries short writes and EINTR. */
+static int
+write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Makes room for MORE bytes; buf_add() within that room cannot fail. */
+static int
+buf_reserve(struct buf *b, size_t more)
+{
+	size_t cap = b->cap > 0 ? b->cap : 256;
+	char *p;
+
+	if (more <= b->cap - b->len)
+		return 0;
+	if (more > SIZE_MAX / 2 - b->len) {
+		errno = ENOMEM;
+		return -1;
+	}
+	while (cap - b->len < more)
+		cap *= 2;
+	if ((p = realloc(b->data, cap)) == NULL)
+		return -1;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+static void
+buf_add(struct buf *b, const char *data, size_t len)
+{
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
+
+/* Appends "+ <first_seen> <uid>\n"; room for RECORD_MAX must be there. */
+static void
+buf_add_record(struct buf *b, const char *uid, time_t first_seen)
+{
+	int n = snprintf(b->data + b->len, b->cap - b->len, "+ %lld %s\n",
+	    (long long)first_seen, uid);
+
+	b->len += (size_t)n;
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void
+sip_round(uint64_t v[4])
+{
+	v[0] += v[1];
+	v[1] = ROTL(v[1], 13) ^ v[0];
+	v[0] = ROTL(v[0], 32);
+	v[2] += v[3];
+	v[3] = ROTL(v[3], 16) ^ v[2];
+	v[0] += v[3];
+	v[3] = ROTL(v[3], 21) ^ v[0];
+	v[2] += v[1];
+	v[1] = ROTL(v[1], 17) ^ v[2];
+	v[2] = ROTL(v[2], 32);
+}
+
+/*
+ * SipHash-1-3 of S under KEY. UIDs come from the server: with a keyed
+ * hash a hostile server cannot choose UIDs that all collide and turn each
+ * lookup into a scan of the table.
+ */
+static uint64_t
+siphash13(const uint64_t key[2], const char *s, size_t len)
+{
+	uint64_t v[4] = {key[0] ^ 0x736f6d6570736575ULL,
+	    key[1] ^ 0x646f72616e646f6dULL, key[0] ^ 0x6c7967656e657261ULL,
+	    key[1] ^ 0x7465646279746573ULL};
+	const unsigned char *p = (const unsigned char *)s;
+	uint64_t m;
+	size_t i, j;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		for (m = 0, j = 0; j < 8; j++)
+			m |= (uint64_t)p[i + j] << (8 * j);
+		v[3] ^= m;
+		sip_round(v);
+		v[0] ^= m;
+	}
+	for (m = (uint64_t)len << 56, j = 0; i + j < len; j++)
+		m |= (uint64_t)p[i + j] << (8 * j);
+	v[3] ^= m;
+	sip_round(v);
+	v[0] ^= m;
+	v[2] ^= 0xff;
+	sip_round(v);
+	sip_round(v);
+	sip_round(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+static void
+table_init_key(struct table *t)
+{
+	if (getrandom(t->key, sizeof(t->key), GRND_NONBLOCK) ==
+	    (ssize_t)sizeof(t->key))
+		return;
+	/* Early boot without entropy: weaker, but the table still works. */
+	t->key[0] = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	t->key[1] = (uint64_t)(uintptr_t)t ^ 0x9e3779b97f4a7c15ULL;
+}
+
+/* Grows the table so that MORE entries fit within the maximum load. */
+static int
+table_reserve(struct table *t, size_t more)
+{
+	size_t cap = t->cap > 0 ? t->cap : TABLE_MIN_CAP, i;
+	struct slot *old = t->slots, *slots;
+	size_t oldcap = t->cap;
+
+	while ((t->count + more) * TABLE_LOAD_DENOM > cap * TABLE_LOAD_NUM) {
+		if (cap > SIZE_MAX / 2 / sizeof(*slots)) {
+			errno = ENOMEM;
+			return -1;
+		}
+		cap *= 2;
+	}
+	if (cap == t->cap)
+		return 0;
+	if ((slots = calloc(cap, sizeof(*slots))) == NULL)
+		return -1;
+	t->slots = slots;
+	t->cap = cap;
+	t->count = 0;
+	for (i = 0; i < oldcap; i++)
+		if (old[i].uid != NULL)
+			table_put(
+			    t, old[i].uid, old[i].hash, old[i].first_seen);
+	free(old);
+	return 0;
+}
+
+static struct slot *
+table_find(const struct table *t, const char *uid, uint64_t hash)
+{
+	size_t mask = t->cap - 1, i;
+
+	if (t->cap == 0)
+		return NULL;
+	for (i = hash & mask; t->slots[i].uid != NULL; i = (i + 1) & mask)
+		if (t->slots[i].hash == hash &&
+		    strcmp(t->slots[i].uid, uid) == 0)
+			return &t->slots[i];
+	return NULL;
+}
+
+/* Inserts UID (taking ownership); room must have been reserved. */
+static void
+table_put(struct table *t, char *uid, uint64_t hash, time_t first_seen)
+{
+	size_t mask = t->cap - 1, i;
+
+	for (i = hash & mask; t->slots[i].uid != NULL; i = (i + 1) & mask)
+		;
+	t->slots[i].uid = uid;
+	t->slots[i].hash = hash;
+	t->slots[i].first_seen = first_seen;
+	t->count++;
+}
+
+/*
+ * Removes slot S and shifts later entries of its probe run back, so that
+ * the table needs no tombstones and lookups stay short after many forgets.
+ */
+static void
+table_remove(struct table *t, struct slot *s)
+{
+	size_t mask = t->cap - 1, hole = (size_t)(s - t->slots), i, home;
+
+	free(s->uid);
+	for (i = (hole + 1) & mask; t->slots[i].uid != NULL;
+	     i = (i + 1) & mask) {
+		home = t->slots[i].hash & mask;
+		/* Entry i may move into the hole unless its home lies
+		 * cyclically after the hole, up to i. */
+		if (((i - home) & mask) >= ((i - hole) & mask)) {
+			t->slots[hole] = t->slots[i];
+			hole = i;
+		}
+	}
+	t->slots[hole].uid = NULL;
+	t->count--;
+}
+
+static void
+table_free(struct table *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->cap; i++)
+		free(t->slots[i].uid);
+	free(t->slots);
+	t->slots = NULL;
+	t->cap = t->count = 0;
+}

@@ -1,0 +1,851 @@
+/*
+ * Tests of daemon/state.c: the journal round trip, repairs on load (torn
+ * last record, malformed records, foreign or unreadable headers), the
+ * lock, compaction, failed commits retried, and scale.
+ */
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "state.h"
+
+#define HOST   "pop.example.com"
+#define USER   "alice"
+#define ACCT   "work"
+#define HEADER "popfetchd-state 1 " HOST " " USER "\n"
+
+static char tmpdir[1024];
+static char statedir[2048];
+static char statefile[3072];
+
+static void setup(void);
+static void teardown(void);
+static void rm_rf(const char *path);
+static char *slurp(const char *path, size_t *len);
+static void spew(const char *path, const char *data);
+static int count_lines(const char *path);
+static bool exists(const char *suffix);
+static struct state *open_ok(void);
+static Suite *state_suite(void);
+
+static void
+setup(void)
+{
+	const char *base = getenv("TMPDIR");
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/test_state.XXXXXX",
+	    base != NULL && base[0] != '\0' ? base : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(statedir, sizeof(statedir), "%s/var/state", tmpdir);
+	snprintf(statefile, sizeof(statefile), "%s/" ACCT ".state", statedir);
+}
+
+static void
+teardown(void)
+{
+	rm_rf(tmpdir);
+}
+
+static void
+rm_rf(const char *path)
+{
+	struct dirent *de;
+	char sub[PATH_MAX];
+	DIR *dir;
+
+	if ((dir = opendir(path)) == NULL) {
+		unlink(path);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+		rm_rf(sub);
+	}
+	closedir(dir);
+	rmdir(path);
+}
+
+/* The whole file, NUL-terminated (caller frees). */
+static char *
+slurp(const char *path, size_t *len)
+{
+	struct stat sb;
+	char *buf;
+	int fd;
+
+	ck_assert_int_ne(fd = open(path, O_RDONLY), -1);
+	ck_assert_int_eq(fstat(fd, &sb), 0);
+	ck_assert_ptr_nonnull(buf = malloc((size_t)sb.st_size + 1));
+	ck_assert_int_eq(read(fd, buf, (size_t)sb.st_size), sb.st_size);
+	buf[sb.st_size] = '\0';
+	close(fd);
+	if (len != NULL)
+		*len = (size_t)sb.st_size;
+	return buf;
+}
+
+static void
+spew(const char *path, const char *data)
+{
+	size_t len = strlen(data);
+	int fd;
+
+	ck_assert_int_ne(
+	    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600), -1);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static int
+count_lines(const char *path)
+{
+	char *data = slurp(path, NULL), *p;
+	int n = 0;
+
+	for (p = data; (p = strchr(p, '\n')) != NULL; p++)
+		n++;
+	free(data);
+	return n;
+}
+
+/* Whether statedir/ACCT<SUFFIX> exists. */
+static bool
+exists(const char *suffix)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s%s", statedir, ACCT, suffix);
+	return stat(path, &sb) == 0;
+}
+
+static struct state *
+open_ok(void)
+{
+	char errbuf[512];
+	struct state *st;
+
+	st = state_open(statedir, ACCT, HOST, USER, errbuf, sizeof(errbuf));
+	if (st == NULL)
+		ck_abort_msg("state_open: %s", errbuf);
+	return st;
+}
+
+struct collect {
+	int n;
+	long long sum;
+};
+
+static void
+collect_fn(void *arg, const char *uid, time_t first_seen)
+{
+	struct collect *c = arg;
+
+	c->n++;
+	c->sum += first_seen + (long long)strlen(uid);
+}
+
+START_TEST(test_round_trip)
+{
+	struct collect c = {0};
+	struct state *st = open_ok();
+	struct stat sb;
+	time_t t = 0;
+	char *data;
+
+	/* The directory was created, parents too, private. */
+	ck_assert_int_eq(stat(statedir, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0700);
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 0);
+	ck_assert_int_eq(state_record(st, "uid-1", 1000), 0);
+	ck_assert_int_eq(state_record(st, "uid-2", 2000), 0);
+	ck_assert_int_eq(state_record(st, "uid-3", 3000), 0);
+	/* Again: a no-op that keeps the first time. */
+	ck_assert_int_eq(state_record(st, "uid-1", 9999), 0);
+	ck_assert(state_has(st, "uid-1", &t));
+	ck_assert_int_eq(t, 1000);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	ck_assert_ptr_null(st);
+
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(
+	    data, HEADER "+ 1000 uid-1\n+ 2000 uid-2\n+ 3000 uid-3\n");
+	free(data);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 3);
+	ck_assert(state_has(st, "uid-2", &t));
+	ck_assert_int_eq(t, 2000);
+	ck_assert(state_has(st, "uid-3", NULL));
+	ck_assert(!state_has(st, "uid-4", NULL));
+	state_foreach(st, collect_fn, &c);
+	ck_assert_int_eq(c.n, 3);
+	ck_assert_int_eq(c.sum, 6000 + 15);
+	state_close(&st);
+}
+END_TEST
+
+START_TEST(test_uncommitted_lost)
+{
+	struct state *st = open_ok();
+
+	ck_assert_int_eq(state_record(st, "kept", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(state_record(st, "lost", 2), 0);
+	ck_assert_int_eq(state_forget(st, "kept"), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert(state_has(st, "kept", NULL));
+	ck_assert(!state_has(st, "lost", NULL));
+	state_close(&st);
+}
+END_TEST
+
+START_TEST(test_torn_last_record)
+{
+	struct state *st = open_ok();
+	size_t len, goodlen;
+	char *data;
+	int fd;
+
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	free(slurp(statefile, &goodlen));
+	/* A crash in the middle of the next append. */
+	ck_assert_int_ne(fd = open(statefile, O_WRONLY | O_APPEND), -1);
+	ck_assert_int_eq(write(fd, "+ 2 torn-ui", 11), 11);
+	close(fd);
+
+	st = open_ok();
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	ck_assert_ptr_nonnull(strstr(
+	    state_load_notice(st), "dropped a torn last record (11 bytes)"));
+	ck_assert(state_has(st, "a", NULL));
+	ck_assert(!state_has(st, "torn-ui", NULL));
+	ck_assert_uint_eq(state_count(st), 1);
+	free(slurp(statefile, &len));
+	ck_assert_uint_eq(len, goodlen);
+	/* Usable afterwards. */
+	ck_assert_int_eq(state_record(st, "b", 3), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 2);
+	ck_assert(state_has(st, "b", NULL));
+	state_close(&st);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "+ 1 a\n+ 3 b\n");
+	free(data);
+}
+END_TEST
+
+START_TEST(test_corrupt_middle_records)
+{
+	struct state *st;
+	time_t t;
+
+	st = open_ok(); /* creates the directory */
+	state_close(&st);
+	spew(statefile, HEADER "+ 1 a\n"
+			       "garbage\n"
+			       "+ x b\n"
+			       "+ 5\n"
+			       "+ 6 has space\n"
+			       "\n" /* a separator: not malformed */
+			       "* 7 c\n"
+			       "- \n"
+			       "+ 99999999999999999999999 big\n"
+			       "+ 3 c\n"
+			       "+ 4 d\n"
+			       "- d\n"
+			       "- never-seen\n"
+			       "+ 8 a\n");
+	st = open_ok();
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	ck_assert_ptr_nonnull(
+	    strstr(state_load_notice(st), "skipped 7 malformed records"));
+	ck_assert_uint_eq(state_count(st), 2);
+	ck_assert(state_has(st, "a", &t));
+	ck_assert_int_eq(t, 1); /* the first record of a duplicate wins */
+	ck_assert(state_has(st, "c", NULL));
+	ck_assert(!state_has(st, "d", NULL));
+	ck_assert(!state_has(st, "b", NULL));
+	ck_assert(!state_has(st, "big", NULL));
+	/* Still appendable. */
+	ck_assert_int_eq(state_record(st, "e", 9), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_count(st), 3);
+	state_close(&st);
+}
+END_TEST
+
+START_TEST(test_other_host_or_user)
+{
+	char errbuf[512], path[PATH_MAX];
+	struct state *st = open_ok();
+	char *data;
+
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	st = state_open(statedir, ACCT, HOST, "bob", errbuf, sizeof(errbuf));
+	ck_assert_ptr_nonnull(st);
+	ck_assert_uint_eq(state_count(st), 0);
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	ck_assert_ptr_nonnull(
+	    strstr(state_load_notice(st), "belongs to another host or user"));
+	state_close(&st);
+	/* The old state is kept for the user. */
+	snprintf(path, sizeof(path), "%s.old", statefile);
+	data = slurp(path, NULL);
+	ck_assert_str_eq(data, HEADER "+ 1 a\n");
+	free(data);
+
+	/* And another host. */
+	st = state_open(
+	    statedir, ACCT, "pop.other.org", "bob", errbuf, sizeof(errbuf));
+	ck_assert_ptr_nonnull(st);
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	state_close(&st);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, "popfetchd-state 1 pop.other.org bob\n");
+	free(data);
+}
+END_TEST
+
+START_TEST(test_header_escaping)
+{
+	const char *user = "a b\n%c\xc3\xa9";
+	char errbuf[512];
+	struct state *st;
+	char *data;
+
+	st = state_open(statedir, ACCT, HOST, user, errbuf, sizeof(errbuf));
+	ck_assert_ptr_nonnull(st);
+	ck_assert_int_eq(state_record(st, "x", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(
+	    data, "popfetchd-state 1 " HOST " a%20b%0A%25c%C3%A9\n+ 1 x\n");
+	free(data);
+	st = state_open(statedir, ACCT, HOST, user, errbuf, sizeof(errbuf));
+	ck_assert_ptr_nonnull(st);
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "x", NULL));
+	state_close(&st);
+	/* Fields cannot run into each other: this is another owner. */
+	st = state_open(statedir, ACCT, HOST " a", "b", errbuf, sizeof(errbuf));
+	ck_assert_ptr_nonnull(st);
+	ck_assert_uint_eq(state_count(st), 0);
+	state_close(&st);
+}
+END_TEST
+
+START_TEST(test_unreadable_header)
+{
+	static const char *const bad[] = {"", "garbage\n+ 1 a\n",
+	    "popfetchd-state 1 " HOST " " USER, "popfetchd-state x\n",
+	    "popfetchd-state 0 " HOST " " USER "\n"};
+	char path[PATH_MAX];
+	struct state *st;
+	size_t i;
+	char *data;
+
+	st = open_ok();
+	state_close(&st);
+	snprintf(path, sizeof(path), "%s.corrupt", statefile);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		spew(statefile, bad[i]);
+		st = open_ok();
+		ck_assert_uint_eq(state_count(st), 0);
+		ck_assert_ptr_nonnull(state_load_notice(st));
+		ck_assert_ptr_nonnull(
+		    strstr(state_load_notice(st), "no readable header"));
+		ck_assert_int_eq(state_record(st, "new", 1), 0);
+		ck_assert_int_eq(state_commit(st), 0);
+		state_close(&st);
+		data = slurp(path, NULL);
+		ck_assert_str_eq(data, bad[i]);
+		free(data);
+		data = slurp(statefile, NULL);
+		ck_assert_str_eq(data, HEADER "+ 1 new\n");
+		free(data);
+	}
+}
+END_TEST
+
+START_TEST(test_newer_version_refused)
+{
+	char errbuf[512];
+	struct state *st;
+
+	st = open_ok();
+	state_close(&st);
+	spew(statefile, "popfetchd-state 2 " HOST " " USER "\n+ 1 a\n");
+	errno = 0;
+	st = state_open(statedir, ACCT, HOST, USER, errbuf, sizeof(errbuf));
+	ck_assert_ptr_null(st);
+	ck_assert_int_eq(errno, ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(errbuf, "format version 2"));
+	/* Left as it was. */
+	ck_assert(!exists(".state.corrupt"));
+	ck_assert(!exists(".state.old"));
+}
+END_TEST
+
+/* In a child: tries to open the state; exit 0 if refused as locked. */
+static int
+child_open(bool expect_locked)
+{
+	char errbuf[512];
+	struct state *st;
+
+	errno = 0;
+	st = state_open(statedir, ACCT, HOST, USER, errbuf, sizeof(errbuf));
+	if (!expect_locked) {
+		state_close(&st);
+		return st == NULL ? 0 : 1;
+	}
+	if (st != NULL)
+		return 2;
+	if (errno != EWOULDBLOCK)
+		return 3;
+	return strcmp(errbuf, "state of account " ACCT
+			      " is locked by another process") == 0
+		   ? 0
+		   : 4;
+}
+
+static void
+run_child(bool expect_locked)
+{
+	int status;
+	pid_t pid;
+
+	ck_assert_int_ne(pid = fork(), -1);
+	if (pid == 0)
+		_exit(child_open(expect_locked));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+
+START_TEST(test_lock)
+{
+	char errbuf[512];
+	struct state *st = open_ok(), *st2;
+
+	/* Another process. */
+	run_child(true);
+	/* The same process, another open: refused too. */
+	errno = 0;
+	st2 = state_open(statedir, ACCT, HOST, USER, errbuf, sizeof(errbuf));
+	ck_assert_ptr_null(st2);
+	ck_assert_int_eq(errno, EWOULDBLOCK);
+	ck_assert_str_eq(
+	    errbuf, "state of account " ACCT " is locked by another process");
+	/* Another account is independent. */
+	st2 = state_open(statedir, "home", HOST, USER, errbuf, sizeof(errbuf));
+	ck_assert_ptr_nonnull(st2);
+	state_close(&st2);
+	/* Closing releases it. */
+	state_close(&st);
+	run_child(false);
+	st = open_ok();
+	run_child(true);
+	state_close(&st);
+	run_child(false);
+}
+END_TEST
+
+START_TEST(test_lock_survives_compaction)
+{
+	char uid[32];
+	struct state *st = open_ok();
+	int i;
+
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_record(st, uid, i), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(count_lines(statefile), 1);
+	run_child(true);
+	state_close(&st);
+}
+END_TEST
+
+static void
+expect_fn(void *arg, const char *uid, time_t first_seen)
+{
+	int n = atoi(uid + 1);
+
+	ck_assert_int_eq(uid[0], 'u');
+	ck_assert_int_eq(n % 3, 0);
+	ck_assert_int_eq(first_seen, n + 100);
+	(*(int *)arg)++;
+}
+
+START_TEST(test_forget_and_compaction)
+{
+	struct state *st = open_ok();
+	char uid[32], *data;
+	int i, seen = 0;
+
+	/* Below the threshold: forgets are appended, not compacted. */
+	ck_assert_int_eq(state_record(st, "x", 1), 0);
+	ck_assert_int_eq(state_forget(st, "x"), 0);
+	ck_assert_int_eq(state_forget(st, "x"), 0); /* not there: no-op */
+	ck_assert_int_eq(state_forget(st, "never"), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "+ 1 x\n- x\n");
+	free(data);
+
+	for (i = 0; i < 3000; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_record(st, uid, i + 100), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(count_lines(statefile), 3003);
+	for (i = 0; i < 3000; i++) {
+		if (i % 3 == 0)
+			continue;
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	ck_assert_uint_eq(state_count(st), 1000);
+	ck_assert_int_eq(state_commit(st), 0);
+	/* Dead records (4002) > 1000 and > live (1000): rewritten. */
+	ck_assert_int_eq(count_lines(statefile), 1 + 1000);
+	ck_assert(!exists(".state.tmp"));
+	state_foreach(st, expect_fn, &seen);
+	ck_assert_int_eq(seen, 1000);
+	/* Appends go to the new file. */
+	ck_assert_int_eq(state_record(st, "u3000", 3100), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 1001);
+	seen = 0;
+	state_foreach(st, expect_fn, &seen);
+	ck_assert_int_eq(seen, 1001);
+	state_close(&st);
+}
+END_TEST
+
+/* Random records and forgets against a plain array (the hash table). */
+START_TEST(test_random_against_reference)
+{
+	enum { N = 5000, OPS = 60000 };
+	struct state *st = open_ok();
+	unsigned long rnd = 12345;
+	char *ref = calloc(N, 1), uid[32];
+	size_t live = 0;
+	int i, k;
+
+	for (i = 0; i < OPS; i++) {
+		rnd = rnd * 6364136223846793005UL + 1442695040888963407UL;
+		k = (int)((rnd >> 33) % N);
+		snprintf(uid, sizeof(uid), "%d-%x", k, k * 2654435761U);
+		if ((rnd >> 20) % 5 < 3) {
+			ck_assert_int_eq(state_record(st, uid, k), 0);
+			live += !ref[k];
+			ref[k] = 1;
+		} else {
+			ck_assert_int_eq(state_forget(st, uid), 0);
+			live -= ref[k];
+			ref[k] = 0;
+		}
+		if (i % 997 == 0)
+			ck_assert_int_eq(state_commit(st), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_uint_eq(state_count(st), live);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_count(st), live);
+	for (k = 0; k < N; k++) {
+		snprintf(uid, sizeof(uid), "%d-%x", k, k * 2654435761U);
+		ck_assert_int_eq(state_has(st, uid, NULL), ref[k]);
+	}
+	state_close(&st);
+	free(ref);
+}
+END_TEST
+
+START_TEST(test_many_uids)
+{
+	enum { N = 100000 };
+	struct state *st = open_ok();
+	struct timespec t0, t1;
+	char uid[80];
+	double secs;
+	int i;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < N; i++) {
+		snprintf(uid, sizeof(uid), "%08d-%s", i,
+		    "000000000000000000000000000000000000000000000000000");
+		ck_assert_int_eq(state_record(st, uid, 1700000000 + i), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	/* One more record: the commit must not rewrite the rest. */
+	ck_assert_int_eq(state_record(st, "one-more", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_count(st), N + 1);
+	for (i = 0; i < N; i += 997) {
+		time_t t;
+
+		snprintf(uid, sizeof(uid), "%08d-%s", i,
+		    "000000000000000000000000000000000000000000000000000");
+		ck_assert(state_has(st, uid, &t));
+		ck_assert_int_eq(t, 1700000000 + i);
+	}
+	state_close(&st);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) +
+	       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* Generous for sanitizers and valgrind; real runs take ~0.1 s. */
+	ck_assert_msg(secs < 30, "100k UIDs took %.1f s", secs);
+}
+END_TEST
+
+START_TEST(test_invalid_uids)
+{
+	static const char *const bad[] = {"", "a b", "a\tb", "new\nline",
+	    "del\x7f", "\xc3\xa9t\xc3\xa9",
+	    "12345678901234567890123456789012345678901234567890123456789012345"
+	    "678901"};
+	const char *max = "1234567890123456789012345678901234567890"
+			  "123456789012345678901234567890";
+	struct state *st = open_ok();
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		errno = 0;
+		ck_assert_int_eq(state_record(st, bad[i], 1), -1);
+		ck_assert_int_eq(errno, EINVAL);
+		errno = 0;
+		ck_assert_int_eq(state_forget(st, bad[i]), -1);
+		ck_assert_int_eq(errno, EINVAL);
+		ck_assert(!state_has(st, bad[i], NULL));
+	}
+	ck_assert_uint_eq(strlen(max), 70);
+	ck_assert_int_eq(state_record(st, max, 1), 0);
+	ck_assert_int_eq(state_record(st, "!", 1), 0);
+	ck_assert_int_eq(state_record(st, "~", 1), 0);
+	errno = 0;
+	ck_assert_int_eq(state_record(st, "neg", -1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(state_count(st), 3);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, max, NULL));
+	ck_assert(state_has(st, "!", NULL));
+	ck_assert(state_has(st, "~", NULL));
+	state_close(&st);
+}
+END_TEST
+
+START_TEST(test_invalid_account)
+{
+	static const char *const bad[] = {"", ".", "..", "a/b"};
+	char errbuf[512], longname[300];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		errno = 0;
+		ck_assert_ptr_null(state_open(
+		    statedir, bad[i], HOST, USER, errbuf, sizeof(errbuf)));
+		ck_assert_int_eq(errno, EINVAL);
+		ck_assert_ptr_nonnull(strstr(errbuf, "invalid account name"));
+	}
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	ck_assert_ptr_null(
+	    state_open(statedir, longname, HOST, USER, errbuf, sizeof(errbuf)));
+	ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
+START_TEST(test_dir_errors)
+{
+	char errbuf[512], path[PATH_MAX], want[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/file", tmpdir);
+	spew(path, "x");
+	snprintf(path, sizeof(path), "%s/file/state", tmpdir);
+	ck_assert_ptr_null(
+	    state_open(path, ACCT, HOST, USER, errbuf, sizeof(errbuf)));
+	ck_assert_int_eq(errno, ENOTDIR);
+	snprintf(want, sizeof(want), "cannot create %s/file/state: %s", tmpdir,
+	    strerror(ENOTDIR));
+	ck_assert_str_eq(errbuf, want);
+}
+END_TEST
+
+/*
+ * In a child limited in file size: a commit fails with EFBIG, the records
+ * stay pending and visible, the file is cut back to whole records, and a
+ * commit once the limit is lifted writes them all.
+ */
+static int
+failed_commit_child(void)
+{
+	struct rlimit rl;
+	struct stat sb, sb2;
+	struct state *st;
+	char uid[32];
+	int i;
+
+	signal(SIGXFSZ, SIG_IGN);
+	if ((st = state_open(statedir, ACCT, HOST, USER, NULL, 0)) == NULL ||
+	    state_record(st, "first", 1) == -1 || state_commit(st) == -1 ||
+	    stat(statefile, &sb) == -1)
+		return 10;
+	if (getrlimit(RLIMIT_FSIZE, &rl) == -1)
+		return 11;
+	rl.rlim_cur = (rlim_t)sb.st_size + 100;
+	if (setrlimit(RLIMIT_FSIZE, &rl) == -1)
+		return 12;
+	for (i = 0; i < 50; i++) {
+		snprintf(uid, sizeof(uid), "uid-%d", i);
+		if (state_record(st, uid, 2) == -1)
+			return 13;
+	}
+	errno = 0;
+	if (state_commit(st) != -1 || errno != EFBIG)
+		return 14;
+	/* What state_has says: records made, durable or not. */
+	if (!state_has(st, "uid-49", NULL) || state_count(st) != 51)
+		return 15;
+	if (stat(statefile, &sb2) == -1 || sb2.st_size != sb.st_size)
+		return 16;
+	if (state_commit(st) != -1 || errno != EFBIG)
+		return 17;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_FSIZE, &rl) == -1 || state_commit(st) == -1)
+		return 18;
+	state_close(&st);
+	if ((st = state_open(statedir, ACCT, HOST, USER, NULL, 0)) == NULL ||
+	    state_count(st) != 51 || state_load_notice(st) != NULL)
+		return 19;
+	state_close(&st);
+	return 0;
+}
+
+START_TEST(test_failed_commit_retried)
+{
+	int status;
+	pid_t pid;
+
+	ck_assert_int_ne(pid = fork(), -1);
+	if (pid == 0)
+		_exit(failed_commit_child());
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
+/* A torn fragment that cannot be cut is ended by a newline, not merged. */
+START_TEST(test_junk_then_append)
+{
+	struct state *st;
+	char *data;
+
+	st = open_ok();
+	state_close(&st);
+	spew(statefile, HEADER "+ 1 a\n\n+ 2 b\n\n\n");
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 2);
+	ck_assert_int_eq(state_record(st, "c", 3), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "+ 1 a\n\n+ 2 b\n\n\n+ 3 c\n");
+	free(data);
+}
+END_TEST
+
+static Suite *
+state_suite(void)
+{
+	Suite *s = suite_create("state");
+	TCase *tc = tcase_create("state");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_round_trip);
+	tcase_add_test(tc, test_uncommitted_lost);
+	tcase_add_test(tc, test_torn_last_record);
+	tcase_add_test(tc, test_corrupt_middle_records);
+	tcase_add_test(tc, test_other_host_or_user);
+	tcase_add_test(tc, test_header_escaping);
+	tcase_add_test(tc, test_unreadable_header);
+	tcase_add_test(tc, test_newer_version_refused);
+	tcase_add_test(tc, test_lock);
+	tcase_add_test(tc, test_lock_survives_compaction);
+	tcase_add_test(tc, test_forget_and_compaction);
+	tcase_add_test(tc, test_random_against_reference);
+	tcase_add_test(tc, test_many_uids);
+	tcase_add_test(tc, test_invalid_uids);
+	tcase_add_test(tc, test_invalid_account);
+	tcase_add_test(tc, test_dir_errors);
+	tcase_add_test(tc, test_failed_commit_retried);
+	tcase_add_test(tc, test_junk_then_append);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(state_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
