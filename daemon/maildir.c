@@ -2,15 +2,18 @@
  * maildir: streamed delivery into a Maildir.
  *
  * A message is written into tmp/ under a unique name, converted from the
- * network's CRLF to the local LF on the way, fsynced and closed, then
- * hard-linked into new/ under its final name (the same unique part plus
- * ",S=<size>") and unlinked from tmp/. Only a complete, fsynced file ever
- * gets a name in new/, so a crash leaves at most a stray file in tmp/,
- * which a later maildir_open() removes once it is 36 hours old.
+ * network's CRLF to the local LF on the way; maildir_finish() fsyncs and
+ * closes it and fsyncs tmp/, and names its final name (the same unique
+ * part plus ",S=<size>"). The caller records its intent durably, then
+ * maildir_publish() hard-links the file into new/, maildir_sync() fsyncs
+ * new/ once for the batch, and only then maildir_drop_tmp() unlinks the
+ * tmp/ name. So at every instant a crash leaves the message under tmp/,
+ * or under a durable name in new/: the intent can always be rolled
+ * forward, and only a complete, fsynced file ever gets a name in new/.
  *
- * The directory entry in new/ is made durable by maildir_sync(), which
- * fsyncs new/ once for a batch of commits: without it a crash after the
- * link could lose the entry even though the file's data were on disk.
+ * Without the fsync of new/ a crash after the link could lose the entry
+ * even though the file's data were on disk; without the fsync of tmp/ the
+ * same could happen to the tmp/ entry the intent relies on.
  *
  * All files are reached relative to directory descriptors, so the caller's
  * working directory does not matter and names stay short.
@@ -50,9 +53,13 @@
 
 /*
  * Room for any name we build: the numbers take at most 20 digits each,
- * the host name at most 255 bytes, escaped up to four times that.
+ * the host name at most 255 bytes, escaped up to four times that. Names
+ * longer than NAME_MAX are built, then refused by the file system.
  */
 #define NAME_BUF_SIZE 1280
+
+/* Escape of a host name byte: "\ooo" and a NUL. */
+#define ESCAPE_SIZE 5
 
 /* Host name used when gethostname() fails or returns nothing. */
 #define FALLBACK_HOST "localhost"
@@ -63,7 +70,7 @@ struct maildir {
 	int tmpfd; /* tmp/ */
 	int newfd; /* new/: link target, fsynced by maildir_sync() */
 	char host[HOST_NAME_MAX + 1];
-	unsigned nopen; /* messages begun and not yet committed or aborted */
+	unsigned nopen; /* messages begun and not yet finished or aborted */
 };
 
 struct maildir_msg {
@@ -83,9 +90,9 @@ static int mkdir_p(const char *path, char *errbuf, size_t errlen);
 static int fsync_parent(const char *path);
 static int open_subdir(
     struct maildir *md, const char *sub, char *errbuf, size_t errlen);
-static void clean_tmp(struct maildir *md);
+static bool valid_name(const char *name);
 static void set_host(struct maildir *md);
-static const char *host_escape(char c);
+static size_t host_escape(char c, char esc[ESCAPE_SIZE]);
 static int format_base(char *buf, size_t buflen, long long sec, long usec,
     long pid, unsigned long seq, const char *host);
 static int next_base(const struct maildir *md, char *buf, size_t buflen);
@@ -94,8 +101,12 @@ static int emit(struct maildir_msg *msg, const char *data, size_t len);
 static int convert(struct maildir_msg *msg, const char *p, const char *end);
 static int flush_buf(struct maildir_msg *msg);
 static int finish_file(struct maildir_msg *msg);
-static int link_into_new(struct maildir_msg *msg, char *final, size_t len);
-static int move_into_new(struct maildir_msg *msg, const char *final);
+static int final_name(const struct maildir_msg *msg, char *buf, size_t len);
+static int pick_free_final(struct maildir_msg *msg, char *final, size_t len);
+static bool exists_at(int dirfd, const char *name);
+static int move_noreplace(
+    int fromfd, const char *from, int tofd, const char *to);
+static bool link_unsupported(int err);
 static void free_msg(struct maildir_msg *msg);
 
 /* Counts names made by this process; with pid and time it makes them unique. */
@@ -140,7 +151,6 @@ maildir_open(const char *path, char *errbuf, size_t errlen)
 		goto fail;
 	close(curfd);
 	set_host(md);
-	clean_tmp(md);
 	return md;
 fail:
 	saved = errno;
@@ -259,35 +269,61 @@ open_subdir(struct maildir *md, const char *sub, char *errbuf, size_t errlen)
 }
 
 /*
- * Removes regular files in tmp/ not modified for 36 hours: they were left
- * by a crash (a writer in progress touches its file far more often).
- * Best effort: a file that cannot be removed now is tried again next time.
+ * Whether NAME is safe as one file name inside tmp/ or new/: names come
+ * back from the state journal, which is disk input, so a '/' or ".."
+ * must not lead out of the directory, and a control byte or a space in a
+ * name is none we made.
  */
-static void
-clean_tmp(struct maildir *md)
+static bool
+valid_name(const char *name)
+{
+	size_t len = strnlen(name, NAME_MAX + 1), i;
+
+	if (len == 0 || len > NAME_MAX || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0)
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)name[i] < 0x21 ||
+		    (unsigned char)name[i] > 0x7e || name[i] == '/')
+			return false;
+	return true;
+}
+
+int
+maildir_clean_tmp(
+    struct maildir *md, bool (*keep)(void *arg, const char *tmpname), void *arg)
 {
 	struct dirent *de;
 	struct stat sb;
 	DIR *dir;
 	time_t limit = time(NULL) - STALE_TMP_SECS;
-	int fd;
+	int fd, removed = 0;
 
+	/* fdopendir takes the descriptor: give it a copy, keep tmpfd. */
 	if ((fd = dup(md->tmpfd)) == -1)
-		return;
+		return -1;
 	if ((dir = fdopendir(fd)) == NULL) {
 		close(fd);
-		return;
+		return -1;
 	}
+	/* A dup shares the offset: start from the top whatever came before. */
+	rewinddir(dir);
 	while ((de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
 		if (fstatat(md->tmpfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) ==
 		    -1)
 			continue;
-		if (S_ISREG(sb.st_mode) && sb.st_mtime < limit)
-			unlinkat(md->tmpfd, de->d_name, 0);
+		/* A writer in progress touches its file far more often. */
+		if (!S_ISREG(sb.st_mode) || sb.st_mtime >= limit)
+			continue;
+		if (keep != NULL && keep(arg, de->d_name))
+			continue;
+		if (unlinkat(md->tmpfd, de->d_name, 0) == 0)
+			removed++;
 	}
 	closedir(dir);
+	return removed;
 }
 
 static void
@@ -300,18 +336,22 @@ set_host(struct maildir *md)
 	md->host[sizeof(md->host) - 1] = '\0';
 }
 
-/* '/' would make a path and ':' starts the Maildir flags: escape them. */
-static const char *
-host_escape(char c)
+/*
+ * '/' would make a path and ':' starts the Maildir flags: they are
+ * written as "\ooo" in octal (the Maildir convention), and so are bytes
+ * outside 0x21-0x7E, which the state journal could not hold in a name.
+ * Writes the escape of C into ESC and returns its length, or 0 if C stays
+ * as it is.
+ */
+static size_t
+host_escape(char c, char esc[ESCAPE_SIZE])
 {
-	switch (c) {
-	case '/':
-		return "\\057";
-	case ':':
-		return "\\072";
-	default:
-		return NULL;
-	}
+	unsigned char u = (unsigned char)c;
+
+	if (u >= 0x21 && u <= 0x7e && c != '/' && c != ':')
+		return 0;
+	snprintf(esc, ESCAPE_SIZE, "\\%03o", u);
+	return 4;
 }
 
 /* <sec>.M<usec>P<pid>Q<seq>.<host>, host escaped; length or -1. */
@@ -327,13 +367,16 @@ format_base(char *buf, size_t buflen, long long sec, long usec, long pid,
 		return -1;
 	len = (size_t)n;
 	for (; *host != '\0'; host++) {
-		const char *esc = host_escape(*host);
-		size_t add = esc != NULL ? strlen(esc) : 1;
+		char esc[ESCAPE_SIZE];
+		size_t add = host_escape(*host, esc);
 
-		if (len + add >= buflen)
+		if (len + (add > 0 ? add : 1) >= buflen)
 			return -1;
-		memcpy(buf + len, esc != NULL ? esc : host, add);
-		len += add;
+		if (add > 0)
+			memcpy(buf + len, esc, add);
+		else
+			buf[len] = *host;
+		len += add > 0 ? add : 1;
 	}
 	buf[len] = '\0';
 	return (int)len;
@@ -532,65 +575,98 @@ finish_file(struct maildir_msg *msg)
 	return rc;
 }
 
+/* The name in new/: the tmp/ name plus ",S=<size>". */
+static int
+final_name(const struct maildir_msg *msg, char *buf, size_t len)
+{
+	int n = snprintf(
+	    buf, len, "%s,S=%llu", msg->name, (unsigned long long)msg->size);
+
+	if (n < 0 || (size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
 /*
- * Gives the finished file its name in new/, written to FINAL. A link keeps
- * the tmp/ name valid until we unlink it, so no moment exists where the
- * file has no name; and link, unlike rename, never replaces an existing
- * file. Returns 1 if linked (tmp/ name still to remove), 0 if moved.
+ * Writes into FINAL the final name, making sure no file in new/ has it:
+ * maildir_publish() takes a file already there for this message, so a
+ * clash (another writer with our pid and clock, a clock set back) must be
+ * resolved now, before the caller records the name. The tmp/ file is
+ * renamed to a fresh unique part until its final name is free.
  */
 static int
-link_into_new(struct maildir_msg *msg, char *final, size_t len)
+pick_free_final(struct maildir_msg *msg, char *final, size_t len)
 {
-	struct maildir *md = msg->md;
-	char base[NAME_BUF_SIZE];
+	char fresh[NAME_BUF_SIZE];
 	int i;
 
-	snprintf(base, sizeof(base), "%s", msg->name);
 	for (i = 0; i < NAME_ATTEMPTS; i++) {
-		if (snprintf(final, len, "%s,S=%llu", base,
-			(unsigned long long)msg->size) >= (int)len) {
-			errno = ENAMETOOLONG;
+		if (final_name(msg, final, len) == -1)
 			return -1;
+		if (!exists_at(msg->md->newfd, final)) {
+			if (errno != ENOENT)
+				return -1;
+			return 0;
 		}
-		if (linkat(md->tmpfd, msg->name, md->newfd, final, 0) == 0)
-			return 1;
-		if (errno == EPERM || errno == ENOTSUP || errno == EXDEV ||
-		    errno == ENOSYS || errno == EMLINK)
-			return move_into_new(msg, final);
-		if (errno != EEXIST)
+		if (next_base(msg->md, fresh, sizeof(fresh)) == -1)
 			return -1;
-		/* Someone has that name: pick another unique part. */
-		if (next_base(md, base, sizeof(base)) == -1)
+		if (move_noreplace(
+			msg->md->tmpfd, msg->name, msg->md->tmpfd, fresh) == 0)
+			snprintf(msg->name, sizeof(msg->name), "%s", fresh);
+		else if (errno != EEXIST)
 			return -1;
 	}
 	errno = EEXIST;
 	return -1;
 }
 
+/* Whether DIRFD/NAME exists; if not, errno says why (ENOENT: it does not). */
+static bool
+exists_at(int dirfd, const char *name)
+{
+	struct stat sb;
+
+	return fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 /*
- * For file systems without hard links: rename, refusing to replace a file
- * where the file system lets us say so. Unique names make a clash
- * unlikely enough that a plain rename is acceptable where it does not.
+ * Renames FROM to TO, never replacing a file at TO (EEXIST). Where the
+ * file system cannot say "no replace", it checks first: racy, but the
+ * names are unique, so only a clash already unlikely could slip through.
  */
 static int
-move_into_new(struct maildir_msg *msg, const char *final)
+move_noreplace(int fromfd, const char *from, int tofd, const char *to)
 {
-	struct maildir *md = msg->md;
-
-	if (renameat2(
-		md->tmpfd, msg->name, md->newfd, final, RENAME_NOREPLACE) == 0)
+	if (renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return -1;
-	return renameat(md->tmpfd, msg->name, md->newfd, final) == 0 ? 0 : -1;
+	if (exists_at(tofd, to)) {
+		errno = EEXIST;
+		return -1;
+	}
+	if (errno != ENOENT)
+		return -1;
+	return renameat(fromfd, from, tofd, to);
+}
+
+/* linkat() errors that mean "no hard links here", not a failure. */
+static bool
+link_unsupported(int err)
+{
+	return err == EPERM || err == ENOTSUP || err == EOPNOTSUPP ||
+	       err == EXDEV || err == ENOSYS || err == EMLINK;
 }
 
 int
-maildir_commit(struct maildir_msg **msgp, char *namebuf, size_t namelen)
+maildir_finish(struct maildir_msg **msgp, char *tmpname, size_t tmplen,
+    char *finalname, size_t finallen)
 {
 	struct maildir_msg *msg = *msgp;
 	char final[NAME_BUF_SIZE];
-	int rc = -1, saved;
+	int saved;
 
 	if (msg == NULL) {
 		errno = EINVAL;
@@ -598,22 +674,118 @@ maildir_commit(struct maildir_msg **msgp, char *namebuf, size_t namelen)
 	}
 	*msgp = NULL;
 	if (finish_file(msg) == -1 ||
-	    (rc = link_into_new(msg, final, sizeof(final))) == -1) {
-		saved = errno;
-		unlinkat(msg->md->tmpfd, msg->name, 0);
-		free_msg(msg);
-		errno = saved;
+	    pick_free_final(msg, final, sizeof(final)) == -1)
+		goto fail;
+	if (strlen(msg->name) >= tmplen || strlen(final) >= finallen) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
+	/*
+	 * The caller's intent will say "the message is in tmp/": the entry
+	 * must be durable before that, not only the file's data.
+	 */
+	if (fsync(msg->md->tmpfd) == -1)
+		goto fail;
+	memcpy(tmpname, msg->name, strlen(msg->name) + 1);
+	memcpy(finalname, final, strlen(final) + 1);
+	free_msg(msg);
+	return 0;
+fail:
+	saved = errno;
+	unlinkat(msg->md->tmpfd, msg->name, 0);
+	free_msg(msg);
+	errno = saved;
+	return -1;
+}
+
+int
+maildir_publish(struct maildir *md, const char *tmpname, const char *finalname)
+{
+	if (!valid_name(tmpname) || !valid_name(finalname)) {
+		errno = EINVAL;
 		return -1;
 	}
 	/*
-	 * The message is in new/. Should this unlink fail, the extra name in
-	 * tmp/ is harmless and goes with the stale-file cleanup.
+	 * A link, not a rename: the tmp/ name stays valid until we drop it
+	 * after new/ is fsynced, so no moment exists where a crash could
+	 * leave the file without a durable name. And link never replaces.
 	 */
-	if (rc == 1)
-		unlinkat(msg->md->tmpfd, msg->name, 0);
-	if (namebuf != NULL && namelen > 0)
-		snprintf(namebuf, namelen, "%s", final);
-	free_msg(msg);
+	if (linkat(md->tmpfd, tmpname, md->newfd, finalname, 0) == 0)
+		return 0;
+	if (errno == EEXIST)
+		return 0; /* published before (see maildir_finish) */
+	if (errno == ENOENT) {
+		/* tmp/ gone: moved into new/ earlier, or nowhere. */
+		if (exists_at(md->newfd, finalname))
+			return 0;
+		errno = ENOENT;
+		return -1;
+	}
+	if (!link_unsupported(errno))
+		return -1;
+	/* Rename is atomic: the file has one of its two names throughout. */
+	if (move_noreplace(md->tmpfd, tmpname, md->newfd, finalname) == 0 ||
+	    errno == EEXIST)
+		return 0;
+	return -1;
+}
+
+bool
+maildir_tmp_exists(struct maildir *md, const char *tmpname)
+{
+	if (!valid_name(tmpname))
+		return false;
+	return exists_at(md->tmpfd, tmpname) || errno != ENOENT;
+}
+
+/*
+ * Whether a message published as FINALNAME is still in the Maildir: in
+ * new/, or in cur/ where a mail reader moves it, keeping the name and
+ * adding an info suffix (":2,S").
+ */
+int
+maildir_delivered(struct maildir *md, const char *finalname)
+{
+	size_t n = strlen(finalname);
+	struct dirent *de;
+	int found = 0;
+	DIR *cur;
+	int fd;
+
+	if (!valid_name(finalname)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (exists_at(md->newfd, finalname))
+		return 1;
+	if (errno != ENOENT)
+		return -1;
+	if ((fd = openat(
+		 md->dirfd, "cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return errno == ENOENT ? 0 : -1;
+	if ((cur = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	errno = 0;
+	while (found == 0 && (de = readdir(cur)) != NULL)
+		found = strncmp(de->d_name, finalname, n) == 0 &&
+			(de->d_name[n] == '\0' || de->d_name[n] == ':');
+	if (found == 0 && errno != 0)
+		found = -1;
+	closedir(cur);
+	return found;
+}
+
+int
+maildir_drop_tmp(struct maildir *md, const char *tmpname)
+{
+	if (!valid_name(tmpname)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (unlinkat(md->tmpfd, tmpname, 0) == -1 && errno != ENOENT)
+		return -1;
 	return 0;
 }
 

@@ -1,29 +1,73 @@
 /*
- * maildir: delivery of messages into a Maildir, streamed. A message is
- * written into tmp/ (CRLF turned into LF), fsynced, then linked into new/
- * under its final name. new/ itself is fsynced by maildir_sync(), which a
- * caller must call before anything depends on a committed message being
- * there (one call may cover a batch of commits).
+ * maildir: delivery of messages into a Maildir, streamed, in steps that
+ * let a caller put its own commit point (the state journal's intent
+ * record) between "the file is durable in tmp/" and "the file is in new/".
+ *
+ * Delivery of a batch, with a state (see state.h):
+ *
+ *	maildir_begin, maildir_write...		into tmp/
+ *	maildir_finish				durable in tmp/; names known
+ *	state_record_pending			intent, in memory
+ *	state_commit				THE commit point
+ *	maildir_publish				linked into new/
+ *	maildir_sync				new/ durable
+ *	maildir_drop_tmp			tmp/ name removed
+ *	state_complete				intent done
+ *
+ * At any instant after state_commit() the message survives a crash as
+ * tmp/TMPNAME, or as a durable new/FINALNAME, or both. A caller without a
+ * state (no UIDL) runs the same steps without the state calls.
+ *
+ * Recovery, at start, after opening the Maildir and the state: for each
+ * pending intent whose tmp/ file exists (maildir_tmp_exists), publish it;
+ * then one maildir_sync(), maildir_drop_tmp() of those, state_complete()
+ * of every intent, state_commit(). An intent whose tmp/ file is gone had
+ * reached maildir_drop_tmp(), so its message is in new/ (or the user has
+ * moved it on). Only then maildir_clean_tmp(), keeping any tmp/ file a
+ * still pending intent names.
+ *
+ * Names given back to this module (TMPNAME, FINALNAME) may come from the
+ * journal on disk, so they are checked before use: 1 to NAME_MAX bytes in
+ * 0x21-0x7E, no '/', not "." or "..". A name failing that is EINVAL.
  */
 #ifndef POPFETCHD_MAILDIR_H
 #define POPFETCHD_MAILDIR_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Room for any file name this module makes or accepts, with its NUL. */
+#define MAILDIR_NAME_SIZE (NAME_MAX + 1)
 
 struct maildir;
 struct maildir_msg;
 
 /*
  * Opens the Maildir at PATH, creating it (and tmp/ new/ cur/, mode 0700)
- * if missing, and removes files in tmp/ older than 36 hours. Returns NULL
- * with errno set on failure; ERRBUF (if not NULL) then says what failed.
+ * if missing. It does not clean tmp/: that is maildir_clean_tmp(), to be
+ * called once the caller knows which tmp/ files its pending intents still
+ * need. Returns NULL with errno set on failure; ERRBUF (if not NULL) then
+ * says what failed.
  */
 struct maildir *maildir_open(const char *path, char *errbuf, size_t errlen);
 
-/* Closes the Maildir. Open messages must have been committed or aborted. */
+/* Closes the Maildir. Open messages must have been finished or aborted. */
 void maildir_close(struct maildir **md);
+
+/*
+ * Removes regular files in tmp/ not modified for 36 hours (the Maildir
+ * rule for leftovers of a crash), except those for which KEEP (if not
+ * NULL) returns true: a tmp/ file that a pending intent names is the only
+ * copy of a delivered message until it is published, however old.
+ * KEEP gets ARG and the bare file name, valid during the call only.
+ * Best effort: a file that cannot be removed is tried again next time.
+ * Returns the number of files removed, or -1 with errno set if tmp/
+ * cannot be read.
+ */
+int maildir_clean_tmp(struct maildir *md,
+    bool (*keep)(void *arg, const char *tmpname), void *arg);
 
 /* Starts a new message in tmp/. NULL with errno set on failure. */
 struct maildir_msg *maildir_begin(struct maildir *md);
@@ -37,19 +81,66 @@ struct maildir_msg *maildir_begin(struct maildir *md);
 int maildir_write(struct maildir_msg *msg, const char *data, size_t len);
 
 /*
- * Flushes, fsyncs and closes the temporary file, links it into new/ and
- * removes it from tmp/. Frees MSG and sets *MSG to NULL whatever the
- * outcome. On failure the temporary file is removed and -1 returned with
- * errno set. NAMEBUF (if not NULL) receives the final file name (without
- * directory).
+ * Completes the message in tmp/: flushes, fsyncs and closes the file and
+ * fsyncs tmp/, so that when it returns 0 the file survives a crash under
+ * tmp/TMPNAME. Nothing is put into new/. FINALNAME gets the name the file
+ * will have there: TMPNAME plus ",S=<size>", a name no file in new/ has
+ * now (on a clash the tmp/ file is renamed first). Buffers of
+ * MAILDIR_NAME_SIZE bytes are always large enough.
+ *
+ * Frees MSG and sets *MSG to NULL whatever the outcome. On failure the
+ * temporary file is removed and -1 returned with errno set (ENAMETOOLONG
+ * if a buffer is too small). On success the caller owns tmp/TMPNAME.
+ * Once an intent naming it has been recorded, it may only go by
+ * maildir_publish(), maildir_sync(), maildir_drop_tmp(), in that order,
+ * now or in a later recovery: even a commit that failed may have left the
+ * intent on disk. Without an intent, maildir_drop_tmp() discards it.
  */
-int maildir_commit(struct maildir_msg **msg, char *namebuf, size_t namelen);
+int maildir_finish(struct maildir_msg **msg, char *tmpname, size_t tmplen,
+    char *finalname, size_t finallen);
 
 /* Removes the temporary file, frees MSG and sets *MSG to NULL. */
 void maildir_abort(struct maildir_msg **msg);
 
 /* Bytes written so far (after CRLF to LF conversion). */
 uint64_t maildir_msg_size(const struct maildir_msg *msg);
+
+/*
+ * Gives tmp/TMPNAME the name new/FINALNAME, by a hard link (tmp/TMPNAME
+ * stays until maildir_drop_tmp()), or where the file system has no hard
+ * links by a rename that never replaces a file (tmp/TMPNAME is then gone
+ * at once). Idempotent, so that recovery may repeat it: if new/FINALNAME
+ * exists already the message counts as published and 0 is returned
+ * (maildir_finish() chose a name free in new/, so a file there is this
+ * message, linked by an earlier call). Returns 0, or -1 with errno set:
+ * EINVAL for a bad name, ENOENT if neither name exists.
+ * Not durable until maildir_sync().
+ */
+int maildir_publish(
+    struct maildir *md, const char *tmpname, const char *finalname);
+
+/*
+ * Whether tmp/TMPNAME may exist: false only when it certainly does not
+ * (or the name is invalid). An error other than "no such file" answers
+ * true, so that recovery tries to publish and reports the real error
+ * rather than taking a message for delivered.
+ */
+bool maildir_tmp_exists(struct maildir *md, const char *tmpname);
+
+/*
+ * Removes tmp/TMPNAME; a name already gone is success. Call it for a
+ * published message only after maildir_sync() returned 0: until then the
+ * tmp/ name is what a crash would leave of the message. Returns 0, or -1
+ * with errno set (EINVAL for a bad name).
+ */
+int maildir_drop_tmp(struct maildir *md, const char *tmpname);
+
+/*
+ * Whether the message published as FINALNAME is in new/, or in cur/ under
+ * the same name with an info suffix (where a mail reader moves it): 1 yes,
+ * 0 no, -1 with errno set when that cannot be told.
+ */
+int maildir_delivered(struct maildir *md, const char *finalname);
 
 /* fsyncs new/. Returns 0, or -1 with errno set. */
 int maildir_sync(struct maildir *md);
@@ -60,7 +151,9 @@ int maildir_free_space(struct maildir *md, uint64_t *bytes);
 /*
  * Writes a unique file name for a message of SIZE bytes into BUF:
  * <sec>.M<usec>P<pid>Q<seq>.<host>,S=<size>, with '/' in the host name
- * written as "\057" and ':' as "\072". Exposed for tests.
+ * written as "\057", ':' as "\072" and any byte outside 0x21-0x7E as its
+ * octal "\ooo" too, so that names are always valid (see above). Exposed
+ * for tests.
  */
 int maildir_unique_name(char *buf, size_t buflen, long long sec, long usec,
     long pid, unsigned long seq, const char *host, uint64_t size);

@@ -1,103 +1,763 @@
-/* Password sources. */
+/*
+ * Password sources. The inline value, files and credentials are small and
+ * local, so they are read at once and only the answer waits for a later
+ * loop turn. A password_command runs as a child watched by events on the
+ * caller's loop: its two pipes, a pidfd for its exit and a deadline. Every
+ * answer goes out through deliver(), every teardown through release().
+ */
+#include <sys/pidfd.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "auth.h"
 #include "conf.h"
+#include "log.h"
 #include "secret.h"
 
 /*
- * Reads the first line of PATH into BUF. A secret file readable by group
- * or others is refused, as ssh refuses such a key: the secret in it is
+ * A password_command prints one line. 64 KiB of stdout is far more than
+ * any secret, so a command printing more is broken or runaway: it is
+ * killed rather than read forever.
+ */
+#define SECRET_OUTPUT_MAX (64 * 1024)
+/* Enough of stderr to say why a command failed; more would flood the log. */
+#define SECRET_STDERR_MAX 1024
+/* If an account has no timeout (conf.c requires one, tests may not). */
+#define SECRET_DEFAULT_TIMEOUT 60
+/* How often to look for the child's exit when pidfds are unavailable. */
+#define SECRET_POLL_USEC 100000
+/* Bytes taken from a pipe per read(). */
+#define SECRET_CHUNK 4096
+
+enum req_state {
+	REQ_RUNNING,   /* the caller waits for the answer */
+	REQ_ANSWERING, /* the callback is running */
+	REQ_DETACHED, /* answered or cancelled; a killed child awaits reaping */
+};
+
+enum line_problem {
+	LINE_FINE,
+	LINE_TOO_LONG,
+	LINE_NUL,
+};
+
+/* The first line of a source, collected as its bytes arrive. */
+struct line {
+	char buf[SECRET_MAX];
+	size_t len;
+	bool done; /* line end seen, or given up */
+	enum line_problem problem;
+};
+
+/* What one read() from a command's pipe gave. */
+enum pipe_read {
+	RD_AGAIN, /* nothing now */
+	RD_DATA,
+	RD_EOF,	     /* closed (or unreadable: treated alike) */
+	RD_TOO_MUCH, /* stdout went over SECRET_OUTPUT_MAX */
+};
+
+struct secret_req {
+	struct event_base *base;
+	secret_cb cb;
+	void *arg;
+	enum req_state state;
+	/* Copied: log lines may outlive the account (reload). */
+	char account[CONF_NAME_MAX + 1];
+	struct event *done_ev; /* answers a result known at once */
+	struct line line;
+	bool ok;
+	char err[512];
+
+	/* password_command only */
+	unsigned timeout; /* seconds */
+	pid_t pid;	  /* > 0 until reaped */
+	bool killed;
+	int pidfd;
+	int out_fd, err_fd; /* our ends of its stdout and stderr, or -1 */
+	struct event *out_ev, *err_ev, *reap_ev, *deadline_ev;
+	size_t out_total;
+	bool overflow;
+	char errtext[SECRET_STDERR_MAX];
+	size_t errlen;
+	bool errmore; /* stderr went on beyond errtext */
+};
+
+static void fail(struct secret_req *r, const char *fmt, ...) LOG_PRINTF(2, 3);
+static void line_feed(struct line *l, const char *p, size_t n);
+static bool line_check(struct secret_req *r, const char *what);
+static void read_file(struct secret_req *r, const char *path);
+static void read_credential(struct secret_req *r, const char *name);
+static void take_inline(struct secret_req *r, const char *password);
+static int above_stdio(int fd);
+static _Noreturn void run_child(const char *cmd, int in, int out, int err);
+static int make_stdio(struct secret_req *r, int child[3]);
+static int make_events(struct secret_req *r);
+static int start_command(struct secret_req *r, const char *cmd);
+static int watch_exit(struct secret_req *r);
+static void kill_child(struct secret_req *r);
+static void pipe_stop(int *fd, struct event *ev);
+static enum pipe_read read_stdout(struct secret_req *r);
+static enum pipe_read read_stderr(struct secret_req *r);
+static void drain(struct secret_req *r);
+static void judge_exit(struct secret_req *r, int status);
+static void log_stderr(struct secret_req *r);
+static void out_cb(evutil_socket_t fd, short what, void *arg);
+static void err_cb(evutil_socket_t fd, short what, void *arg);
+static void reap_cb(evutil_socket_t fd, short what, void *arg);
+static void deadline_cb(evutil_socket_t fd, short what, void *arg);
+static void done_cb(evutil_socket_t fd, short what, void *arg);
+static void deliver(struct secret_req *r);
+static void release(struct secret_req *r);
+static void req_free(struct secret_req *r);
+
+static void
+fail(struct secret_req *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->ok = false;
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Adds N bytes of a source to its first line. A line that cannot be the
+ * secret (too long, a NUL in it) is refused rather than cut: a silently
+ * truncated password fails later in a way nobody can explain.
+ */
+static void
+line_feed(struct line *l, const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && !l->done; i++) {
+		if (p[i] == '\n' || p[i] == '\r') {
+			l->done = true;
+		} else if (p[i] == '\0') {
+			l->problem = LINE_NUL;
+			l->done = true;
+		} else if (l->len + 1 >= sizeof(l->buf)) {
+			l->problem = LINE_TOO_LONG;
+			l->done = true;
+		} else {
+			l->buf[l->len++] = p[i];
+		}
+	}
+}
+
+/* Accepts the collected line as the secret, or fails naming WHAT. */
+static bool
+line_check(struct secret_req *r, const char *what)
+{
+	r->line.buf[r->line.len] = '\0';
+	switch (r->line.problem) {
+	case LINE_TOO_LONG:
+		fail(r, "%s: first line is longer than %d bytes", what,
+		    SECRET_MAX - 1);
+		return false;
+	case LINE_NUL:
+		fail(r, "%s: first line contains a NUL byte", what);
+		return false;
+	case LINE_FINE:
+		break;
+	}
+	if (r->line.len == 0) {
+		fail(r, "%s: no secret on its first line", what);
+		return false;
+	}
+	r->ok = true;
+	return true;
+}
+
+/*
+ * Reads the first line of PATH. A secret file accessible by group or
+ * others is refused, as ssh refuses such a key: the secret in it is
  * already exposed, and quietly using it would hide that.
  */
-static int
-read_first_line(
-    const char *path, char *buf, size_t len, char *err, size_t errlen)
+static void
+read_file(struct secret_req *r, const char *path)
 {
+	char buf[SECRET_CHUNK];
 	struct stat st;
 	ssize_t n;
-	size_t got = 0;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
-		snprintf(
-		    err, errlen, "cannot read %s: %s", path, strerror(errno));
-		return -1;
+	/* O_NONBLOCK: a FIFO put in place of the file must not hang us. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd == -1) {
+		fail(r, "cannot read %s: %s", path, strerror(errno));
+		return;
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s is not a regular file", path);
-		close(fd);
-		return -1;
+		fail(r, "%s is not a regular file", path);
+		goto out;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(err, errlen,
-		    "%s is accessible by group or others (chmod 600 it)", path);
-		close(fd);
-		return -1;
+		fail(r, "%s is accessible by group or others (chmod 600 it)",
+		    path);
+		goto out;
 	}
-	while (got + 1 < len && (n = read(fd, buf + got, len - 1 - got)) != 0) {
+	while (!r->line.done) {
+		n = read(fd, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			snprintf(err, errlen, "cannot read %s: %s", path,
-			    strerror(errno));
-			close(fd);
-			auth_wipe(buf, len);
-			return -1;
+			fail(r, "cannot read %s: %s", path, strerror(errno));
+			goto out;
 		}
-		got += (size_t)n;
+		if (n == 0)
+			break;
+		line_feed(&r->line, buf, (size_t)n);
 	}
+	line_check(r, path);
+out:
+	auth_wipe(buf, sizeof(buf));
 	close(fd);
-	buf[got] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (buf[0] == '\0') {
-		snprintf(err, errlen, "%s: no secret on its first line", path);
+}
+
+/* A systemd credential: a file the service manager put there for us. */
+static void
+read_credential(struct secret_req *r, const char *name)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[PATH_MAX];
+	int n;
+
+	if (dir == NULL || dir[0] == '\0') {
+		fail(r, "password_credential needs $CREDENTIALS_DIRECTORY "
+			"(LoadCredential= in the unit)");
+		return;
+	}
+	n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		fail(r, "password_credential %s: path too long", name);
+		return;
+	}
+	read_file(r, path);
+}
+
+/* The inline password, taken as written. */
+static void
+take_inline(struct secret_req *r, const char *password)
+{
+	size_t n = strlen(password);
+
+	if (n == 0) {
+		fail(r, "password is empty");
+		return;
+	}
+	if (n >= sizeof(r->line.buf)) {
+		fail(r, "password is longer than %d bytes", SECRET_MAX - 1);
+		return;
+	}
+	memcpy(r->line.buf, password, n + 1);
+	r->line.len = n;
+	r->ok = true;
+}
+
+/*
+ * Moves FD above 0, 1 and 2 (closing the original), so that the child's
+ * dup2() onto stdin/stdout/stderr never lands on one of its own sources
+ * (that happens when the daemon was started with a standard fd closed).
+ */
+static int
+above_stdio(int fd)
+{
+	int nfd, saved;
+
+	if (fd > 2)
+		return fd;
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return nfd;
+}
+
+/*
+ * In the forked child: become the leader of a new process group, undo
+ * what the daemon did to signals, keep only stdin, stdout and stderr, and
+ * run the command. Only async-signal-safe calls here.
+ */
+static _Noreturn void
+run_child(const char *cmd, int in, int out, int err)
+{
+	static const char msg[] = "popfetchd: cannot execute /bin/sh\n";
+	sigset_t none;
+	ssize_t w;
+	int sig;
+
+	/* Its own group, so that a timeout kills a whole pipeline at once. */
+	setpgid(0, 0);
+	/* Ignored signals (the daemon ignores SIGPIPE) survive exec. */
+	for (sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (dup2(in, 0) == -1 || dup2(out, 1) == -1 || dup2(err, 2) == -1)
+		_exit(127);
+	/*
+	 * Everything we open is close-on-exec already; this also covers
+	 * descriptors that other code or libraries opened without it.
+	 */
+	closefrom(3);
+	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+	w = write(2, msg, sizeof(msg) - 1);
+	(void)w;
+	_exit(127);
+}
+
+/*
+ * The command's stdin (/dev/null), stdout and stderr (pipes): its ends
+ * into CHILD, ours into R (non-blocking; the command sees ordinary
+ * pipes). Returns 0, or -1 with R failed; the caller closes CHILD, and
+ * release() our ends.
+ */
+static int
+make_stdio(struct secret_req *r, int child[3])
+{
+	int p[2], i;
+
+	if ((child[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
+		goto fail;
+	if (pipe2(p, O_CLOEXEC) == -1)
+		goto fail;
+	r->out_fd = p[0];
+	child[1] = p[1];
+	if (pipe2(p, O_CLOEXEC) == -1)
+		goto fail;
+	r->err_fd = p[0];
+	child[2] = p[1];
+	for (i = 0; i < 3; i++)
+		if ((child[i] = above_stdio(child[i])) == -1)
+			goto fail;
+	if (fcntl(r->out_fd, F_SETFL, O_NONBLOCK) == -1 ||
+	    fcntl(r->err_fd, F_SETFL, O_NONBLOCK) == -1)
+		goto fail;
+	return 0;
+fail:
+	fail(r, "cannot run password_command: %s", strerror(errno));
+	return -1;
+}
+
+/*
+ * Every event that watches the command, made and added before the fork,
+ * so that nothing can fail between starting the child and watching it
+ * (watch_exit() only re-assigns REAP_EV). Returns 0, or -1 with R failed.
+ */
+static int
+make_events(struct secret_req *r)
+{
+	struct timeval tv = {.tv_sec = (time_t)r->timeout};
+
+	r->out_ev =
+	    event_new(r->base, r->out_fd, EV_READ | EV_PERSIST, out_cb, r);
+	r->err_ev =
+	    event_new(r->base, r->err_fd, EV_READ | EV_PERSIST, err_cb, r);
+	r->reap_ev = event_new(r->base, -1, EV_PERSIST, reap_cb, r);
+	r->deadline_ev = event_new(r->base, -1, 0, deadline_cb, r);
+	if (r->out_ev == NULL || r->err_ev == NULL || r->reap_ev == NULL ||
+	    r->deadline_ev == NULL || event_add(r->out_ev, NULL) == -1 ||
+	    event_add(r->err_ev, NULL) == -1 ||
+	    event_add(r->deadline_ev, &tv) == -1) {
+		fail(r, "cannot run password_command: out of memory");
 		return -1;
 	}
 	return 0;
 }
 
-int
-secret_get(
-    const struct account *a, char *buf, size_t len, char *err, size_t errlen)
+/*
+ * Starts the command and the events that watch it. Returns 0, or -1 with
+ * R failed and nothing left running.
+ */
+static int
+start_command(struct secret_req *r, const char *cmd)
 {
-	const char *dir;
-	char path[PATH_MAX];
+	int child[3] = {-1, -1, -1}, i;
+	pid_t pid = -1;
 
-	if (a->password != NULL) {
-		if (strlen(a->password) >= len) {
-			snprintf(err, errlen, "password too long");
-			return -1;
-		}
-		strcpy(buf, a->password);
-		return 0;
+	if (make_stdio(r, child) == 0 && make_events(r) == 0) {
+		if ((pid = fork()) == 0)
+			run_child(cmd, child[0], child[1], child[2]);
+		if (pid == -1)
+			fail(r, "cannot run password_command: fork: %s",
+			    strerror(errno));
 	}
-	if (a->password_file != NULL)
-		return read_first_line(a->password_file, buf, len, err, errlen);
-	if (a->password_credential != NULL) {
-		if ((dir = getenv("CREDENTIALS_DIRECTORY")) == NULL) {
-			snprintf(err, errlen,
-			    "password_credential needs $CREDENTIALS_DIRECTORY "
-			    "(LoadCredential= in the unit)");
-			return -1;
-		}
-		snprintf(
-		    path, sizeof(path), "%s/%s", dir, a->password_credential);
-		return read_first_line(path, buf, len, err, errlen);
+	for (i = 0; i < 3; i++)
+		if (child[i] != -1)
+			close(child[i]);
+	if (pid == -1)
+		return -1;
+	r->pid = pid;
+	/* Also here: whichever of us runs first, the group exists. */
+	setpgid(pid, pid);
+	log_debug(r->account, "password_command started pid=%ld timeout=%u",
+	    (long)pid, r->timeout);
+	return watch_exit(r);
+}
+
+/*
+ * Watches for the child's exit: a pidfd becomes readable when it exits,
+ * so waitpid() never blocks and never touches other children. Where
+ * pidfd_open() is refused (old kernel, seccomp) a timer asks instead.
+ */
+static int
+watch_exit(struct secret_req *r)
+{
+	struct timeval poll = {.tv_usec = SECRET_POLL_USEC};
+	int ok;
+
+	if ((r->pidfd = pidfd_open(r->pid, 0)) == -1) {
+		log_debug(r->account,
+		    "pidfd_open: %s; polling for the command's exit",
+		    strerror(errno));
+		ok = event_add(r->reap_ev, &poll) == 0;
+	} else {
+		ok = event_assign(r->reap_ev, r->base, r->pidfd,
+			 EV_READ | EV_PERSIST, reap_cb, r) == 0 &&
+		     event_add(r->reap_ev, NULL) == 0;
+	}
+	if (ok)
+		return 0;
+	/*
+	 * Cannot watch it, so stop it now. Killed right after the fork it
+	 * dies at once, so this one blocking wait is short.
+	 */
+	kill_child(r);
+	waitpid(r->pid, NULL, 0);
+	r->pid = -1;
+	fail(r, "cannot watch password_command: out of memory");
+	return -1;
+}
+
+static void
+kill_child(struct secret_req *r)
+{
+	/*
+	 * Only while unreaped: until then the group id is still ours and
+	 * cannot name somebody else's processes.
+	 */
+	if (r->pid <= 0 || r->killed)
+		return;
+	r->killed = true;
+	if (kill(-r->pid, SIGKILL) == -1)
+		kill(r->pid, SIGKILL);
+}
+
+static void
+pipe_stop(int *fd, struct event *ev)
+{
+	if (*fd == -1)
+		return;
+	if (ev != NULL)
+		event_del(ev);
+	close(*fd);
+	*fd = -1;
+}
+
+/* One read from stdout: the first line is kept, the rest only counted. */
+static enum pipe_read
+read_stdout(struct secret_req *r)
+{
+	char buf[SECRET_CHUNK];
+	ssize_t n;
+
+	n = read(r->out_fd, buf, sizeof(buf));
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return RD_AGAIN;
+	if (n <= 0)
+		return RD_EOF;
+	r->out_total += (size_t)n;
+	if (r->out_total > SECRET_OUTPUT_MAX) {
+		r->overflow = true;
+		auth_wipe(buf, sizeof(buf));
+		return RD_TOO_MUCH;
+	}
+	line_feed(&r->line, buf, (size_t)n);
+	auth_wipe(buf, sizeof(buf));
+	return RD_DATA;
+}
+
+/* One read from stderr: the start is kept for the log, the rest dropped. */
+static enum pipe_read
+read_stderr(struct secret_req *r)
+{
+	char buf[SECRET_CHUNK];
+	size_t keep;
+	ssize_t n;
+
+	n = read(r->err_fd, buf, sizeof(buf));
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return RD_AGAIN;
+	if (n <= 0)
+		return RD_EOF;
+	keep = sizeof(r->errtext) - r->errlen;
+	if ((size_t)n > keep)
+		r->errmore = true;
+	else
+		keep = (size_t)n;
+	memcpy(r->errtext + r->errlen, buf, keep);
+	r->errlen += keep;
+	return RD_DATA;
+}
+
+/*
+ * After the child exited: take what the pipes hold now, but do not wait
+ * for their end. A helper the command left running in the background may
+ * keep them open for ever; everything the command itself wrote is in the
+ * pipe already.
+ */
+static void
+drain(struct secret_req *r)
+{
+	int reads = 0;
+
+	while (r->out_fd != -1 && read_stdout(r) == RD_DATA)
+		continue;
+	pipe_stop(&r->out_fd, r->out_ev);
+	/* Bounded: a background writer must not keep us here. */
+	while (r->err_fd != -1 && reads++ < SECRET_OUTPUT_MAX / SECRET_CHUNK &&
+	       read_stderr(r) == RD_DATA)
+		continue;
+	pipe_stop(&r->err_fd, r->err_ev);
+}
+
+/* The answer once the command exited with STATUS. */
+static void
+judge_exit(struct secret_req *r, int status)
+{
+	drain(r);
+	if (r->overflow)
+		fail(r, "password_command output too long (more than %d bytes)",
+		    SECRET_OUTPUT_MAX);
+	else if (WIFSIGNALED(status))
+		fail(r, "password_command killed by signal %d (%s)",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail(r, "password_command exited with status %d",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	else
+		line_check(r, "password_command");
+}
+
+/*
+ * Logs what the command said on stderr, as one line. Only printable ASCII
+ * passes: line breaks become spaces, anything else (terminal escapes)
+ * '?'.
+ */
+static void
+log_stderr(struct secret_req *r)
+{
+	const char *t = r->errtext;
+	char text[SECRET_STDERR_MAX + 1];
+	size_t i, n = r->errlen;
+	unsigned char c;
+
+	while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r'))
+		n--;
+	if (n == 0)
+		return;
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)t[i];
+		if (c == '\n' || c == '\r' || c == '\t')
+			text[i] = ' ';
+		else if (c < 0x20 || c >= 0x7f)
+			text[i] = '?';
+		else
+			text[i] = (char)c;
+	}
+	text[n] = '\0';
+	log_warnx(r->account, "password_command: stderr: %s%s", text,
+	    r->errmore ? " [...]" : "");
+	r->errlen = 0;
+}
+
+static void
+out_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct secret_req *r = arg;
+
+	switch (read_stdout(r)) {
+	case RD_TOO_MUCH:
+		kill_child(r);
+		fail(r, "password_command output too long (more than %d bytes)",
+		    SECRET_OUTPUT_MAX);
+		deliver(r);
+		return;
+	case RD_EOF:
+		/* The child's exit, not this, completes the request. */
+		pipe_stop(&r->out_fd, r->out_ev);
+		return;
+	case RD_AGAIN:
+	case RD_DATA:
+		return;
+	}
+}
+
+static void
+err_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct secret_req *r = arg;
+
+	if (read_stderr(r) == RD_EOF)
+		pipe_stop(&r->err_fd, r->err_ev);
+}
+
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct secret_req *r = arg;
+	int status;
+	pid_t w;
+
+	w = waitpid(r->pid, &status, WNOHANG);
+	if (w == 0 || (w == -1 && errno == EINTR))
+		return; /* not yet (the polling timer asks again) */
+	r->pid = -1;
+	event_del(r->reap_ev);
+	if (r->state == REQ_DETACHED) {
+		req_free(r);
+		return;
+	}
+	if (w == -1)
+		fail(r, "password_command: cannot get its exit status: %s",
+		    strerror(errno));
+	else
+		judge_exit(r, status);
+	deliver(r);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct secret_req *r = arg;
+
+	kill_child(r);
+	fail(r, "password_command timed out after %u s", r->timeout);
+	deliver(r);
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	deliver(arg);
+}
+
+/* Gives the caller its one answer, then tears R down. */
+static void
+deliver(struct secret_req *r)
+{
+	log_stderr(r);
+	r->state = REQ_ANSWERING;
+	if (r->ok)
+		r->cb(r->arg, r->line.buf, NULL);
+	else
+		r->cb(r->arg, NULL, r->err);
+	release(r);
+}
+
+/*
+ * Ends R for its caller: wipes the secret, stops every event but the one
+ * that reaps a killed child, which frees R once the child is gone.
+ */
+static void
+release(struct secret_req *r)
+{
+	auth_wipe(&r->line, sizeof(r->line));
+	pipe_stop(&r->out_fd, r->out_ev);
+	pipe_stop(&r->err_fd, r->err_ev);
+	if (r->deadline_ev != NULL)
+		event_del(r->deadline_ev);
+	event_del(r->done_ev);
+	if (r->pid > 0) {
+		kill_child(r);
+		r->state = REQ_DETACHED;
+		return;
+	}
+	req_free(r);
+}
+
+static void
+req_free(struct secret_req *r)
+{
+	if (r->out_ev != NULL)
+		event_free(r->out_ev);
+	if (r->err_ev != NULL)
+		event_free(r->err_ev);
+	if (r->reap_ev != NULL)
+		event_free(r->reap_ev);
+	if (r->deadline_ev != NULL)
+		event_free(r->deadline_ev);
+	event_free(r->done_ev);
+	if (r->pidfd != -1)
+		close(r->pidfd);
+	auth_wipe(r, sizeof(*r));
+	free(r);
+}
+
+struct secret_req *
+secret_fetch(
+    struct event_base *base, const struct account *a, secret_cb cb, void *arg)
+{
+	struct secret_req *r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->base = base;
+	r->cb = cb;
+	r->arg = arg;
+	r->state = REQ_RUNNING;
+	r->pid = -1;
+	r->pidfd = -1;
+	r->out_fd = -1;
+	r->err_fd = -1;
+	r->timeout = a->timeout > 0 ? a->timeout : SECRET_DEFAULT_TIMEOUT;
+	snprintf(r->account, sizeof(r->account), "%s", a->name);
+	if ((r->done_ev = event_new(base, -1, 0, done_cb, r)) == NULL) {
+		free(r);
+		return NULL;
 	}
 	if (a->password_command != NULL) {
-		snprintf(err, errlen,
-		    "password_command is not supported by this version");
-		return -1;
+		if (start_command(r, a->password_command) == 0)
+			return r;
+	} else if (a->password != NULL) {
+		take_inline(r, a->password);
+	} else if (a->password_file != NULL) {
+		read_file(r, a->password_file);
+	} else if (a->password_credential != NULL) {
+		read_credential(r, a->password_credential);
+	} else {
+		fail(r, "no password configured");
 	}
-	snprintf(err, errlen, "no password configured");
-	return -1;
+	/* Known now, answered on a later loop turn all the same. */
+	event_active(r->done_ev, EV_TIMEOUT, 1);
+	return r;
+}
+
+void
+secret_cancel(struct secret_req **reqp)
+{
+	struct secret_req *r = *reqp;
+
+	*reqp = NULL;
+	/* From inside its own callback: deliver() tears it down after. */
+	if (r == NULL || r->state != REQ_RUNNING)
+		return;
+	release(r);
 }

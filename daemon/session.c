@@ -18,6 +18,7 @@
 
 #include "auth.h"
 #include "conf.h"
+#include "deliver.h"
 #include "log.h"
 #include "maildir.h"
 #include "net.h"
@@ -26,6 +27,7 @@
 #include "secret.h"
 #include "session.h"
 #include "state.h"
+#include "testhook.h"
 #include "tls.h"
 
 /*
@@ -35,8 +37,7 @@
  */
 #define SESSION_BATCH 64
 /* Commands in flight when the server allows pipelining (RFC 2449). */
-#define SESSION_WINDOW	   64
-#define SESSION_SECRET_MAX 1024
+#define SESSION_WINDOW 64
 
 #define SESSION_STATES(X)         \
 	X(S_CONNECT, "connect")   \
@@ -88,12 +89,16 @@ struct session {
 	bool tls_active;
 	bool stls_pending; /* +OK to STLS seen, handshake next */
 	char timestamp[POP3_LINE_MAX + 1];
-	char secret[SESSION_SECRET_MAX];
+	struct secret_req *sreq;
+	char secret[SECRET_MAX];
+	char ir[AUTH_BASE64_SIZE(SECRET_MAX + 2 * POP3_LINE_MAX)];
+	bool ir_pending; /* initial response to send after "+ " */
 	enum auth_step auth_step;
 
 	struct maildir *md;
 	struct state *st;
-	struct maildir_msg *cur; /* the message being received */
+	struct deliver *dl;
+	bool receiving; /* a RETR reply is being delivered */
 	unsigned long cur_msgno;
 
 	struct msginfo *msgs; /* index msgno - 1 */
@@ -101,8 +106,6 @@ struct session {
 	bool have_uidl;
 	unsigned long *fetch; /* msgnos to RETR, in order */
 	size_t nfetch, next_fetch, retr_done;
-	unsigned long *batch; /* delivered, not yet durable */
-	size_t nbatch;
 	unsigned long *dele; /* durable, DELE not yet sent */
 	size_t ndele, next_dele;
 	size_t dele_ok; /* +OK to DELE, committed by QUIT */
@@ -121,7 +124,9 @@ static void send_req(struct session *s, const struct pop3_req *req);
 static void send_simple(
     struct session *s, enum pop3_cmd cmd, unsigned long msgno);
 static void pump(struct session *s);
-static bool make_durable(struct session *s);
+static void flush_batch(struct session *s, bool dele);
+static void local_failure(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static const char *const class_names[] = {
     "ok", "network", "busy", "protocol", "auth", "local", "config"};
@@ -148,6 +153,7 @@ static bool
 open_local(struct session *s)
 {
 	char err[512];
+	int n;
 
 	s->md = maildir_open(s->a->maildir, err, sizeof(err));
 	if (s->md == NULL) {
@@ -163,6 +169,19 @@ open_local(struct session *s)
 	}
 	if (state_load_notice(s->st) != NULL)
 		log_warnx(s->a->name, "state: %s", state_load_notice(s->st));
+	if ((s->dl = deliver_new(s->md, s->st)) == NULL) {
+		fail(s, SC_LOCAL, "out of memory");
+		return false;
+	}
+	if ((n = deliver_recover(s->dl, err, sizeof(err))) == -1) {
+		fail(s, SC_LOCAL, "%s", err);
+		return false;
+	}
+	if (n > 0)
+		log_info(s->a->name,
+		    "recovered=%d interrupted deliveries "
+		    "completed",
+		    n);
 	return true;
 }
 
@@ -176,6 +195,34 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	s->stats.secs = (double)(now.tv_sec - s->start.tv_sec) +
 			(double)(now.tv_usec - s->start.tv_usec) / 1e6;
 	s->cb(s->cbarg, s->cls, &s->stats, s->msg);
+}
+
+static void
+connect_now(struct session *s)
+{
+	const struct account *a = s->a;
+
+	s->net = net_connect(
+	    s->base, s->dns, a->host, a->port, a->timeout, net_event, s);
+	if (s->net == NULL) {
+		fail(s, SC_LOCAL, "out of memory");
+		return;
+	}
+	log_debug(a->name, "connecting to %s:%u", a->host, a->port);
+}
+
+static void
+secret_ready(void *arg, const char *secret, const char *err)
+{
+	struct session *s = arg;
+
+	s->sreq = NULL;
+	if (secret == NULL) {
+		fail(s, SC_CONFIG, "password: %s", err);
+		return;
+	}
+	snprintf(s->secret, sizeof(s->secret), "%s", secret);
+	connect_now(s);
 }
 
 struct session *
@@ -210,11 +257,11 @@ session_start(struct event_base *base, struct evdns_base *dns,
 	if (!a->tls_verify && a->tls != CONF_TLS_NONE)
 		log_warnx(a->name, "warning: certificate verification is off "
 				   "(tls_verify = false)");
-	s->net =
-	    net_connect(base, dns, a->host, a->port, a->timeout, net_event, s);
-	if (s->net == NULL)
+	/* The secret first: a failing password_command costs no login. */
+	if (a->auth == CONF_AUTH_EXTERNAL)
+		connect_now(s);
+	else if ((s->sreq = secret_fetch(base, a, secret_ready, s)) == NULL)
 		fail(s, SC_LOCAL, "out of memory");
-	log_debug(a->name, "connecting to %s:%u", a->host, a->port);
 	return s;
 }
 
@@ -225,10 +272,10 @@ session_free(struct session **sp)
 
 	if (s == NULL)
 		return;
+	secret_cancel(&s->sreq);
 	net_free(&s->net);
 	pop3_free(&s->pop3);
-	if (s->cur != NULL)
-		maildir_abort(&s->cur);
+	deliver_free(&s->dl);
 	maildir_close(&s->md);
 	state_close(&s->st);
 	if (s->ctx != NULL)
@@ -238,7 +285,6 @@ session_free(struct session **sp)
 	auth_wipe(s->secret, sizeof(s->secret));
 	free(s->msgs);
 	free(s->fetch);
-	free(s->batch);
 	free(s->dele);
 	free(s);
 	*sp = NULL;
@@ -264,16 +310,19 @@ static void
 finish(struct session *s)
 {
 	set_state(s, S_DONE);
-	if (s->cur != NULL)
-		maildir_abort(&s->cur);
 	/*
-	 * Messages already in new/ must be recorded whatever ended the
-	 * session, or the next poll would deliver them again.
+	 * Messages complete in tmp/ are made durable whatever ended the
+	 * session, so the next poll does not fetch them again; without
+	 * QUIT, none of them is deleted.
 	 */
-	if (s->nbatch > 0)
-		make_durable(s);
-	s->nbatch = 0;
+	if (s->dl != NULL) {
+		deliver_abort(s->dl);
+		flush_batch(s, false);
+	}
+	s->receiving = false;
+	secret_cancel(&s->sreq);
 	auth_wipe(s->secret, sizeof(s->secret));
+	auth_wipe(s->ir, sizeof(s->ir));
 	/*
 	 * The transport is freed with the session, from the done callback:
 	 * this may run inside one of its callbacks. Until then, S_DONE makes
@@ -402,6 +451,12 @@ tls_ready(struct session *s)
 
 /* ---- authentication ---- */
 
+/*
+ * RFC 5034: an AUTH command line with its initial response is at most 255
+ * octets; a longer response (an OAuth token) goes after an empty challenge.
+ */
+#define AUTH_LINE_MAX 255
+
 static enum session_class
 auth_err_class(const struct pop3_event *ev)
 {
@@ -415,26 +470,55 @@ auth_err_class(const struct pop3_event *ev)
 	}
 }
 
+/* Sends AUTH MECH with the initial response IR (base64, or NULL). */
 static void
 start_sasl(struct session *s, const char *mech, const char *ir)
 {
 	struct pop3_req r = {.cmd = POP3_CMD_AUTH, .arg = mech, .arg2 = ir};
 
 	s->auth_step = AS_SASL;
+	s->ir_pending = false;
+	if (ir != NULL &&
+	    strlen("AUTH  \r\n") + strlen(mech) + strlen(ir) > AUTH_LINE_MAX) {
+		/* IR is s->ir when login_sasl() built it there. */
+		if (ir != s->ir)
+			snprintf(s->ir, sizeof(s->ir), "%s", ir);
+		s->ir_pending = true;
+		r.arg2 = NULL;
+	}
 	send_req(s, &r);
 }
 
-static void
-login_plain(struct session *s)
+/* Builds the initial response for the configured SASL mechanism. */
+static int
+sasl_response(struct session *s, char *ir, size_t irlen)
 {
-	char ir[2 * SESSION_SECRET_MAX];
+	const struct account *a = s->a;
 
-	if (auth_plain(s->a->user, s->secret, ir, sizeof(ir)) < 0) {
-		fail(s, SC_CONFIG, "credentials too long");
+	switch (a->auth) {
+	case CONF_AUTH_XOAUTH2:
+		return auth_xoauth2(a->user, s->secret, ir, irlen);
+	case CONF_AUTH_OAUTHBEARER:
+		return auth_oauthbearer(
+		    a->user, a->host, a->port, s->secret, ir, irlen);
+	case CONF_AUTH_EXTERNAL:
+		return auth_external(ir, irlen);
+	default:
+		return auth_plain(a->user, s->secret, ir, irlen);
+	}
+}
+
+static void
+login_sasl(struct session *s, const char *mech)
+{
+	if (sasl_response(s, s->ir, sizeof(s->ir)) < 0) {
+		fail(s, SC_CONFIG, "auth %s: credentials invalid or too long",
+		    mech);
 		return;
 	}
-	start_sasl(s, "PLAIN", ir);
-	auth_wipe(ir, sizeof(ir));
+	start_sasl(s, mech, s->ir);
+	if (!s->ir_pending)
+		auth_wipe(s->ir, sizeof(s->ir));
 }
 
 static void
@@ -462,27 +546,26 @@ static void
 start_auth(struct session *s)
 {
 	const struct account *a = s->a;
-	char err[256];
 	struct pop3_req r = {.cmd = POP3_CMD_USER, .arg = a->user};
 
 	if (!s->tls_active && !a->allow_plaintext) {
 		fail(s, SC_CONFIG, "refusing to send credentials without TLS");
 		return;
 	}
-	if (secret_get(a, s->secret, sizeof(s->secret), err, sizeof(err))) {
-		fail(s, SC_CONFIG, "password: %s", err);
-		return;
-	}
 	set_state(s, S_AUTH);
 	switch (a->auth) {
 	case CONF_AUTH_AUTO:
+		/* The strongest both offer; never a silent fallback later. */
 		if (pop3_capa_has_sasl(s->pop3, "PLAIN")) {
-			login_plain(s);
+			login_sasl(s, "PLAIN");
 			return;
 		}
 		break;
 	case CONF_AUTH_PLAIN:
-		login_plain(s);
+	case CONF_AUTH_XOAUTH2:
+	case CONF_AUTH_OAUTHBEARER:
+	case CONF_AUTH_EXTERNAL:
+		login_sasl(s, conf_auth_name(a->auth));
 		return;
 	case CONF_AUTH_LOGIN:
 		start_sasl(s, "LOGIN", NULL);
@@ -492,37 +575,85 @@ start_auth(struct session *s)
 		return;
 	case CONF_AUTH_USER:
 		break;
-	default:
-		fail(s, SC_CONFIG, "auth %s is not supported by this version",
-		    conf_auth_name(a->auth));
-		return;
+	case CONF_AUTH_RPOP:
+		break;
 	}
 	s->auth_step = AS_USER;
 	send_req(s, &r);
 }
 
-/* Answers a SASL challenge (only LOGIN asks any here). */
+/* Sends one SASL continuation line (a secret: masked in the trace). */
 static void
-sasl_continue(struct session *s, const struct pop3_event *ev)
+sasl_send(struct session *s, const char *line)
 {
-	char line[2 * SESSION_SECRET_MAX], buf[2 * SESSION_SECRET_MAX + 4];
-	const char *v;
+	char buf[sizeof(s->ir) + 4];
 	int n;
 
-	if (s->a->auth != CONF_AUTH_LOGIN || s->auth_step == AS_LOGIN3) {
-		fail(s, SC_PROTO, "unexpected SASL challenge");
-		return;
-	}
-	v = s->auth_step == AS_SASL ? s->a->user : s->secret;
-	if (auth_base64(v, strlen(v), line, sizeof(line)) < 0 ||
-	    (n = pop3_auth_response(s->pop3, line, buf, sizeof(buf))) < 0) {
-		fail(s, SC_CONFIG, "credentials too long");
+	if ((n = pop3_auth_response(s->pop3, line, buf, sizeof(buf))) < 0) {
+		fail(s, SC_CONFIG, "SASL response too long");
 		return;
 	}
 	send_line(s, buf, n, true);
-	s->auth_step = s->auth_step == AS_SASL ? AS_LOGIN2 : AS_LOGIN3;
-	auth_wipe(line, sizeof(line));
 	auth_wipe(buf, sizeof(buf));
+}
+
+/* The server's SASL error (OAuth: base64 JSON), for the log. */
+static void
+log_sasl_error(struct session *s, const char *b64)
+{
+	unsigned char buf[1024];
+	size_t n, i;
+
+	if (auth_base64_decode(b64, buf, sizeof(buf) - 1, &n) == -1)
+		return;
+	for (i = 0; i < n; i++)
+		if (buf[i] < 0x20 || buf[i] > 0x7e)
+			buf[i] = '?';
+	buf[n] = '\0';
+	log_warnx(s->a->name, "server says: %s", (char *)buf);
+}
+
+/* Answers a SASL challenge. */
+static void
+sasl_continue(struct session *s, const struct pop3_event *ev)
+{
+	char line[AUTH_BASE64_SIZE(SECRET_MAX)];
+	const char *v;
+
+	if (s->ir_pending) {
+		s->ir_pending = false;
+		sasl_send(s, s->ir);
+		auth_wipe(s->ir, sizeof(s->ir));
+		return;
+	}
+	switch (s->a->auth) {
+	case CONF_AUTH_XOAUTH2:
+		/* A failure comes as a challenge; an empty reply ends it. */
+		log_sasl_error(s, ev->text);
+		sasl_send(s, "");
+		return;
+	case CONF_AUTH_OAUTHBEARER:
+		/* RFC 7628 3.2.3: the client answers an error with %x01. */
+		log_sasl_error(s, ev->text);
+		sasl_send(s, "AQ==");
+		return;
+	case CONF_AUTH_LOGIN:
+		if (s->auth_step == AS_LOGIN3)
+			break;
+		v = s->auth_step == AS_SASL ? s->a->user : s->secret;
+		if (auth_base64(v, strlen(v), line, sizeof(line)) < 0) {
+			fail(s, SC_CONFIG, "credentials too long");
+			return;
+		}
+		sasl_send(s, line);
+		auth_wipe(line, sizeof(line));
+		s->auth_step = s->auth_step == AS_SASL ? AS_LOGIN2 : AS_LOGIN3;
+		return;
+	default:
+		break;
+	}
+	/* RFC 5034: "*" cancels the exchange; the -ERR that follows fails. */
+	sasl_send(s, "*");
 }
 
 static void
@@ -543,6 +674,9 @@ st_auth(struct session *s, const struct pop3_event *ev)
 	if (ev->type != POP3_EV_OK)
 		return;
 	if (s->auth_step == AS_USER) {
+		/* RFC 1939: RPOP, like PASS, follows USER. */
+		if (s->a->auth == CONF_AUTH_RPOP)
+			r.cmd = POP3_CMD_RPOP;
 		r.arg = s->secret;
 		s->auth_step = AS_PASS;
 		send_req(s, &r);
@@ -703,7 +837,6 @@ make_plan(struct session *s)
 
 	if ((pm = calloc(s->nmsgs + 1, sizeof(*pm))) == NULL ||
 	    (s->fetch = calloc(s->nmsgs + 1, sizeof(*s->fetch))) == NULL ||
-	    (s->batch = calloc(s->nmsgs + 1, sizeof(*s->batch))) == NULL ||
 	    (s->dele = calloc(s->nmsgs + 1, sizeof(*s->dele))) == NULL) {
 		free(pm);
 		fail(s, SC_LOCAL, "out of memory");
@@ -818,18 +951,21 @@ write_received(struct session *s)
 	    date);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return 0;
-	return maildir_write(s->cur, buf, (size_t)n);
+	return deliver_write(s->dl, buf, (size_t)n);
 }
 
 /* A local failure: stop fetching, delete nothing more than is durable. */
 static void
-local_failure(struct session *s, const char *what)
+local_failure(struct session *s, const char *fmt, ...)
 {
-	char why[256];
+	char why[512];
+	va_list ap;
 
-	snprintf(why, sizeof(why), "%s: %s", what, strerror(errno));
-	if (s->cur != NULL)
-		maildir_abort(&s->cur);
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	deliver_abort(s->dl);
+	s->receiving = false;
 	log_warnx(s->a->name, "error=local %s; nothing more is fetched", why);
 	if (s->cls == SC_OK) {
 		s->cls = SC_LOCAL;
@@ -838,69 +974,78 @@ local_failure(struct session *s, const char *what)
 	s->stop = true;
 }
 
-/*
- * Makes the delivered batch durable: new/ fsynced, then the UIDs
- * committed. Returns false (after a local failure) if either fails.
- */
-static bool
-make_durable(struct session *s)
+static void
+queue_dele(void *arg, unsigned long msgno)
 {
-	if (maildir_sync(s->md) == -1) {
-		local_failure(s, "fsync of new/");
-		return false;
-	}
-	if (s->have_uidl && state_commit(s->st) == -1) {
-		local_failure(s, "state commit");
-		return false;
-	}
-	return true;
+	struct session *s = arg;
+
+	if (!s->a->keep)
+		s->dele[s->ndele++] = msgno;
 }
 
-/* Makes the batch durable, then queues its DELEs. */
 static void
-flush_batch(struct session *s)
+no_dele(void *arg, unsigned long msgno)
 {
-	size_t i;
+}
 
-	if (s->nbatch == 0)
+/* Makes the batch durable, then (if DELE) queues its deletions. */
+static void
+flush_batch(struct session *s, bool dele)
+{
+	char err[512];
+
+	if (deliver_pending(s->dl) == 0)
 		return;
-	if (make_durable(s) && !s->a->keep)
-		for (i = 0; i < s->nbatch; i++)
-			s->dele[s->ndele++] = s->batch[i];
-	s->nbatch = 0;
+	if (deliver_flush(
+		s->dl, dele ? queue_dele : no_dele, s, err, sizeof(err)) == -1)
+		local_failure(s, "%s", err);
 }
 
 static void
 retr_end(struct session *s)
 {
-	const char *uid = s->msgs[s->cur_msgno - 1].uid;
-	uint64_t size;
+	unsigned long long size;
 
-	if (s->cur == NULL)
+	if (!s->receiving)
 		return;
-	size = maildir_msg_size(s->cur);
-	if (maildir_commit(&s->cur, NULL, 0) == -1) {
-		local_failure(s, "delivery");
+	s->receiving = false;
+	if (deliver_end(s->dl, &size) == -1) {
+		local_failure(s, "delivery of message %lu: %s", s->cur_msgno,
+		    strerror(errno));
 		return;
 	}
 	s->stats.fetched++;
 	s->stats.bytes += size;
-	if (s->have_uidl && state_record(s->st, uid, time(NULL)) == -1) {
-		local_failure(s, "state record");
+	if (deliver_pending(s->dl) >= SESSION_BATCH)
+		flush_batch(s, true);
+}
+
+/* Starts delivering the message whose RETR reply begins. */
+static void
+retr_begin(struct session *s, unsigned long msgno)
+{
+	const char *uid = s->have_uidl ? s->msgs[msgno - 1].uid : NULL;
+
+	s->cur_msgno = msgno;
+	if (s->stop)
+		return;
+	if (deliver_begin(s->dl, msgno, uid) == -1 ||
+	    (s->a->received_header && write_received(s) == -1)) {
+		local_failure(
+		    s, "delivery of message %lu: %s", msgno, strerror(errno));
 		return;
 	}
-	s->batch[s->nbatch++] = s->cur_msgno;
-	if (s->nbatch >= SESSION_BATCH)
-		flush_batch(s);
+	s->receiving = true;
 }
 
 static void
 st_fetch(struct session *s, const struct pop3_event *ev)
 {
 	if (ev->cmd == POP3_CMD_DELE) {
-		if (ev->type == POP3_EV_OK)
+		if (ev->type == POP3_EV_OK) {
 			s->dele_ok++;
-		else if (ev->type == POP3_EV_ERR)
+			TESTHOOK_CRASH_POINT("DELE acknowledged");
+		} else if (ev->type == POP3_EV_ERR)
 			log_warnx(s->a->name, "DELE %lu refused: %s", ev->arg,
 			    ev->text);
 		pump(s);
@@ -908,16 +1053,12 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 	}
 	switch (ev->type) {
 	case POP3_EV_OK:
-		s->cur_msgno = ev->arg;
-		if (s->stop)
-			return;
-		if ((s->cur = maildir_begin(s->md)) == NULL ||
-		    (s->a->received_header && write_received(s) == -1))
-			local_failure(s, "delivery");
+		retr_begin(s, ev->arg);
 		return;
 	case POP3_EV_DATA:
-		if (s->cur != NULL && maildir_write(s->cur, ev->data, ev->len))
-			local_failure(s, "delivery");
+		if (s->receiving && deliver_write(s->dl, ev->data, ev->len))
+			local_failure(s, "delivery of message %lu: %s",
+			    s->cur_msgno, strerror(errno));
 		return;
 	case POP3_EV_END:
 		s->retr_done++;
@@ -964,8 +1105,9 @@ pump(struct session *s)
 		else if (!s->stop && s->next_fetch < s->nfetch)
 			send_simple(
 			    s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
-		else if (s->nbatch > 0 && s->retr_done == s->next_fetch)
-			flush_batch(s);
+		else if (deliver_pending(s->dl) > 0 &&
+			 s->retr_done == s->next_fetch)
+			flush_batch(s, true);
 		else if (pop3_pending(s->pop3) == 0) {
 			send_simple(s, POP3_CMD_QUIT, 0);
 			set_state(s, S_QUIT);

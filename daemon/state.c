@@ -6,6 +6,16 @@
  *	popfetchd-state 1 <host> <user>		header (percent-encoded fields)
  *	+ <first_seen_epoch> <uid>		UID delivered
  *	- <uid>					UID forgotten
+ *	> <first_seen_epoch> <uid> <tmp> <final>	UID delivered, pending
+ *	= <uid>					pending UID completed
+ *
+ * A pending record (an intent) says: the message is durable in tmp/<tmp>
+ * of the Maildir and is to be published as new/<final>; it counts as
+ * delivered from the moment it is durable. "=" says publishing is done;
+ * the record stays as a plain delivered one. The two kinds came after the
+ * first release; a version-1 file without them reads as before, so the
+ * version did not change. A binary older than them skips them as
+ * malformed, which can deliver those few messages twice, never lose them.
  *
  * Recording appends to a buffer in memory; state_commit() writes the
  * buffer with one write and one fdatasync, so its cost depends on what
@@ -20,9 +30,20 @@
  * starting empty there would deliver again every message kept on the
  * server, so the account fails until the user decides.
  *
- * When dead records (forgotten UIDs, their old "+" lines, duplicates,
- * malformed lines) outnumber both COMPACT_MIN_DEAD and the live UIDs,
- * state_commit() rewrites the file with only the live UIDs.
+ * A torn pending record is harmless: the commit writing it never returned
+ * 0, so nothing was published nor deleted, and the message is fetched
+ * again. (Whole records before the tear do count; their tmp/ files are
+ * still there, as nothing is dropped before its intent is committed, and
+ * recovery publishes them.) A pending record malformed in the middle of
+ * the file (the file damaged, not torn) is skipped like any other: if
+ * that message was published but not yet deleted on the server, it is
+ * delivered a second time. That is the one way to a duplicate, and it
+ * needs a corrupted journal.
+ *
+ * When dead records (forgotten UIDs, their old "+" lines, "=" lines,
+ * duplicates, malformed lines) outnumber both COMPACT_MIN_DEAD and the
+ * live UIDs, state_commit() rewrites the file with only the live UIDs:
+ * a completed one as "+", a pending one as ">" again.
  *
  * The lock is a flock() on a separate ACCOUNT.lock, never replaced or
  * removed: the state file itself is replaced by rename when compacted, and
@@ -61,8 +82,22 @@
 #define TABLE_LOAD_NUM	 3
 #define TABLE_LOAD_DENOM 4
 
-/* Room for the longest record: "+ " epoch(20) ' ' uid '\n', and a NUL. */
-#define RECORD_MAX (2 + 20 + 1 + UID_MAX_LEN + 1 + 1)
+/*
+ * File names in pending records: one path component each. The journal is
+ * disk input, so they are checked as strictly as UIDs when read back.
+ */
+#define FNAME_MAX_LEN NAME_MAX
+
+/* Fields after the kind of the longest record (">"). */
+#define FIELDS_MAX 4
+
+/*
+ * Room for the longest record, "> " epoch(20) ' ' uid ' ' tmp ' ' final
+ * '\n', and a NUL.
+ */
+#define RECORD_MAX                                                          \
+	(2 + 20 + 1 + UID_MAX_LEN + 1 + FNAME_MAX_LEN + 1 + FNAME_MAX_LEN + \
+	    1 + 1)
 
 /* Snapshots are written in pieces of this size. */
 #define SNAPSHOT_CHUNK (64 * 1024)
@@ -79,6 +114,13 @@ struct slot {
 	char *uid; /* NULL: empty slot */
 	uint64_t hash;
 	time_t first_seen;
+	char *names; /* pending: "<tmp>\0<final>\0" (owned); else NULL */
+};
+
+/* One space-separated field of a record, not NUL-terminated. */
+struct field {
+	const char *p;
+	size_t len;
 };
 
 /* Open addressing with linear probing, keyed SipHash against flooding. */
@@ -110,8 +152,9 @@ struct state {
 	bool need_sep;	 /* junk may follow clean_len: start with '\n' */
 	size_t dead;	 /* records in the file not adding to the live set */
 	size_t compact_floor; /* no compaction before dead reaches this */
+	size_t npending;      /* slots with names: intents not completed */
 	struct table tab;
-	struct buf pending; /* records not yet written */
+	struct buf out; /* records not yet written */
 	char notice[512];
 };
 
@@ -123,6 +166,8 @@ static int mkdir_p(const char *path, char *errbuf, size_t errlen);
 static int fsync_parent(const char *path);
 static bool valid_account(const char *account);
 static bool valid_uid(const char *uid, size_t len);
+static bool valid_fname(const char *name, size_t len);
+static char *make_names(const char *tmpname, const char *finalname);
 static char *make_header(const char *host, const char *user);
 static void file_name(
     char *buf, size_t len, const struct state *st, const char *suffix);
@@ -133,26 +178,32 @@ static enum header_kind check_header(const struct state *st, const char *data,
     size_t len, size_t *hlen, unsigned long *version);
 static int parse_records(
     struct state *st, const char *data, size_t hlen, size_t len);
+static bool split_fields(
+    const char *p, size_t len, struct field *f, size_t nfields);
+static void copy_field(char *dst, const struct field *f);
 static int parse_line(struct state *st, const char *line, size_t len);
-static int apply_add(struct state *st, const char *uid, time_t first_seen);
+static int parse_pending(struct state *st, const struct field *f);
+static int apply_add(struct state *st, const char *uid, time_t first_seen,
+    const char *tmpname, const char *finalname);
 static void apply_forget(struct state *st, const char *uid);
+static void apply_complete(struct state *st, const char *uid);
+static void clear_pending(struct state *st, struct slot *s);
 static void drop_torn(struct state *st, off_t good, size_t torn);
 static int set_aside(struct state *st, const char *suffix, const char *why,
     char *errbuf, size_t errlen);
 static int write_snapshot(struct state *st);
-static int append_pending(struct state *st);
+static int append_out(struct state *st);
 static void maybe_compact(struct state *st);
 static int write_all(int fd, const char *data, size_t len);
 static int buf_reserve(struct buf *b, size_t more);
 static void buf_add(struct buf *b, const char *data, size_t len);
-static void buf_add_record(struct buf *b, const char *uid, time_t first_seen);
+static void buf_add_record(struct buf *b, const struct slot *s);
 static uint64_t siphash13(const uint64_t key[2], const char *s, size_t len);
 static void table_init_key(struct table *t);
 static int table_reserve(struct table *t, size_t more);
 static struct slot *table_find(
     const struct table *t, const char *uid, uint64_t hash);
-static void table_put(
-    struct table *t, char *uid, uint64_t hash, time_t first_seen);
+static struct slot *table_put(struct table *t, const struct slot *s);
 static void table_remove(struct table *t, struct slot *s);
 static void table_free(struct table *t);
 
@@ -243,7 +294,7 @@ state_close(struct state **stp)
 	if (st->dirfd != -1)
 		close(st->dirfd);
 	table_free(&st->tab);
-	free(st->pending.data);
+	free(st->out.data);
 	free(st->header);
 	free(st->account);
 	free(st->dir);
@@ -280,6 +331,39 @@ valid_uid(const char *uid, size_t len)
 		    (unsigned char)uid[i] > 0x7e)
 			return false;
 	return true;
+}
+
+/*
+ * A tmp/ or final file name in a pending record: one path component,
+ * printable, no space (the field separator).
+ */
+static bool
+valid_fname(const char *name, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > FNAME_MAX_LEN || (len == 1 && name[0] == '.') ||
+	    (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)name[i] < 0x21 ||
+		    (unsigned char)name[i] > 0x7e || name[i] == '/')
+			return false;
+	return true;
+}
+
+/* "<tmp>\0<final>\0" in one allocation (caller frees), or NULL. */
+static char *
+make_names(const char *tmpname, const char *finalname)
+{
+	size_t tl = strlen(tmpname) + 1, fl = strlen(finalname) + 1;
+	char *names;
+
+	if ((names = malloc(tl + fl)) == NULL)
+		return NULL;
+	memcpy(names, tmpname, tl);
+	memcpy(names + tl, finalname, fl);
+	return names;
 }
 
 /* Percent-encodes S into B, so that the header stays one line of fields. */
@@ -576,14 +660,49 @@ parse_time(const char *p, size_t len, time_t *t)
 }
 
 /*
+ * Splits P (LEN bytes) at single spaces into exactly NFIELDS non-empty
+ * fields; false if there are more or fewer, or an empty one.
+ */
+static bool
+split_fields(const char *p, size_t len, struct field *f, size_t nfields)
+{
+	const char *end = p + len, *sp;
+	size_t i;
+
+	for (i = 0; i < nfields; i++) {
+		if (p >= end)
+			return false;
+		sp = memchr(p, ' ', (size_t)(end - p));
+		if (sp == NULL)
+			sp = end;
+		else if (i + 1 == nfields)
+			return false; /* a field too many */
+		if (sp == p)
+			return false;
+		f[i].p = p;
+		f[i].len = (size_t)(sp - p);
+		p = sp + 1;
+	}
+	return true;
+}
+
+/* Copies F into DST as a string; DST has room (the field was checked). */
+static void
+copy_field(char *dst, const struct field *f)
+{
+	memcpy(dst, f->p, f->len);
+	dst[f->len] = '\0';
+}
+
+/*
  * Applies one record (without its newline). Returns 0, 1 if malformed,
  * -1 if out of memory.
  */
 static int
 parse_line(struct state *st, const char *line, size_t len)
 {
-	char uid[UID_MAX_LEN + 1];
-	const char *sp;
+	char uid[UID_MAX_LEN + 1], kind;
+	struct field f[FIELDS_MAX];
 	time_t t;
 
 	/* An empty line separates records from junk a failed write left. */
@@ -593,34 +712,76 @@ parse_line(struct state *st, const char *line, size_t len)
 	}
 	if (len < 3 || line[1] != ' ')
 		return 1;
-	if (line[0] == '-' && valid_uid(line + 2, len - 2)) {
-		memcpy(uid, line + 2, len - 2);
-		uid[len - 2] = '\0';
-		apply_forget(st, uid);
+	kind = line[0];
+	line += 2;
+	len -= 2;
+	switch (kind) {
+	case '+':
+		if (!split_fields(line, len, f, 2) ||
+		    !parse_time(f[0].p, f[0].len, &t) ||
+		    !valid_uid(f[1].p, f[1].len))
+			return 1;
+		copy_field(uid, &f[1]);
+		return apply_add(st, uid, t, NULL, NULL);
+	case '>':
+		if (!split_fields(line, len, f, 4))
+			return 1;
+		return parse_pending(st, f);
+	case '-':
+	case '=':
+		if (!split_fields(line, len, f, 1) ||
+		    !valid_uid(f[0].p, f[0].len))
+			return 1;
+		copy_field(uid, &f[0]);
+		if (kind == '-')
+			apply_forget(st, uid);
+		else
+			apply_complete(st, uid);
 		return 0;
-	}
-	if (line[0] != '+' || (sp = memchr(line + 2, ' ', len - 2)) == NULL ||
-	    !parse_time(line + 2, (size_t)(sp - line - 2), &t) ||
-	    !valid_uid(sp + 1, (size_t)(line + len - sp - 1)))
+	default:
 		return 1;
-	memcpy(uid, sp + 1, (size_t)(line + len - sp - 1));
-	uid[line + len - sp - 1] = '\0';
-	return apply_add(st, uid, t);
+	}
 }
 
+/* Applies the fields of a ">" record: time, UID, tmp/ and final name. */
 static int
-apply_add(struct state *st, const char *uid, time_t first_seen)
+parse_pending(struct state *st, const struct field *f)
 {
-	uint64_t h = siphash13(st->tab.key, uid, strlen(uid));
-	char *copy;
+	char uid[UID_MAX_LEN + 1], tmpname[FNAME_MAX_LEN + 1],
+	    finalname[FNAME_MAX_LEN + 1];
+	time_t t;
 
-	if (table_find(&st->tab, uid, h) != NULL) {
+	if (!parse_time(f[0].p, f[0].len, &t) || !valid_uid(f[1].p, f[1].len) ||
+	    !valid_fname(f[2].p, f[2].len) || !valid_fname(f[3].p, f[3].len))
+		return 1;
+	copy_field(uid, &f[1]);
+	copy_field(tmpname, &f[2]);
+	copy_field(finalname, &f[3]);
+	return apply_add(st, uid, t, tmpname, finalname);
+}
+
+/* Adds UID, pending if TMPNAME is not NULL; a duplicate is a dead record. */
+static int
+apply_add(struct state *st, const char *uid, time_t first_seen,
+    const char *tmpname, const char *finalname)
+{
+	struct slot s = {.first_seen = first_seen};
+
+	s.hash = siphash13(st->tab.key, uid, strlen(uid));
+	if (table_find(&st->tab, uid, s.hash) != NULL) {
 		st->dead++; /* a duplicate: the first one counts */
 		return 0;
 	}
-	if (table_reserve(&st->tab, 1) == -1 || (copy = strdup(uid)) == NULL)
+	if (table_reserve(&st->tab, 1) == -1 || (s.uid = strdup(uid)) == NULL)
 		return -1;
-	table_put(&st->tab, copy, h, first_seen);
+	if (tmpname != NULL &&
+	    (s.names = make_names(tmpname, finalname)) == NULL) {
+		free(s.uid);
+		return -1;
+	}
+	table_put(&st->tab, &s);
+	if (s.names != NULL)
+		st->npending++;
 	return 0;
 }
 
@@ -632,9 +793,34 @@ apply_forget(struct state *st, const char *uid)
 	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, strlen(uid)));
 	st->dead++;
 	if (s != NULL) {
+		if (s->names != NULL)
+			st->npending--;
 		table_remove(&st->tab, s);
 		st->dead++; /* its "+" record too */
 	}
+}
+
+/* "=": the pending UID becomes a plain delivered one. */
+static void
+apply_complete(struct state *st, const char *uid)
+{
+	struct slot *s;
+
+	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, strlen(uid)));
+	st->dead++; /* once compacted, ">" and "=" are one "+" */
+	if (s != NULL)
+		clear_pending(st, s);
+}
+
+/* Makes S a plain delivered record, if it was pending. */
+static void
+clear_pending(struct state *st, struct slot *s)
+{
+	if (s->names == NULL)
+		return;
+	free(s->names);
+	s->names = NULL;
+	st->npending--;
 }
 
 /*
@@ -701,9 +887,9 @@ write_snapshot(struct state *st)
 			total += (off_t)out.len;
 			out.len = 0;
 		}
+		/* A pending record stays pending: its intent is not done. */
 		if (i < st->tab.cap && st->tab.slots[i].uid != NULL)
-			buf_add_record(&out, st->tab.slots[i].uid,
-			    st->tab.slots[i].first_seen);
+			buf_add_record(&out, &st->tab.slots[i]);
 	}
 	if (fsync(fd) == -1 ||
 	    renameat(st->dirfd, tmp, st->dirfd, name) == -1 ||
@@ -747,23 +933,80 @@ int
 state_record(struct state *st, const char *uid, time_t now)
 {
 	size_t len = strlen(uid);
-	uint64_t h;
-	char *copy;
+	struct slot s = {.first_seen = now};
 
 	if (!valid_uid(uid, len) || now < 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	h = siphash13(st->tab.key, uid, len);
-	if (table_find(&st->tab, uid, h) != NULL)
+	s.hash = siphash13(st->tab.key, uid, len);
+	if (table_find(&st->tab, uid, s.hash) != NULL)
 		return 0;
 	/* Take all memory first, so that no failure leaves half a change. */
 	if (table_reserve(&st->tab, 1) == -1 ||
-	    buf_reserve(&st->pending, RECORD_MAX) == -1 ||
-	    (copy = strdup(uid)) == NULL)
+	    buf_reserve(&st->out, RECORD_MAX) == -1 ||
+	    (s.uid = strdup(uid)) == NULL)
 		return -1;
-	table_put(&st->tab, copy, h, now);
-	buf_add_record(&st->pending, uid, now);
+	buf_add_record(&st->out, table_put(&st->tab, &s));
+	return 0;
+}
+
+int
+state_record_pending(struct state *st, const char *uid, time_t now,
+    const char *tmpname, const char *finalname)
+{
+	size_t len = strlen(uid);
+	struct slot s = {.first_seen = now};
+
+	if (!valid_uid(uid, len) || now < 0 ||
+	    !valid_fname(tmpname, strlen(tmpname)) ||
+	    !valid_fname(finalname, strlen(finalname))) {
+		errno = EINVAL;
+		return -1;
+	}
+	s.hash = siphash13(st->tab.key, uid, len);
+	/* Publishing this copy would deliver the message twice. */
+	if (table_find(&st->tab, uid, s.hash) != NULL) {
+		errno = EEXIST;
+		return -1;
+	}
+	if (table_reserve(&st->tab, 1) == -1 ||
+	    buf_reserve(&st->out, RECORD_MAX) == -1 ||
+	    (s.names = make_names(tmpname, finalname)) == NULL)
+		return -1;
+	if ((s.uid = strdup(uid)) == NULL) {
+		free(s.names);
+		return -1;
+	}
+	buf_add_record(&st->out, table_put(&st->tab, &s));
+	st->npending++;
+	return 0;
+}
+
+int
+state_complete(struct state *st, const char *uid)
+{
+	size_t len = strlen(uid);
+	struct slot *s;
+
+	if (!valid_uid(uid, len)) {
+		errno = EINVAL;
+		return -1;
+	}
+	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
+	if (s == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (s->names == NULL)
+		return 0;
+	if (buf_reserve(&st->out, 3 + len) == -1)
+		return -1;
+	buf_add(&st->out, "= ", 2);
+	buf_add(&st->out, uid, len);
+	buf_add(&st->out, "\n", 1);
+	clear_pending(st, s);
+	st->dead++;
 	return 0;
 }
 
@@ -780,24 +1023,29 @@ state_forget(struct state *st, const char *uid)
 	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
 	if (s == NULL)
 		return 0;
-	if (buf_reserve(&st->pending, 3 + len) == -1)
+	/* Forgetting the intent would forget the tmp/ file it protects. */
+	if (s->names != NULL) {
+		errno = EBUSY;
 		return -1;
-	buf_add(&st->pending, "- ", 2);
-	buf_add(&st->pending, uid, len);
-	buf_add(&st->pending, "\n", 1);
+	}
+	if (buf_reserve(&st->out, 3 + len) == -1)
+		return -1;
+	buf_add(&st->out, "- ", 2);
+	buf_add(&st->out, uid, len);
+	buf_add(&st->out, "\n", 1);
 	table_remove(&st->tab, s);
 	st->dead += 2; /* this record and the "+" it cancels */
 	return 0;
 }
 
 /*
- * Writes the pending records and fdatasyncs. On failure the file is cut
- * back to its clean length and the records stay pending, to be written
+ * Writes the unwritten records and fdatasyncs. On failure the file is cut
+ * back to its clean length and the records stay unwritten, to be written
  * again in full by the next commit: after a failed fdatasync the kernel
  * may have dropped the written pages, so they must not count as written.
  */
 static int
-append_pending(struct state *st)
+append_out(struct state *st)
 {
 	off_t end = 0;
 	int saved;
@@ -805,7 +1053,7 @@ append_pending(struct state *st)
 	if (st->need_sep && ftruncate(st->fd, st->clean_len) == 0)
 		st->need_sep = false;
 	if ((st->need_sep && write_all(st->fd, "\n", 1) == -1) ||
-	    write_all(st->fd, st->pending.data, st->pending.len) == -1 ||
+	    write_all(st->fd, st->out.data, st->out.len) == -1 ||
 	    fdatasync(st->fd) == -1 ||
 	    (end = lseek(st->fd, 0, SEEK_END)) == -1) {
 		saved = errno;
@@ -818,7 +1066,7 @@ append_pending(struct state *st)
 	}
 	st->clean_len = end;
 	st->need_sep = false;
-	st->pending.len = 0;
+	st->out.len = 0;
 	return 0;
 }
 
@@ -832,7 +1080,7 @@ static void
 maybe_compact(struct state *st)
 {
 	if (st->dead <= COMPACT_MIN_DEAD || st->dead <= st->tab.count ||
-	    st->dead < st->compact_floor || st->pending.len > 0)
+	    st->dead < st->compact_floor || st->out.len > 0)
 		return;
 	if (write_snapshot(st) == -1)
 		st->compact_floor = st->dead + COMPACT_MIN_DEAD;
@@ -841,7 +1089,7 @@ maybe_compact(struct state *st)
 int
 state_commit(struct state *st)
 {
-	if (st->pending.len > 0 && append_pending(st) == -1)
+	if (st->out.len > 0 && append_out(st) == -1)
 		return -1;
 	maybe_compact(st);
 	return 0;
@@ -863,6 +1111,45 @@ state_foreach(const struct state *st,
 		if (st->tab.slots[i].uid != NULL)
 			fn(arg, st->tab.slots[i].uid,
 			    st->tab.slots[i].first_seen);
+}
+
+size_t
+state_pending_count(const struct state *st)
+{
+	return st->npending;
+}
+
+void
+state_foreach_pending(const struct state *st,
+    void (*fn)(
+	void *arg, const char *uid, const char *tmpname, const char *finalname),
+    void *arg)
+{
+	const struct slot *s;
+	size_t i;
+
+	for (i = 0; i < st->tab.cap && st->npending > 0; i++) {
+		s = &st->tab.slots[i];
+		if (s->uid != NULL && s->names != NULL)
+			fn(arg, s->uid, s->names,
+			    s->names + strlen(s->names) + 1);
+	}
+}
+
+bool
+state_is_pending_tmp(const struct state *st, const char *tmpname)
+{
+	const struct slot *s;
+	size_t i;
+
+	/* Usually none: then no scan of a table of many UIDs. */
+	for (i = 0; i < st->tab.cap && st->npending > 0; i++) {
+		s = &st->tab.slots[i];
+		if (s->uid != NULL && s->names != NULL &&
+		    strcmp(s->names, tmpname) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* write(2) all of DATA; retries short writes and EINTR. */
@@ -915,13 +1202,23 @@ buf_add(struct buf *b, const char *data, size_t len)
 	b->len += len;
 }
 
-/* Appends "+ <first_seen> <uid>\n"; room for RECORD_MAX must be there. */
+/*
+ * Appends the record of S: "+ <first_seen> <uid>\n", or if pending
+ * "> <first_seen> <uid> <tmp> <final>\n". Room for RECORD_MAX must be
+ * there.
+ */
 static void
-buf_add_record(struct buf *b, const char *uid, time_t first_seen)
+buf_add_record(struct buf *b, const struct slot *s)
 {
-	int n = snprintf(b->data + b->len, b->cap - b->len, "+ %lld %s\n",
-	    (long long)first_seen, uid);
+	int n;
 
+	if (s->names == NULL)
+		n = snprintf(b->data + b->len, b->cap - b->len, "+ %lld %s\n",
+		    (long long)s->first_seen, s->uid);
+	else
+		n = snprintf(b->data + b->len, b->cap - b->len,
+		    "> %lld %s %s %s\n", (long long)s->first_seen, s->uid,
+		    s->names, s->names + strlen(s->names) + 1);
 	b->len += (size_t)n;
 }
 
@@ -1011,8 +1308,7 @@ table_reserve(struct table *t, size_t more)
 	t->count = 0;
 	for (i = 0; i < oldcap; i++)
 		if (old[i].uid != NULL)
-			table_put(
-			    t, old[i].uid, old[i].hash, old[i].first_seen);
+			table_put(t, &old[i]);
 	free(old);
 	return 0;
 }
@@ -1031,18 +1327,20 @@ table_find(const struct table *t, const char *uid, uint64_t hash)
 	return NULL;
 }
 
-/* Inserts UID (taking ownership); room must have been reserved. */
-static void
-table_put(struct table *t, char *uid, uint64_t hash, time_t first_seen)
+/*
+ * Inserts a copy of S, taking ownership of its strings; room must have
+ * been reserved. Returns the slot, valid until the table next changes.
+ */
+static struct slot *
+table_put(struct table *t, const struct slot *s)
 {
 	size_t mask = t->cap - 1, i;
 
-	for (i = hash & mask; t->slots[i].uid != NULL; i = (i + 1) & mask)
+	for (i = s->hash & mask; t->slots[i].uid != NULL; i = (i + 1) & mask)
 		;
-	t->slots[i].uid = uid;
-	t->slots[i].hash = hash;
-	t->slots[i].first_seen = first_seen;
+	t->slots[i] = *s;
 	t->count++;
+	return &t->slots[i];
 }
 
 /*
@@ -1055,6 +1353,7 @@ table_remove(struct table *t, struct slot *s)
 	size_t mask = t->cap - 1, hole = (size_t)(s - t->slots), i, home;
 
 	free(s->uid);
+	free(s->names);
 	for (i = (hole + 1) & mask; t->slots[i].uid != NULL;
 	     i = (i + 1) & mask) {
 		home = t->slots[i].hash & mask;
@@ -1065,7 +1364,8 @@ table_remove(struct table *t, struct slot *s)
 			hole = i;
 		}
 	}
-	t->slots[hole].uid = NULL;
+	/* The last entry moved leaves its copy here: clear all of it. */
+	t->slots[hole] = (struct slot){0};
 	t->count--;
 }
 
@@ -1074,8 +1374,10 @@ table_free(struct table *t)
 {
 	size_t i;
 
-	for (i = 0; i < t->cap; i++)
+	for (i = 0; i < t->cap; i++) {
 		free(t->slots[i].uid);
+		free(t->slots[i].names);
+	}
 	free(t->slots);
 	t->slots = NULL;
 	t->cap = t->count = 0;

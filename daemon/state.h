@@ -8,6 +8,16 @@
  * server or user is not reused (a fresh one replaces it; the old file is
  * kept as ACCOUNT.state.old). A damaged file never makes state_open()
  * fail: see state_load_notice().
+ *
+ * A UID is recorded either plainly (state_record) or as pending
+ * (state_record_pending): an intent naming the tmp/ file that holds the
+ * message and the name it is to get in new/. The commit of the intent is
+ * the point where the message counts as delivered; state_complete() says
+ * it has been published. Pending records survive close and reopen until
+ * completed: after a crash, the caller rolls each one forward (see the
+ * sequence in maildir.h) before anything else. Only if the journal is
+ * damaged in its middle can an intent be lost, and then the message is
+ * fetched once more (a duplicate, never a loss).
  */
 #ifndef POPFETCHD_STATE_H
 #define POPFETCHD_STATE_H
@@ -39,10 +49,10 @@ const char *state_load_notice(const struct state *st);
 void state_close(struct state **st);
 
 /*
- * Whether UID is recorded; *FIRST_SEEN (if not NULL) gets when. This
- * reflects every state_record() and state_forget() made, committed or not
- * (also after a failed commit): act on it (DELE) only for records a
- * state_commit() returning 0 has covered.
+ * Whether UID is recorded, pending or not; *FIRST_SEEN (if not NULL) gets
+ * when. This reflects every record, completion and forget made, committed
+ * or not (also after a failed commit): act on it (DELE) only for records
+ * a state_commit() returning 0 has covered.
  */
 bool state_has(const struct state *st, const char *uid, time_t *first_seen);
 
@@ -52,25 +62,75 @@ bool state_has(const struct state *st, const char *uid, time_t *first_seen);
  */
 int state_record(struct state *st, const char *uid, time_t now);
 
-/* Forgets UID (no longer on the server). Durable after state_commit(). */
+/*
+ * Records UID as delivered, pending publication: its message is durable
+ * in tmp/TMPNAME of the Maildir and is to become new/FINALNAME. Both are
+ * plain file names (1 to NAME_MAX bytes in 0x21-0x7E, no '/', not "." or
+ * ".."); they are copied. Not durable until state_commit() returns 0:
+ * that commit is the delivery's commit point, and only after it may the
+ * message be published. From here on its tmp/ file must stay until it is
+ * published, even if the commit fails: the intent may reach the disk by
+ * a later commit, or may be there already despite the failure.
+ * Returns 0, or -1 with errno set: EINVAL for a bad argument, EEXIST if
+ * UID is already recorded (then this copy must not be published: drop it).
+ */
+int state_record_pending(struct state *st, const char *uid, time_t now,
+    const char *tmpname, const char *finalname);
+
+/*
+ * Marks the pending UID as published (its tmp/ name dropped after new/
+ * was fsynced); it stays recorded as delivered. Durable with the next
+ * state_commit() that returns 0; until then a crash only makes recovery
+ * find the intent again, which is harmless. 0 also if UID is recorded but
+ * not pending; -1 with errno set otherwise (EINVAL, ENOENT: not recorded).
+ */
+int state_complete(struct state *st, const char *uid);
+
+/*
+ * Forgets UID (no longer on the server). Durable after state_commit().
+ * A pending UID is refused with EBUSY: forgetting it would leave its
+ * tmp/ file unprotected; complete it first.
+ */
 int state_forget(struct state *st, const char *uid);
 
 /*
  * Makes every record so far durable (write + fsync). 0 or -1/errno. On
- * failure the records stay pending and the next call writes them again.
- * May also rewrite the file without its dead records (compaction); a
- * failed compaction is not an error, the journal stays as it was.
+ * failure the records stay in memory, unwritten (pending ones still
+ * pending), and the next call writes them again. May also rewrite the
+ * file without its dead records (compaction), keeping pending records
+ * pending; a failed compaction is not an error, the journal stays as it
+ * was.
  */
 int state_commit(struct state *st);
 
-/* Number of UIDs recorded. */
+/* Number of UIDs recorded, pending ones included. */
 size_t state_count(const struct state *st);
 
+/* Number of pending UIDs. */
+size_t state_pending_count(const struct state *st);
+
 /*
- * Calls FN for each recorded UID (order unspecified). FN must not change
- * the state.
+ * Calls FN for each recorded UID, pending ones included (order
+ * unspecified). FN must not change the state; the strings are valid
+ * during the call only.
  */
 void state_foreach(const struct state *st,
     void (*fn)(void *arg, const char *uid, time_t first_seen), void *arg);
+
+/*
+ * Calls FN for each pending UID with its tmp/ and final names (order
+ * unspecified). FN must not change the state (no state_complete() inside):
+ * collect copies, then act. The strings are valid during the call only.
+ */
+void state_foreach_pending(const struct state *st,
+    void (*fn)(
+	void *arg, const char *uid, const char *tmpname, const char *finalname),
+    void *arg);
+
+/*
+ * Whether a pending UID names TMPNAME as its tmp/ file: what the KEEP
+ * callback of maildir_clean_tmp() needs. Cheap when nothing is pending.
+ */
+bool state_is_pending_tmp(const struct state *st, const char *tmpname);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * Tests of daemon/maildir.c: unique names, CRLF conversion at every split,
- * what lands in new/ and what is left in tmp/, stale tmp/ cleanup, and
+ * what lands in new/ and what is left in tmp/ at each step of a delivery
+ * (finish, publish, drop), publishing repeated as recovery does, names
+ * from the journal checked, stale tmp/ cleanup and what it keeps, and
  * write errors carried to the caller.
  */
 #include <sys/resource.h>
@@ -31,6 +33,8 @@ static void rm_rf(const char *path);
 static int count_files(const char *sub);
 static char *only_file(const char *sub);
 static char *read_file(const char *path, size_t *len);
+static void publish_msg(
+    struct maildir *md, struct maildir_msg **msg, char *name, size_t namelen);
 static void deliver(struct maildir *md, const char *const *chunks,
     const size_t *lens, size_t n, char *name, size_t namelen);
 static void check_delivered(const char *name, const char *want, size_t wantlen);
@@ -132,7 +136,25 @@ read_file(const char *path, size_t *len)
 	return buf;
 }
 
-/* Writes one message from N chunks and commits it. */
+/*
+ * Runs the rest of a delivery: finish, publish, sync, drop the tmp/ name.
+ * NAME gets the final name.
+ */
+static void
+publish_msg(
+    struct maildir *md, struct maildir_msg **msg, char *name, size_t namelen)
+{
+	char tmpname[MAILDIR_NAME_SIZE];
+
+	ck_assert_int_eq(
+	    maildir_finish(msg, tmpname, sizeof(tmpname), name, namelen), 0);
+	ck_assert_ptr_null(*msg);
+	ck_assert_int_eq(maildir_publish(md, tmpname, name), 0);
+	ck_assert_int_eq(maildir_sync(md), 0);
+	ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
+}
+
+/* Writes one message from N chunks and delivers it. */
 static void
 deliver(struct maildir *md, const char *const *chunks, const size_t *lens,
     size_t n, char *name, size_t namelen)
@@ -143,8 +165,7 @@ deliver(struct maildir *md, const char *const *chunks, const size_t *lens,
 	ck_assert_ptr_nonnull(msg = maildir_begin(md));
 	for (i = 0; i < n; i++)
 		ck_assert_int_eq(maildir_write(msg, chunks[i], lens[i]), 0);
-	ck_assert_int_eq(maildir_commit(&msg, name, namelen), 0);
-	ck_assert_ptr_null(msg);
+	publish_msg(md, &msg, name, namelen);
 }
 
 /* new/NAME holds exactly WANT, and its S= says its size. */
@@ -178,6 +199,11 @@ START_TEST(test_unique_name_format)
 	ck_assert_int_eq(
 	    maildir_unique_name(buf, sizeof(buf), 5, 0, 1, 0, "a/b:c/", 0), 0);
 	ck_assert_str_eq(buf, "5.M0P1Q0.a\\057b\\072c\\057,S=0");
+	/* No space, control or 8-bit byte: the journal holds names as words. */
+	ck_assert_int_eq(
+	    maildir_unique_name(buf, sizeof(buf), 5, 0, 1, 0, "a b\t\xe9~!", 0),
+	    0);
+	ck_assert_str_eq(buf, "5.M0P1Q0.a\\040b\\011\\351~!,S=0");
 }
 END_TEST
 
@@ -205,7 +231,7 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-START_TEST(test_unique_across_commits)
+START_TEST(test_unique_across_deliveries)
 {
 	enum { N = 2000 };
 	char errbuf[256], name[512];
@@ -276,9 +302,9 @@ START_TEST(test_crlf_byte_at_a_time)
 	ck_assert_ptr_nonnull(msg = maildir_begin(md));
 	for (i = 0; i < len; i++)
 		ck_assert_int_eq(maildir_write(msg, sample + i, 1), 0);
-	/* The final CR is held until the commit knows nothing follows. */
+	/* The final CR is held until finishing knows nothing follows. */
 	ck_assert_uint_eq(maildir_msg_size(msg), sizeof(sample_lf) - 2);
-	ck_assert_int_eq(maildir_commit(&msg, name, sizeof(name)), 0);
+	publish_msg(md, &msg, name, sizeof(name));
 	check_delivered(name, sample_lf, sizeof(sample_lf) - 1);
 	maildir_close(&md);
 }
@@ -295,7 +321,7 @@ START_TEST(test_empty_message)
 	ck_assert_ptr_nonnull(msg = maildir_begin(md));
 	ck_assert_int_eq(maildir_write(msg, "", 0), 0);
 	ck_assert_uint_eq(maildir_msg_size(msg), 0);
-	ck_assert_int_eq(maildir_commit(&msg, name, sizeof(name)), 0);
+	publish_msg(md, &msg, name, sizeof(name));
 	check_delivered(name, "", 0);
 	ck_assert_int_eq(count_files("tmp"), 0);
 	maildir_close(&md);
@@ -333,7 +359,7 @@ START_TEST(test_large_message)
 		ck_assert_int_eq(maildir_write(msg, in + off, n), 0);
 		off += n;
 	}
-	ck_assert_int_eq(maildir_commit(&msg, name, sizeof(name)), 0);
+	publish_msg(md, &msg, name, sizeof(name));
 	check_delivered(name, out, outlen);
 	ck_assert_int_eq(count_files("tmp"), 0);
 	free(in);
@@ -468,11 +494,21 @@ make_old(const char *name, time_t ago, int dir)
 	ck_assert_int_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
 }
 
+/* Whether mdpath/SUB/NAME exists. */
+static bool
+exists_in(const char *sub, const char *name)
+{
+	char path[PATH_MAX + 64];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", mdpath, sub, name);
+	return lstat(path, &sb) == 0;
+}
+
 START_TEST(test_stale_tmp_cleanup)
 {
-	char errbuf[256], path[PATH_MAX + 64];
+	char errbuf[256];
 	struct maildir *md;
-	struct stat sb;
 
 	ck_assert_ptr_nonnull(
 	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
@@ -483,22 +519,72 @@ START_TEST(test_stale_tmp_cleanup)
 	make_old("olddir", 37 * 3600, 1);
 	ck_assert_ptr_nonnull(
 	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
-	snprintf(path, sizeof(path), "%s/tmp/stale", mdpath);
-	ck_assert_int_eq(stat(path, &sb), -1);
-	snprintf(path, sizeof(path), "%s/tmp/fresh", mdpath);
-	ck_assert_int_eq(stat(path, &sb), 0);
-	snprintf(path, sizeof(path), "%s/tmp/young", mdpath);
-	ck_assert_int_eq(stat(path, &sb), 0);
+	/* Opening cleans nothing: pending intents may need old files. */
+	ck_assert(exists_in("tmp", "stale"));
+	ck_assert_int_eq(maildir_clean_tmp(md, NULL, NULL), 1);
+	ck_assert(!exists_in("tmp", "stale"));
+	ck_assert(exists_in("tmp", "fresh"));
+	ck_assert(exists_in("tmp", "young"));
 	/* Only regular files are ours to remove. */
-	snprintf(path, sizeof(path), "%s/tmp/olddir", mdpath);
-	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert(exists_in("tmp", "olddir"));
+	ck_assert_int_eq(maildir_clean_tmp(md, NULL, NULL), 0);
+	maildir_close(&md);
+}
+END_TEST
+
+struct keep_log {
+	const char *keep; /* the name to keep, or NULL */
+	int calls;
+	char seen[8][64];
+};
+
+static bool
+keep_fn(void *arg, const char *tmpname)
+{
+	struct keep_log *k = arg;
+
+	if (k->calls < 8)
+		snprintf(k->seen[k->calls], sizeof(k->seen[0]), "%s", tmpname);
+	k->calls++;
+	return k->keep != NULL && strcmp(tmpname, k->keep) == 0;
+}
+
+START_TEST(test_clean_tmp_keep)
+{
+	struct keep_log k = {.keep = "pending"};
+	char errbuf[256];
+	struct maildir *md;
+	int i;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	make_old("pending", 100 * 3600, 0);
+	make_old("stale", 37 * 3600, 0);
+	make_old("fresh", 35 * 3600, 0);
+	ck_assert_int_eq(maildir_clean_tmp(md, keep_fn, &k), 1);
+	ck_assert(exists_in("tmp", "pending"));
+	ck_assert(!exists_in("tmp", "stale"));
+	ck_assert(exists_in("tmp", "fresh"));
+	/* Asked only about the old ones, by bare name. */
+	ck_assert_int_eq(k.calls, 2);
+	for (i = 0; i < 2; i++)
+		ck_assert(strcmp(k.seen[i], "pending") == 0 ||
+			  strcmp(k.seen[i], "stale") == 0);
+	ck_assert_str_ne(k.seen[0], k.seen[1]);
+	/* Once the intent is done, the next cleanup may take it. */
+	k.keep = NULL;
+	k.calls = 0;
+	ck_assert_int_eq(maildir_clean_tmp(md, keep_fn, &k), 1);
+	ck_assert_int_eq(k.calls, 1);
+	ck_assert(!exists_in("tmp", "pending"));
+	ck_assert(exists_in("tmp", "fresh"));
 	maildir_close(&md);
 }
 END_TEST
 
 /*
  * In a child limited to LIMIT bytes per file (SIGXFSZ ignored, so write
- * fails with EFBIG): writes LEN bytes, then commits. Returns what went
+ * fails with EFBIG): writes LEN bytes, then finishes. Returns what went
  * wrong as the exit status, 0 if the error surfaced where expected.
  */
 static int
@@ -524,9 +610,13 @@ write_past_limit(size_t len, int fail_in_write)
 			return 13;
 		maildir_abort(&msg);
 	} else {
+		char tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+
 		if (maildir_write(msg, data, len) != 0)
 			return 14;
-		if (maildir_commit(&msg, NULL, 0) != -1 || errno != EFBIG)
+		if (maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			sizeof(final)) != -1 ||
+		    errno != EFBIG)
 			return 15;
 		if (msg != NULL)
 			return 16;
@@ -559,9 +649,9 @@ START_TEST(test_write_error_in_write)
 }
 END_TEST
 
-START_TEST(test_write_error_in_commit)
+START_TEST(test_write_error_in_finish)
 {
-	/* Fits the buffer: the error shows when commit flushes it. */
+	/* Fits the buffer: the error shows when finishing flushes it. */
 	check_write_error(5000, 0);
 }
 END_TEST
@@ -595,7 +685,7 @@ START_TEST(test_name_in_tmp_and_new)
 	tmpname = only_file("tmp");
 	/* No size yet in tmp/; the final name is the same plus ",S=". */
 	ck_assert_ptr_null(strstr(tmpname, ",S="));
-	ck_assert_int_eq(maildir_commit(&msg, name, sizeof(name)), 0);
+	publish_msg(md, &msg, name, sizeof(name));
 	newname = only_file("new");
 	ck_assert_str_eq(newname, name);
 	ck_assert_int_eq(strncmp(newname, tmpname, strlen(tmpname)), 0);
@@ -603,8 +693,284 @@ START_TEST(test_name_in_tmp_and_new)
 	ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
 	if (strchr(host, '/') == NULL && strchr(host, ':') == NULL)
 		ck_assert_ptr_nonnull(strstr(newname, host));
+	ck_assert_int_eq(count_files("tmp"), 0);
 	free(tmpname);
 	free(newname);
+	maildir_close(&md);
+}
+END_TEST
+
+/* Begins a message and writes DATA into it. */
+static struct maildir_msg *
+begin_with(struct maildir *md, const char *data)
+{
+	struct maildir_msg *msg;
+
+	ck_assert_ptr_nonnull(msg = maildir_begin(md));
+	ck_assert_int_eq(maildir_write(msg, data, strlen(data)), 0);
+	return msg;
+}
+
+/* Inode of mdpath/SUB/NAME, which must exist. */
+static ino_t
+inode_of(const char *sub, const char *name, nlink_t *nlink)
+{
+	char path[PATH_MAX + 64];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", mdpath, sub, name);
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	if (nlink != NULL)
+		*nlink = sb.st_nlink;
+	return sb.st_ino;
+}
+
+/* Finishing makes the file durable in tmp/ and puts nothing in new/. */
+START_TEST(test_finish_leaves_tmp_only)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	char want[MAILDIR_NAME_SIZE + 16], path[PATH_MAX + 64], *only, *data;
+	struct maildir_msg *msg;
+	struct maildir *md;
+	size_t len;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	msg = begin_with(md, "Subject: x\r\n\r\nbody\r\n");
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     sizeof(final)),
+	    0);
+	ck_assert_ptr_null(msg);
+	ck_assert_int_eq(count_files("new"), 0);
+	ck_assert_int_eq(count_files("tmp"), 1);
+	only = only_file("tmp");
+	ck_assert_str_eq(only, tmpname);
+	snprintf(want, sizeof(want), "%s,S=17", tmpname);
+	ck_assert_str_eq(final, want);
+	snprintf(path, sizeof(path), "%s/tmp/%s", mdpath, tmpname);
+	data = read_file(path, &len);
+	ck_assert_uint_eq(len, 17);
+	ck_assert(memcmp(data, "Subject: x\n\nbody\n", 17) == 0);
+	ck_assert(maildir_tmp_exists(md, tmpname));
+	/* Finished: closing the Maildir does not trip over an open message. */
+	maildir_close(&md);
+	ck_assert_int_eq(count_files("tmp"), 1);
+	free(only);
+	free(data);
+}
+END_TEST
+
+/* Buffers too small: ENAMETOOLONG, and nothing is left behind. */
+START_TEST(test_finish_small_buffers)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	struct maildir_msg *msg;
+	struct maildir *md;
+	char *name;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	msg = begin_with(md, "x");
+	name = only_file("tmp");
+	/* Exactly the length of the name: no room for the NUL. */
+	errno = 0;
+	ck_assert_int_eq(
+	    maildir_finish(&msg, tmpname, strlen(name), final, sizeof(final)),
+	    -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	ck_assert_ptr_null(msg);
+	ck_assert_int_eq(count_files("tmp"), 0);
+	free(name);
+	msg = begin_with(md, "x");
+	name = only_file("tmp");
+	errno = 0;
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     strlen(name) + strlen(",S=1")),
+	    -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(count_files("new"), 0);
+	/* A NULL message is refused, not dereferenced. */
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     sizeof(final)),
+	    -1);
+	ck_assert_int_eq(errno, EINVAL);
+	free(name);
+	maildir_close(&md);
+}
+END_TEST
+
+/*
+ * A file already in new/ under the final name the message would get (a
+ * clock set back, another writer with our pid): finishing picks another
+ * name, so that publishing can take an existing name for "done".
+ */
+START_TEST(test_finish_avoids_clash)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	char clash[MAILDIR_NAME_SIZE + 16], path[PATH_MAX + 64], *first;
+	struct maildir_msg *msg;
+	struct maildir *md;
+	size_t len;
+	int fd;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	msg = begin_with(md, "mine\r\n");
+	first = only_file("tmp");
+	snprintf(clash, sizeof(clash), "%s,S=5", first);
+	snprintf(path, sizeof(path), "%s/new/%s", mdpath, clash);
+	ck_assert_int_ne(fd = open(path, O_CREAT | O_WRONLY, 0600), -1);
+	ck_assert_int_eq(write(fd, "other", 5), 5);
+	close(fd);
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     sizeof(final)),
+	    0);
+	ck_assert_str_ne(tmpname, first);
+	ck_assert_str_ne(final, clash);
+	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert(exists_in("tmp", tmpname));
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
+	ck_assert_int_eq(count_files("new"), 2);
+	/* The other file is untouched, ours is ours. */
+	free(read_file(path, &len));
+	ck_assert_uint_eq(len, 5);
+	check_delivered(final, "mine\n", 5);
+	free(first);
+	maildir_close(&md);
+}
+END_TEST
+
+/* Publish links, can be repeated, and the tmp/ name goes only on drop. */
+START_TEST(test_publish_idempotent)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	char from[PATH_MAX + 64], to[PATH_MAX + 64];
+	struct maildir_msg *msg;
+	struct maildir *md;
+	nlink_t nlink;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	msg = begin_with(md, "hello\r\n");
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     sizeof(final)),
+	    0);
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
+	/* Linked, not moved: both names, one file. */
+	ck_assert_int_eq(count_files("new"), 1);
+	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert_uint_eq(
+	    inode_of("tmp", tmpname, &nlink), inode_of("new", final, NULL));
+	ck_assert_uint_eq(nlink, 2);
+	check_delivered(final, "hello\n", 6);
+	/* Again, as recovery would after a crash here: nothing changes. */
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
+	ck_assert_int_eq(count_files("new"), 1);
+	ck_assert_int_eq(maildir_sync(md), 0);
+	ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
+	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert(!maildir_tmp_exists(md, tmpname));
+	/* Dropping twice is fine; publishing once more is "already done". */
+	ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
+	ck_assert_int_eq(count_files("new"), 1);
+	check_delivered(final, "hello\n", 6);
+	/* The user moved it on: neither name is there any more. */
+	snprintf(from, sizeof(from), "%s/new/%s", mdpath, final);
+	snprintf(to, sizeof(to), "%s/cur/%s:2,S", mdpath, final);
+	ck_assert_int_eq(rename(from, to), 0);
+	errno = 0;
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(count_files("new"), 0);
+	maildir_close(&md);
+}
+END_TEST
+
+/*
+ * new/FINAL exists while tmp/ still holds the file under another inode
+ * (a copy that broke the hard link, a restore): publish counts it as done
+ * and leaves the file in new/ alone.
+ */
+START_TEST(test_publish_final_exists)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	char path[PATH_MAX + 64];
+	struct maildir_msg *msg;
+	struct maildir *md;
+	int fd;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	msg = begin_with(md, "abc");
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     sizeof(final)),
+	    0);
+	snprintf(path, sizeof(path), "%s/new/%s", mdpath, final);
+	ck_assert_int_ne(fd = open(path, O_CREAT | O_WRONLY, 0600), -1);
+	ck_assert_int_eq(write(fd, "abc", 3), 3);
+	close(fd);
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
+	ck_assert_int_eq(count_files("new"), 1);
+	ck_assert_uint_ne(
+	    inode_of("tmp", tmpname, NULL), inode_of("new", final, NULL));
+	ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
+	ck_assert_int_eq(count_files("tmp"), 0);
+	maildir_close(&md);
+}
+END_TEST
+
+/* Names from the journal must stay inside tmp/ and new/. */
+START_TEST(test_names_validated)
+{
+	static const char *const bad[] = {"", ".", "..", "../x", "a/b", "/x",
+	    "a b", "x\n", "x\t", "\x7f", "\xc3\xa9", "../victim"};
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	char path[PATH_MAX + 64], longname[NAME_MAX + 2];
+	struct maildir_msg *msg;
+	struct maildir *md;
+	size_t i;
+	int fd;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	/* A file outside tmp/ that "../victim" would reach. */
+	snprintf(path, sizeof(path), "%s/victim", mdpath);
+	ck_assert_int_ne(fd = open(path, O_CREAT | O_WRONLY, 0600), -1);
+	close(fd);
+	msg = begin_with(md, "m");
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     sizeof(final)),
+	    0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		errno = 0;
+		ck_assert_int_eq(maildir_publish(md, bad[i], final), -1);
+		ck_assert_int_eq(errno, EINVAL);
+		errno = 0;
+		ck_assert_int_eq(maildir_publish(md, tmpname, bad[i]), -1);
+		ck_assert_int_eq(errno, EINVAL);
+		errno = 0;
+		ck_assert_int_eq(maildir_drop_tmp(md, bad[i]), -1);
+		ck_assert_int_eq(errno, EINVAL);
+		ck_assert(!maildir_tmp_exists(md, bad[i]));
+	}
+	/* "../victim" exists from tmp/'s point of view, and is left alone. */
+	ck_assert_int_eq(access(path, F_OK), 0);
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	ck_assert_int_eq(maildir_drop_tmp(md, longname), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	/* NAME_MAX itself is a valid name (that does not exist). */
+	longname[NAME_MAX] = '\0';
+	ck_assert_int_eq(maildir_drop_tmp(md, longname), 0);
+	ck_assert(!maildir_tmp_exists(md, longname));
+	/* Nothing was published by any of it; the good names still work. */
+	ck_assert_int_eq(count_files("new"), 0);
+	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert(maildir_tmp_exists(md, tmpname));
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
+	ck_assert_int_eq(count_files("new"), 1);
 	maildir_close(&md);
 }
 END_TEST
@@ -618,7 +984,7 @@ maildir_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_unique_name_format);
 	tcase_add_test(tc, test_unique_name_too_long);
-	tcase_add_test(tc, test_unique_across_commits);
+	tcase_add_test(tc, test_unique_across_deliveries);
 	tcase_add_test(tc, test_crlf_every_split);
 	tcase_add_test(tc, test_crlf_byte_at_a_time);
 	tcase_add_test(tc, test_empty_message);
@@ -628,10 +994,17 @@ maildir_suite(void)
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_open_permission);
 	tcase_add_test(tc, test_stale_tmp_cleanup);
+	tcase_add_test(tc, test_clean_tmp_keep);
 	tcase_add_test(tc, test_write_error_in_write);
-	tcase_add_test(tc, test_write_error_in_commit);
+	tcase_add_test(tc, test_write_error_in_finish);
 	tcase_add_test(tc, test_free_space_and_sync);
 	tcase_add_test(tc, test_name_in_tmp_and_new);
+	tcase_add_test(tc, test_finish_leaves_tmp_only);
+	tcase_add_test(tc, test_finish_small_buffers);
+	tcase_add_test(tc, test_finish_avoids_clash);
+	tcase_add_test(tc, test_publish_idempotent);
+	tcase_add_test(tc, test_publish_final_exists);
+	tcase_add_test(tc, test_names_validated);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;

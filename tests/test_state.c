@@ -1,7 +1,9 @@
 /*
  * Tests of daemon/state.c: the journal round trip, repairs on load (torn
  * last record, malformed records, foreign or unreadable headers), the
- * lock, compaction, failed commits retried, and scale.
+ * lock, compaction, failed commits retried, and scale; and the pending
+ * (intent) records of a delivery: round trip, completion, compaction,
+ * torn and malformed ones, failed commits.
  */
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -808,6 +810,484 @@ START_TEST(test_junk_then_append)
 }
 END_TEST
 
+/* The pending records seen by state_foreach_pending(), as one string. */
+struct pending_log {
+	int n;
+	char text[4096];
+};
+
+static void
+pending_fn(
+    void *arg, const char *uid, const char *tmpname, const char *finalname)
+{
+	struct pending_log *l = arg;
+	size_t used = strlen(l->text);
+
+	l->n++;
+	snprintf(l->text + used, sizeof(l->text) - used, "[%s %s %s]", uid,
+	    tmpname, finalname);
+}
+
+START_TEST(test_pending_round_trip)
+{
+	struct pending_log l = {0};
+	struct state *st = open_ok();
+	time_t t = 0;
+	char *data;
+
+	ck_assert_int_eq(state_record_pending(
+			     st, "p1", 1000, "1.M2P3Q4.h", "1.M2P3Q4.h,S=5"),
+	    0);
+	/* Delivered from now on, as far as the planner is concerned. */
+	ck_assert(state_has(st, "p1", &t));
+	ck_assert_int_eq(t, 1000);
+	ck_assert_uint_eq(state_count(st), 1);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	ck_assert_int_eq(state_record(st, "plain", 2000), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "> 1000 p1 1.M2P3Q4.h 1.M2P3Q4.h,S=5\n"
+				      "+ 2000 plain\n");
+	free(data);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "p1", &t));
+	ck_assert_int_eq(t, 1000);
+	ck_assert_uint_eq(state_count(st), 2);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	state_foreach_pending(st, pending_fn, &l);
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_str_eq(l.text, "[p1 1.M2P3Q4.h 1.M2P3Q4.h,S=5]");
+	ck_assert(state_is_pending_tmp(st, "1.M2P3Q4.h"));
+	ck_assert(!state_is_pending_tmp(st, "1.M2P3Q4.h,S=5"));
+	ck_assert(!state_is_pending_tmp(st, "plain"));
+	state_close(&st);
+}
+END_TEST
+
+START_TEST(test_complete)
+{
+	struct pending_log l = {0};
+	struct state *st = open_ok();
+	char *data;
+
+	ck_assert_int_eq(state_record_pending(st, "a", 1, "ta", "fa"), 0);
+	ck_assert_int_eq(state_record_pending(st, "b", 2, "tb", "fb"), 0);
+	ck_assert_int_eq(state_record(st, "c", 3), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(state_complete(st, "a"), 0);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	ck_assert(state_has(st, "a", NULL));
+	ck_assert(!state_is_pending_tmp(st, "ta"));
+	/* Not pending (any more, or ever): nothing to do, nothing written. */
+	ck_assert_int_eq(state_complete(st, "a"), 0);
+	ck_assert_int_eq(state_complete(st, "c"), 0);
+	errno = 0;
+	ck_assert_int_eq(state_complete(st, "nope"), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	errno = 0;
+	ck_assert_int_eq(state_complete(st, "a b"), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "> 1 a ta fa\n> 2 b tb fb\n+ 3 c\n= a\n");
+	free(data);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 3);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	ck_assert(state_has(st, "a", NULL));
+	state_foreach_pending(st, pending_fn, &l);
+	ck_assert_str_eq(l.text, "[b tb fb]");
+	/* A completed record can be forgotten like any other. */
+	ck_assert_int_eq(state_forget(st, "a"), 0);
+	ck_assert(!state_has(st, "a", NULL));
+	state_close(&st);
+}
+END_TEST
+
+/* A completion not committed is lost; the intent is found again. */
+START_TEST(test_complete_uncommitted)
+{
+	struct state *st = open_ok();
+
+	ck_assert_int_eq(state_record_pending(st, "a", 1, "ta", "fa"), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(state_complete(st, "a"), 0);
+	ck_assert_uint_eq(state_pending_count(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	ck_assert(state_is_pending_tmp(st, "ta"));
+	state_close(&st);
+}
+END_TEST
+
+START_TEST(test_pending_refusals)
+{
+	static const char *const bad[] = {
+	    "", ".", "..", "../x", "a/b", "a b", "x\n", "\x7f", "\xc3\xa9"};
+	char longname[NAME_MAX + 2];
+	struct state *st = open_ok();
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		errno = 0;
+		ck_assert_int_eq(
+		    state_record_pending(st, "u", 1, bad[i], "f"), -1);
+		ck_assert_int_eq(errno, EINVAL);
+		errno = 0;
+		ck_assert_int_eq(
+		    state_record_pending(st, "u", 1, "t", bad[i]), -1);
+		ck_assert_int_eq(errno, EINVAL);
+	}
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	ck_assert_int_eq(state_record_pending(st, "u", 1, longname, "f"), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(state_record_pending(st, "bad uid", 1, "t", "f"), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(state_record_pending(st, "u", -1, "t", "f"), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(state_count(st), 0);
+
+	/* NAME_MAX is fine, and round-trips. */
+	longname[NAME_MAX] = '\0';
+	ck_assert_int_eq(state_record_pending(st, "u", 1, longname, "f"), 0);
+	/* Recorded already, pending or not: this copy must not go out. */
+	errno = 0;
+	ck_assert_int_eq(state_record_pending(st, "u", 2, "t2", "f2"), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_int_eq(state_record(st, "plain", 1), 0);
+	errno = 0;
+	ck_assert_int_eq(state_record_pending(st, "plain", 2, "t", "f"), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	/* A plain record of a pending UID is a no-op that keeps it pending. */
+	ck_assert_int_eq(state_record(st, "u", 5), 0);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	/* Forgetting an intent would orphan its tmp/ file. */
+	errno = 0;
+	ck_assert_int_eq(state_forget(st, "u"), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert(state_has(st, "u", NULL));
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	ck_assert(state_is_pending_tmp(st, longname));
+	state_close(&st);
+}
+END_TEST
+
+/* Compaction writes a pending record as ">" and a completed one as "+". */
+START_TEST(test_compaction_keeps_pending)
+{
+	struct pending_log l = {0};
+	struct state *st = open_ok();
+	char uid[32], *data;
+	time_t t;
+	int i;
+
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_record(st, uid, i), 0);
+	}
+	ck_assert_int_eq(state_record_pending(st, "p0", 7, "t0", "t0,S=1"), 0);
+	ck_assert_int_eq(state_record_pending(st, "p1", 8, "t1", "t1,S=2"), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(state_complete(st, "p1"), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(count_lines(statefile), 1 + 1502 + 1);
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	/* Rewritten: the header and the two live UIDs. */
+	ck_assert_int_eq(count_lines(statefile), 3);
+	data = slurp(statefile, NULL);
+	ck_assert_ptr_nonnull(strstr(data, "\n> 7 p0 t0 t0,S=1\n"));
+	ck_assert_ptr_nonnull(strstr(data, "\n+ 8 p1\n"));
+	free(data);
+	state_close(&st);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 2);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	state_foreach_pending(st, pending_fn, &l);
+	ck_assert_str_eq(l.text, "[p0 t0 t0,S=1]");
+	ck_assert(state_has(st, "p1", &t));
+	ck_assert_int_eq(t, 8);
+	/* And it completes in the new file. */
+	ck_assert_int_eq(state_complete(st, "p0"), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_pending_count(st), 0);
+	ck_assert_uint_eq(state_count(st), 2);
+	state_close(&st);
+}
+END_TEST
+
+/* Every torn prefix of a pending record is dropped, whole ones kept. */
+START_TEST(test_torn_pending_tail)
+{
+	static const char rec[] = "> 2 torn t9 t9,S=10\n";
+	size_t cut, len, goodlen;
+	struct state *st = open_ok();
+	char *good, *data;
+	int fd;
+
+	ck_assert_int_eq(state_record_pending(st, "a", 1, "ta", "fa"), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	good = slurp(statefile, &goodlen);
+	for (cut = 1; cut < sizeof(rec) - 1; cut++) {
+		spew(statefile, good);
+		ck_assert_int_ne(fd = open(statefile, O_WRONLY | O_APPEND), -1);
+		ck_assert_int_eq(write(fd, rec, cut), (ssize_t)cut);
+		close(fd);
+		st = open_ok();
+		ck_assert_ptr_nonnull(state_load_notice(st));
+		ck_assert_ptr_nonnull(strstr(
+		    state_load_notice(st), "dropped a torn last record"));
+		ck_assert(!state_has(st, "torn", NULL));
+		ck_assert(!state_is_pending_tmp(st, "t9"));
+		ck_assert_uint_eq(state_pending_count(st), 1);
+		ck_assert(state_is_pending_tmp(st, "ta"));
+		state_close(&st);
+		free(slurp(statefile, &len));
+		ck_assert_uint_eq(len, goodlen);
+	}
+	/* With its newline it is whole, and counts. */
+	spew(statefile, good);
+	ck_assert_int_ne(fd = open(statefile, O_WRONLY | O_APPEND), -1);
+	ck_assert_int_eq(
+	    write(fd, rec, sizeof(rec) - 1), (ssize_t)sizeof(rec) - 1);
+	close(fd);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_pending_count(st), 2);
+	ck_assert(state_is_pending_tmp(st, "t9"));
+	state_close(&st);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "> 1 a ta fa\n> 2 torn t9 t9,S=10\n");
+	free(data);
+	free(good);
+}
+END_TEST
+
+/* Damaged pending and completion records in the middle are skipped. */
+START_TEST(test_malformed_pending_middle)
+{
+	struct pending_log l = {0};
+	struct state *st;
+	time_t t;
+
+	st = open_ok(); /* creates the directory */
+	state_close(&st);
+	spew(statefile, HEADER "> 1 good t1 t1,S=1\n"
+			       "> 2 b1 ../x f\n"
+			       "> 2 b2 a/b f\n"
+			       "> 2 b3 t ..\n"
+			       "> 2 b4 . f\n"
+			       "> x b5 t f\n"
+			       "> 2 b6 t\n"
+			       "> 2 b7 t f extra\n"
+			       "> 2 b8 t  f\n"
+			       "> 2 b9 t f \n"
+			       ">2 b10 t f\n"
+			       "> 2 b\x01 t f\n"
+			       "= \n"
+			       "= a b\n"
+			       "+ 3 plain\n"
+			       "> 4 plain tp fp\n" /* a duplicate: dead */
+			       "> 5 done td fd\n"
+			       "= done\n"
+			       "= never-seen\n"
+			       "= plain\n");
+	st = open_ok();
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	ck_assert_ptr_nonnull(
+	    strstr(state_load_notice(st), "skipped 13 malformed records"));
+	ck_assert_uint_eq(state_count(st), 3);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	state_foreach_pending(st, pending_fn, &l);
+	ck_assert_str_eq(l.text, "[good t1 t1,S=1]");
+	ck_assert(state_has(st, "plain", &t));
+	ck_assert_int_eq(t, 3);
+	ck_assert(!state_is_pending_tmp(st, "tp"));
+	ck_assert(state_has(st, "done", NULL));
+	ck_assert(!state_is_pending_tmp(st, "td"));
+	ck_assert(!state_has(st, "b1", NULL));
+	ck_assert(!state_has(st, "b7", NULL));
+	/* Still appendable, and the result loads without complaint. */
+	ck_assert_int_eq(state_complete(st, "good"), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_pending_count(st), 0);
+	ck_assert_uint_eq(state_count(st), 3);
+	state_close(&st);
+}
+END_TEST
+
+/*
+ * In a child limited in file size: a commit of intents fails with EFBIG;
+ * they stay pending in memory (state_has, foreach_pending) and are
+ * written, still pending, once the limit is lifted.
+ */
+static int
+failed_pending_commit_child(void)
+{
+	struct pending_log l = {0};
+	struct rlimit rl;
+	struct stat sb, sb2;
+	struct state *st;
+	char uid[32], tmpname[200], finalname[220];
+	int i;
+
+	signal(SIGXFSZ, SIG_IGN);
+	if ((st = state_open(statedir, ACCT, HOST, USER, NULL, 0)) == NULL ||
+	    state_record(st, "first", 1) == -1 || state_commit(st) == -1 ||
+	    stat(statefile, &sb) == -1)
+		return 10;
+	if (getrlimit(RLIMIT_FSIZE, &rl) == -1)
+		return 11;
+	rl.rlim_cur = (rlim_t)sb.st_size + 100;
+	if (setrlimit(RLIMIT_FSIZE, &rl) == -1)
+		return 12;
+	for (i = 0; i < 20; i++) {
+		snprintf(uid, sizeof(uid), "uid-%d", i);
+		snprintf(tmpname, sizeof(tmpname), "%d.M1P2Q%d.host", i, i);
+		snprintf(finalname, sizeof(finalname), "%s,S=%d", tmpname, i);
+		if (state_record_pending(st, uid, 2, tmpname, finalname) == -1)
+			return 13;
+	}
+	errno = 0;
+	if (state_commit(st) != -1 || errno != EFBIG)
+		return 14;
+	if (!state_has(st, "uid-19", NULL) || state_pending_count(st) != 20 ||
+	    !state_is_pending_tmp(st, "7.M1P2Q7.host"))
+		return 15;
+	if (stat(statefile, &sb2) == -1 || sb2.st_size != sb.st_size)
+		return 16;
+	/* A completion queued behind the failed intents keeps its order. */
+	if (state_complete(st, "uid-0") == -1)
+		return 17;
+	if (state_commit(st) != -1 || errno != EFBIG)
+		return 18;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_FSIZE, &rl) == -1 || state_commit(st) == -1)
+		return 19;
+	state_close(&st);
+	if ((st = state_open(statedir, ACCT, HOST, USER, NULL, 0)) == NULL ||
+	    state_count(st) != 21 || state_pending_count(st) != 19 ||
+	    state_load_notice(st) != NULL)
+		return 20;
+	state_foreach_pending(st, pending_fn, &l);
+	if (l.n != 19 || strstr(l.text, "[uid-7 7.M1P2Q7.host "
+					"7.M1P2Q7.host,S=7]") == NULL)
+		return 21;
+	state_close(&st);
+	return 0;
+}
+
+START_TEST(test_failed_pending_commit_retried)
+{
+	int status;
+	pid_t pid;
+
+	ck_assert_int_ne(pid = fork(), -1);
+	if (pid == 0)
+		_exit(failed_pending_commit_child());
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
+/*
+ * Random plain records, intents, completions and forgets against a plain
+ * array: 0 absent, 1 delivered, 2 pending.
+ */
+START_TEST(test_random_pending_against_reference)
+{
+	enum { N = 2000, OPS = 30000 };
+	struct state *st = open_ok();
+	unsigned long rnd = 777;
+	char *ref = calloc(N, 1), uid[32], tmpname[40], finalname[48];
+	size_t live = 0, pending = 0;
+	int i, k, op, rc;
+
+	for (i = 0; i < OPS; i++) {
+		rnd = rnd * 6364136223846793005UL + 1442695040888963407UL;
+		k = (int)((rnd >> 33) % N);
+		op = (int)((rnd >> 20) % 8);
+		snprintf(uid, sizeof(uid), "%d-%x", k, k * 2654435761U);
+		snprintf(tmpname, sizeof(tmpname), "t.%s", uid);
+		snprintf(finalname, sizeof(finalname), "t.%s,S=%d", uid, k);
+		if (op < 2) {
+			ck_assert_int_eq(state_record(st, uid, k), 0);
+			if (ref[k] == 0) {
+				ref[k] = 1;
+				live++;
+			}
+		} else if (op < 4) {
+			rc = state_record_pending(
+			    st, uid, k, tmpname, finalname);
+			ck_assert_int_eq(rc, ref[k] == 0 ? 0 : -1);
+			if (ref[k] == 0) {
+				ref[k] = 2;
+				live++;
+				pending++;
+			}
+		} else if (op < 6) {
+			rc = state_complete(st, uid);
+			ck_assert_int_eq(rc, ref[k] == 0 ? -1 : 0);
+			if (ref[k] == 2) {
+				ref[k] = 1;
+				pending--;
+			}
+		} else {
+			rc = state_forget(st, uid);
+			ck_assert_int_eq(rc, ref[k] == 2 ? -1 : 0);
+			if (ref[k] == 1) {
+				ref[k] = 0;
+				live--;
+			}
+		}
+		if (i % 997 == 0)
+			ck_assert_int_eq(state_commit(st), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_uint_eq(state_count(st), live);
+	ck_assert_uint_eq(state_pending_count(st), pending);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), live);
+	ck_assert_uint_eq(state_pending_count(st), pending);
+	for (k = 0; k < N; k++) {
+		snprintf(uid, sizeof(uid), "%d-%x", k, k * 2654435761U);
+		snprintf(tmpname, sizeof(tmpname), "t.%s", uid);
+		ck_assert_int_eq(state_has(st, uid, NULL), ref[k] != 0);
+		ck_assert_int_eq(
+		    state_is_pending_tmp(st, tmpname), ref[k] == 2);
+	}
+	state_close(&st);
+	free(ref);
+}
+END_TEST
+
 static Suite *
 state_suite(void)
 {
@@ -833,6 +1313,15 @@ state_suite(void)
 	tcase_add_test(tc, test_dir_errors);
 	tcase_add_test(tc, test_failed_commit_retried);
 	tcase_add_test(tc, test_junk_then_append);
+	tcase_add_test(tc, test_pending_round_trip);
+	tcase_add_test(tc, test_complete);
+	tcase_add_test(tc, test_complete_uncommitted);
+	tcase_add_test(tc, test_pending_refusals);
+	tcase_add_test(tc, test_compaction_keeps_pending);
+	tcase_add_test(tc, test_torn_pending_tail);
+	tcase_add_test(tc, test_malformed_pending_middle);
+	tcase_add_test(tc, test_failed_pending_commit_retried);
+	tcase_add_test(tc, test_random_pending_against_reference);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,300 @@
+/*
+ * The delivery batch: tmp/ file, intent, commit, link, new/ fsync, tmp/
+ * name removed, intent completed. See deliver.h for why in this order.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "deliver.h"
+#include "maildir.h"
+#include "pop3.h"
+#include "state.h"
+#include "testhook.h"
+
+struct item {
+	unsigned long tag;
+	bool has_uid;
+	char uid[POP3_UID_MAX + 1];
+	char tmp[MAILDIR_NAME_SIZE];
+	char final[MAILDIR_NAME_SIZE];
+};
+
+struct deliver {
+	struct maildir *md;
+	struct state *st;
+	struct maildir_msg *msg; /* the message being written */
+	struct item cur;
+	struct item *batch;
+	size_t nbatch, cap;
+};
+
+struct deliver *
+deliver_new(struct maildir *md, struct state *st)
+{
+	struct deliver *d;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	d->md = md;
+	d->st = st;
+	return d;
+}
+
+void
+deliver_free(struct deliver **dp)
+{
+	struct deliver *d = *dp;
+
+	if (d == NULL)
+		return;
+	if (d->msg != NULL)
+		maildir_abort(&d->msg);
+	free(d->batch);
+	free(d);
+	*dp = NULL;
+}
+
+int
+deliver_begin(struct deliver *d, unsigned long tag, const char *uid)
+{
+	if (d->msg != NULL || (uid != NULL && strlen(uid) > POP3_UID_MAX)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(&d->cur, 0, sizeof(d->cur));
+	d->cur.tag = tag;
+	if (uid != NULL) {
+		d->cur.has_uid = true;
+		strcpy(d->cur.uid, uid);
+	}
+	if ((d->msg = maildir_begin(d->md)) == NULL)
+		return -1;
+	return 0;
+}
+
+int
+deliver_write(struct deliver *d, const char *data, size_t len)
+{
+	if (d->msg == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	return maildir_write(d->msg, data, len);
+}
+
+void
+deliver_abort(struct deliver *d)
+{
+	if (d->msg != NULL)
+		maildir_abort(&d->msg);
+}
+
+size_t
+deliver_pending(const struct deliver *d)
+{
+	return d->nbatch;
+}
+
+static int
+batch_add(struct deliver *d)
+{
+	struct item *v;
+	size_t cap;
+
+	if (d->nbatch == d->cap) {
+		cap = d->cap ? 2 * d->cap : 64;
+		if ((v = realloc(d->batch, cap * sizeof(*v))) == NULL)
+			return -1;
+		d->batch = v;
+		d->cap = cap;
+	}
+	d->batch[d->nbatch++] = d->cur;
+	return 0;
+}
+
+int
+deliver_end(struct deliver *d, unsigned long long *size)
+{
+	struct item *c = &d->cur;
+	int saved;
+
+	if (d->msg == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (size != NULL)
+		*size = maildir_msg_size(d->msg);
+	if (maildir_finish(&d->msg, c->tmp, sizeof(c->tmp), c->final,
+		sizeof(c->final)) == -1)
+		return -1;
+	TESTHOOK_CRASH_POINT("finished in tmp/");
+	/*
+	 * From a recorded intent on, the tmp/ file may be committed at any
+	 * moment, so only the flush may remove it.
+	 */
+	if ((c->has_uid && state_record_pending(d->st, c->uid, time(NULL),
+			       c->tmp, c->final) == -1) ||
+	    batch_add(d) == -1) {
+		saved = errno;
+		if (!c->has_uid || !state_has(d->st, c->uid, NULL))
+			maildir_drop_tmp(d->md, c->tmp);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+flush_fail(char *err, size_t errlen, const char *what)
+{
+	int saved = errno;
+
+	snprintf(err, errlen, "%s: %s", what, strerror(saved));
+	errno = saved;
+	return -1;
+}
+
+int
+deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
+    void *arg, char *err, size_t errlen)
+{
+	size_t i;
+
+	if (d->nbatch == 0)
+		return 0;
+	if (state_commit(d->st) == -1)
+		return flush_fail(err, errlen, "state commit");
+	TESTHOOK_CRASH_POINT("intents committed");
+	for (i = 0; i < d->nbatch; i++) {
+		if (maildir_publish(
+			d->md, d->batch[i].tmp, d->batch[i].final) == -1)
+			return flush_fail(err, errlen, "link into new/");
+		TESTHOOK_CRASH_POINT("linked into new/");
+	}
+	if (maildir_sync(d->md) == -1)
+		return flush_fail(err, errlen, "fsync of new/");
+	TESTHOOK_CRASH_POINT("new/ synced");
+	for (i = 0; i < d->nbatch; i++) {
+		/* A tmp/ name left behind keeps its intent for recovery. */
+		if (maildir_drop_tmp(d->md, d->batch[i].tmp) == 0 &&
+		    d->batch[i].has_uid)
+			state_complete(d->st, d->batch[i].uid);
+		TESTHOOK_CRASH_POINT("tmp/ name removed");
+	}
+	for (i = 0; i < d->nbatch; i++)
+		durable(arg, d->batch[i].tag);
+	d->nbatch = 0;
+	return 0;
+}
+
+/* ---- recovery ---- */
+
+enum pend_fate {
+	PEND_PUBLISHED, /* linked into new/ from tmp/ now */
+	PEND_DELIVERED, /* already in new/ or cur/ */
+	PEND_GONE,	/* tmp/ file and message both gone */
+};
+
+struct pend {
+	char uid[POP3_UID_MAX + 1];
+	char tmp[MAILDIR_NAME_SIZE];
+	char final[MAILDIR_NAME_SIZE];
+	enum pend_fate fate;
+};
+
+struct pend_list {
+	struct pend *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static void
+collect_pending(void *arg, const char *uid, const char *tmp, const char *final)
+{
+	struct pend_list *l = arg;
+	struct pend *v;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 16;
+		if ((v = realloc(l->v, l->cap * sizeof(*v))) == NULL) {
+			l->oom = true;
+			return;
+		}
+		l->v = v;
+	}
+	snprintf(l->v[l->n].uid, sizeof(l->v[l->n].uid), "%s", uid);
+	snprintf(l->v[l->n].tmp, sizeof(l->v[l->n].tmp), "%s", tmp);
+	snprintf(l->v[l->n].final, sizeof(l->v[l->n].final), "%s", final);
+	l->n++;
+}
+
+/* Decides and does what each pending intent needs, up to the link. */
+static int
+recover_one(struct deliver *d, struct pend *p, char *err, size_t errlen)
+{
+	int r;
+
+	if (maildir_tmp_exists(d->md, p->tmp)) {
+		if (maildir_publish(d->md, p->tmp, p->final) == -1)
+			return flush_fail(err, errlen, "recovery: link");
+		p->fate = PEND_PUBLISHED;
+		return 0;
+	}
+	if ((r = maildir_delivered(d->md, p->final)) == -1)
+		return flush_fail(err, errlen, "recovery: look-up");
+	/*
+	 * Neither the tmp/ file nor the message: something else removed
+	 * both (a tmp/ cleaner after 36 h, the user). Fetching it again
+	 * risks a duplicate; calling it delivered risks a loss.
+	 */
+	p->fate = r == 1 ? PEND_DELIVERED : PEND_GONE;
+	return 0;
+}
+
+static bool
+keep_pending(void *arg, const char *tmpname)
+{
+	return state_is_pending_tmp(arg, tmpname);
+}
+
+int
+deliver_recover(struct deliver *d, char *err, size_t errlen)
+{
+	struct pend_list l = {0};
+	size_t i;
+	int r = -1;
+
+	state_foreach_pending(d->st, collect_pending, &l);
+	if (l.oom) {
+		errno = ENOMEM;
+		flush_fail(err, errlen, "recovery");
+		goto out;
+	}
+	for (i = 0; i < l.n; i++)
+		if (recover_one(d, &l.v[i], err, errlen) == -1)
+			goto out;
+	if (l.n > 0 && maildir_sync(d->md) == -1) {
+		flush_fail(err, errlen, "recovery: fsync of new/");
+		goto out;
+	}
+	for (i = 0; i < l.n; i++) {
+		if (l.v[i].fate == PEND_PUBLISHED &&
+		    maildir_drop_tmp(d->md, l.v[i].tmp) == -1)
+			continue;
+		state_complete(d->st, l.v[i].uid);
+		if (l.v[i].fate == PEND_GONE)
+			state_forget(d->st, l.v[i].uid);
+	}
+	if (l.n > 0 && state_commit(d->st) == -1) {
+		flush_fail(err, errlen, "recovery: state commit");
+		goto out;
+	}
+	maildir_clean_tmp(d->md, keep_pending, d->st);
+	r = (int)l.n;
+out:
+	free(l.v);
+	return r;
+}

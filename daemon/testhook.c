@@ -1,0 +1,26 @@
+/* Crash points for the crash test (test builds only). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "testhook.h"
+
+#ifdef POPFETCHD_TEST_HOOKS
+void
+testhook_crash_point(const char *where)
+{
+	static long at = -1, passed;
+	const char *env;
+
+	if (at == -1)
+		at = (env = getenv("POPFETCHD_CRASH_AT")) != NULL ? atol(env)
+								  : 0;
+	if (at > 0 && ++passed == at) {
+		fprintf(
+		    stderr, "testhook: crash point %ld: %s\n", passed, where);
+		fflush(stderr);
+		kill(getpid(), SIGKILL);
+	}
+}
+#endif

@@ -1,0 +1,471 @@
+"""Integration tests: popfetchd --once against a real, throwaway Dovecot.
+
+Each test starts its own Dovecot (tests/dovecot.py) on 127.0.0.1, deposits
+generated messages (tests/mailgen.py) in its Maildir, writes a popfetchd
+configuration into its own temporary folder, runs `popfetchd -c CONF --once`
+and checks what arrived in the local Maildir, what is left on the server,
+and what Dovecot logged.
+
+Run: python3 tests/test_fetch.py --binary build/popfetchd [unittest args]
+     (or set POPFETCHD). KEEP_TMP=1 leaves the temporary folders behind.
+"""
+
+import collections
+import os
+import poplib
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mailgen  # noqa: E402
+from dovecot import Dovecot  # noqa: E402
+
+BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+
+# One run of popfetchd --once may take this long at most.
+RUN_TIMEOUT = 120
+
+PASSWORD = "s3cret-pass"
+
+
+def _take_binary_arg(argv):
+    """Remove --binary PATH (or --binary=PATH) from ARGV; return PATH."""
+    found = None
+    rest = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--binary":
+            found = next(it, None)
+        elif arg.startswith("--binary="):
+            found = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    argv[:] = rest
+    return found
+
+
+def multiset(messages):
+    return collections.Counter(messages)
+
+
+class FetchTest(unittest.TestCase):
+    """Helpers shared by the tests: servers, configurations, runs."""
+
+    def setUp(self):
+        self.started = time.monotonic()
+        self.dir = tempfile.mkdtemp(prefix="popfetchd-test-")
+        if not os.environ.get("KEEP_TMP"):
+            self.addCleanup(shutil.rmtree, self.dir, True)
+        self.maildir = os.path.join(self.dir, "Maildir")
+
+    def dovecot(self, **kw):
+        """A started Dovecot, stopped when the test ends (pass or fail)."""
+        kw.setdefault("keep_dir", bool(os.environ.get("KEEP_TMP")))
+        dc = Dovecot(**kw)
+        self.addCleanup(dc.cleanup)
+        dc.start()
+        return dc
+
+    def account(self, dc, name="alice", user="alice", tls="implicit",
+                host="127.0.0.1", password=PASSWORD, maildir=None,
+                keep=False, received_header=False, extra=""):
+        """One account block of the configuration, as libconfig text."""
+        port = dc.ssl_port if tls == "implicit" else dc.port
+        return """  {
+    name = "%s";
+    host = "%s";
+    port = %d;
+    tls = "%s";
+    ca_file = "%s";
+    user = "%s";
+    password = "%s";
+    maildir = "%s";
+    keep = %s;
+    received_header = %s;
+    timeout = 30;
+    %s
+  }""" % (name, host, port, tls, dc.ca_file, user, password,
+          maildir or self.maildir, "true" if keep else "false",
+          "true" if received_header else "false", extra)
+
+    def config(self, *accounts):
+        """Write the configuration (mode 0600: it holds passwords)."""
+        path = os.path.join(self.dir, "popfetchd.conf")
+        text = 'state_dir = "%s";\naccounts = (\n%s\n);\n' % (
+            os.path.join(self.dir, "state"), ",\n".join(accounts))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def run_once(self, conf, *args):
+        """popfetchd -c CONF --once ARGS, bounded in time."""
+        cmd = [BINARY, "-c", conf, "--once"] + list(args)
+        try:
+            return subprocess.run(cmd, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True,
+                                  errors="replace", timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired as e:
+            # subprocess.run has killed it already.
+            self.fail("popfetchd did not finish in %d s; stderr:\n%s"
+                      % (RUN_TIMEOUT, e.stderr))
+
+    def assert_exit(self, result, status):
+        self.assertEqual(result.returncode, status,
+                         "exit status %d, expected %d; stderr:\n%s"
+                         % (result.returncode, status, result.stderr[-6000:]))
+
+    # --- the local Maildir ----------------------------------------------
+
+    def files(self, sub, maildir=None):
+        d = os.path.join(maildir or self.maildir, sub)
+        if not os.path.isdir(d):
+            return []
+        return sorted(os.listdir(d))
+
+    def delivered(self, maildir=None):
+        """Contents of the files in new/ (and cur/, which must be empty)."""
+        maildir = maildir or self.maildir
+        self.assertEqual(self.files("cur", maildir), [],
+                         "popfetchd must deliver into new/ only")
+        out = []
+        for name in self.files("new", maildir):
+            with open(os.path.join(maildir, "new", name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def assert_delivered_exactly(self, expected, maildir=None):
+        """new/ holds EXPECTED, each exactly once; tmp/ is empty."""
+        got = self.delivered(maildir)
+        self.assertEqual(len(got), len(expected), "number of messages")
+        missing = multiset(expected) - multiset(got)
+        extra = multiset(got) - multiset(expected)
+        self.assertFalse(missing or extra,
+                         "%d messages missing or altered, %d unexpected "
+                         "(first unexpected: %r)"
+                         % (sum(missing.values()), sum(extra.values()),
+                            next(iter(extra), b"")[:300]))
+        self.assertEqual(self.files("tmp", maildir), [],
+                         "files left in tmp/")
+
+    def assert_nothing_delivered(self, maildir=None):
+        self.assertEqual(self.files("new", maildir), [])
+        self.assertEqual(self.files("cur", maildir), [])
+        self.assertEqual(self.files("tmp", maildir), [])
+
+    def assert_summary(self, result, account, fetched):
+        """The per-account summary line says fetched=FETCHED."""
+        lines = [l for l in result.stderr.splitlines()
+                 if "account=%s" % account in l and "fetched=" in l]
+        self.assertTrue(lines, "no summary line for account=%s in:\n%s"
+                        % (account, result.stderr[-4000:]))
+        self.assertRegex(lines[-1], r"\bfetched=%d\b" % fetched)
+
+
+class TestHarness(FetchTest):
+    """The throwaway Dovecot itself, checked with Python's poplib.
+
+    When these fail, the fault is in the test set-up, not in popfetchd.
+    """
+
+    def setUp(self):
+        super().setUp()
+        # Generated messages have 20 KB lines; poplib refuses lines over
+        # 2 KB by default.
+        self.addCleanup(setattr, poplib, "_MAXLINE", poplib._MAXLINE)
+        poplib._MAXLINE = 1 << 20
+
+    @staticmethod
+    def retrieve(client, number):
+        # poplib has removed the CRLFs and the dot-stuffing.
+        _, lines, _ = client.retr(number)
+        return b"\n".join(lines) + b"\n"
+
+    def check_session(self, client, dc, msgs):
+        client.user("alice")
+        client.pass_(PASSWORD)
+        count, size = client.stat()
+        self.assertEqual(count, len(msgs))
+        got = [self.retrieve(client, i + 1) for i in range(count)]
+        self.assertEqual(multiset(got), multiset(msgs))
+        uidls = client.uidl()[1]
+        self.assertRegex(uidls[0].decode(), r"^1 [0-9a-f]{16}$")
+        client.dele(1)
+        client.quit()
+        self.assertEqual(len(dc.server_messages("alice")), len(msgs) - 1)
+        dc.sync_log()
+        self.assertEqual(dc.logins("alice"), 1)
+
+    def test_poplib_implicit_tls(self):
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(8, seed=20, tag="harness")
+        dc.deliver_many("alice", msgs)
+        ctx = ssl.create_default_context(cafile=dc.ca_file)
+        client = poplib.POP3_SSL("127.0.0.1", dc.ssl_port, context=ctx,
+                                 timeout=30)
+        self.check_session(client, dc, msgs)
+
+    def test_poplib_stls(self):
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(4, seed=21, tag="harness-stls")
+        dc.deliver_many("alice", msgs)
+        client = poplib.POP3("localhost", dc.port, timeout=30)
+        self.assertIn("STLS", client.capa())
+        client.stls(ssl.create_default_context(cafile=dc.ca_file))
+        self.check_session(client, dc, msgs)
+
+    def test_wrong_name_certificate_is_refused(self):
+        dc = self.dovecot(cert_names=("wrong.example",), cert_ips=())
+        ctx = ssl.create_default_context(cafile=dc.ca_file)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            poplib.POP3_SSL("localhost", dc.ssl_port, context=ctx,
+                            timeout=30)
+
+
+class TestFetch(FetchTest):
+
+    def test_fetch_delete_many_messages(self):
+        """200+ messages, one of several MB, over implicit TLS, deleted."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(220, seed=1, huge=True)
+        self.assertGreater(max(len(m) for m in msgs), 2 * 1024 * 1024)
+        dc.deliver_many("alice", msgs)
+        conf = self.config(self.account(dc))
+
+        r = self.run_once(conf)
+
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(dc.server_messages("alice"), [],
+                         "messages left on the server")
+        # Maildir names carry the size: ...,S=<bytes>.
+        for name in self.files("new"):
+            m = re.search(r",S=(\d+)$", name)
+            self.assertTrue(m, "no ,S=<size> at the end of %r" % name)
+            size = os.path.getsize(os.path.join(self.maildir, "new", name))
+            self.assertEqual(int(m.group(1)), size, name)
+        self.assert_summary(r, "alice", 220)
+
+    def test_keep_fetches_only_new(self):
+        """keep = true: mail stays; later runs fetch only what is new."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(30, seed=2, tag="keep")
+        dc.deliver_many("alice", msgs)
+        conf = self.config(self.account(dc, keep=True))
+
+        r = self.run_once(conf)
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs), "keep = true deleted mail")
+
+        r = self.run_once(conf)
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(msgs)
+        self.assert_summary(r, "alice", 0)
+
+        late = mailgen.generate(1, seed=3, tag="late")
+        dc.deliver("alice", late[0])
+        r = self.run_once(conf)
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(msgs + late)
+        self.assert_summary(r, "alice", 1)
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs + late))
+
+    def test_wrong_password(self):
+        """Authentication refused: exit 77, named account, nothing moved."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(5, seed=4, tag="wrongpw")
+        dc.deliver_many("alice", msgs)
+        conf = self.config(self.account(dc, name="work",
+                                        password="not-the-password"))
+
+        r = self.run_once(conf)
+
+        self.assert_exit(r, 77)
+        failed = [l for l in r.stderr.splitlines()
+                  if re.search(r"authentication failed", l, re.I)]
+        self.assertTrue(failed, "no 'authentication failed' in:\n"
+                        + r.stderr)
+        self.assertTrue(any("account=work" in l for l in failed),
+                        "the failure line does not name the account:\n"
+                        + "\n".join(failed))
+        self.assertNotIn("not-the-password", r.stderr)
+        self.assert_nothing_delivered()
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs))
+        # The refusal came from Dovecot, not from the client giving up.
+        dc.sync_log()
+        self.assertGreaterEqual(dc.auth_failures("alice"), 1,
+                                dc.log_text()[-3000:])
+        self.assertEqual(dc.logins("alice"), 0)
+
+    def test_certificate_name_mismatch_sends_no_credentials(self):
+        """A certificate for another name: refused before any login."""
+        dc = self.dovecot(cert_names=("wrong.example",), cert_ips=())
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(3, seed=5, tag="wrongcert")
+        dc.deliver_many("alice", msgs)
+        cases = [("implicit", "127.0.0.1"), ("implicit", "localhost"),
+                 ("starttls", "localhost")]
+        for tls, host in cases:
+            with self.subTest(tls=tls, host=host):
+                handshakes = self._handshakes_without_auth(dc)
+                conf = self.config(self.account(dc, tls=tls, host=host))
+
+                r = self.run_once(conf)
+
+                self.assertNotEqual(r.returncode, 0, r.stderr)
+                self.assert_exit(r, 75)
+                self.assertRegex(r.stderr, re.compile(
+                    r"(certificate|host ?name).*"
+                    r"(fail|mismatch|match|verif|invalid)|"
+                    r"(fail|mismatch|verif).*(certificate|host ?name)",
+                    re.I))
+                self.assertIn("account=alice", r.stderr)
+                self.assert_nothing_delivered()
+                self.assertEqual(multiset(dc.server_messages("alice")),
+                                 multiset(msgs))
+                # Dovecot saw the connection but no credentials: the only
+                # authentication requests are sync_log()'s own.
+                dc.sync_log()
+                self.assertGreater(self._handshakes_without_auth(dc),
+                                   handshakes, "popfetchd never connected")
+                self.assertEqual(dc.auth_attempts("alice"), 0,
+                                 dc.log_text()[-3000:])
+                self.assertEqual(dc.auth_requests(), dc.syncs,
+                                 dc.log_text()[-3000:])
+
+    @staticmethod
+    def _handshakes_without_auth(dc):
+        return sum(1 for l in dc.log_text().splitlines()
+                   if "pop3-login" in l and "no auth attempts" in l)
+
+    def test_received_header(self):
+        """received_header = true: one Received: line, then the original."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(12, seed=6, tag="received")
+        dc.deliver_many("alice", msgs)
+        conf = self.config(self.account(dc, received_header=True))
+
+        r = self.run_once(conf)
+
+        self.assert_exit(r, 0)
+        originals = []
+        for data in self.delivered():
+            first, _, rest = data.partition(b"\n")
+            self.assertTrue(first.startswith(b"Received: "), first[:200])
+            # Exactly one line: the original starts right after it.
+            self.assertFalse(rest.startswith((b" ", b"\t")),
+                             "Received: header is folded")
+            originals.append(rest)
+        self.assertEqual(multiset(originals), multiset(msgs))
+        self.assertEqual(self.files("tmp"), [])
+        self.assertEqual(dc.server_messages("alice"), [])
+
+    def test_starttls(self):
+        """tls = "starttls" on the plain port fetches, over TLS."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(25, seed=7, tag="stls")
+        dc.deliver_many("alice", msgs)
+        conf = self.config(self.account(dc, tls="starttls", host="localhost"))
+
+        r = self.run_once(conf)
+
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(dc.server_messages("alice"), [])
+        dc.sync_log()
+        logins = [l for l in dc.log_text().splitlines()
+                  if "Login: user=<alice>," in l]
+        self.assertEqual(len(logins), 1, "\n".join(logins))
+        self.assertIn(", TLS", logins[0], "login did not happen over TLS")
+
+    def test_auth_methods(self):
+        """Each named mechanism logs in, as Dovecot confirms."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        # Dovecot logs USER/PASS as method=PLAIN.
+        methods = [("plain", "PLAIN"), ("login", "LOGIN"), ("user", "PLAIN"),
+                   ("apop", "APOP")]
+        for i, (auth, logged) in enumerate(methods):
+            with self.subTest(auth=auth):
+                msgs = mailgen.generate(3, seed=10 + i, tag="auth-" + auth)
+                dc.deliver_many("alice", msgs)
+                maildir = os.path.join(self.dir, "Maildir-" + auth)
+                conf = self.config(self.account(
+                    dc, maildir=maildir, extra='auth = "%s";' % auth))
+
+                r = self.run_once(conf)
+
+                self.assert_exit(r, 0)
+                self.assert_delivered_exactly(msgs, maildir)
+                self.assertEqual(dc.server_messages("alice"), [])
+                dc.sync_log()
+                logins = [l for l in dc.log_text().splitlines()
+                          if "Login: user=<alice>," in l]
+                self.assertTrue(logins)
+                self.assertIn("method=%s," % logged, logins[-1])
+
+    def test_two_accounts_and_selection(self):
+        """Two accounts in one file; -a polls only the one named."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        dc.add_user("bob", "bobs-password")
+        for_alice = mailgen.generate(15, seed=8, tag="alice")
+        for_bob = mailgen.generate(10, seed=9, tag="bob")
+        dc.deliver_many("alice", for_alice)
+        dc.deliver_many("bob", for_bob)
+        alice_md = os.path.join(self.dir, "alice")
+        bob_md = os.path.join(self.dir, "bob")
+        conf = self.config(
+            self.account(dc, name="alice", maildir=alice_md),
+            self.account(dc, name="bob", user="bob", tls="starttls",
+                         host="localhost", password="bobs-password",
+                         maildir=bob_md))
+
+        r = self.run_once(conf, "-a", "bob")
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(for_bob, bob_md)
+        self.assert_nothing_delivered(alice_md)
+        self.assertEqual(len(dc.server_messages("alice")), len(for_alice))
+
+        r = self.run_once(conf)
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(for_alice, alice_md)
+        self.assert_delivered_exactly(for_bob, bob_md)
+        self.assertEqual(dc.server_messages("alice"), [])
+        self.assertEqual(dc.server_messages("bob"), [])
+        self.assert_summary(r, "alice", 15)
+        self.assert_summary(r, "bob", 0)
+
+
+def main():
+    global BINARY
+    binary = _take_binary_arg(sys.argv)
+    if binary:
+        BINARY = binary
+    BINARY = os.path.abspath(BINARY)
+    if not os.access(BINARY, os.X_OK):
+        sys.exit("test_fetch.py: no popfetchd binary at %s "
+                 "(use --binary PATH or POPFETCHD)" % BINARY)
+    unittest.main(verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Install what building and testing popfetchd needs on Debian 12.
+#
+# Idempotent and quiet: asks dpkg which packages are missing and runs apt
+# only if some are. Must run as root (or with sudo available) when
+# something is missing. Debian's Dovecot package would start the system's
+# Dovecot on install; a temporary policy-rc.d stops that: the tests start
+# their own servers on high ports.
+set -euo pipefail
+
+packages=(
+	build-essential meson ninja-build pkg-config
+	libevent-dev libssl-dev libconfig-dev check
+	dovecot-core dovecot-pop3d
+	python3 openssl clang ca-certificates
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null ||
+		true)
+	if [[ "$status" != installed ]]; then
+		missing+=("$pkg")
+	fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+	exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+	if ! command -v sudo >/dev/null; then
+		echo "deps.sh: missing ${missing[*]}; run as root to install" >&2
+		exit 1
+	fi
+	sudo=(sudo)
+fi
+
+echo "deps.sh: installing ${missing[*]}"
+
+log=$(mktemp)
+policy=/usr/sbin/policy-rc.d
+made_policy=false
+cleanup() {
+	if $made_policy; then
+		"${sudo[@]}" rm -f "$policy"
+	fi
+	rm -f "$log"
+}
+trap cleanup EXIT
+
+# invoke-rc.d asks policy-rc.d whether a package may start its service;
+# 101 means "no". Only ours is removed afterwards.
+if [[ ! -e "$policy" ]]; then
+	printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+	"${sudo[@]}" chmod 755 "$policy"
+	made_policy=true
+fi
+
+run_apt() {
+	if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "$@" >>"$log" 2>&1; then
+		echo "deps.sh: failed: $*" >&2
+		cat "$log" >&2
+		exit 1
+	fi
+}
+
+run_apt apt-get update -qq
+run_apt apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The whole test suite: install what is missing, build twice (plain, and
+# with AddressSanitizer + UndefinedBehaviorSanitizer), run every test in
+# both builds, and end with one line "N passed, N failed".
+#
+#   bash tools/test.sh
+#
+# Exits non-zero if a build or any test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/deps.sh
+
+# Any sanitizer finding ends the process with an error, so the test fails.
+export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1
+
+passed=0
+failed=0
+skipped=0
+status=0
+
+# Count the results of the last "meson test" in build directory $1 from
+# its machine-readable log: one JSON object per test.
+count_results() {
+	local counts
+	counts=$(python3 - "$1/meson-logs/testlog.json" <<'EOF'
+import json
+import sys
+
+ok = bad = skip = 0
+try:
+    with open(sys.argv[1]) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            result = json.loads(line).get("result", "")
+            if result in ("OK", "EXPECTEDFAIL"):
+                ok += 1
+            elif result == "SKIP":
+                skip += 1
+            else:  # FAIL, TIMEOUT, UNEXPECTEDPASS, ERROR
+                bad += 1
+except FileNotFoundError:
+    pass
+print(ok, bad, skip)
+EOF
+	)
+	local ok bad skip
+	read -r ok bad skip <<<"$counts"
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	skipped=$((skipped + skip))
+}
+
+# Build in $1 with the meson options that follow, then run its tests.
+build_and_test() {
+	local dir=$1
+	shift
+	echo "=== $dir: build"
+	if ! bash tools/build.sh "$dir" "$@"; then
+		echo "=== $dir: BUILD FAILED"
+		failed=$((failed + 1))
+		status=1
+		return
+	fi
+	echo "=== $dir: test"
+	rm -f "$dir/meson-logs/testlog.json"
+	if ! meson test -C "$dir" --print-errorlogs; then
+		status=1
+	fi
+	count_results "$dir"
+}
+
+build_and_test build
+build_and_test build-san -Db_sanitize=address,undefined -Db_lundef=false
+
+if [[ $failed -ne 0 ]]; then
+	status=1
+fi
+if [[ $skipped -ne 0 ]]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
+exit "$status"
