@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,33 @@ valid_name(const char *name)
 	return true;
 }
 
+/*
+ * Whether tmp/NAME was left by a popfetchd on this host that no longer
+ * runs (killed mid-message): such a file can never be finished, and
+ * waiting 36 hours would only leave it in the way. Names in another
+ * format, from another host or from a live process are not touched.
+ */
+static bool
+orphan(struct maildir *md, const char *name)
+{
+	char expect[MAILDIR_NAME_SIZE];
+	long long sec;
+	long usec, pid;
+	unsigned long seq;
+	int n = -1;
+
+	if (sscanf(name, "%lld.M%ldP%ldQ%lu.%n", &sec, &usec, &pid, &seq, &n) !=
+		4 ||
+	    n <= 0 || pid <= 0 || pid == (long)getpid())
+		return false;
+	/* The same name as this host would write it. */
+	if (format_base(
+		expect, sizeof(expect), sec, usec, pid, seq, md->host) == -1 ||
+	    strcmp(name, expect) != 0)
+		return false;
+	return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+}
+
 int
 maildir_clean_tmp(
     struct maildir *md, bool (*keep)(void *arg, const char *tmpname), void *arg)
@@ -315,7 +343,8 @@ maildir_clean_tmp(
 		    -1)
 			continue;
 		/* A writer in progress touches its file far more often. */
-		if (!S_ISREG(sb.st_mode) || sb.st_mtime >= limit)
+		if (!S_ISREG(sb.st_mode) ||
+		    (sb.st_mtime >= limit && !orphan(md, de->d_name)))
 			continue;
 		if (keep != NULL && keep(arg, de->d_name))
 			continue;

@@ -582,6 +582,47 @@ START_TEST(test_clean_tmp_keep)
 }
 END_TEST
 
+/* tmp/ name this host's popfetchd process PID would write. */
+static void
+name_of_pid(char *buf, size_t len, long pid)
+{
+	char host[256];
+
+	ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+	host[sizeof(host) - 1] = '\0';
+	ck_assert_int_eq(
+	    maildir_unique_name(buf, len, 1700000000, 1, pid, 1, host, 0), 0);
+	/* tmp/ names carry no ",S=": cut it. */
+	*strrchr(buf, ',') = '\0';
+}
+
+START_TEST(test_clean_tmp_orphans)
+{
+	char errbuf[256], dead[MAILDIR_NAME_SIZE], live[MAILDIR_NAME_SIZE];
+	struct maildir *md;
+	pid_t child;
+
+	/* A process that has exited: its pid is free. */
+	if ((child = fork()) == 0)
+		_exit(0);
+	ck_assert_int_gt(child, 0);
+	ck_assert_int_eq(waitpid(child, NULL, 0), child);
+	name_of_pid(dead, sizeof(dead), (long)child);
+	name_of_pid(live, sizeof(live), (long)getppid());
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	make_old(dead, 0, 0);
+	make_old(live, 0, 0);
+	make_old("1700000000.M1P1Q1.otherhost", 0, 0);
+	/* Fresh files go only when their writer is gone for good. */
+	ck_assert_int_eq(maildir_clean_tmp(md, NULL, NULL), 1);
+	ck_assert(!exists_in("tmp", dead));
+	ck_assert(exists_in("tmp", live));
+	ck_assert(exists_in("tmp", "1700000000.M1P1Q1.otherhost"));
+	maildir_close(&md);
+}
+END_TEST
+
 /*
  * In a child limited to LIMIT bytes per file (SIGXFSZ ignored, so write
  * fails with EFBIG): writes LEN bytes, then finishes. Returns what went
@@ -995,6 +1036,7 @@ maildir_suite(void)
 	tcase_add_test(tc, test_open_permission);
 	tcase_add_test(tc, test_stale_tmp_cleanup);
 	tcase_add_test(tc, test_clean_tmp_keep);
+	tcase_add_test(tc, test_clean_tmp_orphans);
 	tcase_add_test(tc, test_write_error_in_write);
 	tcase_add_test(tc, test_write_error_in_finish);
 	tcase_add_test(tc, test_free_space_and_sync);

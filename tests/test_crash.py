@@ -1,0 +1,184 @@
+"""The crash test: kill popfetchd at every crash point of a fetch, and at
+random moments, then finish with a normal run and check that every
+message is in the Maildir exactly once, byte for byte, with nothing left
+in tmp/, and (in delete mode) nothing left on the server.
+
+Needs a build with -Dtest_hooks=true: the K-th crash point the process
+passes kills it when POPFETCHD_CRASH_AT=K is set.
+
+Run: python3 tests/test_crash.py --binary build-test/popfetchd
+"""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+
+BINARY = os.environ.get("POPFETCHD", "build-test/popfetchd")
+NMESSAGES = 50
+RANDOM_KILLS = int(os.environ.get("CRASH_RANDOM_KILLS", "100"))
+
+
+def corpus():
+    rnd = random.Random(1939)
+    out = []
+    for i in range(NMESSAGES):
+        body = []
+        for j in range(rnd.randint(1, 200)):
+            line = "".join(rnd.choice("abcdefghij .") for _ in
+                           range(rnd.randint(0, 120)))
+            body.append(line)
+        out.append(("From: s%d@example.org\nSubject: crash %d\n\n%s\n"
+                    % (i, i, "\n".join(body))).encode())
+    return out
+
+
+MESSAGES = corpus()
+
+
+class CrashTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.certdir = tempdir()
+        cls.cert, cls.key = make_cert(cls.certdir)
+        cls.kill_points = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certdir, ignore_errors=True)
+        print("\ncrash test: %d kills, 0 lost, 0 duplicated"
+              % cls.kill_points, file=sys.stderr)
+
+    def setUp(self):
+        self.dir = tempdir()
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def fresh(self, keep, pipelining):
+        """A new server, Maildir and state for one scenario."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        srv = FakePop(list(MESSAGES), tls="implicit", certfile=self.cert,
+                      keyfile=self.key, pipelining=pipelining)
+        conf = os.path.join(self.dir, "popfetchd.conf")
+        with open(conf, "w") as f:
+            f.write("""
+state_dir = "%s/state";
+accounts = ({
+  name = "crash"; host = "localhost"; port = %d; ca_file = "%s";
+  user = "alice"; password = "secret"; maildir = "%s/Maildir";
+  received_header = false; keep = %s; timeout = 20;
+});
+""" % (self.dir, srv.port, self.cert, self.dir,
+                "true" if keep else "false"))
+        os.chmod(conf, 0o600)
+        return srv, conf
+
+    def run_pf(self, conf, crash_at=None):
+        env = dict(os.environ)
+        env.pop("POPFETCHD_CRASH_AT", None)
+        if crash_at is not None:
+            env["POPFETCHD_CRASH_AT"] = str(crash_at)
+        return subprocess.run([BINARY, "-c", conf, "--once"], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    def maildir(self, sub):
+        path = os.path.join(self.dir, "Maildir", sub)
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    def delivered(self):
+        out = []
+        for name in self.maildir("new"):
+            with open(os.path.join(self.dir, "Maildir", "new", name),
+                      "rb") as f:
+                out.append(f.read())
+        return out
+
+    def check_exactly_once(self, srv, keep, what):
+        got = self.delivered()
+        lost = [m for m in MESSAGES if m not in got]
+        dups = len(got) - len(set(got))
+        self.assertEqual((len(lost), dups), (0, 0),
+                         "%s: %d lost, %d duplicated" % (what, len(lost),
+                                                          dups))
+        self.assertEqual(sorted(got), sorted(MESSAGES), what)
+        self.assertEqual(self.maildir("tmp"), [], what)
+        self.assertEqual(srv.messages, MESSAGES if keep else [], what)
+
+    def recover_and_check(self, srv, conf, keep, what):
+        r = self.run_pf(conf)
+        self.assertEqual(r.returncode, 0, "%s: %s" % (what, r.stderr))
+        self.check_exactly_once(srv, keep, what)
+        if keep:
+            # A further poll delivers nothing again.
+            r = self.run_pf(conf)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.check_exactly_once(srv, keep, what + ", again")
+
+    def every_point(self, keep, pipelining):
+        k = 1
+        while True:
+            srv, conf = self.fresh(keep, pipelining)
+            try:
+                r = self.run_pf(conf, crash_at=k)
+                if r.returncode == -signal.SIGKILL:
+                    type(self).kill_points += 1
+                    self.recover_and_check(srv, conf, keep,
+                                           "crash point %d" % k)
+                else:
+                    # Past the last crash point: the run completed.
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.check_exactly_once(srv, keep, "no crash")
+                    break
+            finally:
+                srv.stop()
+            k += 1
+        # Every message passes several points: the loop really ran.
+        self.assertGreater(k, 3 * NMESSAGES)
+
+    def test_every_point_delete_pipelined(self):
+        self.every_point(keep=False, pipelining=True)
+
+    def test_every_point_keep(self):
+        self.every_point(keep=True, pipelining=False)
+
+    def test_random_kills(self):
+        rnd = random.Random(20261129)
+        # How long a whole fetch takes here, to aim the kills inside it.
+        srv, conf = self.fresh(False, True)
+        t0 = time.monotonic()
+        self.run_pf(conf)
+        span = time.monotonic() - t0
+        srv.stop()
+        for i in range(RANDOM_KILLS):
+            keep = i % 4 == 3
+            srv, conf = self.fresh(keep, i % 2 == 0)
+            try:
+                p = subprocess.Popen([BINARY, "-c", conf, "--once"],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+                # Fault injection, not synchronisation: the moment of
+                # the kill is the variable under test.
+                time.sleep(rnd.uniform(0, span))
+                p.send_signal(signal.SIGKILL)
+                p.wait(30)
+                type(self).kill_points += 1
+                self.recover_and_check(srv, conf, keep, "random kill %d" % i)
+            finally:
+                srv.stop()
+
+
+if __name__ == "__main__":
+    if "--binary" in sys.argv:
+        i = sys.argv.index("--binary")
+        BINARY = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+    unittest.main(verbosity=2)
