@@ -135,7 +135,7 @@ deliver_end(struct deliver *d, unsigned long long *size)
 	 * From a recorded intent on, the tmp/ file may be committed at any
 	 * moment, so only the flush may remove it.
 	 */
-	if ((c->has_uid && state_record_pending(d->st, c->uid, time(NULL),
+	if ((c->has_uid && state_record_pending(d->st, c->uid, TESTHOOK_NOW(),
 			       c->tmp, c->final) == -1) ||
 	    batch_add(d) == -1) {
 		saved = errno;

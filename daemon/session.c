@@ -851,7 +851,7 @@ make_plan(struct session *s)
 		    pm[i].uid != NULL &&
 		    state_has(s->st, pm[i].uid, &pm[i].first_seen);
 	}
-	r = plan_decide(pm, s->nmsgs, &pol, time(NULL), &tot);
+	r = plan_decide(pm, s->nmsgs, &pol, TESTHOOK_NOW(), &tot);
 	for (i = 0; r == 0 && i < s->nmsgs; i++) {
 		s->msgs[i].action = pm[i].action;
 		if (pm[i].action == PLAN_FETCH)

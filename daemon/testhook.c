@@ -23,4 +23,12 @@ testhook_crash_point(const char *where)
 		kill(getpid(), SIGKILL);
 	}
 }
+
+time_t
+testhook_now(void)
+{
+	const char *env = getenv("POPFETCHD_NOW");
+
+	return env != NULL ? (time_t)atoll(env) : time(NULL);
+}
 #endif

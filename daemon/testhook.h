@@ -4,15 +4,23 @@
  *
  * With POPFETCHD_CRASH_AT=K in the environment, the K-th crash point the
  * process passes kills it with SIGKILL, after writing where to stderr.
+ * POPFETCHD_NOW sets the clock the delivery policy reads (days-based
+ * rules are tested without waiting days).
  */
 #ifndef POPFETCHD_TESTHOOK_H
 #define POPFETCHD_TESTHOOK_H
 
+#include <time.h>
+
 #ifdef POPFETCHD_TEST_HOOKS
 void testhook_crash_point(const char *where);
+/* The clock, or POPFETCHD_NOW (seconds since the epoch) when set. */
+time_t testhook_now(void);
 #define TESTHOOK_CRASH_POINT(where) testhook_crash_point(where)
+#define TESTHOOK_NOW()		    testhook_now()
 #else
 #define TESTHOOK_CRASH_POINT(where) ((void)0)
+#define TESTHOOK_NOW()		    time(NULL)
 #endif
 
 #endif

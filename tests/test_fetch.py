@@ -105,11 +105,16 @@ class FetchTest(unittest.TestCase):
         os.chmod(path, 0o600)
         return path
 
-    def run_once(self, conf, *args):
-        """popfetchd -c CONF --once ARGS, bounded in time."""
+    def run_once(self, conf, *args, now=None):
+        """popfetchd -c CONF --once ARGS, bounded in time.
+
+        NOW fakes the policy's clock (test builds read POPFETCHD_NOW)."""
         cmd = [BINARY, "-c", conf, "--once"] + list(args)
+        env = dict(os.environ)
+        if now is not None:
+            env["POPFETCHD_NOW"] = str(int(now))
         try:
-            return subprocess.run(cmd, stdin=subprocess.DEVNULL,
+            return subprocess.run(cmd, stdin=subprocess.DEVNULL, env=env,
                                   capture_output=True, text=True,
                                   errors="replace", timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired as e:
@@ -283,6 +288,61 @@ class TestFetch(FetchTest):
         self.assert_summary(r, "alice", 1)
         self.assertEqual(multiset(dc.server_messages("alice")),
                          multiset(msgs + late))
+
+    def test_delete_after_days(self):
+        """keep with delete_after_days: deleted N days after first seen."""
+        with open(BINARY, "rb") as f:
+            if b"POPFETCHD_NOW" not in f.read():
+                self.skipTest("needs a build with -Dtest_hooks=true")
+        day = 86400
+        t0 = 1_800_000_000
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        early = mailgen.generate(10, seed=4, tag="early")
+        dc.deliver_many("alice", early)
+        conf = self.config(self.account(dc, keep=True,
+                                        extra="delete_after_days = 7;"))
+        self.assert_exit(self.run_once(conf, now=t0), 0)
+        self.assert_delivered_exactly(early)
+
+        late = mailgen.generate(1, seed=5, tag="late")
+        dc.deliver("alice", late[0])
+        self.assert_exit(self.run_once(conf, now=t0 + 3 * day), 0)
+        self.assert_delivered_exactly(early + late)
+        self.assertEqual(len(dc.server_messages("alice")), 11)
+
+        # Day 7 after the first poll: the early ones go, the late stays.
+        r = self.run_once(conf, now=t0 + 7 * day)
+        self.assert_exit(r, 0)
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(late))
+        self.assert_summary(r, "alice", 0)
+        self.assert_delivered_exactly(early + late)
+
+        self.assert_exit(self.run_once(conf, now=t0 + 10 * day), 0)
+        self.assertEqual(dc.server_messages("alice"), [])
+        self.assert_delivered_exactly(early + late)
+
+    def test_max_message_size(self):
+        """Larger messages stay on the server, poll after poll."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(40, seed=6, tag="size")
+        limit = 20000
+        # The server counts CRLF line ends: compare with its view.
+        small = [m for m in msgs if len(m) + m.count(b"\n") <= limit]
+        big = [m for m in msgs if len(m) + m.count(b"\n") > limit]
+        self.assertTrue(small and big, "the corpus needs both kinds")
+        dc.deliver_many("alice", msgs)
+        conf = self.config(self.account(
+            dc, extra="max_message_size = %d;" % limit))
+        for _ in range(2):
+            r = self.run_once(conf)
+            self.assert_exit(r, 0)
+            self.assert_delivered_exactly(small)
+            self.assertEqual(multiset(dc.server_messages("alice")),
+                             multiset(big))
+            self.assertIn("left=%d" % len(big), r.stderr)
 
     def test_wrong_password(self):
         """Authentication refused: exit 77, named account, nothing moved."""
