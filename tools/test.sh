@@ -78,6 +78,39 @@ build_and_test build-test -Dtest_hooks=true
 build_and_test build-san -Dtest_hooks=true -Db_sanitize=address,undefined \
 	-Db_lundef=false
 
+# A short run of the POP3 engine's fuzzer (clang's libFuzzer, with ASan
+# and UBSan) from the seed corpus; the long runs are done by hand.
+fuzz_short() {
+	local dir=build-fuzz corpus
+	echo "=== $dir: build"
+	if [[ ! -f "$dir/meson-private/coredata.dat" ]] &&
+		! CC=clang meson setup "$dir" -Dfuzz=true \
+			-Db_sanitize=address,undefined -Db_lundef=false >/dev/null; then
+		echo "=== $dir: SETUP FAILED"
+		failed=$((failed + 1))
+		return
+	fi
+	if ! meson compile -C "$dir" fuzz_pop3 >/dev/null; then
+		echo "=== $dir: BUILD FAILED"
+		failed=$((failed + 1))
+		return
+	fi
+	corpus=$(mktemp -d)
+	cp fuzz/corpus/* "$corpus"/
+	if "$dir/fuzz_pop3" -max_total_time=30 -print_final_stats=1 \
+		"$corpus" >"$dir/fuzz.log" 2>&1; then
+		echo "fuzz_pop3: OK ($(grep -o 'stat::number_of_executed_units: *[0-9]*' \
+			"$dir/fuzz.log" | grep -o '[0-9]*$') runs in 30 s)"
+		passed=$((passed + 1))
+	else
+		echo "fuzz_pop3: FAILED"
+		tail -n 60 "$dir/fuzz.log"
+		failed=$((failed + 1))
+	fi
+	rm -rf "$corpus"
+}
+fuzz_short
+
 if [[ $failed -ne 0 ]]; then
 	status=1
 fi
