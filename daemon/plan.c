@@ -4,6 +4,20 @@
 
 #include "plan.h"
 
+struct space {
+	bool limited;
+	uint64_t room; /* bytes still free for the plan */
+};
+
+static int cmp_uid(const void *a, const void *b);
+static int mark_dup_uids(struct plan_msg *msgs, size_t n);
+static bool quarantined(const struct plan_msg *m, time_t now);
+static void decide_one(
+    struct plan_msg *m, const struct plan_policy *pol, time_t now);
+static void space_init(struct space *sp, const struct plan_policy *pol);
+static bool space_take(struct space *sp, uint64_t size);
+static void count(struct plan_totals *tot, const struct plan_msg *m);
+
 static int
 cmp_uid(const void *a, const void *b)
 {
@@ -38,6 +52,19 @@ mark_dup_uids(struct plan_msg *msgs, size_t n)
 	return 0;
 }
 
+/*
+ * Whether M failed too often, too recently, to be tried now. A latest
+ * strike in the future means the clock went back: try once, which
+ * records a strike at the clock's time and puts the quarantine right.
+ */
+static bool
+quarantined(const struct plan_msg *m, time_t now)
+{
+	if (m->strikes < PLAN_STRIKES_MAX || m->last_strike > now)
+		return false;
+	return now - m->last_strike < PLAN_QUARANTINE_SECS;
+}
+
 static void
 decide_one(struct plan_msg *m, const struct plan_policy *pol, time_t now)
 {
@@ -67,13 +94,63 @@ decide_one(struct plan_msg *m, const struct plan_policy *pol, time_t now)
 		m->reason = PLAN_R_TOO_BIG;
 		return;
 	}
+	if (quarantined(m, now)) {
+		m->reason = PLAN_R_QUARANTINED;
+		return;
+	}
 	m->action = PLAN_FETCH;
+}
+
+static void
+space_init(struct space *sp, const struct plan_policy *pol)
+{
+	sp->limited = pol->space_known && pol->free_bytes != UINT64_MAX;
+	sp->room = 0;
+	if (sp->limited && pol->free_bytes > PLAN_SPACE_RESERVE)
+		sp->room = pol->free_bytes - PLAN_SPACE_RESERVE;
+}
+
+/*
+ * Takes what a message of SIZE bytes needs from SP, if it fits. Written
+ * so that no sum can overflow: SIZE comes from the server.
+ */
+static bool
+space_take(struct space *sp, uint64_t size)
+{
+	if (!sp->limited)
+		return true;
+	if (sp->room < PLAN_MSG_OVERHEAD || size > sp->room - PLAN_MSG_OVERHEAD)
+		return false;
+	sp->room -= size + PLAN_MSG_OVERHEAD;
+	return true;
+}
+
+static void
+count(struct plan_totals *tot, const struct plan_msg *m)
+{
+	switch (m->action) {
+	case PLAN_FETCH:
+		tot->fetch++;
+		tot->fetch_bytes += m->size;
+		break;
+	case PLAN_DELETE:
+		tot->dele++;
+		break;
+	case PLAN_LEAVE:
+		tot->leave++;
+		if (m->reason == PLAN_R_QUARANTINED)
+			tot->quarantined++;
+		else if (m->reason == PLAN_R_NO_SPACE)
+			tot->no_space++;
+		break;
+	}
 }
 
 int
 plan_decide(struct plan_msg *msgs, size_t n, const struct plan_policy *pol,
     time_t now, struct plan_totals *tot)
 {
+	struct space sp;
 	size_t i;
 
 	memset(tot, 0, sizeof(*tot));
@@ -83,20 +160,16 @@ plan_decide(struct plan_msg *msgs, size_t n, const struct plan_policy *pol,
 		msgs[i].reason = PLAN_R_NONE;
 	if (pol->have_uidl && mark_dup_uids(msgs, n) == -1)
 		return -1;
+	space_init(&sp, pol);
 	for (i = 0; i < n; i++) {
 		decide_one(&msgs[i], pol, now);
-		switch (msgs[i].action) {
-		case PLAN_FETCH:
-			tot->fetch++;
-			tot->fetch_bytes += msgs[i].size;
-			break;
-		case PLAN_DELETE:
-			tot->dele++;
-			break;
-		case PLAN_LEAVE:
-			tot->leave++;
-			break;
+		/* In msgno order, so the oldest mail goes first. */
+		if (msgs[i].action == PLAN_FETCH &&
+		    !space_take(&sp, msgs[i].size)) {
+			msgs[i].action = PLAN_LEAVE;
+			msgs[i].reason = PLAN_R_NO_SPACE;
 		}
+		count(tot, &msgs[i]);
 	}
 	return 0;
 }

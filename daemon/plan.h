@@ -1,7 +1,8 @@
 /*
  * plan: pure policy. From the server's listing, what the state says was
- * delivered, and the account's settings, decide for each message whether
- * to fetch it, delete it without fetching, or leave it alone.
+ * delivered or failed to be, the account's settings and the free space
+ * of the Maildir, decide for each message whether to fetch it, delete it
+ * without fetching, or leave it alone.
  */
 #ifndef POPFETCHD_PLAN_H
 #define POPFETCHD_PLAN_H
@@ -11,6 +12,38 @@
 #include <stdint.h>
 #include <time.h>
 
+/*
+ * A message not delivered after this many failed attempts is quarantined:
+ * left on the server and not tried at every poll, so that one message
+ * that always fails cannot hold up the mailbox. Three tell a message that
+ * fails from a connection that failed once or twice by chance.
+ */
+#define PLAN_STRIKES_MAX 3
+
+/*
+ * A quarantined message gets one more try this long after its latest
+ * strike: whatever made it fail (a full quota, a server glitch, a bug
+ * fixed by an upgrade) may have gone, and once a day costs little.
+ */
+#define PLAN_QUARANTINE_SECS 86400
+
+/*
+ * Free space left untouched by the plan: the state journal and other
+ * files on the same file system grow too, and free space changes while
+ * a session runs. Small next to any disk a Maildir lives on, large next
+ * to a journal's growth in one session (under 100 bytes a message).
+ */
+#define PLAN_SPACE_RESERVE (1024 * 1024)
+
+/*
+ * What one message costs on disk beyond its LIST size: up to one block
+ * of 4 KiB, as a file takes whole blocks (what matters with many small
+ * messages), and the Received: line the session may prepend (under
+ * 1 KiB). The CRLF line ends counted by LIST but stored as LF make up
+ * for some of it; what remains errs on the safe side.
+ */
+#define PLAN_MSG_OVERHEAD (4096 + 1024)
+
 enum plan_action {
 	PLAN_LEAVE,  /* stays on the server untouched */
 	PLAN_FETCH,  /* deliver, then (unless keep) delete */
@@ -19,19 +52,23 @@ enum plan_action {
 
 enum plan_reason {
 	PLAN_R_NONE,
-	PLAN_R_KEPT,	   /* keep mode, already delivered */
-	PLAN_R_TOO_BIG,	   /* larger than max_message_size */
-	PLAN_R_DUP_UID,	   /* UID shared with another message */
-	PLAN_R_NO_LISTING, /* missing from LIST or UIDL */
+	PLAN_R_KEPT,	    /* keep mode, already delivered */
+	PLAN_R_TOO_BIG,	    /* larger than max_message_size */
+	PLAN_R_DUP_UID,	    /* UID shared with another message */
+	PLAN_R_NO_LISTING,  /* missing from LIST or UIDL */
+	PLAN_R_QUARANTINED, /* failed PLAN_STRIKES_MAX times, recently */
+	PLAN_R_NO_SPACE,    /* does not fit in the free space left */
 };
 
 struct plan_msg {
 	unsigned long msgno;
 	uint64_t size;
-	bool listed;	   /* LIST gave its size */
-	const char *uid;   /* NULL without UIDL */
-	bool delivered;	   /* the state holds uid */
-	time_t first_seen; /* when delivered */
+	bool listed;	    /* LIST gave its size */
+	const char *uid;    /* NULL without UIDL */
+	bool delivered;	    /* the state holds uid */
+	time_t first_seen;  /* when delivered */
+	unsigned strikes;   /* failed attempts to deliver it (not delivered) */
+	time_t last_strike; /* when the latest of them was */
 	enum plan_action action;
 	enum plan_reason reason;
 };
@@ -41,10 +78,22 @@ struct plan_policy {
 	unsigned delete_after_days;
 	uint64_t max_message_size; /* 0: no limit */
 	bool have_uidl;
+	/*
+	 * Free space for the Maildir, in bytes, if space_known. Unknown (the
+	 * zero value: a policy that does not say) or UINT64_MAX means no
+	 * limit; the write that fails on a full disk is the safety net.
+	 */
+	bool space_known;
+	uint64_t free_bytes;
 };
 
+/*
+ * What the plan does; fetch + dele + leave is the number of messages.
+ * quarantined and no_space count messages within leave, for the log.
+ */
 struct plan_totals {
 	size_t fetch, dele, leave;
+	size_t quarantined, no_space;
 	uint64_t fetch_bytes;
 };
 
@@ -52,6 +101,15 @@ struct plan_totals {
  * Sets action and reason of the N messages in MSGS (sorted by msgno).
  * Messages sharing a UID are left alone: a UID stands for one message in
  * the state, so acting on either could delete the other unseen.
+ * A message not delivered yet is fetched unless it is too big, or
+ * quarantined (strikes >= PLAN_STRIKES_MAX and the latest less than
+ * PLAN_QUARANTINE_SECS ago), or it does not fit: in msgno order, each
+ * message to fetch takes its size plus PLAN_MSG_OVERHEAD from the free
+ * space less PLAN_SPACE_RESERVE; one that does not fit is left, and the
+ * walk goes on, as a smaller one after it may still fit. LIST sizes
+ * count CRLF line ends, which become LF on disk: they overstate the
+ * need, the safe direction. Delivered messages are deleted or kept as
+ * before, whatever their strikes.
  * Returns -1 if the policy cannot work (keep mode without UIDL).
  */
 int plan_decide(struct plan_msg *msgs, size_t n, const struct plan_policy *pol,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,11 @@
  * Larger batches save syncs; smaller ones let deletions start sooner.
  */
 #define SESSION_BATCH 64
+/*
+ * Header bytes kept per message for --list: From, Date and Subject sit
+ * near the top; a header block larger than this is cut, not refused.
+ */
+#define SESSION_HEADER_MAX 16384
 /* Commands in flight when the server allows pipelining (RFC 2449). */
 #define SESSION_WINDOW 64
 
@@ -48,6 +54,7 @@
 	X(S_AUTH, "auth")         \
 	X(S_LISTING, "listing")   \
 	X(S_FETCH, "fetch")       \
+	X(S_TOP, "top")           \
 	X(S_QUIT, "quit")         \
 	X(S_DONE, "done")
 
@@ -79,7 +86,13 @@ struct session {
 	struct event_base *base;
 	struct evdns_base *dns;
 	session_done_cb cb;
+	session_info_cb info;
 	void *cbarg;
+	enum session_mode mode;
+	const char *mech; /* how we logged in, for reports */
+	char *hdr;	  /* --list: header bytes of the message in TOP */
+	size_t hdrlen;
+	unsigned long next_top, top_done;
 	struct event *done_ev;
 
 	enum session_state state;
@@ -124,6 +137,8 @@ static void send_req(struct session *s, const struct pop3_req *req);
 static void send_simple(
     struct session *s, enum pop3_cmd cmd, unsigned long msgno);
 static void pump(struct session *s);
+static void pump_top(struct session *s);
+static void strike(struct session *s, unsigned long msgno, const char *why);
 static void flush_batch(struct session *s, bool dele);
 static void local_failure(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -230,6 +245,15 @@ session_start(struct event_base *base, struct evdns_base *dns,
     const struct conf *conf, const struct account *a, session_done_cb cb,
     void *arg)
 {
+	return session_start_mode(
+	    base, dns, conf, a, SESSION_FETCH, NULL, cb, arg);
+}
+
+struct session *
+session_start_mode(struct event_base *base, struct evdns_base *dns,
+    const struct conf *conf, const struct account *a, enum session_mode mode,
+    session_info_cb info, session_done_cb cb, void *arg)
+{
 	struct session *s;
 	char err[512];
 
@@ -239,6 +263,8 @@ session_start(struct event_base *base, struct evdns_base *dns,
 	s->a = a;
 	s->base = base;
 	s->dns = dns;
+	s->mode = mode;
+	s->info = info;
 	s->cb = cb;
 	s->cbarg = arg;
 	gettimeofday(&s->start, NULL);
@@ -247,7 +273,7 @@ session_start(struct event_base *base, struct evdns_base *dns,
 		session_free(&s);
 		return NULL;
 	}
-	if (!open_local(s))
+	if (mode == SESSION_FETCH && !open_local(s))
 		return s;
 	if (a->tls != CONF_TLS_NONE &&
 	    (s->ctx = tls_ctx_new(a, err, sizeof(err))) == NULL) {
@@ -284,6 +310,7 @@ session_free(struct session **sp)
 		event_free(s->done_ev);
 	auth_wipe(s->secret, sizeof(s->secret));
 	free(s->msgs);
+	free(s->hdr);
 	free(s->fetch);
 	free(s->dele);
 	free(s);
@@ -310,6 +337,9 @@ static void
 finish(struct session *s)
 {
 	set_state(s, S_DONE);
+	/* The message in hand when the session broke off counts against it. */
+	if (s->receiving && (s->cls == SC_NET || s->cls == SC_PROTO))
+		strike(s, s->cur_msgno, "session ended while receiving it");
 	/*
 	 * Messages complete in tmp/ are made durable whatever ended the
 	 * session, so the next poll does not fetch them again; without
@@ -329,6 +359,14 @@ finish(struct session *s)
 	 * every further event a no-op.
 	 */
 	event_active(s->done_ev, 0, 0);
+}
+
+/* Hands what a probing session learnt to its caller. */
+static void
+report(struct session *s, const struct session_info *si)
+{
+	if (s->info != NULL)
+		s->info(s->cbarg, si);
 }
 
 /* Trace of a status line, reconstructed from the event. */
@@ -440,6 +478,17 @@ tls_ready(struct session *s)
 	s->tls_active = true;
 	tls_summary(net_ssl(s->net), info, sizeof(info));
 	log_debug(s->a->name, "tls=\"%s\"", info);
+	if (s->mode != SESSION_FETCH) {
+		char subject[512], fp[128];
+		struct session_info si = {.kind = SI_TLS,
+		    .text = info,
+		    .subject = subject,
+		    .fingerprint = fp};
+
+		tls_peer_info(
+		    net_ssl(s->net), subject, sizeof(subject), fp, sizeof(fp));
+		report(s, &si);
+	}
 	if (s->a->tls == CONF_TLS_IMPLICIT) {
 		set_state(s, S_GREETING);
 		return;
@@ -517,6 +566,7 @@ login_sasl(struct session *s, const char *mech)
 		return;
 	}
 	start_sasl(s, mech, s->ir);
+	s->mech = mech;
 	if (!s->ir_pending)
 		auth_wipe(s->ir, sizeof(s->ir));
 }
@@ -538,6 +588,7 @@ login_apop(struct session *s)
 		return;
 	}
 	r.arg2 = digest;
+	s->mech = "APOP";
 	s->auth_step = AS_PASS;
 	send_req(s, &r);
 }
@@ -568,6 +619,7 @@ start_auth(struct session *s)
 		login_sasl(s, conf_auth_name(a->auth));
 		return;
 	case CONF_AUTH_LOGIN:
+		s->mech = "LOGIN";
 		start_sasl(s, "LOGIN", NULL);
 		return;
 	case CONF_AUTH_APOP:
@@ -578,6 +630,7 @@ start_auth(struct session *s)
 	case CONF_AUTH_RPOP:
 		break;
 	}
+	s->mech = a->auth == CONF_AUTH_RPOP ? "USER/RPOP" : "USER/PASS";
 	s->auth_step = AS_USER;
 	send_req(s, &r);
 }
@@ -684,6 +737,7 @@ st_auth(struct session *s, const struct pop3_event *ev)
 	}
 	auth_wipe(s->secret, sizeof(s->secret));
 	log_debug(s->a->name, "logged in");
+	report(s, &(struct session_info){.kind = SI_LOGIN, .text = s->mech});
 	set_state(s, S_LISTING);
 	send_simple(s, POP3_CMD_STAT, 0);
 }
@@ -699,6 +753,8 @@ st_greeting(struct session *s, const struct pop3_event *ev)
 		fail(s, SC_BUSY, "server refused the session: %s", ev->text);
 		return;
 	}
+	report(
+	    s, &(struct session_info){.kind = SI_GREETING, .text = ev->text});
 	if (ev->timestamp != NULL)
 		snprintf(
 		    s->timestamp, sizeof(s->timestamp), "%s", ev->timestamp);
@@ -709,6 +765,11 @@ st_greeting(struct session *s, const struct pop3_event *ev)
 static void
 st_capa(struct session *s, const struct pop3_event *ev)
 {
+	/* Only what the server says over TLS (when there is TLS) counts. */
+	if (ev->type == POP3_EV_CAPA &&
+	    (s->tls_active || s->a->tls == CONF_TLS_NONE))
+		report(s,
+		    &(struct session_info){.kind = SI_CAPA, .text = ev->text});
 	if (ev->type != POP3_EV_END && ev->type != POP3_EV_ERR)
 		return;
 	/* -ERR: an RFC 1939 server without CAPA; no capabilities known. */
@@ -775,6 +836,15 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static bool
+is_listed(void *arg, const char *uid)
+{
+	struct prune *p = arg;
+
+	return bsearch(&uid, p->listed, p->nlisted, sizeof(*p->listed),
+		   cmp_str) != NULL;
+}
+
 static void
 collect_gone(void *arg, const char *uid, time_t first_seen)
 {
@@ -812,11 +882,12 @@ prune_state(struct session *s)
 			p.listed[p.nlisted++] = s->msgs[i].uid;
 	qsort(p.listed, p.nlisted, sizeof(*p.listed), cmp_str);
 	state_foreach(s->st, collect_gone, &p);
+	state_prune_strikes(s->st, is_listed, &p);
 	for (i = 0; i < p.ngone; i++) {
 		state_forget(s->st, p.gone[i]);
 		free(p.gone[i]);
 	}
-	if (p.ngone > 0 && state_commit(s->st) == -1)
+	if (state_commit(s->st) == -1)
 		log_warn(s->a->name, "state commit after pruning");
 	free(p.gone);
 	free(p.listed);
@@ -850,7 +921,11 @@ make_plan(struct session *s)
 		pm[i].delivered =
 		    pm[i].uid != NULL &&
 		    state_has(s->st, pm[i].uid, &pm[i].first_seen);
+		if (pm[i].uid != NULL && !pm[i].delivered)
+			pm[i].strikes =
+			    state_strikes(s->st, pm[i].uid, &pm[i].last_strike);
 	}
+	pol.space_known = maildir_free_space(s->md, &pol.free_bytes) == 0;
 	r = plan_decide(pm, s->nmsgs, &pol, TESTHOOK_NOW(), &tot);
 	for (i = 0; r == 0 && i < s->nmsgs; i++) {
 		s->msgs[i].action = pm[i].action;
@@ -876,6 +951,24 @@ make_plan(struct session *s)
 		return false;
 	}
 	s->stats.left = tot.leave;
+	if (tot.quarantined > 0)
+		log_warnx(s->a->name,
+		    "quarantined=%zu messages failed %d times: left on the "
+		    "server, retried a day after their last failure",
+		    tot.quarantined, PLAN_STRIKES_MAX);
+	if (tot.no_space > 0) {
+		/* Fetch what fits; the poll still reports the disk. */
+		log_warnx(s->a->name,
+		    "error=local no_space=%zu messages do not fit on the "
+		    "Maildir's file system: left on the server",
+		    tot.no_space);
+		if (s->cls == SC_OK) {
+			s->cls = SC_LOCAL;
+			snprintf(s->msg, sizeof(s->msg),
+			    "not enough free space for %zu messages",
+			    tot.no_space);
+		}
+	}
 	log_debug(s->a->name, "plan fetch=%zu delete=%zu leave=%zu bytes=%llu",
 	    tot.fetch, tot.dele, tot.leave,
 	    (unsigned long long)tot.fetch_bytes);
@@ -890,6 +983,14 @@ st_listing(struct session *s, const struct pop3_event *ev)
 		if (ev->cmd != POP3_CMD_STAT)
 			return;
 		s->stats.listed = s->nmsgs = ev->msgno;
+		report(s,
+		    &(struct session_info){
+			.kind = SI_STAT, .count = ev->msgno, .size = ev->size});
+		if (s->mode == SESSION_SERVERINFO) {
+			send_simple(s, POP3_CMD_QUIT, 0);
+			set_state(s, S_QUIT);
+			return;
+		}
 		s->msgs = calloc(s->nmsgs + 1, sizeof(*s->msgs));
 		if (s->msgs == NULL) {
 			fail(s, SC_LOCAL, "out of memory");
@@ -914,6 +1015,11 @@ st_listing(struct session *s, const struct pop3_event *ev)
 		if (ev->cmd == POP3_CMD_UIDL) {
 			s->have_uidl = true;
 			send_simple(s, POP3_CMD_LIST, 0);
+			return;
+		}
+		if (s->mode == SESSION_LIST) {
+			set_state(s, S_TOP);
+			pump_top(s);
 			return;
 		}
 		if (!make_plan(s))
@@ -952,6 +1058,28 @@ write_received(struct session *s)
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return 0;
 	return deliver_write(s->dl, buf, (size_t)n);
+}
+
+/*
+ * Counts a failed attempt against a message, durably, so that one bad
+ * message cannot block the mailbox poll after poll (see plan.h).
+ */
+static void
+strike(struct session *s, unsigned long msgno, const char *why)
+{
+	const char *uid = s->msgs != NULL && msgno >= 1 && msgno <= s->nmsgs
+			      ? s->msgs[msgno - 1].uid
+			      : "";
+	int n;
+
+	if (!s->have_uidl || uid[0] == '\0' || s->st == NULL)
+		return;
+	if ((n = state_strike(s->st, uid, TESTHOOK_NOW())) == -1 ||
+	    state_commit(s->st) == -1)
+		return;
+	log_info(s->a->name, "message %lu (uid %s) failed: %s; strike=%d%s",
+	    msgno, uid, why, n,
+	    n >= PLAN_STRIKES_MAX ? " (quarantined for a day)" : "");
 }
 
 /* A local failure: stop fetching, delete nothing more than is durable. */
@@ -1038,6 +1166,21 @@ retr_begin(struct session *s, unsigned long msgno)
 	s->receiving = true;
 }
 
+/*
+ * Writing the message in hand failed. A full disk or quota is the
+ * account's trouble; any other error (EFBIG, EIO) may be this message's.
+ */
+static void
+write_failed(struct session *s)
+{
+	int e = errno;
+
+	if (e != ENOSPC && e != EDQUOT)
+		strike(s, s->cur_msgno, strerror(e));
+	local_failure(
+	    s, "delivery of message %lu: %s", s->cur_msgno, strerror(e));
+}
+
 static void
 st_fetch(struct session *s, const struct pop3_event *ev)
 {
@@ -1057,8 +1200,7 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 		return;
 	case POP3_EV_DATA:
 		if (s->receiving && deliver_write(s->dl, ev->data, ev->len))
-			local_failure(s, "delivery of message %lu: %s",
-			    s->cur_msgno, strerror(errno));
+			write_failed(s);
 		return;
 	case POP3_EV_END:
 		s->retr_done++;
@@ -1072,6 +1214,7 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 		    "RETR %lu refused: %s; left on the "
 		    "server",
 		    ev->arg, ev->text);
+		strike(s, ev->arg, "RETR refused");
 		pump(s);
 		return;
 	default:
@@ -1109,6 +1252,113 @@ pump(struct session *s)
 			 s->retr_done == s->next_fetch)
 			flush_batch(s, true);
 		else if (pop3_pending(s->pop3) == 0) {
+			send_simple(s, POP3_CMD_QUIT, 0);
+			set_state(s, S_QUIT);
+		} else
+			break;
+	}
+}
+
+/* ---- --list: the headers of each message ---- */
+
+/*
+ * Copies the value of header NAME from the header block HDR into OUT,
+ * folded lines joined and control characters shown as '?'.
+ */
+static void
+header_value(
+    const char *hdr, size_t len, const char *name, char *out, size_t outlen)
+{
+	size_t nlen = strlen(name), i = 0, o = 0;
+	const char *end = hdr + len, *p = hdr, *nl;
+
+	out[0] = '\0';
+	for (; p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		if ((size_t)(nl - p) > nlen &&
+		    strncasecmp(p, name, nlen) == 0 && p[nlen] == ':')
+			break;
+	}
+	if (p >= end)
+		return;
+	for (p += nlen + 1; p < end && o + 1 < outlen; p++, i++) {
+		if (*p == '\n' &&
+		    (p + 1 >= end || (p[1] != ' ' && p[1] != '\t')))
+			break;
+		if (*p == '\r' || *p == '\n')
+			continue;
+		if (o == 0 && (*p == ' ' || *p == '\t'))
+			continue;
+		out[o++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+	}
+	out[o] = '\0';
+}
+
+static void
+top_report(struct session *s, unsigned long msgno, bool ok)
+{
+	char from[256], date[128], subj[512];
+	struct msginfo *m = &s->msgs[msgno - 1];
+
+	header_value(s->hdr, s->hdrlen, "From", from, sizeof(from));
+	header_value(s->hdr, s->hdrlen, "Date", date, sizeof(date));
+	header_value(s->hdr, s->hdrlen, "Subject", subj, sizeof(subj));
+	if (!ok)
+		snprintf(subj, sizeof(subj), "(TOP refused)");
+	report(s, &(struct session_info){.kind = SI_MESSAGE,
+		      .msgno = msgno,
+		      .size = m->size,
+		      .uid = m->uid,
+		      .from = from,
+		      .date = date,
+		      .subj = subj});
+}
+
+static void
+st_top(struct session *s, const struct pop3_event *ev)
+{
+	size_t n;
+
+	switch (ev->type) {
+	case POP3_EV_OK:
+		s->hdrlen = 0;
+		return;
+	case POP3_EV_DATA:
+		n = SESSION_HEADER_MAX - s->hdrlen;
+		if (n > ev->len)
+			n = ev->len;
+		memcpy(s->hdr + s->hdrlen, ev->data, n);
+		s->hdrlen += n;
+		return;
+	case POP3_EV_END:
+	case POP3_EV_ERR:
+		top_report(s, ev->arg, ev->type == POP3_EV_END);
+		s->hdrlen = 0;
+		s->top_done++;
+		pump_top(s);
+		return;
+	default:
+		return;
+	}
+}
+
+/* Keeps TOP n 0 requests in flight, then QUIT. */
+static void
+pump_top(struct session *s)
+{
+	struct pop3_req r = {.cmd = POP3_CMD_TOP, .lines = 0};
+	size_t w = window(s);
+
+	if (s->hdr == NULL && (s->hdr = malloc(SESSION_HEADER_MAX)) == NULL) {
+		fail(s, SC_LOCAL, "out of memory");
+		return;
+	}
+	while (s->state == S_TOP && pop3_pending(s->pop3) < w) {
+		if (s->next_top < s->nmsgs) {
+			r.msgno = ++s->next_top;
+			send_req(s, &r);
+		} else if (s->top_done == s->nmsgs) {
 			send_simple(s, POP3_CMD_QUIT, 0);
 			set_state(s, S_QUIT);
 		} else
@@ -1155,6 +1405,9 @@ handle_event(struct session *s, const struct pop3_event *ev)
 		break;
 	case S_FETCH:
 		st_fetch(s, ev);
+		break;
+	case S_TOP:
+		st_top(s, ev);
 		break;
 	case S_QUIT:
 		st_quit(s, ev);

@@ -47,6 +47,44 @@ struct session_stats {
 typedef void (*session_done_cb)(void *arg, enum session_class cls,
     const struct session_stats *stats, const char *msg);
 
+/* What a session is for. */
+enum session_mode {
+	SESSION_FETCH,	    /* deliver, and delete unless keep */
+	SESSION_SERVERINFO, /* log in, report, STAT, QUIT: nothing changes */
+	SESSION_LIST,	    /* log in, report each message (TOP n 0), QUIT */
+};
+
+enum session_info_kind {
+	SI_GREETING, /* text */
+	SI_TLS,	     /* text (version, cipher), subject, fingerprint */
+	SI_CAPA,     /* text: one capability line (after TLS, if any) */
+	SI_LOGIN,    /* text: the mechanism that logged in */
+	SI_STAT,     /* count, size */
+	SI_MESSAGE,  /* msgno, size, uid, from, date, subject */
+};
+
+/* What a probing session learns; strings valid during the callback. */
+struct session_info {
+	enum session_info_kind kind;
+	const char *text;
+	const char *subject, *fingerprint;
+	unsigned long count, msgno;
+	uint64_t size;
+	const char *uid, *from, *date, *subj;
+};
+
+typedef void (*session_info_cb)(void *arg, const struct session_info *info);
+
+/*
+ * Starts a session in MODE; INFO (may be NULL for SESSION_FETCH) receives
+ * what it learns. A probing session opens neither the Maildir nor the
+ * state and never sends DELE. Otherwise as session_start().
+ */
+struct session *session_start_mode(struct event_base *base,
+    struct evdns_base *dns, const struct conf *conf, const struct account *a,
+    enum session_mode mode, session_info_cb info, session_done_cb cb,
+    void *arg);
+
 /*
  * Starts polling ACCOUNT (which, like CONF, must outlive the session).
  * Returns NULL only when out of memory.

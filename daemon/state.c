@@ -8,6 +8,7 @@
  *	- <uid>					UID forgotten
  *	> <first_seen_epoch> <uid> <tmp> <final>	UID delivered, pending
  *	= <uid>					pending UID completed
+ *	! <last_strike_epoch> <uid> <count>	failed deliveries so far
  *
  * A pending record (an intent) says: the message is durable in tmp/<tmp>
  * of the Maildir and is to be published as new/<final>; it counts as
@@ -40,10 +41,23 @@
  * delivered a second time. That is the one way to a duplicate, and it
  * needs a corrupted journal.
  *
+ * A strike ("!") counts a failed delivery of a UID not delivered yet, so
+ * that the planner can quarantine a message that keeps failing. It holds
+ * the absolute count, not an increment: replaying a record twice, or only
+ * the last of several, gives the same state, and compaction writes one
+ * line per UID. A "+" or ">" of the UID ends its strikes (it was
+ * delivered after all), so does "-"; a "!" for a UID already delivered
+ * is dead. Strikes are kept apart from the deliveries, in a table of
+ * their own, because they are not deliveries: a UID with strikes only is
+ * not "had" and must be fetched, not deleted. They came after the first
+ * release too; an older binary skips "!" as malformed, which only forgets
+ * a quarantine.
+ *
  * When dead records (forgotten UIDs, their old "+" lines, "=" lines,
- * duplicates, malformed lines) outnumber both COMPACT_MIN_DEAD and the
- * live UIDs, state_commit() rewrites the file with only the live UIDs:
- * a completed one as "+", a pending one as ">" again.
+ * superseded or ended strikes, duplicates, malformed lines) outnumber
+ * both COMPACT_MIN_DEAD and the live records, state_commit() rewrites the
+ * file with only the live ones: a completed UID as "+", a pending one as
+ * ">" again, and each UID with strikes as one "!".
  *
  * The lock is a flock() on a separate ACCOUNT.lock, never replaced or
  * removed: the state file itself is replaced by rename when compacted, and
@@ -88,6 +102,12 @@
  */
 #define FNAME_MAX_LEN NAME_MAX
 
+/*
+ * Strikes stop counting here: a message failing this often is long
+ * quarantined, and a bound keeps the count a small number on disk.
+ */
+#define STRIKES_CAP 9999
+
 /* Fields after the kind of the longest record (">"). */
 #define FIELDS_MAX 4
 
@@ -110,11 +130,20 @@
 #define SUFFIX_LOCK    ".lock"
 #define LONGEST_SUFFIX SUFFIX_CORRUPT
 
+/*
+ * One UID in a table. The two tables of a state use the two halves of
+ * the union: a delivered slot may own names, a strike slot counts (so
+ * that the big table of deliveries does not carry a count it never uses).
+ */
 struct slot {
 	char *uid; /* NULL: empty slot */
 	uint64_t hash;
-	time_t first_seen;
-	char *names; /* pending: "<tmp>\0<final>\0" (owned); else NULL */
+	time_t when; /* delivered: first seen; strike: the latest strike */
+	union {
+		/* delivered table: if pending "<tmp>\0<final>\0" (owned) */
+		char *names;
+		unsigned strikes; /* strike table: 1 to STRIKES_CAP */
+	};
 };
 
 /* One space-separated field of a record, not NUL-terminated. */
@@ -129,6 +158,7 @@ struct table {
 	size_t cap; /* a power of two, or 0 */
 	size_t count;
 	uint64_t key[2];
+	bool counts; /* slots hold strikes, not names: nothing to free */
 };
 
 struct buf {
@@ -153,8 +183,9 @@ struct state {
 	size_t dead;	 /* records in the file not adding to the live set */
 	size_t compact_floor; /* no compaction before dead reaches this */
 	size_t npending;      /* slots with names: intents not completed */
-	struct table tab;
-	struct buf out; /* records not yet written */
+	struct table tab;     /* delivered UIDs, pending ones included */
+	struct table strikes; /* UIDs not delivered that failed to be */
+	struct buf out;	      /* records not yet written */
 	char notice[512];
 };
 
@@ -187,17 +218,27 @@ static int apply_add(struct state *st, const char *uid, time_t first_seen,
     const char *tmpname, const char *finalname);
 static void apply_forget(struct state *st, const char *uid);
 static void apply_complete(struct state *st, const char *uid);
+static bool parse_count(const char *p, size_t len, unsigned *count);
+static int parse_strike(struct state *st, const struct field *f);
+static int forget_strikes(struct state *st, const char *uid, size_t len);
+static int apply_strike(
+    struct state *st, const char *uid, time_t last, unsigned count);
+static bool drop_strikes(struct state *st, const char *uid, uint64_t hash);
 static void clear_pending(struct state *st, struct slot *s);
 static void drop_torn(struct state *st, off_t good, size_t torn);
 static int set_aside(struct state *st, const char *suffix, const char *why,
     char *errbuf, size_t errlen);
 static int write_snapshot(struct state *st);
+static int snapshot_table(
+    int fd, struct buf *out, off_t *total, const struct table *t);
 static int append_out(struct state *st);
 static void maybe_compact(struct state *st);
 static int write_all(int fd, const char *data, size_t len);
 static int buf_reserve(struct buf *b, size_t more);
 static void buf_add(struct buf *b, const char *data, size_t len);
 static void buf_add_record(struct buf *b, const struct slot *s);
+static void buf_add_strike(struct buf *b, const struct slot *s);
+static void buf_add_uid_record(struct buf *b, char kind, const char *uid);
 static uint64_t siphash13(const uint64_t key[2], const char *s, size_t len);
 static void table_init_key(struct table *t);
 static int table_reserve(struct table *t, size_t more);
@@ -258,6 +299,8 @@ state_open(const char *dir, const char *account, const char *host,
 	    (st->header = make_header(host, user)) == NULL)
 		goto nomem;
 	table_init_key(&st->tab);
+	table_init_key(&st->strikes);
+	st->strikes.counts = true;
 	if (mkdir_p(dir, errbuf, errlen) == -1)
 		goto fail;
 	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -294,6 +337,7 @@ state_close(struct state **stp)
 	if (st->dirfd != -1)
 		close(st->dirfd);
 	table_free(&st->tab);
+	table_free(&st->strikes);
 	free(st->out.data);
 	free(st->header);
 	free(st->account);
@@ -727,6 +771,10 @@ parse_line(struct state *st, const char *line, size_t len)
 		if (!split_fields(line, len, f, 4))
 			return 1;
 		return parse_pending(st, f);
+	case '!':
+		if (!split_fields(line, len, f, 3))
+			return 1;
+		return parse_strike(st, f);
 	case '-':
 	case '=':
 		if (!split_fields(line, len, f, 1) ||
@@ -760,14 +808,18 @@ parse_pending(struct state *st, const struct field *f)
 	return apply_add(st, uid, t, tmpname, finalname);
 }
 
-/* Adds UID, pending if TMPNAME is not NULL; a duplicate is a dead record. */
+/*
+ * Adds UID, pending if TMPNAME is not NULL; a duplicate is a dead record.
+ * A delivered UID has no strikes: any it had end here.
+ */
 static int
 apply_add(struct state *st, const char *uid, time_t first_seen,
     const char *tmpname, const char *finalname)
 {
-	struct slot s = {.first_seen = first_seen};
+	struct slot s = {.when = first_seen};
+	size_t len = strlen(uid);
 
-	s.hash = siphash13(st->tab.key, uid, strlen(uid));
+	s.hash = siphash13(st->tab.key, uid, len);
 	if (table_find(&st->tab, uid, s.hash) != NULL) {
 		st->dead++; /* a duplicate: the first one counts */
 		return 0;
@@ -782,6 +834,8 @@ apply_add(struct state *st, const char *uid, time_t first_seen,
 	table_put(&st->tab, &s);
 	if (s.names != NULL)
 		st->npending++;
+	if (drop_strikes(st, uid, siphash13(st->strikes.key, uid, len)))
+		st->dead++; /* its "!" record */
 	return 0;
 }
 
@@ -798,6 +852,9 @@ apply_forget(struct state *st, const char *uid)
 		table_remove(&st->tab, s);
 		st->dead++; /* its "+" record too */
 	}
+	/* "-" also ends strikes: of a UID no longer on the server. */
+	if (drop_strikes(st, uid, siphash13(st->strikes.key, uid, strlen(uid))))
+		st->dead++; /* its "!" record */
 }
 
 /* "=": the pending UID becomes a plain delivered one. */
@@ -810,6 +867,83 @@ apply_complete(struct state *st, const char *uid)
 	st->dead++; /* once compacted, ">" and "=" are one "+" */
 	if (s != NULL)
 		clear_pending(st, s);
+}
+
+/* Parses a strike count: 1 to STRIKES_CAP, decimal digits only. */
+static bool
+parse_count(const char *p, size_t len, unsigned *count)
+{
+	unsigned v = 0;
+	size_t i;
+
+	if (len == 0)
+		return false;
+	for (i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9' || v > STRIKES_CAP)
+			return false;
+		v = v * 10 + (unsigned)(p[i] - '0');
+	}
+	if (v == 0 || v > STRIKES_CAP)
+		return false;
+	*count = v;
+	return true;
+}
+
+/* Applies the fields of a "!" record: time of the last strike, UID, count. */
+static int
+parse_strike(struct state *st, const struct field *f)
+{
+	char uid[UID_MAX_LEN + 1];
+	unsigned count;
+	time_t t;
+
+	if (!parse_time(f[0].p, f[0].len, &t) || !valid_uid(f[1].p, f[1].len) ||
+	    !parse_count(f[2].p, f[2].len, &count))
+		return 1;
+	copy_field(uid, &f[1]);
+	return apply_strike(st, uid, t, count);
+}
+
+/*
+ * Sets the strikes of UID to COUNT, the latest at LAST, as a "!" record
+ * says. The record holds the whole count, so it replaces an earlier one,
+ * which becomes dead; a strike of a UID delivered is dead itself.
+ */
+static int
+apply_strike(struct state *st, const char *uid, time_t last, unsigned count)
+{
+	struct slot s = {.when = last, .strikes = count}, *old;
+	size_t len = strlen(uid);
+
+	if (table_find(&st->tab, uid, siphash13(st->tab.key, uid, len)) !=
+	    NULL) {
+		st->dead++;
+		return 0;
+	}
+	s.hash = siphash13(st->strikes.key, uid, len);
+	if ((old = table_find(&st->strikes, uid, s.hash)) != NULL) {
+		old->when = last;
+		old->strikes = count;
+		st->dead++;
+		return 0;
+	}
+	if (table_reserve(&st->strikes, 1) == -1 ||
+	    (s.uid = strdup(uid)) == NULL)
+		return -1;
+	table_put(&st->strikes, &s);
+	return 0;
+}
+
+/* Forgets the strikes of UID (HASH under the strike table's key), if any. */
+static bool
+drop_strikes(struct state *st, const char *uid, uint64_t hash)
+{
+	struct slot *s = table_find(&st->strikes, uid, hash);
+
+	if (s == NULL)
+		return false;
+	table_remove(&st->strikes, s);
+	return true;
 }
 
 /* Makes S a plain delivered record, if it was pending. */
@@ -869,7 +1003,6 @@ write_snapshot(struct state *st)
 	char tmp[NAME_MAX + 1], name[NAME_MAX + 1];
 	struct buf out = {0};
 	off_t total = 0;
-	size_t i;
 	int fd, saved;
 
 	file_name(tmp, sizeof(tmp), st, SUFFIX_TMP);
@@ -880,17 +1013,11 @@ write_snapshot(struct state *st)
 					      strlen(st->header)) == -1)
 		goto fail;
 	buf_add(&out, st->header, strlen(st->header));
-	for (i = 0; i <= st->tab.cap; i++) {
-		if (i == st->tab.cap || out.len >= SNAPSHOT_CHUNK) {
-			if (write_all(fd, out.data, out.len) == -1)
-				goto fail;
-			total += (off_t)out.len;
-			out.len = 0;
-		}
-		/* A pending record stays pending: its intent is not done. */
-		if (i < st->tab.cap && st->tab.slots[i].uid != NULL)
-			buf_add_record(&out, &st->tab.slots[i]);
-	}
+	if (snapshot_table(fd, &out, &total, &st->tab) == -1 ||
+	    snapshot_table(fd, &out, &total, &st->strikes) == -1 ||
+	    write_all(fd, out.data, out.len) == -1)
+		goto fail;
+	total += (off_t)out.len;
 	if (fsync(fd) == -1 ||
 	    renameat(st->dirfd, tmp, st->dirfd, name) == -1 ||
 	    fsync(st->dirfd) == -1)
@@ -915,6 +1042,33 @@ fail:
 	return -1;
 }
 
+/*
+ * Adds the records of the live entries of T to OUT, writing OUT to FD
+ * whenever it holds SNAPSHOT_CHUNK bytes; *TOTAL counts what was written.
+ * OUT has room for SNAPSHOT_CHUNK + RECORD_MAX.
+ */
+static int
+snapshot_table(int fd, struct buf *out, off_t *total, const struct table *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->cap; i++) {
+		if (t->slots[i].uid == NULL)
+			continue;
+		if (out->len >= SNAPSHOT_CHUNK) {
+			if (write_all(fd, out->data, out->len) == -1)
+				return -1;
+			*total += (off_t)out->len;
+			out->len = 0;
+		}
+		if (t->counts)
+			buf_add_strike(out, &t->slots[i]);
+		else /* a pending record stays pending: not done yet */
+			buf_add_record(out, &t->slots[i]);
+	}
+	return 0;
+}
+
 bool
 state_has(const struct state *st, const char *uid, time_t *first_seen)
 {
@@ -925,7 +1079,7 @@ state_has(const struct state *st, const char *uid, time_t *first_seen)
 		return false;
 	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
 	if (s != NULL && first_seen != NULL)
-		*first_seen = s->first_seen;
+		*first_seen = s->when;
 	return s != NULL;
 }
 
@@ -933,7 +1087,7 @@ int
 state_record(struct state *st, const char *uid, time_t now)
 {
 	size_t len = strlen(uid);
-	struct slot s = {.first_seen = now};
+	struct slot s = {.when = now};
 
 	if (!valid_uid(uid, len) || now < 0) {
 		errno = EINVAL;
@@ -948,6 +1102,9 @@ state_record(struct state *st, const char *uid, time_t now)
 	    (s.uid = strdup(uid)) == NULL)
 		return -1;
 	buf_add_record(&st->out, table_put(&st->tab, &s));
+	/* Delivered after all; the "+" ends the strikes on replay too. */
+	if (drop_strikes(st, uid, siphash13(st->strikes.key, uid, len)))
+		st->dead++;
 	return 0;
 }
 
@@ -956,7 +1113,7 @@ state_record_pending(struct state *st, const char *uid, time_t now,
     const char *tmpname, const char *finalname)
 {
 	size_t len = strlen(uid);
-	struct slot s = {.first_seen = now};
+	struct slot s = {.when = now};
 
 	if (!valid_uid(uid, len) || now < 0 ||
 	    !valid_fname(tmpname, strlen(tmpname)) ||
@@ -980,6 +1137,8 @@ state_record_pending(struct state *st, const char *uid, time_t now,
 	}
 	buf_add_record(&st->out, table_put(&st->tab, &s));
 	st->npending++;
+	if (drop_strikes(st, uid, siphash13(st->strikes.key, uid, len)))
+		st->dead++;
 	return 0;
 }
 
@@ -1002,9 +1161,7 @@ state_complete(struct state *st, const char *uid)
 		return 0;
 	if (buf_reserve(&st->out, 3 + len) == -1)
 		return -1;
-	buf_add(&st->out, "= ", 2);
-	buf_add(&st->out, uid, len);
-	buf_add(&st->out, "\n", 1);
+	buf_add_uid_record(&st->out, '=', uid);
 	clear_pending(st, s);
 	st->dead++;
 	return 0;
@@ -1022,7 +1179,7 @@ state_forget(struct state *st, const char *uid)
 	}
 	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
 	if (s == NULL)
-		return 0;
+		return forget_strikes(st, uid, len);
 	/* Forgetting the intent would forget the tmp/ file it protects. */
 	if (s->names != NULL) {
 		errno = EBUSY;
@@ -1030,12 +1187,108 @@ state_forget(struct state *st, const char *uid)
 	}
 	if (buf_reserve(&st->out, 3 + len) == -1)
 		return -1;
-	buf_add(&st->out, "- ", 2);
-	buf_add(&st->out, uid, len);
-	buf_add(&st->out, "\n", 1);
+	buf_add_uid_record(&st->out, '-', uid);
 	table_remove(&st->tab, s);
 	st->dead += 2; /* this record and the "+" it cancels */
 	return 0;
+}
+
+/*
+ * Forgets the strikes of UID (LEN bytes, valid), writing "-": the record
+ * that also forgets a delivery, harmless here as UID has none.
+ */
+static int
+forget_strikes(struct state *st, const char *uid, size_t len)
+{
+	struct slot *s;
+
+	s = table_find(&st->strikes, uid, siphash13(st->strikes.key, uid, len));
+	if (s == NULL)
+		return 0;
+	if (buf_reserve(&st->out, 3 + len) == -1)
+		return -1;
+	buf_add_uid_record(&st->out, '-', uid);
+	table_remove(&st->strikes, s);
+	st->dead += 2; /* this record and the "!" it cancels */
+	return 0;
+}
+
+int
+state_strike(struct state *st, const char *uid, time_t now)
+{
+	size_t len = strlen(uid);
+	struct slot s = {.when = now, .strikes = 1}, *old;
+
+	if (!valid_uid(uid, len) || now < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* A delivered message is not failing: its copy is safe. */
+	if (table_find(&st->tab, uid, siphash13(st->tab.key, uid, len)) !=
+	    NULL) {
+		errno = EEXIST;
+		return -1;
+	}
+	if (buf_reserve(&st->out, RECORD_MAX) == -1)
+		return -1;
+	s.hash = siphash13(st->strikes.key, uid, len);
+	if ((old = table_find(&st->strikes, uid, s.hash)) != NULL) {
+		/* The time of this strike, even if the clock went back:
+		 * the planner copes with either order. */
+		old->when = now;
+		if (old->strikes < STRIKES_CAP)
+			old->strikes++;
+		buf_add_strike(&st->out, old);
+		st->dead++; /* the "!" this one supersedes */
+		return (int)old->strikes;
+	}
+	if (table_reserve(&st->strikes, 1) == -1 ||
+	    (s.uid = strdup(uid)) == NULL)
+		return -1;
+	buf_add_strike(&st->out, table_put(&st->strikes, &s));
+	return 1;
+}
+
+unsigned
+state_strikes(const struct state *st, const char *uid, time_t *last)
+{
+	const struct slot *s = NULL;
+	size_t len = strlen(uid);
+
+	if (valid_uid(uid, len))
+		s = table_find(
+		    &st->strikes, uid, siphash13(st->strikes.key, uid, len));
+	if (last != NULL)
+		*last = s != NULL ? s->when : 0;
+	return s != NULL ? s->strikes : 0;
+}
+
+void
+state_prune_strikes(
+    struct state *st, bool (*listed)(void *arg, const char *uid), void *arg)
+{
+	struct slot *s;
+	size_t i = 0;
+
+	/*
+	 * Removing shifts later entries of the probe run back, possibly
+	 * into slot i: look at slot i again rather than step past it. An
+	 * entry not yet looked at only ever moves back to i or beyond, so
+	 * each one is still seen; one seen and kept may be seen twice.
+	 */
+	while (i < st->strikes.cap) {
+		s = &st->strikes.slots[i];
+		if (s->uid == NULL || listed(arg, s->uid)) {
+			i++;
+			continue;
+		}
+		/* Out of memory: the rest wait for the next prune. */
+		if (buf_reserve(&st->out, 3 + strlen(s->uid)) == -1)
+			return;
+		buf_add_uid_record(&st->out, '-', s->uid);
+		table_remove(&st->strikes, s);
+		st->dead += 2; /* this record and the "!" it cancels */
+	}
 }
 
 /*
@@ -1079,7 +1332,8 @@ append_out(struct state *st)
 static void
 maybe_compact(struct state *st)
 {
-	if (st->dead <= COMPACT_MIN_DEAD || st->dead <= st->tab.count ||
+	if (st->dead <= COMPACT_MIN_DEAD ||
+	    st->dead <= st->tab.count + st->strikes.count ||
 	    st->dead < st->compact_floor || st->out.len > 0)
 		return;
 	if (write_snapshot(st) == -1)
@@ -1109,8 +1363,7 @@ state_foreach(const struct state *st,
 
 	for (i = 0; i < st->tab.cap; i++)
 		if (st->tab.slots[i].uid != NULL)
-			fn(arg, st->tab.slots[i].uid,
-			    st->tab.slots[i].first_seen);
+			fn(arg, st->tab.slots[i].uid, st->tab.slots[i].when);
 }
 
 size_t
@@ -1214,12 +1467,37 @@ buf_add_record(struct buf *b, const struct slot *s)
 
 	if (s->names == NULL)
 		n = snprintf(b->data + b->len, b->cap - b->len, "+ %lld %s\n",
-		    (long long)s->first_seen, s->uid);
+		    (long long)s->when, s->uid);
 	else
 		n = snprintf(b->data + b->len, b->cap - b->len,
-		    "> %lld %s %s %s\n", (long long)s->first_seen, s->uid,
-		    s->names, s->names + strlen(s->names) + 1);
+		    "> %lld %s %s %s\n", (long long)s->when, s->uid, s->names,
+		    s->names + strlen(s->names) + 1);
 	b->len += (size_t)n;
+}
+
+/*
+ * Appends the strike record of S: "! <last> <uid> <count>\n". Room for
+ * RECORD_MAX must be there.
+ */
+static void
+buf_add_strike(struct buf *b, const struct slot *s)
+{
+	int n;
+
+	n = snprintf(b->data + b->len, b->cap - b->len, "! %lld %s %u\n",
+	    (long long)s->when, s->uid, s->strikes);
+	b->len += (size_t)n;
+}
+
+/* Appends "<kind> <uid>\n"; room for it must be there. */
+static void
+buf_add_uid_record(struct buf *b, char kind, const char *uid)
+{
+	char head[2] = {kind, ' '};
+
+	buf_add(b, head, 2);
+	buf_add(b, uid, strlen(uid));
+	buf_add(b, "\n", 1);
 }
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -1353,7 +1631,8 @@ table_remove(struct table *t, struct slot *s)
 	size_t mask = t->cap - 1, hole = (size_t)(s - t->slots), i, home;
 
 	free(s->uid);
-	free(s->names);
+	if (!t->counts)
+		free(s->names);
 	for (i = (hole + 1) & mask; t->slots[i].uid != NULL;
 	     i = (i + 1) & mask) {
 		home = t->slots[i].hash & mask;
@@ -1376,7 +1655,8 @@ table_free(struct table *t)
 
 	for (i = 0; i < t->cap; i++) {
 		free(t->slots[i].uid);
-		free(t->slots[i].names);
+		if (!t->counts)
+			free(t->slots[i].names);
 	}
 	free(t->slots);
 	t->slots = NULL;

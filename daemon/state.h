@@ -18,6 +18,13 @@
  * sequence in maildir.h) before anything else. Only if the journal is
  * damaged in its middle can an intent be lost, and then the message is
  * fetched once more (a duplicate, never a loss).
+ *
+ * Apart from the deliveries, the state counts strikes: failed attempts to
+ * deliver a UID (state_strike), so that the planner can quarantine a
+ * message that keeps failing instead of retrying it at every poll. A UID
+ * with strikes only is not delivered: state_has(), state_count() and
+ * state_foreach() do not see it. Strikes end when the UID is recorded
+ * delivered, or forgotten, or pruned as no longer on the server.
  */
 #ifndef POPFETCHD_STATE_H
 #define POPFETCHD_STATE_H
@@ -57,8 +64,9 @@ void state_close(struct state **st);
 bool state_has(const struct state *st, const char *uid, time_t *first_seen);
 
 /*
- * Records UID as delivered, first seen at NOW. Not durable until
- * state_commit() returns 0. Returns 0, or -1 with errno set.
+ * Records UID as delivered, first seen at NOW, ending its strikes. Not
+ * durable until state_commit() returns 0. Returns 0, or -1 with errno
+ * set.
  */
 int state_record(struct state *st, const char *uid, time_t now);
 
@@ -71,6 +79,7 @@ int state_record(struct state *st, const char *uid, time_t now);
  * message be published. From here on its tmp/ file must stay until it is
  * published, even if the commit fails: the intent may reach the disk by
  * a later commit, or may be there already despite the failure.
+ * Ends the strikes of UID, as state_record() does.
  * Returns 0, or -1 with errno set: EINVAL for a bad argument, EEXIST if
  * UID is already recorded (then this copy must not be published: drop it).
  */
@@ -87,9 +96,9 @@ int state_record_pending(struct state *st, const char *uid, time_t now,
 int state_complete(struct state *st, const char *uid);
 
 /*
- * Forgets UID (no longer on the server). Durable after state_commit().
- * A pending UID is refused with EBUSY: forgetting it would leave its
- * tmp/ file unprotected; complete it first.
+ * Forgets UID (no longer on the server), its strikes too. Durable after
+ * state_commit(). A pending UID is refused with EBUSY: forgetting it
+ * would leave its tmp/ file unprotected; complete it first.
  */
 int state_forget(struct state *st, const char *uid);
 
@@ -102,6 +111,35 @@ int state_forget(struct state *st, const char *uid);
  * was.
  */
 int state_commit(struct state *st);
+
+/*
+ * Counts one more failed attempt to deliver UID, at NOW, and returns the
+ * count so far (it stops growing at 9999). Not durable until
+ * state_commit() returns 0 (a strike lost in a crash costs one more try,
+ * no more). Returns -1 with errno set: EINVAL for a bad argument, EEXIST
+ * if UID is recorded delivered (pending or not; no strike is counted, as
+ * its message is safe), ENOMEM.
+ */
+int state_strike(struct state *st, const char *uid, time_t now);
+
+/*
+ * Failed attempts counted for UID (not durable ones included), 0 if none;
+ * *LAST (if not NULL) gets the time passed to the latest state_strike()
+ * (0 if none). That is the latest call, not the largest time: after the
+ * clock went back it may be earlier than a previous strike.
+ */
+unsigned state_strikes(const struct state *st, const char *uid, time_t *last);
+
+/*
+ * Forgets the strikes of every UID for which LISTED returns false: call
+ * it after a complete listing, with LISTED saying whether the server
+ * still lists the UID, so that strikes do not pile up for ever. Durable
+ * with the next state_commit(). LISTED must not change the state; it may
+ * be asked about a UID twice. Out of memory, the rest stay for next time.
+ * (state_forget() forgets strikes too, one UID at a time.)
+ */
+void state_prune_strikes(
+    struct state *st, bool (*listed)(void *arg, const char *uid), void *arg);
 
 /* Number of UIDs recorded, pending ones included. */
 size_t state_count(const struct state *st);

@@ -257,6 +257,25 @@ tls_describe_failure(
 }
 
 void
+tls_peer_info(SSL *ssl, char *subject, size_t sublen, char *fp, size_t fplen)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen, i;
+	X509 *cert;
+	size_t o = 0;
+
+	subject[0] = fp[0] = '\0';
+	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL)
+		return;
+	X509_NAME_oneline(X509_get_subject_name(cert), subject, (int)sublen);
+	if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1)
+		for (i = 0; i < mdlen && o + 4 <= fplen; i++)
+			o += (size_t)snprintf(fp + o, fplen - o, "%s%02X",
+			    i > 0 ? ":" : "", md[i]);
+	X509_free(cert);
+}
+
+void
 tls_summary(SSL *ssl, char *buf, size_t len)
 {
 	snprintf(

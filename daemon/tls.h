@@ -37,6 +37,13 @@ bool tls_check_pins(
 void tls_describe_failure(
     SSL *ssl, const struct account *a, unsigned long e, char *buf, size_t len);
 
+/*
+ * The server certificate's subject and its SHA-256 fingerprint
+ * ("AB:CD:..."), for --serverinfo; "" when there is none.
+ */
+void tls_peer_info(
+    SSL *ssl, char *subject, size_t sublen, char *fp, size_t fplen);
+
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for a connection. */
 void tls_summary(SSL *ssl, char *buf, size_t len);
 

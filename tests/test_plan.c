@@ -7,6 +7,17 @@
 
 #define NOW  1000000000
 #define DAYS 86400
+#define HOUR 3600
+#define MiB  (1024 * 1024)
+
+/* Policies: delete or keep mode, with UIDL, no limits unless said. */
+/* clang-format off */
+#define DEL(...)  {.have_uidl = true, __VA_ARGS__}
+#define KEEP(...) {.keep = true, .have_uidl = true, __VA_ARGS__}
+
+/* Message 1, listed (in LIST), not delivered unless said. */
+#define MSG(...) {.msgno = 1, .listed = true, __VA_ARGS__}
+/* clang-format on */
 
 struct row {
 	const char *name;
@@ -17,34 +28,113 @@ struct row {
 };
 
 static const struct row rows[] = {
-    {"new, delete mode", {false, 0, 0, true},
-	{1, 10, true, "a", false, 0, 0, 0}, PLAN_FETCH, PLAN_R_NONE},
-    {"delivered before, delete mode: delete without fetching",
-	{false, 0, 0, true}, {1, 10, true, "a", true, NOW, 0, 0}, PLAN_DELETE,
+    {"new, delete mode", DEL(), MSG(.size = 10, .uid = "a"), PLAN_FETCH,
 	PLAN_R_NONE},
-    {"new, keep mode", {true, 0, 0, true}, {1, 10, true, "a", false, 0, 0, 0},
-	PLAN_FETCH, PLAN_R_NONE},
-    {"delivered, keep mode", {true, 0, 0, true},
-	{1, 10, true, "a", true, NOW - 100 * DAYS, 0, 0}, PLAN_LEAVE,
-	PLAN_R_KEPT},
-    {"kept, younger than delete_after_days", {true, 7, 0, true},
-	{1, 10, true, "a", true, NOW - 6 * DAYS, 0, 0}, PLAN_LEAVE,
-	PLAN_R_KEPT},
-    {"kept, delete_after_days reached", {true, 7, 0, true},
-	{1, 10, true, "a", true, NOW - 7 * DAYS, 0, 0}, PLAN_DELETE,
+    {"delivered before, delete mode: delete without fetching", DEL(),
+	MSG(.size = 10, .uid = "a", .delivered = true, .first_seen = NOW),
+	PLAN_DELETE, PLAN_R_NONE},
+    {"new, keep mode", KEEP(), MSG(.size = 10, .uid = "a"), PLAN_FETCH,
 	PLAN_R_NONE},
-    {"too big", {false, 0, 100, true}, {1, 101, true, "a", false, 0, 0, 0},
+    {"delivered, keep mode", KEEP(),
+	MSG(.size = 10, .uid = "a", .delivered = true,
+	    .first_seen = NOW - 100 * DAYS),
+	PLAN_LEAVE, PLAN_R_KEPT},
+    {"kept, younger than delete_after_days", KEEP(.delete_after_days = 7),
+	MSG(.size = 10, .uid = "a", .delivered = true,
+	    .first_seen = NOW - 6 * DAYS),
+	PLAN_LEAVE, PLAN_R_KEPT},
+    {"kept, delete_after_days reached", KEEP(.delete_after_days = 7),
+	MSG(.size = 10, .uid = "a", .delivered = true,
+	    .first_seen = NOW - 7 * DAYS),
+	PLAN_DELETE, PLAN_R_NONE},
+    {"too big", DEL(.max_message_size = 100), MSG(.size = 101, .uid = "a"),
 	PLAN_LEAVE, PLAN_R_TOO_BIG},
-    {"at the size limit", {false, 0, 100, true},
-	{1, 100, true, "a", false, 0, 0, 0}, PLAN_FETCH, PLAN_R_NONE},
-    {"delivered too-big message still deleted", {false, 0, 100, true},
-	{1, 101, true, "a", true, NOW, 0, 0}, PLAN_DELETE, PLAN_R_NONE},
-    {"not in LIST", {false, 0, 0, true}, {1, 0, false, "a", false, 0, 0, 0},
-	PLAN_LEAVE, PLAN_R_NO_LISTING},
-    {"not in UIDL", {false, 0, 0, true}, {1, 10, true, NULL, false, 0, 0, 0},
-	PLAN_LEAVE, PLAN_R_NO_LISTING},
-    {"no UIDL at all, delete mode", {false, 0, 0, false},
-	{1, 10, true, NULL, false, 0, 0, 0}, PLAN_FETCH, PLAN_R_NONE},
+    {"at the size limit", DEL(.max_message_size = 100),
+	MSG(.size = 100, .uid = "a"), PLAN_FETCH, PLAN_R_NONE},
+    {"delivered too-big message still deleted", DEL(.max_message_size = 100),
+	MSG(.size = 101, .uid = "a", .delivered = true, .first_seen = NOW),
+	PLAN_DELETE, PLAN_R_NONE},
+    {"not in LIST", DEL(), {.msgno = 1, .uid = "a"}, PLAN_LEAVE,
+	PLAN_R_NO_LISTING},
+    {"not in UIDL", DEL(), MSG(.size = 10), PLAN_LEAVE, PLAN_R_NO_LISTING},
+    {"no UIDL at all, delete mode", {.have_uidl = false}, MSG(.size = 10),
+	PLAN_FETCH, PLAN_R_NONE},
+
+    /* Quarantine. */
+    {"2 strikes: tried again", DEL(),
+	MSG(.size = 10, .uid = "a", .strikes = 2, .last_strike = NOW - 60),
+	PLAN_FETCH, PLAN_R_NONE},
+    {"3 strikes, the latest an hour ago: quarantined", DEL(),
+	MSG(.size = 10, .uid = "a", .strikes = 3, .last_strike = NOW - HOUR),
+	PLAN_LEAVE, PLAN_R_QUARANTINED},
+    {"3 strikes, the latest just now: quarantined", DEL(),
+	MSG(.size = 10, .uid = "a", .strikes = 3, .last_strike = NOW),
+	PLAN_LEAVE, PLAN_R_QUARANTINED},
+    {"3 strikes, a second short of a day: quarantined", DEL(),
+	MSG(.size = 10, .uid = "a", .strikes = 3,
+	    .last_strike = NOW - PLAN_QUARANTINE_SECS + 1),
+	PLAN_LEAVE, PLAN_R_QUARANTINED},
+    {"3 strikes, a day exactly: one more try", DEL(),
+	MSG(.size = 10, .uid = "a", .strikes = 3,
+	    .last_strike = NOW - PLAN_QUARANTINE_SECS),
+	PLAN_FETCH, PLAN_R_NONE},
+    {"3 strikes, 25 h ago: one more try", DEL(),
+	MSG(.size = 10, .uid = "a", .strikes = 3,
+	    .last_strike = NOW - 25 * HOUR),
+	PLAN_FETCH, PLAN_R_NONE},
+    {"many strikes, recent: quarantined", DEL(),
+	MSG(.size = 10, .uid = "a", .strikes = 40, .last_strike = NOW - HOUR),
+	PLAN_LEAVE, PLAN_R_QUARANTINED},
+    {"quarantined in keep mode too", KEEP(),
+	MSG(.size = 10, .uid = "a", .strikes = 3, .last_strike = NOW - HOUR),
+	PLAN_LEAVE, PLAN_R_QUARANTINED},
+    {"latest strike in the future (clock went back): one more try", DEL(),
+	MSG(.size = 10, .uid = "a", .strikes = 3, .last_strike = NOW + HOUR),
+	PLAN_FETCH, PLAN_R_NONE},
+    {"delivered with strikes, delete mode: deleted as usual", DEL(),
+	MSG(.size = 10, .uid = "a", .delivered = true, .first_seen = NOW,
+	    .strikes = 5, .last_strike = NOW - HOUR),
+	PLAN_DELETE, PLAN_R_NONE},
+    {"delivered with strikes, keep mode: kept as usual", KEEP(),
+	MSG(.size = 10, .uid = "a", .delivered = true, .first_seen = NOW,
+	    .strikes = 5, .last_strike = NOW - HOUR),
+	PLAN_LEAVE, PLAN_R_KEPT},
+    {"too big and quarantined: too big says more", DEL(.max_message_size = 5),
+	MSG(.size = 10, .uid = "a", .strikes = 3, .last_strike = NOW - HOUR),
+	PLAN_LEAVE, PLAN_R_TOO_BIG},
+
+    /* Free space, one message (several: test space_table). */
+    {"exactly at the edge with the reserve: fits",
+	DEL(.space_known = true,
+	    .free_bytes = 10 + PLAN_MSG_OVERHEAD + PLAN_SPACE_RESERVE),
+	MSG(.size = 10, .uid = "a"), PLAN_FETCH, PLAN_R_NONE},
+    {"one byte short of the edge: left",
+	DEL(.space_known = true,
+	    .free_bytes = 10 + PLAN_MSG_OVERHEAD + PLAN_SPACE_RESERVE - 1),
+	MSG(.size = 10, .uid = "a"), PLAN_LEAVE, PLAN_R_NO_SPACE},
+    {"less free than the reserve: left",
+	DEL(.space_known = true, .free_bytes = PLAN_SPACE_RESERVE / 2),
+	MSG(.size = 10, .uid = "a"), PLAN_LEAVE, PLAN_R_NO_SPACE},
+    {"no space at all: left", DEL(.space_known = true, .free_bytes = 0),
+	MSG(.size = 10, .uid = "a"), PLAN_LEAVE, PLAN_R_NO_SPACE},
+    {"space unknown (the zero value): no limit", DEL(.free_bytes = 0),
+	MSG(.size = UINT64_MAX / 2, .uid = "a"), PLAN_FETCH, PLAN_R_NONE},
+    {"free space UINT64_MAX: no limit",
+	DEL(.space_known = true, .free_bytes = UINT64_MAX),
+	MSG(.size = UINT64_MAX, .uid = "a"), PLAN_FETCH, PLAN_R_NONE},
+    {"a size near UINT64_MAX does not wrap around",
+	DEL(.space_known = true, .free_bytes = UINT64_MAX - 1),
+	MSG(.size = UINT64_MAX - PLAN_MSG_OVERHEAD / 2, .uid = "a"), PLAN_LEAVE,
+	PLAN_R_NO_SPACE},
+    {"delivered, to delete, whatever its size",
+	DEL(.space_known = true, .free_bytes = 0),
+	MSG(.size = 100 * MiB, .uid = "a", .delivered = true,
+	    .first_seen = NOW),
+	PLAN_DELETE, PLAN_R_NONE},
+    {"quarantined, not short of space",
+	DEL(.space_known = true, .free_bytes = 0),
+	MSG(.size = 10, .uid = "a", .strikes = 3, .last_strike = NOW),
+	PLAN_LEAVE, PLAN_R_QUARANTINED},
 };
 
 START_TEST(table)
@@ -58,13 +148,158 @@ START_TEST(table)
 		ck_abort_msg("%s: action %d reason %d, want %d %d", r->name,
 		    m.action, m.reason, r->want, r->why);
 	ck_assert_uint_eq(tot.fetch + tot.dele + tot.leave, 1);
+	ck_assert_uint_eq(tot.quarantined, r->why == PLAN_R_QUARANTINED);
+	ck_assert_uint_eq(tot.no_space, r->why == PLAN_R_NO_SPACE);
+	ck_assert_uint_eq(tot.fetch_bytes, m.action == PLAN_FETCH ? m.size : 0);
+}
+END_TEST
+
+/* Several new messages against the free space: F fetched, S no space. */
+struct space_row {
+	const char *name;
+	bool known;
+	uint64_t free_bytes;
+	uint64_t size[3];
+	const char *want;
+};
+
+/* What N messages of these sizes need, all but the reserve. */
+#define NEED(n, bytes) ((n) * (uint64_t)PLAN_MSG_OVERHEAD + (bytes))
+
+static const struct space_row space_rows[] = {
+    {"all fit, room to spare", true,
+	PLAN_SPACE_RESERVE + NEED(3, 1000 + 2000 + 3000) + 12345,
+	{1000, 2000, 3000}, "FFF"},
+    {"all fit, to the byte", true,
+	PLAN_SPACE_RESERVE + NEED(3, 1000 + 2000 + 3000), {1000, 2000, 3000},
+	"FFF"},
+    {"the last one a byte short", true,
+	PLAN_SPACE_RESERVE + NEED(3, 1000 + 2000 + 3000) - 1,
+	{1000, 2000, 3000}, "FFS"},
+    {"the second does not fit, the third does", true,
+	PLAN_SPACE_RESERVE + NEED(2, 1000 + 2000) + 500, {1000, 5 * MiB, 2000},
+	"FSF"},
+    {"the first does not fit, the rest do", true,
+	PLAN_SPACE_RESERVE + NEED(2, 1000 + 2000), {50 * MiB, 1000, 2000},
+	"SFF"},
+    {"in msgno order: the first takes the room", true,
+	PLAN_SPACE_RESERVE + NEED(1, 3000), {3000, 1000, 2000}, "FSS"},
+    {"none fits", true, PLAN_SPACE_RESERVE + NEED(1, 999), {1000, 2000, 3000},
+	"SSS"},
+    {"unknown free space: everything", false, 0, {1000, 50 * MiB, 3000}, "FFF"},
+    {"huge sizes from the server do not add up past the limit", true,
+	PLAN_SPACE_RESERVE + NEED(1, 10), {UINT64_MAX, UINT64_MAX / 2 + 1, 10},
+	"SSF"},
+};
+
+START_TEST(space_table)
+{
+	const struct space_row *r = &space_rows[_i];
+	struct plan_policy pol =
+	    DEL(.space_known = r->known, .free_bytes = r->free_bytes);
+	struct plan_msg m[3] = {
+	    {.msgno = 1, .size = r->size[0], .listed = true, .uid = "a"},
+	    {.msgno = 2, .size = r->size[1], .listed = true, .uid = "b"},
+	    {.msgno = 3, .size = r->size[2], .listed = true, .uid = "c"},
+	};
+	struct plan_totals tot;
+	char got[4] = "";
+	size_t i, nfetch = 0;
+
+	ck_assert_int_eq(plan_decide(m, 3, &pol, NOW, &tot), 0);
+	for (i = 0; i < 3; i++) {
+		if (m[i].action == PLAN_FETCH && m[i].reason == PLAN_R_NONE)
+			got[i] = 'F';
+		else if (m[i].action == PLAN_LEAVE &&
+			 m[i].reason == PLAN_R_NO_SPACE)
+			got[i] = 'S';
+		else
+			got[i] = '?';
+		nfetch += got[i] == 'F';
+	}
+	if (strcmp(got, r->want) != 0)
+		ck_abort_msg("%s: got %s, want %s", r->name, got, r->want);
+	ck_assert_uint_eq(tot.fetch, nfetch);
+	ck_assert_uint_eq(tot.no_space, 3 - nfetch);
+	ck_assert_uint_eq(tot.leave, 3 - nfetch);
+}
+END_TEST
+
+/* One mailbox with a message for every outcome: the totals add up. */
+START_TEST(totals)
+{
+	struct plan_policy pol =
+	    DEL(.max_message_size = 10 * MiB, .space_known = true,
+		.free_bytes = PLAN_SPACE_RESERVE + NEED(2, 1000 + 3000));
+	struct plan_msg m[] = {
+	    {.msgno = 1, .size = 1000, .listed = true, .uid = "new1"},
+	    {.msgno = 2,
+		.size = 500,
+		.listed = true,
+		.uid = "done",
+		.delivered = true,
+		.first_seen = NOW - DAYS},
+	    {.msgno = 3,
+		.size = 200,
+		.listed = true,
+		.uid = "bad",
+		.strikes = 3,
+		.last_strike = NOW - HOUR},
+	    {.msgno = 4, .size = 20 * MiB, .listed = true, .uid = "big"},
+	    {.msgno = 5, .size = 2 * MiB, .listed = true, .uid = "nofit"},
+	    {.msgno = 6, .size = 3000, .listed = true, .uid = "new2"},
+	    {.msgno = 7,
+		.size = 100,
+		.listed = true,
+		.uid = "bad2",
+		.strikes = 4,
+		.last_strike = NOW - 2 * DAYS},
+	    {.msgno = 8, .size = 100, .listed = false, .uid = "nolist"},
+	};
+	enum plan_reason why[] = {PLAN_R_NONE, PLAN_R_NONE, PLAN_R_QUARANTINED,
+	    PLAN_R_TOO_BIG, PLAN_R_NO_SPACE, PLAN_R_NONE, PLAN_R_NO_SPACE,
+	    PLAN_R_NO_LISTING};
+	struct plan_totals tot;
+	size_t i;
+
+	ck_assert_int_eq(plan_decide(m, 8, &pol, NOW, &tot), 0);
+	for (i = 0; i < 8; i++)
+		ck_assert_msg(m[i].reason == why[i], "message %zu: reason %d",
+		    i + 1, m[i].reason);
+	ck_assert_int_eq(m[0].action, PLAN_FETCH);
+	ck_assert_int_eq(m[1].action, PLAN_DELETE);
+	ck_assert_int_eq(m[5].action, PLAN_FETCH);
+	ck_assert_uint_eq(tot.fetch, 2);
+	ck_assert_uint_eq(tot.fetch_bytes, 4000);
+	ck_assert_uint_eq(tot.dele, 1);
+	ck_assert_uint_eq(tot.leave, 5);
+	ck_assert_uint_eq(tot.quarantined, 1);
+	ck_assert_uint_eq(tot.no_space, 2);
+}
+END_TEST
+
+/* plan_decide() sets every output: stale values from a reuse do not stick. */
+START_TEST(outputs_reset)
+{
+	struct plan_policy pol = DEL();
+	struct plan_msg m = MSG(.size = 10, .uid = "a", .action = PLAN_DELETE,
+	    .reason = PLAN_R_NO_SPACE);
+	struct plan_totals tot;
+
+	memset(&tot, 0xff, sizeof(tot));
+	ck_assert_int_eq(plan_decide(&m, 1, &pol, NOW, &tot), 0);
+	ck_assert_int_eq(m.action, PLAN_FETCH);
+	ck_assert_int_eq(m.reason, PLAN_R_NONE);
+	ck_assert_uint_eq(tot.fetch, 1);
+	ck_assert_uint_eq(tot.no_space, 0);
+	ck_assert_uint_eq(tot.quarantined, 0);
 }
 END_TEST
 
 START_TEST(keep_needs_uidl)
 {
-	struct plan_policy pol = {true, 0, 0, false};
-	struct plan_msg m = {1, 10, true, NULL, false, 0, 0, 0};
+	struct plan_policy pol = {.keep = true, .have_uidl = false};
+	struct plan_msg m = MSG(.size = 10);
 	struct plan_totals tot;
 
 	ck_assert_int_eq(plan_decide(&m, 1, &pol, NOW, &tot), -1);
@@ -73,12 +308,17 @@ END_TEST
 
 START_TEST(duplicate_uids_left_alone)
 {
-	struct plan_policy pol = {false, 0, 0, true};
+	struct plan_policy pol = DEL();
 	struct plan_msg m[4] = {
-	    {1, 10, true, "x", false, 0, 0, 0},
-	    {2, 20, true, "dup", true, NOW, 0, 0},
-	    {3, 30, true, "y", false, 0, 0, 0},
-	    {4, 40, true, "dup", false, 0, 0, 0},
+	    {.msgno = 1, .size = 10, .listed = true, .uid = "x"},
+	    {.msgno = 2,
+		.size = 20,
+		.listed = true,
+		.uid = "dup",
+		.delivered = true,
+		.first_seen = NOW},
+	    {.msgno = 3, .size = 30, .listed = true, .uid = "y"},
+	    {.msgno = 4, .size = 40, .listed = true, .uid = "dup"},
 	};
 	struct plan_totals tot;
 
@@ -104,6 +344,10 @@ main(void)
 
 	tcase_add_loop_test(
 	    tc, table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
+	tcase_add_loop_test(tc, space_table, 0,
+	    (int)(sizeof(space_rows) / sizeof(space_rows[0])));
+	tcase_add_test(tc, totals);
+	tcase_add_test(tc, outputs_reset);
 	tcase_add_test(tc, keep_needs_uidl);
 	tcase_add_test(tc, duplicate_uids_left_alone);
 	suite_add_tcase(s, tc);

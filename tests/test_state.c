@@ -3,7 +3,8 @@
  * last record, malformed records, foreign or unreadable headers), the
  * lock, compaction, failed commits retried, and scale; and the pending
  * (intent) records of a delivery: round trip, completion, compaction,
- * torn and malformed ones, failed commits.
+ * torn and malformed ones, failed commits; and the strikes (failed
+ * deliveries): counting, ending, pruning, compaction, malformed ones.
  */
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -653,8 +654,8 @@ START_TEST(test_invalid_uids)
 {
 	static const char *const bad[] = {"", "a b", "a\tb", "new\nline",
 	    "del\x7f", "\xc3\xa9t\xc3\xa9",
-	    "12345678901234567890123456789012345678901234567890123456789012345"
-	    "678901"};
+	    ("12345678901234567890123456789012345678901234567890123456789012345"
+	     "678901")};
 	const char *max = "1234567890123456789012345678901234567890"
 			  "123456789012345678901234567890";
 	struct state *st = open_ok();
@@ -1288,6 +1289,519 @@ START_TEST(test_random_pending_against_reference)
 }
 END_TEST
 
+/* Strikes count up, keep the latest time and survive close and reopen. */
+START_TEST(test_strikes_round_trip)
+{
+	struct collect c = {0};
+	struct state *st = open_ok();
+	time_t last = -1;
+	char *data;
+
+	ck_assert_uint_eq(state_strikes(st, "s", &last), 0);
+	ck_assert_int_eq(last, 0);
+	ck_assert_int_eq(state_strike(st, "s", 100), 1);
+	ck_assert_int_eq(state_strike(st, "s", 200), 2);
+	ck_assert_int_eq(state_strike(st, "t", 150), 1);
+	ck_assert_int_eq(state_strike(st, "s", 300), 3);
+	ck_assert_uint_eq(state_strikes(st, "s", &last), 3);
+	ck_assert_int_eq(last, 300);
+	ck_assert_uint_eq(state_strikes(st, "t", NULL), 1);
+	/* Not deliveries: invisible to everything that lists those. */
+	ck_assert(!state_has(st, "s", NULL));
+	ck_assert_uint_eq(state_count(st), 0);
+	ck_assert_uint_eq(state_pending_count(st), 0);
+	state_foreach(st, collect_fn, &c);
+	ck_assert_int_eq(c.n, 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	/* Absolute counts: each record says all there is to know. */
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(
+	    data, HEADER "! 100 s 1\n! 200 s 2\n! 150 t 1\n! 300 s 3\n");
+	free(data);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_strikes(st, "s", &last), 3);
+	ck_assert_int_eq(last, 300);
+	ck_assert_uint_eq(state_strikes(st, "t", &last), 1);
+	ck_assert_int_eq(last, 150);
+	ck_assert(!state_has(st, "s", NULL));
+	ck_assert_uint_eq(state_count(st), 0);
+	state_foreach(st, collect_fn, &c);
+	ck_assert_int_eq(c.n, 0);
+	/* Counting goes on; the latest call gives the time, even earlier. */
+	ck_assert_int_eq(state_strike(st, "s", 400), 4);
+	ck_assert_int_eq(state_strike(st, "s", 350), 5);
+	ck_assert_uint_eq(state_strikes(st, "s", &last), 5);
+	ck_assert_int_eq(last, 350);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_strikes(st, "s", &last), 5);
+	ck_assert_int_eq(last, 350);
+	/* Refusals. */
+	errno = 0;
+	ck_assert_int_eq(state_strike(st, "a b", 1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_int_eq(state_strike(st, "", 1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_int_eq(state_strike(st, "s", -1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(state_strikes(st, "s", NULL), 5);
+	ck_assert_uint_eq(state_strikes(st, "a b", &last), 0);
+	ck_assert_int_eq(last, 0);
+	state_close(&st);
+}
+END_TEST
+
+/* Uncommitted strikes are lost with the process: one more try, no more. */
+START_TEST(test_strikes_uncommitted_lost)
+{
+	struct state *st = open_ok();
+
+	ck_assert_int_eq(state_strike(st, "s", 1), 1);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(state_strike(st, "s", 2), 2);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_strikes(st, "s", NULL), 1);
+	state_close(&st);
+}
+END_TEST
+
+/* Recording a UID delivered ends its strikes, in memory and on replay. */
+START_TEST(test_strikes_end_on_delivery)
+{
+	struct state *st = open_ok();
+	time_t t;
+
+	ck_assert_int_eq(state_strike(st, "a", 10), 1);
+	ck_assert_int_eq(state_strike(st, "a", 11), 2);
+	ck_assert_int_eq(state_strike(st, "b", 12), 1);
+	ck_assert_int_eq(state_strike(st, "c", 13), 1);
+	ck_assert_int_eq(state_strike(st, "d", 14), 1);
+	ck_assert_int_eq(state_commit(st), 0);
+	/* Delivered in this session: the strikes end at once. */
+	ck_assert_int_eq(state_record(st, "a", 20), 0);
+	ck_assert_uint_eq(state_strikes(st, "a", NULL), 0);
+	ck_assert_int_eq(state_record_pending(st, "b", 21, "tb", "fb"), 0);
+	ck_assert_uint_eq(state_strikes(st, "b", NULL), 0);
+	ck_assert_uint_eq(state_count(st), 2);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	/* Replayed: "+" and ">" end the "!" before them. */
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_strikes(st, "a", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "b", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "c", NULL), 1);
+	ck_assert(state_has(st, "a", &t));
+	ck_assert_int_eq(t, 20);
+	ck_assert_uint_eq(state_count(st), 2);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+
+	/* A delivered UID takes no strike, pending or not. */
+	errno = 0;
+	ck_assert_int_eq(state_strike(st, "a", 30), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	errno = 0;
+	ck_assert_int_eq(state_strike(st, "b", 30), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_int_eq(state_complete(st, "b"), 0);
+	errno = 0;
+	ck_assert_int_eq(state_strike(st, "b", 31), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_uint_eq(state_strikes(st, "a", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "b", NULL), 0);
+	/* Delivered without a commit of the strike before: same end. */
+	ck_assert_int_eq(state_strike(st, "d", 32), 2);
+	ck_assert_int_eq(state_record(st, "d", 33), 0);
+	ck_assert_uint_eq(state_strikes(st, "d", NULL), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_strikes(st, "a", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "b", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "d", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "c", NULL), 1);
+	ck_assert_uint_eq(state_count(st), 3);
+	/* Forgotten, a UID may fail anew. */
+	ck_assert_int_eq(state_forget(st, "a"), 0);
+	ck_assert_int_eq(state_strike(st, "a", 40), 1);
+	state_close(&st);
+}
+END_TEST
+
+/* The UIDs state_prune_strikes() is to keep, and how often it asked. */
+struct listed {
+	const char *const *uids;
+	int asked;
+};
+
+static bool
+listed_fn(void *arg, const char *uid)
+{
+	struct listed *l = arg;
+	size_t i;
+
+	l->asked++;
+	for (i = 0; l->uids[i] != NULL; i++)
+		if (strcmp(l->uids[i], uid) == 0)
+			return true;
+	return false;
+}
+
+START_TEST(test_strikes_forget_and_prune)
+{
+	static const char *const keep[] = {"z", "delivered", NULL};
+	struct listed l = {keep, 0};
+	struct state *st = open_ok();
+	char *data;
+
+	ck_assert_int_eq(state_record(st, "delivered", 1), 0);
+	ck_assert_int_eq(state_strike(st, "x", 2), 1);
+	ck_assert_int_eq(state_strike(st, "y", 3), 1);
+	ck_assert_int_eq(state_strike(st, "y", 4), 2);
+	ck_assert_int_eq(state_strike(st, "z", 5), 1);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(state_forget(st, "x"), 0);
+	ck_assert_uint_eq(state_strikes(st, "x", NULL), 0);
+	ck_assert_int_eq(state_forget(st, "x"), 0); /* a no-op now */
+	state_prune_strikes(st, listed_fn, &l);
+	ck_assert_int_ge(l.asked, 2); /* y and z; deliveries are not asked */
+	ck_assert_uint_eq(state_strikes(st, "y", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "z", NULL), 1);
+	/* Deliveries are not its business, listed or not. */
+	ck_assert(state_has(st, "delivered", NULL));
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "+ 1 delivered\n! 2 x 1\n! 3 y 1\n"
+				      "! 4 y 2\n! 5 z 1\n- x\n- y\n");
+	free(data);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_strikes(st, "x", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "y", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "z", NULL), 1);
+	ck_assert_uint_eq(state_count(st), 1);
+	/* Nothing to prune: nothing written. */
+	state_prune_strikes(st, listed_fn, &l);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	ck_assert_int_eq(count_lines(statefile), 8);
+}
+END_TEST
+
+/* For a prune: keeps the strikes of the odd-numbered UIDs "s<k>". */
+static bool
+keep_odd(void *arg, const char *uid)
+{
+	(void)arg;
+	return atoi(uid + 1) % 2 == 1;
+}
+
+/* Pruning many strikes in place (entries shift as others go) misses none. */
+START_TEST(test_prune_many)
+{
+	enum { N = 3000 };
+	struct state *st = open_ok();
+	char uid[32];
+	int k;
+
+	for (k = 0; k < N; k++) {
+		snprintf(uid, sizeof(uid), "s%d", k);
+		ck_assert_int_eq(state_strike(st, uid, k), 1);
+	}
+	state_prune_strikes(st, keep_odd, NULL);
+	for (k = 0; k < N; k++) {
+		snprintf(uid, sizeof(uid), "s%d", k);
+		ck_assert_uint_eq(state_strikes(st, uid, NULL), k % 2);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	for (k = 0; k < N; k++) {
+		snprintf(uid, sizeof(uid), "s%d", k);
+		ck_assert_uint_eq(state_strikes(st, uid, NULL), k % 2);
+	}
+	state_close(&st);
+}
+END_TEST
+
+/* Compaction keeps strikes, one line per UID with its latest count. */
+START_TEST(test_compaction_keeps_strikes)
+{
+	struct state *st = open_ok();
+	char uid[32], *data;
+	time_t last;
+	int i;
+
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_record(st, uid, i), 0);
+	}
+	ck_assert_int_eq(state_strike(st, "s1", 10), 1);
+	ck_assert_int_eq(state_strike(st, "s1", 11), 2);
+	ck_assert_int_eq(state_strike(st, "s1", 12), 3);
+	ck_assert_int_eq(state_strike(st, "s2", 20), 1);
+	ck_assert_int_eq(state_strike(st, "s2", 21), 2);
+	ck_assert_int_eq(state_strike(st, "gone", 30), 1);
+	ck_assert_int_eq(state_record(st, "kept", 40), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(state_forget(st, "gone"), 0);
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	/* Rewritten: the header, the delivered UID, a line per struck UID. */
+	ck_assert_int_eq(count_lines(statefile), 4);
+	data = slurp(statefile, NULL);
+	ck_assert_ptr_nonnull(strstr(data, "\n+ 40 kept\n"));
+	ck_assert_ptr_nonnull(strstr(data, "\n! 12 s1 3\n"));
+	ck_assert_ptr_nonnull(strstr(data, "\n! 21 s2 2\n"));
+	ck_assert_ptr_null(strstr(data, "gone"));
+	free(data);
+	/* And it counts on in the new file. */
+	ck_assert_int_eq(state_strike(st, "s2", 22), 3);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 1);
+	ck_assert_uint_eq(state_strikes(st, "s1", &last), 3);
+	ck_assert_int_eq(last, 12);
+	ck_assert_uint_eq(state_strikes(st, "s2", &last), 3);
+	ck_assert_int_eq(last, 22);
+	ck_assert_uint_eq(state_strikes(st, "gone", NULL), 0);
+	state_close(&st);
+}
+END_TEST
+
+/* Superseded strikes alone are dead records enough to compact. */
+START_TEST(test_compaction_of_repeated_strikes)
+{
+	struct state *st = open_ok();
+	char *data;
+	int i;
+
+	for (i = 1; i <= 1200; i++)
+		ck_assert_int_eq(state_strike(st, "s", i), i);
+	ck_assert_int_eq(state_commit(st), 0);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "! 1200 s 1200\n");
+	free(data);
+	state_close(&st);
+}
+END_TEST
+
+/* Strikes are live records: many of them hold compaction back. */
+START_TEST(test_strikes_are_live_for_compaction)
+{
+	struct state *st = open_ok();
+	char uid[32];
+	int i;
+
+	for (i = 0; i < 3000; i++) {
+		snprintf(uid, sizeof(uid), "s%d", i);
+		ck_assert_int_eq(state_strike(st, uid, i), 1);
+	}
+	for (i = 0; i < 1200; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_record(st, uid, i), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	for (i = 0; i < 1200; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	/* 2400 dead records, 3000 live ones: appended, not rewritten. */
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(count_lines(statefile), 1 + 3000 + 1200 + 1200);
+	state_close(&st);
+}
+END_TEST
+
+/* Malformed "!" records are skipped and counted; dead ones are not. */
+START_TEST(test_malformed_strikes)
+{
+	struct state *st;
+	time_t last;
+
+	st = open_ok(); /* creates the directory */
+	state_close(&st);
+	spew(statefile, HEADER "! x b1 1\n"
+			       "! 1 b2\n"
+			       "! 1 b3 0\n"
+			       "! 1 b4 -1\n"
+			       "! 1 b5 +1\n"
+			       "! 1 b6 1x\n"
+			       "! 1 b7 1 extra\n"
+			       "! 1 b8  1\n"
+			       "! 1 b9 99999\n"
+			       "!1 b10 1\n"
+			       "! -1 b11 1\n"
+			       "! 1 b\x01 1\n"
+			       "! 99999999999999999999999 b13 1\n"
+			       "! 5 good 2\n"
+			       "! 6 good 3\n"
+			       "+ 1 d\n"
+			       "! 7 d 1\n" /* a delivered UID: dead */
+			       "! 8 gone 1\n"
+			       "- gone\n"
+			       "! 9 max 9999\n");
+	st = open_ok();
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	ck_assert_ptr_nonnull(
+	    strstr(state_load_notice(st), "skipped 13 malformed records"));
+	ck_assert_uint_eq(state_strikes(st, "good", &last), 3);
+	ck_assert_int_eq(last, 6);
+	ck_assert_uint_eq(state_strikes(st, "d", NULL), 0);
+	ck_assert(state_has(st, "d", NULL));
+	ck_assert_uint_eq(state_strikes(st, "gone", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "b1", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "b9", NULL), 0);
+	ck_assert_uint_eq(state_count(st), 1);
+	/* The count stops at its cap; the time still moves. */
+	ck_assert_uint_eq(state_strikes(st, "max", NULL), 9999);
+	ck_assert_int_eq(state_strike(st, "max", 10), 9999);
+	ck_assert_uint_eq(state_strikes(st, "max", &last), 9999);
+	ck_assert_int_eq(last, 10);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_uint_eq(state_strikes(st, "max", &last), 9999);
+	ck_assert_int_eq(last, 10);
+	state_close(&st);
+}
+END_TEST
+
+/* A strike record torn by a crash is dropped; the whole ones count. */
+START_TEST(test_torn_strike)
+{
+	static const char rec[] = "! 2 s 2\n";
+	struct state *st = open_ok();
+	size_t cut, len, goodlen;
+	char *good;
+	int fd;
+
+	ck_assert_int_eq(state_strike(st, "s", 1), 1);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	good = slurp(statefile, &goodlen);
+	for (cut = 1; cut < sizeof(rec) - 1; cut++) {
+		spew(statefile, good);
+		ck_assert_int_ne(fd = open(statefile, O_WRONLY | O_APPEND), -1);
+		ck_assert_int_eq(write(fd, rec, cut), (ssize_t)cut);
+		close(fd);
+		st = open_ok();
+		ck_assert_ptr_nonnull(strstr(
+		    state_load_notice(st), "dropped a torn last record"));
+		ck_assert_uint_eq(state_strikes(st, "s", NULL), 1);
+		state_close(&st);
+		free(slurp(statefile, &len));
+		ck_assert_uint_eq(len, goodlen);
+	}
+	free(good);
+}
+END_TEST
+
+/*
+ * Random deliveries, strikes, forgets and prunes against a plain array,
+ * with commits, reopenings and (by the many superseded strikes)
+ * compactions on the way.
+ */
+struct ref_strikes {
+	unsigned char delivered[1000];
+	unsigned strikes[1000];
+	time_t last[1000];
+	int prune_mod;
+};
+
+static bool
+ref_listed(void *arg, const char *uid)
+{
+	const struct ref_strikes *r = arg;
+
+	return atoi(uid) % r->prune_mod != 0;
+}
+
+START_TEST(test_random_strikes_against_reference)
+{
+	enum { N = 1000, OPS = 40000 };
+	struct ref_strikes *r = calloc(1, sizeof(*r));
+	struct state *st = open_ok();
+	unsigned long rnd = 4242;
+	char uid[32];
+	time_t last;
+	int i, k, op, rc;
+
+	ck_assert_ptr_nonnull(r);
+	for (i = 0; i < OPS; i++) {
+		rnd = rnd * 6364136223846793005UL + 1442695040888963407UL;
+		k = (int)((rnd >> 33) % N);
+		op = (int)((rnd >> 20) % 16);
+		snprintf(uid, sizeof(uid), "%d-%x", k, k * 2654435761U);
+		if (op < 2) {
+			ck_assert_int_eq(state_record(st, uid, i), 0);
+			r->delivered[k] = 1;
+			r->strikes[k] = 0;
+		} else if (op < 12) {
+			rc = state_strike(st, uid, i);
+			if (r->delivered[k]) {
+				ck_assert_int_eq(rc, -1);
+				ck_assert_int_eq(errno, EEXIST);
+			} else {
+				r->strikes[k]++;
+				r->last[k] = i;
+				ck_assert_int_eq(rc, (int)r->strikes[k]);
+			}
+		} else if (op < 15) {
+			ck_assert_int_eq(state_forget(st, uid), 0);
+			r->delivered[k] = 0;
+			r->strikes[k] = 0;
+		} else if (i % 7 == 0) {
+			r->prune_mod = 2 + k % 20;
+			state_prune_strikes(st, ref_listed, r);
+			for (k = 0; k < N; k++)
+				if (k % r->prune_mod == 0)
+					r->strikes[k] = 0;
+		}
+		if (i % 997 == 0)
+			ck_assert_int_eq(state_commit(st), 0);
+		if (i % 9973 == 0) {
+			ck_assert_int_eq(state_commit(st), 0);
+			state_close(&st);
+			st = open_ok();
+			ck_assert_ptr_null(state_load_notice(st));
+		}
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	for (k = 0; k < N; k++) {
+		snprintf(uid, sizeof(uid), "%d-%x", k, k * 2654435761U);
+		ck_assert_int_eq(state_has(st, uid, NULL), r->delivered[k]);
+		ck_assert_uint_eq(state_strikes(st, uid, &last), r->strikes[k]);
+		if (r->strikes[k] > 0)
+			ck_assert_int_eq(last, r->last[k]);
+	}
+	state_close(&st);
+	free(r);
+}
+END_TEST
+
 static Suite *
 state_suite(void)
 {
@@ -1322,6 +1836,17 @@ state_suite(void)
 	tcase_add_test(tc, test_malformed_pending_middle);
 	tcase_add_test(tc, test_failed_pending_commit_retried);
 	tcase_add_test(tc, test_random_pending_against_reference);
+	tcase_add_test(tc, test_strikes_round_trip);
+	tcase_add_test(tc, test_strikes_uncommitted_lost);
+	tcase_add_test(tc, test_strikes_end_on_delivery);
+	tcase_add_test(tc, test_strikes_forget_and_prune);
+	tcase_add_test(tc, test_prune_many);
+	tcase_add_test(tc, test_compaction_keeps_strikes);
+	tcase_add_test(tc, test_compaction_of_repeated_strikes);
+	tcase_add_test(tc, test_strikes_are_live_for_compaction);
+	tcase_add_test(tc, test_malformed_strikes);
+	tcase_add_test(tc, test_torn_strike);
+	tcase_add_test(tc, test_random_strikes_against_reference);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,110 @@
+/* --serverinfo and --list: a probing session, printed. */
+#include <stdio.h>
+#include <sysexits.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "conf.h"
+#include "log.h"
+#include "probe.h"
+
+struct probe {
+	struct event_base *base;
+	const struct account *a;
+	enum session_class cls;
+	bool listed_header;
+};
+
+static void
+print_info(void *arg, const struct session_info *si)
+{
+	struct probe *p = arg;
+
+	switch (si->kind) {
+	case SI_GREETING:
+		printf("greeting:     %s\n", si->text);
+		break;
+	case SI_TLS:
+		printf("tls:          %s\n", si->text);
+		printf("certificate:  %s\n", si->subject);
+		printf("sha256:       %s\n", si->fingerprint);
+		break;
+	case SI_CAPA:
+		printf("capability:   %s\n", si->text);
+		break;
+	case SI_LOGIN:
+		printf("logged in:    %s\n", si->text);
+		break;
+	case SI_STAT:
+		printf("mailbox:      %lu messages, %llu bytes\n", si->count,
+		    (unsigned long long)si->size);
+		break;
+	case SI_MESSAGE:
+		if (!p->listed_header) {
+			printf("%6s %10s  %-20s  %s | %s | %s\n", "#", "size",
+			    "uid", "from", "date", "subject");
+			p->listed_header = true;
+		}
+		printf("%6lu %10llu  %-20s  %s | %s | %s\n", si->msgno,
+		    (unsigned long long)si->size,
+		    si->uid[0] != '\0' ? si->uid : "-", si->from, si->date,
+		    si->subj);
+		break;
+	}
+}
+
+static void
+probe_done(void *arg, enum session_class cls, const struct session_stats *st,
+    const char *msg)
+{
+	struct probe *p = arg;
+
+	p->cls = cls;
+	event_base_loopexit(p->base, NULL);
+}
+
+static int
+exit_status(enum session_class cls)
+{
+	switch (cls) {
+	case SC_OK:
+		return EX_OK;
+	case SC_AUTH:
+		return EX_NOPERM;
+	case SC_LOCAL:
+		return EX_IOERR;
+	case SC_CONFIG:
+	case SC_COUNT:
+		return EX_CONFIG;
+	default:
+		return EX_TEMPFAIL;
+	}
+}
+
+int
+probe_run(
+    const struct conf *conf, const struct account *a, enum session_mode mode)
+{
+	struct probe p = {.a = a, .cls = SC_OK};
+	struct evdns_base *dns;
+	struct session *s;
+
+	if ((p.base = event_base_new()) == NULL ||
+	    (dns = evdns_base_new(
+		 p.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+			     EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
+		fatalx("cannot set up the event loop");
+	s = session_start_mode(
+	    p.base, dns, conf, a, mode, print_info, probe_done, &p);
+	if (s == NULL)
+		fatalx("out of memory");
+	printf("account:      %s (%s:%u, tls=%s)\n", a->name, a->host, a->port,
+	    conf_tls_name(a->tls));
+	event_base_dispatch(p.base);
+	fflush(stdout);
+	session_free(&s);
+	evdns_base_free(dns, 0);
+	event_base_free(p.base);
+	return exit_status(p.cls);
+}
