@@ -70,7 +70,7 @@ accounts = ({
         os.chmod(path, 0o600)
         return path
 
-    def run_once(self, conf, limit_fsize=None, debug=None):
+    def run_once(self, conf, limit_fsize=None, debug=None, now=None):
         def preexec():
             if limit_fsize is not None:
                 # A full disk, as the process sees it: writes past the
@@ -82,8 +82,11 @@ accounts = ({
         args = [BINARY, "-c", conf, "--once"]
         if debug:
             args += ["-d", str(debug)]
+        env = dict(os.environ)
+        if now is not None:
+            env["POPFETCHD_NOW"] = str(int(now))
         return subprocess.run(args, capture_output=True, text=True,
-                              timeout=60, preexec_fn=preexec)
+                              timeout=60, preexec_fn=preexec, env=env)
 
     def delivered(self):
         new = os.path.join(self.maildir, "new")
@@ -227,6 +230,32 @@ accounts = ({
             if m not in got:
                 self.assertIn(m, srv.messages)
         r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    def test_quarantine_after_three_failures(self):
+        with open(BINARY, "rb") as f:
+            if b"POPFETCHD_NOW" not in f.read():
+                self.skipTest("needs a build with -Dtest_hooks=true")
+        t0 = 1_800_000_000
+        srv = self.server(tls="implicit")
+        srv.raw["RETR"] = b"-ERR [SYS/PERM] cannot read message\r\n"
+        conf = self.config(srv)
+        for i in range(3):
+            r = self.run_once(conf, now=t0 + i)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("strike=%d" % (i + 1), r.stderr)
+        # Quarantined: not even asked for any more, though it would work.
+        del srv.raw["RETR"]
+        srv.commands.clear()
+        r = self.run_once(conf, now=t0 + 3600)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("quarantined=3", r.stderr)
+        self.assertNotIn("RETR", srv.verbs())
+        self.assertEqual(self.delivered(), [])
+        # A day after the last strike: one more try, which succeeds.
+        r = self.run_once(conf, now=t0 + 2 + 86400)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_exactly_once()
         self.assertEqual(srv.messages, [])
