@@ -279,7 +279,7 @@ pop3_auth_response(struct pop3 *p, const char *line, char *out, size_t outsz)
 	    strpbrk(line, "\r\n") != NULL)
 		return -1;
 	n = snprintf(out, outsz, "%s\r\n", line);
-	if (n < 0 || (size_t)n >= outsz || n > POP3_CMDLINE_MAX)
+	if (n < 0 || (size_t)n >= outsz || n > POP3_AUTHLINE_MAX)
 		return -1;
 	return n;
 }

@@ -36,6 +36,12 @@
 #define POP3_SASL_MAX	 256
 #define POP3_IMPL_MAX	 128
 #define POP3_CMDLINE_MAX 1024
+/*
+ * An AUTH continuation line carries a whole SASL response; an OAuth token
+ * of several KiB is common (RFC 5034's 255 octets bound only the AUTH
+ * command with its initial response).
+ */
+#define POP3_AUTHLINE_MAX 32768
 
 enum pop3_cmd {
 	POP3_CMD_GREETING, /* pseudo-command: what the server says first */

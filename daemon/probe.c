@@ -8,6 +8,7 @@
 #include "conf.h"
 #include "log.h"
 #include "probe.h"
+#include "secret.h"
 
 struct probe {
 	struct event_base *base;
@@ -102,6 +103,9 @@ probe_run(
 	printf("account:      %s (%s:%u, tls=%s)\n", a->name, a->host, a->port,
 	    conf_tls_name(a->tls));
 	event_base_dispatch(p.base);
+	while (
+	    secret_detached() > 0 && event_base_loop(p.base, EVLOOP_ONCE) == 0)
+		;
 	fflush(stdout);
 	session_free(&s);
 	evdns_base_free(dns, 0);

@@ -97,6 +97,9 @@ struct secret_req {
 	bool errmore; /* stderr went on beyond errtext */
 };
 
+/* Killed commands not reaped yet: the loop must run until this is 0. */
+static size_t detached;
+
 static void fail(struct secret_req *r, const char *fmt, ...) LOG_PRINTF(2, 3);
 static void line_feed(struct line *l, const char *p, size_t n);
 static bool line_check(struct secret_req *r, const char *what);
@@ -688,14 +691,23 @@ release(struct secret_req *r)
 	if (r->pid > 0) {
 		kill_child(r);
 		r->state = REQ_DETACHED;
+		detached++;
 		return;
 	}
 	req_free(r);
 }
 
+size_t
+secret_detached(void)
+{
+	return detached;
+}
+
 static void
 req_free(struct secret_req *r)
 {
+	if (r->state == REQ_DETACHED)
+		detached--;
 	if (r->out_ev != NULL)
 		event_free(r->out_ev);
 	if (r->err_ev != NULL)

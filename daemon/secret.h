@@ -65,4 +65,11 @@ struct secret_req *secret_fetch(struct event_base *base,
  */
 void secret_cancel(struct secret_req **req);
 
+/*
+ * Requests answered or cancelled whose killed command has not been reaped
+ * yet. Before freeing the event loop, run it until this is 0 (a killed
+ * child is reaped within moments), or the child stays a zombie.
+ */
+size_t secret_detached(void);
+
 #endif

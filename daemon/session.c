@@ -557,6 +557,24 @@ sasl_response(struct session *s, char *ir, size_t irlen)
 	}
 }
 
+/* RFC 4422 3.1: mechanism names are upper case on the wire. */
+static const char *
+sasl_name(enum conf_auth auth)
+{
+	switch (auth) {
+	case CONF_AUTH_XOAUTH2:
+		return "XOAUTH2";
+	case CONF_AUTH_OAUTHBEARER:
+		return "OAUTHBEARER";
+	case CONF_AUTH_EXTERNAL:
+		return "EXTERNAL";
+	case CONF_AUTH_LOGIN:
+		return "LOGIN";
+	default:
+		return "PLAIN";
+	}
+}
+
 static void
 login_sasl(struct session *s, const char *mech)
 {
@@ -616,7 +634,7 @@ start_auth(struct session *s)
 	case CONF_AUTH_XOAUTH2:
 	case CONF_AUTH_OAUTHBEARER:
 	case CONF_AUTH_EXTERNAL:
-		login_sasl(s, conf_auth_name(a->auth));
+		login_sasl(s, sasl_name(a->auth));
 		return;
 	case CONF_AUTH_LOGIN:
 		s->mech = "LOGIN";

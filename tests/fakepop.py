@@ -6,8 +6,19 @@ request: bytes injected after the +OK to STLS, STLS missing or refused, the
 connection dropped in the middle of a message, chosen raw replies. Deletions
 are applied only when a session ends with QUIT, as RFC 1939 requires, so a
 test can check what a client's crash or error leaves on the server.
+
+Authentication: USER/PASS, APOP, and SASL PLAIN, LOGIN, XOAUTH2, OAUTHBEARER
+and EXTERNAL (RFC 5034), each with or without an initial response. A wrong
+OAuth token gets the error continuation the providers send (a "+" line
+with base64 JSON), and the client's answer to it is recorded like any other
+line. The server serves one connection at a time; sync() returns once every
+connection made before it has been served, so a test can count sessions and
+read the command log without sleeping.
 """
 
+import base64
+import hashlib
+import json
 import os
 import socket
 import ssl
@@ -30,23 +41,47 @@ def make_cert(folder, name="localhost", ip=True):
 
 
 class FakePop:
+    # The APOP timestamp in the greeting (RFC 1939).
+    TIMESTAMP = b"<1896.697170952@fake>"
+
     def __init__(self, messages, user="alice", password="secret",
                  tls=None, certfile=None, keyfile=None, uidl=True,
-                 capa_stls=True, pipelining=False, sasl="PLAIN"):
+                 capa_stls=True, pipelining=False, sasl="PLAIN",
+                 token=None, sasl_strict=False, sasl_before_tls=None,
+                 client_ca=None, tls_max_version=None):
         self.messages = [m if isinstance(m, bytes) else m.encode()
                          for m in messages]
         self.uids = ["uid-%d" % i for i in range(len(self.messages))]
         self.user, self.password = user, password
+        # The OAuth bearer token XOAUTH2 and OAUTHBEARER expect.
+        self.token = token if token is not None else password
         self.tls, self.certfile, self.keyfile = tls, certfile, keyfile
         self.uidl, self.capa_stls = uidl, capa_stls
         self.pipelining, self.sasl = pipelining, sasl
+        # True: AUTH with a mechanism not in the SASL capability fails.
+        self.sasl_strict = sasl_strict
+        # SASL capability announced before STLS, if other than after.
+        self.sasl_before_tls = sasl_before_tls
+        # A CA file: client certificates are required and checked.
+        self.client_ca = client_ca
+        self.tls_max_version = tls_max_version  # an ssl.TLSVersion
         # Faults, set by tests before the client connects.
         self.inject_after_stls = b""
         self.refuse_stls = False
         self.drop_in_retr = None  # (msgno, bytes of the reply to send)
         self.raw = {}  # command verb -> raw reply bytes
+        # Replies to AUTH and to each line that follows it, in order, in
+        # place of the real exchange (the last one should end it).
+        self.auth_script = None
+        # The JSON of a failed OAuth exchange (Google's form by default).
+        self.oauth_error = {"status": "401", "schemes": "bearer",
+                            "scope": "https://mail.google.com/"}
         self.commands = []  # every line received, decoded
         self.sessions = 0
+        self.probes = 0  # sessions that were sync() probes
+        self.peer_certs = []  # client certificates seen (getpeercert())
+        self.oauth = []  # decoded OAuth responses: dicts of their fields
+        self.errors = []  # unexpected exceptions in sessions
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -76,10 +111,50 @@ class FakePop:
     def verbs(self):
         return [c.split(" ", 1)[0].upper() for c in self.commands]
 
+    def sync(self):
+        """Waits until every connection made so far has been served.
+
+        Connects itself and waits for the server's first bytes (the
+        greeting, or a TLS alert if the server wants a client certificate):
+        connections are served one at a time, so by then every earlier one
+        is over and its commands recorded. Returns the number of client
+        sessions, probes not counted. The probe sends no command.
+        """
+        with self.lock:
+            self.probes += 1
+        s = socket.create_connection(("127.0.0.1", self.port), 30)
+        try:
+            if self.tls == "implicit":
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                s = ctx.wrap_socket(s)
+            s.recv(1)
+        except (ssl.SSLError, ConnectionError):
+            pass  # the server answered, if only to refuse
+        finally:
+            s.close()
+        with self.lock:
+            return self.sessions - self.probes
+
     def _context(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.certfile, self.keyfile)
+        if self.tls_max_version is not None:
+            ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            ctx.maximum_version = self.tls_max_version
+        if self.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.client_ca)
         return ctx
+
+    def _wrap(self, conn):
+        conn = self._context().wrap_socket(conn, server_side=True)
+        cert = conn.getpeercert()
+        if cert:
+            with self.lock:
+                self.peer_certs.append(cert)
+        return conn
 
     def _serve(self):
         while not self.stopping:
@@ -96,6 +171,8 @@ class FakePop:
                 self._session(conn)
             except (OSError, ssl.SSLError, ValueError):
                 pass
+            except Exception as e:  # a bug here must not stop serving
+                self.errors.append(repr(e))
             finally:
                 # The session may have replaced the socket by a TLS one.
                 for c in {conn, self.current}:
@@ -110,8 +187,11 @@ class FakePop:
             lines.append("UIDL")
         if self.pipelining:
             lines.append("PIPELINING")
-        if self.sasl:
-            lines.append("SASL " + self.sasl)
+        sasl = self.sasl
+        if self.sasl_before_tls is not None and not tls_active:
+            sasl = self.sasl_before_tls
+        if sasl:
+            lines.append("SASL " + sasl)
         if self.tls == "starttls" and self.capa_stls and not tls_active:
             lines.append("STLS")
         return "+OK\r\n" + "".join(l + "\r\n" for l in lines) + ".\r\n"
@@ -121,20 +201,18 @@ class FakePop:
             self.sessions += 1
         tls_active = False
         if self.tls == "implicit":
-            conn = self._context().wrap_socket(conn, server_side=True)
+            conn = self._wrap(conn)
             self.current = conn
             tls_active = True
-        conn.sendall(b"+OK fakepop ready <1896.697170952@fake>\r\n")
+        conn.sendall(b"+OK fakepop ready " + self.TIMESTAMP + b"\r\n")
         rfile = conn.makefile("rb")
         authed = False
+        self._user = None
         deleted = set()
         while True:
-            raw = rfile.readline(4096)
-            if not raw:
+            line = self._readline(rfile)
+            if line is None:
                 return
-            line = raw.rstrip(b"\r\n").decode("latin-1")
-            with self.lock:
-                self.commands.append(line)
             verb, _, arg = line.partition(" ")
             verb = verb.upper()
             if verb in self.raw:
@@ -157,7 +235,7 @@ class FakePop:
                         pass
                     return
                 rfile.close()
-                conn = self._context().wrap_socket(conn, server_side=True)
+                conn = self._wrap(conn)
                 self.current = conn
                 rfile = conn.makefile("rb")
                 tls_active = True
@@ -168,10 +246,15 @@ class FakePop:
                 authed = self._user == self.user and arg == self.password
                 conn.sendall(b"+OK in\r\n" if authed
                              else b"-ERR [AUTH] invalid\r\n")
-            elif verb == "AUTH":
-                authed = self._sasl_plain(arg)
+            elif verb == "APOP":
+                user, _, digest = arg.partition(" ")
+                want = hashlib.md5(self.TIMESTAMP +
+                                   self.password.encode()).hexdigest()
+                authed = user == self.user and digest == want
                 conn.sendall(b"+OK in\r\n" if authed
                              else b"-ERR [AUTH] invalid\r\n")
+            elif verb == "AUTH":
+                authed = self._auth(conn, rfile, arg)
             elif verb == "QUIT":
                 for n in deleted:
                     self.messages[n - 1] = None
@@ -183,16 +266,145 @@ class FakePop:
             else:
                 self._transaction(conn, verb, arg, deleted)
 
-    def _sasl_plain(self, arg):
-        import base64
+    def _readline(self, rfile):
+        """The next line from the client, recorded; None at its end."""
+        # Long enough for the base64 of an OAuth token of a few KiB.
+        raw = rfile.readline(65536)
+        if not raw:
+            return None
+        line = raw.rstrip(b"\r\n").decode("latin-1")
+        with self.lock:
+            self.commands.append(line)
+        return line
+
+    def _sasl_line(self, rfile):
+        """A line the SASL exchange cannot go on without."""
+        line = self._readline(rfile)
+        if line is None:
+            raise ConnectionError("client left during AUTH")
+        return line
+
+    def _auth(self, conn, rfile, arg):
+        """A SASL exchange after "AUTH ARG", final reply included. Returns
+        whether the client logged in."""
+        if self.auth_script is not None:
+            return self._auth_scripted(conn, rfile)
         mech, _, ir = arg.partition(" ")
-        if mech.upper() != "PLAIN" or not ir:
+        mech = mech.upper()
+        offered = (self.sasl or "").upper().split()
+        handlers = {"PLAIN": self._sasl_plain, "LOGIN": self._sasl_login,
+                    "XOAUTH2": self._sasl_xoauth2,
+                    "OAUTHBEARER": self._sasl_oauthbearer,
+                    "EXTERNAL": self._sasl_external}
+        if mech not in handlers or (self.sasl_strict and
+                                    mech not in offered):
+            conn.sendall(b"-ERR unsupported authentication mechanism\r\n")
+            return False
+        authed = handlers[mech](conn, rfile, ir)
+        conn.sendall(b"+OK in\r\n" if authed
+                     else b"-ERR [AUTH] invalid\r\n")
+        return authed
+
+    def _auth_scripted(self, conn, rfile):
+        """Sends the scripted replies, reading one line after each but
+        the last (which should be +OK or -ERR)."""
+        replies = list(self.auth_script)
+        for i, reply in enumerate(replies):
+            conn.sendall(reply)
+            if i == len(replies) - 1:
+                return reply.startswith(b"+OK")
+            self._sasl_line(rfile)
+        return False
+
+    def _response(self, conn, rfile, ir, challenge=b""):
+        """The client's response, decoded: IR if it sent one with AUTH,
+        else the line it sends after CHALLENGE. None if it cancelled ("*")
+        or sent something that is not base64."""
+        if ir == "":
+            conn.sendall(b"+ " + base64.b64encode(challenge) + b"\r\n")
+            ir = self._sasl_line(rfile)
+            if ir == "*":
+                return None
+        if ir == "=":  # RFC 5034: an empty response
+            return b""
+        try:
+            return base64.b64decode(ir, validate=True)
+        except ValueError:
+            return None
+
+    def _sasl_plain(self, conn, rfile, ir):
+        data = self._response(conn, rfile, ir)
+        if not data:
             return False
         try:
-            _, user, pw = base64.b64decode(ir).split(b"\0")
+            _, user, pw = data.split(b"\0")
         except ValueError:
             return False
         return user.decode() == self.user and pw.decode() == self.password
+
+    def _sasl_login(self, conn, rfile, ir):
+        # The IR, if any, is the user name (RFC 5034 allows it).
+        user = self._response(conn, rfile, ir, b"Username:")
+        if not user:
+            return False
+        pw = self._response(conn, rfile, "", b"Password:")
+        if not pw:
+            return False
+        return user.decode() == self.user and pw.decode() == self.password
+
+    def _oauth_failure(self, conn, rfile):
+        """Sends the error continuation; the client's answer ends it (the
+        caller then sends -ERR, whatever the answer was)."""
+        err = json.dumps(self.oauth_error).encode()
+        conn.sendall(b"+ " + base64.b64encode(err) + b"\r\n")
+        self._sasl_line(rfile)
+        return False
+
+    def _sasl_xoauth2(self, conn, rfile, ir):
+        data = self._response(conn, rfile, ir)
+        if not data:
+            return False
+        # "user=" USER ^A "auth=Bearer " TOKEN ^A ^A
+        parts = data.decode("latin-1").split("\x01")
+        fields = {"mech": "XOAUTH2", "raw": data}
+        for p in parts[:-2]:
+            k, _, v = p.partition("=")
+            fields[k] = v
+        with self.lock:
+            self.oauth.append(fields)
+        if (len(parts) == 4 and parts[2:] == ["", ""] and
+                fields.get("user") == self.user and
+                fields.get("auth") == "Bearer " + self.token):
+            return True
+        return self._oauth_failure(conn, rfile)
+
+    def _sasl_oauthbearer(self, conn, rfile, ir):
+        data = self._response(conn, rfile, ir)
+        if not data:
+            return False
+        # gs2-header ^A key=value ^A ... ^A ^A (RFC 7628 3.1)
+        parts = data.decode("latin-1").split("\x01")
+        fields = {"mech": "OAUTHBEARER", "raw": data, "gs2": parts[0]}
+        for p in parts[1:-2]:
+            k, _, v = p.partition("=")
+            fields[k] = v
+        with self.lock:
+            self.oauth.append(fields)
+        if (len(parts) >= 4 and parts[-2:] == ["", ""] and
+                parts[0] in ("n,a=%s," % self.user, "n,,") and
+                fields.get("auth") == "Bearer " + self.token):
+            return True
+        # RFC 7628 3.2.2: the error as a challenge, then -ERR after the
+        # client's %x01.
+        return self._oauth_failure(conn, rfile)
+
+    def _sasl_external(self, conn, rfile, ir):
+        data = self._response(conn, rfile, ir)
+        if data is None:
+            return False
+        # The identity is the TLS client certificate's.
+        cert = conn.getpeercert() if isinstance(conn, ssl.SSLSocket) else None
+        return bool(cert) and data in (b"", self.user.encode())
 
     def _compact(self):
         keep = [(m, u) for m, u in zip(self.messages, self.uids)
