@@ -15,12 +15,23 @@
 
 #include "conf.h"
 #include "log.h"
+#include "notify.h"
+#include "probe.h"
 #include "sched.h"
+#include "secret.h"
 
 #define MAIN_ONLY_MAX 256
+/*
+ * How long the loop may still run after the last poll, to reap the
+ * password_command children killed on the way (secret.h): moments, in
+ * practice.
+ */
+#define MAIN_REAP_SECS 5
 
 struct options {
 	const char *config;
+	const char *probe; /* account of --serverinfo or --list */
+	enum session_mode probe_mode;
 	bool once, check, verbose;
 	int trace;
 	char *only[MAIN_ONLY_MAX];
@@ -33,6 +44,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: popfetchd [-c FILE] [--once] [-a NAME]... [-d LEVEL] [-v]\n"
 	    "       popfetchd --check-config [-c FILE]\n"
+	    "       popfetchd --serverinfo NAME | --list NAME [-c FILE]\n"
 	    "       popfetchd --version | --help\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
@@ -42,14 +54,29 @@ usage(FILE *f)
 	    "every line\n"
 	    "  -v, --verbose       more log lines\n"
 	    "      --check-config  validate the configuration and list the "
-	    "accounts\n",
+	    "accounts\n"
+	    "      --serverinfo NAME  greeting, TLS, capabilities, login, "
+	    "STAT\n"
+	    "      --list NAME     the messages on the server (changes "
+	    "nothing)\n"
+	    "\n"
+	    "Signals: TERM/INT stop gracefully, HUP reloads the "
+	    "configuration,\n"
+	    "USR1 polls every account now. See popfetchd(8).\n",
 	    CONF_DEFAULT_PATH);
 }
 
 static int
 parse_args(int argc, char **argv, struct options *o)
 {
-	enum { OPT_ONCE = 256, OPT_CHECK, OPT_VERSION, OPT_HELP };
+	enum {
+		OPT_ONCE = 256,
+		OPT_CHECK,
+		OPT_SERVERINFO,
+		OPT_LIST,
+		OPT_VERSION,
+		OPT_HELP
+	};
 	static const struct option longopts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"once", no_argument, NULL, OPT_ONCE},
@@ -57,6 +84,8 @@ parse_args(int argc, char **argv, struct options *o)
 	    {"debug", required_argument, NULL, 'd'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"check-config", no_argument, NULL, OPT_CHECK},
+	    {"serverinfo", required_argument, NULL, OPT_SERVERINFO},
+	    {"list", required_argument, NULL, OPT_LIST},
 	    {"version", no_argument, NULL, OPT_VERSION},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
@@ -95,6 +124,12 @@ parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_CHECK:
 			o->check = true;
+			break;
+		case OPT_SERVERINFO:
+		case OPT_LIST:
+			o->probe = optarg;
+			o->probe_mode =
+			    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
 			break;
 		case OPT_VERSION:
 			printf("popfetchd %s\n", POPFETCHD_VERSION);
@@ -137,32 +172,131 @@ check_config(const struct conf *conf)
 	return EX_OK;
 }
 
+/* What the signal handlers and the status callback work on. */
+struct daemon {
+	const struct options *o;
+	struct sched *sc;
+	struct notify *nt;
+};
+
+static void
+report_reload_error(void *arg, const char *msg)
+{
+	log_warnx(NULL, "reload: %s", msg);
+}
+
+/*
+ * SIGHUP: a valid new configuration replaces the running one; an invalid
+ * one is reported, every error with file:line, and the old one stays.
+ */
+static void
+reload(struct daemon *d)
+{
+	struct conf *conf;
+	size_t i;
+
+	notify_reloading(d->nt);
+	log_info(NULL, "reloading file=%s", d->o->config);
+	conf = conf_load(d->o->config, report_reload_error, NULL);
+	if (conf == NULL)
+		log_warnx(NULL,
+		    "reload failed: %s has errors (above); still "
+		    "running on the configuration loaded before",
+		    d->o->config);
+	else {
+		for (i = 0; i < d->o->nonly; i++)
+			if (conf_account(conf, d->o->only[i]) == NULL)
+				log_warnx(NULL,
+				    "reload: no account \"%s\" "
+				    "any more (-a)",
+				    d->o->only[i]);
+		sched_reload(d->sc, conf);
+	}
+	notify_ready(d->nt);
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
-	struct sched *sc = arg;
+	struct daemon *d = arg;
 
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
-		log_info(NULL, "signal %d: finishing running polls", (int)sig);
-		sched_stop(sc);
+		if (!sched_stopping(d->sc)) {
+			log_info(NULL,
+			    "signal=%s stopping; send it again to "
+			    "stop at once",
+			    sig == SIGTERM ? "TERM" : "INT");
+			notify_stopping(d->nt);
+		}
+		sched_stop(d->sc);
 		break;
 	case SIGHUP:
-		log_info(NULL, "SIGHUP: configuration reload is not supported "
-			       "by this version; restart to apply changes");
+		if (d->o->once || sched_stopping(d->sc))
+			log_info(NULL, "signal=HUP ignored%s",
+			    d->o->once ? " by --once" : " while stopping");
+		else
+			reload(d);
+		break;
+	case SIGUSR1:
+		if (d->o->once)
+			log_info(NULL, "signal=USR1 ignored by --once");
+		else
+			sched_poll_now(d->sc);
 		break;
 	}
 }
 
-static int
-run(const struct conf *conf, const struct options *o)
+/* The scheduler's counts changed: tell the service manager. */
+static void
+on_change(void *arg)
 {
-	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+	struct daemon *d = arg;
+	char status[512];
+
+	if (!notify_enabled(d->nt))
+		return;
+	sched_status(d->sc, status, sizeof(status));
+	notify_status(d->nt, status);
+}
+
+static void
+reap_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	*(bool *)arg = true;
+}
+
+/* Runs the loop until killed password_commands are reaped (secret.h). */
+static void
+reap_secrets(struct event_base *base)
+{
+	struct timeval limit = {MAIN_REAP_SECS, 0};
+	struct event *ev;
+	bool expired = false;
+
+	if (secret_detached() == 0)
+		return;
+	if ((ev = evtimer_new(base, reap_timeout, &expired)) == NULL)
+		fatalx("out of memory");
+	evtimer_add(ev, &limit);
+	while (secret_detached() > 0 && !expired)
+		event_base_loop(base, EVLOOP_ONCE);
+	if (expired)
+		log_warnx(NULL, "%zu password_command(s) not reaped",
+		    secret_detached());
+	event_free(ev);
+}
+
+/* Runs the loop on CONF (ownership taken) until done or stopped. */
+static int
+run(struct conf *conf, const struct options *o)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 	struct event *sigev[sizeof(sigs) / sizeof(sigs[0])];
+	struct daemon d = {.o = o};
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct sched *sc;
 	size_t i;
 	int status;
 
@@ -172,20 +306,26 @@ run(const struct conf *conf, const struct options *o)
 		 base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 			   EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
 		fatalx("cannot set up name resolution");
-	if ((sc = sched_new(base, dns, conf, o->once, o->only, o->nonly)) ==
-	    NULL)
+	if ((d.nt = notify_new(base)) == NULL ||
+	    (d.sc = sched_new(base, dns, conf, o->once, o->only, o->nonly)) ==
+		NULL)
 		fatalx("out of memory");
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-		sigev[i] = evsignal_new(base, sigs[i], on_signal, sc);
+		sigev[i] = evsignal_new(base, sigs[i], on_signal, &d);
 		if (sigev[i] == NULL || evsignal_add(sigev[i], NULL) == -1)
 			fatalx("cannot watch signals");
 	}
-	sched_start(sc);
+	sched_on_change(d.sc, on_change, &d);
+	sched_start(d.sc);
+	notify_ready(d.nt);
 	event_base_dispatch(base);
-	status = sched_exit_status(sc);
-	sched_free(&sc);
+	status = sched_exit_status(d.sc);
+	/* Sessions still there cancel their secrets: reaped below. */
+	sched_free(&d.sc);
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		event_free(sigev[i]);
+	reap_secrets(base);
+	notify_free(&d.nt);
 	evdns_base_free(dns, 0);
 	event_base_free(base);
 	return o->once ? status : EX_OK;
@@ -214,7 +354,20 @@ main(int argc, char **argv)
 			conf_free(&conf);
 			return EX_CONFIG;
 		}
-	r = o.check ? check_config(conf) : run(conf, &o);
+	if (o.probe != NULL) {
+		if (conf_account(conf, o.probe) == NULL) {
+			fprintf(stderr, "popfetchd: %s: no account \"%s\"\n",
+			    o.config, o.probe);
+			r = EX_CONFIG;
+		} else
+			r = probe_run(
+			    conf, conf_account(conf, o.probe), o.probe_mode);
+		conf_free(&conf);
+		return r;
+	}
+	if (!o.check)
+		return run(conf, &o);
+	r = check_config(conf);
 	conf_free(&conf);
 	return r;
 }

@@ -33,12 +33,17 @@ struct net {
 static void net_read_cb(struct bufferevent *bev, void *arg);
 static void net_event_cb(struct bufferevent *bev, short what, void *arg);
 
+/*
+ * While connecting, libevent waits for writability: the write timeout
+ * bounds the connect. Once connected only silence from the server counts:
+ * a write timeout on a long download would fire while data still flows.
+ */
 static void
 net_set_timeouts(struct net *n)
 {
 	struct timeval tv = {(time_t)n->timeout, 0};
 
-	bufferevent_set_timeouts(n->bev, &tv, &tv);
+	bufferevent_set_timeouts(n->bev, &tv, n->connected ? NULL : &tv);
 }
 
 struct net *
@@ -158,6 +163,7 @@ net_event_cb(struct bufferevent *bev, short what, void *arg)
 			n->cb(n, NET_TLS_READY, n->arg);
 		else {
 			n->connected = 1;
+			net_set_timeouts(n);
 			n->cb(n, NET_CONNECTED, n->arg);
 		}
 		return;

@@ -1,6 +1,5 @@
 /* --serverinfo and --list: a probing session, printed. */
 #include <stdio.h>
-#include <sysexits.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -65,24 +64,6 @@ probe_done(void *arg, enum session_class cls, const struct session_stats *st,
 	event_base_loopexit(p->base, NULL);
 }
 
-static int
-exit_status(enum session_class cls)
-{
-	switch (cls) {
-	case SC_OK:
-		return EX_OK;
-	case SC_AUTH:
-		return EX_NOPERM;
-	case SC_LOCAL:
-		return EX_IOERR;
-	case SC_CONFIG:
-	case SC_COUNT:
-		return EX_CONFIG;
-	default:
-		return EX_TEMPFAIL;
-	}
-}
-
 int
 probe_run(
     const struct conf *conf, const struct account *a, enum session_mode mode)
@@ -110,5 +91,5 @@ probe_run(
 	session_free(&s);
 	evdns_base_free(dns, 0);
 	event_base_free(p.base);
-	return exit_status(p.cls);
+	return session_exit_status(p.cls);
 }

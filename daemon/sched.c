@@ -1,7 +1,25 @@
-/* Poll scheduling with connection caps and back-off. */
+/*
+ * Poll scheduling: timers with jitter, a fair queue under the connection
+ * caps, back-off by error class, reload by configuration generations,
+ * graceful stop.
+ *
+ * Every account has a slot, in one of four states: idle (no timer: paused
+ * until a reload, or between a stop and the exit), armed (its timer runs),
+ * queued (waiting for a connection), running (a session polls it). The
+ * per-host bookkeeping is a hash from host name to a struct host that
+ * counts running polls and keeps the host's queue, so starting a poll
+ * costs O(1) whatever the number of accounts.
+ */
+#include <sys/queue.h>
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -10,177 +28,467 @@
 #include "sched.h"
 #include "session.h"
 
-/* The longest back-off after failures, unless poll_interval is longer. */
+/*
+ * First polls (at start, or of an account a reload adds) are spread over
+ * this many seconds at most, so that many accounts do not start together.
+ */
+#define SCHED_SPREAD_MAX 30
+/*
+ * Network, timeout and protocol errors: the delay doubles from
+ * poll_interval up to this (or poll_interval, if that is longer).
+ */
 #define SCHED_BACKOFF_MAX 3600
+/*
+ * Authentication refused: retrying soon would not help and may get the
+ * account locked by the provider. First retry after this (or after
+ * poll_interval, if longer), doubling up to SCHED_AUTH_MAX.
+ */
+#define SCHED_AUTH_FIRST 3600
+#define SCHED_AUTH_MAX	 (6 * 3600)
+/* A poll's error message is kept up to this length. */
+#define SCHED_MSG_MAX 256
+/* Every delay is multiplied by a random factor in [1 - J, 1 + J]. */
+#define SCHED_JITTER 0.1
+
+/* A configuration and the number of slots and sched pointers using it. */
+struct gen {
+	struct conf *conf;
+	unsigned refs;
+};
+
+/*
+ * One server name. Entries live as long as the scheduler: one small
+ * struct per distinct host name ever configured.
+ */
+struct host {
+	char *name;
+	struct host *hnext; /* hash chain */
+	unsigned running;   /* polls counted against the cap */
+	unsigned releasing; /* of which ended, not yet released */
+	TAILQ_HEAD(, slot) waiting;
+	TAILQ_ENTRY(host) ready_entry;	 /* in sc->ready */
+	TAILQ_ENTRY(host) release_entry; /* in sc->releasing */
+	bool ready; /* has waiting polls and room for one more */
+};
+
+enum slot_state { SLOT_IDLE, SLOT_ARMED, SLOT_QUEUED, SLOT_RUNNING };
 
 struct slot {
 	struct sched *sc;
-	const struct account *a;
+	struct gen *gen;	 /* reference held */
+	const struct account *a; /* inside gen->conf */
+	struct host *host;
+	/* Settings of a reload that came during the running poll. */
+	struct gen *next_gen;
+	const struct account *next_a;
 	struct session *sess;
 	struct event *timer;
-	struct slot *next_queued;
-	bool queued;
-	unsigned failures;
+	double due; /* monotonic seconds, when armed */
+	enum slot_state state;
+	bool removed;		 /* dropped by a reload, freed after its poll */
+	enum session_class last; /* how the previous poll ended */
+	unsigned streak;	 /* polls in a row that ended in LAST */
+	TAILQ_ENTRY(slot) entry; /* in sc->slots */
+	TAILQ_ENTRY(slot) qentry; /* in host->waiting */
 };
+
+TAILQ_HEAD(slot_list, slot);
+TAILQ_HEAD(host_list, host);
 
 struct sched {
 	struct event_base *base;
 	struct evdns_base *dns;
-	const struct conf *conf;
-	bool once, stopping;
-	struct slot *slots;
-	size_t nslots;
-	struct slot *qhead, **qtail; /* waiting for a connection */
-	size_t running;
+	struct gen *cur;
+	char *const *only;
+	size_t nonly;
+	bool once, stopping, abandoned;
+	struct slot_list slots;
+	size_t nslots; /* not counting removed ones */
+	size_t running, queued, armed;
+	struct host **hosts; /* hash buckets */
+	size_t nbuckets, nhosts;
+	struct host_list ready;	    /* round robin over hosts with work */
+	struct host_list releasing; /* hosts with polls ended this turn */
+	struct event *release;
+	struct event *grace;
 	enum session_class worst;
+	unsigned long long delivered;
+	char last_error[CONF_NAME_MAX + 2 + SCHED_MSG_MAX];
+	void (*change_cb)(void *);
+	void *change_arg;
 };
 
 static void slot_timer(evutil_socket_t fd, short what, void *arg);
+static void grace_over(evutil_socket_t fd, short what, void *arg);
+static void release_cb(evutil_socket_t fd, short what, void *arg);
+static void session_done(void *arg, enum session_class cls,
+    const struct session_stats *st, const char *msg);
 static void try_start(struct sched *sc);
+static void maybe_exit(struct sched *sc);
 
-static bool
-selected(const char *name, char *const *only, size_t nonly)
+/* --- configuration generations ---------------------------------------- */
+
+static struct gen *
+gen_new(struct conf *conf)
 {
-	size_t i;
+	struct gen *g;
 
-	if (nonly == 0)
-		return true;
-	for (i = 0; i < nonly; i++)
-		if (strcmp(only[i], name) == 0)
-			return true;
-	return false;
-}
-
-struct sched *
-sched_new(struct event_base *base, struct evdns_base *dns,
-    const struct conf *conf, bool once, char *const *only, size_t nonly)
-{
-	struct sched *sc;
-	size_t i;
-
-	if ((sc = calloc(1, sizeof(*sc))) == NULL ||
-	    (sc->slots = calloc(conf->naccounts + 1, sizeof(*sc->slots))) ==
-		NULL) {
-		free(sc);
+	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return NULL;
-	}
-	sc->base = base;
-	sc->dns = dns;
-	sc->conf = conf;
-	sc->once = once;
-	sc->qtail = &sc->qhead;
-	for (i = 0; i < conf->naccounts; i++) {
-		struct slot *sl = &sc->slots[sc->nslots];
-
-		if (!selected(conf->accounts[i].name, only, nonly))
-			continue;
-		sl->sc = sc;
-		sl->a = &conf->accounts[i];
-		sl->timer = evtimer_new(base, slot_timer, sl);
-		if (sl->timer == NULL)
-			fatalx("out of memory");
-		sc->nslots++;
-	}
-	return sc;
+	g->conf = conf;
+	g->refs = 1;
+	return g;
 }
 
-void
-sched_free(struct sched **scp)
+static struct gen *
+gen_ref(struct gen *g)
 {
-	struct sched *sc = *scp;
-	size_t i;
-
-	if (sc == NULL)
-		return;
-	for (i = 0; i < sc->nslots; i++) {
-		session_free(&sc->slots[i].sess);
-		if (sc->slots[i].timer != NULL)
-			event_free(sc->slots[i].timer);
-	}
-	free(sc->slots);
-	free(sc);
-	*scp = NULL;
+	g->refs++;
+	return g;
 }
 
 static void
-arm(struct slot *sl, unsigned secs)
+gen_unref(struct gen **gp)
 {
-	struct timeval tv = {(time_t)secs, 0};
+	struct gen *g = *gp;
 
-	/* Spread polls so that many accounts do not start together. */
-	if (secs > 0)
-		tv.tv_usec = (suseconds_t)(random() % 1000000);
+	*gp = NULL;
+	if (g == NULL || --g->refs > 0)
+		return;
+	conf_free(&g->conf);
+	free(g);
+}
+
+/* --- hosts -------------------------------------------------------------- */
+
+/* FNV-1a; host names compare without case, as DNS does. */
+static uint32_t
+hash_str(const char *s, bool fold)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++) {
+		h ^= fold ? (unsigned char)tolower((unsigned char)*s)
+			  : (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static void
+hosts_grow(struct sched *sc)
+{
+	size_t n = sc->nbuckets ? sc->nbuckets * 2 : 64, i;
+	struct host **tab, *h, *next;
+
+	if ((tab = calloc(n, sizeof(*tab))) == NULL)
+		fatalx("out of memory");
+	for (i = 0; i < sc->nbuckets; i++)
+		for (h = sc->hosts[i]; h != NULL; h = next) {
+			next = h->hnext;
+			h->hnext = tab[hash_str(h->name, true) & (n - 1)];
+			tab[hash_str(h->name, true) & (n - 1)] = h;
+		}
+	free(sc->hosts);
+	sc->hosts = tab;
+	sc->nbuckets = n;
+}
+
+/* The entry for NAME, created when first seen. */
+static struct host *
+host_get(struct sched *sc, const char *name)
+{
+	struct host *h;
+	size_t b;
+
+	if (sc->nhosts >= sc->nbuckets)
+		hosts_grow(sc);
+	b = hash_str(name, true) & (sc->nbuckets - 1);
+	for (h = sc->hosts[b]; h != NULL; h = h->hnext)
+		if (strcasecmp(h->name, name) == 0)
+			return h;
+	if ((h = calloc(1, sizeof(*h))) == NULL ||
+	    (h->name = strdup(name)) == NULL)
+		fatalx("out of memory");
+	TAILQ_INIT(&h->waiting);
+	h->hnext = sc->hosts[b];
+	sc->hosts[b] = h;
+	sc->nhosts++;
+	return h;
+}
+
+/* Puts H in or out of the ready list, as its queue and count say. */
+static void
+host_update(struct sched *sc, struct host *h)
+{
+	bool want = !TAILQ_EMPTY(&h->waiting) &&
+		    h->running < sc->cur->conf->max_per_host;
+
+	if (want && !h->ready)
+		TAILQ_INSERT_TAIL(&sc->ready, h, ready_entry);
+	else if (!want && h->ready)
+		TAILQ_REMOVE(&sc->ready, h, ready_entry);
+	h->ready = want;
+}
+
+static void
+hosts_update_all(struct sched *sc)
+{
+	struct host *h;
+	size_t i;
+
+	for (i = 0; i < sc->nbuckets; i++)
+		for (h = sc->hosts[i]; h != NULL; h = h->hnext)
+			host_update(sc, h);
+}
+
+/* --- timers and the queue ----------------------------------------------- */
+
+static double
+now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* SECS, moved at random by up to SCHED_JITTER of itself. */
+static double
+jitter(double secs)
+{
+	double r = (double)random() / (double)RAND_MAX;
+
+	return secs * (1.0 - SCHED_JITTER + 2.0 * SCHED_JITTER * r);
+}
+
+/* When a new account polls first: soon, spread over a few seconds. */
+static double
+first_delay(const struct account *a)
+{
+	unsigned spread = a->poll_interval < SCHED_SPREAD_MAX
+			      ? a->poll_interval
+			      : SCHED_SPREAD_MAX;
+
+	return spread * ((double)random() / (double)RAND_MAX);
+}
+
+static void
+arm(struct slot *sl, double secs)
+{
+	struct timeval tv;
+
+	if (secs < 0)
+		secs = 0;
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	if (sl->state != SLOT_ARMED)
+		sl->sc->armed++;
+	sl->state = SLOT_ARMED;
+	sl->due = now_mono() + secs;
 	evtimer_add(sl->timer, &tv);
 }
 
-void
-sched_start(struct sched *sc)
+static void
+disarm(struct slot *sl)
 {
-	size_t i;
-	unsigned spread;
-
-	for (i = 0; i < sc->nslots; i++) {
-		spread = sc->slots[i].a->poll_interval < 30
-			     ? sc->slots[i].a->poll_interval
-			     : 30;
-		arm(&sc->slots[i],
-		    sc->once ? 0 : (unsigned)(random() % (spread + 1)));
-	}
-	if (sc->nslots == 0 && sc->once)
-		event_base_loopexit(sc->base, NULL);
+	if (sl->state != SLOT_ARMED)
+		return;
+	evtimer_del(sl->timer);
+	sl->sc->armed--;
+	sl->state = SLOT_IDLE;
 }
 
 static void
-maybe_exit(struct sched *sc)
+enqueue(struct slot *sl)
 {
-	size_t i;
+	struct sched *sc = sl->sc;
 
-	if (sc->running > 0)
+	disarm(sl);
+	sl->state = SLOT_QUEUED;
+	sc->queued++;
+	TAILQ_INSERT_TAIL(&sl->host->waiting, sl, qentry);
+	host_update(sc, sl->host);
+}
+
+static void
+dequeue(struct slot *sl)
+{
+	struct sched *sc = sl->sc;
+
+	if (sl->state != SLOT_QUEUED)
 		return;
-	if (sc->stopping) {
-		event_base_loopexit(sc->base, NULL);
+	TAILQ_REMOVE(&sl->host->waiting, sl, qentry);
+	sc->queued--;
+	sl->state = SLOT_IDLE;
+	host_update(sc, sl->host);
+}
+
+static void
+changed(struct sched *sc)
+{
+	if (sc->change_cb != NULL)
+		sc->change_cb(sc->change_arg);
+}
+
+/* --- slots -------------------------------------------------------------- */
+
+static struct slot *
+slot_new(struct sched *sc, struct gen *g, const struct account *a)
+{
+	struct slot *sl;
+
+	if ((sl = calloc(1, sizeof(*sl))) == NULL ||
+	    (sl->timer = evtimer_new(sc->base, slot_timer, sl)) == NULL)
+		fatalx("out of memory");
+	sl->sc = sc;
+	sl->gen = gen_ref(g);
+	sl->a = a;
+	sl->host = host_get(sc, a->host);
+	sl->last = SC_OK;
+	TAILQ_INSERT_TAIL(&sc->slots, sl, entry);
+	sc->nslots++;
+	return sl;
+}
+
+/* Frees a slot that is not running. */
+static void
+slot_free(struct slot *sl)
+{
+	struct sched *sc = sl->sc;
+
+	disarm(sl);
+	dequeue(sl);
+	event_free(sl->timer);
+	gen_unref(&sl->gen);
+	gen_unref(&sl->next_gen);
+	TAILQ_REMOVE(&sc->slots, sl, entry);
+	if (!sl->removed)
+		sc->nslots--;
+	free(sl);
+}
+
+/* Gives a slot that is not running the settings A of generation G. */
+static void
+slot_apply(struct slot *sl, struct gen *g, const struct account *a)
+{
+	struct host *h = host_get(sl->sc, a->host);
+	bool queued = sl->state == SLOT_QUEUED;
+
+	gen_ref(g);
+	gen_unref(&sl->gen);
+	sl->gen = g;
+	sl->a = a;
+	if (h == sl->host)
 		return;
+	dequeue(sl);
+	sl->host = h;
+	if (queued)
+		enqueue(sl);
+}
+
+/* Applies the settings a reload left for after the poll; true if any. */
+static bool
+slot_apply_pending(struct slot *sl)
+{
+	if (sl->next_gen == NULL)
+		return false;
+	slot_apply(sl, sl->next_gen, sl->next_a);
+	gen_unref(&sl->next_gen);
+	sl->next_a = NULL;
+	return true;
+}
+
+static void
+start_poll(struct slot *sl)
+{
+	struct sched *sc = sl->sc;
+
+	sl->sess = session_start(
+	    sc->base, sc->dns, sl->gen->conf, sl->a, session_done, sl);
+	if (sl->sess == NULL)
+		fatalx("out of memory");
+	sl->state = SLOT_RUNNING;
+	sc->running++;
+	sl->host->running++;
+	host_update(sc, sl->host);
+}
+
+/*
+ * Starts queued polls as far as the caps allow: one from the first ready
+ * host, which then goes to the back of the line (round robin), so one
+ * server with many accounts does not starve the others.
+ */
+static void
+try_start(struct sched *sc)
+{
+	struct host *h;
+	struct slot *sl;
+	bool started = false;
+
+	while (!sc->stopping && sc->running < sc->cur->conf->max_connections &&
+	       (h = TAILQ_FIRST(&sc->ready)) != NULL) {
+		sl = TAILQ_FIRST(&h->waiting);
+		dequeue(sl);
+		start_poll(sl);
+		if (h->ready) {
+			TAILQ_REMOVE(&sc->ready, h, ready_entry);
+			TAILQ_INSERT_TAIL(&sc->ready, h, ready_entry);
+		}
+		started = true;
 	}
-	if (!sc->once)
+	if (started)
+		changed(sc);
+}
+
+static void
+slot_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct slot *sl = arg;
+	struct sched *sc = sl->sc;
+
+	sc->armed--;
+	sl->state = SLOT_IDLE;
+	if (sc->stopping)
 		return;
-	for (i = 0; i < sc->nslots; i++)
-		if (evtimer_pending(sc->slots[i].timer, NULL) ||
-		    sc->slots[i].queued)
-			return;
-	event_base_loopexit(sc->base, NULL);
+	enqueue(sl);
+	try_start(sc);
 }
 
-void
-sched_stop(struct sched *sc)
-{
-	size_t i;
+/* --- the end of a poll -------------------------------------------------- */
 
-	sc->stopping = true;
-	for (i = 0; i < sc->nslots; i++)
-		evtimer_del(sc->slots[i].timer);
-	sc->qhead = NULL;
-	sc->qtail = &sc->qhead;
-	for (i = 0; i < sc->nslots; i++)
-		sc->slots[i].queued = false;
-	log_info(NULL, "stopping: %zu poll(s) still running", sc->running);
+/*
+ * A poll that ended still counts against the caps until the next loop
+ * turn: libevent closes a freed connection's socket from finalizer
+ * callbacks later in the current turn, and a poll started before that
+ * would briefly be one connection over max_connections.
+ */
+static void
+release_later(struct sched *sc, struct host *h)
+{
+	static const struct timeval now = {0, 0};
+
+	if (h->releasing++ == 0)
+		TAILQ_INSERT_TAIL(&sc->releasing, h, release_entry);
+	evtimer_add(sc->release, &now);
+}
+
+static void
+release_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *sc = arg;
+	struct host *h;
+
+	while ((h = TAILQ_FIRST(&sc->releasing)) != NULL) {
+		TAILQ_REMOVE(&sc->releasing, h, release_entry);
+		h->running -= h->releasing;
+		sc->running -= h->releasing;
+		h->releasing = 0;
+		host_update(sc, h);
+	}
+	try_start(sc);
+	changed(sc);
 	maybe_exit(sc);
-}
-
-static unsigned
-next_delay(const struct slot *sl, enum session_class cls)
-{
-	unsigned base = sl->a->poll_interval, d = base, cap;
-	unsigned i;
-
-	if (cls == SC_OK)
-		return base;
-	cap = base > SCHED_BACKOFF_MAX ? base : SCHED_BACKOFF_MAX;
-	/* Authentication failures back off hard: retrying will not help. */
-	if (cls == SC_AUTH)
-		return cap;
-	for (i = 1; i < sl->failures && d < cap; i++)
-		d *= 2;
-	return d < cap ? d : cap;
 }
 
 static int
@@ -204,98 +512,531 @@ class_severity(enum session_class cls)
 	return 4;
 }
 
+/* FIRST doubled for each failure of a streak after the first, up to CAP. */
+static double
+backoff(double first, double cap, unsigned streak)
+{
+	double d = first;
+	unsigned i;
+
+	for (i = 1; i < streak && d < cap; i++)
+		d *= 2;
+	return d < cap ? d : cap;
+}
+
+/*
+ * Seconds until the next poll after one that ended in CLS, or -1: not
+ * until a reload. RELOADED: the account's settings changed meanwhile.
+ */
+static double
+next_delay(const struct slot *sl, enum session_class cls, bool reloaded)
+{
+	double iv = sl->a->poll_interval;
+
+	switch (cls) {
+	case SC_OK:
+	case SC_BUSY:  /* the server asked for later: the normal interval */
+	case SC_LOCAL: /* each poll checks whether space is back */
+		return jitter(iv);
+	case SC_NET:
+	case SC_PROTO:
+		return jitter(
+		    backoff(iv, iv > SCHED_BACKOFF_MAX ? iv : SCHED_BACKOFF_MAX,
+			sl->streak));
+	case SC_AUTH:
+		if (reloaded)
+			return first_delay(sl->a);
+		return jitter(
+		    backoff(iv > SCHED_AUTH_FIRST ? iv : SCHED_AUTH_FIRST,
+			iv > SCHED_AUTH_MAX ? iv : SCHED_AUTH_MAX, sl->streak));
+	case SC_CONFIG:
+	case SC_COUNT:
+		break;
+	}
+	return reloaded ? first_delay(sl->a) : -1;
+}
+
+/* Counts the poll's result into the totals and the slot's streak. */
 static void
-session_done(void *arg, enum session_class cls, const struct session_stats *st,
+record(struct slot *sl, enum session_class cls, const struct session_stats *st,
     const char *msg)
 {
-	struct slot *sl = arg;
 	struct sched *sc = sl->sc;
 
-	log_info(sl->a->name,
-	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu "
-	    "failed=%zu secs=%.2f result=%s",
-	    st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
-	    st->left, st->failed, st->secs, session_class_name(cls));
-	(void)msg;
-	/* Called from the session's own event, not from inside it. */
-	session_free(&sl->sess);
-	sc->running--;
 	if (class_severity(cls) > class_severity(sc->worst))
 		sc->worst = cls;
-	sl->failures = cls == SC_OK ? 0 : sl->failures + 1;
-	if (!sc->once && !sc->stopping)
-		arm(sl, next_delay(sl, cls));
-	try_start(sc);
-	maybe_exit(sc);
+	sc->delivered += st->fetched;
+	if (cls != SC_OK)
+		snprintf(sc->last_error, sizeof(sc->last_error), "%.*s: %s",
+		    CONF_NAME_MAX, sl->a->name,
+		    msg[0] != '\0' ? msg : session_class_name(cls));
+	sl->streak = cls == sl->last ? sl->streak + 1 : 1;
 }
 
-static size_t
-running_on(const struct sched *sc, const char *host)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < sc->nslots; i++)
-		if (sc->slots[i].sess != NULL &&
-		    strcmp(sc->slots[i].a->host, host) == 0)
-			n++;
-	return n;
-}
-
-/* Starts queued polls in order, as far as the caps allow. */
+/*
+ * One line when an account's condition changes, saying what happens next:
+ * the session logs each failure, this says what the daemon does about it.
+ */
 static void
-try_start(struct sched *sc)
+note_change(
+    struct slot *sl, enum session_class cls, const char *msg, double next)
 {
-	struct slot **pp = &sc->qhead, *sl;
+	const struct account *a = sl->a;
+	enum session_class was = sl->last;
 
-	while ((sl = *pp) != NULL && sc->running < sc->conf->max_connections) {
-		if (running_on(sc, sl->a->host) >= sc->conf->max_per_host) {
-			pp = &sl->next_queued;
-			continue;
-		}
-		*pp = sl->next_queued;
-		if (*pp == NULL)
-			sc->qtail = pp;
-		sl->queued = false;
-		sl->next_queued = NULL;
-		sl->sess = session_start(
-		    sc->base, sc->dns, sc->conf, sl->a, session_done, sl);
-		if (sl->sess == NULL)
-			fatalx("out of memory");
-		sc->running++;
+	sl->last = cls;
+	if (cls == was || sl->sc->once || sl->sc->stopping)
+		return;
+	switch (cls) {
+	case SC_OK:
+		log_info(a->name, "recovered=%s polls work again",
+		    session_class_name(was));
+		break;
+	case SC_AUTH:
+		log_warnx(a->name,
+		    "AUTHENTICATION REFUSED by %s:%u for user \"%s\": %s; next "
+		    "attempt in %.0f s; fix the password (or its source), then "
+		    "reload (SIGHUP) or poll now (SIGUSR1)",
+		    a->host, a->port, a->user, msg, next);
+		break;
+	case SC_LOCAL:
+		log_warnx(a->name,
+		    "cannot deliver locally: %s; nothing is fetched or deleted "
+		    "until this is fixed; retrying every %u s",
+		    msg, a->poll_interval);
+		break;
+	case SC_CONFIG:
+		log_warnx(a->name,
+		    "account paused until the configuration is reloaded "
+		    "(SIGHUP): %s",
+		    msg);
+		break;
+	default:
+		log_info(a->name,
+		    "failing=%s next attempt in %.0f s, backing "
+		    "off while it fails",
+		    session_class_name(cls), next);
+		break;
 	}
 }
 
 static void
-slot_timer(evutil_socket_t fd, short what, void *arg)
+log_poll(const struct slot *sl, enum session_class cls,
+    const struct session_stats *st, double next)
+{
+	char when[32] = "";
+
+	if (next >= 0)
+		snprintf(when, sizeof(when), " next=%.0f", next);
+	else if (cls == SC_CONFIG && !sl->sc->once && !sl->sc->stopping)
+		snprintf(when, sizeof(when), " next=reload");
+	log_info(sl->a->name,
+	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu "
+	    "failed=%zu secs=%.2f result=%s%s",
+	    st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
+	    st->left, st->failed, st->secs, session_class_name(cls), when);
+}
+
+/* Called from the session's own event, not from inside it: may free it. */
+static void
+session_done(void *arg, enum session_class cls, const struct session_stats *stp,
+    const char *msgp)
 {
 	struct slot *sl = arg;
 	struct sched *sc = sl->sc;
+	/* Copies: both live inside the session freed below. */
+	const struct session_stats copy = *stp, *st = &copy;
+	char msg[SCHED_MSG_MAX];
+	double next = -1;
+	bool reloaded;
 
-	if (sc->stopping || sl->sess != NULL || sl->queued)
+	snprintf(msg, sizeof(msg), "%s", msgp);
+	session_free(&sl->sess);
+	sl->state = SLOT_IDLE;
+	release_later(sc, sl->host);
+	record(sl, cls, st, msg);
+	if (sl->removed) {
+		log_poll(sl, cls, st, -1);
+		log_info(sl->a->name, "removed from the configuration");
+		slot_free(sl);
+	} else {
+		reloaded = slot_apply_pending(sl);
+		if (!sc->once && !sc->stopping)
+			next = next_delay(sl, cls, reloaded);
+		note_change(sl, cls, msg, next);
+		log_poll(sl, cls, st, next);
+		if (next >= 0)
+			arm(sl, next);
+	}
+	changed(sc);
+}
+
+/* --- life cycle --------------------------------------------------------- */
+
+static bool
+selected(const struct sched *sc, const char *name)
+{
+	size_t i;
+
+	if (sc->nonly == 0)
+		return true;
+	for (i = 0; i < sc->nonly; i++)
+		if (strcmp(sc->only[i], name) == 0)
+			return true;
+	return false;
+}
+
+struct sched *
+sched_new(struct event_base *base, struct evdns_base *dns, struct conf *conf,
+    bool once, char *const *only, size_t nonly)
+{
+	struct sched *sc;
+	size_t i;
+
+	if ((sc = calloc(1, sizeof(*sc))) == NULL ||
+	    (sc->cur = gen_new(conf)) == NULL ||
+	    (sc->grace = evtimer_new(base, grace_over, sc)) == NULL ||
+	    (sc->release = evtimer_new(base, release_cb, sc)) == NULL) {
+		if (sc != NULL) {
+			if (sc->grace != NULL)
+				event_free(sc->grace);
+			free(sc->cur);
+		}
+		free(sc);
+		conf_free(&conf);
+		return NULL;
+	}
+	sc->base = base;
+	sc->dns = dns;
+	sc->once = once;
+	sc->only = only;
+	sc->nonly = nonly;
+	TAILQ_INIT(&sc->slots);
+	TAILQ_INIT(&sc->ready);
+	TAILQ_INIT(&sc->releasing);
+	for (i = 0; i < conf->naccounts; i++)
+		if (selected(sc, conf->accounts[i].name))
+			slot_new(sc, sc->cur, &conf->accounts[i]);
+	return sc;
+}
+
+void
+sched_free(struct sched **scp)
+{
+	struct sched *sc = *scp;
+	struct slot *sl;
+	struct host *h, *next;
+	size_t i;
+
+	if (sc == NULL)
 		return;
-	sl->queued = true;
-	*sc->qtail = sl;
-	sc->qtail = &sl->next_queued;
+	while ((sl = TAILQ_FIRST(&sc->slots)) != NULL) {
+		/* Before its configuration: the session points into it. */
+		if (sl->state == SLOT_RUNNING) {
+			session_free(&sl->sess);
+			sl->state = SLOT_IDLE;
+		}
+		slot_free(sl);
+	}
+	for (i = 0; i < sc->nbuckets; i++)
+		for (h = sc->hosts[i]; h != NULL; h = next) {
+			next = h->hnext;
+			free(h->name);
+			free(h);
+		}
+	free(sc->hosts);
+	event_free(sc->grace);
+	event_free(sc->release);
+	gen_unref(&sc->cur);
+	free(sc);
+	*scp = NULL;
+}
+
+void
+sched_start(struct sched *sc)
+{
+	struct slot *sl;
+
+	TAILQ_FOREACH(sl, &sc->slots, entry)
+	{
+		if (sc->once)
+			enqueue(sl);
+		else
+			arm(sl, first_delay(sl->a));
+	}
+	if (!sc->once)
+		log_info(NULL,
+		    "started accounts=%zu max_connections=%u "
+		    "max_per_host=%u",
+		    sc->nslots, sc->cur->conf->max_connections,
+		    sc->cur->conf->max_per_host);
 	try_start(sc);
+	changed(sc);
+	maybe_exit(sc);
+}
+
+static void
+maybe_exit(struct sched *sc)
+{
+	if (sc->running > 0)
+		return;
+	if (sc->stopping || (sc->once && sc->queued == 0 && sc->armed == 0)) {
+		evtimer_del(sc->grace);
+		event_base_loopexit(sc->base, NULL);
+	}
+}
+
+/* Ends the polls still running after the grace period. */
+static void
+abandon(struct sched *sc)
+{
+	struct slot *sl;
+	size_t n = 0;
+
+	TAILQ_FOREACH(sl, &sc->slots, entry)
+	{
+		if (sl->state != SLOT_RUNNING)
+			continue;
+		/* Safe: nothing is deleted without QUIT. */
+		session_free(&sl->sess);
+		sl->state = SLOT_IDLE;
+		sl->host->running--;
+		sc->running--;
+		log_warnx(sl->a->name, "poll abandoned at shutdown; what it "
+				       "delivered is kept, the rest stays on "
+				       "the server");
+		n++;
+	}
+	sc->abandoned = n > 0;
+	log_info(NULL, "stopped abandoned=%zu", n);
+	evtimer_del(sc->grace);
+	event_base_loopexit(sc->base, NULL);
+}
+
+static void
+grace_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *sc = arg;
+
+	log_warnx(NULL, "grace period over with %zu poll(s) still running",
+	    sc->running);
+	abandon(sc);
+}
+
+void
+sched_stop(struct sched *sc)
+{
+	struct timeval tv = {0, 0};
+	struct slot *sl;
+	unsigned grace = 0;
+	size_t n = 0;
+
+	if (sc->stopping) {
+		abandon(sc);
+		return;
+	}
+	sc->stopping = true;
+	TAILQ_FOREACH(sl, &sc->slots, entry)
+	{
+		disarm(sl);
+		dequeue(sl);
+		if (sl->state != SLOT_RUNNING)
+			continue;
+		n++;
+		if (sl->a->timeout > grace)
+			grace = sl->a->timeout;
+	}
+	log_info(NULL, "stopping running=%zu grace=%u", n, grace);
+	if (n > 0) {
+		tv.tv_sec = grace;
+		evtimer_add(sc->grace, &tv);
+	}
+	changed(sc);
+	maybe_exit(sc);
+}
+
+bool
+sched_stopping(const struct sched *sc)
+{
+	return sc->stopping;
+}
+
+/* --- reload ------------------------------------------------------------- */
+
+/* Account names of a configuration, hashed: index + 1, 0 when empty. */
+struct name_index {
+	size_t *tab;
+	size_t mask;
+};
+
+static void
+index_build(struct name_index *ix, const struct conf *conf)
+{
+	size_t n = 16, i, b;
+
+	while (n < 2 * conf->naccounts)
+		n *= 2;
+	if ((ix->tab = calloc(n, sizeof(*ix->tab))) == NULL)
+		fatalx("out of memory");
+	ix->mask = n - 1;
+	for (i = 0; i < conf->naccounts; i++) {
+		b = hash_str(conf->accounts[i].name, false) & ix->mask;
+		while (ix->tab[b] != 0)
+			b = (b + 1) & ix->mask;
+		ix->tab[b] = i + 1;
+	}
+}
+
+/* The index of the account called NAME in CONF, or naccounts. */
+static size_t
+index_find(
+    const struct name_index *ix, const struct conf *conf, const char *name)
+{
+	size_t b = hash_str(name, false) & ix->mask;
+
+	for (; ix->tab[b] != 0; b = (b + 1) & ix->mask)
+		if (strcmp(conf->accounts[ix->tab[b] - 1].name, name) == 0)
+			return ix->tab[b] - 1;
+	return conf->naccounts;
+}
+
+/* A reload dropped the account: now, or after its running poll. */
+static void
+slot_drop(struct slot *sl)
+{
+	if (sl->state != SLOT_RUNNING) {
+		log_info(sl->a->name, "removed from the configuration");
+		slot_free(sl);
+		return;
+	}
+	sl->removed = true;
+	sl->sc->nslots--;
+	gen_unref(&sl->next_gen);
+}
+
+/* A reload kept the account, maybe with changed settings A. */
+static void
+slot_update(struct slot *sl, struct gen *g, const struct account *a)
+{
+	unsigned old_interval = sl->a->poll_interval;
+	double left;
+
+	if (sl->state == SLOT_RUNNING) {
+		gen_unref(&sl->next_gen);
+		sl->next_gen = gen_ref(g);
+		sl->next_a = a;
+		return;
+	}
+	slot_apply(sl, g, a);
+	if (sl->sc->once || sl->state == SLOT_QUEUED)
+		return;
+	/* The password may have been fixed: try again soon. */
+	if (sl->last == SC_AUTH || sl->last == SC_CONFIG) {
+		sl->streak = 0;
+		arm(sl, first_delay(a));
+		return;
+	}
+	/* A shorter interval should not wait for the old, longer one. */
+	left = sl->due - now_mono();
+	if (sl->state == SLOT_ARMED && sl->last == SC_OK &&
+	    a->poll_interval < old_interval && left > a->poll_interval)
+		arm(sl, jitter(a->poll_interval));
+}
+
+void
+sched_reload(struct sched *sc, struct conf *conf)
+{
+	struct name_index ix;
+	struct slot *sl, *next;
+	struct gen *g;
+	bool *kept;
+	size_t i, added = 0, removed = 0;
+
+	if ((g = gen_new(conf)) == NULL ||
+	    (kept = calloc(conf->naccounts + 1, sizeof(*kept))) == NULL)
+		fatalx("out of memory");
+	index_build(&ix, conf);
+	for (sl = TAILQ_FIRST(&sc->slots); sl != NULL; sl = next) {
+		next = TAILQ_NEXT(sl, entry);
+		if (sl->removed)
+			continue;
+		i = index_find(&ix, conf, sl->a->name);
+		if (i == conf->naccounts || !selected(sc, sl->a->name)) {
+			slot_drop(sl);
+			removed++;
+			continue;
+		}
+		kept[i] = true;
+		slot_update(sl, g, &conf->accounts[i]);
+	}
+	for (i = 0; i < conf->naccounts; i++) {
+		if (kept[i] || !selected(sc, conf->accounts[i].name))
+			continue;
+		sl = slot_new(sc, g, &conf->accounts[i]);
+		if (!sc->once && !sc->stopping)
+			arm(sl, first_delay(sl->a));
+		added++;
+	}
+	free(ix.tab);
+	free(kept);
+	gen_unref(&sc->cur);
+	sc->cur = g;
+	/* max_per_host may have changed. */
+	hosts_update_all(sc);
+	log_info(NULL, "reloaded file=%s accounts=%zu added=%zu removed=%zu",
+	    conf->path, sc->nslots, added, removed);
+	try_start(sc);
+	changed(sc);
+}
+
+void
+sched_poll_now(struct sched *sc)
+{
+	struct slot *sl;
+	size_t n = 0;
+
+	if (sc->stopping)
+		return;
+	TAILQ_FOREACH(sl, &sc->slots, entry)
+	{
+		if (sl->removed || sl->state == SLOT_RUNNING ||
+		    sl->state == SLOT_QUEUED)
+			continue;
+		enqueue(sl);
+		n++;
+	}
+	log_info(NULL, "poll-now accounts=%zu", n);
+	try_start(sc);
+	changed(sc);
+}
+
+/* --- reporting ---------------------------------------------------------- */
+
+void
+sched_on_change(struct sched *sc, void (*cb)(void *), void *arg)
+{
+	sc->change_cb = cb;
+	sc->change_arg = arg;
+}
+
+void
+sched_status(const struct sched *sc, char *buf, size_t len)
+{
+	snprintf(buf, len,
+	    "%s%zu accounts, %zu polling, %zu waiting, %llu delivered since "
+	    "start%s%s",
+	    sc->stopping ? "Stopping: " : "", sc->nslots, sc->running,
+	    sc->queued, sc->delivered,
+	    sc->last_error[0] != '\0' ? "; last error: " : "", sc->last_error);
 }
 
 int
 sched_exit_status(const struct sched *sc)
 {
-	switch (sc->worst) {
-	case SC_OK:
-		return EX_OK;
-	case SC_NET:
-	case SC_BUSY:
-	case SC_PROTO:
-		return EX_TEMPFAIL;
-	case SC_AUTH:
-		return EX_NOPERM;
-	case SC_LOCAL:
-		return EX_IOERR;
-	case SC_CONFIG:
-	case SC_COUNT:
-		break;
-	}
-	return EX_CONFIG;
+	enum session_class worst = sc->worst;
+
+	/* An interrupted run is a temporary failure: the next one resumes. */
+	if (sc->abandoned && class_severity(worst) < class_severity(SC_NET))
+		worst = SC_NET;
+	return session_exit_status(worst);
 }

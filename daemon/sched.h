@@ -1,9 +1,15 @@
 /*
  * sched: when each account is polled. Polls run concurrently on one loop,
- * capped by max_connections and max_per_host; an account's next poll is
- * scheduled when its previous one ends (never overlapping), later after
- * failures. In --once mode every selected account is polled once and the
- * loop ends when all are done.
+ * capped by max_connections and max_per_host, and wait for a connection
+ * in a fair queue (round robin over the hosts, first come first served
+ * within one host). An account's next poll is scheduled when its previous
+ * one ends, so two polls of one account never overlap; after a failure
+ * the delay depends on the error class (see sched.c). In --once mode every
+ * selected account is polled once and the loop ends when all are done.
+ *
+ * The scheduler owns the configurations it is given. A reload makes a new
+ * generation current; an older one is freed when no account and no
+ * running poll uses it any more (sessions hold pointers into it).
  */
 #ifndef POPFETCHD_SCHED_H
 #define POPFETCHD_SCHED_H
@@ -17,24 +23,57 @@ struct conf;
 struct sched;
 
 /*
- * A scheduler for the accounts of CONF (which must outlive it), or only
- * those named in ONLY (NONLY names; 0: all). ONCE: poll each once.
+ * A scheduler for the accounts of CONF, or only those named in ONLY (NONLY
+ * names, which must outlive the scheduler; 0: all). Takes ownership of
+ * CONF. ONCE: poll each selected account once, then end the loop.
+ * Returns NULL only when out of memory (CONF is then freed).
  */
 struct sched *sched_new(struct event_base *base, struct evdns_base *dns,
-    const struct conf *conf, bool once, char *const *only, size_t nonly);
+    struct conf *conf, bool once, char *const *only, size_t nonly);
 
-/* Schedules the first polls. */
+/* Schedules the first polls (spread over a few seconds unless --once). */
 void sched_start(struct sched *sc);
 
 /*
- * Starts no more polls; running ones finish. The loop is asked to exit
- * when none is left.
+ * Graceful stop: starts no more polls and lets running ones finish, for
+ * at most the longest timeout of their accounts; then abandons the rest
+ * (nothing is deleted on a server without QUIT, and deliveries are
+ * completed by the next start) and ends the loop. A second call abandons
+ * at once.
  */
 void sched_stop(struct sched *sc);
 
+/* True once sched_stop() was called. */
+bool sched_stopping(const struct sched *sc);
+
+/*
+ * Makes CONF (ownership taken) the configuration: accounts it adds are
+ * scheduled, accounts it drops stop after their running poll, changed
+ * accounts use their new settings from their next poll on. Accounts paused
+ * by an authentication or configuration error are retried soon.
+ */
+void sched_reload(struct sched *sc, struct conf *conf);
+
+/* Polls every account now, except those already polling or queued. */
+void sched_poll_now(struct sched *sc);
+
+/*
+ * CB(ARG) is called whenever what sched_status() reports may have changed
+ * (a poll started or ended, a reload). It must not call back into the
+ * scheduler except for sched_status() and sched_stopping().
+ */
+void sched_on_change(struct sched *sc, void (*cb)(void *), void *arg);
+
+/*
+ * A one-line summary for humans (systemd's STATUS=): accounts, polls
+ * running and waiting, messages delivered since start, the last error.
+ */
+void sched_status(const struct sched *sc, char *buf, size_t len);
+
 /*
  * The exit status for --once (sysexits.h): 0, or the most serious class
- * seen: 74 local I/O, 77 authentication, 75 temporary, 78 configuration.
+ * seen: 78 configuration, 74 local I/O, 77 authentication, 75 temporary
+ * (also when polls were abandoned at a stop).
  */
 int sched_exit_status(const struct sched *sc);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,6 +155,27 @@ session_class_name(enum session_class cls)
 	return (unsigned)cls < SC_COUNT ? class_names[cls] : "?";
 }
 
+int
+session_exit_status(enum session_class cls)
+{
+	switch (cls) {
+	case SC_OK:
+		return EX_OK;
+	case SC_NET:
+	case SC_BUSY:
+	case SC_PROTO:
+		return EX_TEMPFAIL;
+	case SC_AUTH:
+		return EX_NOPERM;
+	case SC_LOCAL:
+		return EX_IOERR;
+	case SC_CONFIG:
+	case SC_COUNT:
+		break;
+	}
+	return EX_CONFIG;
+}
+
 static void
 set_state(struct session *s, enum session_state st)
 {
@@ -233,7 +255,10 @@ secret_ready(void *arg, const char *secret, const char *err)
 
 	s->sreq = NULL;
 	if (secret == NULL) {
-		fail(s, SC_CONFIG, "password: %s", err);
+		/* A token helper may fail for a while (network); files do not.
+		 */
+		fail(s, s->a->password_command != NULL ? SC_BUSY : SC_CONFIG,
+		    "password: %s", err);
 		return;
 	}
 	snprintf(s->secret, sizeof(s->secret), "%s", secret);
@@ -349,6 +374,12 @@ finish(struct session *s)
 		deliver_abort(s->dl);
 		flush_batch(s, false);
 	}
+	/*
+	 * The completion records of the last batch, so the next start has
+	 * nothing to recover.
+	 */
+	if (s->st != NULL && state_commit(s->st) == -1)
+		log_warn(s->a->name, "state commit");
 	s->receiving = false;
 	secret_cancel(&s->sreq);
 	auth_wipe(s->secret, sizeof(s->secret));

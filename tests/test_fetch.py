@@ -344,6 +344,82 @@ class TestFetch(FetchTest):
                              multiset(big))
             self.assertIn("left=%d" % len(big), r.stderr)
 
+    def run_probe(self, conf, option, name="alice"):
+        cmd = [BINARY, "-c", conf, option, name]
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True,
+                              errors="replace", timeout=RUN_TIMEOUT)
+
+    def test_serverinfo(self):
+        """--serverinfo: greeting, TLS, capabilities, STAT; nothing moves."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(5, seed=7, tag="info")
+        dc.deliver_many("alice", msgs)
+        fp = subprocess.run(
+            ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
+             dc.cert_file], capture_output=True, text=True,
+            check=True).stdout.strip().split("=", 1)[1]
+        for tls in ("implicit", "starttls"):
+            conf = self.config(self.account(dc, tls=tls))
+            r = self.run_probe(conf, "--serverinfo")
+            self.assert_exit(r, 0)
+            out = r.stdout
+            self.assertRegex(out, r"greeting: +\S")
+            self.assertRegex(out, r"tls: +TLSv1\.[23] ")
+            self.assertIn("sha256:       " + fp, out)
+            self.assertIn("capability:   UIDL", out)
+            # After STLS only what was said over TLS: no STLS offered.
+            self.assertNotIn("capability:   STLS", out)
+            self.assertIn("mailbox:      5 messages", out)
+            self.assertIn("logged in:", out)
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs))
+        self.assert_nothing_delivered()
+
+    def test_list(self):
+        """--list: one line per message with UID, From and Subject."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(12, seed=8, tag="list")
+        dc.deliver_many("alice", msgs)
+        conf = self.config(self.account(dc))
+        r = self.run_probe(conf, "--list")
+        self.assert_exit(r, 0)
+        lines = [l for l in r.stdout.splitlines()
+                 if re.match(r"^ +\d+ +\d+ ", l)]
+        self.assertEqual(len(lines), len(msgs), r.stdout)
+        subjects = sorted(mailgen.subject(m) for m in msgs)
+        listed = sorted(l.rsplit(" | ", 1)[1] for l in lines)
+        self.assertEqual(listed, subjects)
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs))
+        self.assert_nothing_delivered()
+
+    def test_pipelined_thousand(self):
+        """1,000 messages fetched with pipelining, exactly once."""
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        msgs = mailgen.generate(1000, seed=9, tag="pipe")
+        dc.deliver_many("alice", msgs)
+        conf = self.config(self.account(dc, extra='pipelining = "on";'))
+        r = self.run_once(conf, "-d", "1")
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(dc.server_messages("alice"), [])
+        # Commands really overlapped: a RETR went out before the
+        # previous one's reply came back.
+        trace = [l.split(" ", 2)[1:] for l in r.stderr.splitlines()
+                 if l.startswith("account=alice ") and
+                 l.split(" ", 2)[1:2] in (["<"], [">"])]
+        depth = most = 0
+        for direction, _ in trace:
+            depth += 1 if direction == ">" else 0
+            if direction == "<":
+                depth = max(depth - 1, 0)
+            most = max(most, depth)
+        self.assertGreater(most, 10)
+
     def test_wrong_password(self):
         """Authentication refused: exit 77, named account, nothing moved."""
         dc = self.dovecot()

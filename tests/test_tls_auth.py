@@ -29,27 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepop import FakePop, make_cert, tempdir  # noqa: E402
 
 BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
-# Taken here, not in __main__: a known bug is marked by the kind of build.
 if "--binary" in sys.argv:
     _i = sys.argv.index("--binary")
     BINARY = sys.argv[_i + 1]
     del sys.argv[_i:_i + 2]
-
-
-def _sanitized(path):
-    """Whether the binary at PATH was built with AddressSanitizer."""
-    try:
-        with open(path, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-SANITIZED = _sanitized(BINARY)
-
-
-def expected_failure_if(cond):
-    return unittest.expectedFailure if cond else (lambda f: f)
 
 
 # One run of popfetchd --once takes this long at most.
@@ -859,19 +842,13 @@ class TlsAuthTest(unittest.TestCase):
         srv = self.server()
         conf = self.config(srv, password_command="echo oops >&2; exit 3")
         r = self.run_once(conf)
-        self.assertEqual(r.returncode, 78, r.stderr)
+        # A token helper may fail for a while: temporary, not config.
+        self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("password_command exited with status 3", r.stderr)
         # Its stderr is logged, so the user sees why.
         self.assertIn("oops", r.stderr)
         self.assertEqual(srv.sync(), 0)
 
-    # Known bug, seen only under LeakSanitizer (the run aborts, exit -6):
-    # sched.c maybe_exit() calls event_base_loopexit() as soon as the last
-    # session is done, while the killed command's request is still
-    # detached in secret.c waiting for reap_cb() to reap it and free it
-    # (secret.h promises the loop runs until then). The secret_req and its
-    # five events leak, and the child is never reaped by popfetchd.
-    @expected_failure_if(SANITIZED)
     def test_password_command_timeout(self):
         srv = self.server()
         pidfile = os.path.join(self.dir, "pid")
@@ -880,7 +857,7 @@ class TlsAuthTest(unittest.TestCase):
         t0 = time.monotonic()
         r = self.run_once(conf)
         took = time.monotonic() - t0
-        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("password_command timed out after 2 s", r.stderr)
         self.assertLess(took, 15)
         self.assertEqual(srv.sync(), 0)
