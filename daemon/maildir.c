@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "maildir.h"
 
 /* Files in tmp/ older than this are left over by a crash (Maildir rule). */
@@ -87,8 +88,6 @@ struct maildir_msg {
 
 static void errmsg(
     char *errbuf, size_t errlen, const char *what, const char *path);
-static int mkdir_p(const char *path, char *errbuf, size_t errlen);
-static int fsync_parent(const char *path);
 static int open_subdir(
     struct maildir *md, const char *sub, char *errbuf, size_t errlen);
 static bool valid_name(const char *name);
@@ -97,7 +96,6 @@ static size_t host_escape(char c, char esc[ESCAPE_SIZE]);
 static int format_base(char *buf, size_t buflen, long long sec, long usec,
     long pid, unsigned long seq, const char *host);
 static int next_base(const struct maildir *md, char *buf, size_t buflen);
-static int write_all(int fd, const char *data, size_t len);
 static int emit(struct maildir_msg *msg, const char *data, size_t len);
 static int convert(struct maildir_msg *msg, const char *p, const char *end);
 static int flush_buf(struct maildir_msg *msg);
@@ -137,7 +135,7 @@ maildir_open(const char *path, char *errbuf, size_t errlen)
 		return NULL;
 	}
 	md->dirfd = md->tmpfd = md->newfd = -1;
-	if (mkdir_p(path, errbuf, errlen) == -1)
+	if (fsutil_mkdir_p(path, errbuf, errlen) == -1)
 		goto fail;
 	md->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (md->dirfd == -1) {
@@ -180,67 +178,6 @@ maildir_close(struct maildir **mdp)
 	*mdp = NULL;
 }
 
-/*
- * Creates PATH and any missing parents with mode 0700, like mkdir -p.
- * Each directory created is made durable in its parent, or a crash could
- * lose the directory together with every message fsynced inside it.
- */
-static int
-mkdir_p(const char *path, char *errbuf, size_t errlen)
-{
-	char *copy, *p;
-	int rc = 0;
-
-	if (path[0] == '\0') {
-		errno = ENOENT;
-		errmsg(errbuf, errlen, "cannot create", "\"\"");
-		return -1;
-	}
-	if ((copy = strdup(path)) == NULL) {
-		errmsg(errbuf, errlen, "cannot create", path);
-		return -1;
-	}
-	for (p = copy + 1; rc == 0; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-		*p = '\0';
-		if (mkdir(copy, 0700) == 0)
-			rc = fsync_parent(copy);
-		else if (errno != EEXIST)
-			rc = -1;
-		if (rc == -1)
-			errmsg(errbuf, errlen, "cannot create", copy);
-		*p = c;
-		if (c == '\0')
-			break;
-	}
-	free(copy);
-	return rc;
-}
-
-/* fsyncs the directory holding PATH (the part before its last '/'). */
-static int
-fsync_parent(const char *path)
-{
-	char parent[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	int fd, rc;
-
-	if (slash == NULL)
-		snprintf(parent, sizeof(parent), ".");
-	else if (slash == path)
-		snprintf(parent, sizeof(parent), "/");
-	else
-		snprintf(
-		    parent, sizeof(parent), "%.*s", (int)(slash - path), path);
-	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 /* Creates (if missing) and opens the subdirectory SUB of the Maildir. */
 static int
 open_subdir(struct maildir *md, const char *sub, char *errbuf, size_t errlen)
@@ -278,16 +215,7 @@ open_subdir(struct maildir *md, const char *sub, char *errbuf, size_t errlen)
 static bool
 valid_name(const char *name)
 {
-	size_t len = strnlen(name, NAME_MAX + 1), i;
-
-	if (len == 0 || len > NAME_MAX || strcmp(name, ".") == 0 ||
-	    strcmp(name, "..") == 0)
-		return false;
-	for (i = 0; i < len; i++)
-		if ((unsigned char)name[i] < 0x21 ||
-		    (unsigned char)name[i] > 0x7e || name[i] == '/')
-			return false;
-	return true;
+	return fsutil_valid_name(name, strnlen(name, NAME_MAX + 1));
 }
 
 /*
@@ -479,32 +407,11 @@ maildir_begin(struct maildir *md)
 	return msg;
 }
 
-/* write(2) until all of DATA is written; retries short writes and EINTR. */
-static int
-write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			return -1;
-		if (n == 0) {
-			/* Not expected of a regular file; do not spin. */
-			errno = EIO;
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int
 flush_buf(struct maildir_msg *msg)
 {
-	if (msg->buflen > 0 && write_all(msg->fd, msg->buf, msg->buflen) == -1)
+	if (msg->buflen > 0 &&
+	    fsutil_write_all(msg->fd, msg->buf, msg->buflen) == -1)
 		return -1;
 	msg->buflen = 0;
 	return 0;
@@ -520,7 +427,7 @@ emit(struct maildir_msg *msg, const char *data, size_t len)
 			return -1;
 		/* Too big to be worth copying: straight to the file. */
 		if (len >= sizeof(msg->buf))
-			return write_all(msg->fd, data, len);
+			return fsutil_write_all(msg->fd, data, len);
 	}
 	memcpy(msg->buf + msg->buflen, data, len);
 	msg->buflen += len;

@@ -77,6 +77,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "state.h"
 
 #define FORMAT_MAGIC   "popfetchd-state "
@@ -193,11 +194,8 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void add_notice(struct state *st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static int mkdir_p(const char *path, char *errbuf, size_t errlen);
-static int fsync_parent(const char *path);
 static bool valid_account(const char *account);
 static bool valid_uid(const char *uid, size_t len);
-static bool valid_fname(const char *name, size_t len);
 static char *make_names(const char *tmpname, const char *finalname);
 static char *make_header(const char *host, const char *user);
 static void file_name(
@@ -233,7 +231,6 @@ static int snapshot_table(
     int fd, struct buf *out, off_t *total, const struct table *t);
 static int append_out(struct state *st);
 static void maybe_compact(struct state *st);
-static int write_all(int fd, const char *data, size_t len);
 static int buf_reserve(struct buf *b, size_t more);
 static void buf_add(struct buf *b, const char *data, size_t len);
 static void buf_add_record(struct buf *b, const struct slot *s);
@@ -301,7 +298,7 @@ state_open(const char *dir, const char *account, const char *host,
 	table_init_key(&st->tab);
 	table_init_key(&st->strikes);
 	st->strikes.counts = true;
-	if (mkdir_p(dir, errbuf, errlen) == -1)
+	if (fsutil_mkdir_p(dir, errbuf, errlen) == -1)
 		goto fail;
 	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (st->dirfd == -1) {
@@ -377,25 +374,6 @@ valid_uid(const char *uid, size_t len)
 	return true;
 }
 
-/*
- * A tmp/ or final file name in a pending record: one path component,
- * printable, no space (the field separator).
- */
-static bool
-valid_fname(const char *name, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > FNAME_MAX_LEN || (len == 1 && name[0] == '.') ||
-	    (len == 2 && name[0] == '.' && name[1] == '.'))
-		return false;
-	for (i = 0; i < len; i++)
-		if ((unsigned char)name[i] < 0x21 ||
-		    (unsigned char)name[i] > 0x7e || name[i] == '/')
-			return false;
-	return true;
-}
-
 /* "<tmp>\0<final>\0" in one allocation (caller frees), or NULL. */
 static char *
 make_names(const char *tmpname, const char *finalname)
@@ -456,70 +434,6 @@ static void
 file_name(char *buf, size_t len, const struct state *st, const char *suffix)
 {
 	snprintf(buf, len, "%s%s", st->account, suffix);
-}
-
-/*
- * Creates PATH and missing parents with mode 0700, like mkdir -p, making
- * each new directory durable in its parent: a state file fsynced inside a
- * directory that a crash then loses would be lost with it.
- */
-static int
-mkdir_p(const char *path, char *errbuf, size_t errlen)
-{
-	char *copy, *p;
-	int rc = 0;
-
-	if (path[0] == '\0') {
-		errno = ENOENT;
-		set_err(
-		    errbuf, errlen, "cannot create \"\": %s", strerror(errno));
-		return -1;
-	}
-	if ((copy = strdup(path)) == NULL)
-		return -1;
-	for (p = copy + 1; rc == 0; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-		*p = '\0';
-		if (mkdir(copy, 0700) == 0)
-			rc = fsync_parent(copy);
-		else if (errno != EEXIST)
-			rc = -1;
-		if (rc == -1)
-			set_err(errbuf, errlen, "cannot create %s: %s", copy,
-			    strerror(errno));
-		*p = c;
-		if (c == '\0')
-			break;
-	}
-	free(copy);
-	return rc;
-}
-
-/* fsyncs the directory holding PATH. */
-static int
-fsync_parent(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *parent;
-	int fd, rc;
-
-	if (slash == NULL)
-		parent = strdup(".");
-	else if (slash == path)
-		parent = strdup("/");
-	else
-		parent = strndup(path, (size_t)(slash - path));
-	if (parent == NULL)
-		return -1;
-	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(parent);
-	if (fd == -1)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
 }
 
 static int
@@ -800,7 +714,8 @@ parse_pending(struct state *st, const struct field *f)
 	time_t t;
 
 	if (!parse_time(f[0].p, f[0].len, &t) || !valid_uid(f[1].p, f[1].len) ||
-	    !valid_fname(f[2].p, f[2].len) || !valid_fname(f[3].p, f[3].len))
+	    !fsutil_valid_name(f[2].p, f[2].len) ||
+	    !fsutil_valid_name(f[3].p, f[3].len))
 		return 1;
 	copy_field(uid, &f[1]);
 	copy_field(tmpname, &f[2]);
@@ -1015,7 +930,7 @@ write_snapshot(struct state *st)
 	buf_add(&out, st->header, strlen(st->header));
 	if (snapshot_table(fd, &out, &total, &st->tab) == -1 ||
 	    snapshot_table(fd, &out, &total, &st->strikes) == -1 ||
-	    write_all(fd, out.data, out.len) == -1)
+	    fsutil_write_all(fd, out.data, out.len) == -1)
 		goto fail;
 	total += (off_t)out.len;
 	if (fsync(fd) == -1 ||
@@ -1056,7 +971,7 @@ snapshot_table(int fd, struct buf *out, off_t *total, const struct table *t)
 		if (t->slots[i].uid == NULL)
 			continue;
 		if (out->len >= SNAPSHOT_CHUNK) {
-			if (write_all(fd, out->data, out->len) == -1)
+			if (fsutil_write_all(fd, out->data, out->len) == -1)
 				return -1;
 			*total += (off_t)out->len;
 			out->len = 0;
@@ -1116,8 +1031,8 @@ state_record_pending(struct state *st, const char *uid, time_t now,
 	struct slot s = {.when = now};
 
 	if (!valid_uid(uid, len) || now < 0 ||
-	    !valid_fname(tmpname, strlen(tmpname)) ||
-	    !valid_fname(finalname, strlen(finalname))) {
+	    !fsutil_valid_name(tmpname, strlen(tmpname)) ||
+	    !fsutil_valid_name(finalname, strlen(finalname))) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -1305,8 +1220,8 @@ append_out(struct state *st)
 
 	if (st->need_sep && ftruncate(st->fd, st->clean_len) == 0)
 		st->need_sep = false;
-	if ((st->need_sep && write_all(st->fd, "\n", 1) == -1) ||
-	    write_all(st->fd, st->out.data, st->out.len) == -1 ||
+	if ((st->need_sep && fsutil_write_all(st->fd, "\n", 1) == -1) ||
+	    fsutil_write_all(st->fd, st->out.data, st->out.len) == -1 ||
 	    fdatasync(st->fd) == -1 ||
 	    (end = lseek(st->fd, 0, SEEK_END)) == -1) {
 		saved = errno;
@@ -1403,27 +1318,6 @@ state_is_pending_tmp(const struct state *st, const char *tmpname)
 			return true;
 	}
 	return false;
-}
-
-/* write(2) all of DATA; retries short writes and EINTR. */
-static int
-write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			return -1;
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* Makes room for MORE bytes; buf_add() within that room cannot fail. */

@@ -13,9 +13,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const enum pop3_cmd cmds[] = {POP3_CMD_CAPA, POP3_CMD_USER,
-    POP3_CMD_AUTH, POP3_CMD_STAT, POP3_CMD_LIST, POP3_CMD_UIDL,
-    POP3_CMD_RETR, POP3_CMD_TOP, POP3_CMD_DELE, POP3_CMD_STLS,
-    POP3_CMD_QUIT, POP3_CMD_NOOP};
+    POP3_CMD_AUTH, POP3_CMD_STAT, POP3_CMD_LIST, POP3_CMD_UIDL, POP3_CMD_RETR,
+    POP3_CMD_TOP, POP3_CMD_DELE, POP3_CMD_STLS, POP3_CMD_QUIT, POP3_CMD_NOOP};
 
 static void
 check_event(const struct pop3_event *ev)
@@ -26,7 +25,7 @@ check_event(const struct pop3_event *ev)
 		break;
 	case POP3_EV_UIDL:
 		assert(ev->uid != NULL && strlen(ev->uid) >= 1 &&
-		    strlen(ev->uid) <= POP3_UID_MAX);
+		       strlen(ev->uid) <= POP3_UID_MAX);
 		/* FALLTHROUGH */
 	case POP3_EV_LIST:
 		assert(ev->msgno >= 1 && ev->msgno <= POP3_MSGNO_MAX);
@@ -62,8 +61,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ncmds = size;
 	p = pop3_new();
 	for (i = 0; i < ncmds; i++) {
-		struct pop3_req r = {.cmd = cmds[data[i] % (sizeof(cmds) /
-							       sizeof(cmds[0]))],
+		struct pop3_req r = {
+		    .cmd = cmds[data[i] % (sizeof(cmds) / sizeof(cmds[0]))],
 		    .msgno = data[i] & 0x80 ? 0 : 1 + (data[i] & 7),
 		    .arg = "user"};
 		if (r.cmd == POP3_CMD_RETR || r.cmd == POP3_CMD_TOP ||

@@ -1,0 +1,117 @@
+/* File-system helpers shared by maildir.c and state.c. */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+int
+fsutil_write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0) {
+			/* Not expected of a regular file; do not spin. */
+			errno = EIO;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void
+cannot_create(char *errbuf, size_t errlen, const char *path)
+{
+	if (errbuf != NULL && errlen > 0)
+		snprintf(errbuf, errlen, "cannot create %s: %s", path,
+		    strerror(errno));
+}
+
+int
+fsutil_mkdir_p(const char *path, char *errbuf, size_t errlen)
+{
+	char *copy, *p, c;
+	int rc = 0;
+
+	if (path[0] == '\0') {
+		errno = ENOENT;
+		cannot_create(errbuf, errlen, "\"\"");
+		return -1;
+	}
+	if ((copy = strdup(path)) == NULL) {
+		cannot_create(errbuf, errlen, path);
+		return -1;
+	}
+	for (p = copy + 1; rc == 0; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		c = *p;
+		*p = '\0';
+		/* A new directory is only there after its parent is synced. */
+		if (mkdir(copy, 0700) == 0)
+			rc = fsutil_fsync_parent(copy);
+		else if (errno != EEXIST)
+			rc = -1;
+		if (rc == -1)
+			cannot_create(errbuf, errlen, copy);
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	free(copy);
+	return rc;
+}
+
+int
+fsutil_fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *parent;
+	int fd, rc, saved;
+
+	if (slash == NULL)
+		parent = strdup(".");
+	else if (slash == path)
+		parent = strdup("/");
+	else
+		parent = strndup(path, (size_t)(slash - path));
+	if (parent == NULL)
+		return -1;
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(parent);
+	if (fd == -1)
+		return -1;
+	rc = fsync(fd);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
+bool
+fsutil_valid_name(const char *name, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > NAME_MAX || (len == 1 && name[0] == '.') ||
+	    (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)name[i] < 0x21 ||
+		    (unsigned char)name[i] > 0x7e || name[i] == '/')
+			return false;
+	return true;
+}
