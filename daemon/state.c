@@ -1057,21 +1057,34 @@ state_record_pending(struct state *st, const char *uid, time_t now,
 	return 0;
 }
 
+/*
+ * The delivery record of UID, or NULL: errno EINVAL for an invalid UID,
+ * ENOENT for one not recorded. *LEN gets the UID's length.
+ */
+static struct slot *
+find_delivered(struct state *st, const char *uid, size_t *len)
+{
+	struct slot *s;
+
+	*len = strlen(uid);
+	if (!valid_uid(uid, *len)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, *len));
+	if (s == NULL)
+		errno = ENOENT;
+	return s;
+}
+
 int
 state_complete(struct state *st, const char *uid)
 {
-	size_t len = strlen(uid);
+	size_t len;
 	struct slot *s;
 
-	if (!valid_uid(uid, len)) {
-		errno = EINVAL;
+	if ((s = find_delivered(st, uid, &len)) == NULL)
 		return -1;
-	}
-	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
-	if (s == NULL) {
-		errno = ENOENT;
-		return -1;
-	}
 	if (s->names == NULL)
 		return 0;
 	if (buf_reserve(&st->out, 3 + len) == -1)
@@ -1085,16 +1098,11 @@ state_complete(struct state *st, const char *uid)
 int
 state_forget(struct state *st, const char *uid)
 {
-	size_t len = strlen(uid);
+	size_t len;
 	struct slot *s;
 
-	if (!valid_uid(uid, len)) {
-		errno = EINVAL;
-		return -1;
-	}
-	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
-	if (s == NULL)
-		return forget_strikes(st, uid, len);
+	if ((s = find_delivered(st, uid, &len)) == NULL)
+		return errno == ENOENT ? forget_strikes(st, uid, len) : -1;
 	/* Forgetting the intent would forget the tmp/ file it protects. */
 	if (s->names != NULL) {
 		errno = EBUSY;
