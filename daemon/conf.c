@@ -91,6 +91,7 @@ enum key_id {
 	K_MAX_MESSAGE_SIZE,
 	K_RECEIVED_HEADER,
 	K_PIPELINING,
+	K_SYNC,
 	NKEYS
 };
 
@@ -114,6 +115,7 @@ static const char *const tls_names[] = {"implicit", "starttls", "none", NULL};
 static const char *const auth_names[] = {"auto", "plain", "login", "xoauth2",
     "oauthbearer", "external", "apop", "user", "rpop", NULL};
 static const char *const pipelining_names[] = {"auto", "on", "off", NULL};
+static const char *const sync_names[] = {"batch", "file", NULL};
 static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 
 _Static_assert(sizeof(tls_names) / sizeof(*tls_names) == CONF_TLS_NONE + 2,
@@ -123,10 +125,13 @@ _Static_assert(sizeof(auth_names) / sizeof(*auth_names) == CONF_AUTH_RPOP + 2,
 _Static_assert(sizeof(pipelining_names) / sizeof(*pipelining_names) ==
 		   CONF_PIPELINING_OFF + 2,
     "pipelining_names out of step with enum conf_pipelining");
+_Static_assert(sizeof(sync_names) / sizeof(*sync_names) == CONF_SYNC_FILE + 2,
+    "sync_names out of step with enum conf_sync");
 /* T_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum conf_tls) == sizeof(int) &&
 		   sizeof(enum conf_auth) == sizeof(int) &&
-		   sizeof(enum conf_pipelining) == sizeof(int),
+		   sizeof(enum conf_pipelining) == sizeof(int) &&
+		   sizeof(enum conf_sync) == sizeof(int),
     "enum fields are not int-sized");
 
 #define CONF(f) .conf_off = offsetof(struct conf, f)
@@ -191,6 +196,8 @@ static const struct key keys[NKEYS] = {
     [K_PIPELINING] = {"pipelining", T_ENUM, W_GROUPS,
 	.choices = pipelining_names, .def_n = CONF_PIPELINING_AUTO,
 	ACCT(pipelining)},
+    [K_SYNC] = {"sync", T_ENUM, W_GROUPS, .choices = sync_names,
+	.def_n = CONF_SYNC_BATCH, ACCT(sync)},
 };
 
 #undef CONF

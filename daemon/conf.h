@@ -37,6 +37,12 @@ enum conf_pipelining {
 	CONF_PIPELINING_OFF,
 };
 
+/* How delivered messages are made durable (see maildir.h). */
+enum conf_sync {
+	CONF_SYNC_BATCH, /* one syncfs(2) per batch of messages */
+	CONF_SYNC_FILE,	 /* an fsync(2) per message */
+};
+
 struct account {
 	char *name; /* unique, [A-Za-z0-9._-], at most CONF_NAME_MAX */
 	char *host;
@@ -66,6 +72,7 @@ struct account {
 	uint64_t max_message_size;  /* bytes; 0 = no limit */
 	bool received_header;
 	enum conf_pipelining pipelining;
+	enum conf_sync sync;
 	unsigned poll_interval; /* seconds */
 	unsigned timeout;	/* seconds, connect and read */
 

@@ -17,6 +17,7 @@
 struct item {
 	unsigned long tag;
 	bool has_uid;
+	bool recorded; /* its intent is in the state (not always durable) */
 	char uid[POP3_UID_MAX + 1];
 	char tmp[MAILDIR_NAME_SIZE];
 	char final[MAILDIR_NAME_SIZE];
@@ -131,16 +132,9 @@ deliver_end(struct deliver *d, unsigned long long *size)
 		sizeof(c->final)) == -1)
 		return -1;
 	TESTHOOK_CRASH_POINT("finished in tmp/");
-	/*
-	 * From a recorded intent on, the tmp/ file may be committed at any
-	 * moment, so only the flush may remove it.
-	 */
-	if ((c->has_uid && state_record_pending(d->st, c->uid, TESTHOOK_NOW(),
-			       c->tmp, c->final) == -1) ||
-	    batch_add(d) == -1) {
+	if (batch_add(d) == -1) {
 		saved = errno;
-		if (!c->has_uid || !state_has(d->st, c->uid, NULL))
-			maildir_drop_tmp(d->md, c->tmp);
+		maildir_drop_tmp(d->md, c->tmp);
 		errno = saved;
 		return -1;
 	}
@@ -157,6 +151,61 @@ flush_fail(char *err, size_t errlen, const char *what)
 	return -1;
 }
 
+/*
+ * Discards the batch's files that no intent names: a failed sync may have
+ * lost their data, so they are fetched again.
+ */
+static void
+drop_unrecorded(struct deliver *d)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < d->nbatch; i++)
+		if (d->batch[i].recorded)
+			d->batch[kept++] = d->batch[i];
+		else
+			maildir_drop_tmp(d->md, d->batch[i].tmp);
+	d->nbatch = kept;
+}
+
+/*
+ * Records the intents of the batch, each naming a file that is durable in
+ * tmp/ by now (recorded earlier, an intent could reach the disk before
+ * its file's data did). A UID recorded already (it cannot be, as the plan
+ * fetches no delivered UID) keeps its earlier copy: this one is dropped.
+ * On failure the files not yet named by an intent are dropped and the
+ * batch keeps those that are: they must stay until published.
+ */
+static int
+record_intents(struct deliver *d)
+{
+	struct item *it;
+	size_t i;
+	int saved;
+
+	for (i = 0; i < d->nbatch; i++) {
+		it = &d->batch[i];
+		if (!it->has_uid || it->recorded)
+			continue;
+		if (state_record_pending(d->st, it->uid, TESTHOOK_NOW(),
+			it->tmp, it->final) == 0) {
+			it->recorded = true;
+			continue;
+		}
+		saved = errno;
+		if (saved != EEXIST) {
+			drop_unrecorded(d);
+			errno = saved;
+			return -1;
+		}
+		maildir_drop_tmp(d->md, it->tmp);
+		memmove(it, it + 1, (d->nbatch - i - 1) * sizeof(*it));
+		d->nbatch--;
+		i--;
+	}
+	return 0;
+}
+
 int
 deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
     void *arg, char *err, size_t errlen)
@@ -165,6 +214,14 @@ deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
 
 	if (d->nbatch == 0)
 		return 0;
+	if (maildir_sync_tmp(d->md) == -1) {
+		flush_fail(err, errlen, "sync of tmp/");
+		drop_unrecorded(d);
+		return -1;
+	}
+	TESTHOOK_CRASH_POINT("tmp/ synced");
+	if (record_intents(d) == -1)
+		return flush_fail(err, errlen, "state");
 	if (state_commit(d->st) == -1)
 		return flush_fail(err, errlen, "state commit");
 	TESTHOOK_CRASH_POINT("intents committed");

@@ -1,9 +1,10 @@
 /*
  * deliver: the delivery batch, in the order the invariant needs. Messages
- * are written into tmp/ and recorded as pending intents; a flush commits
- * the intents (the commit point: from then on a message counts as
- * delivered), links the files into new/, fsyncs new/, removes the tmp/
- * names and marks the intents complete. Only messages a flush has made
+ * are written into tmp/; a flush makes them durable there (one syncfs, or
+ * an fsync each: maildir_set_sync()), records and commits their intents
+ * (the commit point: from then on a message counts as delivered), links
+ * the files into new/, fsyncs new/, removes the tmp/ names and marks the
+ * intents complete. Only messages a flush has made
  * durable may be deleted on the server. deliver_recover() rolls forward
  * what a crash interrupted.
  *
@@ -55,8 +56,9 @@ int deliver_write(struct deliver *d, const char *data, size_t len);
 void deliver_abort(struct deliver *d);
 
 /*
- * Ends the message begun: fsynced in tmp/, its intent recorded, added to
- * the batch. Returns 0, or -1 with errno set (the message is dropped).
+ * Ends the message begun: complete in tmp/ and added to the batch (not
+ * durable before the flush). Returns 0, or -1 with errno set (the message
+ * is dropped).
  * *SIZE (if not NULL) gets its size in the Maildir.
  */
 int deliver_end(struct deliver *d, unsigned long long *size);
@@ -68,8 +70,10 @@ size_t deliver_pending(const struct deliver *d);
  * Makes the batch durable and calls DURABLE(ARG, TAG) for each of its
  * messages, in order. Returns 0, or -1 with errno set and ERR saying what
  * failed: then no callback was made for the messages not yet durable,
- * which must not be deleted (their intents, if committed, are completed
- * by the next deliver_recover()).
+ * which must not be deleted. Those whose files a failed sync may have
+ * lost are dropped (fetched again next time); those with an intent stay
+ * in the batch for the next flush (or, if their intent was committed,
+ * are completed by the next deliver_recover()).
  */
 int deliver_flush(struct deliver *d,
     void (*durable)(void *arg, unsigned long tag), void *arg, char *err,

@@ -6,7 +6,8 @@
  * Delivery of a batch, with a state (see state.h):
  *
  *	maildir_begin, maildir_write...		into tmp/
- *	maildir_finish				durable in tmp/; names known
+ *	maildir_finish				closed; names known
+ *	maildir_sync_tmp			the batch durable in tmp/
  *	state_record_pending			intent, in memory
  *	state_commit				THE commit point
  *	maildir_publish				linked into new/
@@ -53,6 +54,27 @@ struct maildir_msg;
  */
 struct maildir *maildir_open(const char *path, char *errbuf, size_t errlen);
 
+/*
+ * How finished messages become durable in tmp/. MAILDIR_SYNC_BATCH (the
+ * default): maildir_finish() writes and closes, and one syncfs(2) in
+ * maildir_sync_tmp() covers every message finished so far (the file
+ * system's whole dirty data with them). MAILDIR_SYNC_FILE: maildir_finish()
+ * fsyncs the file and tmp/, and maildir_sync_tmp() has nothing to do.
+ */
+enum maildir_sync {
+	MAILDIR_SYNC_BATCH,
+	MAILDIR_SYNC_FILE,
+};
+
+void maildir_set_sync(struct maildir *md, enum maildir_sync how);
+
+/*
+ * Makes every message maildir_finish() has completed durable under its
+ * tmp/ name. Returns 0, or -1 with errno set (a writeback error: the
+ * messages since the last successful call must be taken as lost).
+ */
+int maildir_sync_tmp(struct maildir *md);
+
 /* Closes the Maildir. Open messages must have been finished or aborted. */
 void maildir_close(struct maildir **md);
 
@@ -81,9 +103,9 @@ struct maildir_msg *maildir_begin(struct maildir *md);
 int maildir_write(struct maildir_msg *msg, const char *data, size_t len);
 
 /*
- * Completes the message in tmp/: flushes, fsyncs and closes the file and
- * fsyncs tmp/, so that when it returns 0 the file survives a crash under
- * tmp/TMPNAME. Nothing is put into new/. FINALNAME gets the name the file
+ * Completes the message in tmp/: writes what is buffered and closes the
+ * file; after the next maildir_sync_tmp() returning 0, it survives a crash
+ * under tmp/TMPNAME. Nothing is put into new/. FINALNAME gets the name the file
  * will have there: TMPNAME plus ",S=<size>", a name no file in new/ has
  * now (on a clash the tmp/ file is renamed first). Buffers of
  * MAILDIR_NAME_SIZE bytes are always large enough.

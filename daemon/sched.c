@@ -86,6 +86,8 @@ struct slot {
 	double due; /* monotonic seconds, when armed */
 	enum slot_state state;
 	bool removed;		 /* dropped by a reload, freed after its poll */
+	long login_delay;	 /* the server's LOGIN-DELAY, -1 if none */
+	double started;		 /* monotonic seconds, last poll; 0 never */
 	enum session_class last; /* how the previous poll ended */
 	unsigned streak;	 /* polls in a row that ended in LAST */
 	TAILQ_ENTRY(slot) entry; /* in sc->slots */
@@ -346,6 +348,7 @@ slot_new(struct sched *sc, struct gen *g, const struct account *a)
 	sl->a = a;
 	sl->host = host_get(sc, a->host);
 	sl->last = SC_OK;
+	sl->login_delay = -1;
 	TAILQ_INSERT_TAIL(&sc->slots, sl, entry);
 	sc->nslots++;
 	return sl;
@@ -408,6 +411,7 @@ start_poll(struct slot *sl)
 	    sc->base, sc->dns, sl->gen->conf, sl->a, session_done, sl);
 	if (sl->sess == NULL)
 		fatalx("out of memory");
+	sl->started = now_mono();
 	sl->state = SLOT_RUNNING;
 	sc->running++;
 	sl->host->running++;
@@ -556,6 +560,21 @@ next_delay(const struct slot *sl, enum session_class cls, bool reloaded)
 	return reloaded ? first_delay(sl->a) : -1;
 }
 
+/*
+ * RFC 2449 LOGIN-DELAY: the server refuses (or may lock the account
+ * after) logins closer together than it announced, whatever the cause
+ * of the next poll.
+ */
+static double
+respect_login_delay(const struct slot *sl, double next)
+{
+	if (next < 0 || sl->login_delay <= 0 || next >= (double)sl->login_delay)
+		return next;
+	log_debug(sl->a->name, "next poll in %ld s, as LOGIN-DELAY asks",
+	    sl->login_delay);
+	return (double)sl->login_delay;
+}
+
 /* Counts the poll's result into the totals and the slot's streak. */
 static void
 record(struct slot *sl, enum session_class cls, const struct session_stats *st,
@@ -655,6 +674,11 @@ session_done(void *arg, enum session_class cls, const struct session_stats *stp,
 	sl->state = SLOT_IDLE;
 	release_later(sc, sl->host);
 	record(sl, cls, st, msg);
+	if (st->interrupted)
+		sc->abandoned = true;
+	/* Kept from earlier polls when a failed one learnt nothing new. */
+	if (st->login_delay >= 0)
+		sl->login_delay = st->login_delay;
 	if (sl->removed) {
 		log_poll(sl, cls, st, -1);
 		log_info(sl->a->name, "removed from the configuration");
@@ -662,7 +686,8 @@ session_done(void *arg, enum session_class cls, const struct session_stats *stp,
 	} else {
 		reloaded = slot_apply_pending(sl);
 		if (!sc->once && !sc->stopping)
-			next = next_delay(sl, cls, reloaded);
+			next = respect_login_delay(
+			    sl, next_delay(sl, cls, reloaded));
 		note_change(sl, cls, msg, next);
 		log_poll(sl, cls, st, next);
 		if (next >= 0)
@@ -846,6 +871,13 @@ sched_stop(struct sched *sc)
 		if (sl->a->timeout > grace)
 			grace = sl->a->timeout;
 	}
+	/*
+	 * After the count: a session that ends at once reports from a later
+	 * loop turn, never from inside this call.
+	 */
+	TAILQ_FOREACH(sl, &sc->slots, entry)
+	if (sl->state == SLOT_RUNNING)
+		session_stop(sl->sess);
 	log_info(NULL, "stopping running=%zu grace=%u", n, grace);
 	if (n > 0) {
 		tv.tv_sec = grace;
@@ -993,7 +1025,8 @@ void
 sched_poll_now(struct sched *sc)
 {
 	struct slot *sl;
-	size_t n = 0;
+	size_t n = 0, delayed = 0;
+	double wait;
 
 	if (sc->stopping)
 		return;
@@ -1002,10 +1035,23 @@ sched_poll_now(struct sched *sc)
 		if (sl->removed || sl->state == SLOT_RUNNING ||
 		    sl->state == SLOT_QUEUED)
 			continue;
-		enqueue(sl);
 		n++;
+		/* Not even on request: the server would refuse the login. */
+		wait = sl->started + (double)sl->login_delay - now_mono();
+		if (sl->login_delay > 0 && sl->started > 0 && wait > 0) {
+			if (sl->state != SLOT_ARMED ||
+			    sl->due > now_mono() + wait)
+				arm(sl, wait);
+			delayed++;
+			continue;
+		}
+		enqueue(sl);
 	}
-	log_info(NULL, "poll-now accounts=%zu", n);
+	if (delayed > 0)
+		log_info(NULL, "poll-now accounts=%zu login_delayed=%zu", n,
+		    delayed);
+	else
+		log_info(NULL, "poll-now accounts=%zu", n);
 	try_start(sc);
 	changed(sc);
 }

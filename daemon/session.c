@@ -123,7 +123,8 @@ struct session {
 	unsigned long *dele; /* durable, DELE not yet sent */
 	size_t ndele, next_dele;
 	size_t dele_ok; /* +OK to DELE, committed by QUIT */
-	bool stop;	/* send no more RETR (a local failure) */
+	bool stop;	/* send no more RETR, drop replies (a local failure) */
+	bool halt;	/* send no more RETR, deliver those in flight */
 	enum session_class cls;
 	char msg[512];
 	struct session_stats stats;
@@ -197,6 +198,9 @@ open_local(struct session *s)
 		fail(s, SC_LOCAL, "maildir: %s", err);
 		return false;
 	}
+	maildir_set_sync(s->md, s->a->sync == CONF_SYNC_FILE
+				    ? MAILDIR_SYNC_FILE
+				    : MAILDIR_SYNC_BATCH);
 	s->st = state_open(s->conf->state_dir, s->a->name, s->a->host,
 	    s->a->user != NULL ? s->a->user : "", err, sizeof(err));
 	if (s->st == NULL) {
@@ -293,6 +297,7 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
 	s->cb = cb;
 	s->cbarg = arg;
 	gettimeofday(&s->start, NULL);
+	s->stats.login_delay = -1;
 	if ((s->done_ev = event_new(base, -1, 0, done_cb, s)) == NULL ||
 	    (s->pop3 = pop3_new()) == NULL) {
 		session_free(&s);
@@ -340,6 +345,34 @@ session_free(struct session **sp)
 	free(s->dele);
 	free(s);
 	*sp = NULL;
+}
+
+void
+session_stop(struct session *s)
+{
+	if (s->state == S_DONE || s->halt)
+		return;
+	s->halt = true;
+	s->stats.interrupted = true;
+	if (s->cls == SC_OK)
+		snprintf(s->msg, sizeof(s->msg), "stopped before the end");
+	switch (s->state) {
+	case S_LISTING: /* the plan then only deletes what is durable */
+	case S_QUIT:
+		return;
+	case S_FETCH:
+		log_info(s->a->name,
+		    "stopping: %zu message(s) in flight are received first",
+		    s->next_fetch - s->retr_done);
+		pump(s);
+		return;
+	default:
+		/* Nothing is delivered or deleted before the listing. */
+		log_info(
+		    s->a->name, "stopped in state %s", state_names[s->state]);
+		finish(s);
+		return;
+	}
 }
 
 /* Ends the session with CLS; the callback runs on a later loop turn. */
@@ -821,6 +854,7 @@ st_capa(struct session *s, const struct pop3_event *ev)
 		    &(struct session_info){.kind = SI_CAPA, .text = ev->text});
 	if (ev->type != POP3_EV_END && ev->type != POP3_EV_ERR)
 		return;
+	s->stats.login_delay = pop3_capa(s->pop3)->login_delay;
 	/* -ERR: an RFC 1939 server without CAPA; no capabilities known. */
 	if (s->a->tls == CONF_TLS_STARTTLS && !s->tls_active) {
 		if (!pop3_capa(s->pop3)->stls) {
@@ -982,11 +1016,14 @@ make_plan(struct session *s)
 			s->fetch[s->nfetch++] = i + 1;
 		else if (pm[i].action == PLAN_DELETE)
 			s->dele[s->ndele++] = i + 1;
-		else if (pm[i].reason == PLAN_R_TOO_BIG)
+		else if (pm[i].reason == PLAN_R_TOO_BIG &&
+			 (pm[i].uid == NULL ||
+			     state_note(s->st, pm[i].uid, TESTHOOK_NOW()) == 1))
 			log_info(s->a->name,
-			    "message %zu (%llu bytes) is "
-			    "over max_message_size: left",
-			    i + 1, (unsigned long long)pm[i].size);
+			    "message %zu (uid %s, %llu bytes) is over "
+			    "max_message_size: left on the server (said once)",
+			    i + 1, pm[i].uid != NULL ? pm[i].uid : "-",
+			    (unsigned long long)pm[i].size);
 		else if (pm[i].reason == PLAN_R_DUP_UID)
 			log_warnx(s->a->name,
 			    "message %zu shares its UID "
@@ -1294,7 +1331,7 @@ pump(struct session *s)
 	while (s->state == S_FETCH && pop3_pending(s->pop3) < w) {
 		if (s->next_dele < s->ndele)
 			send_simple(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
-		else if (!s->stop && s->next_fetch < s->nfetch)
+		else if (!s->stop && !s->halt && s->next_fetch < s->nfetch)
 			send_simple(
 			    s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
 		else if (deliver_pending(s->dl) > 0 &&

@@ -36,6 +36,12 @@ struct session_stats {
 	size_t left;	/* left on the server by policy */
 	size_t failed;	/* messages the server would not give */
 	double secs;
+	/*
+	 * LOGIN-DELAY the server announced in CAPA (RFC 2449): seconds it
+	 * wants between two logins of this account; -1 if none.
+	 */
+	long login_delay;
+	bool interrupted; /* ended early by session_stop() */
 };
 
 /*
@@ -92,6 +98,15 @@ struct session *session_start_mode(struct event_base *base,
 struct session *session_start(struct event_base *base, struct evdns_base *dns,
     const struct conf *conf, const struct account *a, session_done_cb cb,
     void *arg);
+
+/*
+ * Asks a running session to end soon without loss: no new message is
+ * asked for; those already asked for (the pipelining window) are
+ * delivered, what is durable is deleted, and the session QUITs. Before
+ * login it ends at once. The done callback follows as usual, with
+ * stats->interrupted set.
+ */
+void session_stop(struct session *s);
 
 /* Tears down a session (finished or not) and sets *S to NULL. */
 void session_free(struct session **s);

@@ -9,6 +9,7 @@
  *	> <first_seen_epoch> <uid> <tmp> <final>	UID delivered, pending
  *	= <uid>					pending UID completed
  *	! <last_strike_epoch> <uid> <count>	failed deliveries so far
+ *						(0: a note, see state_note)
  *
  * A pending record (an intent) says: the message is durable in tmp/<tmp>
  * of the Maildir and is to be published as new/<final>; it counts as
@@ -798,7 +799,7 @@ parse_count(const char *p, size_t len, unsigned *count)
 			return false;
 		v = v * 10 + (unsigned)(p[i] - '0');
 	}
-	if (v == 0 || v > STRIKES_CAP)
+	if (v > STRIKES_CAP)
 		return false;
 	*count = v;
 	return true;
@@ -1166,6 +1167,32 @@ state_strike(struct state *st, const char *uid, time_t now)
 		return (int)old->strikes;
 	}
 	if (table_reserve(&st->strikes, 1) == -1 ||
+	    (s.uid = strdup(uid)) == NULL)
+		return -1;
+	buf_add_strike(&st->out, table_put(&st->strikes, &s));
+	return 1;
+}
+
+int
+state_note(struct state *st, const char *uid, time_t now)
+{
+	size_t len = strlen(uid);
+	struct slot s = {.when = now, .strikes = 0};
+
+	if (!valid_uid(uid, len) || now < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (table_find(&st->tab, uid, siphash13(st->tab.key, uid, len)) !=
+	    NULL) {
+		errno = EEXIST;
+		return -1;
+	}
+	s.hash = siphash13(st->strikes.key, uid, len);
+	if (table_find(&st->strikes, uid, s.hash) != NULL)
+		return 0;
+	if (buf_reserve(&st->out, RECORD_MAX) == -1 ||
+	    table_reserve(&st->strikes, 1) == -1 ||
 	    (s.uid = strdup(uid)) == NULL)
 		return -1;
 	buf_add_strike(&st->out, table_put(&st->strikes, &s));

@@ -123,6 +123,17 @@ int state_commit(struct state *st);
 int state_strike(struct state *st, const char *uid, time_t now);
 
 /*
+ * Notes UID as seen and left on the server by policy (too large), so that
+ * the caller can say so once instead of at every poll. A note lives in
+ * the strike table with a count of 0: state_strikes() answers 0 for it,
+ * a later state_strike() counts from it, and it ends as strikes do.
+ * Returns 1 if UID was not noted (nor struck) before, 0 if it was, -1
+ * with errno set: EINVAL, EEXIST if UID is recorded delivered, ENOMEM.
+ * Durable with the next state_commit().
+ */
+int state_note(struct state *st, const char *uid, time_t now);
+
+/*
  * Failed attempts counted for UID (not durable ones included), 0 if none;
  * *LAST (if not NULL) gets the time passed to the latest state_strike()
  * (0 if none). That is the latest call, not the largest time: after the

@@ -32,6 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mailgen  # noqa: E402
 from dovecot import Dovecot, free_ports  # noqa: E402
+from fakepop import FakePop  # noqa: E402
 
 BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -923,6 +924,74 @@ class TestSignals(DaemonTest):
         self.assertEqual(d.grep(r"abandon"), [])
         self.assert_exactly("finish", msgs)
         self.assertEqual(dc.server_messages("finish"), [])
+
+    def test_sigterm_finishes_message_in_hand_and_quits(self):
+        """SIGTERM in a long poll without pipelining: the message in hand
+        is received, what is durable is deleted, QUIT commits it, and the
+        daemon exits 0 long before the mailbox would have been done."""
+        dc = self.dc
+        pw = "pw-hand"
+        msgs = mailgen.generate(60, seed=95, tag="hand")
+        self.user("hand", pw, msgs)
+        relay = self.relay()
+        # About 12 s for the mailbox; one message takes a fraction.
+        port = relay.listen(HOSTS[0], dc.ssl_port,
+                            rate=sum(len(m) for m in msgs) / 12.0)
+        relay.start()
+        self.write_config([self.account("hand", HOSTS[0], port, pw,
+                                        extra='pipelining = "off";')],
+                          timeout=30)
+        d = self.daemon(args=["-d", "1"])
+        d.wait_line(r"^started ")
+        d.signal(signal.SIGUSR1)
+        d.wait_line(r"^account=hand > RETR 3$")
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        self.assert_clean_exit(d, 30)
+        self.assertLess(time.monotonic() - t0, 8, d.text()[-3000:])
+        self.assertTrue(d.grep(r"^account=hand stopping: 1 message\(s\) "
+                               r"in flight"), d.text()[-3000:])
+        self.assertEqual(d.grep(r"abandon"), [])
+        got = self.delivered("hand")
+        self.assertTrue(3 <= len(got) < len(msgs), len(got))
+        # Every message delivered was deleted, and only those.
+        self.assertTrue(d.grep(r"^account=hand listed=60 fetched=%d .*"
+                               r"deleted=%d .*result=ok$"
+                               % (len(got), len(got))), d.text()[-3000:])
+        self.assertEqual(d.grep(r"^account=hand > QUIT$").__len__(), 1)
+        self.assertEqual(len(dc.server_messages("hand")),
+                         len(msgs) - len(got))
+        relay.set_rate(port, None)
+        r = subprocess.run([BINARY, "-c", self.conf_path, "--once"],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=WAIT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly("hand", msgs)
+        self.assertEqual(dc.server_messages("hand"), [])
+
+    def test_login_delay_respected(self):
+        """A server announcing LOGIN-DELAY 900 is not polled again before
+        900 s, neither by the schedule (poll_interval 60) nor on SIGUSR1."""
+        msgs = mailgen.generate(3, seed=97, tag="delay")
+        with FakePop(msgs, password="pw-delay",
+                     capa_extra=["LOGIN-DELAY 900"]) as srv:
+            self.write_config([self.account(
+                "delay", "127.0.0.1", srv.port, "pw-delay",
+                user="alice", extra='tls = "none"; allow_plaintext = true;')],
+                poll_interval=60)
+            d = self.daemon()
+            d.wait_line(r"^started ")
+            d.signal(signal.SIGUSR1)
+            line = d.wait_line(r"^account=delay listed=3 .*result=ok")[0]
+            self.assertRegex(line, r" next=900$")
+            mark = d.mark()
+            d.signal(signal.SIGUSR1)
+            d.wait_line(r"^poll-now accounts=1 login_delayed=1$", mark)
+            d.signal(signal.SIGTERM)
+            self.assert_clean_exit(d, 30)
+            self.assertEqual(len(d.grep(r"^account=delay listed=")), 1)
+            self.assertEqual(srv.sessions, 1)
+        self.assert_exactly("delay", msgs)
 
     def test_notify_abstract_socket_and_watchdog(self):
         """NOTIFY_SOCKET=@name works; WATCHDOG=1 at half WATCHDOG_USEC;

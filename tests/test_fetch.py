@@ -324,7 +324,8 @@ class TestFetch(FetchTest):
         self.assert_delivered_exactly(early + late)
 
     def test_max_message_size(self):
-        """Larger messages stay on the server, poll after poll."""
+        """Larger messages stay on the server, poll after poll, and are
+        logged once."""
         dc = self.dovecot()
         dc.add_user("alice", PASSWORD)
         msgs = mailgen.generate(40, seed=6, tag="size")
@@ -336,13 +337,17 @@ class TestFetch(FetchTest):
         dc.deliver_many("alice", msgs)
         conf = self.config(self.account(
             dc, extra="max_message_size = %d;" % limit))
-        for _ in range(2):
+        for run in range(2):
             r = self.run_once(conf)
             self.assert_exit(r, 0)
             self.assert_delivered_exactly(small)
             self.assertEqual(multiset(dc.server_messages("alice")),
                              multiset(big))
             self.assertIn("left=%d" % len(big), r.stderr)
+            # Each one is reported by the first poll that sees it, once.
+            said = re.findall(r"over max_message_size", r.stderr)
+            self.assertEqual(len(said), len(big) if run == 0 else 0,
+                             r.stderr)
 
     def run_probe(self, conf, option, name="alice"):
         cmd = [BINARY, "-c", conf, option, name]

@@ -1633,6 +1633,49 @@ START_TEST(test_strikes_are_live_for_compaction)
 END_TEST
 
 /* Malformed "!" records are skipped and counted; dead ones are not. */
+/*
+ * A note (a message left by policy, said once) is a strike count of 0:
+ * it survives reopening, is not a delivery, counts up as strikes do and
+ * is pruned with them.
+ */
+START_TEST(test_notes)
+{
+	static const char *const keep[] = {"kept", NULL};
+	struct listed l = {keep, 0};
+	struct state *st = open_ok();
+	time_t last = -1;
+
+	ck_assert_int_eq(state_note(st, "big", 10), 1);
+	ck_assert_int_eq(state_note(st, "big", 11), 0);
+	ck_assert_int_eq(state_note(st, "kept", 12), 1);
+	ck_assert_int_eq(state_record(st, "done", 1), 0);
+	ck_assert_int_eq(state_note(st, "done", 13), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_int_eq(state_note(st, "a b", 13), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(state_strikes(st, "big", &last), 0);
+	ck_assert_int_eq(last, 10);
+	ck_assert(!state_has(st, "big", NULL));
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_int_eq(state_note(st, "big", 14), 0);
+	ck_assert_int_eq(state_note(st, "kept", 14), 0);
+	ck_assert_int_eq(state_strike(st, "big", 15), 1);
+	ck_assert_uint_eq(state_count(st), 1);
+	state_prune_strikes(st, listed_fn, &l);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	st = open_ok();
+	ck_assert_int_eq(state_note(st, "big", 16), 1); /* pruned */
+	ck_assert_int_eq(state_note(st, "kept", 16), 0);
+	state_close(&st);
+}
+END_TEST
+
 START_TEST(test_malformed_strikes)
 {
 	struct state *st;
@@ -1642,7 +1685,7 @@ START_TEST(test_malformed_strikes)
 	state_close(&st);
 	spew(statefile, HEADER "! x b1 1\n"
 			       "! 1 b2\n"
-			       "! 1 b3 0\n"
+			       "! 1 b3 0\n" /* a note, not malformed */
 			       "! 1 b4 -1\n"
 			       "! 1 b5 +1\n"
 			       "! 1 b6 1x\n"
@@ -1663,7 +1706,7 @@ START_TEST(test_malformed_strikes)
 	st = open_ok();
 	ck_assert_ptr_nonnull(state_load_notice(st));
 	ck_assert_ptr_nonnull(
-	    strstr(state_load_notice(st), "skipped 13 malformed records"));
+	    strstr(state_load_notice(st), "skipped 12 malformed records"));
 	ck_assert_uint_eq(state_strikes(st, "good", &last), 3);
 	ck_assert_int_eq(last, 6);
 	ck_assert_uint_eq(state_strikes(st, "d", NULL), 0);
@@ -1671,6 +1714,8 @@ START_TEST(test_malformed_strikes)
 	ck_assert_uint_eq(state_strikes(st, "gone", NULL), 0);
 	ck_assert_uint_eq(state_strikes(st, "b1", NULL), 0);
 	ck_assert_uint_eq(state_strikes(st, "b9", NULL), 0);
+	ck_assert_uint_eq(state_strikes(st, "b3", NULL), 0);
+	ck_assert_int_eq(state_note(st, "b3", 10), 0); /* noted already */
 	ck_assert_uint_eq(state_count(st), 1);
 	/* The count stops at its cap; the time still moves. */
 	ck_assert_uint_eq(state_strikes(st, "max", NULL), 9999);
@@ -1845,6 +1890,7 @@ state_suite(void)
 	tcase_add_test(tc, test_compaction_of_repeated_strikes);
 	tcase_add_test(tc, test_strikes_are_live_for_compaction);
 	tcase_add_test(tc, test_malformed_strikes);
+	tcase_add_test(tc, test_notes);
 	tcase_add_test(tc, test_torn_strike);
 	tcase_add_test(tc, test_random_strikes_against_reference);
 	tcase_set_timeout(tc, 120);
