@@ -18,6 +18,7 @@
 #include "notify.h"
 #include "probe.h"
 #include "sched.h"
+#include "tls.h"
 #include "secret.h"
 
 #define MAIN_ONLY_MAX 256
@@ -210,6 +211,8 @@ reload(struct daemon *d)
 				    "reload: no account \"%s\" "
 				    "any more (-a)",
 				    d->o->only[i]);
+		/* CA files and client certificates are read afresh. */
+		tls_ctx_forget();
 		sched_reload(d->sc, conf);
 	}
 	notify_ready(d->nt);
@@ -322,6 +325,7 @@ run(struct conf *conf, const struct options *o)
 	status = sched_exit_status(d.sc);
 	/* Sessions still there cancel their secrets: reaped below. */
 	sched_free(&d.sc);
+	tls_ctx_forget();
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		event_free(sigev[i]);
 	reap_secrets(base);
@@ -362,6 +366,7 @@ main(int argc, char **argv)
 		} else
 			r = probe_run(
 			    conf, conf_account(conf, o.probe), o.probe_mode);
+		tls_ctx_forget();
 		conf_free(&conf);
 		return r;
 	}

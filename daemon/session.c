@@ -43,8 +43,18 @@
  * near the top; a header block larger than this is cut, not refused.
  */
 #define SESSION_HEADER_MAX 16384
-/* Commands in flight when the server allows pipelining (RFC 2449). */
-#define SESSION_WINDOW 64
+/*
+ * Commands in flight when the server allows pipelining (RFC 2449): deep
+ * enough that small messages keep a link with 20 ms or more of round
+ * trip busy; below the engine's POP3_QUEUE_MAX.
+ */
+#define SESSION_WINDOW 256
+/*
+ * Listed bytes of the RETRs in flight, at most (one RETR always goes):
+ * enough to fill a fast link's round trip, small enough that a stop
+ * (SIGTERM), which waits for the messages already asked for, is quick.
+ */
+#define SESSION_INFLIGHT_BYTES (8u << 20)
 
 #define SESSION_STATES(X)         \
 	X(S_CONNECT, "connect")   \
@@ -120,11 +130,13 @@ struct session {
 	bool have_uidl;
 	unsigned long *fetch; /* msgnos to RETR, in order */
 	size_t nfetch, next_fetch, retr_done;
+	uint64_t inflight;   /* listed bytes of the RETRs not yet answered */
 	unsigned long *dele; /* durable, DELE not yet sent */
 	size_t ndele, next_dele;
 	size_t dele_ok; /* +OK to DELE, committed by QUIT */
 	bool stop;	/* send no more RETR, drop replies (a local failure) */
 	bool halt;	/* send no more RETR, deliver those in flight */
+	bool rset;	/* RSET sent: this session deletes nothing */
 	enum session_class cls;
 	char msg[512];
 	struct session_stats stats;
@@ -306,7 +318,7 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
 	if (mode == SESSION_FETCH && !open_local(s))
 		return s;
 	if (a->tls != CONF_TLS_NONE &&
-	    (s->ctx = tls_ctx_new(a, err, sizeof(err))) == NULL) {
+	    (s->ctx = tls_ctx_get(a, err, sizeof(err))) == NULL) {
 		fail(s, SC_CONFIG, "tls: %s", err);
 		return s;
 	}
@@ -1268,8 +1280,37 @@ write_failed(struct session *s)
 }
 
 static void
+retr_answered(struct session *s, unsigned long msgno)
+{
+	uint64_t size = s->msgs[msgno - 1].size;
+
+	s->retr_done++;
+	s->inflight -= size < s->inflight ? size : s->inflight;
+}
+
+static void
 st_fetch(struct session *s, const struct pop3_event *ev)
 {
+	if (ev->cmd == POP3_CMD_RSET) {
+		if (ev->type == POP3_EV_ERR) {
+			/* Without QUIT the server commits no deletion. */
+			fail(s, SC_LOCAL,
+			    "RSET refused (%s): closed without QUIT so that "
+			    "nothing is deleted",
+			    ev->text);
+			return;
+		}
+		if (ev->type == POP3_EV_OK) {
+			log_info(s->a->name,
+			    "deletions of this poll undone (RSET): %zu "
+			    "message(s) stay on the server until the next "
+			    "poll",
+			    s->dele_ok);
+			s->dele_ok = 0;
+			pump(s);
+		}
+		return;
+	}
 	if (ev->cmd == POP3_CMD_DELE) {
 		if (ev->type == POP3_EV_OK) {
 			s->dele_ok++;
@@ -1289,12 +1330,12 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 			write_failed(s);
 		return;
 	case POP3_EV_END:
-		s->retr_done++;
+		retr_answered(s, ev->arg);
 		retr_end(s);
 		pump(s);
 		return;
 	case POP3_EV_ERR:
-		s->retr_done++;
+		retr_answered(s, ev->arg);
 		s->stats.failed++;
 		log_warnx(s->a->name,
 		    "RETR %lu refused: %s; left on the "
@@ -1329,15 +1370,31 @@ pump(struct session *s)
 	size_t w = window(s);
 
 	while (s->state == S_FETCH && pop3_pending(s->pop3) < w) {
-		if (s->next_dele < s->ndele)
+		if (!s->stop && s->next_dele < s->ndele)
 			send_simple(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
-		else if (!s->stop && !s->halt && s->next_fetch < s->nfetch)
+		else if (!s->stop && !s->halt && s->next_fetch < s->nfetch &&
+			 (s->inflight == 0 ||
+			     s->inflight + s->msgs[s->fetch[s->next_fetch] - 1]
+					       .size <=
+				 SESSION_INFLIGHT_BYTES)) {
+			s->inflight +=
+			    s->msgs[s->fetch[s->next_fetch] - 1].size;
 			send_simple(
 			    s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
-		else if (deliver_pending(s->dl) > 0 &&
-			 s->retr_done == s->next_fetch)
+		} else if (deliver_pending(s->dl) > 0 &&
+			   s->retr_done == s->next_fetch)
 			flush_batch(s, true);
-		else if (pop3_pending(s->pop3) == 0) {
+		else if (pop3_pending(s->pop3) == 0 && s->stop &&
+			 s->next_dele > 0 && !s->rset) {
+			/*
+			 * A local failure pauses the account: nothing of
+			 * this session is deleted. The messages stay
+			 * recorded, so the next poll deletes them without
+			 * fetching them again.
+			 */
+			s->rset = true;
+			send_simple(s, POP3_CMD_RSET, 0);
+		} else if (pop3_pending(s->pop3) == 0) {
 			send_simple(s, POP3_CMD_QUIT, 0);
 			set_state(s, S_QUIT);
 		} else

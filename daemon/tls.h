@@ -20,6 +20,18 @@ struct account;
  */
 SSL_CTX *tls_ctx_new(const struct account *a, char *err, size_t errlen);
 
+/*
+ * As tls_ctx_new(), but shared: a context made earlier for the same
+ * settings (trust store, client certificate, minimum version,
+ * verification) is handed out again. The caller owns one reference
+ * (SSL_CTX_free() when done). Files are read once: after they may have
+ * changed (a reload), tls_ctx_forget().
+ */
+SSL_CTX *tls_ctx_get(const struct account *a, char *err, size_t errlen);
+
+/* Drops the shared contexts; those in use live until freed by their users. */
+void tls_ctx_forget(void);
+
 /* A connection object for ACCOUNT: SNI and the name to verify set. */
 SSL *tls_ssl_new(SSL_CTX *ctx, const struct account *a);
 

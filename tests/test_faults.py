@@ -234,6 +234,37 @@ accounts = ({
         self.assert_exactly_once()
         self.assertEqual(srv.messages, [])
 
+    def test_disk_full_after_deletions_undoes_them(self):
+        """A write error after a batch was deleted: RSET before QUIT, so
+        the poll deletes nothing; the next one deletes those messages
+        without fetching them again."""
+        small = [b"From: s@example.org\nSubject: s%d\n\nbody %d\n" % (i, i)
+                 for i in range(70)]
+        msgs = small + [MESSAGES[1]]
+        srv = FakePop(list(msgs), certfile=self.cert, keyfile=self.key,
+                      tls="implicit", pipelining=True)
+        self.servers.append(srv)
+        conf = self.config(srv)
+        r = self.run_once(conf, limit_fsize=20000, debug=1)
+        self.assertEqual(r.returncode, 74, r.stderr)
+        self.assertIn("deletions of this poll undone (RSET)", r.stderr)
+        verbs = [c.split()[0].upper() for c in srv.commands]
+        self.assertIn("DELE", verbs)
+        self.assertEqual(verbs[-2:], ["RSET", "QUIT"])
+        self.assertEqual(srv.messages, msgs, "nothing may be deleted")
+        self.assertEqual(self.tmp_files(), [])
+        got = self.delivered()
+        self.assertEqual(sorted(got), sorted(small))
+        self.assertRegex(r.stderr, r"deleted=0 ")
+        # With space: the 70 delivered ones are deleted, not fetched again.
+        first = len(srv.commands)
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        retr = [c for c in srv.commands[first:] if c.upper().startswith("RETR")]
+        self.assertEqual(retr, ["RETR %d" % len(msgs)])
+        self.assertEqual(sorted(self.delivered()), sorted(msgs))
+        self.assertEqual(srv.messages, [])
+
     def test_quarantine_after_three_failures(self):
         with open(BINARY, "rb") as f:
             if b"POPFETCHD_NOW" not in f.read():
