@@ -813,9 +813,10 @@ st_auth(struct session *s, const struct pop3_event *ev)
 		return;
 	}
 	if (ev->type == POP3_EV_ERR) {
-		fail(s, auth_err_class(ev), "authentication failed: %s%s%s",
+		fail(s, auth_err_class(ev), "authentication failed: %s%s%s%s",
+		    ev->code != POP3_CODE_NONE ? "[" : "",
 		    ev->code != POP3_CODE_NONE ? pop3_code_name(ev->code) : "",
-		    ev->code != POP3_CODE_NONE ? " " : "", ev->text);
+		    ev->code != POP3_CODE_NONE ? "] " : "", ev->text);
 		return;
 	}
 	if (ev->type != POP3_EV_OK)

@@ -14,6 +14,11 @@ POP3S.
 Run as root (as CI does), Dovecot's internal and login processes use the
 "dovecot" and "dovenull" users and mail is accessed as "dovecot". Run as
 another user, that user is used for everything.
+
+Client certificates are opt-in: Dovecot(client_ca=PATH) asks every TLS
+client for a certificate, trusts those issued by the CA in PATH and refuses
+any login without one; external=True also offers SASL EXTERNAL, the user
+being the certificate's commonName.
 """
 
 import atexit
@@ -26,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -143,10 +149,32 @@ class Dovecot:
     cert_names / cert_ips: subjectAltName entries of the server certificate
     (default "localhost" and 127.0.0.1). keep_dir: leave the folder behind
     after stop() (for the demo or debugging).
+
+    client_ca: a PEM file of the certificate authorities whose client
+    certificates Dovecot accepts. Given, Dovecot asks every TLS client for
+    a certificate (ssl_verify_client_cert) and refuses every login, of any
+    mechanism and on either port, that comes without a valid one
+    (auth_ssl_require_client_cert); a certificate it cannot verify does
+    not fail the handshake, only the login. No CRL is needed
+    (ssl_require_crl = no). sync_log() then presents a certificate of its
+    own: a self-signed one for its user, which the ssl_ca bundle Dovecot
+    reads (client_ca_bundle) holds besides CLIENT_CA.
+
+    external (needs client_ca): also offer SASL EXTERNAL. The user name of
+    every login made with a certificate is then its commonName
+    (auth_ssl_username_from_cert), whatever name the client gives.
+    EXTERNAL needs no password: a passdb of its own, used for EXTERNAL
+    only, knows the same users without passwords; a certificate for a
+    user add_user() did not add is refused like a wrong password.
     """
 
     def __init__(self, cert_names=("localhost",), cert_ips=("127.0.0.1",),
-                 keep_dir=False, prefix="dovecot-"):
+                 keep_dir=False, prefix="dovecot-", client_ca=None,
+                 external=False):
+        if external and not client_ca:
+            raise ValueError("external=True needs client_ca")
+        self.client_ca = client_ca
+        self.external = bool(external)
         self.cert_names = tuple(cert_names)
         self.cert_ips = tuple(cert_ips)
         self.keep_dir = keep_dir
@@ -164,10 +192,21 @@ class Dovecot:
         for d in (self.state_dir, self.mail_dir, self.passwd_dir):
             os.mkdir(d)
             os.chmod(d, 0o755)
+        # external: the passdb of SASL EXTERNAL, one password-less
+        # passwd-file per user (see _write_passwd).
+        self.external_passwd_dir = None
+        if self.external:
+            self.external_passwd_dir = os.path.join(self.dir,
+                                                    "passwd-external.d")
+            os.mkdir(self.external_passwd_dir)
+            os.chmod(self.external_passwd_dir, 0o755)
         self._pick_users()
         self.cert_file, self.key_file = make_certificate(
             self.dir, self.cert_names, self.cert_ips)
         self.ca_file = self.cert_file
+        self.client_ca_bundle = self.sync_cert = self.sync_key = None
+        if client_ca:
+            self._make_client_ca_bundle()
         self.users = {}
         # How many sync_log() logins there were: each is one auth request.
         self.syncs = 0
@@ -196,6 +235,55 @@ class Dovecot:
         """Give PATH to the mail user (a no-op when not root)."""
         if self.root:
             os.chown(path, self.mail_uid, self.mail_gid)
+
+    def _make_client_ca_bundle(self):
+        """Write client_ca_bundle: CLIENT_CA and sync_log()'s certificate.
+
+        sync_log()'s certificate is self-signed, so it is its own trust
+        anchor; its commonName is its user's name.
+        """
+        self.sync_cert, self.sync_key = make_certificate(
+            self.dir, names=(SYNC_USER,), ips=(), stem="sync-client")
+        with open(self.client_ca, "r") as f:
+            trusted = f.read()
+        with open(self.sync_cert, "r") as f:
+            sync = f.read()
+        self.client_ca_bundle = os.path.join(self.dir, "client-ca.pem")
+        with open(self.client_ca_bundle, "w") as f:
+            f.write(trusted.rstrip("\n") + "\n" + sync)
+        os.chmod(self.client_ca_bundle, 0o644)
+
+    def _client_cert_config(self):
+        """The settings client_ca adds (empty without it)."""
+        if not self.client_ca:
+            return ""
+        text = """# Client certificates (tests/dovecot.py client_ca): asked
+# for, verified against ssl_ca, required for every login.
+ssl_ca = <{bundle}
+ssl_verify_client_cert = yes
+ssl_require_crl = no
+auth_ssl_require_client_cert = yes
+""".format(bundle=self.client_ca_bundle)
+        if self.external:
+            text += """auth_ssl_username_from_cert = yes
+ssl_cert_username_field = commonName
+"""
+        return text
+
+    def _external_passdb(self):
+        """The passdb for SASL EXTERNAL, placed before the passwd-file one
+        (empty without external). EXTERNAL checks an empty password: this
+        passdb's users have none (nopassword), and it serves EXTERNAL
+        only; Dovecot has already refused a request without a valid
+        certificate."""
+        if not self.external:
+            return ""
+        return """passdb {{
+  driver = passwd-file
+  args = username_format=%u {passwd}
+  mechanisms = external
+}}
+""".format(passwd=os.path.join(self.external_passwd_dir, "%u"))
 
     # --- configuration ---------------------------------------------------
 
@@ -235,20 +323,20 @@ first_valid_gid = {gid}
 last_valid_gid = 0
 mail_privileged_group =
 
-ssl = yes
+{client_certs}ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 # Loopback counts as secure for Dovecot anyway; this keeps plaintext
 # logins possible on the plain port for tests that ask for them.
 disable_plaintext_auth = no
-auth_mechanisms = plain login apop
+auth_mechanisms = {mechanisms}
 # Answer a wrong password at once (the default waits 2 s). Dovecot's
 # per-address penalty after a failure still applies: sync_log() connects
 # from another loopback address to stay clear of it.
 auth_failure_delay = 0
 
-passdb {{
+{external_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {passwd}
 }}
@@ -284,7 +372,11 @@ service pop3-login {{
            uid=self.mail_uid, gid=self.mail_gid, cert=self.cert_file,
            key=self.key_file, passwd=os.path.join(self.passwd_dir, "%u"),
            mail=self.mail_dir,
-           port=self.port, ssl_port=self.ssl_port, unprivileged=unprivileged)
+           port=self.port, ssl_port=self.ssl_port, unprivileged=unprivileged,
+           client_certs=self._client_cert_config(),
+           mechanisms="plain login apop" + (
+               " external" if self.external else ""),
+           external_passdb=self._external_passdb())
 
     def _write_passwd(self, user):
         """Write USER's passwd-file.
@@ -297,6 +389,19 @@ service pop3-login {{
         path = os.path.join(self.passwd_dir, user)
         line = "%s:{PLAIN}%s:%d:%d::%s::\n" % (
             user, self.users[user], self.mail_uid, self.mail_gid,
+            os.path.join(self.mail_dir, user))
+        with open(path + ".tmp", "w") as f:
+            f.write(line)
+        os.chmod(path + ".tmp", 0o644)
+        os.rename(path + ".tmp", path)
+        if self.external:
+            self._write_external_passwd(user)
+
+    def _write_external_passwd(self, user):
+        """Write USER's password-less passwd-file for SASL EXTERNAL."""
+        path = os.path.join(self.external_passwd_dir, user)
+        line = "%s::%d:%d::%s::nopassword=y\n" % (
+            user, self.mail_uid, self.mail_gid,
             os.path.join(self.mail_dir, user))
         with open(path + ".tmp", "w") as f:
             f.write(line)
@@ -485,7 +590,9 @@ service pop3-login {{
         ended) are, in practice, in the log by then. Bounded by TIMEOUT.
 
         It connects from 127.0.0.2: after a failed login from 127.0.0.1,
-        Dovecot delays further logins from that address by seconds.
+        Dovecot delays further logins from that address by seconds. With
+        client_ca, Dovecot wants a client certificate for that login too:
+        it goes over STLS with sync_cert.
         """
         if SYNC_USER not in self.users:
             self.add_user(SYNC_USER, "sync-" + os.urandom(8).hex())
@@ -493,6 +600,8 @@ service pop3-login {{
         self.syncs += 1
         client = _POP3From("127.0.0.1", self.port, "127.0.0.2", timeout)
         try:
+            if self.client_ca:
+                client.stls(self._sync_tls_context())
             client.user(SYNC_USER)
             client.pass_(self.users[SYNC_USER])
         finally:
@@ -503,6 +612,15 @@ service pop3-login {{
                 raise DovecotError("login of %s not logged in %.0f s"
                                    % (SYNC_USER, timeout))
             time.sleep(0.02)
+
+    def _sync_tls_context(self):
+        """TLS for sync_log(): presents sync_cert. The harness talks to its
+        own server over loopback, so the server is not verified."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(self.sync_cert, self.sync_key)
+        return ctx
 
     def logins(self, user):
         """Successful POP3 logins of USER, as pop3-login logged them."""
