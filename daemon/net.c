@@ -18,6 +18,13 @@
 
 #include "net.h"
 
+/*
+ * Input buffered per layer (socket, TLS) before reading pauses: without
+ * a bound, a server faster than the disk fills memory with a whole
+ * message. A few TLS records' worth keeps reads large.
+ */
+#define NET_READ_HIGH (256 * 1024)
+
 struct net {
 	struct event_base *base;
 	struct bufferevent *bev; /* the top of the stack: socket or TLS */
@@ -65,6 +72,7 @@ net_connect(struct event_base *base, struct evdns_base *dns, const char *host,
 		return NULL;
 	}
 	bufferevent_setcb(n->bev, net_read_cb, NULL, net_event_cb, n);
+	bufferevent_setwatermark(n->bev, EV_READ, 0, NET_READ_HIGH);
 	net_set_timeouts(n);
 	bufferevent_enable(n->bev, EV_READ | EV_WRITE);
 	/*
@@ -94,6 +102,7 @@ net_start_tls(struct net *n, SSL *ssl)
 	/* Unclean shutdowns are common among servers; we judge by QUIT. */
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	bufferevent_setcb(tls, net_read_cb, NULL, net_event_cb, n);
+	bufferevent_setwatermark(tls, EV_READ, 0, NET_READ_HIGH);
 	net_set_timeouts(n);
 	bufferevent_enable(tls, EV_READ | EV_WRITE);
 	return 0;
