@@ -1,9 +1,11 @@
 /*
  * Delivery throughput into a Maildir with syncing on, no network: the
- * batched path the daemon uses (deliver.c: file fsync, intents committed,
- * link, one new/ fsync per batch) against a floor that fsyncs each file
- * and new/ once per message. Also the longest time one call kept the
- * event loop busy, since delivery runs on the loop thread.
+ * batched path the daemon uses (deliver.c: files synced, intents
+ * committed, link, one new/ fsync per batch), with each sync scheme of
+ * maildir.h (sync = "batch": one syncfs per batch; sync = "file": an
+ * fsync per file and per tmp/ entry), against a floor that fsyncs each
+ * file and new/ once per message. Also the longest time one call kept
+ * the event loop busy, since delivery runs on the loop thread.
  *
  *	bench_deliver DIR [COUNT [SIZE]]
  */
@@ -65,8 +67,8 @@ durable(void *arg, unsigned long tag)
 
 /* The daemon's path: returns seconds; *STALL gets the longest call. */
 static double
-run_batched(
-    const char *dir, size_t count, const char *msg, size_t size, double *stall)
+run_batched(const char *dir, size_t count, const char *msg, size_t size,
+    enum maildir_sync how, double *stall)
 {
 	char path[4096], err[512], uid[32];
 	struct maildir *md;
@@ -75,14 +77,16 @@ run_batched(
 	size_t i, done = 0;
 	double t0, t, dt;
 
-	snprintf(path, sizeof(path), "%s/batched", dir);
+	snprintf(path, sizeof(path), "%s/batched-%d", dir, (int)how);
 	if ((md = maildir_open(path, err, sizeof(err))) == NULL ||
-	    (st = state_open(dir, "bench", "host", "user", err, sizeof(err))) ==
-		NULL ||
+	    (st = state_open(dir,
+		 how == MAILDIR_SYNC_FILE ? "bench-file" : "bench-batch",
+		 "host", "user", err, sizeof(err))) == NULL ||
 	    (d = deliver_new(md, st)) == NULL) {
 		fprintf(stderr, "bench: %s\n", err);
 		exit(1);
 	}
+	maildir_set_sync(md, how);
 	*stall = 0;
 	t0 = now();
 	for (i = 0; i < count; i++) {
@@ -150,7 +154,7 @@ main(int argc, char **argv)
 {
 	size_t count = argc > 2 ? strtoul(argv[2], NULL, 10) : 2000;
 	size_t size = argc > 3 ? strtoul(argv[3], NULL, 10) : 4096;
-	double tb, tf, stall;
+	double tb, tfile, tf, stall, stall_file;
 	char *msg;
 
 	if (argc < 2 || count == 0 || size < 128) {
@@ -159,17 +163,22 @@ main(int argc, char **argv)
 	}
 	msg = make_message(size);
 	tf = run_floor(argv[1], count, msg, size);
-	tb = run_batched(argv[1], count, msg, size, &stall);
+	tfile = run_batched(
+	    argv[1], count, msg, size, MAILDIR_SYNC_FILE, &stall_file);
+	tb = run_batched(argv[1], count, msg, size, MAILDIR_SYNC_BATCH, &stall);
 	printf("delivery of %zu messages of %zu bytes into %s\n", count, size,
 	    argv[1]);
-	printf("  %-34s %8.0f msg/s %7.1f MB/s\n",
-	    "popfetchd (batches of 64):", count / tb,
-	    count * (double)size / tb / 1e6);
-	printf("  %-34s %8.0f msg/s %7.1f MB/s\n",
+	printf("  %-36s %8.0f msg/s %7.1f MB/s  longest loop call %6.1f ms\n",
+	    "popfetchd, sync=batch (syncfs/64):", count / tb,
+	    count * (double)size / tb / 1e6, stall * 1e3);
+	printf("  %-36s %8.0f msg/s %7.1f MB/s  longest loop call %6.1f ms\n",
+	    "popfetchd, sync=file (fsync each):", count / tfile,
+	    count * (double)size / tfile / 1e6, stall_file * 1e3);
+	printf("  %-36s %8.0f msg/s %7.1f MB/s\n",
 	    "floor (fsync file + new/ each):", count / tf,
 	    count * (double)size / tf / 1e6);
-	printf("  popfetchd/floor time ratio: %.2f\n", tb / tf);
-	printf("  longest single call on the loop: %.1f ms\n", stall * 1e3);
+	printf("  popfetchd/floor time ratio: batch %.2f, file %.2f\n", tb / tf,
+	    tfile / tf);
 	free(msg);
 	return 0;
 }
