@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Benchmarks (not part of the tests): the POP3 engine alone, and delivery
-# into a Maildir with syncing on. Prints figures; times nothing in tests.
+# Benchmarks (not part of the tests): prints figures, times nothing in
+# tests. First the two micro benchmarks (the POP3 engine alone; delivery
+# into a Maildir with syncing on), then the end-to-end scenarios of
+# tools/bench.py against a throwaway Dovecot (B1-B5, with a floor that
+# writes the same bytes with no network). Arguments go to tools/bench.py:
 #
-#   bash tools/bench.sh
+#   bash tools/bench.sh                 # full: about 10 minutes
+#   bash tools/bench.sh --quick         # smoke run: under a minute
+#   bash tools/bench.sh --runs 5 --only B1,B2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,9 +16,16 @@ if ! log=$(bash tools/build.sh build 2>&1); then
 	printf '%s\n' "$log" >&2
 	exit 1
 fi
+
+echo "== micro benchmarks"
 build/bench_pop3 256
 # On the file system of the work tree, like a Maildir in a home would be.
-dir=$(mktemp -d "$PWD/build/bench-XXXXXX")
+dir=$(mktemp -d "$PWD/build/bench-micro-XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 build/bench_deliver "$dir" 2000 4096
 build/bench_deliver "$dir/big" 200 102400
+rm -rf "$dir"
+
+echo
+echo "== end to end (tools/bench.py)"
+python3 tools/bench.py "$@"

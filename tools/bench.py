@@ -1,0 +1,814 @@
+#!/usr/bin/env python3
+"""popfetchd end-to-end benchmark against a throwaway Dovecot.
+
+    python3 tools/bench.py [--runs N] [--only B1,B4,...] [--accounts N]
+                           [--quick] [--keep] [--binary PATH]
+
+Starts its own Dovecot on 127.0.0.1 (tests/dovecot.py), generates a
+deterministic corpus (tests/mailgen.py, fixed seed), and runs
+`popfetchd --once -c CONF` in these scenarios, each N times (default 3;
+run 1 of each, then run 2 of each, ...):
+
+  B1  1 account x 5,000 messages (mostly 2-8 KB, some 50-200 KB, three of
+      3-4 MB: about 100 MB), delete mode, implicit TLS.
+  B2  B1 through a relay adding 10 ms each way (20 ms round trip,
+      tools/latency_relay.py).
+  B2-0  (control, no target) B1 through the same relay with no delay:
+      the relay is Python on the same CPUs, and B2 - B2-0 is what the
+      latency alone costs.
+  B3  200 accounts x 25 messages (B1's messages, split), 20 ms round trip,
+      one run polling all accounts, max_connections = max_per_host = 32.
+  B4  1 account x 3 messages of 20 MiB: the peak RSS is what counts.
+  B5  --accounts (default 10,000) accounts x 1 small message, implicit
+      TLS, one run, max_connections = max_per_host = 32.
+
+For each it prints the median wall time, CPU time (user + sys) and peak
+RSS of the popfetchd process. B1, B2 and B3 are also compared with a
+floor (build/bench_floor): the same bytes written into a Maildir with an
+fsync per file and one of new/, no network, measured right before each
+popfetchd run so that machine noise cancels. Targets are printed with
+PASS or MISS; missing one does not change the exit status.
+
+After every run each Maildir must hold exactly its messages (compared by
+SHA-256 of the LF form popfetchd writes; received_header = false), tmp/
+must be empty, popfetchd must exit 0, and the server mailboxes must be
+empty; otherwise the run counts as failed and the exit status is 1.
+Everything is written under build/ (the work tree's file system), in
+folders removed at the end unless --keep is given.
+
+CPU time and peak RSS come from wait4() in `bench_floor measure`, which
+forks and execs popfetchd: Linux charges a child with the peak RSS of the
+process that exec'd it, so a child of this Python process would report at
+least the interpreter's size (about 14 MB even for /bin/true). Peak RSS
+includes the resident pages of the shared libraries (libcrypto alone is
+about 4 MiB); the "anon" column is the peak of the anonymous part
+(heap, stacks), sampled from /proc every 5 ms.
+
+The server is tests/dovecot.py's, with login and POP3 processes reused
+across connections (see BenchDovecot). Its mailboxes are refilled by
+writing files into them directly before each run, outside the timing;
+each run starts with empty local Maildirs and state.
+
+--quick: 500 messages in B1/B2, 20 accounts in B3, 2 MiB messages in B4,
+200 accounts in B5, one run.
+"""
+
+import argparse
+import collections
+import hashlib
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import dovecot  # noqa: E402
+import latency_relay  # noqa: E402
+import mailgen  # noqa: E402
+
+SEED = 7
+DELAY_MS = 10            # each way: 20 ms round trip
+PASSWORD = "bench-pass"
+CONNECTIONS = 32         # max_connections and max_per_host in B3 and B5
+PER_ACCOUNT_B3 = 25
+MEDIUM_SHARE = 0.11      # of the B1 messages, 50-200 KB; the rest 2-8 KB
+RUN_TIMEOUT = 3600       # one popfetchd run, seconds
+SAMPLE_EVERY = 0.005     # seconds between two looks at /proc/PID/status
+MAX_PROBLEMS = 10        # per failed run, the rest are counted
+
+MiB = 1024 * 1024
+
+TARGET_B1_RATIO = 1.0
+TARGET_B2_EXTRA = 1.0    # seconds over B1
+TARGET_B3_RATIO = 2.0
+TARGET_B4_RSS = 6        # MiB
+TARGET_B5_RSS = 64       # MiB
+
+SCENARIOS = ("B1", "B2", "B3", "B4", "B5")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# --- the corpus -----------------------------------------------------------
+
+def _mailgen_index(i):
+    """Message I's index for mailgen: skips those mailgen gives a 20 KB line.
+
+    mailgen adds a line of 20 KB or more to every message whose index is 2
+    modulo 5, which would turn a fifth of the "2-8 KB" messages into 20 KB
+    ones; the indexes stay unique.
+    """
+    return i // 4 * 5 + (0, 1, 3, 4)[i % 4]
+
+
+class Corpus:
+    """Messages (bytes, LF line ends) and what is needed to check them."""
+
+    def __init__(self, name, messages):
+        self.name = name
+        self.messages = messages
+        self.total = sum(len(m) for m in messages)
+        self.digests = [hashlib.sha256(m).digest() for m in messages]
+        self.files = None
+
+    def write(self, folder):
+        """The corpus as one file plus an index of lengths, for the floor."""
+        if self.files is None:
+            data = os.path.join(folder, "corpus-%s.bin" % self.name)
+            index = os.path.join(folder, "corpus-%s.idx" % self.name)
+            with open(data, "wb") as f:
+                for m in self.messages:
+                    f.write(m)
+            with open(index, "w") as f:
+                f.write("".join("%d\n" % len(m) for m in self.messages))
+            self.files = (data, index)
+        return self.files
+
+    def describe(self):
+        sizes = [len(m) for m in self.messages]
+        small = sum(1 for s in sizes if s < 20 * 1024)
+        medium = sum(1 for s in sizes if 20 * 1024 <= s < MiB)
+        big = len(sizes) - small - medium
+        return ("%d messages, %.1f MB (%d under 20 KB, %d of 50-200 KB, "
+                "%d of 1 MB or more)" % (len(sizes), self.total / 1e6,
+                                         small, medium, big))
+
+
+def mixed_corpus(name, count, huge_count, huge_range):
+    """COUNT messages: mostly 2-8 KB, some 50-200 KB, HUGE_COUNT large."""
+    rnd = random.Random("bench/%s/%d" % (name, SEED))
+    huge_at = {count * (k + 1) // (huge_count + 1) for k in range(huge_count)}
+    out = []
+    for i in range(count):
+        if i in huge_at:
+            size = rnd.randint(*huge_range)
+        elif rnd.random() < MEDIUM_SHARE:
+            size = rnd.randint(*mailgen.MEDIUM)
+        else:
+            size = rnd.randint(*mailgen.SMALL)
+        out.append(mailgen.message(rnd, _mailgen_index(i), size,
+                                   "bench" + name))
+    return Corpus(name, out)
+
+
+def sized_corpus(name, count, size_range):
+    rnd = random.Random("bench/%s/%d" % (name, SEED))
+    return Corpus(name, [
+        mailgen.message(rnd, _mailgen_index(i), rnd.randint(*size_range),
+                        "bench" + name)
+        for i in range(count)])
+
+
+# --- the server -----------------------------------------------------------
+
+class BenchDovecot(dovecot.Dovecot):
+    """The test Dovecot, with settings for thousands of logins.
+
+    Login and POP3 processes serve one connection after another instead
+    of being started for each (all mail users share one system user here,
+    which makes reuse possible), and the auth process does not log every
+    request. This cuts the server's CPU time per login about fourfold:
+    the server's costs should not dominate what popfetchd waits for on a
+    machine with few CPUs.
+    """
+
+    def _config(self):
+        return super()._config() + """
+# Added by tools/bench.py.
+auth_debug = no
+auth_verbose = no
+service pop3-login {
+  service_count = 0
+  process_min_avail = 2
+}
+service pop3 {
+  service_count = 0
+  process_min_avail = 4
+}
+"""
+
+
+def start_dovecot(scratch):
+    # Its folder (and the mailboxes in it) under build/ too.
+    saved = tempfile.tempdir
+    tempfile.tempdir = scratch
+    try:
+        dc = BenchDovecot(prefix="dovecot-")
+    finally:
+        tempfile.tempdir = saved
+    try:
+        dc.start()
+    except BaseException:
+        dc.cleanup()
+        raise
+    return dc
+
+
+class Mailboxes:
+    """Fills and checks users' mailboxes on the server, bypassing POP3."""
+
+    def __init__(self, dc):
+        self.dc = dc
+        self.users = set()
+        self.seq = 0
+
+    def ensure_users(self, names):
+        for name in names:
+            if name not in self.users:
+                self.dc.add_user(name, PASSWORD)
+                self.users.add(name)
+
+    def seed(self, user, messages):
+        """Write MESSAGES into USER's new/ (tmp/ and rename, as MDAs do)."""
+        md = self.dc.maildir(user)
+        root = os.geteuid() == 0
+        for m in messages:
+            self.seq += 1
+            name = "%d.B%dP%d.bench" % (int(time.time()), self.seq,
+                                        os.getpid())
+            tmp = os.path.join(md, "tmp", name)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                if root:
+                    os.fchown(fd, self.dc.mail_uid, self.dc.mail_gid)
+                os.write(fd, m)
+            finally:
+                os.close(fd)
+            os.rename(tmp, os.path.join(md, "new", name))
+
+    def cpu(self):
+        """CPU seconds used so far by the server's processes.
+
+        Dovecot runs in its own process group; the time of children that
+        have exited is in their parent's cutime and cstime.
+        """
+        if self.dc.proc is None:
+            return 0.0
+        group = self.dc.proc.pid
+        ticks = 0
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[2]) == group:
+                ticks += sum(int(x) for x in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def left(self, users):
+        """Messages still on the server, over USERS."""
+        n = 0
+        for user in users:
+            md = self.dc.maildir(user)
+            for sub in ("new", "cur"):
+                n += len(os.listdir(os.path.join(md, sub)))
+        return n
+
+    def clear(self, users):
+        for user in users:
+            md = self.dc.maildir(user)
+            for sub in ("new", "cur"):
+                d = os.path.join(md, sub)
+                for name in os.listdir(d):
+                    os.unlink(os.path.join(d, name))
+
+
+# --- one run --------------------------------------------------------------
+
+def write_config(path, state_dir, port, ca_file, accounts, connections):
+    """ACCOUNTS: (name, user, maildir) triples; settings shared in defaults."""
+    lines = [
+        "# Written by tools/bench.py",
+        'state_dir = "%s";' % state_dir,
+        "max_connections = %d;" % connections,
+        "max_per_host = %d;" % connections,
+        "timeout = 120;",
+        "defaults = {",
+        '  host = "127.0.0.1";',
+        "  port = %d;" % port,
+        '  tls = "implicit";',
+        '  ca_file = "%s";' % ca_file,
+        '  password = "%s";' % PASSWORD,
+        "  keep = false;",
+        "  received_header = false;",
+        "};",
+        "accounts = (",
+        ",\n".join('  { name = "%s"; user = "%s"; maildir = "%s"; }'
+                   % a for a in accounts),
+        ");",
+        "",
+    ]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines))
+    os.chmod(path, 0o600)  # inline passwords need it
+
+
+def parse_fields(text):
+    return {k: v for k, v in re.findall(r"(\w+)=(\S+)", text)}
+
+
+def _child_of(pid):
+    """The first child of process PID, or None."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = f.read().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
+def _anon_kb(pid):
+    """RssAnon of process PID in KiB, or 0 if it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def measure(tools, argv, workdir, log_name):
+    """Run ARGV under `bench_floor measure`; its rusage as a dict.
+
+    Meanwhile the command's anonymous (non-file) resident memory is
+    sampled from /proc every SAMPLE_EVERY seconds: peak RSS includes the
+    shared libraries' pages, which the program does not control.
+    """
+    out = os.path.join(workdir, log_name + ".rusage")
+    log = os.path.join(workdir, log_name + ".log")
+    anon = 0
+    with open(log, "wb") as lf:
+        proc = subprocess.Popen([tools.floor, "measure", out] + argv,
+                                stdin=subprocess.DEVNULL, stdout=lf,
+                                stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        child = None
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                raise BenchError("%s did not finish in %d s (log: %s)"
+                                 % (argv[0], RUN_TIMEOUT, log))
+            if child is None:
+                child = _child_of(proc.pid)
+            if child is not None:
+                anon = max(anon, _anon_kb(child))
+            time.sleep(SAMPLE_EVERY)
+    try:
+        with open(out) as f:
+            fields = parse_fields(f.read())
+    except FileNotFoundError:
+        raise BenchError("no rusage from bench_floor measure (log: %s)" % log)
+    return {
+        "status": int(fields["status"]),
+        "wall": float(fields["wall"]),
+        "cpu": float(fields["user"]) + float(fields["sys"]),
+        "user": float(fields["user"]),
+        "sys": float(fields["sys"]),
+        "rss": int(fields["maxrss_kb"]) / 1024.0,
+        "anon": anon / 1024.0,
+        "log": log,
+    }
+
+
+def thread_cpu(native_id):
+    """CPU seconds used so far by thread NATIVE_ID of this process."""
+    try:
+        with open("/proc/self/task/%d/stat" % native_id) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    # utime and stime, fields 14 and 15 of stat(5), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_floor(tools, corpus, workdir):
+    data, index = corpus.write(tools.scratch)
+    md = os.path.join(workdir, "floor-Maildir")
+    shutil.rmtree(md, ignore_errors=True)
+    os.sync()
+    p = subprocess.run([tools.floor, "write", data, index, md],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BenchError("bench_floor write failed: %s" % p.stderr.strip())
+    m = re.search(r"([0-9.]+) s$", p.stdout.strip())
+    if not m:
+        raise BenchError("bench_floor printed %r" % p.stdout)
+    shutil.rmtree(md, ignore_errors=True)
+    return float(m.group(1))
+
+
+def digest_maildir(md):
+    """SHA-256 digests of the files in MD/new, and problems seen."""
+    got = collections.Counter()
+    problems = []
+    for sub in ("tmp", "cur"):
+        d = os.path.join(md, sub)
+        if os.path.isdir(d) and os.listdir(d):
+            problems.append("%s: %d files in %s/" % (md, len(os.listdir(d)),
+                                                     sub))
+    new = os.path.join(md, "new")
+    if not os.path.isdir(new):
+        return got, problems + ["%s: no new/" % md]
+    for name in os.listdir(new):
+        with open(os.path.join(new, name), "rb") as f:
+            got[hashlib.sha256(f.read()).digest()] += 1
+    return got, problems
+
+
+def verify(expect, boxes, users):
+    """EXPECT: maildir -> list of digests. Returns a list of problems."""
+    problems = []
+    missing = extra = 0
+    for md, digests in expect.items():
+        got, p = digest_maildir(md)
+        problems += p
+        want = collections.Counter(digests)
+        missing += sum((want - got).values())
+        extra += sum((got - want).values())
+    if len(problems) > MAX_PROBLEMS:
+        more = len(problems) - MAX_PROBLEMS
+        problems = problems[:MAX_PROBLEMS] + ["... and %d more" % more]
+    if missing or extra:
+        problems.append("%d messages missing or altered, %d unexpected or "
+                        "duplicated" % (missing, extra))
+    left = boxes.left(users)
+    if left:
+        problems.append("%d messages left on the server" % left)
+    return problems
+
+
+class Tools:
+    def __init__(self, binary, floor, scratch, source=None):
+        self.binary = binary
+        self.source = source or binary
+        self.floor = floor
+        self.scratch = scratch
+
+
+class Scenario:
+    """One benchmark: its accounts, corpus split and settings."""
+
+    def __init__(self, key, title, corpus, per_account, relay=None,
+                 floor=False, connections=CONNECTIONS, user_prefix=None):
+        """RELAY: None (straight to the server) or a delay in ms."""
+        self.key = key
+        self.title = title
+        self.corpus = corpus
+        self.per_account = per_account
+        self.relay = relay
+        self.floor = floor
+        self.connections = connections
+        n = len(corpus.messages) // per_account
+        width = len(str(n - 1))
+        prefix = user_prefix or key.lower()
+        self.users = [prefix + str(i).zfill(width) for i in range(n)]
+        self.runs = []  # dicts: wall, cpu, rss, anon, floor (or None)
+        self.failed = False
+
+    def batches(self):
+        for i, user in enumerate(self.users):
+            lo = i * self.per_account
+            yield (user, self.corpus.messages[lo:lo + self.per_account],
+                   self.corpus.digests[lo:lo + self.per_account])
+
+    def run_once(self, tools, dc, boxes, port, k, relay=None):
+        work = os.path.join(tools.scratch, self.key)
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(os.path.join(work, "mail"))
+        boxes.ensure_users(self.users)
+        boxes.clear(self.users)
+        expect = {}
+        accounts = []
+        for user, messages, digests in self.batches():
+            boxes.seed(user, messages)
+            md = os.path.join(work, "mail", user)
+            expect[md] = digests
+            accounts.append((user, user, md))
+        conf = os.path.join(work, "popfetchd.conf")
+        write_config(conf, os.path.join(work, "state"), port, dc.ca_file,
+                     accounts, self.connections)
+        floor = run_floor(tools, self.corpus, work) if self.floor else None
+        os.sync()  # the seeded mail's writeback is not popfetchd's cost
+        tid = relay.thread.native_id if relay is not None else None
+        relay_cpu = thread_cpu(tid)
+        server_cpu = boxes.cpu()
+        r = measure(tools, [tools.binary, "-c", conf, "--once"], work,
+                    "popfetchd")
+        r["server_cpu"] = boxes.cpu() - server_cpu
+        r["relay_cpu"] = thread_cpu(tid) - relay_cpu if relay else None
+        problems = []
+        if r["status"] != 0:
+            problems.append("popfetchd exited with status %d"
+                            % r["status"])
+        problems += verify(expect, boxes, self.users)
+        if problems:
+            with open(r["log"], errors="replace") as f:
+                tail = f.read()[-3000:]
+            raise BenchError("%s run %d failed:\n  %s\npopfetchd log "
+                             "(end):\n%s" % (self.key, k + 1,
+                                             "\n  ".join(problems), tail))
+        r["floor"] = floor
+        self.runs.append(r)
+        line = ("  %s run %d: wall %.2f s, CPU %.2f s (user %.2f, sys "
+                "%.2f), RSS %.1f MiB (anon %.1f), server CPU %.2f s"
+                % (self.key, k + 1, r["wall"], r["cpu"], r["user"],
+                   r["sys"], r["rss"], r["anon"], r["server_cpu"]))
+        if floor is not None:
+            line += ", floor %.2f s (%.2fx)" % (floor, r["wall"] / floor)
+        if relay is not None:
+            line += ", relay CPU %.2f s" % r["relay_cpu"]
+        print(line, flush=True)
+
+    def median(self, field):
+        values = [r[field] for r in self.runs]
+        return statistics.median(values) if values else None
+
+    def ratio(self):
+        """Median of the per-run ratios popfetchd / floor."""
+        if not self.runs or self.runs[0]["floor"] is None:
+            return None
+        return statistics.median(r["wall"] / r["floor"] for r in self.runs)
+
+
+# --- the report -----------------------------------------------------------
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def target_of(sc, results):
+    """(target text, PASS/MISS) for scenario SC."""
+    if sc.key == "B1":
+        return ("<= %.1fx floor" % TARGET_B1_RATIO,
+                verdict(sc.ratio() <= TARGET_B1_RATIO))
+    if sc.key == "B2":
+        b1 = results.get("B1")
+        if b1 is None or not b1.runs:
+            return ("<= B1 + %.0f s" % TARGET_B2_EXTRA, "n/a (B1 not run)")
+        limit = b1.median("wall") + TARGET_B2_EXTRA
+        return ("<= B1 + %.0f s = %.2f s" % (TARGET_B2_EXTRA, limit),
+                verdict(sc.median("wall") <= limit))
+    if sc.key == "B2-0":
+        return ("(control, no target)", "")
+    if sc.key == "B3":
+        return ("<= %.1fx floor" % TARGET_B3_RATIO,
+                verdict(sc.ratio() <= TARGET_B3_RATIO))
+    if sc.key == "B4":
+        return ("RSS <= %d MiB" % TARGET_B4_RSS,
+                verdict(sc.median("rss") <= TARGET_B4_RSS))
+    return ("RSS <= %d MiB" % TARGET_B5_RSS,
+            verdict(sc.median("rss") <= TARGET_B5_RSS))
+
+
+def print_table(order, results, runs):
+    print()
+    print("popfetchd benchmark: median of %d run%s each" % (
+        runs, "" if runs == 1 else "s"))
+    head = ("%-38s %6s %6s %6s %6s %6s %6s %5s  %s" % (
+        "scenario", "wall s", "floor", "ratio", "CPU s", "server",
+        "RSSMiB", "anon", "target"))
+    print(head)
+    print("-" * 115)
+    for key in order:
+        sc = results.get(key)
+        if sc is None:
+            continue
+        if not sc.runs:
+            print("%-38s %s" % (sc.key + "  " + sc.title,
+                                "FAILED (see above)"))
+            continue
+        floor = sc.median("floor") if sc.floor else None
+        ratio = sc.ratio()
+        target, ok = target_of(sc, results)
+        if sc.failed:
+            ok += ", a run FAILED"
+        row = "%-38s %6.2f %6s %6s %6.2f %6.2f %6.1f %5.1f  %-24s %s" % (
+            sc.key + "  " + sc.title, sc.median("wall"),
+            "%.2f" % floor if floor is not None else "-",
+            "%.2fx" % ratio if ratio is not None else "-",
+            sc.median("cpu"), sc.median("server_cpu"), sc.median("rss"),
+            sc.median("anon"), target, ok)
+        print(row.rstrip())
+    print("wall: popfetchd --once from exec to exit, s; floor: the same "
+          "bytes written with an\nfsync per file, no network, s; ratio: "
+          "wall / floor, per run; CPU: popfetchd's\nuser + sys, s; server:"
+          " Dovecot's CPU meanwhile, s; RSSMiB: popfetchd's peak RSS\n"
+          "(wait4 ru_maxrss, shared library pages included), MiB; anon: "
+          "peak of RssAnon,\nsampled every %g ms, MiB. MiB = 1024 KiB."
+          % (SAMPLE_EVERY * 1000))
+    relayed = [results[k] for k in order if k in results
+               and results[k].relay is not None and results[k].runs]
+    if relayed:
+        print("The relay (Python, same machine) used, median CPU s: %s."
+              % ", ".join("%s %.2f" % (sc.key, sc.median("relay_cpu"))
+                          for sc in relayed))
+    b2, b20 = results.get("B2"), results.get("B2-0")
+    if b2 is not None and b20 is not None and b2.runs and b20.runs:
+        print("B2 - B2-0, what the 20 ms round trip alone costs: %.2f s."
+              % (b2.median("wall") - b20.median("wall")))
+    print()
+
+
+# --- main -----------------------------------------------------------------
+
+def parse_args():
+    ap = argparse.ArgumentParser(
+        description="popfetchd end-to-end benchmark (see the file's "
+                    "docstring).")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="runs per scenario; the median is shown "
+                         "(default 3, 1 with --quick)")
+    ap.add_argument("--only", default=",".join(SCENARIOS),
+                    help="comma-separated scenarios (default all: "
+                         "B1,B2,B3,B4,B5)")
+    ap.add_argument("--accounts", type=int, default=None,
+                    help="accounts in B5 (default 10000, 200 with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smaller everything, one run: a smoke test")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the scratch folder under build/")
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build",
+                                                     "popfetchd"))
+    ap.add_argument("--floor", default=os.path.join(ROOT, "build",
+                                                    "bench_floor"))
+    args = ap.parse_args()
+    only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in SCENARIOS]
+    if bad or not only:
+        ap.error("--only: unknown scenario %s (known: %s)"
+                 % (", ".join(bad) or "(none)", ",".join(SCENARIOS)))
+    args.only = [s for s in SCENARIOS if s in only]
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
+    if args.accounts is None:
+        args.accounts = 200 if args.quick else 10000
+    if args.runs < 1 or args.accounts < 1:
+        ap.error("--runs and --accounts must be at least 1")
+    for path in (args.binary, args.floor):
+        if not os.access(path, os.X_OK):
+            ap.error("%s is not an executable (build with: bash "
+                     "tools/build.sh build)" % path)
+    return args
+
+
+def build_scenarios(args):
+    """The selected scenarios with their corpora (generated here)."""
+    if args.quick:
+        count, huge_count, huge = 500, 1, (2 * MiB, 3 * MiB)
+        big = 2 * MiB
+    else:
+        count, huge_count, huge = 5000, 3, (3 * MiB, 4 * MiB)
+        big = 20 * MiB
+    out = {}
+    mixed = None
+    if {"B1", "B2", "B3"} & set(args.only):
+        t = time.monotonic()
+        mixed = mixed_corpus("mixed", count, huge_count, huge)
+        print("corpus B1/B2/B3: %s; generated in %.1f s"
+              % (mixed.describe(), time.monotonic() - t), flush=True)
+    if "B1" in args.only:
+        out["B1"] = Scenario("B1", "1 x %d msgs, TLS" % count, mixed,
+                             count, floor=True, connections=4,
+                             user_prefix="single")
+    if "B2" in args.only:
+        out["B2"] = Scenario("B2", "as B1, 20 ms RTT", mixed, count,
+                             relay=DELAY_MS, floor=True, connections=4,
+                             user_prefix="single")
+        # The control: B2's path with no delay. The relay is Python on
+        # the same CPUs; B2 - B2-0 is what the latency alone costs.
+        out["B2-0"] = Scenario("B2-0", "as B1, via the relay at 0 ms", mixed,
+                               count, relay=0, floor=True, connections=4,
+                               user_prefix="single")
+    if "B3" in args.only:
+        n = count // PER_ACCOUNT_B3
+        out["B3"] = Scenario("B3", "%d x %d msgs, 20 ms RTT, %d conns"
+                             % (n, PER_ACCOUNT_B3, CONNECTIONS), mixed,
+                             PER_ACCOUNT_B3, relay=DELAY_MS, floor=True)
+    if "B4" in args.only:
+        c = sized_corpus("big", 3, (big, big))
+        print("corpus B4: %s" % c.describe(), flush=True)
+        out["B4"] = Scenario("B4", "1 x 3 msgs of %d MiB" % (big // MiB),
+                             c, 3, connections=4, user_prefix="big")
+    if "B5" in args.only:
+        t = time.monotonic()
+        c = sized_corpus("accounts", args.accounts, mailgen.SMALL)
+        print("corpus B5: %s; generated in %.1f s"
+              % (c.describe(), time.monotonic() - t), flush=True)
+        out["B5"] = Scenario("B5", "%d accts x 1 msg, TLS, %d conns"
+                             % (args.accounts, CONNECTIONS), c, 1,
+                             user_prefix="a")
+    return out
+
+
+def context_lines(tools):
+    """Facts that help read the figures."""
+    lines = ["machine: %s, %d CPUs, Python %s" % (
+        platform.platform(), os.cpu_count(), platform.python_version())]
+    v = subprocess.run([tools.binary, "--version"], capture_output=True,
+                       text=True).stdout.strip().split("\n")[0]
+    tree = subprocess.run(["git", "-C", ROOT, "describe", "--always",
+                           "--dirty"], capture_output=True,
+                          text=True).stdout.strip() or "?"
+    lines.append("popfetchd: %s, %s built %s, work tree %s" % (
+        v, tools.source, time.strftime(
+            "%Y-%m-%d %H:%M:%S", time.localtime(os.stat(
+                tools.binary).st_mtime)), tree))
+    try:
+        v = subprocess.run([dovecot.DOVECOT, "--version"],
+                           capture_output=True, text=True).stdout.strip()
+        lines.append("server: Dovecot %s on 127.0.0.1" % v)
+    except OSError:
+        pass
+    probe = tempfile.mkdtemp(prefix="rss-", dir=tools.scratch)
+    r = measure(tools, ["/bin/true"], probe, "true")
+    lines.append("RSS baseline: /bin/true under bench_floor measure "
+                 "reports %.1f MiB" % r["rss"])
+    return lines
+
+
+def main():
+    args = parse_args()
+    os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="bench-", dir=os.path.join(ROOT,
+                                                                "build"))
+    os.chmod(scratch, 0o755)  # Dovecot's users reach its folder below
+    # A copy, so that a rebuild while the benchmark runs changes nothing.
+    binary = os.path.join(scratch, "popfetchd")
+    shutil.copy2(args.binary, binary)
+    tools = Tools(binary, os.path.abspath(args.floor), scratch,
+                  os.path.relpath(os.path.abspath(args.binary)))
+    started = time.monotonic()
+    failed = []
+    dc = None
+    relays = {}  # delay in ms -> RelayThread
+    results = {}
+    try:
+        for line in context_lines(tools):
+            print(line)
+        results = build_scenarios(args)
+        dc = start_dovecot(scratch)
+        boxes = Mailboxes(dc)
+        delays = sorted({sc.relay for sc in results.values()
+                         if sc.relay is not None})
+        if delays:
+            secs, rate = latency_relay.measure(100, 0)
+            print("relay: 100 MB at 0 ms in %.2f s (%.0f MB/s); %d ms each "
+                  "way in B2/B3" % (secs, rate, DELAY_MS))
+        for delay in delays:
+            relays[delay] = latency_relay.RelayThread(
+                "127.0.0.1", dc.ssl_port, delay).start()
+        print("scratch: %s" % scratch, flush=True)
+        # Run k of every scenario, then run k + 1: slow drifts of the
+        # machine touch all scenarios alike.
+        for k in range(args.runs):
+            for sc in results.values():
+                if sc.failed:
+                    continue
+                relay = relays.get(sc.relay)
+                port = relay.port if relay is not None else dc.ssl_port
+                try:
+                    sc.run_once(tools, dc, boxes, port, k, relay)
+                except BenchError as e:
+                    print("FAILED: %s" % e, file=sys.stderr, flush=True)
+                    failed.append(sc.key)
+                    sc.failed = True
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        failed.append("interrupted")
+    finally:
+        for relay in relays.values():
+            relay.stop()
+        if dc is not None:
+            dc.cleanup()
+        if args.keep:
+            print("kept %s" % scratch)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print_table(list(results), results, args.runs)
+    print("total time %.0f s" % (time.monotonic() - started))
+    if failed:
+        print("failed: %s" % ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
