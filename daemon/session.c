@@ -128,7 +128,8 @@ struct session {
 	struct msginfo *msgs; /* index msgno - 1 */
 	size_t nmsgs;
 	bool have_uidl;
-	unsigned long *fetch; /* msgnos to RETR, in order */
+	bool listing_pipelined; /* STAT, UIDL and LIST sent together */
+	unsigned long *fetch;	/* msgnos to RETR, in order */
 	size_t nfetch, next_fetch, retr_done;
 	uint64_t inflight;   /* listed bytes of the RETRs not yet answered */
 	unsigned long *dele; /* durable, DELE not yet sent */
@@ -151,6 +152,7 @@ static void send_req(struct session *s, const struct pop3_req *req);
 static void send_simple(
     struct session *s, enum pop3_cmd cmd, unsigned long msgno);
 static void pump(struct session *s);
+static size_t window(const struct session *s);
 static void pump_top(struct session *s);
 static void strike(struct session *s, unsigned long msgno, const char *why);
 static void flush_batch(struct session *s, bool dele);
@@ -835,6 +837,16 @@ st_auth(struct session *s, const struct pop3_event *ev)
 	report(s, &(struct session_info){.kind = SI_LOGIN, .text = s->mech});
 	set_state(s, S_LISTING);
 	send_simple(s, POP3_CMD_STAT, 0);
+	/*
+	 * With pipelining, the listing takes one round trip instead of
+	 * three: replies come in order, so STAT's count is known before
+	 * the first UIDL line arrives.
+	 */
+	if (s->mode != SESSION_SERVERINFO && window(s) > 1) {
+		s->listing_pipelined = true;
+		send_simple(s, POP3_CMD_UIDL, 0);
+		send_simple(s, POP3_CMD_LIST, 0);
+	}
 }
 
 /* ---- greeting, capabilities, STLS ---- */
@@ -1095,7 +1107,8 @@ st_listing(struct session *s, const struct pop3_event *ev)
 			fail(s, SC_LOCAL, "out of memory");
 			return;
 		}
-		send_simple(s, POP3_CMD_UIDL, 0);
+		if (!s->listing_pipelined)
+			send_simple(s, POP3_CMD_UIDL, 0);
 		return;
 	case POP3_EV_LIST:
 	case POP3_EV_UIDL:
@@ -1104,7 +1117,8 @@ st_listing(struct session *s, const struct pop3_event *ev)
 	case POP3_EV_ERR:
 		if (ev->cmd == POP3_CMD_UIDL) {
 			s->have_uidl = false;
-			send_simple(s, POP3_CMD_LIST, 0);
+			if (!s->listing_pipelined)
+				send_simple(s, POP3_CMD_LIST, 0);
 			return;
 		}
 		fail(s, SC_PROTO, "%s refused: %s", pop3_cmd_name(ev->cmd),
@@ -1113,7 +1127,8 @@ st_listing(struct session *s, const struct pop3_event *ev)
 	case POP3_EV_END:
 		if (ev->cmd == POP3_CMD_UIDL) {
 			s->have_uidl = true;
-			send_simple(s, POP3_CMD_LIST, 0);
+			if (!s->listing_pipelined)
+				send_simple(s, POP3_CMD_LIST, 0);
 			return;
 		}
 		if (s->mode == SESSION_LIST) {

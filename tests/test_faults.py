@@ -294,11 +294,21 @@ accounts = ({
     # ---- servers without UIDL ----
 
     def test_no_uidl_delete_mode(self):
-        srv = self.server(tls="implicit", uidl=False)
-        r = self.run_once(self.config(srv))
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assert_exactly_once()
-        self.assertEqual(srv.messages, [])
+        # Also with the listing pipelined: UIDL's -ERR is followed by the
+        # LIST already sent, not by a second one.
+        for pipelining in (False, True):
+            with self.subTest(pipelining=pipelining):
+                shutil.rmtree(self.maildir, ignore_errors=True)
+                shutil.rmtree(os.path.join(self.dir, "state"),
+                              ignore_errors=True)
+                srv = self.server(tls="implicit", uidl=False,
+                                  pipelining=pipelining)
+                r = self.run_once(self.config(srv))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assert_exactly_once()
+                self.assertEqual(srv.messages, [])
+                verbs = [c.split()[0].upper() for c in srv.commands]
+                self.assertEqual(verbs.count("LIST"), 1, verbs)
 
     def test_no_uidl_keep_mode_refused(self):
         srv = self.server(tls="implicit", uidl=False)
