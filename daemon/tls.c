@@ -3,7 +3,10 @@
  * verified by default; turning that off is a per-account opt-out.
  */
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,11 +100,13 @@ ctx_client_cert(SSL_CTX *ctx, const struct account *a, char *err, size_t errlen)
 /*
  * Contexts by their settings. Loading the system trust store costs some
  * 20 ms of CPU; with one context per set of settings, 10,000 accounts
- * pay it once, and polls of one account after the first pay nothing.
+ * pay it once, and polls of one account after the first pay nothing but
+ * a stat() of the files the context was made from.
  */
 struct cached {
 	struct cached *next;
 	char *key;
+	uint64_t files; /* files_stamp() when the context was made */
 	SSL_CTX *ctx;
 };
 
@@ -123,22 +128,83 @@ ctx_key(const struct account *a)
 	return key;
 }
 
+static uint64_t
+stamp_add(uint64_t h, const char *path)
+{
+	struct stat sb;
+	uint64_t v[5] = {0};
+	size_t i;
+
+	if (path == NULL)
+		return h;
+	if (stat(path, &sb) == 0) {
+		v[0] = (uint64_t)sb.st_dev;
+		v[1] = (uint64_t)sb.st_ino;
+		v[2] = (uint64_t)sb.st_size;
+		v[3] = (uint64_t)sb.st_mtim.tv_sec;
+		v[4] = (uint64_t)sb.st_mtim.tv_nsec;
+	} else
+		v[0] = (uint64_t)errno;
+	/* FNV-1a over the fields: a change, not an attack, is to be seen. */
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		h ^= v[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/*
+ * What the files behind a context look like now: a renewed client
+ * certificate or an updated trust store (also the system's) makes a new
+ * context at the next poll, without a reload.
+ */
+static uint64_t
+files_stamp(const struct account *a)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	if (a->ca_file == NULL && a->ca_path == NULL) {
+		h = stamp_add(h, X509_get_default_cert_file());
+		h = stamp_add(h, X509_get_default_cert_dir());
+	}
+	h = stamp_add(h, a->ca_file);
+	h = stamp_add(h, a->ca_path);
+	h = stamp_add(h, a->client_cert);
+	return stamp_add(h, a->client_key);
+}
+
+static void
+cached_free(struct cached *c)
+{
+	SSL_CTX_free(c->ctx);
+	free(c->key);
+	free(c);
+}
+
 SSL_CTX *
 tls_ctx_get(const struct account *a, char *err, size_t errlen)
 {
-	struct cached *c;
+	struct cached *c, **cp;
 	char *key = ctx_key(a);
+	uint64_t files = files_stamp(a);
 
 	if (key == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	for (c = cache; c != NULL; c = c->next)
-		if (strcmp(c->key, key) == 0) {
+	for (cp = &cache; (c = *cp) != NULL; cp = &c->next) {
+		if (strcmp(c->key, key) != 0)
+			continue;
+		if (c->files == files) {
 			free(key);
 			SSL_CTX_up_ref(c->ctx);
 			return c->ctx;
 		}
+		/* Sessions using the old context keep it until they end. */
+		*cp = c->next;
+		cached_free(c);
+		break;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		free(key);
 		snprintf(err, errlen, "out of memory");
@@ -150,6 +216,7 @@ tls_ctx_get(const struct account *a, char *err, size_t errlen)
 		return NULL;
 	}
 	c->key = key;
+	c->files = files;
 	c->next = cache;
 	cache = c;
 	SSL_CTX_up_ref(c->ctx);
@@ -163,9 +230,7 @@ tls_ctx_forget(void)
 
 	while ((c = cache) != NULL) {
 		cache = c->next;
-		SSL_CTX_free(c->ctx);
-		free(c->key);
-		free(c);
+		cached_free(c);
 	}
 }
 

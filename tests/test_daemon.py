@@ -31,7 +31,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mailgen  # noqa: E402
-from dovecot import Dovecot, free_ports  # noqa: E402
+from dovecot import Dovecot, free_ports, make_certificate  # noqa: E402
 from fakepop import FakePop  # noqa: E402
 
 BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
@@ -992,6 +992,34 @@ class TestSignals(DaemonTest):
             self.assertEqual(len(d.grep(r"^account=delay listed=")), 1)
             self.assertEqual(srv.sessions, 1)
         self.assert_exactly("delay", msgs)
+
+    def test_renewed_ca_file_read_without_reload(self):
+        """TLS contexts are shared between polls, but a CA file replaced
+        on disk is read at the next poll: no stale trust, no reload."""
+        dc = self.dc
+        pw = "pw-renew"
+        msgs = mailgen.generate(4, seed=99, tag="renew")
+        self.user("renew", pw, msgs)
+        other = tempfile.mkdtemp(prefix="other-ca-", dir=self.dir)
+        wrong, _ = make_certificate(other)
+        ca = os.path.join(self.dir, "ca.pem")
+        shutil.copyfile(wrong, ca)
+        self.write_config([self.account(
+            "renew", "127.0.0.1", dc.ssl_port, pw,
+            extra='ca_file = "%s";' % ca)])
+        d = self.daemon()
+        d.wait_line(r"^started ")
+        d.signal(signal.SIGUSR1)
+        d.wait_line(r"^account=renew listed=0 .*result=network")
+        tmp = ca + ".new"
+        shutil.copyfile(dc.ca_file, tmp)
+        os.rename(tmp, ca)
+        mark = d.mark()
+        d.signal(signal.SIGUSR1)
+        d.wait_line(r"^account=renew listed=4 fetched=4 .*result=ok", mark)
+        d.signal(signal.SIGTERM)
+        self.assert_clean_exit(d, 30)
+        self.assert_exactly("renew", msgs)
 
     def test_notify_abstract_socket_and_watchdog(self):
         """NOTIFY_SOCKET=@name works; WATCHDOG=1 at half WATCHDOG_USEC;
