@@ -12,9 +12,10 @@ run 1 of each, then run 2 of each, ...):
   B1  1 account x 5,000 messages (mostly 2-8 KB, some 50-200 KB, three of
       3-4 MB: about 100 MB), delete mode, implicit TLS.
   B2  B1 through a relay adding 10 ms each way (20 ms round trip,
-      tools/latency_relay.py).
+      build/bench_relay, a process started for each run; without it,
+      tools/latency_relay.py in a thread of this process).
   B2-0  (control, no target) B1 through the same relay with no delay:
-      the relay is Python on the same CPUs, and B2 - B2-0 is what the
+      the relay runs on the same CPUs, and B2 - B2-0 is what the
       latency alone costs.
   B3  200 accounts x 25 messages (B1's messages, split), 20 ms round trip,
       one run polling all accounts, max_connections = max_per_host = 32.
@@ -61,10 +62,12 @@ import platform
 import random
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -401,6 +404,98 @@ def thread_cpu(native_id):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class ProcessRelay:
+    """build/bench_relay (bench/relay.c), one process per run.
+
+    Its CPU time comes from wait4() when it is stopped, so it is exactly
+    that run's.
+    """
+
+    kind = "C"
+
+    def __init__(self, path, host, port, delay):
+        self.cmd = [path, "0", host, str(port), str(delay)]
+        self.proc = None
+
+    def begin(self):
+        """Start the relay; its port."""
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
+                                     text=True)
+        return relay_port(self.proc)
+
+    def end(self):
+        """Stop the relay; the CPU seconds it used."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return 0.0
+        proc.terminate()
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.stdout.close()
+        return ru.ru_utime + ru.ru_stime
+
+
+class ThreadRelay:
+    """The fallback: tools/latency_relay.py on a thread of this process."""
+
+    kind = "Python"
+
+    def __init__(self, host, port, delay):
+        self.thread = latency_relay.RelayThread(host, port, delay).start()
+        self.cpu = 0.0
+
+    def begin(self):
+        self.cpu = thread_cpu(self.thread.thread.native_id)
+        return self.thread.port
+
+    def end(self):
+        return thread_cpu(self.thread.thread.native_id) - self.cpu
+
+    def stop(self):
+        self.thread.stop()
+
+
+def relay_port(proc):
+    """The port from a relay's first line, "listening on HOST:PORT ..."."""
+    line = proc.stdout.readline()
+    m = re.match(r"listening on [^ ]*:(\d+) ", line)
+    if m is None:
+        proc.kill()
+        proc.wait()
+        raise BenchError("relay %s: unexpected first line %r"
+                         % (proc.args[0], line))
+    return int(m.group(1))
+
+
+def relay_throughput(path, megabytes=100):
+    """(seconds, MB/s, CPU seconds) for MEGABYTES through bench_relay."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    relay = ProcessRelay(path, "127.0.0.1", listener.getsockname()[1], 0)
+    try:
+        port = relay.begin()
+        result = {}
+        sink = threading.Thread(target=latency_relay._sink,
+                                args=(listener, result))
+        sink.start()
+        chunk = os.urandom(MiB)
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            for _ in range(megabytes):
+                s.sendall(chunk)
+            s.shutdown(socket.SHUT_WR)
+            sink.join()
+        secs = result["end"] - start
+        if result["bytes"] != megabytes * MiB:
+            raise BenchError("relay passed %d of %d bytes"
+                             % (result["bytes"], megabytes * MiB))
+    finally:
+        cpu = relay.end()
+        listener.close()
+    return secs, megabytes * MiB / secs / 1e6, cpu
+
+
 def run_floor(tools, corpus, workdir):
     data, index = corpus.write(tools.scratch)
     md = os.path.join(workdir, "floor-Maildir")
@@ -480,6 +575,7 @@ class Scenario:
         width = len(str(n - 1))
         prefix = user_prefix or key.lower()
         self.users = [prefix + str(i).zfill(width) for i in range(n)]
+        self.relay_kind = None  # "C" or "Python", set by main()
         self.runs = []  # dicts: wall, cpu, rss, anon, floor (or None)
         self.failed = False
 
@@ -508,17 +604,23 @@ class Scenario:
             expect[md] = digests
             accounts.append((user, user, md))
         conf = os.path.join(work, "popfetchd.conf")
-        write_config(conf, os.path.join(work, "state"), port, dc.ca_file,
-                     accounts, self.connections)
+        if relay is None:  # else once the relay's port is known, below
+            write_config(conf, os.path.join(work, "state"), port,
+                         dc.ca_file, accounts, self.connections)
         floor = run_floor(tools, self.corpus, work) if self.floor else None
         os.sync()  # the seeded mail's writeback is not popfetchd's cost
-        tid = relay.thread.native_id if relay is not None else None
-        relay_cpu = thread_cpu(tid)
-        server_cpu = boxes.cpu()
-        r = measure(tools, [tools.binary, "-c", conf, "--once"], work,
-                    "popfetchd")
-        r["server_cpu"] = boxes.cpu() - server_cpu
-        r["relay_cpu"] = thread_cpu(tid) - relay_cpu if relay else None
+        try:
+            if relay is not None:
+                port = relay.begin()
+                write_config(conf, os.path.join(work, "state"), port,
+                             dc.ca_file, accounts, self.connections)
+            server_cpu = boxes.cpu()
+            r = measure(tools, [tools.binary, "-c", conf, "--once"], work,
+                        "popfetchd")
+            r["server_cpu"] = boxes.cpu() - server_cpu
+        finally:
+            relay_cpu = relay.end() if relay is not None else None
+        r["relay_cpu"] = relay_cpu
         problems = []
         if r["status"] != 0:
             problems.append("popfetchd exited with status %d"
@@ -622,9 +724,9 @@ def print_table(order, results, runs):
     relayed = [results[k] for k in order if k in results
                and results[k].relay is not None and results[k].runs]
     if relayed:
-        print("The relay (Python, same machine) used, median CPU s: %s."
-              % ", ".join("%s %.2f" % (sc.key, sc.median("relay_cpu"))
-                          for sc in relayed))
+        print("The relay (%s, same machine) used, median CPU s: %s."
+              % (relayed[0].relay_kind, ", ".join("%s %.2f" % (sc.key, sc.median("relay_cpu"))
+                          for sc in relayed)))
     b2, b20 = results.get("B2"), results.get("B2-0")
     if b2 is not None and b20 is not None and b2.runs and b20.runs:
         print("B2 - B2-0, what the 20 ms round trip alone costs: %.2f s."
@@ -654,6 +756,10 @@ def parse_args():
                                                      "popfetchd"))
     ap.add_argument("--floor", default=os.path.join(ROOT, "build",
                                                     "bench_floor"))
+    ap.add_argument("--relay", default=os.path.join(ROOT, "build",
+                                                    "bench_relay"),
+                    help="the C latency relay; if it is not an executable, "
+                         "tools/latency_relay.py is used instead")
     args = ap.parse_args()
     only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SCENARIOS]
@@ -763,7 +869,7 @@ def main():
     started = time.monotonic()
     failed = []
     dc = None
-    relays = {}  # delay in ms -> RelayThread
+    relays = {}  # delay in ms -> ProcessRelay or ThreadRelay
     results = {}
     try:
         for line in context_lines(tools):
@@ -773,13 +879,28 @@ def main():
         boxes = Mailboxes(dc)
         delays = sorted({sc.relay for sc in results.values()
                          if sc.relay is not None})
-        if delays:
+        use_c = os.access(args.relay, os.X_OK)
+        if delays and use_c:
+            secs, rate, cpu = relay_throughput(args.relay)
+            print("relay: %s (C, a process per run): 100 MB at 0 ms in "
+                  "%.2f s (%.0f MB/s, CPU %.2f s); %d ms each way in B2/B3"
+                  % (os.path.relpath(args.relay), secs, rate, cpu,
+                     DELAY_MS))
+        elif delays:
             secs, rate = latency_relay.measure(100, 0)
-            print("relay: 100 MB at 0 ms in %.2f s (%.0f MB/s); %d ms each "
-                  "way in B2/B3" % (secs, rate, DELAY_MS))
+            print("relay: tools/latency_relay.py (Python, a thread of "
+                  "bench.py; %s not built): 100 MB at 0 ms in %.2f s "
+                  "(%.0f MB/s); %d ms each way in B2/B3"
+                  % (os.path.relpath(args.relay), secs, rate, DELAY_MS))
         for delay in delays:
-            relays[delay] = latency_relay.RelayThread(
-                "127.0.0.1", dc.ssl_port, delay).start()
+            if use_c:
+                relays[delay] = ProcessRelay(args.relay, "127.0.0.1",
+                                             dc.ssl_port, delay)
+            else:
+                relays[delay] = ThreadRelay("127.0.0.1", dc.ssl_port, delay)
+            for sc in results.values():
+                if sc.relay == delay:
+                    sc.relay_kind = relays[delay].kind
         print("scratch: %s" % scratch, flush=True)
         # Run k of every scenario, then run k + 1: slow drifts of the
         # machine touch all scenarios alike.
@@ -788,7 +909,7 @@ def main():
                 if sc.failed:
                     continue
                 relay = relays.get(sc.relay)
-                port = relay.port if relay is not None else dc.ssl_port
+                port = dc.ssl_port  # the relay's replaces it in run_once
                 try:
                     sc.run_once(tools, dc, boxes, port, k, relay)
                 except BenchError as e:
@@ -800,7 +921,8 @@ def main():
         failed.append("interrupted")
     finally:
         for relay in relays.values():
-            relay.stop()
+            if isinstance(relay, ThreadRelay):
+                relay.stop()
         if dc is not None:
             dc.cleanup()
         if args.keep:
