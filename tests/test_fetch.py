@@ -261,6 +261,47 @@ class TestFetch(FetchTest):
             self.assertEqual(int(m.group(1)), size, name)
         self.assert_summary(r, "alice", 220)
 
+    def test_sync_modes(self):
+        """sync = "batch" makes a batch durable with syncfs, not an fsync
+        per message; sync = "file" fsyncs each message and tmp/. Both
+        deliver exactly once. Counted with strace."""
+        dc = self.dovecot()
+        n = 30
+        for mode in ("batch", "file"):
+            with self.subTest(mode=mode):
+                user = "sync" + mode
+                dc.add_user(user, PASSWORD)
+                msgs = mailgen.generate(n, seed=41, tag=mode)
+                dc.deliver_many(user, msgs)
+                md = os.path.join(self.dir, "Maildir-" + mode)
+                conf = self.config(self.account(
+                    dc, name=user, user=user, maildir=md,
+                    extra='sync = "%s";' % mode))
+                trace = os.path.join(self.dir, "strace-" + mode)
+                # LeakSanitizer cannot work under ptrace; every other test
+                # of a sanitizer build still checks for leaks.
+                env = dict(os.environ)
+                env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                                       ":detect_leaks=0").lstrip(":")
+                r = subprocess.run(
+                    ["strace", "-f", "-qq", "-o", trace, "-e",
+                     "trace=fsync,fdatasync,syncfs", BINARY, "-c", conf,
+                     "--once"], stdin=subprocess.DEVNULL, env=env,
+                    capture_output=True, text=True, errors="replace",
+                    timeout=RUN_TIMEOUT)
+                self.assert_exit(r, 0)
+                self.assert_delivered_exactly(msgs, md)
+                with open(trace) as f:
+                    text = f.read()
+                fsyncs = len(re.findall(r"\bfsync\(", text))
+                syncfs = len(re.findall(r"\bsyncfs\(", text))
+                if mode == "batch":
+                    self.assertGreaterEqual(syncfs, 1, text)
+                    self.assertLess(fsyncs, n, text)
+                else:
+                    self.assertEqual(syncfs, 0, text)
+                    self.assertGreaterEqual(fsyncs, 2 * n, text)
+
     def test_keep_fetches_only_new(self):
         """keep = true: mail stays; later runs fetch only what is new."""
         dc = self.dovecot()

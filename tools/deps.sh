@@ -13,7 +13,7 @@ packages=(
 	libevent-dev libssl-dev libconfig-dev check
 	dovecot-core dovecot-pop3d
 	python3 openssl clang ca-certificates
-	systemd groff-base
+	systemd groff-base strace
 )
 
 missing=()
