@@ -19,20 +19,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
 #include "deliver.h"
 #include "maildir.h"
 #include "state.h"
 
 #define BATCH 64
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void
 die(const char *what)

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 /* More messages than any benchmark corpus; bounds the index array. */
 #define MAX_MESSAGES 10000000
 
@@ -45,15 +47,6 @@ static void write_all(int, const char *, size_t, const char *);
 static int cmd_write(int, char **);
 static int cmd_measure(int, char **);
 static void usage(void);
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void
 die(const char *what, const char *path)

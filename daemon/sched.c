@@ -561,18 +561,33 @@ next_delay(const struct slot *sl, enum session_class cls, bool reloaded)
 }
 
 /*
- * RFC 2449 LOGIN-DELAY: the server refuses (or may lock the account
- * after) logins closer together than it announced, whatever the cause
- * of the next poll.
+ * RFC 2449 LOGIN-DELAY: seconds until the server allows this account's
+ * next login (counted from the last one's start), 0 if it may log in
+ * now. The server refuses, or may lock the account after, logins closer
+ * together, whatever the cause of the next poll.
  */
+static double
+login_wait(const struct slot *sl)
+{
+	double wait;
+
+	if (sl->login_delay <= 0 || sl->started <= 0)
+		return 0;
+	wait = sl->started + (double)sl->login_delay - now_mono();
+	return wait > 0 ? wait : 0;
+}
+
+/* NEXT (seconds, or -1: not scheduled), no earlier than LOGIN-DELAY. */
 static double
 respect_login_delay(const struct slot *sl, double next)
 {
-	if (next < 0 || sl->login_delay <= 0 || next >= (double)sl->login_delay)
+	double wait = login_wait(sl);
+
+	if (next < 0 || next >= wait)
 		return next;
-	log_debug(sl->a->name, "next poll in %ld s, as LOGIN-DELAY asks",
-	    sl->login_delay);
-	return (double)sl->login_delay;
+	log_debug(
+	    sl->a->name, "next poll in %.0f s, as LOGIN-DELAY asks", wait);
+	return wait;
 }
 
 /* Counts the poll's result into the totals and the slot's streak. */
@@ -1037,8 +1052,7 @@ sched_poll_now(struct sched *sc)
 			continue;
 		n++;
 		/* Not even on request: the server would refuse the login. */
-		wait = sl->started + (double)sl->login_delay - now_mono();
-		if (sl->login_delay > 0 && sl->started > 0 && wait > 0) {
+		if ((wait = login_wait(sl)) > 0) {
 			if (sl->state != SLOT_ARMED ||
 			    sl->due > now_mono() + wait)
 				arm(sl, wait);

@@ -1379,6 +1379,22 @@ window(const struct session *s)
 	return pop3_capa(s->pop3)->pipelining ? SESSION_WINDOW : 1;
 }
 
+/* Listed size of the next message to ask for. */
+static uint64_t
+next_size(const struct session *s)
+{
+	return s->msgs[s->fetch[s->next_fetch] - 1].size;
+}
+
+/* Whether another RETR may go: one is left, and it fits the budget. */
+static bool
+may_retr(const struct session *s)
+{
+	return !s->stop && !s->halt && s->next_fetch < s->nfetch &&
+	       (s->inflight == 0 ||
+		   s->inflight + next_size(s) <= SESSION_INFLIGHT_BYTES);
+}
+
 /* Keeps the window full: DELEs of durable messages first, then RETRs. */
 static void
 pump(struct session *s)
@@ -1388,13 +1404,8 @@ pump(struct session *s)
 	while (s->state == S_FETCH && pop3_pending(s->pop3) < w) {
 		if (!s->stop && s->next_dele < s->ndele)
 			send_simple(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
-		else if (!s->stop && !s->halt && s->next_fetch < s->nfetch &&
-			 (s->inflight == 0 ||
-			     s->inflight + s->msgs[s->fetch[s->next_fetch] - 1]
-					       .size <=
-				 SESSION_INFLIGHT_BYTES)) {
-			s->inflight +=
-			    s->msgs[s->fetch[s->next_fetch] - 1].size;
+		else if (may_retr(s)) {
+			s->inflight += next_size(s);
 			send_simple(
 			    s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
 		} else if (deliver_pending(s->dl) > 0 &&

@@ -1137,25 +1137,38 @@ forget_strikes(struct state *st, const char *uid, size_t len)
 	return 0;
 }
 
-int
-state_strike(struct state *st, const char *uid, time_t now)
+/*
+ * The checks strikes and notes share: a valid UID and time, and a UID not
+ * delivered (its copy is safe, nothing is failing). Sets *HASH for the
+ * strike table. 0, or -1 with errno set (EINVAL, EEXIST).
+ */
+static int
+strike_check(
+    const struct state *st, const char *uid, time_t now, uint64_t *hash)
 {
 	size_t len = strlen(uid);
-	struct slot s = {.when = now, .strikes = 1}, *old;
 
 	if (!valid_uid(uid, len) || now < 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	/* A delivered message is not failing: its copy is safe. */
 	if (table_find(&st->tab, uid, siphash13(st->tab.key, uid, len)) !=
 	    NULL) {
 		errno = EEXIST;
 		return -1;
 	}
-	if (buf_reserve(&st->out, RECORD_MAX) == -1)
+	*hash = siphash13(st->strikes.key, uid, len);
+	return 0;
+}
+
+int
+state_strike(struct state *st, const char *uid, time_t now)
+{
+	struct slot s = {.when = now, .strikes = 1}, *old;
+
+	if (strike_check(st, uid, now, &s.hash) == -1 ||
+	    buf_reserve(&st->out, RECORD_MAX) == -1)
 		return -1;
-	s.hash = siphash13(st->strikes.key, uid, len);
 	if ((old = table_find(&st->strikes, uid, s.hash)) != NULL) {
 		/* The time of this strike, even if the clock went back:
 		 * the planner copes with either order. */
@@ -1176,19 +1189,10 @@ state_strike(struct state *st, const char *uid, time_t now)
 int
 state_note(struct state *st, const char *uid, time_t now)
 {
-	size_t len = strlen(uid);
 	struct slot s = {.when = now, .strikes = 0};
 
-	if (!valid_uid(uid, len) || now < 0) {
-		errno = EINVAL;
+	if (strike_check(st, uid, now, &s.hash) == -1)
 		return -1;
-	}
-	if (table_find(&st->tab, uid, siphash13(st->tab.key, uid, len)) !=
-	    NULL) {
-		errno = EEXIST;
-		return -1;
-	}
-	s.hash = siphash13(st->strikes.key, uid, len);
 	if (table_find(&st->strikes, uid, s.hash) != NULL)
 		return 0;
 	if (buf_reserve(&st->out, RECORD_MAX) == -1 ||

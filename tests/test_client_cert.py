@@ -168,6 +168,16 @@ class TestClientCertificate(test_fetch.FetchTest):
         dc.sync_log()
         self.assertEqual(dc.logins("alice"), 1, dc.log_text()[-3000:])
 
+    def fetch_all(self, dc, conf, msgs, mechanism):
+        """One run fetches MSGS exactly once, logging in by MECHANISM,
+        and leaves alice's mailbox empty."""
+        r = self.run_once(conf)
+        self.assert_exit(r, 0)
+        self.assert_summary(r, "work", len(msgs))
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(dc.server_messages("alice"), [])
+        self.assert_logged_in(dc, mechanism)
+
     # ---- a certificate from the trusted CA: logged in, fetched ----
 
     def test_plain_with_client_certificate(self):
@@ -175,13 +185,7 @@ class TestClientCertificate(test_fetch.FetchTest):
         conf = self.config(self.cert_account(dc, "plain", self.cert,
                                              self.key))
 
-        r = self.run_once(conf)
-
-        self.assert_exit(r, 0)
-        self.assert_summary(r, "work", len(msgs))
-        self.assert_delivered_exactly(msgs)
-        self.assertEqual(dc.server_messages("alice"), [])
-        self.assert_logged_in(dc, "PLAIN")
+        self.fetch_all(dc, conf, msgs, "PLAIN")
 
         # A second poll finds nothing more: each message arrived once.
         r = self.run_once(conf)
@@ -196,13 +200,7 @@ class TestClientCertificate(test_fetch.FetchTest):
         conf = self.config(self.cert_account(dc, None, self.cert, self.key,
                                              tls="starttls"))
 
-        r = self.run_once(conf)
-
-        self.assert_exit(r, 0)
-        self.assert_summary(r, "work", len(msgs))
-        self.assert_delivered_exactly(msgs)
-        self.assertEqual(dc.server_messages("alice"), [])
-        self.assert_logged_in(dc, "PLAIN")
+        self.fetch_all(dc, conf, msgs, "PLAIN")
 
     def test_external_with_client_certificate(self):
         """auth = "external": no user, no password; Dovecot takes alice
@@ -211,13 +209,7 @@ class TestClientCertificate(test_fetch.FetchTest):
         conf = self.config(self.cert_account(dc, "external", self.cert,
                                              self.key))
 
-        r = self.run_once(conf)
-
-        self.assert_exit(r, 0)
-        self.assert_summary(r, "work", len(msgs))
-        self.assert_delivered_exactly(msgs)
-        self.assertEqual(dc.server_messages("alice"), [])
-        self.assert_logged_in(dc, "EXTERNAL")
+        self.fetch_all(dc, conf, msgs, "EXTERNAL")
 
     # ---- no certificate, or an untrusted one: refused ----
 

@@ -553,6 +553,16 @@ accounts = (
                 for l in d.grep(r"^account=%s listed=.* result=" % name,
                                 since)]
 
+    def finish_once(self, name, msgs):
+        """A --once run completes account NAME: MSGS each delivered once,
+        the server mailbox empty."""
+        r = subprocess.run([BINARY, "-c", self.conf_path, "--once"],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=WAIT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly(name, msgs)
+        self.assertEqual(self.dc.server_messages(name), [])
+
     def assert_clean_exit(self, d, grace):
         t0 = time.monotonic()
         rc = d.wait_exit(grace + 10)
@@ -889,12 +899,7 @@ class TestSignals(DaemonTest):
         # The same account (same host: the state is kept per host and
         # user), at full speed: the rest arrives, nothing twice.
         relay.set_rate(port, None)
-        r = subprocess.run([BINARY, "-c", self.conf_path, "--once"],
-                           stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=WAIT)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assert_exactly("term", msgs)
-        self.assertEqual(dc.server_messages("term"), [])
+        self.finish_once("term", msgs)
 
     def test_sigterm_lets_a_short_poll_finish(self):
         """SIGTERM while a poll runs that can end within the grace period:
@@ -962,12 +967,7 @@ class TestSignals(DaemonTest):
         self.assertEqual(len(dc.server_messages("hand")),
                          len(msgs) - len(got))
         relay.set_rate(port, None)
-        r = subprocess.run([BINARY, "-c", self.conf_path, "--once"],
-                           stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=WAIT)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assert_exactly("hand", msgs)
-        self.assertEqual(dc.server_messages("hand"), [])
+        self.finish_once("hand", msgs)
 
     def test_login_delay_respected(self):
         """A server announcing LOGIN-DELAY 900 is not polled again before
