@@ -206,6 +206,26 @@ record_intents(struct deliver *d)
 	return 0;
 }
 
+/*
+ * A failed flush is final for its batch: the step that failed (a full or
+ * read-only file system, an EIO whose error the kernel reports once) is
+ * not tried again in this session, which would spin on the same error.
+ * Files no intent names are dropped (a failed sync may have lost their
+ * data: they are fetched again); those an intent names stay in tmp/ for
+ * the next deliver_recover(), which publishes them if the intent reached
+ * the disk and otherwise leaves them to the stale tmp/ cleanup.
+ */
+static int
+flush_abandon(struct deliver *d, char *err, size_t errlen, const char *what)
+{
+	int saved = errno;
+
+	drop_unrecorded(d);
+	d->nbatch = 0;
+	errno = saved;
+	return flush_fail(err, errlen, what);
+}
+
 int
 deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
     void *arg, char *err, size_t errlen)
@@ -214,25 +234,23 @@ deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
 
 	if (d->nbatch == 0)
 		return 0;
-	if (maildir_sync_tmp(d->md) == -1) {
-		flush_fail(err, errlen, "sync of tmp/");
-		drop_unrecorded(d);
-		return -1;
-	}
+	if (TESTHOOK_FAIL("sync of tmp/") || maildir_sync_tmp(d->md) == -1)
+		return flush_abandon(d, err, errlen, "sync of tmp/");
 	TESTHOOK_CRASH_POINT("tmp/ synced");
 	if (record_intents(d) == -1)
-		return flush_fail(err, errlen, "state");
-	if (state_commit(d->st) == -1)
-		return flush_fail(err, errlen, "state commit");
+		return flush_abandon(d, err, errlen, "state");
+	if (TESTHOOK_FAIL("state commit") || state_commit(d->st) == -1)
+		return flush_abandon(d, err, errlen, "state commit");
 	TESTHOOK_CRASH_POINT("intents committed");
 	for (i = 0; i < d->nbatch; i++) {
-		if (maildir_publish(
+		if (TESTHOOK_FAIL("link into new/") ||
+		    maildir_publish(
 			d->md, d->batch[i].tmp, d->batch[i].final) == -1)
-			return flush_fail(err, errlen, "link into new/");
+			return flush_abandon(d, err, errlen, "link into new/");
 		TESTHOOK_CRASH_POINT("linked into new/");
 	}
-	if (maildir_sync(d->md) == -1)
-		return flush_fail(err, errlen, "fsync of new/");
+	if (TESTHOOK_FAIL("fsync of new/") || maildir_sync(d->md) == -1)
+		return flush_abandon(d, err, errlen, "fsync of new/");
 	TESTHOOK_CRASH_POINT("new/ synced");
 	for (i = 0; i < d->nbatch; i++) {
 		/* A tmp/ name left behind keeps its intent for recovery. */

@@ -69,11 +69,11 @@ size_t deliver_pending(const struct deliver *d);
 /*
  * Makes the batch durable and calls DURABLE(ARG, TAG) for each of its
  * messages, in order. Returns 0, or -1 with errno set and ERR saying what
- * failed: then no callback was made for the messages not yet durable,
- * which must not be deleted. Those whose files a failed sync may have
- * lost are dropped (fetched again next time); those with an intent stay
- * in the batch for the next flush (or, if their intent was committed,
- * are completed by the next deliver_recover()).
+ * failed: then no callback was made, and none of the batch may be
+ * deleted. A failure is final for the batch, which is empty afterwards
+ * (a second try would only meet the same full or failed disk): files no
+ * intent names are dropped (fetched again next time), those with an
+ * intent are left for the next deliver_recover().
  */
 int deliver_flush(struct deliver *d,
     void (*durable)(void *arg, unsigned long tag), void *arg, char *err,

@@ -1,7 +1,9 @@
 /* Crash points for the crash test (test builds only). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "testhook.h"
@@ -30,5 +32,25 @@ testhook_now(void)
 	const char *env = getenv("POPFETCHD_NOW");
 
 	return env != NULL ? (time_t)atoll(env) : time(NULL);
+}
+
+bool
+testhook_fail(const char *where)
+{
+	static unsigned long passed;
+	const char *env = getenv("POPFETCHD_FAIL"), *at;
+	size_t len;
+
+	if (env == NULL)
+		return false;
+	at = strchr(env, '@');
+	len = at != NULL ? (size_t)(at - env) : strlen(env);
+	if (strlen(where) != len || strncmp(env, where, len) != 0)
+		return false;
+	if (at != NULL && ++passed != strtoul(at + 1, NULL, 10))
+		return false;
+	fprintf(stderr, "testhook: fail point: %s\n", where);
+	errno = EIO;
+	return true;
 }
 #endif

@@ -6,21 +6,31 @@
  * process passes kills it with SIGKILL, after writing where to stderr.
  * POPFETCHD_NOW sets the clock the delivery policy reads (days-based
  * rules are tested without waiting days).
+ *
+ * With POPFETCHD_FAIL=NAME (a fail point's name, as written at the call),
+ * every pass of that fail point fails with EIO instead of doing its work:
+ * a disk that has turned read-only or full, without needing one. With
+ * POPFETCHD_FAIL=NAME@K only the K-th pass fails (a one-off error).
  */
 #ifndef POPFETCHD_TESTHOOK_H
 #define POPFETCHD_TESTHOOK_H
 
+#include <stdbool.h>
 #include <time.h>
 
 #ifdef POPFETCHD_TEST_HOOKS
 void testhook_crash_point(const char *where);
 /* The clock, or POPFETCHD_NOW (seconds since the epoch) when set. */
 time_t testhook_now(void);
+/* True (errno set to EIO) when fail point WHERE is to fail this time. */
+bool testhook_fail(const char *where);
 #define TESTHOOK_CRASH_POINT(where) testhook_crash_point(where)
 #define TESTHOOK_NOW()		    testhook_now()
+#define TESTHOOK_FAIL(where)	    testhook_fail(where)
 #else
 #define TESTHOOK_CRASH_POINT(where) ((void)0)
 #define TESTHOOK_NOW()		    time(NULL)
+#define TESTHOOK_FAIL(where)	    false
 #endif
 
 #endif

@@ -70,7 +70,8 @@ accounts = ({
         os.chmod(path, 0o600)
         return path
 
-    def run_once(self, conf, limit_fsize=None, debug=None, now=None):
+    def run_once(self, conf, limit_fsize=None, debug=None, now=None,
+                 fail=None):
         def preexec():
             if limit_fsize is not None:
                 # A full disk, as the process sees it: writes past the
@@ -85,6 +86,8 @@ accounts = ({
         env = dict(os.environ)
         if now is not None:
             env["POPFETCHD_NOW"] = str(int(now))
+        if fail is not None:
+            env["POPFETCHD_FAIL"] = fail
         return subprocess.run(args, capture_output=True, text=True,
                               timeout=60, preexec_fn=preexec, env=env)
 
@@ -265,10 +268,42 @@ accounts = ({
         self.assertEqual(sorted(self.delivered()), sorted(msgs))
         self.assertEqual(srv.messages, [])
 
-    def test_quarantine_after_three_failures(self):
+    def needs_test_hooks(self):
         with open(BINARY, "rb") as f:
             if b"POPFETCHD_NOW" not in f.read():
                 self.skipTest("needs a build with -Dtest_hooks=true")
+
+    def fresh_local(self):
+        shutil.rmtree(self.maildir, ignore_errors=True)
+        shutil.rmtree(os.path.join(self.dir, "state"), ignore_errors=True)
+
+    def test_batch_that_cannot_be_made_durable_ends_the_poll(self):
+        """A flush that fails at any step (tmp/ sync, state commit, link
+        into new/, fsync of new/) ends the poll as a local failure at
+        once, deletes nothing, and the next poll delivers exactly once."""
+        self.needs_test_hooks()
+        for point in ("sync of tmp/", "state commit", "link into new/",
+                      "fsync of new/"):
+            with self.subTest(point=point):
+                self.fresh_local()
+                srv = self.server(tls="implicit", pipelining=True)
+                conf = self.config(srv)
+                r = self.run_once(conf, fail=point)
+                self.assertEqual(r.returncode, 74, r.stderr[-2000:])
+                self.assertIn("error=local", r.stderr)
+                # Tried once, not again and again.
+                self.assertEqual(r.stderr.count("fail point: " + point), 1,
+                                 r.stderr[-2000:])
+                self.assertNotIn("DELE", srv.verbs())
+                self.assertEqual(srv.verbs()[-1], "QUIT")
+                self.assertEqual(srv.messages, MESSAGES)
+                r = self.run_once(conf)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assert_exactly_once()
+                self.assertEqual(srv.messages, [])
+
+    def test_quarantine_after_three_failures(self):
+        self.needs_test_hooks()
         t0 = 1_800_000_000
         srv = self.server(tls="implicit")
         srv.raw["RETR"] = b"-ERR [SYS/PERM] cannot read message\r\n"
