@@ -191,9 +191,16 @@ session_exit_status(enum session_class cls)
 	return EX_CONFIG;
 }
 
+/*
+ * Changes state; a session that has ended stays ended (a send that
+ * failed inside a handler ends it before the handler names its next
+ * state).
+ */
 static void
 set_state(struct session *s, enum session_state st)
 {
+	if (s->state == S_DONE)
+		return;
 	if (s->state != st)
 		log_debug(s->a->name, "state %s -> %s", state_names[s->state],
 		    state_names[st]);
@@ -445,6 +452,18 @@ report(struct session *s, const struct session_info *si)
 {
 	if (s->info != NULL)
 		s->info(s->cbarg, si);
+}
+
+/* The text of an -ERR reply with its response code: "[SYS/TEMP] text". */
+static const char *
+reply_text(const struct pop3_event *ev, char *buf, size_t len)
+{
+	if (ev->code == POP3_CODE_NONE)
+		snprintf(buf, len, "%s", ev->text);
+	else
+		snprintf(
+		    buf, len, "[%s] %s", pop3_code_name(ev->code), ev->text);
+	return buf;
 }
 
 /* Trace of a status line, reconstructed from the event. */
@@ -809,16 +828,15 @@ static void
 st_auth(struct session *s, const struct pop3_event *ev)
 {
 	struct pop3_req r = {.cmd = POP3_CMD_PASS};
+	char why[POP3_LINE_MAX + 32];
 
 	if (ev->type == POP3_EV_CONTINUE) {
 		sasl_continue(s, ev);
 		return;
 	}
 	if (ev->type == POP3_EV_ERR) {
-		fail(s, auth_err_class(ev), "authentication failed: %s%s%s%s",
-		    ev->code != POP3_CODE_NONE ? "[" : "",
-		    ev->code != POP3_CODE_NONE ? pop3_code_name(ev->code) : "",
-		    ev->code != POP3_CODE_NONE ? "] " : "", ev->text);
+		fail(s, auth_err_class(ev), "authentication failed: %s",
+		    reply_text(ev, why, sizeof(why)));
 		return;
 	}
 	if (ev->type != POP3_EV_OK)
@@ -879,7 +897,13 @@ st_capa(struct session *s, const struct pop3_event *ev)
 		    &(struct session_info){.kind = SI_CAPA, .text = ev->text});
 	if (ev->type != POP3_EV_END && ev->type != POP3_EV_ERR)
 		return;
-	s->stats.login_delay = pop3_capa(s->pop3)->login_delay;
+	/*
+	 * Nothing said before TLS counts after it: a LOGIN-DELAY injected
+	 * into the plain-text CAPA would otherwise hold the account off for
+	 * as long as the attacker likes, even when STLS then fails.
+	 */
+	if (s->tls_active || s->a->tls == CONF_TLS_NONE)
+		s->stats.login_delay = pop3_capa(s->pop3)->login_delay;
 	/* -ERR: an RFC 1939 server without CAPA; no capabilities known. */
 	if (s->a->tls == CONF_TLS_STARTTLS && !s->tls_active) {
 		if (!pop3_capa(s->pop3)->stls) {
@@ -1307,6 +1331,8 @@ retr_answered(struct session *s, unsigned long msgno)
 static void
 st_fetch(struct session *s, const struct pop3_event *ev)
 {
+	char why[POP3_LINE_MAX + 32];
+
 	if (ev->cmd == POP3_CMD_RSET) {
 		if (ev->type == POP3_EV_ERR) {
 			/* Without QUIT the server commits no deletion. */
@@ -1354,9 +1380,8 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 		retr_answered(s, ev->arg);
 		s->stats.failed++;
 		log_warnx(s->a->name,
-		    "RETR %lu refused: %s; left on the "
-		    "server",
-		    ev->arg, ev->text);
+		    "RETR %lu refused: %s; left on the server", ev->arg,
+		    reply_text(ev, why, sizeof(why)));
 		strike(s, ev->arg, "RETR refused");
 		pump(s);
 		return;
@@ -1541,6 +1566,17 @@ st_quit(struct session *s, const struct pop3_event *ev)
 {
 	if (ev->type == POP3_EV_OK) {
 		s->stats.deleted = s->dele_ok;
+		/*
+		 * Messages meant to be fetched were left behind: a timer or
+		 * cron job must not see success (exit 75, "busy": the
+		 * server may give them next time).
+		 */
+		if (s->cls == SC_OK && s->stats.failed > 0) {
+			s->cls = SC_BUSY;
+			snprintf(s->msg, sizeof(s->msg),
+			    "%zu message(s) not received: left on the server",
+			    s->stats.failed);
+		}
 		finish(s);
 	} else if (ev->type == POP3_EV_ERR)
 		fail(s, SC_PROTO, "QUIT refused, deletions not committed: %s",

@@ -48,7 +48,8 @@ class FakePop:
                  tls=None, certfile=None, keyfile=None, uidl=True,
                  capa_stls=True, pipelining=False, sasl="PLAIN",
                  token=None, sasl_strict=False, sasl_before_tls=None,
-                 client_ca=None, tls_max_version=None, capa_extra=()):
+                 client_ca=None, tls_max_version=None, capa_extra=(),
+                 capa_before_tls=()):
         self.messages = [m if isinstance(m, bytes) else m.encode()
                          for m in messages]
         self.uids = ["uid-%d" % i for i in range(len(self.messages))]
@@ -67,6 +68,8 @@ class FakePop:
         self.tls_max_version = tls_max_version  # an ssl.TLSVersion
         # More CAPA lines, as given ("LOGIN-DELAY 900").
         self.capa_extra = list(capa_extra)
+        # CAPA lines only before STLS (what someone on the path injects).
+        self.capa_before_tls = list(capa_before_tls)
         # Faults, set by tests before the client connects.
         self.inject_after_stls = b""
         self.refuse_stls = False
@@ -195,6 +198,8 @@ class FakePop:
         if sasl:
             lines.append("SASL " + sasl)
         lines.extend(self.capa_extra)
+        if not tls_active:
+            lines.extend(self.capa_before_tls)
         if self.tls == "starttls" and self.capa_stls and not tls_active:
             lines.append("STLS")
         return "+OK\r\n" + "".join(l + "\r\n" for l in lines) + ".\r\n"

@@ -32,7 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mailgen  # noqa: E402
 from dovecot import Dovecot, free_ports, make_certificate  # noqa: E402
-from fakepop import FakePop  # noqa: E402
+from fakepop import FakePop, make_cert  # noqa: E402
 
 BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -992,6 +992,42 @@ class TestSignals(DaemonTest):
             self.assertEqual(len(d.grep(r"^account=delay listed=")), 1)
             self.assertEqual(srv.sessions, 1)
         self.assert_exactly("delay", msgs)
+
+    def test_login_delay_before_stls_ignored(self):
+        """A LOGIN-DELAY in the plain-text CAPA before STLS (injectable by
+        anyone on the path) sets nothing: neither when STLS then fails
+        nor when it succeeds; the daemon keeps its own schedule."""
+        msgs = mailgen.generate(2, seed=98, tag="inject")
+        folder = tempfile.mkdtemp(prefix="popfetchd-inject-")
+        try:
+            cert, key = make_cert(folder)
+            for refuse in (True, False):
+                with self.subTest(refuse_stls=refuse), FakePop(
+                        list(msgs), password="pw-inject", tls="starttls",
+                        certfile=cert, keyfile=key,
+                        capa_before_tls=["LOGIN-DELAY 31536000"]) as srv:
+                    srv.refuse_stls = refuse
+                    self.write_config([self.account(
+                        "inject", "127.0.0.1", srv.port, "pw-inject",
+                        user="alice",
+                        extra='tls = "starttls"; ca_file = "%s";' % cert)],
+                        poll_interval=60)
+                    d = self.daemon()
+                    d.wait_line(r"^started ")
+                    d.signal(signal.SIGUSR1)
+                    line = d.wait_line(r"^account=inject listed=")[0]
+                    self.assertRegex(line, r"result=%s next=\d+$" % (
+                        "protocol" if refuse else "ok"))
+                    nxt = int(line.rsplit("=", 1)[1])
+                    self.assertLess(nxt, 3600, line)
+                    mark = d.mark()
+                    d.signal(signal.SIGUSR1)
+                    d.wait_line(r"^poll-now accounts=1$",
+                                mark)
+                    d.signal(signal.SIGTERM)
+                    self.assert_clean_exit(d, 30)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def test_renewed_ca_file_read_without_reload(self):
         """TLS contexts are shared between polls, but a CA file replaced

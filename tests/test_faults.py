@@ -310,8 +310,10 @@ accounts = ({
         conf = self.config(srv)
         for i in range(3):
             r = self.run_once(conf, now=t0 + i)
-            self.assertEqual(r.returncode, 0, r.stderr)
+            # Messages it meant to fetch were left: not a success.
+            self.assertEqual(r.returncode, 75, r.stderr)
             self.assertIn("strike=%d" % (i + 1), r.stderr)
+            self.assertRegex(r.stderr, r"failed=3 .*result=busy")
         # Quarantined: not even asked for any more, though it would work.
         del srv.raw["RETR"]
         srv.commands.clear()
@@ -325,6 +327,18 @@ accounts = ({
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_exactly_once()
         self.assertEqual(srv.messages, [])
+
+    def test_refused_retr_is_not_success(self):
+        """Every RETR answered -ERR [SYS/TEMP]: nothing is deleted, and
+        the run says it left what it meant to fetch (75)."""
+        srv = self.server(tls="implicit", pipelining=True)
+        srv.raw["RETR"] = b"-ERR [SYS/TEMP] try later\r\n"
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertRegex(r.stderr, r"fetched=0 .*failed=3 .*result=busy")
+        self.assertIn("RETR 1 refused: [SYS/TEMP] try later", r.stderr)
+        self.assertEqual(srv.messages, MESSAGES)
+        self.assertEqual(self.delivered(), [])
 
     # ---- servers without UIDL ----
 
