@@ -1,4 +1,5 @@
 /* Fetch and delete policy, without I/O. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,8 +155,10 @@ plan_decide(struct plan_msg *msgs, size_t n, const struct plan_policy *pol,
 	size_t i;
 
 	memset(tot, 0, sizeof(*tot));
-	if (pol->keep && !pol->have_uidl)
+	if (pol->keep && !pol->have_uidl) {
+		errno = EINVAL;
 		return -1;
+	}
 	for (i = 0; i < n; i++)
 		msgs[i].reason = PLAN_R_NONE;
 	if (pol->have_uidl && mark_dup_uids(msgs, n) == -1)

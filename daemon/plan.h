@@ -110,7 +110,8 @@ struct plan_totals {
  * count CRLF line ends, which become LF on disk: they overstate the
  * need, the safe direction. Delivered messages are deleted or kept as
  * before, whatever their strikes.
- * Returns -1 if the policy cannot work (keep mode without UIDL).
+ * Returns -1 with errno EINVAL if the policy cannot work (keep mode
+ * without UIDL), ENOMEM when out of memory.
  */
 int plan_decide(struct plan_msg *msgs, size_t n, const struct plan_policy *pol,
     time_t now, struct plan_totals *tot);

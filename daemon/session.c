@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "conf.h"
 #include "deliver.h"
+#include "listing.h"
 #include "log.h"
 #include "maildir.h"
 #include "net.h"
@@ -84,13 +85,6 @@ enum auth_step {
 	AS_LOGIN3, /* AUTH LOGIN: password sent */
 };
 
-struct msginfo {
-	uint64_t size;
-	bool listed;
-	char uid[POP3_UID_MAX + 1];
-	enum plan_action action;
-};
-
 struct session {
 	const struct conf *conf;
 	const struct account *a;
@@ -125,19 +119,23 @@ struct session {
 	bool receiving; /* a RETR reply is being delivered */
 	unsigned long cur_msgno;
 
-	struct msginfo *msgs; /* index msgno - 1 */
-	size_t nmsgs;
+	unsigned long stat_count; /* messages STAT counted */
+	struct listing *lst;	  /* what UIDL and LIST said */
+	struct plan_msg *pm;	  /* the listed messages, sorted by msgno */
+	size_t npm;
 	bool have_uidl;
+	bool listing_complete;	/* every message has a size (and a UID) */
 	bool listing_pipelined; /* STAT, UIDL and LIST sent together */
 	unsigned long *fetch;	/* msgnos to RETR, in order */
 	size_t nfetch, next_fetch, retr_done;
 	uint64_t inflight;   /* listed bytes of the RETRs not yet answered */
 	unsigned long *dele; /* durable, DELE not yet sent */
 	size_t ndele, next_dele;
-	size_t dele_ok; /* +OK to DELE, committed by QUIT */
-	bool stop;	/* send no more RETR, drop replies (a local failure) */
-	bool halt;	/* send no more RETR, deliver those in flight */
-	bool rset;	/* RSET sent: this session deletes nothing */
+	size_t dele_ok;	      /* +OK to DELE, committed by QUIT */
+	unsigned long *acked; /* msgnos of those +OKs */
+	bool stop; /* send no more RETR, drop replies (a local failure) */
+	bool halt; /* send no more RETR, deliver those in flight */
+	bool rset; /* RSET sent: this session deletes nothing */
 	enum session_class cls;
 	char msg[512];
 	struct session_stats stats;
@@ -360,7 +358,8 @@ session_free(struct session **sp)
 	if (s->done_ev != NULL)
 		event_free(s->done_ev);
 	auth_wipe(s->secret, sizeof(s->secret));
-	free(s->msgs);
+	listing_free(&s->lst);
+	free(s->acked);
 	free(s->hdr);
 	free(s->fetch);
 	free(s->dele);
@@ -936,22 +935,83 @@ st_stls(struct session *s, const struct pop3_event *ev)
 
 /* ---- listing and planning ---- */
 
+/* The message numbered MSGNO in the listing (one the plan named). */
+static const struct plan_msg *
+msg_of(const struct session *s, unsigned long msgno)
+{
+	static const struct plan_msg none;
+	const struct plan_msg *m = NULL;
+
+	if (s->lst != NULL && s->pm != NULL)
+		m = listing_find(s->lst, msgno);
+	return m != NULL ? m : &none;
+}
+
+/* Ends the session for a listing that cannot be held (errno says why). */
+static void
+listing_failed(struct session *s, const char *what, unsigned long msgno)
+{
+	switch (errno) {
+	case ERANGE:
+		fail(s, SC_PROTO, "%s lists message %lu of %lu", what, msgno,
+		    s->stat_count);
+		return;
+	case EEXIST:
+		fail(s, SC_PROTO, "%s lists message %lu twice", what, msgno);
+		return;
+	case E2BIG:
+		fail(s, SC_PROTO,
+		    "the listing of %lu messages needs more than %u MiB: "
+		    "refused",
+		    s->stat_count, LISTING_BYTES_MAX >> 20);
+		return;
+	default:
+		fail(s, SC_LOCAL, "out of memory");
+		return;
+	}
+}
+
 static bool
 listing_entry(struct session *s, const struct pop3_event *ev)
 {
-	struct msginfo *m;
+	int r = ev->type == POP3_EV_LIST
+		    ? listing_add_size(s->lst, ev->msgno, ev->size)
+		    : listing_add_uid(s->lst, ev->msgno, ev->uid);
 
-	if (ev->msgno > s->nmsgs) {
-		fail(s, SC_PROTO, "%s lists message %lu of %zu",
-		    pop3_cmd_name(ev->cmd), ev->msgno, s->nmsgs);
+	if (r == -1)
+		listing_failed(s, pop3_cmd_name(ev->cmd), ev->msgno);
+	return r == 0;
+}
+
+/*
+ * The listing is complete: merge it. A message STAT counted but UIDL or
+ * LIST left out has no known identity: it is left alone, and as the
+ * UIDs of this poll are then not all known, none is forgotten.
+ */
+static bool
+listing_done(struct session *s)
+{
+	unsigned long dup = 0;
+
+	if (listing_finish(s->lst, &dup) == -1) {
+		listing_failed(s, "UIDL or LIST", dup);
 		return false;
 	}
-	m = &s->msgs[ev->msgno - 1];
-	if (ev->type == POP3_EV_LIST) {
-		m->size = ev->size;
-		m->listed = true;
-	} else
-		snprintf(m->uid, sizeof(m->uid), "%s", ev->uid);
+	s->pm = listing_msgs(s->lst);
+	s->npm = listing_count(s->lst);
+	s->listing_complete = listing_complete(s->lst, s->have_uidl);
+	if (s->listing_complete)
+		return true;
+	log_warnx(s->a->name,
+	    "incomplete listing: STAT counts %lu messages, UIDL listed %zu, "
+	    "LIST %zu; those not fully listed are left alone",
+	    s->stat_count, s->have_uidl ? listing_uids(s->lst) : 0,
+	    listing_sizes(s->lst));
+	/* The poll goes on with what is known, but is not a success. */
+	if (s->cls == SC_OK) {
+		s->cls = SC_PROTO;
+		snprintf(s->msg, sizeof(s->msg), "incomplete listing");
+	}
 	return true;
 }
 
@@ -1006,12 +1066,12 @@ prune_state(struct session *s)
 	struct prune p = {0};
 	size_t i;
 
-	if (!s->have_uidl ||
-	    (p.listed = calloc(s->nmsgs + 1, sizeof(*p.listed))) == NULL)
+	if (!s->have_uidl || !s->listing_complete ||
+	    (p.listed = calloc(s->npm + 1, sizeof(*p.listed))) == NULL)
 		return;
-	for (i = 0; i < s->nmsgs; i++)
-		if (s->msgs[i].uid[0] != '\0')
-			p.listed[p.nlisted++] = s->msgs[i].uid;
+	for (i = 0; i < s->npm; i++)
+		if (s->pm[i].uid != NULL)
+			p.listed[p.nlisted++] = s->pm[i].uid;
 	qsort(p.listed, p.nlisted, sizeof(*p.listed), cmp_str);
 	state_foreach(s->st, collect_gone, &p);
 	state_prune_strikes(s->st, is_listed, &p);
@@ -1034,22 +1094,17 @@ make_plan(struct session *s)
 	    .max_message_size = s->a->max_message_size,
 	    .have_uidl = s->have_uidl};
 	struct plan_totals tot;
-	struct plan_msg *pm;
+	struct plan_msg *pm = s->pm;
 	size_t i;
 	int r;
 
-	if ((pm = calloc(s->nmsgs + 1, sizeof(*pm))) == NULL ||
-	    (s->fetch = calloc(s->nmsgs + 1, sizeof(*s->fetch))) == NULL ||
-	    (s->dele = calloc(s->nmsgs + 1, sizeof(*s->dele))) == NULL) {
-		free(pm);
+	if ((s->fetch = calloc(s->npm + 1, sizeof(*s->fetch))) == NULL ||
+	    (s->dele = calloc(s->npm + 1, sizeof(*s->dele))) == NULL ||
+	    (s->acked = calloc(s->npm + 1, sizeof(*s->acked))) == NULL) {
 		fail(s, SC_LOCAL, "out of memory");
 		return false;
 	}
-	for (i = 0; i < s->nmsgs; i++) {
-		pm[i].msgno = i + 1;
-		pm[i].size = s->msgs[i].size;
-		pm[i].listed = s->msgs[i].listed;
-		pm[i].uid = s->msgs[i].uid[0] != '\0' ? s->msgs[i].uid : NULL;
+	for (i = 0; i < s->npm; i++) {
 		pm[i].delivered =
 		    pm[i].uid != NULL &&
 		    state_has(s->st, pm[i].uid, &pm[i].first_seen);
@@ -1058,33 +1113,36 @@ make_plan(struct session *s)
 			    state_strikes(s->st, pm[i].uid, &pm[i].last_strike);
 	}
 	pol.space_known = maildir_free_space(s->md, &pol.free_bytes) == 0;
-	r = plan_decide(pm, s->nmsgs, &pol, TESTHOOK_NOW(), &tot);
-	for (i = 0; r == 0 && i < s->nmsgs; i++) {
-		s->msgs[i].action = pm[i].action;
+	r = plan_decide(pm, s->npm, &pol, TESTHOOK_NOW(), &tot);
+	for (i = 0; r == 0 && i < s->npm; i++) {
 		if (pm[i].action == PLAN_FETCH)
-			s->fetch[s->nfetch++] = i + 1;
+			s->fetch[s->nfetch++] = pm[i].msgno;
 		else if (pm[i].action == PLAN_DELETE)
-			s->dele[s->ndele++] = i + 1;
+			s->dele[s->ndele++] = pm[i].msgno;
 		else if (pm[i].reason == PLAN_R_TOO_BIG &&
 			 (pm[i].uid == NULL ||
 			     state_note(s->st, pm[i].uid, TESTHOOK_NOW()) == 1))
 			log_info(s->a->name,
-			    "message %zu (uid %s, %llu bytes) is over "
+			    "message %lu (uid %s, %llu bytes) is over "
 			    "max_message_size: left on the server (said once)",
-			    i + 1, pm[i].uid != NULL ? pm[i].uid : "-",
+			    pm[i].msgno, pm[i].uid != NULL ? pm[i].uid : "-",
 			    (unsigned long long)pm[i].size);
 		else if (pm[i].reason == PLAN_R_DUP_UID)
 			log_warnx(s->a->name,
-			    "message %zu shares its UID "
+			    "message %lu shares its UID "
 			    "with another: left",
-			    i + 1);
+			    pm[i].msgno);
 	}
-	free(pm);
-	prune_state(s);
 	if (r == -1) {
-		fail(s, SC_CONFIG, "keep = true needs a server with UIDL");
+		/* Out of memory is temporary; the other is the account's. */
+		if (errno == ENOMEM)
+			fail(s, SC_LOCAL, "out of memory while planning");
+		else
+			fail(s, SC_CONFIG,
+			    "keep = true needs a server with UIDL");
 		return false;
 	}
+	prune_state(s);
 	s->stats.left = tot.leave;
 	if (tot.quarantined > 0)
 		log_warnx(s->a->name,
@@ -1117,7 +1175,7 @@ st_listing(struct session *s, const struct pop3_event *ev)
 	case POP3_EV_OK:
 		if (ev->cmd != POP3_CMD_STAT)
 			return;
-		s->stats.listed = s->nmsgs = ev->msgno;
+		s->stats.listed = s->stat_count = ev->msgno;
 		report(s,
 		    &(struct session_info){
 			.kind = SI_STAT, .count = ev->msgno, .size = ev->size});
@@ -1126,8 +1184,7 @@ st_listing(struct session *s, const struct pop3_event *ev)
 			set_state(s, S_QUIT);
 			return;
 		}
-		s->msgs = calloc(s->nmsgs + 1, sizeof(*s->msgs));
-		if (s->msgs == NULL) {
+		if ((s->lst = listing_new(s->stat_count)) == NULL) {
 			fail(s, SC_LOCAL, "out of memory");
 			return;
 		}
@@ -1155,6 +1212,8 @@ st_listing(struct session *s, const struct pop3_event *ev)
 				send_simple(s, POP3_CMD_LIST, 0);
 			return;
 		}
+		if (!listing_done(s))
+			return;
 		if (s->mode == SESSION_LIST) {
 			set_state(s, S_TOP);
 			pump_top(s);
@@ -1176,7 +1235,7 @@ st_listing(struct session *s, const struct pop3_event *ev)
 static int
 write_received(struct session *s)
 {
-	const char *uid = s->msgs[s->cur_msgno - 1].uid;
+	const char *uid = msg_of(s, s->cur_msgno)->uid;
 	char buf[1024], date[64], host[256];
 	struct tm tm;
 	time_t now = time(NULL);
@@ -1191,7 +1250,7 @@ write_received(struct session *s)
 	    "Received: from %s by %s with POP3 (popfetchd %s) for <%s> "
 	    "id %s; %s\n",
 	    s->a->host, host, POPFETCHD_VERSION,
-	    s->a->user != NULL ? s->a->user : "", uid[0] != '\0' ? uid : "-",
+	    s->a->user != NULL ? s->a->user : "", uid != NULL ? uid : "-",
 	    date);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return 0;
@@ -1205,12 +1264,10 @@ write_received(struct session *s)
 static void
 strike(struct session *s, unsigned long msgno, const char *why)
 {
-	const char *uid = s->msgs != NULL && msgno >= 1 && msgno <= s->nmsgs
-			      ? s->msgs[msgno - 1].uid
-			      : "";
+	const char *uid = msg_of(s, msgno)->uid;
 	int n;
 
-	if (!s->have_uidl || uid[0] == '\0' || s->st == NULL)
+	if (!s->have_uidl || uid == NULL || s->st == NULL)
 		return;
 	if ((n = state_strike(s->st, uid, TESTHOOK_NOW())) == -1 ||
 	    state_commit(s->st) == -1)
@@ -1290,7 +1347,7 @@ retr_end(struct session *s)
 static void
 retr_begin(struct session *s, unsigned long msgno)
 {
-	const char *uid = s->have_uidl ? s->msgs[msgno - 1].uid : NULL;
+	const char *uid = s->have_uidl ? msg_of(s, msgno)->uid : NULL;
 
 	s->cur_msgno = msgno;
 	if (s->stop)
@@ -1322,7 +1379,7 @@ write_failed(struct session *s)
 static void
 retr_answered(struct session *s, unsigned long msgno)
 {
-	uint64_t size = s->msgs[msgno - 1].size;
+	uint64_t size = msg_of(s, msgno)->size;
 
 	s->retr_done++;
 	s->inflight -= size < s->inflight ? size : s->inflight;
@@ -1408,7 +1465,7 @@ window(const struct session *s)
 static uint64_t
 next_size(const struct session *s)
 {
-	return s->msgs[s->fetch[s->next_fetch] - 1].size;
+	return msg_of(s, s->fetch[s->next_fetch])->size;
 }
 
 /* Whether another RETR may go: one is left, and it fits the budget. */
@@ -1494,7 +1551,7 @@ static void
 top_report(struct session *s, unsigned long msgno, bool ok)
 {
 	char from[256], date[128], subj[512];
-	struct msginfo *m = &s->msgs[msgno - 1];
+	const struct plan_msg *m = msg_of(s, msgno);
 
 	header_value(s->hdr, s->hdrlen, "From", from, sizeof(from));
 	header_value(s->hdr, s->hdrlen, "Date", date, sizeof(date));
@@ -1504,7 +1561,7 @@ top_report(struct session *s, unsigned long msgno, bool ok)
 	report(s, &(struct session_info){.kind = SI_MESSAGE,
 		      .msgno = msgno,
 		      .size = m->size,
-		      .uid = m->uid,
+		      .uid = m->uid != NULL ? m->uid : "",
 		      .from = from,
 		      .date = date,
 		      .subj = subj});
@@ -1550,10 +1607,10 @@ pump_top(struct session *s)
 		return;
 	}
 	while (s->state == S_TOP && pop3_pending(s->pop3) < w) {
-		if (s->next_top < s->nmsgs) {
-			r.msgno = ++s->next_top;
+		if (s->next_top < s->npm) {
+			r.msgno = s->pm[s->next_top++].msgno;
 			send_req(s, &r);
-		} else if (s->top_done == s->nmsgs) {
+		} else if (s->top_done == s->npm) {
 			send_simple(s, POP3_CMD_QUIT, 0);
 			set_state(s, S_QUIT);
 		} else

@@ -340,6 +340,65 @@ accounts = ({
         self.assertEqual(srv.messages, MESSAGES)
         self.assertEqual(self.delivered(), [])
 
+    def test_incomplete_uidl_forgets_nothing(self):
+        """A UIDL listing that leaves out a message STAT counts: nothing
+        is forgotten (the next poll does not deliver it again), the
+        message is not acted on, and the poll is not a success."""
+        srv = self.server(tls="implicit")
+        conf = self.config(srv, extra="keep = true;")
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        srv.raw["UIDL"] = b"+OK\r\n1 uid-0\r\n3 uid-2\r\n.\r\n"
+        r2 = self.run_once(conf)
+        del srv.raw["UIDL"]
+        srv.commands.clear()
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("RETR", srv.verbs())
+        self.assert_exactly_once()
+        self.assertEqual(len(srv.messages), 3)
+        self.assertEqual(r2.returncode, 75, r2.stderr)
+        self.assertIn("incomplete listing: STAT counts 3 messages, "
+                      "UIDL listed 2, LIST 3", r2.stderr)
+
+    def test_incomplete_uidl_delete_mode_deletes_only_known(self):
+        """Delete mode: the message UIDL left out is neither fetched nor
+        deleted; the next complete poll takes it, exactly once."""
+        srv = self.server(tls="implicit")
+        conf = self.config(srv)
+        srv.raw["UIDL"] = b"+OK\r\n1 uid-0\r\n3 uid-2\r\n.\r\n"
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertEqual(srv.messages, [MESSAGES[1]])
+        del srv.raw["UIDL"]
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    def test_huge_stat_count_costs_nothing(self):
+        """STAT announcing a million messages, three listed: memory
+        follows the three, not the million (peak RSS far below what one
+        record per announced message would need)."""
+        srv = self.server(tls="implicit")
+        srv.raw["STAT"] = b"+OK 1000000 0\r\n"
+        conf = self.config(srv)
+        probe = ("import resource, subprocess, sys\n"
+                 "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
+                 "sys.stdout.write('%d %d\\n' % (r.returncode, resource."
+                 "getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+                 "sys.stderr.write(r.stderr.decode())\n")
+        r = subprocess.run([sys.executable, "-c", probe, BINARY, "-c", conf,
+                            "--once"], capture_output=True, text=True,
+                           timeout=60)
+        code, rss_kib = map(int, r.stdout.split())
+        self.assertLess(rss_kib, 48 * 1024, r.stderr)
+        # The three listed messages are delivered.
+        self.assert_exactly_once()
+        self.assertEqual(code, 75, r.stderr)
+        self.assertIn("incomplete listing: STAT counts 1000000", r.stderr)
+
     # ---- servers without UIDL ----
 
     def test_no_uidl_delete_mode(self):
