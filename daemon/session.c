@@ -132,7 +132,7 @@ struct session {
 	unsigned long *dele; /* durable, DELE not yet sent */
 	size_t ndele, next_dele;
 	size_t dele_ok;	      /* +OK to DELE, committed by QUIT */
-	unsigned long *acked; /* msgnos of those +OKs */
+	unsigned long *acked; /* their msgnos (room for every message) */
 	bool stop; /* send no more RETR, drop replies (a local failure) */
 	bool halt; /* send no more RETR, deliver those in flight */
 	bool rset; /* RSET sent: this session deletes nothing */
@@ -1412,7 +1412,7 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 	}
 	if (ev->cmd == POP3_CMD_DELE) {
 		if (ev->type == POP3_EV_OK) {
-			s->dele_ok++;
+			s->acked[s->dele_ok++] = ev->arg;
 			TESTHOOK_CRASH_POINT("DELE acknowledged");
 		} else if (ev->type == POP3_EV_ERR)
 			log_warnx(s->a->name, "DELE %lu refused: %s", ev->arg,
@@ -1618,11 +1618,29 @@ pump_top(struct session *s)
 	}
 }
 
+/*
+ * The server has removed what this session deleted: forget those UIDs.
+ * RFC 1939 lets a server compute UIDs from content, so a later message
+ * may carry one of them; remembered, it would be deleted unread.
+ */
+static void
+forget_deleted(struct session *s)
+{
+	const char *uid;
+	size_t i;
+
+	for (i = 0; i < s->dele_ok; i++)
+		if ((uid = msg_of(s, s->acked[i])->uid) != NULL &&
+		    state_forget(s->st, uid) == -1 && errno != ENOENT)
+			log_warn(s->a->name, "state: forgetting uid %s", uid);
+}
+
 static void
 st_quit(struct session *s, const struct pop3_event *ev)
 {
 	if (ev->type == POP3_EV_OK) {
 		s->stats.deleted = s->dele_ok;
+		forget_deleted(s);
 		/*
 		 * Messages meant to be fetched were left behind: a timer or
 		 * cron job must not see success (exit 75, "busy": the

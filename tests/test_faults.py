@@ -399,6 +399,25 @@ accounts = ({
         self.assertEqual(code, 75, r.stderr)
         self.assertIn("incomplete listing: STAT counts 1000000", r.stderr)
 
+    def test_uid_reused_after_deletion_is_fetched(self):
+        """A server may compute UIDs from content (RFC 1939 section 7):
+        a new message carrying the UID of one deleted earlier is fetched,
+        not deleted unread."""
+        srv = self.server(tls="implicit")
+        conf = self.config(srv)
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.messages, [])
+        again = b"From: a@example.org\nSubject: one, again\n\nsame uid\n"
+        srv.messages.append(again)
+        srv.uids.append("uid-0")
+        srv.commands.clear()
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("RETR 1", srv.commands)
+        self.assertEqual(sorted(self.delivered()), sorted(MESSAGES + [again]))
+        self.assertEqual(srv.messages, [])
+
     # ---- servers without UIDL ----
 
     def test_no_uidl_delete_mode(self):
