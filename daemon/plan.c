@@ -66,19 +66,40 @@ quarantined(const struct plan_msg *m, time_t now)
 	return now - m->last_strike < PLAN_QUARANTINE_SECS;
 }
 
+/*
+ * A UID the server gave to several messages (a fault RFC 1939 warns of)
+ * identifies none of them: the state cannot tell which was delivered.
+ * Delete mode fetches each by number and deletes it once durable, all in
+ * one session, so none is lost (one delivered before may come twice).
+ * Keep mode fetches them once, while the UID is not recorded, and then
+ * leaves them all: never deleted by age, as the age of a shared UID
+ * belongs to no message in particular.
+ */
+static bool
+decide_dup(struct plan_msg *m, const struct plan_policy *pol)
+{
+	if (!m->listed) {
+		m->reason = PLAN_R_NO_LISTING;
+		return true;
+	}
+	if (pol->keep && m->delivered)
+		return true;
+	return false;
+}
+
 static void
 decide_one(struct plan_msg *m, const struct plan_policy *pol, time_t now)
 {
 	time_t age;
 
 	m->action = PLAN_LEAVE;
-	if (m->reason == PLAN_R_DUP_UID)
-		return;
-	if (!m->listed || (pol->have_uidl && m->uid == NULL)) {
+	if (m->reason == PLAN_R_DUP_UID) {
+		if (decide_dup(m, pol))
+			return;
+	} else if (!m->listed || (pol->have_uidl && m->uid == NULL)) {
 		m->reason = PLAN_R_NO_LISTING;
 		return;
-	}
-	if (m->delivered) {
+	} else if (m->delivered) {
 		if (!pol->keep) {
 			m->action = PLAN_DELETE;
 			return;
@@ -91,6 +112,7 @@ decide_one(struct plan_msg *m, const struct plan_policy *pol, time_t now)
 			m->reason = PLAN_R_KEPT;
 		return;
 	}
+	/* A shared UID's reason stays, so the caller knows not to record it. */
 	if (pol->max_message_size > 0 && m->size > pol->max_message_size) {
 		m->reason = PLAN_R_TOO_BIG;
 		return;

@@ -54,7 +54,7 @@ enum plan_reason {
 	PLAN_R_NONE,
 	PLAN_R_KEPT,	    /* keep mode, already delivered */
 	PLAN_R_TOO_BIG,	    /* larger than max_message_size */
-	PLAN_R_DUP_UID,	    /* UID shared with another message */
+	PLAN_R_DUP_UID,	    /* UID shared with another (may be fetched) */
 	PLAN_R_NO_LISTING,  /* missing from LIST or UIDL */
 	PLAN_R_QUARANTINED, /* failed PLAN_STRIKES_MAX times, recently */
 	PLAN_R_NO_SPACE,    /* does not fit in the free space left */
@@ -99,8 +99,12 @@ struct plan_totals {
 
 /*
  * Sets action and reason of the N messages in MSGS (sorted by msgno).
- * Messages sharing a UID are left alone: a UID stands for one message in
- * the state, so acting on either could delete the other unseen.
+ * Messages sharing a UID keep the reason PLAN_R_DUP_UID whatever their
+ * action, as the UID cannot stand for any one of them in the state: in
+ * delete mode each is fetched (then deleted) by number, delivered or
+ * not; in keep mode they are fetched while the UID is not delivered and
+ * left alone after, never deleted by age. The caller records no UID for
+ * them one by one (see plan.c).
  * A message not delivered yet is fetched unless it is too big, or
  * quarantined (strikes >= PLAN_STRIKES_MAX and the latest less than
  * PLAN_QUARANTINE_SECS ago), or it does not fit: in msgno order, each

@@ -133,9 +133,10 @@ struct session {
 	size_t ndele, next_dele;
 	size_t dele_ok;	      /* +OK to DELE, committed by QUIT */
 	unsigned long *acked; /* their msgnos (room for every message) */
-	bool stop; /* send no more RETR, drop replies (a local failure) */
-	bool halt; /* send no more RETR, deliver those in flight */
-	bool rset; /* RSET sent: this session deletes nothing */
+	bool stop;	 /* send no more RETR, drop replies (a local failure) */
+	bool halt;	 /* send no more RETR, deliver those in flight */
+	bool rset;	 /* RSET sent: this session deletes nothing */
+	bool flush_dele; /* the flush under way queues DELEs */
 	enum session_class cls;
 	char msg[512];
 	struct session_stats stats;
@@ -1095,7 +1096,7 @@ make_plan(struct session *s)
 	    .have_uidl = s->have_uidl};
 	struct plan_totals tot;
 	struct plan_msg *pm = s->pm;
-	size_t i;
+	size_t i, ndup = 0;
 	int r;
 
 	if ((s->fetch = calloc(s->npm + 1, sizeof(*s->fetch))) == NULL ||
@@ -1127,12 +1128,16 @@ make_plan(struct session *s)
 			    "max_message_size: left on the server (said once)",
 			    pm[i].msgno, pm[i].uid != NULL ? pm[i].uid : "-",
 			    (unsigned long long)pm[i].size);
-		else if (pm[i].reason == PLAN_R_DUP_UID)
-			log_warnx(s->a->name,
-			    "message %lu shares its UID "
-			    "with another: left",
-			    pm[i].msgno);
+		if (pm[i].reason == PLAN_R_DUP_UID)
+			ndup++;
 	}
+	if (ndup > 0)
+		log_warnx(s->a->name,
+		    "server fault: %zu messages share UIDs with others; they "
+		    "are fetched by number%s",
+		    ndup,
+		    s->a->keep ? " once, and never deleted by age"
+			       : " and deleted once durable");
 	if (r == -1) {
 		/* Out of memory is temporary; the other is the account's. */
 		if (errno == ENOMEM)
@@ -1297,18 +1302,24 @@ local_failure(struct session *s, const char *fmt, ...)
 	s->stop = true;
 }
 
+/*
+ * A message is durable: queue its DELE (unless keep, or the session is
+ * ending). One of several sharing a UID was delivered unrecorded; in
+ * keep mode its UID is recorded now, so that the copies are not fetched
+ * again (a crash before the commit costs a duplicate, never a loss).
+ */
 static void
-queue_dele(void *arg, unsigned long msgno)
+durable(void *arg, unsigned long msgno)
 {
 	struct session *s = arg;
+	const struct plan_msg *m = msg_of(s, msgno);
 
-	if (!s->a->keep)
+	if (m->reason == PLAN_R_DUP_UID && s->a->keep && m->uid != NULL &&
+	    !state_has(s->st, m->uid, NULL) &&
+	    state_record(s->st, m->uid, TESTHOOK_NOW()) == -1)
+		log_warn(s->a->name, "state: recording uid %s", m->uid);
+	if (s->flush_dele && !s->a->keep)
 		s->dele[s->ndele++] = msgno;
-}
-
-static void
-no_dele(void *arg, unsigned long msgno)
-{
 }
 
 /* Makes the batch durable, then (if DELE) queues its deletions. */
@@ -1319,8 +1330,8 @@ flush_batch(struct session *s, bool dele)
 
 	if (deliver_pending(s->dl) == 0)
 		return;
-	if (deliver_flush(
-		s->dl, dele ? queue_dele : no_dele, s, err, sizeof(err)) == -1)
+	s->flush_dele = dele;
+	if (deliver_flush(s->dl, durable, s, err, sizeof(err)) == -1)
 		local_failure(s, "%s", err);
 }
 
@@ -1347,7 +1358,10 @@ retr_end(struct session *s)
 static void
 retr_begin(struct session *s, unsigned long msgno)
 {
-	const char *uid = s->have_uidl ? msg_of(s, msgno)->uid : NULL;
+	const struct plan_msg *m = msg_of(s, msgno);
+	/* A UID several messages share is no message's: none recorded. */
+	const char *uid =
+	    s->have_uidl && m->reason != PLAN_R_DUP_UID ? m->uid : NULL;
 
 	s->cur_msgno = msgno;
 	if (s->stop)

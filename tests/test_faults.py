@@ -418,6 +418,38 @@ accounts = ({
         self.assertEqual(sorted(self.delivered()), sorted(MESSAGES + [again]))
         self.assertEqual(srv.messages, [])
 
+    def test_shared_uid_delete_mode_each_once(self):
+        """Two messages with one UID (a server fault): each is delivered
+        exactly once and deleted; the fault is logged once."""
+        srv = self.server(tls="implicit", pipelining=True)
+        srv.uids[2] = "uid-0"
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.count("server fault: 2 messages share "
+                                        "UIDs"), 1, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    def test_shared_uid_keep_mode_once_never_by_age(self):
+        """Keep mode: messages sharing a UID are fetched once, not again
+        at the next poll, and never deleted by delete_after_days."""
+        self.needs_test_hooks()
+        t0 = 1_800_000_000
+        srv = self.server(tls="implicit")
+        srv.uids[2] = "uid-0"
+        conf = self.config(srv, extra="keep = true; delete_after_days = 1;")
+        r = self.run_once(conf, now=t0)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        srv.commands.clear()
+        r = self.run_once(conf, now=t0 + 10 * 86400)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("RETR", srv.verbs())
+        # Only the message with a UID of its own was old enough to go.
+        self.assertEqual(srv.commands.count("DELE 2"), 1, srv.commands)
+        self.assertEqual(srv.messages, [MESSAGES[0], MESSAGES[2]])
+        self.assert_exactly_once()
+
     # ---- servers without UIDL ----
 
     def test_no_uidl_delete_mode(self):

@@ -306,7 +306,7 @@ START_TEST(keep_needs_uidl)
 }
 END_TEST
 
-START_TEST(duplicate_uids_left_alone)
+START_TEST(duplicate_uids_delete_mode_fetched_by_number)
 {
 	struct plan_policy pol = DEL();
 	struct plan_msg m[4] = {
@@ -324,13 +324,46 @@ START_TEST(duplicate_uids_left_alone)
 
 	ck_assert_int_eq(plan_decide(m, 4, &pol, NOW, &tot), 0);
 	ck_assert_int_eq(m[0].action, PLAN_FETCH);
-	ck_assert_int_eq(m[1].action, PLAN_LEAVE);
+	ck_assert_int_eq(m[0].reason, PLAN_R_NONE);
+	/* Delivered or not: which one the state meant is unknown. */
+	ck_assert_int_eq(m[1].action, PLAN_FETCH);
 	ck_assert_int_eq(m[1].reason, PLAN_R_DUP_UID);
 	ck_assert_int_eq(m[2].action, PLAN_FETCH);
-	ck_assert_int_eq(m[3].action, PLAN_LEAVE);
-	ck_assert_uint_eq(tot.fetch, 2);
-	ck_assert_uint_eq(tot.fetch_bytes, 40);
-	ck_assert_uint_eq(tot.leave, 2);
+	ck_assert_int_eq(m[3].action, PLAN_FETCH);
+	ck_assert_int_eq(m[3].reason, PLAN_R_DUP_UID);
+	ck_assert_uint_eq(tot.fetch, 4);
+	ck_assert_uint_eq(tot.fetch_bytes, 100);
+	ck_assert_uint_eq(tot.leave, 0);
+}
+END_TEST
+
+START_TEST(duplicate_uids_keep_mode_once_never_by_age)
+{
+	struct plan_policy pol = KEEP(.delete_after_days = 1);
+	struct plan_msg m[3] = {
+	    {.msgno = 1, .size = 10, .listed = true, .uid = "dup"},
+	    {.msgno = 2, .size = 20, .listed = true, .uid = "dup"},
+	    {.msgno = 3, .size = 30, .uid = "dup"},
+	};
+	struct plan_totals tot;
+	size_t i;
+
+	/* Not recorded yet: each listed copy is fetched. */
+	ck_assert_int_eq(plan_decide(m, 3, &pol, NOW, &tot), 0);
+	ck_assert_int_eq(m[0].action, PLAN_FETCH);
+	ck_assert_int_eq(m[0].reason, PLAN_R_DUP_UID);
+	ck_assert_int_eq(m[1].action, PLAN_FETCH);
+	ck_assert_int_eq(m[2].action, PLAN_LEAVE);
+	ck_assert_int_eq(m[2].reason, PLAN_R_NO_LISTING);
+	/* Recorded long ago: all left, none deleted by age. */
+	for (i = 0; i < 3; i++) {
+		m[i].delivered = true;
+		m[i].first_seen = NOW - 100 * DAYS;
+	}
+	ck_assert_int_eq(plan_decide(m, 3, &pol, NOW, &tot), 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(m[i].action, PLAN_LEAVE);
+	ck_assert_uint_eq(tot.dele, 0);
 }
 END_TEST
 
@@ -349,7 +382,8 @@ main(void)
 	tcase_add_test(tc, totals);
 	tcase_add_test(tc, outputs_reset);
 	tcase_add_test(tc, keep_needs_uidl);
-	tcase_add_test(tc, duplicate_uids_left_alone);
+	tcase_add_test(tc, duplicate_uids_delete_mode_fetched_by_number);
+	tcase_add_test(tc, duplicate_uids_keep_mode_once_never_by_age);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
