@@ -141,6 +141,23 @@ deliver_end(struct deliver *d, unsigned long long *size)
 	return 0;
 }
 
+int
+deliver_drop(struct deliver *d, unsigned long tag)
+{
+	size_t i;
+
+	for (i = d->nbatch; i-- > 0;)
+		if (d->batch[i].tag == tag && !d->batch[i].recorded) {
+			maildir_drop_tmp(d->md, d->batch[i].tmp);
+			memmove(&d->batch[i], &d->batch[i + 1],
+			    (d->nbatch - i - 1) * sizeof(d->batch[i]));
+			d->nbatch--;
+			return 0;
+		}
+	errno = ENOENT;
+	return -1;
+}
+
 static int
 flush_fail(char *err, size_t errlen, const char *what)
 {

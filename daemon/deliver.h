@@ -63,6 +63,13 @@ void deliver_abort(struct deliver *d);
  */
 int deliver_end(struct deliver *d, unsigned long long *size);
 
+/*
+ * Takes the message TAG out of the batch before it is flushed, its file
+ * dropped: it turned out not to be whole. 0, or -1 (ENOENT: not in the
+ * batch, or already recorded by a flush).
+ */
+int deliver_drop(struct deliver *d, unsigned long tag);
+
 /* Messages in the batch, not yet durable. */
 size_t deliver_pending(const struct deliver *d);
 

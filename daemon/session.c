@@ -56,6 +56,8 @@
  * (SIGTERM), which waits for the messages already asked for, is quick.
  */
 #define SESSION_INFLIGHT_BYTES (8u << 20)
+/* More data than this for a message LIST sized N is not that message. */
+#define SIZE_SLACK(n) ((n) > UINT64_MAX / 4 ? UINT64_MAX : 2 * (n) + 65536)
 
 #define SESSION_STATES(X)         \
 	X(S_CONNECT, "connect")   \
@@ -118,6 +120,9 @@ struct session {
 	struct deliver *dl;
 	bool receiving; /* a RETR reply is being delivered */
 	unsigned long cur_msgno;
+	uint64_t cur_bytes;	 /* message data received for it so far */
+	unsigned long end_msgno; /* ended in this read, not yet confirmed */
+	unsigned long long end_size;
 
 	unsigned long stat_count; /* messages STAT counted */
 	struct listing *lst;	  /* what UIDL and LIST said */
@@ -155,6 +160,8 @@ static size_t window(const struct session *s);
 static void pump_top(struct session *s);
 static void strike(struct session *s, unsigned long msgno, const char *why);
 static void flush_batch(struct session *s, bool dele);
+static bool size_plausible(uint64_t listed, uint64_t got);
+static bool data_bounded(struct session *s, const struct pop3_event *ev);
 static void local_failure(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -1339,10 +1346,22 @@ static void
 retr_end(struct session *s)
 {
 	unsigned long long size;
+	uint64_t listed = msg_of(s, s->cur_msgno)->size;
 
 	if (!s->receiving)
 		return;
 	s->receiving = false;
+	if (!size_plausible(listed, s->cur_bytes)) {
+		deliver_abort(s->dl);
+		s->stats.failed++;
+		log_warnx(s->a->name,
+		    "message %lu: %llu bytes received where LIST said %llu: "
+		    "taken as cut short, not delivered, left on the server",
+		    s->cur_msgno, (unsigned long long)s->cur_bytes,
+		    (unsigned long long)listed);
+		strike(s, s->cur_msgno, "received size far from LIST size");
+		return;
+	}
 	if (deliver_end(s->dl, &size) == -1) {
 		local_failure(s, "delivery of message %lu: %s", s->cur_msgno,
 		    strerror(errno));
@@ -1350,8 +1369,45 @@ retr_end(struct session *s)
 	}
 	s->stats.fetched++;
 	s->stats.bytes += size;
-	if (deliver_pending(s->dl) >= SESSION_BATCH)
-		flush_batch(s, true);
+	/* Whole only if what follows parses: see unconfirmed_end(). */
+	s->end_msgno = s->cur_msgno;
+	s->end_size = size;
+}
+
+/*
+ * A protocol error right after a message's terminator, in the same read,
+ * casts doubt on that terminator (a server that ends lines with bare LF
+ * where the body has ".", a lie): the message is taken out of the batch
+ * before it can be recorded or deleted, and fetched again next time.
+ */
+static void
+unconfirmed_end(struct session *s)
+{
+	if (s->end_msgno == 0 || s->dl == NULL ||
+	    deliver_drop(s->dl, s->end_msgno) == -1)
+		return;
+	s->stats.fetched--;
+	s->stats.bytes -= s->end_size;
+	log_warnx(s->a->name,
+	    "message %lu: protocol error right after its end: not delivered",
+	    s->end_msgno);
+	s->end_msgno = 0;
+}
+
+/*
+ * Whether GOT bytes of message data (line ends as sent) can be the
+ * message LIST called LISTED bytes. Servers differ in how they count
+ * (some rewrite messages, some estimate), so only a gross difference is
+ * evidence: less than half of a listed size past the first KiB (a cut
+ * short message), more than twice it plus 64 KiB (a reply that is not
+ * the message asked for, or never ends).
+ */
+static bool
+size_plausible(uint64_t listed, uint64_t got)
+{
+	if (got < listed / 2 && listed - got > 1024)
+		return false;
+	return got <= SIZE_SLACK(listed);
 }
 
 /* Starts delivering the message whose RETR reply begins. */
@@ -1364,6 +1420,7 @@ retr_begin(struct session *s, unsigned long msgno)
 	    s->have_uidl && m->reason != PLAN_R_DUP_UID ? m->uid : NULL;
 
 	s->cur_msgno = msgno;
+	s->cur_bytes = 0;
 	if (s->stop)
 		return;
 	if (deliver_begin(s->dl, msgno, uid) == -1 ||
@@ -1399,6 +1456,29 @@ retr_answered(struct session *s, unsigned long msgno)
 	s->inflight -= size < s->inflight ? size : s->inflight;
 }
 
+/*
+ * Counts the message data of a RETR or TOP reply; a reply far longer than
+ * the message LIST sized (or endless) ends the session.
+ */
+static bool
+data_bounded(struct session *s, const struct pop3_event *ev)
+{
+	uint64_t listed = msg_of(s, ev->arg)->size;
+
+	s->cur_bytes += ev->len;
+	if (s->cur_bytes <= SIZE_SLACK(listed))
+		return true;
+	fail(s, SC_PROTO,
+	    "%s %lu: over %llu bytes where LIST said %llu: not that message",
+	    pop3_cmd_name(ev->cmd), ev->arg,
+	    (unsigned long long)SIZE_SLACK(listed), (unsigned long long)listed);
+	return false;
+}
+
+/*
+ * Replies in the fetch window. The next commands go out from read_input()
+ * once all that arrived is parsed (see unconfirmed_end()).
+ */
 static void
 st_fetch(struct session *s, const struct pop3_event *ev)
 {
@@ -1420,7 +1500,6 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 			    "poll",
 			    s->dele_ok);
 			s->dele_ok = 0;
-			pump(s);
 		}
 		return;
 	}
@@ -1431,7 +1510,6 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 		} else if (ev->type == POP3_EV_ERR)
 			log_warnx(s->a->name, "DELE %lu refused: %s", ev->arg,
 			    ev->text);
-		pump(s);
 		return;
 	}
 	switch (ev->type) {
@@ -1439,13 +1517,14 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 		retr_begin(s, ev->arg);
 		return;
 	case POP3_EV_DATA:
+		if (!data_bounded(s, ev))
+			return;
 		if (s->receiving && deliver_write(s->dl, ev->data, ev->len))
 			write_failed(s);
 		return;
 	case POP3_EV_END:
 		retr_answered(s, ev->arg);
 		retr_end(s);
-		pump(s);
 		return;
 	case POP3_EV_ERR:
 		retr_answered(s, ev->arg);
@@ -1454,7 +1533,6 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 		    "RETR %lu refused: %s; left on the server", ev->arg,
 		    reply_text(ev, why, sizeof(why)));
 		strike(s, ev->arg, "RETR refused");
-		pump(s);
 		return;
 	default:
 		return;
@@ -1497,6 +1575,8 @@ pump(struct session *s)
 {
 	size_t w = window(s);
 
+	if (s->state == S_FETCH && deliver_pending(s->dl) >= SESSION_BATCH)
+		flush_batch(s, true);
 	while (s->state == S_FETCH && pop3_pending(s->pop3) < w) {
 		if (!s->stop && s->next_dele < s->ndele)
 			send_simple(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
@@ -1589,8 +1669,11 @@ st_top(struct session *s, const struct pop3_event *ev)
 	switch (ev->type) {
 	case POP3_EV_OK:
 		s->hdrlen = 0;
+		s->cur_bytes = 0;
 		return;
 	case POP3_EV_DATA:
+		if (!data_bounded(s, ev))
+			return;
 		n = SESSION_HEADER_MAX - s->hdrlen;
 		if (n > ev->len)
 			n = ev->len;
@@ -1678,9 +1761,12 @@ static void
 handle_event(struct session *s, const struct pop3_event *ev)
 {
 	if (ev->type == POP3_EV_ERROR) {
+		unconfirmed_end(s);
 		fail(s, SC_PROTO, "protocol error: %s", ev->text);
 		return;
 	}
+	/* Whatever parsed after a message's end confirms it. */
+	s->end_msgno = 0;
 	trace_event(s, ev);
 	switch (s->state) {
 	case S_GREETING:
@@ -1732,6 +1818,10 @@ read_input(struct session *s)
 			handle_event(s, &ev);
 		evbuffer_drain(in, n);
 	}
+	/* All that arrived parsed cleanly. */
+	s->end_msgno = 0;
+	if (s->state == S_FETCH)
+		pump(s);
 	if (s->state == S_STLS && s->stls_pending) {
 		s->stls_pending = false;
 		start_tls(s);

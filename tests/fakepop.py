@@ -74,6 +74,8 @@ class FakePop:
         self.inject_after_stls = b""
         self.refuse_stls = False
         self.drop_in_retr = None  # (msgno, bytes of the reply to send)
+        # (msgno, bytes of the message to send before a clean terminator)
+        self.cut_retr = None
         self.raw = {}  # command verb -> raw reply bytes
         # Replies to AUTH and to each line that follows it, in order, in
         # place of the real exchange (the last one should end it).
@@ -448,6 +450,8 @@ class FakePop:
         elif verb == "RETR":
             n = int(arg)
             reply = b"+OK\r\n" + self._wire(self.messages[n - 1])
+            if self.cut_retr and self.cut_retr[0] == n:
+                reply = reply[:5 + self.cut_retr[1]] + b"\r\n.\r\n"
             if self.drop_in_retr and self.drop_in_retr[0] == n:
                 conn.sendall(reply[:self.drop_in_retr[1]])
                 conn.shutdown(socket.SHUT_RDWR)

@@ -450,6 +450,85 @@ accounts = ({
         self.assertEqual(srv.messages, [MESSAGES[0], MESSAGES[2]])
         self.assert_exactly_once()
 
+    def test_message_cut_short_is_not_delivered(self):
+        """A RETR reply ending cleanly but far shorter than LIST said is
+        taken as cut short: not recorded, not deleted, counted as not
+        received (75); the next poll delivers it whole."""
+        srv = self.server(tls="implicit")
+        srv.cut_retr = (2, 1000)
+        conf = self.config(srv)
+        r = self.run_once(conf)
+        self.assertRegex(r.stderr, r"message 2: \d+ bytes received where "
+                         r"LIST said %d: taken as cut short" % len(MESSAGES[1]))
+        self.assertNotIn("DELE 2", srv.commands)
+        self.assertEqual(srv.messages, [MESSAGES[1]])
+        self.assertEqual(sorted(self.delivered()),
+                         sorted([MESSAGES[0], MESSAGES[2]]))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        srv.cut_retr = None
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    def test_endless_retr_ends_the_session(self):
+        """A reply far longer than LIST said is not that message: the
+        session ends, nothing recorded or deleted."""
+        msg = b"From: a@example.org\nSubject: s\n\nbody\n"
+        srv = FakePop([msg], certfile=self.cert, keyfile=self.key,
+                      tls="implicit")
+        self.servers.append(srv)
+        srv.raw["RETR"] = b"+OK\r\n" + b"x" * 70 + b"\r\n" * 40000
+        r = self.run_once(self.config(srv))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertRegex(r.stderr, r"RETR 1: over \d+ bytes where LIST said "
+                         r"%d: not that message" % len(msg))
+        self.assertEqual(self.delivered(), [])
+        self.assertEqual(srv.messages, [msg])
+
+    def test_bare_lf_dot_does_not_end_a_message(self):
+        """A body with a bare LF before ".": on a CRLF connection only
+        CRLF "." CRLF ends the reply. Whatever the parser decides, no
+        truncated copy is recorded or deleted."""
+        body = b"From: a@example.org\r\nSubject: lf\r\n\r\nline\n.\r\n" \
+               b"more after the bare LF\r\n"
+        srv = FakePop([b"placeholder"], certfile=self.cert,
+                      keyfile=self.key, tls="implicit")
+        self.servers.append(srv)
+        srv.raw["LIST"] = b"+OK\r\n1 %d\r\n.\r\n" % len(body)
+        srv.raw["RETR"] = b"+OK\r\n" + body + b".\r\n"
+        r = self.run_once(self.config(srv))
+        got = self.delivered()
+        for m in got:
+            self.assertIn(b"more after the bare LF", m)
+        if r.returncode == 0:
+            self.assertEqual(len(got), 1)
+            self.assertIn("DELE 1", srv.commands)
+        else:
+            self.assertNotIn("DELE 1", srv.commands)
+
+    def test_protocol_error_right_after_a_message_drops_it(self):
+        """Bytes that cannot follow a message's end, in the same read as
+        its terminator, cast doubt on the terminator: the message is not
+        recorded (the next poll fetches it) and nothing is deleted."""
+        msg = b"From: a@example.org\nSubject: s\n\nbody\n"
+        srv = FakePop([msg], certfile=self.cert, keyfile=self.key,
+                      tls="implicit")
+        self.servers.append(srv)
+        srv.raw["RETR"] = (b"+OK\r\n" + msg.replace(b"\n", b"\r\n") +
+                           b".\r\nrest of the real message\r\n")
+        conf = self.config(srv)
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("message 1: protocol error right after its end",
+                      r.stderr)
+        self.assertEqual(self.delivered(), [])
+        del srv.raw["RETR"]
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.delivered(), [msg])
+        self.assertEqual(srv.messages, [])
+
     # ---- servers without UIDL ----
 
     def test_no_uidl_delete_mode(self):
