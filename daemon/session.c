@@ -56,6 +56,22 @@
  * (SIGTERM), which waits for the messages already asked for, is quick.
  */
 #define SESSION_INFLIGHT_BYTES (8u << 20)
+/*
+ * How a server that sends a byte now and then, for ever, is stopped: the
+ * transport's idle timeout never fires for it. Every poll is bounded in
+ * two parts. Until login, one deadline: SESSION_LOGIN_TIMEOUTS times the
+ * account's timeout for connect, TLS, greeting, CAPA, STLS and the SASL
+ * exchange together (each normally takes a round trip or two). After
+ * login every reply must keep up a minimum rate: from the moment it is
+ * awaited (a command sent with none pending, or the previous reply
+ * ended), once the account's timeout has passed, at least
+ * SESSION_MIN_RATE bytes a second on average. Replies are bounded in
+ * length (status lines, listings, message data by LIST's size), so the
+ * poll is bounded in time. 1 KiB/s is far below any working link, far
+ * above a trickle meant to hold a connection.
+ */
+#define SESSION_LOGIN_TIMEOUTS 4
+#define SESSION_MIN_RATE       1024
 /* More data than this for a message LIST sized N is not that message. */
 #define SIZE_SLACK(n) ((n) > UINT64_MAX / 4 ? UINT64_MAX : 2 * (n) + 65536)
 
@@ -101,6 +117,9 @@ struct session {
 	size_t hdrlen;
 	unsigned long next_top, top_done;
 	struct event *done_ev;
+	struct event *login_ev; /* the deadline until login */
+	double wait_since;	/* when the reply being received was awaited */
+	uint64_t wait_bytes;	/* bytes received for it since */
 
 	enum session_state state;
 	struct net *net;
@@ -164,6 +183,16 @@ static bool size_plausible(uint64_t listed, uint64_t got);
 static bool data_bounded(struct session *s, const struct pop3_event *ev);
 static void local_failure(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Seconds on the monotonic clock. */
+static double
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static const char *const class_names[] = {
     "ok", "network", "busy", "protocol", "auth", "local", "config"};
@@ -266,9 +295,27 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+login_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	fail(s, SC_NET,
+	    "%s:%u: not logged in after %u s (in state %s): server too slow",
+	    s->a->host, s->a->port, SESSION_LOGIN_TIMEOUTS * s->a->timeout,
+	    state_names[s->state]);
+}
+
+static void
 connect_now(struct session *s)
 {
 	const struct account *a = s->a;
+	struct timeval tv = {.tv_sec = SESSION_LOGIN_TIMEOUTS * a->timeout};
+
+	if ((s->login_ev = evtimer_new(s->base, login_deadline, s)) == NULL ||
+	    evtimer_add(s->login_ev, &tv) == -1) {
+		fail(s, SC_LOCAL, "out of memory");
+		return;
+	}
 
 	s->net = net_connect(
 	    s->base, s->dns, a->host, a->port, a->timeout, net_event, s);
@@ -365,6 +412,8 @@ session_free(struct session **sp)
 		SSL_CTX_free(s->ctx);
 	if (s->done_ev != NULL)
 		event_free(s->done_ev);
+	if (s->login_ev != NULL)
+		event_free(s->login_ev);
 	auth_wipe(s->secret, sizeof(s->secret));
 	listing_free(&s->lst);
 	free(s->acked);
@@ -523,10 +572,39 @@ trace_event(struct session *s, const struct pop3_event *ev)
 	log_proto(s->a->name, level, false, line, strlen(line), false);
 }
 
+/* A reply is awaited from now on: its clock for the minimum rate starts. */
+static void
+awaited(struct session *s)
+{
+	s->wait_since = mono_now();
+	s->wait_bytes = 0;
+}
+
+/*
+ * Whether the reply being received keeps up the minimum rate (see
+ * SESSION_MIN_RATE); ends the session if not.
+ */
+static bool
+rate_ok(struct session *s)
+{
+	double t = mono_now() - s->wait_since - s->a->timeout;
+
+	if (s->state < S_LISTING || t <= 0 ||
+	    (double)s->wait_bytes >= t * SESSION_MIN_RATE)
+		return true;
+	fail(s, SC_NET,
+	    "%s:%u: server too slow: %llu bytes in %.0f s in state %s",
+	    s->a->host, s->a->port, (unsigned long long)s->wait_bytes,
+	    mono_now() - s->wait_since, state_names[s->state]);
+	return false;
+}
+
 static void
 send_line(struct session *s, const char *buf, int n, bool secret)
 {
 	log_proto(s->a->name, 1, true, buf, (size_t)n, secret);
+	if (pop3_pending(s->pop3) <= 1)
+		awaited(s);
 	if (net_write(s->net, buf, (size_t)n) == -1)
 		fail(s, SC_LOCAL, "cannot queue output");
 }
@@ -858,6 +936,7 @@ st_auth(struct session *s, const struct pop3_event *ev)
 		return;
 	}
 	auth_wipe(s->secret, sizeof(s->secret));
+	evtimer_del(s->login_ev);
 	log_debug(s->a->name, "logged in");
 	report(s, &(struct session_info){.kind = SI_LOGIN, .text = s->mech});
 	set_state(s, S_LISTING);
@@ -1767,6 +1846,10 @@ handle_event(struct session *s, const struct pop3_event *ev)
 	}
 	/* Whatever parsed after a message's end confirms it. */
 	s->end_msgno = 0;
+	/* A reply ended (or a multi-line one began): the next is awaited. */
+	if (ev->type != POP3_EV_DATA && ev->type != POP3_EV_CAPA &&
+	    ev->type != POP3_EV_LIST && ev->type != POP3_EV_UIDL)
+		awaited(s);
 	trace_event(s, ev);
 	switch (s->state) {
 	case S_GREETING:
@@ -1809,6 +1892,9 @@ read_input(struct session *s)
 	struct pop3_event ev;
 	size_t n;
 
+	s->wait_bytes += evbuffer_get_length(in);
+	if (!rate_ok(s))
+		return;
 	while (s->state != S_DONE && evbuffer_get_length(in) > 0) {
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;

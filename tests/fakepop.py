@@ -25,6 +25,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 
 
 def make_cert(folder, name="localhost", ip=True):
@@ -76,6 +77,10 @@ class FakePop:
         self.drop_in_retr = None  # (msgno, bytes of the reply to send)
         # (msgno, bytes of the message to send before a clean terminator)
         self.cut_retr = None
+        # Seconds between two bytes sent: "all" of the session's, or
+        # "retr" (RETR replies only); None: normal speed.
+        self.dribble = None
+        self.dribble_what = "all"
         self.raw = {}  # command verb -> raw reply bytes
         # Replies to AUTH and to each line that follows it, in order, in
         # place of the real exchange (the last one should end it).
@@ -206,6 +211,21 @@ class FakePop:
             lines.append("STLS")
         return "+OK\r\n" + "".join(l + "\r\n" for l in lines) + ".\r\n"
 
+    def _dribbling(self, conn):
+        """CONN, sending one byte at a time, self.dribble seconds apart."""
+        delay = self.dribble
+
+        class Slow:
+            def __getattr__(self, name):
+                return getattr(conn, name)
+
+            def sendall(self, data):
+                for i in range(len(data)):
+                    conn.sendall(data[i:i + 1])
+                    time.sleep(delay)
+
+        return Slow()
+
     def _session(self, conn):
         with self.lock:
             self.sessions += 1
@@ -214,6 +234,8 @@ class FakePop:
             conn = self._wrap(conn)
             self.current = conn
             tls_active = True
+        if self.dribble is not None and self.dribble_what == "all":
+            conn = self._dribbling(conn)
         conn.sendall(b"+OK fakepop ready " + self.TIMESTAMP + b"\r\n")
         rfile = conn.makefile("rb")
         authed = False
@@ -452,6 +474,9 @@ class FakePop:
             reply = b"+OK\r\n" + self._wire(self.messages[n - 1])
             if self.cut_retr and self.cut_retr[0] == n:
                 reply = reply[:5 + self.cut_retr[1]] + b"\r\n.\r\n"
+            if self.dribble is not None and self.dribble_what == "retr":
+                self._dribbling(conn).sendall(reply)
+                return
             if self.drop_in_retr and self.drop_in_retr[0] == n:
                 conn.sendall(reply[:self.drop_in_retr[1]])
                 conn.shutdown(socket.SHUT_RDWR)

@@ -54,7 +54,7 @@ class FaultTest(unittest.TestCase):
         self.servers.append(s)
         return s
 
-    def config(self, srv, tls="implicit", extra=""):
+    def config(self, srv, tls="implicit", extra="", timeout=20):
         path = os.path.join(self.dir, "popfetchd.conf")
         plain = 'allow_plaintext = true;' if tls == "none" else ""
         with open(path, "w") as f:
@@ -63,10 +63,11 @@ state_dir = "%s/state";
 accounts = ({
   name = "fake"; host = "localhost"; port = %d; tls = "%s"; %s
   ca_file = "%s"; user = "alice"; password = "secret";
-  maildir = "%s"; received_header = false; timeout = 20;
+  maildir = "%s"; received_header = false; timeout = %d;
   %s
 });
-""" % (self.dir, srv.port, tls, plain, self.cert, self.maildir, extra))
+""" % (self.dir, srv.port, tls, plain, self.cert, self.maildir, timeout,
+       extra))
         os.chmod(path, 0o600)
         return path
 
@@ -528,6 +529,22 @@ accounts = ({
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.delivered(), [msg])
         self.assertEqual(srv.messages, [])
+
+    def test_dribbling_server_cannot_hold_a_poll(self):
+        """A server sending a byte now and then, for ever (the idle
+        timeout never fires): the poll ends as a temporary failure, from
+        the greeting on (the login deadline) or within a message (the
+        minimum rate), and nothing is recorded or deleted."""
+        for what in ("all", "retr"):
+            with self.subTest(dribble=what):
+                self.fresh_local()
+                srv = self.server(tls="implicit")
+                srv.dribble, srv.dribble_what = 0.2, what
+                r = self.run_once(self.config(srv, timeout=2))
+                self.assertEqual(r.returncode, 75, r.stderr)
+                self.assertIn("too slow", r.stderr)
+                self.assertEqual(srv.messages, MESSAGES)
+                self.assertNotIn("DELE", srv.verbs())
 
     # ---- servers without UIDL ----
 
