@@ -72,6 +72,7 @@ class FakePop:
         self.refuse_stls = False
         self.drop_in_retr = None  # (msgno, bytes of the reply to send)
         self.raw = {}  # command verb -> raw reply bytes
+        self.greeting = b"+OK fakepop ready " + self.TIMESTAMP + b"\r\n"
         # Replies to AUTH and to each line that follows it, in order, in
         # place of the real exchange (the last one should end it).
         self.auth_script = None
@@ -207,7 +208,7 @@ class FakePop:
             conn = self._wrap(conn)
             self.current = conn
             tls_active = True
-        conn.sendall(b"+OK fakepop ready " + self.TIMESTAMP + b"\r\n")
+        conn.sendall(self.greeting)
         rfile = conn.makefile("rb")
         authed = False
         self._user = None
