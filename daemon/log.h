@@ -19,9 +19,11 @@
  * escaping, cut marker included (the "account=" prefix and strerror text
  * come on top). A status line may be 8 KB of a server's choosing; a
  * padded reply must not flood the journal or push the next lines out of
- * a terminal.
+ * a terminal. 2 KB is what messages were formatted into before they were
+ * capped, and keeps whole the 1 KB of a password_command's stderr that
+ * secret.c logs with its words around it.
  */
-#define LOG_MSG_MAX 1024
+#define LOG_MSG_MAX 2048
 
 /*
  * TRACE is 0 (none), 1 (one line per command and status response) or

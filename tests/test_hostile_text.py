@@ -25,7 +25,7 @@ BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
 WAIT = 60
 
 # LOG_MSG_MAX in daemon/log.h: the longest message of a log line.
-LOG_MSG_MAX = 1024
+LOG_MSG_MAX = 2048
 # What comes before the message ("account=fake < "), with room to spare.
 PREFIX_MAX = 64
 
@@ -138,6 +138,10 @@ accounts = ({
                              stderr=subprocess.DEVNULL, env=env)
         datagrams = []
         try:
+            # Ready: poll now rather than after the spread of first polls.
+            while b"READY=1" not in datagrams:
+                datagrams.append(sock.recv(65536))
+            d.send_signal(signal.SIGUSR1)
             # Until the status names the failed login (recv times out,
             # failing the test, if it never comes).
             while not any(b"last error" in g for g in datagrams):
