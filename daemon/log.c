@@ -73,10 +73,11 @@ log_verbose(void)
 /*
  * Printable ASCII only, and nothing above it: bytes 0x80-0x9F are the C1
  * controls, and 0x9B (CSI) starts an escape sequence on terminals that
- * honour 8-bit controls, as 0x1B '[' does on all. Passing UTF-8 through
- * would need validating it, and a terminal or journal viewer that
- * mis-decodes it still sees C1 bytes; server text is ASCII by RFC 1939
- * anyway, so escaping every byte >= 0x7F costs little.
+ * honour 8-bit controls, as 0x1B '[' does on all. Letting UTF-8 through
+ * would mean validating it, and a viewer that decodes it otherwise (as
+ * Latin-1, say) still meets C1 bytes. POP3 replies are ASCII unless UTF8
+ * (RFC 6856) is sent, which this client never does, so escaping every
+ * byte >= 0x7F costs only the looks of 8-bit headers in --list.
  */
 static size_t
 escaped_len(unsigned char c)
