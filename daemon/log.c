@@ -1,10 +1,10 @@
 /*
  * Logging: stderr lines, journald priority prefixes when stderr is the
- * journal, protocol trace with secrets masked here and nowhere else.
+ * journal, protocol trace with secrets masked here and nowhere else, and
+ * every message escaped and length-capped here and nowhere else.
  */
 #include <sys/stat.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -70,14 +70,95 @@ log_verbose(void)
 	return log_verb;
 }
 
+/*
+ * Printable ASCII only, and nothing above it: bytes 0x80-0x9F are the C1
+ * controls, and 0x9B (CSI) starts an escape sequence on terminals that
+ * honour 8-bit controls, as 0x1B '[' does on all. Letting UTF-8 through
+ * would mean validating it, and a viewer that decodes it otherwise (as
+ * Latin-1, say) still meets C1 bytes. POP3 replies are ASCII unless UTF8
+ * (RFC 6856) is sent, which this client never does, so escaping every
+ * byte >= 0x7F costs only the looks of 8-bit headers in --list.
+ */
+static size_t
+escaped_len(unsigned char c)
+{
+	if (c == '\\')
+		return 2;
+	return c >= 0x20 && c <= 0x7e ? 1 : 4;
+}
+
+/*
+ * log_escape() when the caller holds only the first SRCLEN bytes of a
+ * source TOTAL bytes long (a message vsnprintf() cut): the cut marker
+ * counts what is missing from TOTAL.
+ */
+static size_t
+escape_cut(
+    char *dst, size_t dstlen, const char *src, size_t srclen, size_t total)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0, need = 0, room = dstlen - 1;
+	int mark = 0;
+	unsigned char c;
+
+	for (i = 0; i < srclen && need <= room; i++)
+		need += escaped_len((unsigned char)src[i]);
+	if (need > room || total > srclen) {
+		/* The widest marker: fewer than TOTAL bytes are ever cut. */
+		mark = snprintf(NULL, 0, "... (%zu bytes cut)", total);
+		room = (size_t)mark < room ? room - (size_t)mark : 0;
+	}
+	for (i = 0; i < srclen; i++) {
+		c = (unsigned char)src[i];
+		if (o + escaped_len(c) > room)
+			break;
+		if (c == '\\') {
+			dst[o++] = '\\';
+			dst[o++] = '\\';
+		} else if (escaped_len(c) == 1) {
+			dst[o++] = (char)c;
+		} else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 0xf];
+		}
+	}
+	if (mark > 0) {
+		mark = snprintf(
+		    dst + o, dstlen - o, "... (%zu bytes cut)", total - i);
+		o += (size_t)mark < dstlen - o ? (size_t)mark : dstlen - o - 1;
+	}
+	dst[o] = '\0';
+	return o;
+}
+
+size_t
+log_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
+{
+	return escape_cut(dst, dstlen, src, srclen, srclen);
+}
+
+/*
+ * The whole formatted message is escaped, our own words with the server's:
+ * our format strings hold no control characters, so this changes nothing
+ * of ours, and no caller can forget to escape an argument.
+ */
 static void
 log_emit(enum log_prio prio, const char *acct, const char *fmt, va_list ap,
     const char *suffix)
 {
-	char msg[2048];
+	/* Escaping never shortens: LOG_MSG_MAX bytes of input are enough. */
+	char raw[LOG_MSG_MAX + 1], msg[LOG_MSG_MAX + 1];
 	char prefix[8] = "";
+	int n;
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if ((n = vsnprintf(raw, sizeof(raw), fmt, ap)) < 0) {
+		raw[0] = '\0';
+		n = 0;
+	}
+	escape_cut(msg, sizeof(msg), raw,
+	    (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1, (size_t)n);
 	if (log_journal)
 		snprintf(prefix, sizeof(prefix), "<%d>", (int)prio);
 	if (acct != NULL)
@@ -183,27 +264,35 @@ void
 log_mask(char *buf, size_t bufsz, const char *line, size_t len, bool outgoing,
     bool secret)
 {
-	size_t i, o = 0;
+	static const char mask[] = " ********";
+	size_t i, shown = len, o;
 	int words = secret ? 0 : outgoing ? visible_words(line, len) : -1;
 
-	for (i = 0; i < len && o + 1 < bufsz; i++) {
-		if (line[i] == ' ' && words > 0)
-			words--;
+	/* Shown: up to the space before the first secret word. */
+	for (i = 0; i < len && words >= 0; i++) {
 		if (words == 0) {
-			snprintf(
-			    buf + o, bufsz - o, "%s********", i > 0 ? " " : "");
-			return;
+			shown = i;
+			break;
 		}
-		buf[o++] = isprint((unsigned char)line[i]) ? line[i] : '?';
+		if (line[i] == ' ' && --words == 0) {
+			shown = i;
+			break;
+		}
 	}
-	buf[o] = '\0';
+	if (shown == len) {
+		log_escape(buf, bufsz, line, len);
+		return;
+	}
+	o = log_escape(buf, bufsz > sizeof(mask) ? bufsz - sizeof(mask) + 1 : 1,
+	    line, shown);
+	snprintf(buf + o, bufsz - o, "%s", shown > 0 ? mask : mask + 1);
 }
 
 void
 log_proto(const char *acct, int level, bool outgoing, const char *line,
     size_t len, bool secret)
 {
-	char buf[256];
+	char buf[LOG_MSG_MAX + 1];
 
 	if (log_trace < level)
 		return;

@@ -3,7 +3,8 @@
  * with journald priority prefixes ("<3>") when stderr is the journal.
  * Every line names the account it concerns (NULL: the daemon itself).
  * Protocol trace lines are formatted here and only here, so secrets are
- * masked in one place.
+ * masked in one place. Every message is escaped here too (log_escape), so
+ * bytes a server chose never reach the journal or a terminal as they came.
  */
 #ifndef POPFETCHD_LOG_H
 #define POPFETCHD_LOG_H
@@ -12,6 +13,17 @@
 #include <stddef.h>
 
 #define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/*
+ * The longest message of one log line or trace line, in bytes after
+ * escaping, cut marker included (the "account=" prefix and strerror text
+ * come on top). A status line may be 8 KB of a server's choosing; a
+ * padded reply must not flood the journal or push the next lines out of
+ * a terminal. 2 KB is what messages were formatted into before they were
+ * capped, and keeps whole the 1 KB of a password_command's stderr that
+ * secret.c logs with its words around it.
+ */
+#define LOG_MSG_MAX 2048
 
 /*
  * TRACE is 0 (none), 1 (one line per command and status response) or
@@ -40,8 +52,23 @@ _Noreturn void fatalx(const char *fmt, ...) LOG_PRINTF(1, 2);
 void log_proto(const char *acct, int level, bool outgoing, const char *line,
     size_t len, bool secret);
 
-/* Masks LINE (NUL-terminated) into BUF as log_proto would show it. */
+/*
+ * Masks and escapes LINE (LEN bytes) into BUF (BUFSZ bytes, always
+ * NUL-terminated) as log_proto shows it. A cut counts only the bytes
+ * before the mask: the length of a secret is not shown either.
+ */
 void log_mask(char *buf, size_t bufsz, const char *line, size_t len,
     bool outgoing, bool secret);
+
+/*
+ * Copies SRCLEN bytes of SRC into DST, NUL-terminated within DSTLEN
+ * bytes (DSTLEN > 0), as printable ASCII only: bytes 0x20-0x7E stay but
+ * the backslash, which is doubled, and every other byte becomes "\xNN"
+ * (lower-case hex), so the original bytes can be read back exactly. When
+ * the result does not fit, it ends with "... (N bytes cut)", N counting
+ * bytes of SRC, and no escape is split. Returns the length of DST. For any
+ * text a server chose, before it is printed or sent on.
+ */
+size_t log_escape(char *dst, size_t dstlen, const char *src, size_t srclen);
 
 #endif

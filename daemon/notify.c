@@ -231,15 +231,15 @@ notify_status(struct notify *n, const char *text)
 {
 	struct timeval tv;
 	double wait;
-	char *p;
 
 	if (n->fd == -1)
 		return;
-	snprintf(n->status, sizeof(n->status), "%s", text);
-	/* One line: a newline would start another KEY=VALUE. */
-	for (p = n->status; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/*
+	 * TEXT may carry a server's error message. Escaped, it is one line
+	 * (a newline would start another KEY=VALUE, "MAINPID=1" say) and
+	 * holds no terminal control for systemctl status to replay.
+	 */
+	log_escape(n->status, sizeof(n->status), text, strlen(text));
 	if (evtimer_pending(n->status_ev, NULL))
 		return; /* the timer sends the newest text */
 	wait = n->status_sent + NOTIFY_STATUS_GAP - now_mono();

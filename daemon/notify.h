@@ -35,8 +35,10 @@ void notify_reloading(struct notify *n);
 void notify_stopping(struct notify *n);
 
 /*
- * STATUS=TEXT (one line). At most one STATUS datagram a second: a newer
- * text replaces one not sent yet, which a timer sends later.
+ * STATUS=TEXT, escaped as log_escape() does (so one line whatever TEXT
+ * holds) and cut to a few hundred bytes. At most one STATUS datagram a
+ * second: a newer text replaces one not sent yet, which a timer sends
+ * later.
  */
 void notify_status(struct notify *n, const char *text);
 

@@ -1,5 +1,6 @@
 /* --serverinfo and --list: a probing session, printed. */
 #include <stdio.h>
+#include <string.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -16,25 +17,35 @@ struct probe {
 	bool listed_header;
 };
 
+/* S escaped into BUF (LOG_MSG_MAX + 1 bytes): the server chose it. */
+static const char *
+esc(char *buf, const char *s)
+{
+	log_escape(buf, LOG_MSG_MAX + 1, s, strlen(s));
+	return buf;
+}
+
 static void
 print_info(void *arg, const struct session_info *si)
 {
 	struct probe *p = arg;
+	char a[LOG_MSG_MAX + 1], b[LOG_MSG_MAX + 1], c[LOG_MSG_MAX + 1],
+	    d[LOG_MSG_MAX + 1];
 
 	switch (si->kind) {
 	case SI_GREETING:
-		printf("greeting:     %s\n", si->text);
+		printf("greeting:     %s\n", esc(a, si->text));
 		break;
 	case SI_TLS:
-		printf("tls:          %s\n", si->text);
-		printf("certificate:  %s\n", si->subject);
-		printf("sha256:       %s\n", si->fingerprint);
+		printf("tls:          %s\n", esc(a, si->text));
+		printf("certificate:  %s\n", esc(a, si->subject));
+		printf("sha256:       %s\n", esc(a, si->fingerprint));
 		break;
 	case SI_CAPA:
-		printf("capability:   %s\n", si->text);
+		printf("capability:   %s\n", esc(a, si->text));
 		break;
 	case SI_LOGIN:
-		printf("logged in:    %s\n", si->text);
+		printf("logged in:    %s\n", esc(a, si->text));
 		break;
 	case SI_STAT:
 		printf("mailbox:      %lu messages, %llu bytes\n", si->count,
@@ -48,8 +59,8 @@ print_info(void *arg, const struct session_info *si)
 		}
 		printf("%6lu %10llu  %-20s  %s | %s | %s\n", si->msgno,
 		    (unsigned long long)si->size,
-		    si->uid[0] != '\0' ? si->uid : "-", si->from, si->date,
-		    si->subj);
+		    si->uid[0] != '\0' ? esc(a, si->uid) : "-",
+		    esc(b, si->from), esc(c, si->date), esc(d, si->subj));
 		break;
 	}
 }

@@ -82,6 +82,7 @@ class FakePop:
         self.dribble = None
         self.dribble_what = "all"
         self.raw = {}  # command verb -> raw reply bytes
+        self.greeting = b"+OK fakepop ready " + self.TIMESTAMP + b"\r\n"
         # Replies to AUTH and to each line that follows it, in order, in
         # place of the real exchange (the last one should end it).
         self.auth_script = None
@@ -236,7 +237,7 @@ class FakePop:
             tls_active = True
         if self.dribble is not None and self.dribble_what == "all":
             conn = self._dribbling(conn)
-        conn.sendall(b"+OK fakepop ready " + self.TIMESTAMP + b"\r\n")
+        conn.sendall(self.greeting)
         rfile = conn.makefile("rb")
         authed = False
         self._user = None

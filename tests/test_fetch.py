@@ -435,7 +435,12 @@ class TestFetch(FetchTest):
         lines = [l for l in r.stdout.splitlines()
                  if re.match(r"^ +\d+ +\d+ ", l)]
         self.assertEqual(len(lines), len(msgs), r.stdout)
-        subjects = sorted(mailgen.subject(m) for m in msgs)
+        # Server text is printed escaped: 8-bit bytes as \xNN.
+        subjects = sorted(
+            "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x5C else
+                    "\\\\" if b == 0x5C else "\\x%02x" % b
+                    for b in mailgen.subject(m).encode("utf-8"))
+            for m in msgs)
         listed = sorted(l.rsplit(" | ", 1)[1] for l in lines)
         self.assertEqual(listed, subjects)
         self.assertEqual(multiset(dc.server_messages("alice")),
