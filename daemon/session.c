@@ -27,6 +27,7 @@
 #include "net.h"
 #include "plan.h"
 #include "pop3.h"
+#include "received.h"
 #include "secret.h"
 #include "session.h"
 #include "state.h"
@@ -1326,25 +1327,25 @@ st_listing(struct session *s, const struct pop3_event *ev)
 static int
 write_received(struct session *s)
 {
-	const char *uid = msg_of(s, s->cur_msgno)->uid;
-	char buf[1024], date[64], host[256];
+	char buf[RECEIVED_MAX], host[256];
+	struct received_info ri = {.from_host = s->a->host,
+	    .by_host = host,
+	    .version = POPFETCHD_VERSION,
+	    .uid = msg_of(s, s->cur_msgno)->uid,
+	    .user = s->a->user,
+	    .when = time(NULL)};
 	struct tm tm;
-	time_t now = time(NULL);
 	int n;
 
 	if (gethostname(host, sizeof(host)) == -1)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
-	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	n = snprintf(buf, sizeof(buf),
-	    "Received: from %s by %s with POP3 (popfetchd %s) for <%s> "
-	    "id %s; %s\n",
-	    s->a->host, host, POPFETCHD_VERSION,
-	    s->a->user != NULL ? s->a->user : "", uid != NULL ? uid : "-",
-	    date);
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		return 0;
+	localtime_r(&ri.when, &tm);
+	ri.gmtoff = tm.tm_gmtoff;
+	if ((n = received_format(buf, sizeof(buf), &ri)) < 0) {
+		errno = EOVERFLOW;
+		return -1;
+	}
 	return deliver_write(s->dl, buf, (size_t)n);
 }
 

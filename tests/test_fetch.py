@@ -554,12 +554,17 @@ class TestFetch(FetchTest):
         self.assert_exit(r, 0)
         originals = []
         for data in self.delivered():
-            first, _, rest = data.partition(b"\n")
-            self.assertTrue(first.startswith(b"Received: "), first[:200])
-            # Exactly one line: the original starts right after it.
-            self.assertFalse(rest.startswith((b" ", b"\t")),
-                             "Received: header is folded")
-            originals.append(rest)
+            # One header field, folded (RFC 5322: continuation lines
+            # start with white space); the original starts after it.
+            m = re.match(rb"Received: (.*\n(?:[ \t].*\n)*)", data)
+            self.assertIsNotNone(m, data[:200])
+            # RFC 5321 section 4.4: from, by, with, id, for; date.
+            self.assertRegex(
+                m.group(1).replace(b"\n\t", b" "),
+                rb"^from \[127\.0\.0\.1\] \(\[127\.0\.0\.1\]\) by \S+ "
+                rb"\(popfetchd [^)]*\) with POP3 id [!-~]+; "
+                rb"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\n$")
+            originals.append(data[m.end():])
         self.assertEqual(multiset(originals), multiset(msgs))
         self.assertEqual(self.files("tmp"), [])
         self.assertEqual(dc.server_messages("alice"), [])
