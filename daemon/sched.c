@@ -25,6 +25,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "loopstat.h"
 #include "sched.h"
 #include "session.h"
 
@@ -100,6 +101,7 @@ TAILQ_HEAD(host_list, host);
 struct sched {
 	struct event_base *base;
 	struct evdns_base *dns;
+	struct loopstat *stall; /* the benchmark's loop-stall meter, or NULL */
 	struct gen *cur;
 	char *const *only;
 	size_t nonly;
@@ -757,6 +759,7 @@ sched_new(struct event_base *base, struct evdns_base *dns, struct conf *conf,
 	for (i = 0; i < conf->naccounts; i++)
 		if (selected(sc, conf->accounts[i].name))
 			slot_new(sc, sc->cur, &conf->accounts[i]);
+	sc->stall = loopstat_new(base);
 	return sc;
 }
 
@@ -770,6 +773,7 @@ sched_free(struct sched **scp)
 
 	if (sc == NULL)
 		return;
+	loopstat_free(&sc->stall);
 	while ((sl = TAILQ_FIRST(&sc->slots)) != NULL) {
 		/* Before its configuration: the session points into it. */
 		if (sl->state == SLOT_RUNNING) {

@@ -1,0 +1,75 @@
+/* The loop-stall meter of the benchmark. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "loopstat.h"
+
+struct loopstat {
+	struct event *tick;
+	double last;	      /* when the previous tick ran */
+	double max;	      /* the longest lateness seen, seconds */
+	unsigned long n;      /* ticks */
+	unsigned long over10; /* ticks more than 10 ms late */
+};
+
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct loopstat *ls = arg;
+	double now = mono(), late = now - ls->last - LOOPSTAT_TICK_MS / 1e3;
+
+	if (late > ls->max)
+		ls->max = late;
+	if (late > 0.010)
+		ls->over10++;
+	ls->n++;
+	ls->last = now;
+}
+
+struct loopstat *
+loopstat_new(struct event_base *base)
+{
+	struct timeval tv = {.tv_usec = LOOPSTAT_TICK_MS * 1000};
+	const char *env = getenv("POPFETCHD_LOOP_STATS");
+	struct loopstat *ls;
+
+	if (env == NULL || strcmp(env, "1") != 0 ||
+	    (ls = calloc(1, sizeof(*ls))) == NULL)
+		return NULL;
+	if ((ls->tick = event_new(base, -1, EV_PERSIST, tick, ls)) == NULL ||
+	    event_add(ls->tick, &tv) == -1) {
+		loopstat_free(&ls);
+		return NULL;
+	}
+	ls->last = mono();
+	return ls;
+}
+
+void
+loopstat_free(struct loopstat **lsp)
+{
+	struct loopstat *ls = *lsp;
+
+	if (ls == NULL)
+		return;
+	if (ls->n > 0)
+		log_info(NULL, "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu",
+		    ls->n, ls->max * 1e3, ls->over10);
+	if (ls->tick != NULL)
+		event_free(ls->tick);
+	free(ls);
+	*lsp = NULL;
+}
