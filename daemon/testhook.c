@@ -31,4 +31,10 @@ testhook_now(void)
 
 	return env != NULL ? (time_t)atoll(env) : time(NULL);
 }
+
+const char *
+testhook_env(const char *name)
+{
+	return getenv(name);
+}
 #endif

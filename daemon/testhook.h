@@ -5,7 +5,9 @@
  * With POPFETCHD_CRASH_AT=K in the environment, the K-th crash point the
  * process passes kills it with SIGKILL, after writing where to stderr.
  * POPFETCHD_NOW sets the clock the delivery policy reads (days-based
- * rules are tested without waiting days).
+ * rules are tested without waiting days). POPFETCHD_RESOLV_CONF and
+ * POPFETCHD_HOSTS_FILE give the resolver other files than the system's
+ * (names the tests make up, name servers they run).
  */
 #ifndef POPFETCHD_TESTHOOK_H
 #define POPFETCHD_TESTHOOK_H
@@ -16,11 +18,15 @@
 void testhook_crash_point(const char *where);
 /* The clock, or POPFETCHD_NOW (seconds since the epoch) when set. */
 time_t testhook_now(void);
+/* The environment variable NAME, or NULL. */
+const char *testhook_env(const char *name);
 #define TESTHOOK_CRASH_POINT(where) testhook_crash_point(where)
 #define TESTHOOK_NOW()		    testhook_now()
+#define TESTHOOK_ENV(name)	    testhook_env(name)
 #else
 #define TESTHOOK_CRASH_POINT(where) ((void)0)
 #define TESTHOOK_NOW()		    time(NULL)
+#define TESTHOOK_ENV(name)	    ((const char *)NULL)
 #endif
 
 #endif
