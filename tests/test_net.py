@@ -145,10 +145,10 @@ class FakeDns:
 class Daemon:
     """popfetchd in the foreground; its stderr lines are collected."""
 
-    def __init__(self, args, env):
+    def __init__(self, args, env, preexec_fn=None):
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env=env)
+            stderr=subprocess.PIPE, env=env, preexec_fn=preexec_fn)
         self.lines = []
         self.eof = False
         self.cond = threading.Condition()
