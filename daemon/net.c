@@ -461,6 +461,36 @@ net_write(struct net *n, const void *data, size_t len)
 	return bufferevent_write(n->bev, data, len);
 }
 
+/* Frees a credential's copy once libevent is done with it. */
+static void
+net_wipe_cb(const void *data, size_t len, void *arg)
+{
+	explicit_bzero(arg, len);
+	free(arg);
+}
+
+int
+net_write_secret(struct net *n, const void *data, size_t len)
+{
+	void *copy;
+
+	/*
+	 * By reference, not copied into libevent's chains: those are freed
+	 * without wiping once sent, and may be reused for later lines.
+	 */
+	if (len == 0)
+		return 0;
+	if ((copy = malloc(len)) == NULL)
+		return -1;
+	memcpy(copy, data, len);
+	if (evbuffer_add_reference(bufferevent_get_output(n->bev), copy, len,
+		net_wipe_cb, copy) == -1) {
+		net_wipe_cb(copy, len, copy);
+		return -1;
+	}
+	return 0;
+}
+
 const char *
 net_error(const struct net *n)
 {

@@ -59,6 +59,14 @@ struct evbuffer *net_input(struct net *n);
 /* Queues bytes for sending. Returns 0 or -1. */
 int net_write(struct net *n, const void *data, size_t len);
 
+/*
+ * Queues bytes that carry a credential (PASS, AUTH and its responses).
+ * Like net_write(), but the transport's copy is wiped once it has been
+ * handed to the socket or to TLS (there: encrypted in place), or when the
+ * connection is freed unsent. Returns 0 or -1.
+ */
+int net_write_secret(struct net *n, const void *data, size_t len);
+
 /* A readable reason for the last NET_ERROR. */
 const char *net_error(const struct net *n);
 
