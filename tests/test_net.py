@@ -331,6 +331,9 @@ accounts = ({
         d = Daemon([BINARY, "-c", self.config("moved.test", srv.port)],
                    self.env())
         self.cleanups.append(d.stop)
+        # First polls are spread over a while: not waiting for that.
+        d.wait_line(r"started accounts=")
+        d.proc.send_signal(signal.SIGUSR1)
         line = d.wait_line(r"account=fake .*result=")
         self.assertIn("result=network", line)
         self.assertGreater(old.queries, 0)
