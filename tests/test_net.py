@@ -10,6 +10,7 @@ without TLS (the names are made up; allow_plaintext is set).
 Run: python3 tests/test_net.py --binary build/popfetchd
 """
 
+import errno
 import os
 import re
 import select
@@ -86,6 +87,31 @@ class V6Relay:
             u.close()
 
     def stop(self):
+        self.sock.close()
+
+
+class Blackhole:
+    """A listener on ADDRESS:PORT whose accept queue is full and never
+    drained: a further connection attempt gets no answer at all, as from
+    a host that drops packets."""
+
+    def __init__(self, address, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((address, port))
+        self.sock.listen(0)
+        self.fillers = []
+        # Filled until a connect no longer completes by itself.
+        for _ in range(8):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            if c.connect_ex((address, port)) not in (0, errno.EINPROGRESS):
+                c.close()
+                break
+            self.fillers.append(c)
+
+    def stop(self):
+        for c in self.fillers:
+            c.close()
         self.sock.close()
 
 
@@ -224,7 +250,7 @@ class NetTest(unittest.TestCase):
             f.write("nameserver 127.0.0.1:%d\noptions attempts:1\n"
                     % dns.port)
 
-    def config(self, host, port):
+    def config(self, host, port, timeout=20):
         path = os.path.join(self.dir, "popfetchd.conf")
         with open(path, "w") as f:
             f.write("""
@@ -233,9 +259,9 @@ poll_interval = 3600;
 accounts = ({
   name = "fake"; host = "%s"; port = %d; tls = "none";
   allow_plaintext = true; user = "alice"; password = "secret";
-  maildir = "%s"; received_header = false; timeout = 20;
+  maildir = "%s"; received_header = false; timeout = %d;
 });
-""" % (self.dir, host, port, self.maildir))
+""" % (self.dir, host, port, self.maildir, timeout))
         os.chmod(path, 0o600)
         return path
 
@@ -297,6 +323,17 @@ accounts = ({
         r = self.run_once(self.config("dual.test", srv.port))
         self.assert_fetched(r, srv)
         self.assertEqual(relay.accepted, 1)
+
+    def test_next_address_after_a_timeout(self):
+        """An address that never answers costs one timeout (1 s here),
+        then the next one is tried."""
+        srv = self.server()
+        hole = Blackhole("127.0.0.5", srv.port)
+        self.cleanups.append(hole.stop)
+        self.write_hosts(("127.0.0.5", "slow.test"),
+                         ("127.0.0.1", "slow.test"))
+        r = self.run_once(self.config("slow.test", srv.port, timeout=1))
+        self.assert_fetched(r, srv)
 
     def test_every_address_refused(self):
         srv = self.server()
