@@ -373,13 +373,16 @@ run(struct conf *conf, const struct options *o)
 	struct event *sigev[sizeof(sigs) / sizeof(sigs[0])];
 	struct daemon d = {.o = o};
 	struct event_base *base;
+	char err[256];
 	size_t i;
 	int status;
 
 	if ((base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
-	if ((d.dns = net_dns_new(base)) == NULL)
+	if ((d.dns = net_dns_new(base, err, sizeof(err))) == NULL)
 		fatalx("cannot set up name resolution");
+	if (err[0] != '\0')
+		log_warnx(NULL, "resolver: %s", err);
 	fit_open_files(conf);
 	if ((d.nt = notify_new(base)) == NULL ||
 	    (d.sc = sched_new(base, d.dns, conf, o->once, o->only, o->nonly)) ==

@@ -52,7 +52,6 @@ enum net_phase {
 
 struct net {
 	struct event_base *base;
-	struct evdns_base *dns;
 	struct evdns_getaddrinfo_request *req; /* until its callback ran */
 	struct evutil_addrinfo *addrs, *next;  /* the lookup's answer */
 	struct event *step; /* the lookup's timer, deferral */
@@ -67,7 +66,7 @@ struct net {
 	net_cb cb;
 	void *arg;
 	unsigned timeout;
-	char host[256];
+	char *host;
 	char port[8];
 	unsigned long ssl_err;
 	char err[512];
@@ -105,14 +104,14 @@ net_connect(struct event_base *base, struct evdns_base *dns, const char *host,
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return NULL;
 	n->base = base;
-	n->dns = dns;
 	n->fd = -1;
 	n->cb = cb;
 	n->arg = arg;
 	n->timeout = timeout;
-	snprintf(n->host, sizeof(n->host), "%s", host);
 	snprintf(n->port, sizeof(n->port), "%u", port);
-	if ((n->step = event_new(base, -1, 0, net_step_cb, n)) == NULL) {
+	if ((n->host = strdup(host)) == NULL ||
+	    (n->step = event_new(base, -1, 0, net_step_cb, n)) == NULL) {
+		free(n->host);
 		free(n);
 		return NULL;
 	}
@@ -154,8 +153,10 @@ net_lookup_cb(int result, struct evutil_addrinfo *res, void *arg)
 		/* Freed, or the lookup timed out: nobody waits for it. */
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
-		if (n->dead)
+		if (n->dead) {
+			free(n->host);
 			free(n);
+		}
 		return;
 	}
 	if (result != 0) {
@@ -388,19 +389,30 @@ net_dns_configure(struct evdns_base *dns, char *err, size_t errlen)
 	return 0;
 }
 
+/* Configures DNS; never leaves it without a name server. */
+static int
+net_dns_setup(struct evdns_base *dns, char *err, size_t errlen)
+{
+	int r;
+
+	err[0] = '\0';
+	r = net_dns_configure(dns, err, errlen);
+	/* libevent's own default, as with no resolv.conf at all. */
+	if (evdns_base_count_nameservers(dns) == 0)
+		evdns_base_nameserver_ip_add(dns, "127.0.0.1");
+	return r;
+}
+
 struct evdns_base *
-net_dns_new(struct event_base *base)
+net_dns_new(struct event_base *base, char *err, size_t errlen)
 {
 	struct evdns_base *dns;
-	char err[256];
 
+	err[0] = '\0';
 	if ((dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE)) ==
 	    NULL)
 		return NULL;
-	if (net_dns_configure(dns, err, sizeof(err)) == -1) {
-		evdns_base_free(dns, 0);
-		return NULL;
-	}
+	net_dns_setup(dns, err, errlen);
 	return dns;
 }
 
@@ -412,10 +424,7 @@ net_dns_reload(struct evdns_base *dns, char *err, size_t errlen)
 	/* Suspended, not failed: lookups under way go to the new servers. */
 	evdns_base_clear_nameservers_and_suspend(dns);
 	evdns_base_search_clear(dns);
-	r = net_dns_configure(dns, err, errlen);
-	/* Never left without a name server: libevent's own default. */
-	if (evdns_base_count_nameservers(dns) == 0)
-		evdns_base_nameserver_ip_add(dns, "127.0.0.1");
+	r = net_dns_setup(dns, err, errlen);
 	evdns_base_resume(dns);
 	return r;
 }
@@ -522,6 +531,7 @@ net_free(struct net **np)
 		evutil_freeaddrinfo(n->addrs);
 	event_free(n->step);
 	if (n->req == NULL) {
+		free(n->host);
 		free(n);
 		return;
 	}

@@ -75,9 +75,11 @@ unsigned long net_ssl_error(const struct net *n);
 
 /*
  * A resolver on BASE for net_connect(), set up from /etc/resolv.conf and
- * /etc/hosts. Returns NULL on failure.
+ * /etc/hosts. Returns NULL only when out of memory. When a file could not
+ * be read, ERR says so (else it is empty) and defaults stand in for it.
  */
-struct evdns_base *net_dns_new(struct event_base *base);
+struct evdns_base *net_dns_new(
+    struct event_base *base, char *err, size_t errlen);
 
 /*
  * Reads the resolver configuration again (name servers, search list,
