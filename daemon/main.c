@@ -233,9 +233,9 @@ fit_open_files(struct conf *conf)
 	if (fit >= polls)
 		return;
 	log_warnx(NULL,
-	    "warning: open file limit=%llu (hard limit %llu) is too low for "
-	    "max_connections=%u with accounts=%zu (needs %llu): using "
-	    "max_connections=%llu; raise LimitNOFILE= to allow more",
+	    "warning: open-file limit too low for max_connections: limit=%llu "
+	    "hard_limit=%llu max_connections=%u accounts=%zu needed=%llu "
+	    "using max_connections=%llu; raise LimitNOFILE= to allow more",
 	    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
 	    conf->max_connections, conf->naccounts, need, fit);
 	conf->max_connections = (unsigned)fit;

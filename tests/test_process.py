@@ -103,7 +103,7 @@ class ProcessTest(unittest.TestCase):
                            env=self.env(), preexec_fn=self.nofile(64, 64))
         self.assertEqual(r.returncode, 0, r.stderr)
         warnings = [l for l in r.stderr.splitlines()
-                    if "open file limit" in l]
+                    if "open-file limit" in l]
         self.assertEqual(len(warnings), 1, r.stderr)
         self.assertIn("limit=64", warnings[0])
         self.assertIn("max_connections=100000", warnings[0])
@@ -122,7 +122,7 @@ class ProcessTest(unittest.TestCase):
         d = self.daemon(self.config(3), self.nofile(64, 4096))
         self.assertIn("max_connections=100000",
                       d.wait_line(r"started accounts="))
-        self.assertEqual([l for l in d.lines if "open file limit" in l], [])
+        self.assertEqual([l for l in d.lines if "open-file limit" in l], [])
         soft, hard = limits(d.proc.pid)["Max open files"]
         self.assertEqual(hard, "4096")
         # Three accounts: three polls at once at most, whatever the cap.
