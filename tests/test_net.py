@@ -120,8 +120,9 @@ class FakeDns:
     ADDRESS and every other query with no record; with ADDRESS None, every
     name is unknown (NXDOMAIN). Counts the queries."""
 
-    def __init__(self, address):
+    def __init__(self, address, silent=False):
         self.address = address
+        self.silent = silent  # True: never answers
         self.queries = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -135,6 +136,9 @@ class FakeDns:
                 q, peer = self.sock.recvfrom(512)
             except OSError:
                 return
+            if self.silent:
+                self.queries += 1
+                continue
             reply = self._answer(q)
             if reply is not None:
                 self.queries += 1
@@ -359,6 +363,37 @@ accounts = ({
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("cannot resolve nowhere.test", r.stderr)
         self.assertIn("account=fake", r.stderr)
+
+    def test_lookup_bounded_by_the_timeout(self):
+        srv = self.server()
+        dns = FakeDns(None, silent=True)
+        self.cleanups.append(dns.stop)
+        self.write_resolv(dns)
+        r = self.run_once(self.config("silent.test", srv.port, timeout=1))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("account=fake", r.stderr)
+        self.assertIn("cannot resolve silent.test: timed out after 1 s",
+                      r.stderr)
+        self.assertGreater(dns.queries, 0)
+
+    def test_stop_during_a_lookup(self):
+        """Stopped while the name lookup runs: a clean exit (the
+        sanitizer build also checks that nothing is left allocated)."""
+        srv = self.server()
+        dns = FakeDns(None, silent=True)
+        self.cleanups.append(dns.stop)
+        self.write_resolv(dns)
+        d = Daemon([BINARY, "-c", self.config("silent.test", srv.port),
+                    "-v"], self.env())
+        self.cleanups.append(d.stop)
+        d.wait_line(r"started accounts=")
+        d.proc.send_signal(signal.SIGUSR1)
+        d.wait_line(r"account=fake connecting to silent.test")
+        d.proc.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(WAIT)
+        d.reader.join(5)
+        self.assertEqual(rc, 0, "\n".join(d.lines))
+        self.assertEqual([l for l in d.lines if "Sanitizer" in l], [])
 
     def test_reload_rereads_resolver_configuration(self):
         srv = self.server()
