@@ -198,7 +198,7 @@ static uint64_t
 stamp_add(uint64_t h, const char *path)
 {
 	struct stat sb;
-	uint64_t v[5] = {0};
+	uint64_t v[6] = {0};
 	size_t i;
 
 	if (path == NULL)
@@ -209,6 +209,8 @@ stamp_add(uint64_t h, const char *path)
 		v[2] = (uint64_t)sb.st_size;
 		v[3] = (uint64_t)sb.st_mtim.tv_sec;
 		v[4] = (uint64_t)sb.st_mtim.tv_nsec;
+		/* A key made readable to others is refused from then on. */
+		v[5] = (uint64_t)sb.st_mode;
 	} else
 		v[0] = (uint64_t)errno;
 	/* FNV-1a over the fields: a change, not an attack, is to be seen. */

@@ -6,12 +6,14 @@ Run: python3 tests/test_key_file.py --binary build/popfetchd
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+from test_net import Daemon  # noqa: E402
 
 BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
 
@@ -41,7 +43,7 @@ class KeyFileTest(unittest.TestCase):
         self.srv.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def run_once(self):
+    def write_config(self):
         path = os.path.join(self.dir, "popfetchd.conf")
         with open(path, "w") as f:
             f.write("""
@@ -55,7 +57,10 @@ accounts = ({
 """ % (self.dir, self.srv.port, self.cert, self.ccert, self.ckey,
                 self.maildir))
         os.chmod(path, 0o600)
-        return subprocess.run([BINARY, "-c", path, "--once"],
+        return path
+
+    def run_once(self):
+        return subprocess.run([BINARY, "-c", self.write_config(), "--once"],
                               capture_output=True, text=True, timeout=60)
 
     def test_private_key_accepted(self):
@@ -77,6 +82,27 @@ accounts = ({
             # Refused before connecting: nothing sent, nothing taken.
             self.assertEqual(self.srv.commands, [])
             self.assertEqual(len(self.srv.messages), 1)
+
+    def test_key_made_readable_while_running(self):
+        """The daemon keeps TLS set-ups between polls: a key whose mode
+        changed is looked at again, and refused."""
+        os.chmod(self.ckey, 0o600)
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        d = Daemon([BINARY, "-c", self.write_config()], env)
+        self.addCleanup(d.stop)
+        d.wait_line(r"started accounts=")
+        d.proc.send_signal(signal.SIGUSR1)
+        self.assertIn("result=ok", d.wait_line(r"account=fake .*result="))
+        os.chmod(self.ckey, 0o644)
+        mark = d.mark()
+        self.srv.messages.append(MESSAGES[0])
+        self.srv.uids.append("uid-new")
+        d.proc.send_signal(signal.SIGUSR1)
+        line = d.wait_line(r"account=fake .*(error=|result=)", mark)
+        self.assertIn("client key %s is accessible by group or others"
+                      % self.ckey, line)
+        self.assertEqual(len(self.srv.messages), 1)
 
 
 if __name__ == "__main__":
