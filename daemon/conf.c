@@ -213,6 +213,7 @@ struct loader {
 	const char *path;
 	char *buf; /* the file, NUL-terminated */
 	size_t len;
+	size_t cap;    /* bytes allocated at buf, all wiped before freeing */
 	size_t *lines; /* offset of each line's start */
 	size_t nlines;
 	mode_t mode;
@@ -1161,14 +1162,39 @@ read_top(struct loader *L, struct conf *c, config_setting_t *root)
 	check_unique(L, c);
 }
 
+/*
+ * Makes room for more of the file. Not realloc(): it may move the text and
+ * leave the old copy, inline passwords and all, in freed memory.
+ */
+static int
+grow_buf(struct loader *L)
+{
+	size_t cap = L->cap == 0 ? 8192 : L->cap * 2;
+	char *p;
+
+	if (L->cap >= CONF_FILE_MAX) {
+		errno = EFBIG;
+		return -1;
+	}
+	if ((p = malloc(cap)) == NULL)
+		return -1;
+	if (L->buf != NULL) {
+		memcpy(p, L->buf, L->len);
+		explicit_bzero(L->buf, L->cap);
+		free(L->buf);
+	}
+	L->buf = p;
+	L->cap = cap;
+	return 0;
+}
+
 /* Reads the whole file, so that literals can be looked at (source_int). */
 static int
 read_file(struct loader *L)
 {
 	struct stat st;
-	size_t cap = 0, i, n = 1;
+	size_t i, n = 1;
 	ssize_t r;
-	char *p;
 	int fd, saved;
 
 	if ((fd = open(L->path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
@@ -1177,17 +1203,9 @@ read_file(struct loader *L)
 		goto fail;
 	L->mode = st.st_mode;
 	for (;;) {
-		if (L->len + 1 >= cap) {
-			if (cap >= CONF_FILE_MAX) {
-				errno = EFBIG;
-				goto fail;
-			}
-			cap = cap == 0 ? 8192 : cap * 2;
-			if ((p = realloc(L->buf, cap)) == NULL)
-				goto fail;
-			L->buf = p;
-		}
-		r = read(fd, L->buf + L->len, cap - 1 - L->len);
+		if (L->len + 1 >= L->cap && grow_buf(L) == -1)
+			goto fail;
+		r = read(fd, L->buf + L->len, L->cap - 1 - L->len);
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r == -1)
@@ -1212,6 +1230,38 @@ fail:
 	close(fd);
 	errno = saved;
 	return -1;
+}
+
+/*
+ * Wipes the values of secret keys in libconfig's tree before
+ * config_destroy() frees them. libconfig hands them out as const, but
+ * they are its own heap copies, and nothing reads them after this.
+ * libconfig's scanner also copied the text while parsing and freed that
+ * unwiped; that copy is out of our reach.
+ */
+static void
+wipe_secrets(config_setting_t *s)
+{
+	config_setting_t *e;
+	const char *name;
+	enum key_id id;
+	char *v;
+	int i, n;
+
+	if (config_setting_is_aggregate(s)) {
+		n = config_setting_length(s);
+		for (i = 0; i < n; i++)
+			if ((e = config_setting_get_elem(s, (unsigned)i)) !=
+			    NULL)
+				wipe_secrets(e);
+		return;
+	}
+	if (config_setting_type(s) != CONFIG_TYPE_STRING ||
+	    (name = config_setting_name(s)) == NULL ||
+	    (id = key_find(name)) == NKEYS || !keys[id].secret)
+		return;
+	if ((v = (char *)config_setting_get_string(s)) != NULL)
+		explicit_bzero(v, strlen(v));
 }
 
 static void
@@ -1296,6 +1346,7 @@ conf_load(const char *path, conf_report_fn report, void *arg)
 						    : path,
 		    config_error_line(&cfg), config_error_text(&cfg));
 		report_one(report, arg, msg);
+		wipe_secrets(config_root_setting(&cfg));
 		config_destroy(&cfg);
 		goto out;
 	}
@@ -1304,6 +1355,7 @@ conf_load(const char *path, conf_report_fn report, void *arg)
 		L.oom = true;
 	else
 		read_top(&L, c, config_root_setting(&cfg));
+	wipe_secrets(config_root_setting(&cfg));
 	config_destroy(&cfg);
 	if (report_errors(&L, report, arg))
 		conf_free(&c);
@@ -1312,6 +1364,9 @@ out:
 		free(L.errors[i].msg);
 	free(L.errors);
 	free(L.lines);
+	/* The text holds any inline password: not left in freed memory. */
+	if (L.buf != NULL)
+		explicit_bzero(L.buf, L.cap);
 	free(L.buf);
 	return c;
 }

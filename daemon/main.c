@@ -1,6 +1,9 @@
 /*
  * popfetchd: command line, start-up order, signals, mode dispatch.
  */
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "net.h"
 #include "notify.h"
 #include "probe.h"
 #include "sched.h"
@@ -28,6 +32,15 @@
  * practice.
  */
 #define MAIN_REAP_SECS 5
+/*
+ * Descriptors one poll may hold at once: its socket, the state file, its
+ * lock and directory, the Maildir file and directory, and the pipes and
+ * pidfd of a password_command. Generous, as running short means failed
+ * polls.
+ */
+#define MAIN_FDS_PER_POLL 8
+/* The rest: standard streams, the loop, signals, resolver, notify socket. */
+#define MAIN_FDS_BASE 64
 
 struct options {
 	const char *config;
@@ -173,11 +186,67 @@ check_config(const struct conf *conf)
 	return EX_OK;
 }
 
+/*
+ * Process memory holds passwords, tokens and mail: a core file would put
+ * them on disk, where a crash collector keeps them for anyone allowed to
+ * read cores. Not dumpable also means other processes of the same user
+ * can no longer ptrace us or read /proc/PID/mem and environ, which is the
+ * point for secrets; to debug, start popfetchd under the debugger (a
+ * tracer attached before this keeps working) or attach as root.
+ */
+static void
+no_core_dumps(void)
+{
+	const struct rlimit none = {0, 0};
+
+	if (setrlimit(RLIMIT_CORE, &none) == -1)
+		log_warn(NULL, "cannot disable core dumps: setrlimit");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		log_warn(NULL, "cannot disable core dumps: prctl");
+}
+
+/*
+ * Makes room for CONF's polls under the open-file limit: raises the soft
+ * limit as far as the hard one allows; if that is still too low, lowers
+ * the cap of CONF (not frozen yet) to what fits, with one warning, since
+ * polls failing with EMFILE midway would be worse than fewer at once.
+ */
+static void
+fit_open_files(struct conf *conf)
+{
+	struct rlimit rl;
+	unsigned long long polls, need, fit;
+
+	polls = conf->max_connections < conf->naccounts ? conf->max_connections
+							: conf->naccounts;
+	need = polls * MAIN_FDS_PER_POLL + MAIN_FDS_BASE;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max >= need ? need : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= need)
+		return;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	fit = rl.rlim_cur > MAIN_FDS_BASE + MAIN_FDS_PER_POLL
+		  ? (rl.rlim_cur - MAIN_FDS_BASE) / MAIN_FDS_PER_POLL
+		  : 1;
+	if (fit >= polls)
+		return;
+	log_warnx(NULL,
+	    "warning: open-file limit too low for max_connections: limit=%llu "
+	    "hard_limit=%llu max_connections=%u accounts=%zu needed=%llu "
+	    "using max_connections=%llu; raise LimitNOFILE= to allow more",
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+	    conf->max_connections, conf->naccounts, need, fit);
+	conf->max_connections = (unsigned)fit;
+}
+
 /* What the signal handlers and the status callback work on. */
 struct daemon {
 	const struct options *o;
 	struct sched *sc;
 	struct notify *nt;
+	struct evdns_base *dns;
 };
 
 static void
@@ -194,10 +263,14 @@ static void
 reload(struct daemon *d)
 {
 	struct conf *conf;
+	char err[256];
 	size_t i;
 
 	notify_reloading(d->nt);
 	log_info(NULL, "reloading file=%s", d->o->config);
+	/* A changed network (VPN, DHCP) changes resolv.conf without a word. */
+	if (net_dns_reload(d->dns, err, sizeof(err)) == -1)
+		log_warnx(NULL, "reload: resolver: %s", err);
 	conf = conf_load(d->o->config, report_reload_error, NULL);
 	if (conf == NULL)
 		log_warnx(NULL,
@@ -213,6 +286,7 @@ reload(struct daemon *d)
 				    d->o->only[i]);
 		/* CA files and client certificates are read afresh. */
 		tls_ctx_forget();
+		fit_open_files(conf);
 		sched_reload(d->sc, conf);
 	}
 	notify_ready(d->nt);
@@ -299,18 +373,19 @@ run(struct conf *conf, const struct options *o)
 	struct event *sigev[sizeof(sigs) / sizeof(sigs[0])];
 	struct daemon d = {.o = o};
 	struct event_base *base;
-	struct evdns_base *dns;
+	char err[256];
 	size_t i;
 	int status;
 
 	if ((base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
-	if ((dns = evdns_base_new(
-		 base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-			   EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
+	if ((d.dns = net_dns_new(base, err, sizeof(err))) == NULL)
 		fatalx("cannot set up name resolution");
+	if (err[0] != '\0')
+		log_warnx(NULL, "resolver: %s", err);
+	fit_open_files(conf);
 	if ((d.nt = notify_new(base)) == NULL ||
-	    (d.sc = sched_new(base, dns, conf, o->once, o->only, o->nonly)) ==
+	    (d.sc = sched_new(base, d.dns, conf, o->once, o->only, o->nonly)) ==
 		NULL)
 		fatalx("out of memory");
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -328,9 +403,11 @@ run(struct conf *conf, const struct options *o)
 	tls_ctx_forget();
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		event_free(sigev[i]);
+	/* Name lookups cancelled above answer on the loop, freeing theirs. */
+	event_base_loop(base, EVLOOP_NONBLOCK);
 	reap_secrets(base);
 	notify_free(&d.nt);
-	evdns_base_free(dns, 0);
+	evdns_base_free(d.dns, 0);
 	event_base_free(base);
 	return o->once ? status : EX_OK;
 }
@@ -347,6 +424,8 @@ main(int argc, char **argv)
 		return r;
 	log_init(o.trace, o.verbose);
 	log_libevent();
+	/* Before anything secret is read. */
+	no_core_dumps();
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	if ((conf = conf_load(o.config, report_conf_error, NULL)) == NULL)

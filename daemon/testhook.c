@@ -53,4 +53,10 @@ testhook_fail(const char *where)
 	errno = EIO;
 	return true;
 }
+
+const char *
+testhook_env(const char *name)
+{
+	return getenv(name);
+}
 #endif

@@ -11,6 +11,10 @@
  * every pass of that fail point fails with EIO instead of doing its work:
  * a disk that has turned read-only or full, without needing one. With
  * POPFETCHD_FAIL=NAME@K only the K-th pass fails (a one-off error).
+ *
+ * POPFETCHD_RESOLV_CONF and POPFETCHD_HOSTS_FILE give the resolver other
+ * files than the system's (names the tests make up, name servers they
+ * run).
  */
 #ifndef POPFETCHD_TESTHOOK_H
 #define POPFETCHD_TESTHOOK_H
@@ -24,13 +28,17 @@ void testhook_crash_point(const char *where);
 time_t testhook_now(void);
 /* True (errno set to EIO) when fail point WHERE is to fail this time. */
 bool testhook_fail(const char *where);
+/* The environment variable NAME, or NULL. */
+const char *testhook_env(const char *name);
 #define TESTHOOK_CRASH_POINT(where) testhook_crash_point(where)
 #define TESTHOOK_NOW()		    testhook_now()
 #define TESTHOOK_FAIL(where)	    testhook_fail(where)
+#define TESTHOOK_ENV(name)	    testhook_env(name)
 #else
 #define TESTHOOK_CRASH_POINT(where) ((void)0)
 #define TESTHOOK_NOW()		    time(NULL)
 #define TESTHOOK_FAIL(where)	    false
+#define TESTHOOK_ENV(name)	    ((const char *)NULL)
 #endif
 
 #endif

@@ -6,13 +6,16 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -73,6 +76,73 @@ openssl_reason(char *err, size_t errlen, const char *what, const char *path)
 	ERR_clear_error();
 }
 
+/*
+ * Opens the client key PATH for reading, refusing one accessible by group
+ * or others, as password files are (secret.h): the key is a credential,
+ * and quietly using an exposed one would hide that it is exposed. The
+ * check is on the descriptor read afterwards, so no swap in between.
+ */
+static FILE *
+open_key(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	FILE *fp;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO put in place of the file must not hang us. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
+	    -1) {
+		snprintf(err, errlen, "cannot read client key %s: %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(
+		    err, errlen, "client key %s is not a regular file", path);
+		close(fd);
+		return NULL;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(err, errlen,
+		    "client key %s is accessible by group or others (chmod "
+		    "600 it)",
+		    path);
+		close(fd);
+		return NULL;
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		snprintf(err, errlen, "cannot read client key %s: %s", path,
+		    strerror(errno));
+		close(fd);
+	}
+	return fp;
+}
+
+/* Loads A's client key into CTX, from a file open_key() accepted. */
+static bool
+ctx_client_key(SSL_CTX *ctx, const struct account *a, char *err, size_t errlen)
+{
+	/* Our own stdio buffer, so that the key's text can be wiped. */
+	char buf[BUFSIZ];
+	EVP_PKEY *key;
+	FILE *fp;
+	bool ok;
+
+	if ((fp = open_key(a->client_key, err, errlen)) == NULL)
+		return false;
+	setvbuf(fp, buf, _IOFBF, sizeof(buf));
+	key = PEM_read_PrivateKey(fp, NULL, SSL_CTX_get_default_passwd_cb(ctx),
+	    SSL_CTX_get_default_passwd_cb_userdata(ctx));
+	fclose(fp);
+	explicit_bzero(buf, sizeof(buf));
+	ok = key != NULL && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+	if (!ok)
+		openssl_reason(
+		    err, errlen, "cannot load client key", a->client_key);
+	EVP_PKEY_free(key);
+	return ok;
+}
+
 static bool
 ctx_client_cert(SSL_CTX *ctx, const struct account *a, char *err, size_t errlen)
 {
@@ -83,12 +153,8 @@ ctx_client_cert(SSL_CTX *ctx, const struct account *a, char *err, size_t errlen)
 		    a->client_cert);
 		return false;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, a->client_key, SSL_FILETYPE_PEM) !=
-	    1) {
-		openssl_reason(
-		    err, errlen, "cannot load client key", a->client_key);
+	if (!ctx_client_key(ctx, a, err, errlen))
 		return false;
-	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(err, errlen, "client key %s does not match %s",
 		    a->client_key, a->client_cert);
@@ -132,7 +198,7 @@ static uint64_t
 stamp_add(uint64_t h, const char *path)
 {
 	struct stat sb;
-	uint64_t v[5] = {0};
+	uint64_t v[6] = {0};
 	size_t i;
 
 	if (path == NULL)
@@ -143,6 +209,8 @@ stamp_add(uint64_t h, const char *path)
 		v[2] = (uint64_t)sb.st_size;
 		v[3] = (uint64_t)sb.st_mtim.tv_sec;
 		v[4] = (uint64_t)sb.st_mtim.tv_nsec;
+		/* A key made readable to others is refused from then on. */
+		v[5] = (uint64_t)sb.st_mode;
 	} else
 		v[0] = (uint64_t)errno;
 	/* FNV-1a over the fields: a change, not an attack, is to be seen. */

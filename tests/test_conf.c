@@ -14,6 +14,8 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -571,6 +573,85 @@ START_TEST(inline_password_permissions)
 }
 END_TEST
 
+/*
+ * Freed memory, watched for a secret: the build links this test with
+ * --wrap=free and --wrap=realloc, so the frees of conf.c (not those inside
+ * libconfig) pass through here while WATCH is set.
+ */
+void __real_free(void *p);
+void *__real_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+void *__wrap_realloc(void *p, size_t n);
+
+static const char *watch;
+static size_t freed_with_secret;
+
+static bool
+holds_watched(void *p)
+{
+	/* The bytes asked for (the allocator's slack under ASan too). */
+	return p != NULL && watch != NULL &&
+	       memmem(p, malloc_usable_size(p), watch, strlen(watch)) != NULL;
+}
+
+void
+__wrap_free(void *p)
+{
+	freed_with_secret += holds_watched(p);
+	__real_free(p);
+}
+
+void *
+__wrap_realloc(void *p, size_t n)
+{
+	bool held = holds_watched(p);
+	void *q = __real_realloc(p, n);
+
+	/* Moved: the old block, text and all, is free memory now. */
+	freed_with_secret += held && q != NULL && q != p;
+	return q;
+}
+
+START_TEST(secrets_wiped)
+{
+	static const char marker[] = "Wipe-Me-Marker-3141";
+	struct errors e = {0};
+	struct conf *c;
+	char *dir = make_tmpdir(), *path, *text;
+	size_t len, n;
+	FILE *f;
+
+	/* Larger than the first read buffer, so that it has to grow. */
+	f = open_memstream(&text, &len);
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+	    "accounts = ({ name = \"a\"; host = \"h\"; user = \"u\";\n"
+	    "  maildir = \"/var/mail/a\"; password = \"%s\"; });\n",
+	    marker);
+	for (n = 0; n < 2000; n++)
+		fprintf(f, "# padding line %zu\n", n);
+	ck_assert_int_eq(fclose(f), 0);
+	path = write_file(dir, "wipe.conf", text, len);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+
+	freed_with_secret = 0;
+	watch = marker;
+	c = conf_load(path, collect, &e);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_str_eq(c->accounts[0].password, marker);
+	conf_free(&c);
+	watch = NULL;
+	ck_assert_uint_eq(freed_with_secret, 0);
+
+	errors_free(&e);
+	unlink(path);
+	rmdir(dir);
+	free(path);
+	free(text);
+	free(dir);
+}
+END_TEST
+
 START_TEST(nul_byte)
 {
 	static const char text[] =
@@ -786,6 +867,7 @@ conf_suite(void)
 	tc = tcase_create("files");
 	tcase_add_checked_fixture(tc, reset_env, NULL);
 	tcase_add_test(tc, inline_password_permissions);
+	tcase_add_test(tc, secrets_wiped);
 	tcase_add_test(tc, nul_byte);
 	tcase_add_test(tc, unreadable);
 	tcase_add_test(tc, no_callback_uses_stderr);

@@ -1,0 +1,113 @@
+"""The client key is a credential: refused when group or others can read
+it, as a password file is.
+
+Run: python3 tests/test_key_file.py --binary build/popfetchd
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+from test_net import Daemon  # noqa: E402
+
+BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+
+MESSAGES = [b"From: a@example.org\nSubject: one\n\nbody one\n"]
+
+
+class KeyFileTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.certdir = tempdir()
+        cls.cert, cls.key = make_cert(cls.certdir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certdir, ignore_errors=True)
+
+    def setUp(self):
+        self.dir = tempdir()
+        self.maildir = os.path.join(self.dir, "Maildir")
+        # The server asks for no client certificate: one that is sent
+        # does no harm, so a good key file lets the poll succeed.
+        self.srv = FakePop(list(MESSAGES), tls="implicit",
+                           certfile=self.cert, keyfile=self.key)
+        self.ccert, self.ckey = make_cert(self.dir, name="client", ip=False)
+
+    def tearDown(self):
+        self.srv.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write_config(self):
+        path = os.path.join(self.dir, "popfetchd.conf")
+        with open(path, "w") as f:
+            f.write("""
+state_dir = "%s/state";
+accounts = ({
+  name = "fake"; host = "localhost"; port = %d; tls = "implicit";
+  ca_file = "%s"; user = "alice"; password = "secret";
+  client_cert = "%s"; client_key = "%s";
+  maildir = "%s"; received_header = false; timeout = 20;
+});
+""" % (self.dir, self.srv.port, self.cert, self.ccert, self.ckey,
+                self.maildir))
+        os.chmod(path, 0o600)
+        return path
+
+    def run_once(self):
+        return subprocess.run([BINARY, "-c", self.write_config(), "--once"],
+                              capture_output=True, text=True, timeout=60)
+
+    def test_private_key_accepted(self):
+        os.chmod(self.ckey, 0o600)
+        r = self.run_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.srv.messages, [])
+
+    def test_key_readable_by_group_refused(self):
+        for mode in (0o640, 0o604):
+            os.chmod(self.ckey, mode)
+            r = self.run_once()
+            self.assertEqual(r.returncode, 78, r.stderr)
+            errors = [l for l in r.stderr.splitlines() if "error=" in l]
+            self.assertEqual(len(errors), 1, r.stderr)
+            self.assertIn("account=fake", errors[0])
+            self.assertIn("client key %s is accessible by group or others"
+                          % self.ckey, errors[0])
+            # Refused before connecting: nothing sent, nothing taken.
+            self.assertEqual(self.srv.commands, [])
+            self.assertEqual(len(self.srv.messages), 1)
+
+    def test_key_made_readable_while_running(self):
+        """The daemon keeps TLS set-ups between polls: a key whose mode
+        changed is looked at again, and refused."""
+        os.chmod(self.ckey, 0o600)
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        d = Daemon([BINARY, "-c", self.write_config()], env)
+        self.addCleanup(d.stop)
+        d.wait_line(r"started accounts=")
+        d.proc.send_signal(signal.SIGUSR1)
+        self.assertIn("result=ok", d.wait_line(r"account=fake .*result="))
+        os.chmod(self.ckey, 0o644)
+        mark = d.mark()
+        self.srv.messages.append(MESSAGES[0])
+        self.srv.uids.append("uid-new")
+        d.proc.send_signal(signal.SIGUSR1)
+        line = d.wait_line(r"account=fake .*(error=|result=)", mark)
+        self.assertIn("client key %s is accessible by group or others"
+                      % self.ckey, line)
+        self.assertEqual(len(self.srv.messages), 1)
+
+
+if __name__ == "__main__":
+    if "--binary" in sys.argv:
+        i = sys.argv.index("--binary")
+        BINARY = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+    unittest.main(verbosity=2)

@@ -1,0 +1,429 @@
+"""Connecting: every address of a name is tried, the resolver is reread.
+
+A name the tests make up gets its addresses from a hosts file
+(POPFETCHD_HOSTS_FILE) or from a name server run here
+(POPFETCHD_RESOLV_CONF); both need a build with -Dtest_hooks=true. The
+addresses that must fail are loopback ones nothing listens on: the
+connection is refused at once. The POP3 server is tests/fakepop.py,
+without TLS (the names are made up; allow_plaintext is set).
+
+Run: python3 tests/test_net.py --binary build/popfetchd
+"""
+
+import errno
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakepop import FakePop, tempdir  # noqa: E402
+
+BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+
+# Upper bound of any single wait; a test fails, never hangs.
+WAIT = 60
+
+MESSAGES = [
+    b"From: a@example.org\nSubject: one\n\nbody one\n",
+    b"From: b@example.org\nSubject: two\n\nbody two\n",
+]
+
+# A loopback address nothing listens on: connections to it are refused.
+DEAD4 = "127.0.0.3"
+
+
+class V6Relay:
+    """Accepts on [::1]:PORT and forwards each connection to
+    127.0.0.1:PORT, so a server on IPv4 is reached over IPv6. Counts the
+    connections it accepted."""
+
+    def __init__(self, port):
+        self.port = port
+        self.accepted = 0
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("::1", port))
+        self.sock.listen(4)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._pump, args=(c,),
+                             daemon=True).start()
+
+    def _pump(self, c):
+        u = socket.create_connection(("127.0.0.1", self.port), WAIT)
+        peers = {c: u, u: c}
+        try:
+            while True:
+                r, _, _ = select.select(list(peers), [], [], WAIT)
+                if not r:
+                    return
+                for s in r:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    peers[s].sendall(data)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            u.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+class Blackhole:
+    """A listener on ADDRESS:PORT whose accept queue is full and never
+    drained: a further connection attempt gets no answer at all, as from
+    a host that drops packets."""
+
+    def __init__(self, address, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((address, port))
+        self.sock.listen(0)
+        self.fillers = []
+        # Filled until a connect no longer completes by itself.
+        for _ in range(8):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            if c.connect_ex((address, port)) not in (0, errno.EINPROGRESS):
+                c.close()
+                break
+            self.fillers.append(c)
+
+    def stop(self):
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
+
+class FakeDns:
+    """A name server on 127.0.0.1 (UDP) that answers every A query with
+    ADDRESS and every other query with no record; with ADDRESS None, every
+    name is unknown (NXDOMAIN). Counts the queries."""
+
+    def __init__(self, address, silent=False):
+        self.address = address
+        self.silent = silent  # True: never answers
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except OSError:
+                return
+            if self.silent:
+                self.queries += 1
+                continue
+            reply = self._answer(q)
+            if reply is not None:
+                self.queries += 1
+                self.sock.sendto(reply, peer)
+
+    def _answer(self, q):
+        # RFC 1035 4.1: header, then one question (name, type, class).
+        if len(q) < 12:
+            return None
+        qid, _, qdcount = struct.unpack("!HHH", q[:6])
+        if qdcount != 1:
+            return None
+        i = 12
+        while i < len(q) and q[i] != 0:
+            i += 1 + q[i]
+        end = i + 5
+        if end > len(q):
+            return None
+        qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+        answers = b""
+        flags = 0x8180 if self.address is not None else 0x8183
+        if qtype == 1 and self.address is not None:
+            # The name by pointer to the question (offset 12), IN A.
+            answers = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) \
+                + socket.inet_aton(self.address)
+        head = struct.pack("!HHHHHH", qid, flags, 1,
+                           1 if answers else 0, 0, 0)
+        return head + q[12:end] + answers
+
+    def stop(self):
+        self.sock.close()
+
+
+class Daemon:
+    """popfetchd in the foreground; its stderr lines are collected."""
+
+    def __init__(self, args, env, preexec_fn=None):
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=env, preexec_fn=preexec_fn)
+        self.lines = []
+        self.eof = False
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            with self.cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip())
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def wait_line(self, pattern, since=0):
+        """The first line after index SINCE matching PATTERN."""
+        pat = re.compile(pattern)
+        deadline = time.monotonic() + WAIT
+        with self.cond:
+            while True:
+                for line in self.lines[since:]:
+                    if pat.search(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self.eof:
+                    raise AssertionError("no line matching %r; got:\n%s"
+                                         % (pattern, "\n".join(self.lines)))
+                self.cond.wait(left)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(5)
+        self.proc.stderr.close()
+
+
+class NetTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempdir()
+        self.maildir = os.path.join(self.dir, "Maildir")
+        self.hosts = os.path.join(self.dir, "hosts")
+        self.resolv = os.path.join(self.dir, "resolv.conf")
+        self.cleanups = []
+
+    def tearDown(self):
+        for stop in reversed(self.cleanups):
+            stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def server(self):
+        s = FakePop(list(MESSAGES), tls=None)
+        self.cleanups.append(s.stop)
+        return s
+
+    def write_hosts(self, *entries):
+        with open(self.hosts, "w") as f:
+            for address, name in entries:
+                f.write("%s %s\n" % (address, name))
+
+    def write_resolv(self, dns):
+        # A name server on another port than 53: libevent takes ip:port.
+        with open(self.resolv, "w") as f:
+            f.write("nameserver 127.0.0.1:%d\noptions attempts:1\n"
+                    % dns.port)
+
+    def config(self, host, port, timeout=20):
+        path = os.path.join(self.dir, "popfetchd.conf")
+        with open(path, "w") as f:
+            f.write("""
+state_dir = "%s/state";
+poll_interval = 3600;
+accounts = ({
+  name = "fake"; host = "%s"; port = %d; tls = "none";
+  allow_plaintext = true; user = "alice"; password = "secret";
+  maildir = "%s"; received_header = false; timeout = %d;
+});
+""" % (self.dir, host, port, self.maildir, timeout))
+        os.chmod(path, 0o600)
+        return path
+
+    def env(self):
+        env = dict(os.environ)
+        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            env.pop(key, None)
+        if os.path.exists(self.hosts):
+            env["POPFETCHD_HOSTS_FILE"] = self.hosts
+        if os.path.exists(self.resolv):
+            env["POPFETCHD_RESOLV_CONF"] = self.resolv
+        return env
+
+    def run_once(self, conf):
+        return subprocess.run([BINARY, "-c", conf, "--once"],
+                              capture_output=True, text=True, timeout=WAIT,
+                              env=self.env())
+
+    def delivered(self):
+        new = os.path.join(self.maildir, "new")
+        if not os.path.isdir(new):
+            return []
+        out = []
+        for name in sorted(os.listdir(new)):
+            with open(os.path.join(new, name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def assert_fetched(self, r, srv):
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(self.delivered()), sorted(MESSAGES))
+        self.assertEqual(srv.messages, [])
+
+    def test_hosts_file_gives_every_entry(self):
+        """The premise of the tests below: a name listed twice in a hosts
+        file resolves to both addresses, in the file's order (seen in the
+        error naming each address it tried)."""
+        srv = self.server()
+        self.write_hosts((DEAD4, "twice.test"), ("127.0.0.4", "twice.test"))
+        r = self.run_once(self.config("twice.test", srv.port))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("all 2 addresses failed: %s: " % DEAD4, r.stderr)
+        self.assertIn("; 127.0.0.4: ", r.stderr)
+
+    def test_second_address_after_refusal(self):
+        srv = self.server()
+        self.write_hosts((DEAD4, "multi.test"), ("127.0.0.1", "multi.test"))
+        r = self.run_once(self.config("multi.test", srv.port))
+        self.assert_fetched(r, srv)
+
+    def test_ipv6_after_ipv4_refused(self):
+        srv = self.server()
+        try:
+            relay = V6Relay(srv.port)
+        except OSError as e:
+            self.skipTest("no IPv6 loopback: %s" % e)
+        self.cleanups.append(relay.stop)
+        self.write_hosts((DEAD4, "dual.test"), ("::1", "dual.test"))
+        r = self.run_once(self.config("dual.test", srv.port))
+        self.assert_fetched(r, srv)
+        self.assertEqual(relay.accepted, 1)
+
+    def test_next_address_after_a_timeout(self):
+        """An address that never answers costs one timeout (1 s here),
+        then the next one is tried."""
+        srv = self.server()
+        hole = Blackhole("127.0.0.5", srv.port)
+        self.cleanups.append(hole.stop)
+        self.write_hosts(("127.0.0.5", "slow.test"),
+                         ("127.0.0.1", "slow.test"))
+        r = self.run_once(self.config("slow.test", srv.port, timeout=1))
+        self.assert_fetched(r, srv)
+
+    def test_every_address_refused(self):
+        srv = self.server()
+        # Nothing listens on [::1] at the server's port, nor on DEAD4.
+        self.write_hosts(("::1", "dead.test"), (DEAD4, "dead.test"))
+        r = self.run_once(self.config("dead.test", srv.port))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        line = [l for l in r.stderr.splitlines() if "error=" in l]
+        self.assertEqual(len(line), 1, r.stderr)
+        self.assertIn("account=fake", line[0])
+        self.assertIn("dead.test:%d: cannot connect: all 2 addresses "
+                      "failed: [::1]: " % srv.port, line[0])
+        self.assertIn("; %s: " % DEAD4, line[0])
+        self.assertEqual(srv.commands, [])
+        self.assertEqual(self.delivered(), [])
+
+    def test_unknown_name(self):
+        srv = self.server()
+        dns = FakeDns(None)
+        self.cleanups.append(dns.stop)
+        self.write_resolv(dns)
+        r = self.run_once(self.config("nowhere.test", srv.port))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("cannot resolve nowhere.test", r.stderr)
+        self.assertIn("account=fake", r.stderr)
+
+    def test_lookup_bounded_by_the_timeout(self):
+        srv = self.server()
+        dns = FakeDns(None, silent=True)
+        self.cleanups.append(dns.stop)
+        self.write_resolv(dns)
+        r = self.run_once(self.config("silent.test", srv.port, timeout=1))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("account=fake", r.stderr)
+        self.assertIn("cannot resolve silent.test: timed out after 1 s",
+                      r.stderr)
+        self.assertGreater(dns.queries, 0)
+
+    def test_stop_during_a_lookup(self):
+        """Stopped while the name lookup runs: a clean exit (the
+        sanitizer build also checks that nothing is left allocated)."""
+        srv = self.server()
+        dns = FakeDns(None, silent=True)
+        self.cleanups.append(dns.stop)
+        self.write_resolv(dns)
+        d = Daemon([BINARY, "-c", self.config("silent.test", srv.port),
+                    "-v"], self.env())
+        self.cleanups.append(d.stop)
+        d.wait_line(r"started accounts=")
+        d.proc.send_signal(signal.SIGUSR1)
+        d.wait_line(r"account=fake connecting to silent.test")
+        d.proc.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(WAIT)
+        d.reader.join(5)
+        self.assertEqual(rc, 0, "\n".join(d.lines))
+        self.assertEqual([l for l in d.lines if "Sanitizer" in l], [])
+
+    def test_reload_rereads_resolver_configuration(self):
+        srv = self.server()
+        old, new = FakeDns(DEAD4), FakeDns("127.0.0.1")
+        self.cleanups += [old.stop, new.stop]
+        self.write_resolv(old)
+        d = Daemon([BINARY, "-c", self.config("moved.test", srv.port)],
+                   self.env())
+        self.cleanups.append(d.stop)
+        # First polls are spread over a while: not waiting for that.
+        d.wait_line(r"started accounts=")
+        d.proc.send_signal(signal.SIGUSR1)
+        line = d.wait_line(r"account=fake .*result=")
+        self.assertIn("result=network", line)
+        self.assertGreater(old.queries, 0)
+
+        self.write_resolv(new)
+        mark = d.mark()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_line(r"reloaded file=", mark)
+        d.proc.send_signal(signal.SIGUSR1)
+        line = d.wait_line(r"account=fake .*result=", mark)
+        self.assertIn("result=ok", line)
+        self.assertGreater(new.queries, 0)
+        self.assertEqual(sorted(self.delivered()), sorted(MESSAGES))
+
+
+if __name__ == "__main__":
+    if "--binary" in sys.argv:
+        i = sys.argv.index("--binary")
+        BINARY = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+    unittest.main(verbosity=2)

@@ -1,0 +1,179 @@
+"""The process as the system sees it: open-file limit, core dumps.
+
+- The open-file limit is raised to what max_connections needs, up to the
+  hard limit; when even that is too low, the cap is lowered, with one
+  warning, and polls still work.
+- Core dumps are off (RLIMIT_CORE 0) and the process is not dumpable, so
+  its memory (passwords) cannot end up in a core file nor be read through
+  /proc by another process of the same user. Not dumpable shows in /proc:
+  the files of /proc/PID belong to root then, not to the process's user.
+
+Run: python3 tests/test_process.py --binary build/popfetchd
+"""
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakepop import FakePop, tempdir  # noqa: E402
+from test_net import Daemon  # noqa: E402
+
+BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+
+WAIT = 60
+
+MESSAGES = [b"From: a@example.org\nSubject: one\n\nbody one\n"]
+
+NOBODY = 65534
+
+
+def limits(pid):
+    """/proc/PID/limits as {name: (soft, hard)}."""
+    out = {}
+    with open("/proc/%d/limits" % pid) as f:
+        next(f)
+        for line in f:
+            # Names have spaces; the soft, hard and unit columns do not.
+            parts = line.split()
+            if parts[-1] in ("bytes", "files", "processes", "signals",
+                             "locks", "seconds", "us"):
+                parts = parts[:-1]
+            out[" ".join(parts[:-2])] = (parts[-2], parts[-1])
+    return out
+
+
+class ProcessTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempdir()
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def config(self, naccounts, max_connections=100000, owner=None):
+        accounts = []
+        for i in range(naccounts):
+            srv = FakePop(list(MESSAGES), tls=None)
+            self.servers.append(srv)
+            accounts.append("""{
+  name = "a%d"; host = "127.0.0.1"; port = %d; tls = "none";
+  allow_plaintext = true; user = "alice"; password = "secret";
+  maildir = "%s/Maildir-%d"; received_header = false; timeout = 20;
+}""" % (i, srv.port, self.dir, i))
+        path = os.path.join(self.dir, "popfetchd.conf")
+        with open(path, "w") as f:
+            f.write('state_dir = "%s/state";\npoll_interval = 3600;\n'
+                    'max_connections = %d;\naccounts = (%s);\n'
+                    % (self.dir, max_connections, ",\n".join(accounts)))
+        os.chmod(path, 0o600)
+        if owner is not None:
+            for p in (self.dir, path):
+                os.chown(p, owner, owner)
+        return path
+
+    def delivered(self, i):
+        new = os.path.join(self.dir, "Maildir-%d" % i, "new")
+        return len(os.listdir(new)) if os.path.isdir(new) else 0
+
+    def env(self):
+        env = dict(os.environ)
+        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            env.pop(key, None)
+        return env
+
+    @staticmethod
+    def nofile(soft, hard):
+        def preexec():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        return preexec
+
+    # ---- open files ----
+
+    def test_cap_lowered_when_the_hard_limit_is_too_low(self):
+        conf = self.config(4)
+        r = subprocess.run([BINARY, "-c", conf, "--once"],
+                           capture_output=True, text=True, timeout=WAIT,
+                           env=self.env(), preexec_fn=self.nofile(64, 64))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        warnings = [l for l in r.stderr.splitlines()
+                    if "open-file limit" in l]
+        self.assertEqual(len(warnings), 1, r.stderr)
+        self.assertIn("limit=64", warnings[0])
+        self.assertIn("max_connections=100000", warnings[0])
+        self.assertIn("using max_connections=1", warnings[0])
+        for i in range(4):
+            self.assertEqual(self.delivered(i), 1, r.stderr)
+
+    def daemon(self, conf, preexec_fn=None):
+        """popfetchd in the foreground, once it has started."""
+        d = Daemon([BINARY, "-c", conf], self.env(), preexec_fn)
+        self.addCleanup(d.stop)
+        d.wait_line(r"started accounts=")
+        return d
+
+    def test_soft_limit_raised_to_what_the_caps_need(self):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY and hard < 4096:
+            self.skipTest("hard open-file limit %d: too low to tell" % hard)
+        d = self.daemon(self.config(3), self.nofile(64, 4096))
+        self.assertIn("max_connections=100000",
+                      d.wait_line(r"started accounts="))
+        self.assertEqual([l for l in d.lines if "open-file limit" in l], [])
+        soft, hard = limits(d.proc.pid)["Max open files"]
+        self.assertEqual(hard, "4096")
+        # Three accounts: three polls at once at most, whatever the cap.
+        self.assertGreater(int(soft), 64)
+        self.assertLess(int(soft), 4096)
+
+    def test_daemon_runs_with_the_lowered_cap(self):
+        d = self.daemon(self.config(3), self.nofile(64, 64))
+        self.assertIn("max_connections=1 ",
+                      d.wait_line(r"started accounts="))
+        # First polls are spread over the interval: not waiting for that.
+        d.proc.send_signal(signal.SIGUSR1)
+        for i in range(3):
+            d.wait_line(r"account=a%d .*result=ok" % i)
+
+    # ---- core dumps ----
+
+    def test_no_core_file(self):
+        def cores_allowed():
+            hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+            resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+        d = self.daemon(self.config(1), cores_allowed)
+        self.assertEqual(limits(d.proc.pid)["Max core file size"],
+                         ("0", "0"))
+
+    def test_not_dumpable(self):
+        """Run as an unprivileged user: a dumpable process owns its /proc
+        files, a process that is not dumpable does not (they are root's),
+        and other processes of its user cannot read its environment."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root, to run the daemon as another user")
+
+        def as_nobody():
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+        d = self.daemon(self.config(1, owner=NOBODY), as_nobody)
+        st = os.stat("/proc/%d" % d.proc.pid)
+        self.assertEqual(st.st_uid, NOBODY)  # it runs as nobody
+        self.assertEqual(os.stat("/proc/%d/environ" % d.proc.pid).st_uid, 0)
+        probe = subprocess.run(
+            ["/bin/cat", "/proc/%d/environ" % d.proc.pid],
+            capture_output=True, preexec_fn=as_nobody)
+        self.assertNotEqual(probe.returncode, 0)
+
+
+if __name__ == "__main__":
+    if "--binary" in sys.argv:
+        i = sys.argv.index("--binary")
+        BINARY = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+    unittest.main(verbosity=2)
