@@ -7,6 +7,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "net.h"
 #include "probe.h"
 #include "secret.h"
 
@@ -82,12 +83,14 @@ probe_run(
 	struct probe p = {.a = a, .cls = SC_OK};
 	struct evdns_base *dns;
 	struct session *s;
+	char err[256];
 
-	if ((p.base = event_base_new()) == NULL ||
-	    (dns = evdns_base_new(
-		 p.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-			     EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
+	if ((p.base = event_base_new()) == NULL)
 		fatalx("cannot set up the event loop");
+	if ((dns = net_dns_new(p.base, err, sizeof(err))) == NULL)
+		fatalx("cannot set up name resolution");
+	if (err[0] != '\0')
+		log_warnx(NULL, "resolver: %s", err);
 	s = session_start_mode(
 	    p.base, dns, conf, a, mode, print_info, probe_done, &p);
 	if (s == NULL)

@@ -606,7 +606,8 @@ send_line(struct session *s, const char *buf, int n, bool secret)
 	log_proto(s->a->name, 1, true, buf, (size_t)n, secret);
 	if (pop3_pending(s->pop3) <= 1)
 		awaited(s);
-	if (net_write(s->net, buf, (size_t)n) == -1)
+	if ((secret ? net_write_secret(s->net, buf, (size_t)n)
+		    : net_write(s->net, buf, (size_t)n)) == -1)
 		fail(s, SC_LOCAL, "cannot queue output");
 }
 
