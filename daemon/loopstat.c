@@ -11,17 +11,19 @@
 struct loopstat {
 	struct event *tick;
 	double last;	      /* when the previous tick ran */
+	double last_cpu;      /* the loop thread's CPU time then */
 	double max;	      /* the longest lateness seen, seconds */
+	double max_cpu;	      /* the most CPU the loop used between ticks */
 	unsigned long n;      /* ticks */
 	unsigned long over10; /* ticks more than 10 ms late */
 };
 
 static double
-mono(void)
+clock_secs(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -29,10 +31,15 @@ static void
 tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct loopstat *ls = arg;
-	double now = mono(), late = now - ls->last - LOOPSTAT_TICK_MS / 1e3;
+	double now = clock_secs(CLOCK_MONOTONIC);
+	double cpu = clock_secs(CLOCK_THREAD_CPUTIME_ID);
+	double late = now - ls->last - LOOPSTAT_TICK_MS / 1e3;
 
 	if (late > ls->max)
 		ls->max = late;
+	if (cpu - ls->last_cpu > ls->max_cpu)
+		ls->max_cpu = cpu - ls->last_cpu;
+	ls->last_cpu = cpu;
 	if (late > 0.010)
 		ls->over10++;
 	ls->n++;
@@ -54,7 +61,8 @@ loopstat_new(struct event_base *base)
 		loopstat_free(&ls);
 		return NULL;
 	}
-	ls->last = mono();
+	ls->last = clock_secs(CLOCK_MONOTONIC);
+	ls->last_cpu = clock_secs(CLOCK_THREAD_CPUTIME_ID);
 	return ls;
 }
 
@@ -66,8 +74,10 @@ loopstat_free(struct loopstat **lsp)
 	if (ls == NULL)
 		return;
 	if (ls->n > 0)
-		log_info(NULL, "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu",
-		    ls->n, ls->max * 1e3, ls->over10);
+		log_info(NULL,
+		    "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu "
+		    "max_cpu_ms=%.1f",
+		    ls->n, ls->max * 1e3, ls->over10, ls->max_cpu * 1e3);
 	if (ls->tick != NULL)
 		event_free(ls->tick);
 	free(ls);

@@ -1,9 +1,11 @@
 /*
  * loopstat: how long the event loop was kept from its events. A timer
- * asks to run every LOOPSTAT_TICK_MS; how late it runs is how long some
- * callback held the loop. For the benchmark: on only when the
- * environment has POPFETCHD_LOOP_STATS=1; the longest stall is logged
- * when the meter is freed.
+ * asks to run every LOOPSTAT_TICK_MS; how late it runs is how long the
+ * loop was held, by its own callbacks, by a blocking call, or by other
+ * processes on a busy machine; the CPU time the loop thread used between
+ * two ticks is its own share (no blocking call, no waiting for a CPU).
+ * For the benchmark: on only when the environment has
+ * POPFETCHD_LOOP_STATS=1; both maxima are logged when it is freed.
  */
 #ifndef POPFETCHD_LOOPSTAT_H
 #define POPFETCHD_LOOPSTAT_H

@@ -365,6 +365,33 @@ reap_secrets(struct event_base *base)
 	event_free(ev);
 }
 
+/*
+ * MAIN_DISPATCH_MS: once the loop has run callbacks for this long, it
+ * looks at its timers and sockets again before running more. Many
+ * sessions with data at once would otherwise be served all in one go,
+ * each waiting for all the others: this bounds how long any one waits,
+ * at the cost of a few more epoll calls.
+ */
+#define MAIN_DISPATCH_MS 4
+
+static struct event_base *
+loop_new(void)
+{
+	struct timeval tv = {.tv_usec = MAIN_DISPATCH_MS * 1000};
+	struct event_config *cfg;
+	struct event_base *base;
+
+	if ((cfg = event_config_new()) == NULL)
+		return NULL;
+	if (event_config_set_max_dispatch_interval(cfg, &tv, -1, 0) == -1) {
+		event_config_free(cfg);
+		return NULL;
+	}
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 /* Runs the loop on CONF (ownership taken) until done or stopped. */
 static int
 run(struct conf *conf, const struct options *o)
@@ -377,7 +404,7 @@ run(struct conf *conf, const struct options *o)
 	size_t i;
 	int status;
 
-	if ((base = event_base_new()) == NULL)
+	if ((base = loop_new()) == NULL)
 		fatalx("cannot create the event loop");
 	if ((d.dns = net_dns_new(base, err, sizeof(err))) == NULL)
 		fatalx("cannot set up name resolution");

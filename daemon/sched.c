@@ -26,6 +26,7 @@
 #include "conf.h"
 #include "log.h"
 #include "loopstat.h"
+#include "worker.h"
 #include "sched.h"
 #include "session.h"
 
@@ -102,6 +103,7 @@ struct sched {
 	struct event_base *base;
 	struct evdns_base *dns;
 	struct loopstat *stall; /* the benchmark's loop-stall meter, or NULL */
+	struct worker *worker;	/* the sessions' disk work */
 	struct gen *cur;
 	char *const *only;
 	size_t nonly;
@@ -409,8 +411,8 @@ start_poll(struct slot *sl)
 {
 	struct sched *sc = sl->sc;
 
-	sl->sess = session_start(
-	    sc->base, sc->dns, sl->gen->conf, sl->a, session_done, sl);
+	sl->sess = session_start(sc->base, sc->dns, sc->worker, sl->gen->conf,
+	    sl->a, session_done, sl);
 	if (sl->sess == NULL)
 		fatalx("out of memory");
 	sl->started = now_mono();
@@ -738,10 +740,13 @@ sched_new(struct event_base *base, struct evdns_base *dns, struct conf *conf,
 	if ((sc = calloc(1, sizeof(*sc))) == NULL ||
 	    (sc->cur = gen_new(conf)) == NULL ||
 	    (sc->grace = evtimer_new(base, grace_over, sc)) == NULL ||
-	    (sc->release = evtimer_new(base, release_cb, sc)) == NULL) {
+	    (sc->release = evtimer_new(base, release_cb, sc)) == NULL ||
+	    (sc->worker = worker_new(base, WORKER_THREADS)) == NULL) {
 		if (sc != NULL) {
 			if (sc->grace != NULL)
 				event_free(sc->grace);
+			if (sc->release != NULL)
+				event_free(sc->release);
 			free(sc->cur);
 		}
 		free(sc);
@@ -789,6 +794,8 @@ sched_free(struct sched **scp)
 			free(h);
 		}
 	free(sc->hosts);
+	/* After the sessions: each waited for its own disk work. */
+	worker_free(&sc->worker);
 	event_free(sc->grace);
 	event_free(sc->release);
 	gen_unref(&sc->cur);

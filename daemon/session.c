@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include "state.h"
 #include "testhook.h"
 #include "tls.h"
+#include "worker.h"
 
 /*
  * Messages delivered between two durability points: one fsync of new/
@@ -92,6 +94,13 @@
 #define X_ENUM(e, n) e,
 #define X_NAME(e, n) n,
 enum session_state { SESSION_STATES(X_ENUM) S_COUNT };
+
+/* What the session's disk job does. */
+enum disk_job {
+	DJ_OPEN,  /* open Maildir and state, recover */
+	DJ_FLUSH, /* make the batch durable */
+	DJ_FINAL, /* the last flush (no DELE follows) and commit */
+};
 static const char *const state_names[] = {SESSION_STATES(X_NAME)};
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == S_COUNT,
     "state_names out of step");
@@ -138,7 +147,23 @@ struct session {
 	struct maildir *md;
 	struct state *st;
 	struct deliver *dl;
-	bool receiving; /* a RETR reply is being delivered */
+	/*
+	 * Disk work runs on the worker, one job at a time; meanwhile the
+	 * session touches neither md, st nor dl, and leaves what arrives
+	 * from the server in the transport's buffer.
+	 */
+	struct worker *worker;
+	struct worker_job job;
+	enum disk_job job_kind;
+	int job_rc, job_errno;
+	enum session_class job_cls;
+	char job_err[512];
+	unsigned long *flushed; /* msgnos the flush made durable */
+	size_t nflushed;
+	bool net_pending; /* a transport event waits for the job's end */
+	enum net_ev pending_ev;
+	bool strike_in_hand; /* the message in hand counts a strike */
+	bool receiving;	     /* a RETR reply is being delivered */
 	unsigned long cur_msgno;
 	uint64_t cur_bytes;	 /* message data received for it so far */
 	unsigned long end_msgno; /* ended in this read, not yet confirmed */
@@ -168,7 +193,17 @@ struct session {
 	struct timeval start;
 };
 
+#define SESSION_OF_JOB(j) \
+	((struct session *)(void *)((char *)(j)-offsetof(struct session, job)))
+
 static void net_event(struct net *n, enum net_ev ev, void *arg);
+static void disk_done(struct worker_job *job);
+static void start_remote(struct session *s);
+static void resume_input(struct session *s);
+static void final_stage(struct session *s);
+static void read_input(struct session *s);
+static const struct plan_msg *msg_of(
+    const struct session *s, unsigned long msgno);
 static void fail(struct session *s, enum session_class cls, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
 static void finish(struct session *s);
@@ -243,44 +278,153 @@ set_state(struct session *s, enum session_state st)
 	s->state = st;
 }
 
-/* Opens what a poll writes to, before anything is asked of the server. */
-static bool
+/*
+ * Opens what a poll writes to, before anything is asked of the server:
+ * on a worker thread (directories made and synced, the journal read,
+ * interrupted deliveries rolled forward). Sets job_rc, job_cls, job_err.
+ */
+static void
 open_local(struct session *s)
 {
-	char err[512];
-	int n;
-
-	s->md = maildir_open(s->a->maildir, err, sizeof(err));
-	if (s->md == NULL) {
-		fail(s, SC_LOCAL, "maildir: %s", err);
-		return false;
-	}
+	s->job_rc = -1;
+	s->job_cls = SC_LOCAL;
+	s->md = maildir_open(s->a->maildir, s->job_err, sizeof(s->job_err));
+	if (s->md == NULL)
+		return;
 	maildir_set_sync(s->md, s->a->sync == CONF_SYNC_FILE
 				    ? MAILDIR_SYNC_FILE
 				    : MAILDIR_SYNC_BATCH);
 	s->st = state_open(s->conf->state_dir, s->a->name, s->a->host,
-	    s->a->user != NULL ? s->a->user : "", err, sizeof(err));
+	    s->a->user != NULL ? s->a->user : "", s->job_err,
+	    sizeof(s->job_err));
 	if (s->st == NULL) {
-		fail(s, errno == EWOULDBLOCK ? SC_BUSY : SC_LOCAL, "state: %s",
-		    err);
+		if (errno == EWOULDBLOCK)
+			s->job_cls = SC_BUSY;
+		return;
+	}
+	if ((s->dl = deliver_new(s->md, s->st)) == NULL) {
+		snprintf(s->job_err, sizeof(s->job_err), "out of memory");
+		return;
+	}
+	s->job_rc = deliver_recover(s->dl, s->job_err, sizeof(s->job_err));
+}
+
+/* On the loop: what open_local() found. */
+static bool
+opened(struct session *s)
+{
+	if (s->md == NULL) {
+		fail(s, SC_LOCAL, "maildir: %s", s->job_err);
+		return false;
+	}
+	if (s->st == NULL) {
+		fail(s, s->job_cls, "state: %s", s->job_err);
 		return false;
 	}
 	if (state_load_notice(s->st) != NULL)
 		log_warnx(s->a->name, "state: %s", state_load_notice(s->st));
-	if ((s->dl = deliver_new(s->md, s->st)) == NULL) {
-		fail(s, SC_LOCAL, "out of memory");
+	if (s->job_rc == -1) {
+		fail(s, SC_LOCAL, "%s", s->job_err);
 		return false;
 	}
-	if ((n = deliver_recover(s->dl, err, sizeof(err))) == -1) {
-		fail(s, SC_LOCAL, "%s", err);
-		return false;
-	}
-	if (n > 0)
+	if (s->job_rc > 0)
 		log_info(s->a->name,
-		    "recovered=%d interrupted deliveries "
-		    "completed",
-		    n);
+		    "recovered=%d interrupted deliveries completed", s->job_rc);
 	return true;
+}
+
+/*
+ * A message of the flush under way is durable (on the worker thread).
+ * One of several sharing a UID was delivered unrecorded; in keep mode its
+ * UID is recorded now, in time for the commit that follows, so that the
+ * copies are not fetched again (a crash before that commit costs a
+ * duplicate, never a loss).
+ */
+static void
+flushed(void *arg, unsigned long msgno)
+{
+	struct session *s = arg;
+	const struct plan_msg *m = msg_of(s, msgno);
+
+	s->flushed[s->nflushed++] = msgno;
+	if (m->reason == PLAN_R_DUP_UID && s->a->keep && m->uid != NULL &&
+	    !state_has(s->st, m->uid, NULL))
+		state_record(s->st, m->uid, TESTHOOK_NOW());
+}
+
+static void
+disk_run(struct worker_job *job)
+{
+	struct session *s = SESSION_OF_JOB(job);
+
+	s->nflushed = 0;
+	switch (s->job_kind) {
+	case DJ_OPEN:
+		open_local(s);
+		return;
+	case DJ_FLUSH:
+	case DJ_FINAL:
+		s->job_rc = 0;
+		s->job_errno = 0;
+		if (s->dl != NULL && deliver_flush(s->dl, flushed, s,
+					 s->job_err, sizeof(s->job_err)) == -1)
+			s->job_rc = -1;
+		/*
+		 * The last commit also writes what the session recorded
+		 * since the previous one: completions, strikes, forgotten
+		 * UIDs.
+		 */
+		if (s->job_kind == DJ_FINAL && s->st != NULL &&
+		    state_commit(s->st) == -1)
+			s->job_errno = errno;
+		return;
+	}
+}
+
+static void
+disk_job(struct session *s, enum disk_job kind)
+{
+	s->job_kind = kind;
+	s->job.run = disk_run;
+	s->job.done = disk_done;
+	worker_submit(s->worker, &s->job);
+}
+
+/*
+ * Disk work of the session ended (on the loop). The session goes on, or,
+ * if it ended meanwhile, on to its final flush.
+ */
+static void
+disk_done(struct worker_job *job)
+{
+	struct session *s = SESSION_OF_JOB(job);
+	size_t i;
+
+	switch (s->job_kind) {
+	case DJ_OPEN:
+		if (opened(s) && s->state != S_DONE)
+			start_remote(s);
+		break;
+	case DJ_FLUSH:
+		for (i = 0; i < s->nflushed; i++)
+			if (s->flush_dele && !s->a->keep)
+				s->dele[s->ndele++] = s->flushed[i];
+		if (s->job_rc == -1)
+			local_failure(s, "%s", s->job_err);
+		if (s->state != S_DONE)
+			resume_input(s);
+		break;
+	case DJ_FINAL:
+		if (s->job_rc == -1)
+			log_warnx(s->a->name, "error=local %s", s->job_err);
+		else if (s->job_errno != 0 && s->st != NULL)
+			log_warnx(s->a->name, "error=local state commit: %s",
+			    strerror(s->job_errno));
+		event_active(s->done_ev, 0, 0);
+		return;
+	}
+	if (s->state == S_DONE)
+		final_stage(s);
 }
 
 static void
@@ -346,11 +490,18 @@ secret_ready(void *arg, const char *secret, const char *err)
 
 struct session *
 session_start(struct event_base *base, struct evdns_base *dns,
-    const struct conf *conf, const struct account *a, session_done_cb cb,
-    void *arg)
+    struct worker *worker, const struct conf *conf, const struct account *a,
+    session_done_cb cb, void *arg)
 {
-	return session_start_mode(
+	struct session *s;
+
+	s = session_start_mode(
 	    base, dns, conf, a, SESSION_FETCH, NULL, cb, arg);
+	if (s != NULL) {
+		s->worker = worker;
+		disk_job(s, DJ_OPEN);
+	}
+	return s;
 }
 
 struct session *
@@ -359,7 +510,6 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
     session_info_cb info, session_done_cb cb, void *arg)
 {
 	struct session *s;
-	char err[512];
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
@@ -378,12 +528,23 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
 		session_free(&s);
 		return NULL;
 	}
-	if (mode == SESSION_FETCH && !open_local(s))
-		return s;
+	/* A fetching session opens its Maildir and state first. */
+	if (mode != SESSION_FETCH)
+		start_remote(s);
+	return s;
+}
+
+/* Gets the secret, then connects. */
+static void
+start_remote(struct session *s)
+{
+	const struct account *a = s->a;
+	char err[512];
+
 	if (a->tls != CONF_TLS_NONE &&
 	    (s->ctx = tls_ctx_get(a, err, sizeof(err))) == NULL) {
 		fail(s, SC_CONFIG, "tls: %s", err);
-		return s;
+		return;
 	}
 	if (!a->tls_verify && a->tls != CONF_TLS_NONE)
 		log_warnx(a->name, "warning: certificate verification is off "
@@ -391,9 +552,8 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
 	/* The secret first: a failing password_command costs no login. */
 	if (a->auth == CONF_AUTH_EXTERNAL)
 		connect_now(s);
-	else if ((s->sreq = secret_fetch(base, a, secret_ready, s)) == NULL)
+	else if ((s->sreq = secret_fetch(s->base, a, secret_ready, s)) == NULL)
 		fail(s, SC_LOCAL, "out of memory");
-	return s;
 }
 
 void
@@ -403,6 +563,9 @@ session_free(struct session **sp)
 
 	if (s == NULL)
 		return;
+	/* Torn down while its disk work runs: only when the daemon exits. */
+	if (s->worker != NULL && worker_busy(&s->job))
+		worker_wait(s->worker, &s->job);
 	secret_cancel(&s->sreq);
 	net_free(&s->net);
 	pop3_free(&s->pop3);
@@ -418,6 +581,7 @@ session_free(struct session **sp)
 	auth_wipe(s->secret, sizeof(s->secret));
 	listing_free(&s->lst);
 	free(s->acked);
+	free(s->flushed);
 	free(s->hdr);
 	free(s->fetch);
 	free(s->dele);
@@ -474,32 +638,38 @@ finish(struct session *s)
 {
 	set_state(s, S_DONE);
 	/* The message in hand when the session broke off counts against it. */
-	if (s->receiving && (s->cls == SC_NET || s->cls == SC_PROTO))
-		strike(s, s->cur_msgno, "session ended while receiving it");
-	/*
-	 * Messages complete in tmp/ are made durable whatever ended the
-	 * session, so the next poll does not fetch them again; without
-	 * QUIT, none of them is deleted.
-	 */
-	if (s->dl != NULL) {
-		deliver_abort(s->dl);
-		flush_batch(s, false);
-	}
-	/*
-	 * The completion records of the last batch, so the next start has
-	 * nothing to recover.
-	 */
-	if (s->st != NULL && state_commit(s->st) == -1)
-		log_warn(s->a->name, "state commit");
+	s->strike_in_hand =
+	    s->receiving && (s->cls == SC_NET || s->cls == SC_PROTO);
 	s->receiving = false;
 	secret_cancel(&s->sreq);
 	auth_wipe(s->secret, sizeof(s->secret));
 	auth_wipe(s->ir, sizeof(s->ir));
-	/*
-	 * The transport is freed with the session, from the done callback:
-	 * this may run inside one of its callbacks. Until then, S_DONE makes
-	 * every further event a no-op.
-	 */
+	/* Disk work under way goes on to final_stage() when it ends. */
+	if (s->worker == NULL || !worker_busy(&s->job))
+		final_stage(s);
+}
+
+/*
+ * Messages complete in tmp/ are made durable whatever ended the session,
+ * so the next poll does not fetch them again (without QUIT none of them
+ * is deleted), and the state is committed, so the next start has nothing
+ * to recover. Then the done callback, on a loop turn of its own: the
+ * transport is freed with the session, and this may run inside one of
+ * its callbacks. Until then S_DONE makes every further event a no-op.
+ */
+static void
+final_stage(struct session *s)
+{
+	if (s->strike_in_hand) {
+		s->strike_in_hand = false;
+		strike(s, s->cur_msgno, "session ended while receiving it");
+	}
+	if (s->dl != NULL)
+		deliver_abort(s->dl);
+	if (s->st != NULL && s->worker != NULL) {
+		disk_job(s, DJ_FINAL);
+		return;
+	}
 	event_active(s->done_ev, 0, 0);
 }
 
@@ -1164,12 +1334,11 @@ prune_state(struct session *s)
 	qsort(p.listed, p.nlisted, sizeof(*p.listed), cmp_str);
 	state_foreach(s->st, collect_gone, &p);
 	state_prune_strikes(s->st, is_listed, &p);
+	/* Committed with the first flush or at the end (the worker's). */
 	for (i = 0; i < p.ngone; i++) {
 		state_forget(s->st, p.gone[i]);
 		free(p.gone[i]);
 	}
-	if (state_commit(s->st) == -1)
-		log_warn(s->a->name, "state commit after pruning");
 	free(p.gone);
 	free(p.listed);
 }
@@ -1189,7 +1358,8 @@ make_plan(struct session *s)
 
 	if ((s->fetch = calloc(s->npm + 1, sizeof(*s->fetch))) == NULL ||
 	    (s->dele = calloc(s->npm + 1, sizeof(*s->dele))) == NULL ||
-	    (s->acked = calloc(s->npm + 1, sizeof(*s->acked))) == NULL) {
+	    (s->acked = calloc(s->npm + 1, sizeof(*s->acked))) == NULL ||
+	    (s->flushed = calloc(s->npm + 1, sizeof(*s->flushed))) == NULL) {
 		fail(s, SC_LOCAL, "out of memory");
 		return false;
 	}
@@ -1362,8 +1532,8 @@ strike(struct session *s, unsigned long msgno, const char *why)
 
 	if (!s->have_uidl || uid == NULL || s->st == NULL)
 		return;
-	if ((n = state_strike(s->st, uid, TESTHOOK_NOW())) == -1 ||
-	    state_commit(s->st) == -1)
+	/* Committed with the next flush or at the end (the worker's). */
+	if ((n = state_strike(s->st, uid, TESTHOOK_NOW())) == -1)
 		return;
 	log_info(s->a->name, "message %lu (uid %s) failed: %s; strike=%d%s",
 	    msgno, uid, why, n,
@@ -1391,36 +1561,16 @@ local_failure(struct session *s, const char *fmt, ...)
 }
 
 /*
- * A message is durable: queue its DELE (unless keep, or the session is
- * ending). One of several sharing a UID was delivered unrecorded; in
- * keep mode its UID is recorded now, so that the copies are not fetched
- * again (a crash before the commit costs a duplicate, never a loss).
+ * Makes the batch durable on the worker; if DELE, its deletions are
+ * queued when that is done (see disk_done()).
  */
-static void
-durable(void *arg, unsigned long msgno)
-{
-	struct session *s = arg;
-	const struct plan_msg *m = msg_of(s, msgno);
-
-	if (m->reason == PLAN_R_DUP_UID && s->a->keep && m->uid != NULL &&
-	    !state_has(s->st, m->uid, NULL) &&
-	    state_record(s->st, m->uid, TESTHOOK_NOW()) == -1)
-		log_warn(s->a->name, "state: recording uid %s", m->uid);
-	if (s->flush_dele && !s->a->keep)
-		s->dele[s->ndele++] = msgno;
-}
-
-/* Makes the batch durable, then (if DELE) queues its deletions. */
 static void
 flush_batch(struct session *s, bool dele)
 {
-	char err[512];
-
-	if (deliver_pending(s->dl) == 0)
+	if (deliver_pending(s->dl) == 0 || worker_busy(&s->job))
 		return;
 	s->flush_dele = dele;
-	if (deliver_flush(s->dl, durable, s, err, sizeof(err)) == -1)
-		local_failure(s, "%s", err);
+	disk_job(s, DJ_FLUSH);
 }
 
 static void
@@ -1656,9 +1806,12 @@ pump(struct session *s)
 {
 	size_t w = window(s);
 
+	if (worker_busy(&s->job))
+		return;
 	if (s->state == S_FETCH && deliver_pending(s->dl) >= SESSION_BATCH)
 		flush_batch(s, true);
-	while (s->state == S_FETCH && pop3_pending(s->pop3) < w) {
+	while (s->state == S_FETCH && pop3_pending(s->pop3) < w &&
+	       !worker_busy(&s->job)) {
 		if (!s->stop && s->next_dele < s->ndele)
 			send_simple(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
 		else if (may_retr(s)) {
@@ -1894,6 +2047,9 @@ read_input(struct session *s)
 	struct pop3_event ev;
 	size_t n;
 
+	/* Disk work under way: what arrived waits for resume_input(). */
+	if (s->worker != NULL && worker_busy(&s->job))
+		return;
 	s->wait_bytes += evbuffer_get_length(in);
 	if (!rate_ok(s))
 		return;
@@ -1916,6 +2072,23 @@ read_input(struct session *s)
 	}
 }
 
+/*
+ * After disk work: what arrived meanwhile is parsed, then the transport
+ * event that came in between (the end of the connection) is handled.
+ */
+static void
+resume_input(struct session *s)
+{
+	if (s->net == NULL)
+		return;
+	read_input(s);
+	if (s->net_pending && s->state != S_DONE) {
+		s->net_pending = false;
+		net_event(s->net, s->pending_ev, s);
+	} else if (s->state == S_FETCH)
+		pump(s);
+}
+
 static void
 net_event(struct net *n, enum net_ev ev, void *arg)
 {
@@ -1924,6 +2097,12 @@ net_event(struct net *n, enum net_ev ev, void *arg)
 
 	if (s->state == S_DONE)
 		return;
+	/* The bytes before the end are parsed first (resume_input()). */
+	if (s->worker != NULL && worker_busy(&s->job) && ev != NET_DATA) {
+		s->net_pending = true;
+		s->pending_ev = ev;
+		return;
+	}
 	switch (ev) {
 	case NET_CONNECTED:
 		log_debug(s->a->name, "connected");

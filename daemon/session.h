@@ -15,6 +15,7 @@ struct evdns_base;
 struct conf;
 struct account;
 struct session;
+struct worker;
 
 /* How a poll ended, so policy can act (retry, back off, pause). */
 enum session_class {
@@ -84,7 +85,8 @@ typedef void (*session_info_cb)(void *arg, const struct session_info *info);
 /*
  * Starts a session in MODE; INFO (may be NULL for SESSION_FETCH) receives
  * what it learns. A probing session opens neither the Maildir nor the
- * state and never sends DELE. Otherwise as session_start().
+ * state and never sends DELE. Otherwise as session_start(), which is the
+ * one to use for SESSION_FETCH.
  */
 struct session *session_start_mode(struct event_base *base,
     struct evdns_base *dns, const struct conf *conf, const struct account *a,
@@ -93,11 +95,13 @@ struct session *session_start_mode(struct event_base *base,
 
 /*
  * Starts polling ACCOUNT (which, like CONF, must outlive the session).
+ * The session's disk work (opening the Maildir and state, making batches
+ * durable, the last commit) runs on WORKER, which must outlive it too.
  * Returns NULL only when out of memory.
  */
 struct session *session_start(struct event_base *base, struct evdns_base *dns,
-    const struct conf *conf, const struct account *a, session_done_cb cb,
-    void *arg);
+    struct worker *worker, const struct conf *conf, const struct account *a,
+    session_done_cb cb, void *arg);
 
 /*
  * Asks a running session to end soon without loss: no new message is

@@ -1,0 +1,201 @@
+/*
+ * The disk-work threads. Jobs wait in one queue; a thread takes the
+ * first, runs it, and moves it to the finished list; a byte on a pipe
+ * wakes the loop, which calls the completions of every finished job.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "worker.h"
+
+struct worker {
+	pthread_mutex_t lock;
+	pthread_cond_t work;  /* a job was queued, or stop */
+	pthread_cond_t ended; /* a job finished running */
+	struct worker_job *queue, **queue_tail;
+	struct worker_job *finished, **finished_tail;
+	bool stop;
+	pthread_t *threads;
+	unsigned nthreads;
+	int pipe[2];	    /* threads write, the loop reads */
+	struct event *wake; /* on pipe[0] */
+};
+
+static void *thread_main(void *arg);
+static void wake_cb(evutil_socket_t fd, short what, void *arg);
+
+struct worker *
+worker_new(struct event_base *base, unsigned nthreads)
+{
+	struct worker *w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->work, NULL);
+	pthread_cond_init(&w->ended, NULL);
+	w->queue_tail = &w->queue;
+	w->finished_tail = &w->finished;
+	w->pipe[0] = w->pipe[1] = -1;
+	if (pipe2(w->pipe, O_NONBLOCK | O_CLOEXEC) == -1 ||
+	    (w->wake = event_new(
+		 base, w->pipe[0], EV_READ | EV_PERSIST, wake_cb, w)) == NULL ||
+	    event_add(w->wake, NULL) == -1 ||
+	    (w->threads = calloc(nthreads, sizeof(*w->threads))) == NULL)
+		goto fail;
+	for (; w->nthreads < nthreads; w->nthreads++)
+		if (pthread_create(
+			&w->threads[w->nthreads], NULL, thread_main, w) != 0)
+			goto fail;
+	return w;
+fail:
+	worker_free(&w);
+	return NULL;
+}
+
+void
+worker_free(struct worker **wp)
+{
+	struct worker *w = *wp;
+	unsigned i;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_broadcast(&w->work);
+	pthread_mutex_unlock(&w->lock);
+	for (i = 0; i < w->nthreads; i++)
+		pthread_join(w->threads[i], NULL);
+	free(w->threads);
+	if (w->wake != NULL)
+		event_free(w->wake);
+	if (w->pipe[0] != -1)
+		close(w->pipe[0]);
+	if (w->pipe[1] != -1)
+		close(w->pipe[1]);
+	pthread_cond_destroy(&w->ended);
+	pthread_cond_destroy(&w->work);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	*wp = NULL;
+}
+
+/* Unlinks JOB from the list at *HEAD (tail pointer *TAIL); whether found. */
+static bool
+list_remove(
+    struct worker_job **head, struct worker_job ***tail, struct worker_job *job)
+{
+	struct worker_job **pp;
+
+	for (pp = head; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == job) {
+			*pp = job->next;
+			if (*tail == &job->next)
+				*tail = pp;
+			job->next = NULL;
+			return true;
+		}
+	return false;
+}
+
+static void
+list_append(struct worker_job ***tail, struct worker_job *job)
+{
+	job->next = NULL;
+	**tail = job;
+	*tail = &job->next;
+}
+
+static void *
+thread_main(void *arg)
+{
+	struct worker *w = arg;
+	struct worker_job *job;
+	char byte = 1;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (w->queue == NULL && !w->stop)
+			pthread_cond_wait(&w->work, &w->lock);
+		if (w->queue == NULL)
+			break;
+		job = w->queue;
+		list_remove(&w->queue, &w->queue_tail, job);
+		job->state = WORKER_RUNNING;
+		pthread_mutex_unlock(&w->lock);
+		job->run(job);
+		pthread_mutex_lock(&w->lock);
+		job->state = WORKER_FINISHED;
+		list_append(&w->finished_tail, job);
+		pthread_cond_broadcast(&w->ended);
+		/* A full pipe already holds a wake-up: nothing is lost. */
+		if (write(w->pipe[1], &byte, 1) == -1 && errno != EAGAIN)
+			log_warn(NULL, "worker: cannot wake the loop");
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* On the loop: the completions of every job that finished. */
+static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct worker_job *job;
+	char buf[256];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	for (;;) {
+		pthread_mutex_lock(&w->lock);
+		if ((job = w->finished) != NULL) {
+			list_remove(&w->finished, &w->finished_tail, job);
+			job->state = WORKER_IDLE;
+			job->busy = false;
+		}
+		pthread_mutex_unlock(&w->lock);
+		if (job == NULL)
+			break;
+		/* May free the job's owner, or submit the job again. */
+		job->done(job);
+	}
+}
+
+void
+worker_submit(struct worker *w, struct worker_job *job)
+{
+	job->busy = true;
+	pthread_mutex_lock(&w->lock);
+	job->state = WORKER_QUEUED;
+	list_append(&w->queue_tail, job);
+	pthread_cond_signal(&w->work);
+	pthread_mutex_unlock(&w->lock);
+}
+
+bool
+worker_busy(const struct worker_job *job)
+{
+	return job->busy;
+}
+
+void
+worker_wait(struct worker *w, struct worker_job *job)
+{
+	pthread_mutex_lock(&w->lock);
+	while (job->state == WORKER_RUNNING)
+		pthread_cond_wait(&w->ended, &w->lock);
+	if (job->state == WORKER_QUEUED)
+		list_remove(&w->queue, &w->queue_tail, job);
+	else if (job->state == WORKER_FINISHED)
+		list_remove(&w->finished, &w->finished_tail, job);
+	job->state = WORKER_IDLE;
+	job->busy = false;
+	pthread_mutex_unlock(&w->lock);
+}

@@ -1,0 +1,65 @@
+/*
+ * worker: blocking disk work (fsync, syncfs, directory scans, journal
+ * commits) on a few threads of its own, so that one account's slow disk
+ * never holds the event loop, and every other session, still. A job runs
+ * on a worker thread, then its completion runs on the loop thread.
+ *
+ * Whoever submits a job must not touch what the job works on until its
+ * completion has run: the worker does no locking of the caller's data.
+ */
+#ifndef POPFETCHD_WORKER_H
+#define POPFETCHD_WORKER_H
+
+#include <stdbool.h>
+
+struct event_base;
+struct worker;
+
+enum worker_job_state {
+	WORKER_IDLE,	 /* not submitted, or its completion has run */
+	WORKER_QUEUED,	 /* waiting for a thread */
+	WORKER_RUNNING,	 /* run() under way */
+	WORKER_FINISHED, /* run() returned; done() not yet called */
+};
+
+/* A job, embedded in the caller's object; the caller sets run and done. */
+struct worker_job {
+	void (*run)(struct worker_job *job);  /* on a worker thread */
+	void (*done)(struct worker_job *job); /* then on the loop thread */
+	enum worker_job_state state;	      /* the worker's, under its lock */
+	bool busy; /* the loop's view: submitted, completion not yet run */
+	struct worker_job *next; /* the worker's */
+};
+
+/*
+ * Threads for disk work: enough that several accounts' syncs overlap,
+ * few enough that they do not fight over one disk.
+ */
+#define WORKER_THREADS 4
+
+/* A worker with NTHREADS threads reporting on BASE; NULL on failure. */
+struct worker *worker_new(struct event_base *base, unsigned nthreads);
+
+/*
+ * Stops the threads once they are idle and frees *W (sets it to NULL).
+ * Every job must have been waited for (worker_wait) or completed.
+ */
+void worker_free(struct worker **w);
+
+/*
+ * Queues JOB (which must be idle). Its done() runs on a later turn of the
+ * loop, never from inside this call.
+ */
+void worker_submit(struct worker *w, struct worker_job *job);
+
+/* Whether JOB is submitted and its completion has not run yet. */
+bool worker_busy(const struct worker_job *job);
+
+/*
+ * Takes JOB back, without its completion: a queued job is not run, a
+ * running one is waited for (blocking the caller: for teardown only).
+ * JOB is idle afterwards.
+ */
+void worker_wait(struct worker *w, struct worker_job *job);
+
+#endif
