@@ -19,10 +19,12 @@
  * trusted): a bare LF there makes the connection LF-only, where any LF
  * ends a line and "." LF ends a reply. Message bodies never decide it, so
  * no message can switch a CRLF connection to the lenient rule. Status and
- * listing lines accept either ending on any connection: they are short,
- * parsed whole, and a cut one fails loudly. On a CRLF connection a line
- * "." LF is a stuffed dot followed by an empty bare-LF line, not an end;
- * a server that ended on it would time out, and nothing cut is kept.
+ * listing lines accept either ending on any connection: they are short and
+ * parsed whole, so a misread one fails loudly instead of becoming mail. On
+ * a CRLF connection "." LF at a line start is no end either: as RFC 1939
+ * says for a dot followed by anything but CRLF, the dot is stuffing and
+ * dropped, and the LF is data. A server that meant it as an end would make
+ * the poll time out, and a message that did not end is never kept.
  */
 #ifndef POP3_H
 #define POP3_H
