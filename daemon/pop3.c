@@ -28,6 +28,7 @@ enum pop3_data {
 	D_BOL_DOT,    /* a '.' at line start was consumed */
 	D_BOL_DOT_CR, /* ".\r" at line start was consumed */
 	D_MID,	      /* inside a line */
+	D_MID_CR,     /* inside a line, right after a CR */
 };
 
 struct pop3_inflight {
@@ -42,7 +43,10 @@ struct pop3 {
 	size_t qhead, qlen;
 	char line[POP3_LINE_MAX + 1];
 	size_t linelen;
-	bool line_done; /* line holds a complete line not yet consumed */
+	bool line_done;	   /* line holds a complete line not yet consumed */
+	bool line_bare_lf; /* the last gathered line ended in LF without CR */
+	bool lf_only;	   /* the server ends its lines with a bare LF */
+	bool eol_known;	   /* lf_only was decided (see pop3.h) */
 	struct pop3_capa capa, capa_new;
 	unsigned capa_lines;
 	char err[160];
@@ -69,6 +73,8 @@ static size_t feed_lines(
     struct pop3 *p, const char *buf, size_t len, struct pop3_event *ev);
 static size_t feed_data(
     struct pop3 *p, const char *buf, size_t len, struct pop3_event *ev);
+static size_t data_run(struct pop3 *p, const char *buf, size_t len, size_t i,
+    struct pop3_event *ev);
 
 const char *
 pop3_cmd_name(enum pop3_cmd cmd)
@@ -135,6 +141,12 @@ pop3_pending(const struct pop3 *p)
 	return p->qlen;
 }
 
+bool
+pop3_lf_only(const struct pop3 *p)
+{
+	return p->lf_only;
+}
+
 const struct pop3_capa *
 pop3_capa(const struct pop3 *p)
 {
@@ -163,8 +175,13 @@ pop3_tls_started(struct pop3 *p)
 	if (p->in != IN_TLS_WAIT)
 		return;
 	p->in = IN_STATUS;
-	/* RFC 2595: what the server said before TLS cannot be trusted. */
+	/*
+	 * RFC 2595: what the server said before TLS cannot be trusted, and
+	 * that includes how its greeting ended.
+	 */
 	capa_reset(&p->capa);
+	p->lf_only = false;
+	p->eol_known = false;
 }
 
 static void
@@ -380,8 +397,11 @@ gather(struct pop3 *p, const char *buf, size_t len, size_t *used)
 	p->linelen += body;
 	if (nl == NULL)
 		return 0;
-	if (p->linelen > 0 && p->line[p->linelen - 1] == '\r')
+	p->line_bare_lf = true;
+	if (p->linelen > 0 && p->line[p->linelen - 1] == '\r') {
 		p->linelen--;
+		p->line_bare_lf = false;
+	}
 	p->line[p->linelen] = '\0';
 	if (memchr(p->line, '\0', p->linelen) != NULL)
 		return -1;
@@ -552,6 +572,10 @@ feed_status(struct pop3 *p, const char *buf, size_t len, struct pop3_event *ev)
 	}
 	l = p->line;
 	p->linelen = 0;
+	if (!p->eol_known) {
+		p->lf_only = p->line_bare_lf;
+		p->eol_known = true;
+	}
 	if (f.cmd == POP3_CMD_AUTH && l[0] == '+' &&
 	    (l[1] == ' ' || l[1] == '\0')) {
 		ev->type = POP3_EV_CONTINUE;
@@ -698,18 +722,18 @@ data_end(struct pop3 *p, struct pop3_event *ev, size_t used)
 }
 
 /*
- * Message data: the longest run that holds no line starting with '.' goes
- * out as one event pointing into BUF, so the cost is one memchr per line
- * and nothing is copied. Only a '.' at a line start needs lookahead,
- * which the D_BOL_* states carry across calls.
+ * Message data: only a '.' at a line start needs lookahead, which the
+ * D_BOL_* states carry across calls; the rest goes to data_run(). A line
+ * starts after CRLF, or after any LF when the server is LF-only (see
+ * pop3.h): a '.' after a bare LF on a CRLF connection is data, kept as it
+ * is, because the server did not stuff it and will not end on it.
  */
 static size_t
 feed_data(struct pop3 *p, const char *buf, size_t len, struct pop3_event *ev)
 {
-	const char *q, *nl, *end = buf + len;
 	size_t i = 0;
 
-	while (p->ds != D_MID) {
+	while (p->ds != D_MID && p->ds != D_MID_CR) {
 		if (i == len)
 			return len;
 		switch (p->ds) {
@@ -721,12 +745,12 @@ feed_data(struct pop3 *p, const char *buf, size_t len, struct pop3_event *ev)
 				p->ds = D_MID;
 			break;
 		case D_BOL_DOT:
-			if (buf[i] == '\n')
+			if (buf[i] == '\n' && p->lf_only)
 				return data_end(p, ev, i + 1);
 			if (buf[i] == '\r') {
 				p->ds = D_BOL_DOT_CR;
 				i++;
-			} else /* a stuffed dot: dropped */
+			} else /* RFC 1939: a stuffed dot, dropped */
 				p->ds = D_MID;
 			break;
 		case D_BOL_DOT_CR:
@@ -734,19 +758,49 @@ feed_data(struct pop3 *p, const char *buf, size_t len, struct pop3_event *ev)
 				return data_end(p, ev, i + 1);
 			/* ".\r" then not LF: the CR is data after a stuffed
 			 * dot. */
-			p->ds = D_MID;
+			p->ds = D_MID_CR;
 			data_event(ev, "\r", 1);
 			return i;
 		case D_MID:
+		case D_MID_CR:
 			break;
 		}
 	}
+	return data_run(p, buf, len, i, ev);
+}
+
+/*
+ * Whether the LF at NL in BUF ends a line. The byte before it is in BUF,
+ * or it was the last one of the previous call, which D_MID_CR remembers.
+ */
+static bool
+line_ends(const struct pop3 *p, const char *buf, const char *nl)
+{
+	if (p->lf_only)
+		return true;
+	return nl > buf ? nl[-1] == '\r' : p->ds == D_MID_CR;
+}
+
+/*
+ * Inside a line, from BUF+I (I < LEN): the longest run that holds no line
+ * starting with '.' goes out as one event pointing into BUF, so the cost
+ * is one memchr per line and nothing is copied.
+ */
+static size_t
+data_run(struct pop3 *p, const char *buf, size_t len, size_t i,
+    struct pop3_event *ev)
+{
+	const char *q, *nl, *end = buf + len;
+
 	for (q = buf + i;;) {
 		if ((nl = memchr(q, '\n', (size_t)(end - q))) == NULL) {
+			p->ds = buf[len - 1] == '\r' ? D_MID_CR : D_MID;
 			data_event(ev, buf + i, len - i);
 			return len;
 		}
 		q = nl + 1;
+		if (!line_ends(p, buf, nl))
+			continue;
 		if (q == end || *q == '.') {
 			p->ds = D_BOL;
 			data_event(ev, buf + i, (size_t)(q - buf) - i);

@@ -6,6 +6,25 @@
  *
  * Every reply is paired with the command it answers: the engine keeps the
  * commands in flight in order (several of them when the caller pipelines).
+ *
+ * Line endings in message data. RFC 1939 ends lines with CRLF, and only
+ * CRLF "." CRLF ends a multi-line reply; a bare LF inside a message is
+ * data (mail is full of them), and a '.' after it is data too, kept as it
+ * is, since the server neither stuffed it nor ends on it. Treating a bare
+ * LF as a line end would cut a message short at "\n.\r\n" or "\n.\n",
+ * and the cut copy would be delivered, recorded and deleted. Some old
+ * servers speak LF only, though; the engine learns which kind it talks to
+ * from the first status line of the connection (the greeting, or the
+ * first reply after the TLS handshake, since nothing said before TLS is
+ * trusted): a bare LF there makes the connection LF-only, where any LF
+ * ends a line and "." LF ends a reply. Message bodies never decide it, so
+ * no message can switch a CRLF connection to the lenient rule. Status and
+ * listing lines accept either ending on any connection: they are short and
+ * parsed whole, so a misread one fails loudly instead of becoming mail. On
+ * a CRLF connection "." LF at a line start is no end either: as RFC 1939
+ * says for a dot followed by anything but CRLF, the dot is stuffing and
+ * dropped, and the LF is data. A server that meant it as an end would make
+ * the poll time out, and a message that did not end is never kept.
  */
 #ifndef POP3_H
 #define POP3_H
@@ -165,6 +184,12 @@ size_t pop3_pending(const struct pop3 *p);
  * finished the TLS handshake and calls this; capabilities are forgotten.
  */
 void pop3_tls_started(struct pop3 *p);
+
+/*
+ * Whether the server was found to end lines with a bare LF (see the top
+ * of this file); false until the first status line has been read.
+ */
+bool pop3_lf_only(const struct pop3 *p);
 
 /* Capabilities from the last complete CAPA reply. */
 const struct pop3_capa *pop3_capa(const struct pop3 *p);

@@ -258,18 +258,200 @@ START_TEST(dot_unstuffing_and_terminators)
 	    REQ(RETR, .msgno = 4), REQ(TOP, .msgno = 5, .lines = 0), END_REQS};
 	static const struct transcript t = {reqs,
 	    "+OK\r\n"
-	    "+OK\r\n..\r\n...x\r\n.a.b\r\nbare\nlf\n.\rcr\r\n \r\n.\r\n"
-	    "+OK\nno cr\n.\n"
+	    "+OK\r\n..\r\n...x\r\n.a.b\r\n.\rcr\r\n.\r\r\n \r\n.\r\n"
+	    "+OK\r\n..\r\n.\r\n"
 	    "+OK\r\n.\r\n",
 	    0};
 
 	check_transcript(&t,
 	    "greeting greeting ok=1 text=\n"
 	    "ok RETR arg=3 text=\n"
-	    "data[.\r\n..x\r\na.b\r\nbare\nlf\n\rcr\r\n \r\n]\n"
+	    "data[.\r\n..x\r\na.b\r\n\rcr\r\n\r\r\n \r\n]\n"
 	    "end RETR arg=3\n"
-	    "ok RETR arg=4 text=\ndata[no cr\n]\nend RETR arg=4\n"
+	    "ok RETR arg=4 text=\ndata[.\r\n]\nend RETR arg=4\n"
 	    "ok TOP arg=5 text=\nend TOP arg=5\n");
+}
+END_TEST
+
+/*
+ * On a CRLF connection a bare LF is data and no line start: a '.' after
+ * it is kept, and "\n.\r\n" or "\n.\n" does not end the message (the
+ * cut copy would be recorded and deleted).
+ */
+START_TEST(bare_lf_dot_is_data)
+{
+	static const struct pop3_req reqs[] = {REQ(RETR, .msgno = 1), END_REQS};
+	static const struct transcript t = {reqs,
+	    "+OK ready\r\n+OK\r\n"
+	    "a\n.b\r\nc\n..d\r\ne\n.\nf\n.\r\n\n.\r\n.\r\n",
+	    0};
+
+	check_transcript(&t, "greeting greeting ok=1 text=ready\n"
+			     "ok RETR arg=1 text=\n"
+			     "data[a\n.b\r\nc\n..d\r\ne\n.\nf\n.\r\n\n.\r\n]\n"
+			     "end RETR arg=1\n");
+}
+END_TEST
+
+/* A body line "\n.\r\n" must not end the message and let its rest pose
+ * as the server's replies to the commands pipelined after it. */
+START_TEST(bare_lf_dot_crlf_inside_body)
+{
+	static const struct pop3_req reqs[] = {
+	    REQ(RETR, .msgno = 1), REQ(DELE, .msgno = 1), END_REQS};
+	static const struct transcript t = {reqs,
+	    "+OK\r\n+OK\r\n"
+	    "Subject: x\r\n\r\nevil\n.\r\n+OK fake\r\n\n.\r\ntail\r\n.\r\n"
+	    "+OK deleted\r\n",
+	    0};
+
+	check_transcript(&t,
+	    "greeting greeting ok=1 text=\n"
+	    "ok RETR arg=1 text=\n"
+	    "data[Subject: x\r\n\r\nevil\n.\r\n+OK fake\r\n\n.\r\ntail\r\n]\n"
+	    "end RETR arg=1\n"
+	    "ok DELE arg=1 text=deleted\n");
+}
+END_TEST
+
+/* A CR alone is data and starts no line; only CR then LF does. */
+START_TEST(lone_cr_is_data)
+{
+	static const struct pop3_req reqs[] = {REQ(RETR, .msgno = 1), END_REQS};
+	static const struct transcript t = {reqs,
+	    "+OK\r\n+OK\r\n"
+	    "a\r.b\r\n\r.\r\n\r\r\n..c\r\r.\r\n.\r\n",
+	    0};
+
+	check_transcript(&t, "greeting greeting ok=1 text=\n"
+			     "ok RETR arg=1 text=\n"
+			     "data[a\r.b\r\n\r.\r\n\r\r\n.c\r\r.\r\n]\n"
+			     "end RETR arg=1\n");
+}
+END_TEST
+
+/*
+ * A message whose last line ends in a bare LF still ends at the CRLF "."
+ * CRLF after it; "\r\n.\n" is a stuffed dot before a bare LF, not an end.
+ */
+START_TEST(end_after_bare_lf_line)
+{
+	static const struct pop3_req reqs[] = {
+	    REQ(RETR, .msgno = 1), REQ(RETR, .msgno = 2), END_REQS};
+	static const struct transcript t = {reqs,
+	    "+OK\r\n"
+	    "+OK\r\nSubject: x\n\nlast\n\r\n.\r\n"
+	    "+OK\r\na\r\n.\nb\n\r\n.\r\n",
+	    0};
+
+	check_transcript(&t, "greeting greeting ok=1 text=\n"
+			     "ok RETR arg=1 text=\n"
+			     "data[Subject: x\n\nlast\n\r\n]\n"
+			     "end RETR arg=1\n"
+			     "ok RETR arg=2 text=\n"
+			     "data[a\r\n\nb\n\r\n]\n"
+			     "end RETR arg=2\n");
+}
+END_TEST
+
+/* A server whose greeting ends in a bare LF speaks LF only: "." LF ends. */
+START_TEST(lf_only_server)
+{
+	static const struct pop3_req reqs[] = {
+	    REQ(RETR, .msgno = 1), REQ(RETR, .msgno = 2), REQ(UIDL), END_REQS};
+	static const struct transcript t = {reqs,
+	    "+OK old server\n"
+	    "+OK\nSubject: x\n\na\n..b\n.\rc\n.\n"
+	    "+OK\r\nmixed\r\n.\r\n"
+	    "+OK\n1 u1\n.\n",
+	    0};
+	struct pop3 *p = pop3_new();
+	struct pop3_event ev;
+
+	check_transcript(&t, "greeting greeting ok=1 text=old server\n"
+			     "ok RETR arg=1 text=\n"
+			     "data[Subject: x\n\na\n.b\n\rc\n]\n"
+			     "end RETR arg=1\n"
+			     "ok RETR arg=2 text=\n"
+			     "data[mixed\r\n]\n"
+			     "end RETR arg=2\n"
+			     "ok UIDL text=\nuidl UIDL n=1 uid=u1\nend UIDL\n");
+	ck_assert(!pop3_lf_only(p));
+	pop3_feed(p, "+OK\n", 4, &ev);
+	ck_assert_int_eq(ev.type, POP3_EV_GREETING);
+	ck_assert(pop3_lf_only(p));
+	pop3_free(&p);
+}
+END_TEST
+
+/* Only the first status line decides: a later bare LF changes nothing. */
+START_TEST(crlf_server_stays_strict)
+{
+	static const struct pop3_req reqs[] = {REQ(RETR, .msgno = 1), END_REQS};
+	static const struct transcript t = {
+	    reqs, "+OK\r\n+OK\nx\n.\ny\r\n.\r\n", 0};
+	struct pop3 *p = pop3_new();
+	struct pop3_event ev;
+
+	check_transcript(&t, "greeting greeting ok=1 text=\n"
+			     "ok RETR arg=1 text=\n"
+			     "data[x\n.\ny\r\n]\n"
+			     "end RETR arg=1\n");
+	pop3_feed(p, "+OK\r\n", 5, &ev);
+	ck_assert_int_eq(ev.type, POP3_EV_GREETING);
+	ck_assert(!pop3_lf_only(p));
+	pop3_free(&p);
+}
+END_TEST
+
+/* Feeds S whole to P, rendering the events. */
+static void
+feed_all(struct pop3 *p, struct render *r, const char *s)
+{
+	ck_assert(feed_pieces(p, r, s, strlen(s), strlen(s)));
+}
+
+/*
+ * The line-ending style is decided again after TLS: a bare LF in the
+ * greeting, which anyone on the path could have written, does not make
+ * the protected connection lenient, and an LF-only server after TLS is
+ * recognised there.
+ */
+START_TEST(line_style_decided_again_after_tls)
+{
+	static const struct pop3_req stls[] = {REQ(STLS), END_REQS};
+	static const struct pop3_req retr[] = {REQ(RETR, .msgno = 1), END_REQS};
+	struct render r = {0};
+	struct pop3 *p = pop3_new();
+
+	queue(p, stls);
+	feed_all(p, &r, "+OK\n+OK begin\n");
+	ck_assert(pop3_lf_only(p));
+	pop3_tls_started(p);
+	ck_assert(!pop3_lf_only(p));
+	queue(p, retr);
+	feed_all(p, &r, "+OK\r\na\n.\nb\r\n.\r\n");
+	ck_assert(!pop3_lf_only(p));
+	ck_assert_str_eq(r.s, "greeting greeting ok=1 text=\n"
+			      "ok STLS text=begin\n"
+			      "ok RETR arg=1 text=\n"
+			      "data[a\n.\nb\r\n]\n"
+			      "end RETR arg=1\n");
+	free(r.s);
+	pop3_free(&p);
+
+	r = (struct render){0};
+	p = pop3_new();
+	queue(p, stls);
+	feed_all(p, &r, "+OK\r\n+OK begin\r\n");
+	ck_assert(!pop3_lf_only(p));
+	pop3_tls_started(p);
+	queue(p, retr);
+	feed_all(p, &r, "+OK\na\n.\n");
+	ck_assert(pop3_lf_only(p));
+	ck_assert_ptr_nonnull(strstr(r.s, "data[a\n]\nend RETR arg=1\n"));
+	free(r.s);
+	pop3_free(&p);
 }
 END_TEST
 
@@ -561,6 +743,13 @@ pop3_suite(void)
 	tcase_add_test(tc, session_whole);
 	tcase_add_test(tc, capabilities_parsed);
 	tcase_add_test(tc, dot_unstuffing_and_terminators);
+	tcase_add_test(tc, bare_lf_dot_is_data);
+	tcase_add_test(tc, bare_lf_dot_crlf_inside_body);
+	tcase_add_test(tc, lone_cr_is_data);
+	tcase_add_test(tc, end_after_bare_lf_line);
+	tcase_add_test(tc, lf_only_server);
+	tcase_add_test(tc, crlf_server_stays_strict);
+	tcase_add_test(tc, line_style_decided_again_after_tls);
 	tcase_add_test(tc, long_body_line_and_nul);
 	tcase_add_test(tc, response_codes);
 	tcase_add_test(tc, auth_continuation);
