@@ -32,7 +32,6 @@ import test_fetch  # noqa: E402
 
 # Importing test_tls_auth takes --binary out of sys.argv for itself: take
 # it first.
-_BINARY_ARG = test_fetch._take_binary_arg(sys.argv)
 from test_tls_auth import CA  # noqa: E402
 
 PASSWORD = test_fetch.PASSWORD
@@ -258,8 +257,7 @@ class TestClientCertificate(test_fetch.FetchTest):
 
 
 def main():
-    binary = _BINARY_ARG or test_fetch.BINARY
-    test_fetch.BINARY = os.path.abspath(binary)
+    test_fetch.BINARY = os.path.abspath(test_fetch.BINARY)
     if not os.access(test_fetch.BINARY, os.X_OK):
         sys.exit("test_client_cert.py: no popfetchd binary at %s "
                  "(use --binary PATH or POPFETCHD)" % test_fetch.BINARY)

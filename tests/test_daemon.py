@@ -34,7 +34,7 @@ import mailgen  # noqa: E402
 from dovecot import Dovecot, free_ports, make_certificate  # noqa: E402
 from fakepop import FakePop, make_cert  # noqa: E402
 
-BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+from harness import BINARY  # noqa: E402
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Upper bound of any single wait for an event; a test fails, never hangs.
@@ -50,21 +50,6 @@ BAD_SOURCE = "127.0.0.66"
 
 _dovecot = None
 
-
-def _take_binary_arg(argv):
-    """Remove --binary PATH (or --binary=PATH) from ARGV; return PATH."""
-    found = None
-    rest = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--binary":
-            found = next(it, None)
-        elif arg.startswith("--binary="):
-            found = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    argv[:] = rest
-    return found
 
 
 def setUpModule():
@@ -1215,9 +1200,6 @@ class TestSystemdUnits(unittest.TestCase):
 
 def main():
     global BINARY
-    binary = _take_binary_arg(sys.argv)
-    if binary:
-        BINARY = binary
     BINARY = os.path.abspath(BINARY)
     if not os.access(BINARY, os.X_OK):
         sys.exit("test_daemon.py: no popfetchd binary at %s "

@@ -16,9 +16,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert, tempdir  # noqa: E402
-
-BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+from fakepop import FakePop, make_cert  # noqa: E402
+from harness import BINARY, FakePopCase, has_test_hooks, main  # noqa: E402
 
 MESSAGES = [
     b"From: a@example.org\nSubject: one\n\nbody one\n.leading dot\n",
@@ -27,32 +26,8 @@ MESSAGES = [
 ]
 
 
-class FaultTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.certdir = tempdir()
-        cls.cert, cls.key = make_cert(cls.certdir)
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.certdir, ignore_errors=True)
-
-    def setUp(self):
-        self.dir = tempdir()
-        self.maildir = os.path.join(self.dir, "Maildir")
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def server(self, **kw):
-        kw.setdefault("certfile", self.cert)
-        kw.setdefault("keyfile", self.key)
-        s = FakePop(list(MESSAGES), **kw)
-        self.servers.append(s)
-        return s
+class FaultTest(FakePopCase):
+    MESSAGES = MESSAGES
 
     def config(self, srv, tls="implicit", extra="", timeout=20):
         path = os.path.join(self.dir, "popfetchd.conf")
@@ -91,16 +66,6 @@ accounts = ({
             env["POPFETCHD_FAIL"] = fail
         return subprocess.run(args, capture_output=True, text=True,
                               timeout=60, preexec_fn=preexec, env=env)
-
-    def delivered(self):
-        new = os.path.join(self.maildir, "new")
-        if not os.path.isdir(new):
-            return []
-        out = []
-        for name in sorted(os.listdir(new)):
-            with open(os.path.join(new, name), "rb") as f:
-                out.append(f.read())
-        return out
 
     def tmp_files(self):
         tmp = os.path.join(self.maildir, "tmp")
@@ -270,9 +235,8 @@ accounts = ({
         self.assertEqual(srv.messages, [])
 
     def needs_test_hooks(self):
-        with open(BINARY, "rb") as f:
-            if b"POPFETCHD_NOW" not in f.read():
-                self.skipTest("needs a build with -Dtest_hooks=true")
+        if not has_test_hooks():
+            self.skipTest("needs a build with -Dtest_hooks=true")
 
     def fresh_local(self):
         shutil.rmtree(self.maildir, ignore_errors=True)
@@ -592,8 +556,4 @@ accounts = ({
 
 
 if __name__ == "__main__":
-    if "--binary" in sys.argv:
-        i = sys.argv.index("--binary")
-        BINARY = sys.argv[i + 1]
-        del sys.argv[i:i + 2]
-    unittest.main(verbosity=2)
+    main()

@@ -26,28 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mailgen  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 
-BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+from harness import BINARY  # noqa: E402
 
 # One run of popfetchd --once may take this long at most.
 RUN_TIMEOUT = 120
 
 PASSWORD = "s3cret-pass"
 
-
-def _take_binary_arg(argv):
-    """Remove --binary PATH (or --binary=PATH) from ARGV; return PATH."""
-    found = None
-    rest = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--binary":
-            found = next(it, None)
-        elif arg.startswith("--binary="):
-            found = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    argv[:] = rest
-    return found
 
 
 def multiset(messages):
@@ -649,9 +634,6 @@ class TestFetch(FetchTest):
 
 def main():
     global BINARY
-    binary = _take_binary_arg(sys.argv)
-    if binary:
-        BINARY = binary
     BINARY = os.path.abspath(BINARY)
     if not os.access(BINARY, os.X_OK):
         sys.exit("test_fetch.py: no popfetchd binary at %s "

@@ -21,7 +21,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepop import FakePop, make_cert, tempdir  # noqa: E402
 
-BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+from harness import BINARY, main  # noqa: E402
 WAIT = 60
 
 # LOG_MSG_MAX in daemon/log.h: the longest message of a log line.
@@ -188,8 +188,4 @@ accounts = ({
 
 
 if __name__ == "__main__":
-    if "--binary" in sys.argv:
-        i = sys.argv.index("--binary")
-        BINARY = sys.argv[i + 1]
-        del sys.argv[i:i + 2]
-    unittest.main(verbosity=2)
+    main()

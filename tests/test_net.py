@@ -27,7 +27,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepop import FakePop, tempdir  # noqa: E402
 
-BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+from harness import BINARY, main, maildir_messages  # noqa: E402
 
 # Upper bound of any single wait; a test fails, never hangs.
 WAIT = 60
@@ -285,14 +285,7 @@ accounts = ({
                               env=self.env())
 
     def delivered(self):
-        new = os.path.join(self.maildir, "new")
-        if not os.path.isdir(new):
-            return []
-        out = []
-        for name in sorted(os.listdir(new)):
-            with open(os.path.join(new, name), "rb") as f:
-                out.append(f.read())
-        return out
+        return maildir_messages(self.maildir)
 
     def assert_fetched(self, r, srv):
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -422,8 +415,4 @@ accounts = ({
 
 
 if __name__ == "__main__":
-    if "--binary" in sys.argv:
-        i = sys.argv.index("--binary")
-        BINARY = sys.argv[i + 1]
-        del sys.argv[i:i + 2]
-    unittest.main(verbosity=2)
+    main()

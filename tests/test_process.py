@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepop import FakePop, tempdir  # noqa: E402
 from test_net import Daemon  # noqa: E402
 
-BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
+from harness import BINARY, main  # noqa: E402
 
 WAIT = 60
 
@@ -172,8 +172,4 @@ class ProcessTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if "--binary" in sys.argv:
-        i = sys.argv.index("--binary")
-        BINARY = sys.argv[i + 1]
-        del sys.argv[i:i + 2]
-    unittest.main(verbosity=2)
+    main()

@@ -28,11 +28,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepop import FakePop, make_cert, tempdir  # noqa: E402
 
-BINARY = os.environ.get("POPFETCHD", "build/popfetchd")
-if "--binary" in sys.argv:
-    _i = sys.argv.index("--binary")
-    BINARY = sys.argv[_i + 1]
-    del sys.argv[_i:_i + 2]
+from harness import BINARY, main, maildir_messages  # noqa: E402
 
 
 # One run of popfetchd --once takes this long at most.
@@ -225,14 +221,7 @@ class TlsAuthTest(unittest.TestCase):
                               env=full, timeout=RUN_TIMEOUT)
 
     def delivered(self):
-        new = os.path.join(self.maildir, "new")
-        if not os.path.isdir(new):
-            return []
-        out = []
-        for name in sorted(os.listdir(new)):
-            with open(os.path.join(new, name), "rb") as f:
-                out.append(f.read())
-        return out
+        return maildir_messages(self.maildir)
 
     def assert_fetched(self, srv, r):
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -896,4 +885,4 @@ class TlsAuthTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    main()
