@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepop import FakePop, make_cert  # noqa: E402

@@ -11,17 +11,15 @@ Run: python3 tests/test_hostile_text.py --binary build/popfetchd
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+from fakepop import FakePop  # noqa: E402
 
-from harness import BINARY, main  # noqa: E402
+from harness import BINARY, FakePopCase, main  # noqa: E402
 WAIT = 60
 
 # LOG_MSG_MAX in daemon/log.h: the longest message of a log line.
@@ -47,30 +45,11 @@ def printable_lines(data):
     return data.split(b"\n")
 
 
-class HostileTextTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.certdir = tempdir()
-        cls.cert, cls.key = make_cert(cls.certdir)
+class HostileTextTest(FakePopCase):
+    MESSAGES = [MESSAGE]
 
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.certdir, ignore_errors=True)
-
-    def setUp(self):
-        self.dir = tempdir()
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def server(self, messages=(MESSAGE,)):
-        s = FakePop(list(messages), tls="implicit", certfile=self.cert,
-                    keyfile=self.key)
-        self.servers.append(s)
-        return s
+    def server(self):
+        return super().server(tls="implicit")
 
     def hostile_auth(self, srv):
         """Greeting and login refusal full of escapes and padding."""

@@ -5,43 +5,28 @@ Run: python3 tests/test_key_file.py --binary build/popfetchd
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+from fakepop import make_cert  # noqa: E402
 from test_net import Daemon  # noqa: E402
 
-from harness import BINARY, main  # noqa: E402
+from harness import BINARY, FakePopCase, main  # noqa: E402
 
 MESSAGES = [b"From: a@example.org\nSubject: one\n\nbody one\n"]
 
 
-class KeyFileTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.certdir = tempdir()
-        cls.cert, cls.key = make_cert(cls.certdir)
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.certdir, ignore_errors=True)
+class KeyFileTest(FakePopCase):
+    MESSAGES = MESSAGES
 
     def setUp(self):
-        self.dir = tempdir()
-        self.maildir = os.path.join(self.dir, "Maildir")
+        super().setUp()
         # The server asks for no client certificate: one that is sent
         # does no harm, so a good key file lets the poll succeed.
-        self.srv = FakePop(list(MESSAGES), tls="implicit",
-                           certfile=self.cert, keyfile=self.key)
+        self.srv = self.server(tls="implicit")
         self.ccert, self.ckey = make_cert(self.dir, name="client", ip=False)
-
-    def tearDown(self):
-        self.srv.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def write_config(self):
         path = os.path.join(self.dir, "popfetchd.conf")
