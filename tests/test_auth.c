@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "check_main.h"
 
 START_TEST(apop_rfc1939_example)
 {
@@ -262,8 +263,6 @@ main(void)
 {
 	Suite *s = suite_create("auth");
 	TCase *tc = tcase_create("encodings");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, apop_rfc1939_example);
 	tcase_add_test(tc, plain_initial_response);
@@ -279,9 +278,5 @@ main(void)
 	tcase_add_test(tc, base64_roundtrip);
 	tcase_add_test(tc, wipe_clears);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(s);
 }

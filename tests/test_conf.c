@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "check_main.h"
 
 /* A trailing slash, to show that expansion does not double it. */
 #define TEST_HOME "/home/tester/"
@@ -879,21 +880,8 @@ conf_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	if ((ngood = list_corpus("good", &good_files)) <= 0 ||
 	    (nbad = list_corpus("bad", &bad_files)) <= 0)
 		return EXIT_FAILURE;
-	sr = srunner_create(conf_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	while (ngood > 0)
-		free(good_files[--ngood]);
-	while (nbad > 0)
-		free(bad_files[--nbad]);
-	free(good_files);
-	free(bad_files);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(conf_suite());
 }

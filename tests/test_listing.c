@@ -7,6 +7,7 @@
 
 #include "listing.h"
 #include "plan.h"
+#include "check_main.h"
 
 START_TEST(test_merge_in_order)
 {
@@ -177,11 +178,5 @@ listing_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(listing_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(listing_suite());
 }

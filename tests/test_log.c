@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "check_main.h"
 
 static FILE *captured;
 static int saved_stderr = -1;
@@ -399,8 +400,6 @@ main(void)
 	TCase *esc = tcase_create("escape");
 	TCase *msk = tcase_create("mask");
 	TCase *out = tcase_create("output");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(esc, escape_every_byte);
 	tcase_add_test(esc, escape_round_trip);
@@ -421,9 +420,5 @@ main(void)
 	tcase_add_test(out, proto_escapes_and_masks);
 	suite_add_tcase(s, out);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(s);
 }

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "notify.h"
+#include "check_main.h"
 
 static char dir[64];
 static char path[128];
@@ -113,17 +114,11 @@ main(void)
 {
 	Suite *s = suite_create("notify");
 	TCase *tc = tcase_create("status");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, status_cannot_inject_assignments);
 	tcase_add_test(tc, status_is_capped_with_marker);
 	suite_add_tcase(s, tc);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(s);
 }

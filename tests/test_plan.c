@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "plan.h"
+#include "check_main.h"
 
 #define NOW  1000000000
 #define DAYS 86400
@@ -372,8 +373,6 @@ main(void)
 {
 	Suite *s = suite_create("plan");
 	TCase *tc = tcase_create("policy");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_loop_test(
 	    tc, table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
@@ -385,9 +384,5 @@ main(void)
 	tcase_add_test(tc, duplicate_uids_delete_mode_fetched_by_number);
 	tcase_add_test(tc, duplicate_uids_keep_mode_once_never_by_age);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(s);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pop3.h"
+#include "check_main.h"
 
 /* A rendering of all events, message data merged across chunks. */
 struct render {
@@ -768,11 +769,5 @@ pop3_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(pop3_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(pop3_suite());
 }

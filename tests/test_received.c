@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "received.h"
+#include "check_main.h"
 
 /* 2026-12-06 01:20:00 UTC, a Sunday. */
 #define WHEN 1796520000
@@ -121,8 +122,6 @@ main(void)
 {
 	Suite *s = suite_create("received");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_clause_order_and_folding);
 	tcase_add_test(tc, test_uid_with_specials_is_an_atom);
@@ -132,9 +131,5 @@ main(void)
 	tcase_add_test(tc, test_longest_fits);
 	tcase_add_test(tc, test_small_buffer_refused);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(s);
 }

@@ -24,6 +24,7 @@
 #include "conf.h"
 #include "log.h"
 #include "secret.h"
+#include "check_main.h"
 
 struct answer {
 	int calls;
@@ -563,8 +564,6 @@ main(void)
 	TCase *files = tcase_create("files");
 	TCase *cmd = tcase_create("command");
 	TCase *cancel = tcase_create("cancel");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(files, setup, teardown);
 	tcase_add_test(files, inline_password);
@@ -596,9 +595,5 @@ main(void)
 	tcase_add_test(cancel, cancel_inside_callback);
 	suite_add_tcase(s, cancel);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(s);
 }
