@@ -255,6 +255,7 @@ static char *make_header(const char *host, const char *user, unsigned port);
 static unsigned port_class(unsigned port);
 static bool parse_port(const char *p, size_t len, unsigned *port);
 static bool decode_field(char *p, size_t *len);
+static size_t split_header(char *copy, char **f, size_t *flen);
 static enum header_kind match_owner(
     struct state *st, const char *p, size_t len);
 static void file_name(
@@ -601,6 +602,25 @@ decode_field(char *p, size_t *len)
 }
 
 /*
+ * Splits COPY at every space (fields may be empty: a user of "") into F
+ * and FLEN; the number of fields, or 0 if more than HEADER_FIELDS_MAX.
+ */
+static size_t
+split_header(char *copy, char **f, size_t *flen)
+{
+	size_t n = 0;
+	char *sp;
+
+	for (f[0] = copy;; f[n] = sp + 1) {
+		sp = strchr(f[n], ' ');
+		flen[n] = sp != NULL ? (size_t)(sp - f[n]) : strlen(f[n]);
+		if (++n == HEADER_FIELDS_MAX || sp == NULL)
+			break;
+	}
+	return sp == NULL ? n : 0;
+}
+
+/*
  * Whether the header fields at P (LEN bytes after the version: host,
  * user and maybe port) name our mailbox, by the rules at the top of the
  * file. HEADER_ADOPT if so (check_header() then tells whether the text
@@ -610,23 +630,15 @@ decode_field(char *p, size_t *len)
 static enum header_kind
 match_owner(struct state *st, const char *p, size_t len)
 {
-	char *copy, *f[HEADER_FIELDS_MAX], *sp, *header;
-	size_t flen[HEADER_FIELDS_MAX], n = 0;
+	char *copy, *f[HEADER_FIELDS_MAX], *header;
+	size_t flen[HEADER_FIELDS_MAX], n;
 	enum header_kind kind = HEADER_OTHER;
 	unsigned port = 0;
 
-	if ((copy = malloc(len + 1)) == NULL)
+	if ((copy = strndup(p, len)) == NULL)
 		return HEADER_NOMEM;
-	memcpy(copy, p, len);
-	copy[len] = '\0';
-	/* Fields may be empty (a user of ""): split at every space. */
-	for (f[0] = copy;; f[n] = sp + 1) {
-		sp = strchr(f[n], ' ');
-		flen[n] = sp != NULL ? (size_t)(sp - f[n]) : strlen(f[n]);
-		if (++n == HEADER_FIELDS_MAX || sp == NULL)
-			break;
-	}
-	if (sp != NULL || n < 2 || !decode_field(f[0], &flen[0]) ||
+	n = split_header(copy, f, flen);
+	if (n < 2 || !decode_field(f[0], &flen[0]) ||
 	    !decode_field(f[1], &flen[1]) ||
 	    (n == 3 && !parse_port(f[2], flen[2], &port)))
 		goto out;
