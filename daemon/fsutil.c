@@ -1,5 +1,6 @@
 /* File-system helpers shared by maildir.c and state.c. */
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,4 +115,70 @@ fsutil_valid_name(const char *name, size_t len)
 		    (unsigned char)name[i] > 0x7e || name[i] == '/')
 			return false;
 	return true;
+}
+
+#ifdef POPFETCHD_TEST_HOOKS
+/* Calls left until the armed failure (0: none armed), and its errno. */
+static unsigned fail_countdown;
+static int fail_errno;
+static unsigned long forced_fs_type;
+
+void
+fsutil_test_fail_sync(unsigned nth, int err)
+{
+	fail_countdown = nth;
+	fail_errno = err;
+}
+
+void
+fsutil_test_force_fs_type(unsigned long type)
+{
+	forced_fs_type = type;
+}
+
+/* Whether this sync is the one armed to fail (errno then set). */
+static bool
+sync_fault(void)
+{
+	if (fail_countdown == 0 || --fail_countdown > 0)
+		return false;
+	errno = fail_errno;
+	return true;
+}
+#else
+#define sync_fault() false
+#endif
+
+int
+fsutil_fsync(int fd)
+{
+	if (sync_fault())
+		return -1;
+	return fsync(fd);
+}
+
+int
+fsutil_syncfs(int fd)
+{
+	if (sync_fault())
+		return -1;
+	return syncfs(fd);
+}
+
+int
+fsutil_fs_type(int fd, unsigned long *type)
+{
+	struct statfs sf;
+
+#ifdef POPFETCHD_TEST_HOOKS
+	if (forced_fs_type != 0) {
+		*type = forced_fs_type;
+		return 0;
+	}
+#endif
+	if (fstatfs(fd, &sf) == -1)
+		return -1;
+	/* f_type is a signed word: keep the 32 bits magic numbers use. */
+	*type = (unsigned long)sf.f_type & 0xffffffffUL;
+	return 0;
 }

@@ -1,7 +1,9 @@
 /*
  * fsutil: the file-system chores the Maildir writer and the state journal
- * share: writing a whole buffer, creating a directory path durably, and
- * checking a file name read back from disk.
+ * share: writing a whole buffer, creating a directory path durably,
+ * checking a file name read back from disk, and the durability calls
+ * (fsync, syncfs) through one place, so that a test build can make them
+ * fail.
  */
 #ifndef POPFETCHD_FSUTIL_H
 #define POPFETCHD_FSUTIL_H
@@ -28,5 +30,23 @@ int fsutil_fsync_parent(const char *path);
  * from disk are hostile until this says yes.
  */
 bool fsutil_valid_name(const char *name, size_t len);
+
+/* fsync(2) and syncfs(2) of FD: 0, or -1 with errno set. */
+int fsutil_fsync(int fd);
+int fsutil_syncfs(int fd);
+
+/* The type (statfs f_type) of the file system holding FD. 0 or -1/errno. */
+int fsutil_fs_type(int fd, unsigned long *type);
+
+#ifdef POPFETCHD_TEST_HOOKS
+/*
+ * Makes the NTH call of fsutil_fsync() or fsutil_syncfs() from now on
+ * (1: the next one) fail with ERR, once, without syncing; 0 disarms.
+ */
+void fsutil_test_fail_sync(unsigned nth, int err);
+
+/* Makes fsutil_fs_type() answer TYPE; 0 gives back the real one. */
+void fsutil_test_force_fs_type(unsigned long type);
+#endif
 
 #endif

@@ -25,6 +25,24 @@
  * what makes it usable for durability: on older kernels, or on a file
  * system shared with heavy writers, MAILDIR_SYNC_FILE is the safer choice.
  *
+ * syncfs(2) only means something where the kernel holds the data: on a
+ * network or FUSE file system it may return before the server has them
+ * (FUSE passes no syncfs to the daemon behind it; NFS, SMB and the other
+ * remote ones do not wait for the server's stable storage). On those the
+ * batch mode falls back to a fsync of each file, which they do forward.
+ *
+ * A failed sync is final for the handle: Linux reports a writeback error
+ * to a descriptor once, and the pages that failed may be marked clean, so
+ * a second fsync or syncfs would succeed with the data lost. Every later
+ * sync and publish on the handle fails with the first error; only a new
+ * handle (the next poll, which re-fetches what was not recorded) starts
+ * clean.
+ *
+ * The Maildir is created (with tmp/ new/ cur/) only inside a directory
+ * that exists: a missing parent is a typo or a file system not mounted,
+ * and a Maildir created there would take mail that then vanishes from
+ * the server into a place nobody reads.
+ *
  * All files are reached relative to directory descriptors, so the caller's
  * working directory does not matter and names stay short.
  */
@@ -85,8 +103,17 @@ struct maildir {
 	int tmpfd; /* tmp/ */
 	int newfd; /* new/: link target, fsynced by maildir_sync() */
 	enum maildir_sync how;
+	int sync_error;	      /* errno of the first failed sync, 0 if none */
+	const char *nosyncfs; /* file system where syncfs is not trusted */
+	bool fell_back;	      /* batch asked for, per-file sync used */
 	char host[HOST_NAME_MAX + 1];
 	unsigned nopen; /* messages begun and not yet finished or aborted */
+};
+
+/* A name asked about by maildir_delivered_many(), and where its answer goes. */
+struct wanted {
+	const char *name;
+	int *found;
 };
 
 struct maildir_msg {
@@ -102,8 +129,14 @@ struct maildir_msg {
 
 static void errmsg(
     char *errbuf, size_t errlen, const char *what, const char *path);
+static void parent_of(const char *path, char *parent, size_t len);
+static int make_maildir(const char *path, char *errbuf, size_t errlen);
+static int make_dir_in(
+    const char *parent, const char *path, char *errbuf, size_t errlen);
 static int open_subdir(
     struct maildir *md, const char *sub, char *errbuf, size_t errlen);
+static int sticky_error(const struct maildir *md);
+static int sync_result(struct maildir *md, int rc);
 static bool valid_name(const char *name);
 static void set_host(struct maildir *md);
 static size_t host_escape(char c, char esc[ESCAPE_SIZE]);
@@ -121,6 +154,11 @@ static int move_noreplace(
     int fromfd, const char *from, int tofd, const char *to);
 static bool link_unsupported(int err);
 static void free_msg(struct maildir_msg *msg);
+static int wanted_cmp(const void *a, const void *b);
+static int key_cmp(const char *name, const char *key, size_t len);
+static void mark_wanted(
+    struct wanted *w, size_t n, const char *key, size_t len);
+static int scan_cur(struct maildir *md, struct wanted *w, size_t n);
 
 /* Counts names made by this process; with pid and time it makes them unique. */
 static unsigned long name_seq;
@@ -138,6 +176,7 @@ struct maildir *
 maildir_open(const char *path, char *errbuf, size_t errlen)
 {
 	struct maildir *md;
+	unsigned long fstype;
 	int curfd, saved;
 
 	if (errbuf != NULL && errlen > 0)
@@ -149,7 +188,7 @@ maildir_open(const char *path, char *errbuf, size_t errlen)
 		return NULL;
 	}
 	md->dirfd = md->tmpfd = md->newfd = -1;
-	if (fsutil_mkdir_p(path, errbuf, errlen) == -1)
+	if (make_maildir(path, errbuf, errlen) == -1)
 		goto fail;
 	md->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (md->dirfd == -1) {
@@ -164,6 +203,9 @@ maildir_open(const char *path, char *errbuf, size_t errlen)
 		goto fail;
 	close(curfd);
 	set_host(md);
+	if (fsutil_fs_type(md->dirfd, &fstype) == 0)
+		md->nosyncfs = maildir_syncfs_unreliable(fstype);
+	maildir_set_sync(md, MAILDIR_SYNC_BATCH);
 	return md;
 fail:
 	saved = errno;
@@ -192,6 +234,85 @@ maildir_close(struct maildir **mdp)
 	*mdp = NULL;
 }
 
+/*
+ * The directory holding PATH (trailing slashes ignored), into PARENT:
+ * "." for a bare name, "/" for a name at the root.
+ */
+static void
+parent_of(const char *path, char *parent, size_t len)
+{
+	size_t end = strlen(path), slash;
+
+	while (end > 1 && path[end - 1] == '/')
+		end--;
+	slash = end;
+	while (slash > 0 && path[slash - 1] != '/')
+		slash--;
+	if (slash == 0)
+		snprintf(parent, len, ".");
+	else if (slash == 1)
+		snprintf(parent, len, "/");
+	else
+		snprintf(parent, len, "%.*s", (int)(slash - 1), path);
+}
+
+/*
+ * Creates the Maildir directory PATH if missing, but only inside an
+ * existing directory (see the top of the file).
+ */
+static int
+make_maildir(const char *path, char *errbuf, size_t errlen)
+{
+	char parent[PATH_MAX];
+	struct stat sb;
+
+	if (path[0] == '\0') {
+		errno = ENOENT;
+		errmsg(errbuf, errlen, "cannot open", "\"\"");
+		return -1;
+	}
+	parent_of(path, parent, sizeof(parent));
+	if (stat(parent, &sb) == 0) {
+		if (S_ISDIR(sb.st_mode))
+			return make_dir_in(parent, path, errbuf, errlen);
+		errno = ENOTDIR;
+	}
+	if (errno == ENOENT && errbuf != NULL && errlen > 0)
+		snprintf(errbuf, errlen,
+		    "parent directory %s does not exist (not created: a typo "
+		    "or an unmounted file system?)",
+		    parent);
+	else
+		errmsg(errbuf, errlen, "cannot use parent directory", parent);
+	return -1;
+}
+
+/* mkdir PATH, inside the existing directory PARENT, durably. */
+static int
+make_dir_in(const char *parent, const char *path, char *errbuf, size_t errlen)
+{
+	int fd, rc, saved;
+
+	if (mkdir(path, 0700) == -1) {
+		if (errno == EEXIST)
+			return 0;
+		errmsg(errbuf, errlen, "cannot create", path);
+		return -1;
+	}
+	/* The new entry must survive a crash, as in mkdir_p. */
+	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		errmsg(errbuf, errlen, "cannot open", parent);
+		return -1;
+	}
+	rc = fsutil_fsync(fd);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	if (rc == -1)
+		errmsg(errbuf, errlen, "cannot fsync", parent);
+	return rc;
+}
+
 /* Creates (if missing) and opens the subdirectory SUB of the Maildir. */
 static int
 open_subdir(struct maildir *md, const char *sub, char *errbuf, size_t errlen)
@@ -202,7 +323,7 @@ open_subdir(struct maildir *md, const char *sub, char *errbuf, size_t errlen)
 	snprintf(full, sizeof(full), "%s/%s", md->path, sub);
 	if (mkdirat(md->dirfd, sub, 0700) == 0) {
 		/* As in mkdir_p: the new entry must survive a crash. */
-		if (fsync(md->dirfd) == -1) {
+		if (fsutil_fsync(md->dirfd) == -1) {
 			errmsg(errbuf, errlen, "cannot fsync", md->path);
 			return -1;
 		}
@@ -518,7 +639,8 @@ finish_file(struct maildir_msg *msg)
 			return -1;
 	}
 	if (flush_buf(msg) == -1 ||
-	    (msg->md->how == MAILDIR_SYNC_FILE && fsync(msg->fd) == -1))
+	    (msg->md->how == MAILDIR_SYNC_FILE &&
+		sync_result(msg->md, fsutil_fsync(msg->fd)) == -1))
 		return -1;
 	/*
 	 * A large message: start its write-out now, without waiting for it,
@@ -643,7 +765,8 @@ maildir_finish(struct maildir_msg **msgp, char *tmpname, size_t tmplen,
 	 * The caller's intent will say "the message is in tmp/": the entry
 	 * must be durable before that, not only the file's data.
 	 */
-	if (msg->md->how == MAILDIR_SYNC_FILE && fsync(msg->md->tmpfd) == -1)
+	if (msg->md->how == MAILDIR_SYNC_FILE &&
+	    sync_result(msg->md, fsutil_fsync(msg->md->tmpfd)) == -1)
 		goto fail;
 	memcpy(tmpname, msg->name, strlen(msg->name) + 1);
 	memcpy(finalname, final, strlen(final) + 1);
@@ -664,6 +787,9 @@ maildir_publish(struct maildir *md, const char *tmpname, const char *finalname)
 		errno = EINVAL;
 		return -1;
 	}
+	/* What failed to sync may be gone: it must not get a name in new/. */
+	if (sticky_error(md) == -1)
+		return -1;
 	/*
 	 * A link, not a rename: the tmp/ name stays valid until we drop it
 	 * after new/ is fsynced, so no moment exists where a crash could
@@ -697,28 +823,65 @@ maildir_tmp_exists(struct maildir *md, const char *tmpname)
 	return exists_at(md->tmpfd, tmpname) || errno != ENOENT;
 }
 
-/*
- * Whether a message published as FINALNAME is still in the Maildir: in
- * new/, or in cur/ where a mail reader moves it, keeping the name and
- * adding an info suffix (":2,S").
- */
 int
 maildir_delivered(struct maildir *md, const char *finalname)
 {
-	size_t n = strlen(finalname);
+	int found;
+
+	if (maildir_delivered_many(md, &finalname, 1, &found) == -1)
+		return -1;
+	return found;
+}
+
+static int
+wanted_cmp(const void *a, const void *b)
+{
+	return strcmp(
+	    ((const struct wanted *)a)->name, ((const struct wanted *)b)->name);
+}
+
+/* strcmp() of NAME against the LEN bytes at KEY (no NUL among them). */
+static int
+key_cmp(const char *name, const char *key, size_t len)
+{
+	int c = strncmp(name, key, len);
+
+	if (c != 0)
+		return c;
+	return name[len] == '\0' ? 0 : 1;
+}
+
+/*
+ * Marks found every wanted name equal to the LEN bytes at KEY: W holds N
+ * entries sorted by name (several may be equal).
+ */
+static void
+mark_wanted(struct wanted *w, size_t n, const char *key, size_t len)
+{
+	size_t lo = 0, hi = n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (key_cmp(w[mid].name, key, len) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < n && key_cmp(w[lo].name, key, len) == 0; lo++)
+		*w[lo].found = 1;
+}
+
+/*
+ * Looks for the N names of W in cur/, in one pass: a mail reader moves
+ * a message there under its name plus an info suffix (":2,S").
+ */
+static int
+scan_cur(struct maildir *md, struct wanted *w, size_t n)
+{
 	struct dirent *de;
-	int found = 0;
 	DIR *cur;
 	int fd;
 
-	if (!valid_name(finalname)) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (exists_at(md->newfd, finalname))
-		return 1;
-	if (errno != ENOENT)
-		return -1;
 	if ((fd = openat(
 		 md->dirfd, "cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
 		return errno == ENOENT ? 0 : -1;
@@ -726,14 +889,54 @@ maildir_delivered(struct maildir *md, const char *finalname)
 		close(fd);
 		return -1;
 	}
+	qsort(w, n, sizeof(*w), wanted_cmp);
 	errno = 0;
-	while (found == 0 && (de = readdir(cur)) != NULL)
-		found = strncmp(de->d_name, finalname, n) == 0 &&
-			(de->d_name[n] == '\0' || de->d_name[n] == ':');
-	if (found == 0 && errno != 0)
-		found = -1;
+	while ((de = readdir(cur)) != NULL)
+		mark_wanted(w, n, de->d_name, strcspn(de->d_name, ":"));
+	if (errno != 0) {
+		int saved = errno;
+
+		closedir(cur);
+		errno = saved;
+		return -1;
+	}
 	closedir(cur);
-	return found;
+	return 0;
+}
+
+/*
+ * new/ first, then cur/: a message moved from new/ to cur/ after its
+ * look-up in new/ was in cur/ before the scan began, so the scan sees it.
+ */
+int
+maildir_delivered_many(
+    struct maildir *md, const char *const *finalnames, size_t n, int *found)
+{
+	struct wanted *w;
+	size_t i, nw = 0;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		if (!valid_name(finalnames[i])) {
+			errno = EINVAL;
+			return -1;
+		}
+	if (n == 0)
+		return 0;
+	if ((w = calloc(n, sizeof(*w))) == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		found[i] = exists_at(md->newfd, finalnames[i]);
+		if (found[i] == 0 && errno != ENOENT) {
+			free(w);
+			return -1;
+		}
+		if (found[i] == 0)
+			w[nw++] = (struct wanted){finalnames[i], &found[i]};
+	}
+	rc = nw > 0 ? scan_cur(md, w, nw) : 0;
+	free(w);
+	return rc;
 }
 
 int
@@ -775,21 +978,86 @@ free_msg(struct maildir_msg *msg)
 void
 maildir_set_sync(struct maildir *md, enum maildir_sync how)
 {
-	md->how = how;
+	md->fell_back = how == MAILDIR_SYNC_BATCH && md->nosyncfs != NULL;
+	md->how = md->fell_back ? MAILDIR_SYNC_FILE : how;
+}
+
+const char *
+maildir_sync_fallback(const struct maildir *md)
+{
+	return md->fell_back ? md->nosyncfs : NULL;
+}
+
+/*
+ * Magic numbers of statfs(2) f_type (linux/magic.h and the file systems'
+ * own sources) for which syncfs(2) does not reach stable storage.
+ */
+static const struct {
+	unsigned long type;
+	const char *name;
+} no_syncfs[] = {
+    {0x65735546UL, "fuse"}, /* also virtiofs, GlusterFS, sshfs, s3fs... */
+    {0x00006969UL, "nfs"},
+    {0x0000517bUL, "smb"},
+    {0xff534d42UL, "cifs"},
+    {0xfe534d42UL, "smb2"},
+    {0x01021997UL, "9p"},
+    {0x00c36400UL, "ceph"},
+    {0x0bd00bd0UL, "lustre"},
+    {0x5346414fUL, "afs"},
+    {0x6b414653UL, "afs"},
+    {0x73757245UL, "coda"},
+    {0x0000564cUL, "ncp"},
+    {0x20030528UL, "orangefs"},
+    {0x47504653UL, "gpfs"},
+};
+
+const char *
+maildir_syncfs_unreliable(unsigned long fs_type)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(no_syncfs) / sizeof(no_syncfs[0]); i++)
+		if (no_syncfs[i].type == (fs_type & 0xffffffffUL))
+			return no_syncfs[i].name;
+	return NULL;
+}
+
+/* The first sync error of the handle, if there was one (errno set). */
+static int
+sticky_error(const struct maildir *md)
+{
+	if (md->sync_error == 0)
+		return 0;
+	errno = md->sync_error;
+	return -1;
+}
+
+/* Passes RC on, keeping the first failure of a sync as the handle's. */
+static int
+sync_result(struct maildir *md, int rc)
+{
+	if (rc == -1 && errno != EINTR && md->sync_error == 0)
+		md->sync_error = errno;
+	return rc;
 }
 
 int
 maildir_sync_tmp(struct maildir *md)
 {
+	if (sticky_error(md) == -1)
+		return -1;
 	if (md->how == MAILDIR_SYNC_FILE)
 		return 0;
-	return syncfs(md->tmpfd);
+	return sync_result(md, fsutil_syncfs(md->tmpfd));
 }
 
 int
 maildir_sync(struct maildir *md)
 {
-	return fsync(md->newfd);
+	if (sticky_error(md) == -1)
+		return -1;
+	return sync_result(md, fsutil_fsync(md->newfd));
 }
 
 int

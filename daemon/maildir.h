@@ -47,10 +47,13 @@ struct maildir_msg;
 
 /*
  * Opens the Maildir at PATH, creating it (and tmp/ new/ cur/, mode 0700)
- * if missing. It does not clean tmp/: that is maildir_clean_tmp(), to be
- * called once the caller knows which tmp/ files its pending intents still
- * need. Returns NULL with errno set on failure; ERRBUF (if not NULL) then
- * says what failed.
+ * if missing, but only inside a directory that exists: a missing parent
+ * (a typo, a file system not mounted) fails with ENOENT and "parent
+ * directory ... does not exist", so that mail is never delivered where
+ * nobody will look. It does not clean tmp/: that is maildir_clean_tmp(),
+ * to be called once the caller knows which tmp/ files its pending intents
+ * still need. Returns NULL with errno set on failure; ERRBUF (if not
+ * NULL) then says what failed.
  */
 struct maildir *maildir_open(const char *path, char *errbuf, size_t errlen);
 
@@ -66,12 +69,39 @@ enum maildir_sync {
 	MAILDIR_SYNC_FILE,
 };
 
+/*
+ * Sets how messages become durable (MAILDIR_SYNC_BATCH until set). On a
+ * file system where syncfs(2) does not reach stable storage (network and
+ * FUSE file systems, see maildir_syncfs_unreliable()) MAILDIR_SYNC_BATCH
+ * becomes MAILDIR_SYNC_FILE, and maildir_sync_fallback() says so.
+ */
 void maildir_set_sync(struct maildir *md, enum maildir_sync how);
+
+/*
+ * If MAILDIR_SYNC_BATCH was asked for (or left as the default) but
+ * MAILDIR_SYNC_FILE is used instead, the short name of the file system
+ * type that made it so ("nfs", "fuse", ...), a static string; otherwise
+ * NULL.
+ */
+const char *maildir_sync_fallback(const struct maildir *md);
+
+/*
+ * The short name of the file system type FS_TYPE (statfs(2) f_type) if
+ * syncfs(2) cannot be trusted there, NULL otherwise. Exposed for tests.
+ */
+const char *maildir_syncfs_unreliable(unsigned long fs_type);
 
 /*
  * Makes every message maildir_finish() has completed durable under its
  * tmp/ name. Returns 0, or -1 with errno set (a writeback error: the
  * messages since the last successful call must be taken as lost).
+ *
+ * A failed sync (this one, maildir_sync(), or the fsyncs of
+ * maildir_finish() in MAILDIR_SYNC_FILE mode; any errno but EINTR) is
+ * final for MD: from then on maildir_sync_tmp(), maildir_sync() and
+ * maildir_publish() fail with its errno, as the kernel reports a
+ * writeback error only once and a retry would wrongly succeed. Close MD
+ * and open the Maildir again (a new poll) to start over.
  */
 int maildir_sync_tmp(struct maildir *md);
 
@@ -135,7 +165,8 @@ uint64_t maildir_msg_size(const struct maildir_msg *msg);
  * exists already the message counts as published and 0 is returned
  * (maildir_finish() chose a name free in new/, so a file there is this
  * message, linked by an earlier call). Returns 0, or -1 with errno set:
- * EINVAL for a bad name, ENOENT if neither name exists.
+ * EINVAL for a bad name, ENOENT if neither name exists, or the error of
+ * an earlier failed sync of MD (see maildir_sync_tmp()).
  * Not durable until maildir_sync().
  */
 int maildir_publish(
@@ -164,7 +195,20 @@ int maildir_drop_tmp(struct maildir *md, const char *tmpname);
  */
 int maildir_delivered(struct maildir *md, const char *finalname);
 
-/* fsyncs new/. Returns 0, or -1 with errno set. */
+/*
+ * maildir_delivered() of N names at once, at the cost of one look-up in
+ * new/ per name and one scan of cur/ for all of them (the old function
+ * scans cur/ per name): FOUND[i] gets 1 or 0 for FINALNAMES[i]. Returns
+ * 0, or -1 with errno set (EINVAL if any name is invalid; FOUND is then
+ * undefined).
+ */
+int maildir_delivered_many(
+    struct maildir *md, const char *const *finalnames, size_t n, int *found);
+
+/*
+ * fsyncs new/. Returns 0, or -1 with errno set; a failure is final for
+ * MD (see maildir_sync_tmp()).
+ */
 int maildir_sync(struct maildir *md);
 
 /* Free bytes for an unprivileged user on the Maildir's file system. */

@@ -3,13 +3,32 @@
  *
  * File DIR/ACCOUNT.state, text, one record per line:
  *
- *	popfetchd-state 1 <host> <user>		header (percent-encoded fields)
+ *	popfetchd-state 1 <host> <user> <port>	header (percent-encoded fields)
  *	+ <first_seen_epoch> <uid>		UID delivered
  *	- <uid>					UID forgotten
  *	> <first_seen_epoch> <uid> <tmp> <final>	UID delivered, pending
  *	= <uid>					pending UID completed
  *	! <last_strike_epoch> <uid> <count>	failed deliveries so far
  *						(0: a note, see state_note)
+ *	# <uid> <size>				listed size of a delivered UID
+ *
+ * The header names the server and user the state belongs to: the host
+ * (compared without regard to ASCII case and to one trailing dot, as DNS
+ * names are; written in lower case without the dot), the user (compared
+ * exactly) and the port. Ports 110 and 995 count as one: POP3 and POP3S
+ * reach the same mailbox (RFC 8314), and moving an account from one to
+ * the other must not fetch again the mail it keeps. Any other port is
+ * another mailbox (another server on the same host, a test instance):
+ * sharing a state with it would take its UIDs for ours, and a UID that
+ * collides would be deleted unread. A header without a port, written
+ * before the port was recorded (or by a caller that does not know it),
+ * matches any port; a header that matches but is not spelled as this
+ * state would write it (no port, another case, 110 for 995) is
+ * rewritten at the next state_commit(), by the same atomic snapshot as a
+ * compaction. A binary from before the port was recorded compares the
+ * header as a whole: it sets a file with a port aside as another owner's
+ * (ACCOUNT.state.old, kept) and starts afresh, fetching again the mail
+ * kept on the server: duplicates, never a loss.
  *
  * A pending record (an intent) says: the message is durable in tmp/<tmp>
  * of the Maildir and is to be published as new/<final>; it counts as
@@ -42,6 +61,17 @@
  * delivered a second time. That is the one way to a duplicate, and it
  * needs a corrupted journal.
  *
+ * A size ("#") is the size the server listed (LIST) for the message
+ * delivered under UID, so that the planner can tell a new message that
+ * reuses an old UID from the old one. It follows the "+" or ">" of its
+ * UID in the same write, and is written again after it by compaction. A
+ * UID without one has its size unknown: delivered by a binary before
+ * sizes, or the "#" lost with a torn tail. A "#" of a UID not delivered
+ * is dead; a later one for the same UID replaces the earlier. A binary
+ * older than sizes skips "#" as malformed (its load notice counts them)
+ * and reads the deliveries as before: nothing is lost or delivered twice,
+ * and its compaction drops the sizes, which become unknown again.
+ *
  * A strike ("!") counts a failed delivery of a UID not delivered yet, so
  * that the planner can quarantine a message that keeps failing. It holds
  * the absolute count, not an increment: replaying a record twice, or only
@@ -54,11 +84,13 @@
  * release too; an older binary skips "!" as malformed, which only forgets
  * a quarantine.
  *
- * When dead records (forgotten UIDs, their old "+" lines, "=" lines,
- * superseded or ended strikes, duplicates, malformed lines) outnumber
+ * When dead records (forgotten UIDs, their old "+" and "#" lines, "="
+ * lines, superseded sizes and strikes, ended strikes, duplicates,
+ * malformed lines) outnumber
  * both COMPACT_MIN_DEAD and the live records, state_commit() rewrites the
  * file with only the live ones: a completed UID as "+", a pending one as
- * ">" again, and each UID with strikes as one "!".
+ * ">" again, each followed by its "#" if its size is known, and each UID
+ * with strikes as one "!".
  *
  * The lock is a flock() on a separate ACCOUNT.lock, never replaced or
  * removed: the state file itself is replaced by rename when compacted, and
@@ -113,6 +145,18 @@
 /* Fields after the kind of the longest record (">"). */
 #define FIELDS_MAX 4
 
+/* Fields of the header after the version: host, user and maybe port. */
+#define HEADER_FIELDS_MAX 3
+
+/* A size no message has: the slot's size is not known. */
+#define SIZE_UNKNOWN UINT64_MAX
+
+/* Room for a "# <uid> <size>\n" record and a NUL. */
+#define SIZE_RECORD_MAX (2 + UID_MAX_LEN + 1 + 20 + 1 + 1)
+
+/* Room for everything written for one delivered UID. */
+#define SLOT_RECORDS_MAX (RECORD_MAX + SIZE_RECORD_MAX)
+
 /*
  * Room for the longest record, "> " epoch(20) ' ' uid ' ' tmp ' ' final
  * '\n', and a NUL.
@@ -140,7 +184,8 @@
 struct slot {
 	char *uid; /* NULL: empty slot */
 	uint64_t hash;
-	time_t when; /* delivered: first seen; strike: the latest strike */
+	time_t when;   /* delivered: first seen; strike: the latest strike */
+	uint64_t size; /* delivered: listed size, or SIZE_UNKNOWN */
 	union {
 		/* delivered table: if pending "<tmp>\0<final>\0" (owned) */
 		char *names;
@@ -170,21 +215,28 @@ struct buf {
 
 enum header_kind {
 	HEADER_OK,	/* ours */
-	HEADER_OTHER,	/* version 1, another host or user */
+	HEADER_ADOPT,	/* ours, spelled otherwise: rewrite it */
+	HEADER_OTHER,	/* version 1, another host, port or user */
 	HEADER_CORRUPT, /* unreadable */
 	HEADER_NEWER,	/* a format version we do not know */
+	HEADER_NOMEM,	/* could not tell: out of memory */
 };
 
 struct state {
 	char *dir;
 	char *account;
 	char *header; /* the header line our file must have */
+	char *host;   /* normalised (see norm_host) */
+	char *user;
+	unsigned port;	     /* 0: not known, any will do */
+	bool rewrite_header; /* the file's header is not st->header yet */
 	int dirfd, lockfd, fd;
 	off_t clean_len; /* the file up to here holds whole records */
 	bool need_sep;	 /* junk may follow clean_len: start with '\n' */
 	size_t dead;	 /* records in the file not adding to the live set */
 	size_t compact_floor; /* no compaction before dead reaches this */
 	size_t npending;      /* slots with names: intents not completed */
+	size_t nsized;	      /* slots with a size: "#" records live */
 	struct table tab;     /* delivered UIDs, pending ones included */
 	struct table strikes; /* UIDs not delivered that failed to be */
 	struct buf out;	      /* records not yet written */
@@ -198,13 +250,20 @@ static void add_notice(struct state *st, const char *fmt, ...)
 static bool valid_account(const char *account);
 static bool valid_uid(const char *uid, size_t len);
 static char *make_names(const char *tmpname, const char *finalname);
-static char *make_header(const char *host, const char *user);
+static char *norm_host(const char *host);
+static char *make_header(const char *host, const char *user, unsigned port);
+static unsigned port_class(unsigned port);
+static bool parse_port(const char *p, size_t len, unsigned *port);
+static bool decode_field(char *p, size_t *len);
+static size_t split_header(char *copy, char **f, size_t *flen);
+static enum header_kind match_owner(
+    struct state *st, const char *p, size_t len);
 static void file_name(
     char *buf, size_t len, const struct state *st, const char *suffix);
 static int take_lock(struct state *st, char *errbuf, size_t errlen);
 static int load(struct state *st, char *errbuf, size_t errlen);
 static int read_all(int fd, struct buf *out);
-static enum header_kind check_header(const struct state *st, const char *data,
+static enum header_kind check_header(struct state *st, const char *data,
     size_t len, size_t *hlen, unsigned long *version);
 static int parse_records(
     struct state *st, const char *data, size_t hlen, size_t len);
@@ -218,6 +277,9 @@ static int apply_add(struct state *st, const char *uid, time_t first_seen,
 static void apply_forget(struct state *st, const char *uid);
 static void apply_complete(struct state *st, const char *uid);
 static bool parse_count(const char *p, size_t len, unsigned *count);
+static bool parse_size(const char *p, size_t len, uint64_t *size);
+static void apply_size(struct state *st, const char *uid, uint64_t size);
+static void forget_size(struct state *st, const struct slot *s);
 static int parse_strike(struct state *st, const struct field *f);
 static int forget_strikes(struct state *st, const char *uid, size_t len);
 static int apply_strike(
@@ -236,6 +298,7 @@ static int buf_reserve(struct buf *b, size_t more);
 static void buf_add(struct buf *b, const char *data, size_t len);
 static void buf_add_record(struct buf *b, const struct slot *s);
 static void buf_add_strike(struct buf *b, const struct slot *s);
+static void buf_add_size(struct buf *b, const struct slot *s);
 static void buf_add_uid_record(struct buf *b, char kind, const char *uid);
 static uint64_t siphash13(const uint64_t key[2], const char *s, size_t len);
 static void table_init_key(struct table *t);
@@ -280,6 +343,13 @@ struct state *
 state_open(const char *dir, const char *account, const char *host,
     const char *user, char *errbuf, size_t errlen)
 {
+	return state_open_mailbox(dir, account, host, 0, user, errbuf, errlen);
+}
+
+struct state *
+state_open_mailbox(const char *dir, const char *account, const char *host,
+    unsigned port, const char *user, char *errbuf, size_t errlen)
+{
 	struct state *st;
 	int saved;
 
@@ -289,12 +359,20 @@ state_open(const char *dir, const char *account, const char *host,
 		errno = EINVAL;
 		return NULL;
 	}
+	if (port > 65535) {
+		set_err(errbuf, errlen, "invalid port %u", port);
+		errno = EINVAL;
+		return NULL;
+	}
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		goto nomem;
 	st->dirfd = st->lockfd = st->fd = -1;
+	st->port = port;
 	if ((st->dir = strdup(dir)) == NULL ||
 	    (st->account = strdup(account)) == NULL ||
-	    (st->header = make_header(host, user)) == NULL)
+	    (st->host = norm_host(host)) == NULL ||
+	    (st->user = strdup(user != NULL ? user : "")) == NULL ||
+	    (st->header = make_header(st->host, st->user, port)) == NULL)
 		goto nomem;
 	table_init_key(&st->tab);
 	table_init_key(&st->strikes);
@@ -338,6 +416,8 @@ state_close(struct state **stp)
 	table_free(&st->strikes);
 	free(st->out.data);
 	free(st->header);
+	free(st->host);
+	free(st->user);
 	free(st->account);
 	free(st->dir);
 	free(st);
@@ -408,27 +488,188 @@ encode_field(struct buf *b, const char *s)
 	}
 }
 
-/* "popfetchd-state 1 <host> <user>\n", NUL-terminated (caller frees). */
+/*
+ * HOST as the header holds it (caller frees): ASCII letters in lower
+ * case, one trailing dot dropped, so that "POP.Example.com." and
+ * "pop.example.com" are one server, as DNS has them.
+ */
 static char *
-make_header(const char *host, const char *user)
+norm_host(const char *host)
 {
-	size_t hlen = host != NULL ? strlen(host) : 0;
-	size_t ulen = user != NULL ? strlen(user) : 0;
+	char *h, *p;
+	size_t len;
+
+	if ((h = strdup(host != NULL ? host : "")) == NULL)
+		return NULL;
+	for (p = h; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	len = strlen(h);
+	if (len > 1 && h[len - 1] == '.')
+		h[len - 1] = '\0';
+	return h;
+}
+
+/*
+ * "popfetchd-state 1 <host> <user> <port>\n", without " <port>" if PORT
+ * is 0, NUL-terminated (caller frees).
+ */
+static char *
+make_header(const char *host, const char *user, unsigned port)
+{
+	size_t hlen = strlen(host), ulen = strlen(user);
 	struct buf b = {0};
-	char version[24];
-	int n;
+	char version[24], portstr[16];
+	int n, pn = 0;
 
 	n = snprintf(version, sizeof(version), "%d ", FORMAT_VERSION);
-	if (buf_reserve(&b,
-		sizeof(FORMAT_MAGIC) + (size_t)n + 3 * (hlen + ulen) + 3) == -1)
+	if (port != 0)
+		pn = snprintf(portstr, sizeof(portstr), " %u", port);
+	if (buf_reserve(&b, sizeof(FORMAT_MAGIC) + (size_t)n +
+				3 * (hlen + ulen) + (size_t)pn + 3) == -1)
 		return NULL;
 	buf_add(&b, FORMAT_MAGIC, strlen(FORMAT_MAGIC));
 	buf_add(&b, version, (size_t)n);
 	encode_field(&b, host);
 	buf_add(&b, " ", 1);
 	encode_field(&b, user);
+	buf_add(&b, portstr, (size_t)pn);
 	buf_add(&b, "\n", 2); /* with the NUL */
 	return b.data;
+}
+
+/* POP3 (110) and POP3S (995) reach one mailbox: one class. */
+static unsigned
+port_class(unsigned port)
+{
+	return port == 110 ? 995 : port;
+}
+
+/* A port field: 1 to 65535 in decimal, no sign, no leading zero. */
+static bool
+parse_port(const char *p, size_t len, unsigned *port)
+{
+	unsigned v = 0;
+	size_t i;
+
+	if (len == 0 || len > 5 || p[0] == '0')
+		return false;
+	for (i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(p[i] - '0');
+	}
+	if (v > 65535)
+		return false;
+	*port = v;
+	return true;
+}
+
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Undoes encode_field() in place; false if P is no encoding of ours. */
+static bool
+decode_field(char *p, size_t *len)
+{
+	size_t i, o = 0;
+	int hi, lo;
+
+	for (i = 0; i < *len; i++) {
+		if (p[i] != '%') {
+			p[o++] = p[i];
+			continue;
+		}
+		if (i + 2 >= *len)
+			return false;
+		if ((hi = hex_value(p[i + 1])) == -1 ||
+		    (lo = hex_value(p[i + 2])) == -1)
+			return false;
+		p[o++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	*len = o;
+	return true;
+}
+
+/*
+ * Splits COPY at every space (fields may be empty: a user of "") into F
+ * and FLEN; the number of fields, or 0 if more than HEADER_FIELDS_MAX.
+ */
+static size_t
+split_header(char *copy, char **f, size_t *flen)
+{
+	size_t n = 0;
+	char *sp;
+
+	for (f[0] = copy;; f[n] = sp + 1) {
+		sp = strchr(f[n], ' ');
+		flen[n] = sp != NULL ? (size_t)(sp - f[n]) : strlen(f[n]);
+		if (++n == HEADER_FIELDS_MAX || sp == NULL)
+			break;
+	}
+	return sp == NULL ? n : 0;
+}
+
+/*
+ * Whether the header fields at P (LEN bytes after the version: host,
+ * user and maybe port) name our mailbox, by the rules at the top of the
+ * file. HEADER_ADOPT if so (check_header() then tells whether the text
+ * differs), HEADER_OTHER if not. A state opened without a port takes the
+ * file's, so that its rewrites keep it.
+ */
+static enum header_kind
+match_owner(struct state *st, const char *p, size_t len)
+{
+	char *copy, *f[HEADER_FIELDS_MAX], *header;
+	size_t flen[HEADER_FIELDS_MAX], n;
+	enum header_kind kind = HEADER_OTHER;
+	unsigned port = 0;
+
+	if ((copy = strndup(p, len)) == NULL)
+		return HEADER_NOMEM;
+	n = split_header(copy, f, flen);
+	if (n < 2 || !decode_field(f[0], &flen[0]) ||
+	    !decode_field(f[1], &flen[1]) ||
+	    (n == 3 && !parse_port(f[2], flen[2], &port)))
+		goto out;
+	f[0][flen[0]] = '\0';
+	if (memchr(f[0], '\0', flen[0]) != NULL)
+		goto out;
+	if ((header = norm_host(f[0])) == NULL) {
+		kind = HEADER_NOMEM;
+		goto out;
+	}
+	if (strcmp(header, st->host) != 0 || flen[1] != strlen(st->user) ||
+	    memcmp(f[1], st->user, flen[1]) != 0 ||
+	    (port != 0 && st->port != 0 &&
+		port_class(port) != port_class(st->port))) {
+		free(header);
+		goto out;
+	}
+	free(header);
+	kind = HEADER_ADOPT;
+	if (port != 0 && st->port == 0) {
+		if ((header = make_header(st->host, st->user, port)) == NULL) {
+			kind = HEADER_NOMEM;
+			goto out;
+		}
+		free(st->header);
+		st->header = header;
+		st->port = port;
+	}
+out:
+	free(copy);
+	return kind;
 }
 
 static void
@@ -486,6 +727,14 @@ load(struct state *st, char *errbuf, size_t errlen)
 		goto out;
 	}
 	switch (check_header(st, data.data, data.len, &hlen, &version)) {
+	case HEADER_NOMEM:
+		set_err(errbuf, errlen, "cannot load %s/%s: %s", st->dir, name,
+		    strerror(errno));
+		goto out;
+	case HEADER_ADOPT:
+		/* Ours in an older spelling: the next commit rewrites it. */
+		st->rewrite_header = true;
+		/* FALLTHROUGH */
 	case HEADER_OK:
 		rc = parse_records(st, data.data, hlen, data.len);
 		if (rc == -1)
@@ -500,8 +749,9 @@ load(struct state *st, char *errbuf, size_t errlen)
 		errno = ENOTSUP;
 		goto out;
 	case HEADER_OTHER:
-		if (set_aside(st, SUFFIX_OLD, "belongs to another host or user",
-			errbuf, errlen) == -1)
+		if (set_aside(st, SUFFIX_OLD,
+			"belongs to another host, port or user", errbuf,
+			errlen) == -1)
 			goto out;
 		goto fresh;
 	case HEADER_CORRUPT:
@@ -548,11 +798,12 @@ read_all(int fd, struct buf *out)
  * newline, *VERSION the format version it names.
  */
 static enum header_kind
-check_header(const struct state *st, const char *data, size_t len, size_t *hlen,
+check_header(struct state *st, const char *data, size_t len, size_t *hlen,
     unsigned long *version)
 {
 	size_t magic = strlen(FORMAT_MAGIC);
 	const char *nl = memchr(data, '\n', len);
+	enum header_kind kind;
 	char *end;
 
 	*version = 0;
@@ -568,9 +819,16 @@ check_header(const struct state *st, const char *data, size_t len, size_t *hlen,
 	if (*version != FORMAT_VERSION)
 		return *version > FORMAT_VERSION ? HEADER_NEWER
 						 : HEADER_CORRUPT;
-	if (*hlen != strlen(st->header) || memcmp(data, st->header, *hlen) != 0)
+	if (*hlen == strlen(st->header) && memcmp(data, st->header, *hlen) == 0)
+		return HEADER_OK;
+	if (*end != ' ')
 		return HEADER_OTHER;
-	return HEADER_OK;
+	kind = match_owner(st, end + 1, (size_t)(nl - end) - 1);
+	/* A port taken from the file may have made the texts equal. */
+	if (kind == HEADER_ADOPT && *hlen == strlen(st->header) &&
+	    memcmp(data, st->header, *hlen) == 0)
+		return HEADER_OK;
+	return kind;
 }
 
 /* Applies the records after the header; cuts off a torn last one. */
@@ -662,6 +920,7 @@ parse_line(struct state *st, const char *line, size_t len)
 {
 	char uid[UID_MAX_LEN + 1], kind;
 	struct field f[FIELDS_MAX];
+	uint64_t size;
 	time_t t;
 
 	/* An empty line separates records from junk a failed write left. */
@@ -690,6 +949,14 @@ parse_line(struct state *st, const char *line, size_t len)
 		if (!split_fields(line, len, f, 3))
 			return 1;
 		return parse_strike(st, f);
+	case '#':
+		if (!split_fields(line, len, f, 2) ||
+		    !valid_uid(f[0].p, f[0].len) ||
+		    !parse_size(f[1].p, f[1].len, &size))
+			return 1;
+		copy_field(uid, &f[0]);
+		apply_size(st, uid, size);
+		return 0;
 	case '-':
 	case '=':
 		if (!split_fields(line, len, f, 1) ||
@@ -732,7 +999,7 @@ static int
 apply_add(struct state *st, const char *uid, time_t first_seen,
     const char *tmpname, const char *finalname)
 {
-	struct slot s = {.when = first_seen};
+	struct slot s = {.when = first_seen, .size = SIZE_UNKNOWN};
 	size_t len = strlen(uid);
 
 	s.hash = siphash13(st->tab.key, uid, len);
@@ -765,6 +1032,7 @@ apply_forget(struct state *st, const char *uid)
 	if (s != NULL) {
 		if (s->names != NULL)
 			st->npending--;
+		forget_size(st, s);
 		table_remove(&st->tab, s);
 		st->dead++; /* its "+" record too */
 	}
@@ -783,6 +1051,44 @@ apply_complete(struct state *st, const char *uid)
 	st->dead++; /* once compacted, ">" and "=" are one "+" */
 	if (s != NULL)
 		clear_pending(st, s);
+}
+
+/* Parses a size: decimal, below SIZE_UNKNOWN, refusing overflow. */
+static bool
+parse_size(const char *p, size_t len, uint64_t *size)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (len == 0)
+		return false;
+	for (i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9' ||
+		    v > (SIZE_UNKNOWN - 1 - (uint64_t)(p[i] - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	*size = v;
+	return true;
+}
+
+/*
+ * "#": the size of UID, if delivered (dead otherwise); it replaces an
+ * earlier one, which becomes dead.
+ */
+static void
+apply_size(struct state *st, const char *uid, uint64_t size)
+{
+	struct slot *s;
+
+	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, strlen(uid)));
+	if (s == NULL || s->size != SIZE_UNKNOWN)
+		st->dead++;
+	if (s == NULL)
+		return;
+	if (s->size == SIZE_UNKNOWN)
+		st->nsized++;
+	s->size = size;
 }
 
 /* Parses a strike count: 1 to STRIKES_CAP, decimal digits only. */
@@ -925,7 +1231,7 @@ write_snapshot(struct state *st)
 	file_name(name, sizeof(name), st, SUFFIX_STATE);
 	fd = openat(st->dirfd, tmp,
 	    O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1 || buf_reserve(&out, SNAPSHOT_CHUNK + RECORD_MAX +
+	if (fd == -1 || buf_reserve(&out, SNAPSHOT_CHUNK + SLOT_RECORDS_MAX +
 					      strlen(st->header)) == -1)
 		goto fail;
 	buf_add(&out, st->header, strlen(st->header));
@@ -961,7 +1267,7 @@ fail:
 /*
  * Adds the records of the live entries of T to OUT, writing OUT to FD
  * whenever it holds SNAPSHOT_CHUNK bytes; *TOTAL counts what was written.
- * OUT has room for SNAPSHOT_CHUNK + RECORD_MAX.
+ * OUT has room for SNAPSHOT_CHUNK + SLOT_RECORDS_MAX.
  */
 static int
 snapshot_table(int fd, struct buf *out, off_t *total, const struct table *t)
@@ -1002,8 +1308,14 @@ state_has(const struct state *st, const char *uid, time_t *first_seen)
 int
 state_record(struct state *st, const char *uid, time_t now)
 {
+	return state_record_size(st, uid, now, SIZE_UNKNOWN);
+}
+
+int
+state_record_size(struct state *st, const char *uid, time_t now, uint64_t size)
+{
 	size_t len = strlen(uid);
-	struct slot s = {.when = now};
+	struct slot s = {.when = now, .size = size};
 
 	if (!valid_uid(uid, len) || now < 0) {
 		errno = EINVAL;
@@ -1014,10 +1326,12 @@ state_record(struct state *st, const char *uid, time_t now)
 		return 0;
 	/* Take all memory first, so that no failure leaves half a change. */
 	if (table_reserve(&st->tab, 1) == -1 ||
-	    buf_reserve(&st->out, RECORD_MAX) == -1 ||
+	    buf_reserve(&st->out, SLOT_RECORDS_MAX) == -1 ||
 	    (s.uid = strdup(uid)) == NULL)
 		return -1;
 	buf_add_record(&st->out, table_put(&st->tab, &s));
+	if (size != SIZE_UNKNOWN)
+		st->nsized++;
 	/* Delivered after all; the "+" ends the strikes on replay too. */
 	if (drop_strikes(st, uid, siphash13(st->strikes.key, uid, len)))
 		st->dead++;
@@ -1028,8 +1342,16 @@ int
 state_record_pending(struct state *st, const char *uid, time_t now,
     const char *tmpname, const char *finalname)
 {
+	return state_record_pending_size(
+	    st, uid, now, tmpname, finalname, SIZE_UNKNOWN);
+}
+
+int
+state_record_pending_size(struct state *st, const char *uid, time_t now,
+    const char *tmpname, const char *finalname, uint64_t size)
+{
 	size_t len = strlen(uid);
-	struct slot s = {.when = now};
+	struct slot s = {.when = now, .size = size};
 
 	if (!valid_uid(uid, len) || now < 0 ||
 	    !fsutil_valid_name(tmpname, strlen(tmpname)) ||
@@ -1044,7 +1366,7 @@ state_record_pending(struct state *st, const char *uid, time_t now,
 		return -1;
 	}
 	if (table_reserve(&st->tab, 1) == -1 ||
-	    buf_reserve(&st->out, RECORD_MAX) == -1 ||
+	    buf_reserve(&st->out, SLOT_RECORDS_MAX) == -1 ||
 	    (s.names = make_names(tmpname, finalname)) == NULL)
 		return -1;
 	if ((s.uid = strdup(uid)) == NULL) {
@@ -1053,6 +1375,8 @@ state_record_pending(struct state *st, const char *uid, time_t now,
 	}
 	buf_add_record(&st->out, table_put(&st->tab, &s));
 	st->npending++;
+	if (size != SIZE_UNKNOWN)
+		st->nsized++;
 	if (drop_strikes(st, uid, siphash13(st->strikes.key, uid, len)))
 		st->dead++;
 	return 0;
@@ -1112,9 +1436,61 @@ state_forget(struct state *st, const char *uid)
 	if (buf_reserve(&st->out, 3 + len) == -1)
 		return -1;
 	buf_add_uid_record(&st->out, '-', uid);
+	forget_size(st, s);
 	table_remove(&st->tab, s);
 	st->dead += 2; /* this record and the "+" it cancels */
 	return 0;
+}
+
+int
+state_set_size(struct state *st, const char *uid, uint64_t size)
+{
+	size_t len;
+	struct slot *s;
+
+	if ((s = find_delivered(st, uid, &len)) == NULL)
+		return -1;
+	if (size == SIZE_UNKNOWN) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (s->size == size)
+		return 0;
+	if (buf_reserve(&st->out, SIZE_RECORD_MAX) == -1)
+		return -1;
+	if (s->size == SIZE_UNKNOWN)
+		st->nsized++;
+	else
+		st->dead++; /* the "#" this one replaces */
+	s->size = size;
+	buf_add_size(&st->out, s);
+	return 0;
+}
+
+bool
+state_size(const struct state *st, const char *uid, uint64_t *size)
+{
+	const struct slot *s;
+	size_t len = strlen(uid);
+
+	if (!valid_uid(uid, len))
+		return false;
+	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
+	if (s == NULL || s->size == SIZE_UNKNOWN)
+		return false;
+	if (size != NULL)
+		*size = s->size;
+	return true;
+}
+
+/* S is about to go: its "#" record, if any, becomes dead. */
+static void
+forget_size(struct state *st, const struct slot *s)
+{
+	if (s->size == SIZE_UNKNOWN)
+		return;
+	st->nsized--;
+	st->dead++;
 }
 
 /*
@@ -1287,7 +1663,7 @@ static void
 maybe_compact(struct state *st)
 {
 	if (st->dead <= COMPACT_MIN_DEAD ||
-	    st->dead <= st->tab.count + st->strikes.count ||
+	    st->dead <= st->tab.count + st->nsized + st->strikes.count ||
 	    st->dead < st->compact_floor || st->out.len > 0)
 		return;
 	if (write_snapshot(st) == -1)
@@ -1299,6 +1675,15 @@ state_commit(struct state *st)
 {
 	if (st->out.len > 0 && append_out(st) == -1)
 		return -1;
+	/*
+	 * Once per open: if the rewrite fails, the header in the file still
+	 * matches, and the next open tries again.
+	 */
+	if (st->rewrite_header) {
+		st->rewrite_header = false;
+		if (write_snapshot(st) == 0)
+			return 0;
+	}
 	maybe_compact(st);
 	return 0;
 }
@@ -1390,8 +1775,8 @@ buf_add(struct buf *b, const char *data, size_t len)
 
 /*
  * Appends the record of S: "+ <first_seen> <uid>\n", or if pending
- * "> <first_seen> <uid> <tmp> <final>\n". Room for RECORD_MAX must be
- * there.
+ * "> <first_seen> <uid> <tmp> <final>\n", then its size record if its
+ * size is known. Room for SLOT_RECORDS_MAX must be there.
  */
 static void
 buf_add_record(struct buf *b, const struct slot *s)
@@ -1405,6 +1790,19 @@ buf_add_record(struct buf *b, const struct slot *s)
 		n = snprintf(b->data + b->len, b->cap - b->len,
 		    "> %lld %s %s %s\n", (long long)s->when, s->uid, s->names,
 		    s->names + strlen(s->names) + 1);
+	b->len += (size_t)n;
+	if (s->size != SIZE_UNKNOWN)
+		buf_add_size(b, s);
+}
+
+/* Appends "# <uid> <size>\n"; room for SIZE_RECORD_MAX must be there. */
+static void
+buf_add_size(struct buf *b, const struct slot *s)
+{
+	int n;
+
+	n = snprintf(b->data + b->len, b->cap - b->len, "# %s %llu\n", s->uid,
+	    (unsigned long long)s->size);
 	b->len += (size_t)n;
 }
 

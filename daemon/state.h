@@ -4,10 +4,22 @@
  * drops a torn last record; recording appends; committing fsyncs, so its
  * cost does not depend on how many UIDs the account holds. The file is
  * locked while open, so a second process on the same state is refused.
- * The file records the host and user it belongs to: a state for another
- * server or user is not reused (a fresh one replaces it; the old file is
- * kept as ACCOUNT.state.old). A damaged file never makes state_open()
- * fail: see state_load_notice().
+ * The file records the mailbox it belongs to, host, port and user: a
+ * state for another mailbox is not reused (a fresh one replaces it; the
+ * old file is kept as ACCOUNT.state.old, and state_load_notice() says
+ * so). The host is compared without regard to ASCII case and to a
+ * trailing dot; the user exactly; ports 110 and 995 (POP3 and POP3S, one
+ * service, RFC 8314) count as one, any other port is another mailbox. A
+ * file written without a port (by an older popfetchd, or by
+ * state_open()) matches any port, and is rewritten with the port at the
+ * next state_commit(), atomically. A damaged file never makes
+ * state_open() fail: see state_load_notice().
+ *
+ * With each delivered UID the state may hold the size the server listed
+ * for its message (LIST, in octets), so that the planner can tell a new
+ * message reusing an old UID from the one delivered: state_size(). A UID
+ * recorded without one (state_record(), state_record_pending(), or by a
+ * popfetchd before sizes) has its size unknown.
  *
  * A UID is recorded either plainly (state_record) or as pending
  * (state_record_pending): an intent naming the tmp/ file that holds the
@@ -37,18 +49,26 @@
 struct state;
 
 /*
- * Opens (or creates) the state of ACCOUNT in DIR, for HOST and USER.
- * Returns NULL with errno set on failure (EWOULDBLOCK: locked by another
- * process); ERRBUF then says what failed.
+ * Opens (or creates) the state of ACCOUNT in DIR, for the mailbox of
+ * USER at HOST, PORT (1 to 65535; 0 if not known: then a file for any
+ * port matches, and keeps its port). Returns NULL with errno set on
+ * failure (EWOULDBLOCK: locked by another process; EINVAL: a bad account
+ * name or port); ERRBUF then says what failed.
  */
+struct state *state_open_mailbox(const char *dir, const char *account,
+    const char *host, unsigned port, const char *user, char *errbuf,
+    size_t errlen);
+
+/* state_open_mailbox() with the port not known (0). */
 struct state *state_open(const char *dir, const char *account, const char *host,
     const char *user, char *errbuf, size_t errlen);
 
 /*
  * What state_open() found and repaired that the caller should log: a torn
  * last record dropped, malformed records skipped, a state file for another
- * host or user, or one without a readable header, set aside (and the state
- * started empty). NULL if nothing; the string lives as long as ST.
+ * host, port or user, or one without a readable header, set aside (and
+ * the state started empty). NULL if nothing; the string lives as long as
+ * ST.
  */
 const char *state_load_notice(const struct state *st);
 
@@ -71,6 +91,14 @@ bool state_has(const struct state *st, const char *uid, time_t *first_seen);
 int state_record(struct state *st, const char *uid, time_t now);
 
 /*
+ * state_record() with the size the server listed for the message (LIST,
+ * octets; any value but UINT64_MAX). If UID is recorded already, nothing
+ * changes (its size neither).
+ */
+int state_record_size(
+    struct state *st, const char *uid, time_t now, uint64_t size);
+
+/*
  * Records UID as delivered, pending publication: its message is durable
  * in tmp/TMPNAME of the Maildir and is to become new/FINALNAME. Both are
  * plain file names (1 to NAME_MAX bytes in 0x21-0x7E, no '/', not "." or
@@ -85,6 +113,29 @@ int state_record(struct state *st, const char *uid, time_t now);
  */
 int state_record_pending(struct state *st, const char *uid, time_t now,
     const char *tmpname, const char *finalname);
+
+/*
+ * state_record_pending() with the size the server listed for the message
+ * (LIST, octets; any value but UINT64_MAX), written in the same commit.
+ */
+int state_record_pending_size(struct state *st, const char *uid, time_t now,
+    const char *tmpname, const char *finalname, uint64_t size);
+
+/*
+ * Whether the listed size of the message delivered as UID is known, and
+ * if so *SIZE (if not NULL) gets it. False for a UID not recorded, or
+ * recorded without a size. Like state_has(), it reflects every change
+ * made, committed or not.
+ */
+bool state_size(const struct state *st, const char *uid, uint64_t *size);
+
+/*
+ * Sets the listed size of the message delivered as UID (replacing one
+ * known before). Durable with the next state_commit(). Returns 0, or -1
+ * with errno set: EINVAL (a bad UID, or UINT64_MAX), ENOENT (UID not
+ * recorded), ENOMEM.
+ */
+int state_set_size(struct state *st, const char *uid, uint64_t size);
 
 /*
  * Marks the pending UID as published (its tmp/ name dropped after new/
@@ -107,8 +158,9 @@ int state_forget(struct state *st, const char *uid);
  * failure the records stay in memory, unwritten (pending ones still
  * pending), and the next call writes them again. May also rewrite the
  * file without its dead records (compaction), keeping pending records
- * pending; a failed compaction is not an error, the journal stays as it
- * was.
+ * pending and sizes; a failed compaction is not an error, the journal
+ * stays as it was. The first call after an open that adopted a header in
+ * an older spelling (no port, another case) rewrites the file so.
  */
 int state_commit(struct state *st);
 

@@ -2,8 +2,11 @@
  * Tests of daemon/maildir.c: unique names, CRLF conversion at every split,
  * what lands in new/ and what is left in tmp/ at each step of a delivery
  * (finish, publish, drop), publishing repeated as recovery does, names
- * from the journal checked, stale tmp/ cleanup and what it keeps, and
- * write errors carried to the caller.
+ * from the journal checked, stale tmp/ cleanup and what it keeps,
+ * write errors carried to the caller, a Maildir never created in a
+ * missing directory, failed syncs final for the handle, the fallback
+ * from syncfs on network file systems, and the look-up of delivered
+ * messages in new/ and cur/, one by one and many at once.
  */
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -22,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "maildir.h"
 
 static char tmpdir[1024];
@@ -397,8 +401,8 @@ START_TEST(test_open_creates_tree)
 	struct stat sb;
 	size_t i;
 
-	/* Parents too, like mkdir -p. */
-	snprintf(mdpath, sizeof(mdpath), "%s/a/b/Maildir/", tmpdir);
+	/* The Maildir itself is created inside an existing directory. */
+	snprintf(mdpath, sizeof(mdpath), "%s/Maildir/", tmpdir);
 	ck_assert_ptr_nonnull(
 	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
 	for (i = 0; i < 4; i++) {
@@ -435,9 +439,61 @@ START_TEST(test_open_errors)
 	snprintf(path, sizeof(path), "%s/new/x/y", mdpath);
 	ck_assert_ptr_null(md = maildir_open(path, errbuf, sizeof(errbuf)));
 	ck_assert_int_eq(errno, ENOTDIR);
-	snprintf(path, sizeof(path), "cannot create %s/new/x: Not a directory",
-	    mdpath);
+	snprintf(path, sizeof(path),
+	    "cannot use parent directory %s/new/x: Not a directory", mdpath);
 	ck_assert_str_eq(errbuf, path);
+	snprintf(path, sizeof(path), "%s/new/y", mdpath);
+	ck_assert_ptr_null(md = maildir_open(path, errbuf, sizeof(errbuf)));
+	ck_assert_int_eq(errno, ENOTDIR);
+	snprintf(path, sizeof(path),
+	    "cannot use parent directory %s/new: Not a directory", mdpath);
+	ck_assert_str_eq(errbuf, path);
+}
+END_TEST
+
+/*
+ * A Maildir whose parent is missing (a typo, a file system not mounted)
+ * is refused, and nothing is created on the way.
+ */
+START_TEST(test_open_missing_parent)
+{
+	char errbuf[512], want[PATH_MAX + 128], path[PATH_MAX];
+	struct maildir *md;
+	struct stat sb;
+
+	snprintf(mdpath, sizeof(mdpath), "%s/mnt/mail/Maildir", tmpdir);
+	errno = 0;
+	ck_assert_ptr_null(md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	ck_assert_int_eq(errno, ENOENT);
+	snprintf(want, sizeof(want),
+	    "parent directory %s/mnt/mail does not exist (not created: a typo "
+	    "or an unmounted file system?)",
+	    tmpdir);
+	ck_assert_str_eq(errbuf, want);
+	snprintf(path, sizeof(path), "%s/mnt", tmpdir);
+	ck_assert_int_eq(stat(path, &sb), -1);
+	ck_assert_int_eq(errno, ENOENT);
+
+	/* Trailing slashes do not make the Maildir its own parent. */
+	snprintf(mdpath, sizeof(mdpath), "%s/mnt//", tmpdir);
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	maildir_close(&md);
+	snprintf(path, sizeof(path), "%s/mnt/cur", tmpdir);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert(S_ISDIR(sb.st_mode));
+
+	/* A relative name has the working directory as its parent. */
+	ck_assert_int_eq(chdir(tmpdir), 0);
+	ck_assert_ptr_nonnull(md = maildir_open("rel", errbuf, sizeof(errbuf)));
+	maildir_close(&md);
+	ck_assert_int_eq(stat("rel/new", &sb), 0);
+	ck_assert_ptr_null(
+	    md = maildir_open("none/rel", errbuf, sizeof(errbuf)));
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_str_eq(errbuf,
+	    "parent directory none does not exist (not created: a typo "
+	    "or an unmounted file system?)");
 }
 END_TEST
 
@@ -1016,6 +1072,302 @@ START_TEST(test_names_validated)
 }
 END_TEST
 
+/* The names of four finished messages, published into new/. */
+static void
+four_published(struct maildir *md, char final[4][MAILDIR_NAME_SIZE])
+{
+	char tmpname[MAILDIR_NAME_SIZE];
+	struct maildir_msg *msg;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		msg = begin_with(md, "x\r\n");
+		ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname),
+				     final[i], MAILDIR_NAME_SIZE),
+		    0);
+		ck_assert_int_eq(maildir_publish(md, tmpname, final[i]), 0);
+		ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
+	}
+}
+
+/* Moves new/NAME to cur/NAME plus INFO, as a mail reader does. */
+static void
+move_to_cur(const char *name, const char *info)
+{
+	char from[PATH_MAX + 64], to[PATH_MAX + 64];
+
+	snprintf(from, sizeof(from), "%s/new/%s", mdpath, name);
+	snprintf(to, sizeof(to), "%s/cur/%s%s", mdpath, name, info);
+	ck_assert_int_eq(rename(from, to), 0);
+}
+
+/*
+ * Where a published message may be: in new/, in cur/ with or without an
+ * info suffix, or gone. A longer name sharing a prefix, or one in tmp/,
+ * does not count. The many-at-once look-up answers as the one-by-one.
+ */
+START_TEST(test_delivered_one_and_many)
+{
+	char errbuf[256], final[4][MAILDIR_NAME_SIZE], path[PATH_MAX + 64];
+	char longer[MAILDIR_NAME_SIZE + 8];
+	const char *names[7];
+	int found[7], want[7] = {1, 1, 1, 0, 1, 1, 0};
+	struct maildir *md;
+	size_t i;
+	int fd;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	four_published(md, final);
+	move_to_cur(final[1], ":2,S");
+	move_to_cur(final[2], "");
+	/* final[3]: read and deleted. */
+	snprintf(path, sizeof(path), "%s/new/%s", mdpath, final[3]);
+	ck_assert_int_eq(unlink(path), 0);
+	/* A name in cur/ that only begins like final[3], and one shorter. */
+	snprintf(longer, sizeof(longer), "%s0", final[3]);
+	snprintf(path, sizeof(path), "%s/cur/%s:2,", mdpath, longer);
+	ck_assert_int_ne(fd = open(path, O_CREAT | O_WRONLY, 0600), -1);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/cur/%.*s:2,", mdpath,
+	    (int)strlen(final[3]) - 1, final[3]);
+	ck_assert_int_ne(fd = open(path, O_CREAT | O_WRONLY, 0600), -1);
+	close(fd);
+	/* And one in tmp/ only. */
+	snprintf(path, sizeof(path), "%s/tmp/only-in-tmp", mdpath);
+	ck_assert_int_ne(fd = open(path, O_CREAT | O_WRONLY, 0600), -1);
+	close(fd);
+
+	names[0] = final[0];
+	names[1] = final[1];
+	names[2] = final[2];
+	names[3] = final[3];
+	names[4] = longer;   /* in cur/ itself */
+	names[5] = final[1]; /* asked twice */
+	names[6] = "only-in-tmp";
+	for (i = 0; i < 7; i++)
+		ck_assert_int_eq(maildir_delivered(md, names[i]), want[i]);
+	memset(found, 0xff, sizeof(found));
+	ck_assert_int_eq(maildir_delivered_many(md, names, 7, found), 0);
+	for (i = 0; i < 7; i++)
+		ck_assert_int_eq(found[i], want[i]);
+	/* Nothing asked, nothing done. */
+	ck_assert_int_eq(maildir_delivered_many(md, names, 0, found), 0);
+	/* A bad name fails the call. */
+	names[6] = "../x";
+	errno = 0;
+	ck_assert_int_eq(maildir_delivered_many(md, names, 7, found), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_int_eq(maildir_delivered(md, "a/b"), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	maildir_close(&md);
+}
+END_TEST
+
+/* Many names against a large cur/: the same answers as one by one. */
+START_TEST(test_delivered_many_scale)
+{
+	enum { N = 600 };
+	char errbuf[256], path[PATH_MAX + 64];
+	char(*names)[32] = calloc(N, sizeof(*names));
+	const char **ptrs = calloc(N, sizeof(*ptrs));
+	int *found = calloc(N, sizeof(*found));
+	struct maildir *md;
+	size_t i;
+	int fd;
+
+	ck_assert_ptr_nonnull(names);
+	ck_assert_ptr_nonnull(ptrs);
+	ck_assert_ptr_nonnull(found);
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	/* Every third in cur/, every fifth in new/, the rest nowhere. */
+	for (i = 0; i < N; i++) {
+		snprintf(names[N - 1 - i], sizeof(names[0]), "m%zu,S=1", i);
+		ptrs[N - 1 - i] = names[N - 1 - i];
+		if (i % 3 == 0)
+			snprintf(path, sizeof(path), "%s/cur/m%zu,S=1:2,S",
+			    mdpath, i);
+		else if (i % 5 == 0)
+			snprintf(
+			    path, sizeof(path), "%s/new/m%zu,S=1", mdpath, i);
+		else
+			continue;
+		ck_assert_int_ne(fd = open(path, O_CREAT | O_WRONLY, 0600), -1);
+		close(fd);
+	}
+	ck_assert_int_eq(maildir_delivered_many(md, ptrs, N, found), 0);
+	for (i = 0; i < N; i++)
+		ck_assert_int_eq(found[i], maildir_delivered(md, ptrs[i]));
+	for (i = 0; i < N; i++)
+		ck_assert_int_eq(found[N - 1 - i], i % 3 == 0 || i % 5 == 0);
+	maildir_close(&md);
+	free(names);
+	free(ptrs);
+	free(found);
+}
+END_TEST
+
+/* Network and FUSE file systems are recognised; local ones are not. */
+START_TEST(test_syncfs_classification)
+{
+	static const struct {
+		unsigned long type;
+		const char *name;
+	} cases[] = {
+	    {0x65735546UL, "fuse"}, {0x6969UL, "nfs"}, {0xff534d42UL, "cifs"},
+	    {0xfe534d42UL, "smb2"}, {0x01021997UL, "9p"},
+	    {0x00c36400UL, "ceph"}, {0x0bd00bd0UL, "lustre"},
+	    {0xef53UL, NULL},	  /* ext4 */
+	    {0x58465342UL, NULL}, /* xfs */
+	    {0x9123683eUL, NULL}, /* btrfs */
+	    {0x01021994UL, NULL}, /* tmpfs */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got = maildir_syncfs_unreliable(cases[i].type);
+
+		if (cases[i].name == NULL)
+			ck_assert_ptr_null(got);
+		else
+			ck_assert_str_eq(got, cases[i].name);
+	}
+	/* A signed f_type sign-extended to 64 bits is the same type. */
+	ck_assert_str_eq(
+	    maildir_syncfs_unreliable((unsigned long)(long)(int)0xff534d42U),
+	    "cifs");
+}
+END_TEST
+
+#ifdef POPFETCHD_TEST_HOOKS
+/* Finishes a message; its names go to TMPNAME and FINAL. */
+static void
+finish_one(struct maildir *md, char *tmpname, char *final)
+{
+	struct maildir_msg *msg = begin_with(md, "m\r\n");
+
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, MAILDIR_NAME_SIZE, final,
+			     MAILDIR_NAME_SIZE),
+	    0);
+}
+
+/*
+ * A sync that failed once fails for good on that handle: a retry would
+ * report success for data the kernel may have dropped. A new handle
+ * starts clean.
+ */
+START_TEST(test_sync_error_sticky)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	struct maildir *md;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	finish_one(md, tmpname, final);
+	/* The syncfs of tmp/ fails: so does every sync and publish after. */
+	fsutil_test_fail_sync(1, EIO);
+	errno = 0;
+	ck_assert_int_eq(maildir_sync_tmp(md), -1);
+	ck_assert_int_eq(errno, EIO);
+	errno = 0;
+	ck_assert_int_eq(maildir_sync_tmp(md), -1);
+	ck_assert_int_eq(errno, EIO);
+	errno = 0;
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(count_files("new"), 0);
+	errno = 0;
+	ck_assert_int_eq(maildir_sync(md), -1);
+	ck_assert_int_eq(errno, EIO);
+	/* Dropping what was not recorded still works. */
+	ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
+	maildir_close(&md);
+
+	/* A new handle (the next poll) works again. */
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	finish_one(md, tmpname, final);
+	ck_assert_int_eq(maildir_sync_tmp(md), 0);
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
+	/* The fsync of new/ fails: retrying it does not make it succeed. */
+	fsutil_test_fail_sync(1, EIO);
+	ck_assert_int_eq(maildir_sync(md), -1);
+	errno = 0;
+	ck_assert_int_eq(maildir_sync(md), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(maildir_sync_tmp(md), -1);
+	maildir_close(&md);
+}
+END_TEST
+
+/* The same in per-file mode, where maildir_finish() does the fsyncs. */
+START_TEST(test_sync_error_sticky_file_mode)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	struct maildir_msg *msg;
+	struct maildir *md;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	maildir_set_sync(md, MAILDIR_SYNC_FILE);
+	/* The second fsync of the finish: that of tmp/. */
+	fsutil_test_fail_sync(2, EIO);
+	msg = begin_with(md, "m\r\n");
+	errno = 0;
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     sizeof(final)),
+	    -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(count_files("tmp"), 0);
+	/* The next message is written, but nothing is synced any more. */
+	finish_one(md, tmpname, final);
+	errno = 0;
+	ck_assert_int_eq(maildir_sync_tmp(md), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(maildir_publish(md, tmpname, final), -1);
+	ck_assert_int_eq(maildir_sync(md), -1);
+	ck_assert_int_eq(count_files("new"), 0);
+	maildir_close(&md);
+}
+END_TEST
+
+/* Batch mode on a file system without a trustworthy syncfs: per file. */
+START_TEST(test_syncfs_fallback)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	struct maildir_msg *msg;
+	struct maildir *md;
+
+	/* Here (a local file system): batch mode stays. */
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	ck_assert_ptr_null(maildir_sync_fallback(md));
+	maildir_close(&md);
+
+	fsutil_test_force_fs_type(0x6969UL);
+	md = maildir_open(mdpath, errbuf, sizeof(errbuf));
+	fsutil_test_force_fs_type(0);
+	ck_assert_ptr_nonnull(md);
+	/* The default is batch: it falls back at once. */
+	ck_assert_str_eq(maildir_sync_fallback(md), "nfs");
+	maildir_set_sync(md, MAILDIR_SYNC_FILE);
+	ck_assert_ptr_null(maildir_sync_fallback(md));
+	maildir_set_sync(md, MAILDIR_SYNC_BATCH);
+	ck_assert_str_eq(maildir_sync_fallback(md), "nfs");
+	/* Per file: the finish fsyncs (its first fsync is made to fail). */
+	fsutil_test_fail_sync(1, EIO);
+	msg = begin_with(md, "m\r\n");
+	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
+			     sizeof(final)),
+	    -1);
+	ck_assert_int_eq(errno, EIO);
+	maildir_close(&md);
+}
+END_TEST
+#endif
+
 static Suite *
 maildir_suite(void)
 {
@@ -1033,6 +1385,7 @@ maildir_suite(void)
 	tcase_add_test(tc, test_abort_leaves_nothing);
 	tcase_add_test(tc, test_open_creates_tree);
 	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_open_missing_parent);
 	tcase_add_test(tc, test_open_permission);
 	tcase_add_test(tc, test_stale_tmp_cleanup);
 	tcase_add_test(tc, test_clean_tmp_keep);
@@ -1047,6 +1400,14 @@ maildir_suite(void)
 	tcase_add_test(tc, test_publish_idempotent);
 	tcase_add_test(tc, test_publish_final_exists);
 	tcase_add_test(tc, test_names_validated);
+	tcase_add_test(tc, test_delivered_one_and_many);
+	tcase_add_test(tc, test_delivered_many_scale);
+	tcase_add_test(tc, test_syncfs_classification);
+#ifdef POPFETCHD_TEST_HOOKS
+	tcase_add_test(tc, test_sync_error_sticky);
+	tcase_add_test(tc, test_sync_error_sticky_file_mode);
+	tcase_add_test(tc, test_syncfs_fallback);
+#endif
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;

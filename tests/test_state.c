@@ -4,7 +4,9 @@
  * lock, compaction, failed commits retried, and scale; and the pending
  * (intent) records of a delivery: round trip, completion, compaction,
  * torn and malformed ones, failed commits; and the strikes (failed
- * deliveries): counting, ending, pruning, compaction, malformed ones.
+ * deliveries): counting, ending, pruning, compaction, malformed ones;
+ * the mailbox a state belongs to (host case, ports, headers without a
+ * port adopted); and the listed sizes kept with delivered UIDs.
  */
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -321,8 +323,8 @@ START_TEST(test_other_host_or_user)
 	ck_assert_ptr_nonnull(st);
 	ck_assert_uint_eq(state_count(st), 0);
 	ck_assert_ptr_nonnull(state_load_notice(st));
-	ck_assert_ptr_nonnull(
-	    strstr(state_load_notice(st), "belongs to another host or user"));
+	ck_assert_ptr_nonnull(strstr(
+	    state_load_notice(st), "belongs to another host, port or user"));
 	state_close(&st);
 	/* The old state is kept for the user. */
 	snprintf(path, sizeof(path), "%s.old", statefile);
@@ -384,6 +386,8 @@ START_TEST(test_unreadable_header)
 	st = open_ok();
 	state_close(&st);
 	snprintf(path, sizeof(path), "%s.corrupt", statefile);
+	st = open_ok(); /* creates the directory */
+	state_close(&st);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		spew(statefile, bad[i]);
 		st = open_ok();
@@ -1847,6 +1851,479 @@ START_TEST(test_random_strikes_against_reference)
 }
 END_TEST
 
+/* Opens the state for HOST, PORT and USER; fails the test if it cannot. */
+static struct state *
+open_mailbox(const char *host, unsigned port, const char *user)
+{
+	char errbuf[512];
+	struct state *st;
+
+	st = state_open_mailbox(
+	    statedir, ACCT, host, port, user, errbuf, sizeof(errbuf));
+	if (st == NULL)
+		ck_abort_msg("state_open_mailbox: %s", errbuf);
+	return st;
+}
+
+/* The first line of the state file, without its newline (static). */
+static const char *
+header_line(void)
+{
+	static char line[512];
+	char *data = slurp(statefile, NULL);
+
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(data, "\n"), data);
+	free(data);
+	return line;
+}
+
+/* The host is one whatever the case of its letters and a trailing dot. */
+START_TEST(test_host_case_insensitive)
+{
+	static const char *const spellings[] = {
+	    "POP.Example.COM", "pop.example.com.", "Pop.Example.Com.", HOST};
+	struct state *st = open_mailbox(HOST, 995, USER);
+	size_t i;
+
+	ck_assert_int_eq(state_record(st, "kept", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	for (i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+		st = open_mailbox(spellings[i], 995, USER);
+		ck_assert_ptr_null(state_load_notice(st));
+		ck_assert(state_has(st, "kept", NULL));
+		state_close(&st);
+		ck_assert_str_eq(
+		    header_line(), "popfetchd-state 1 " HOST " " USER " 995");
+	}
+	ck_assert(!exists(".state.old"));
+
+	/* A file an older popfetchd wrote with the host as configured. */
+	spew(statefile, "popfetchd-state 1 POP.Example.COM. " USER "\n+ 1 a\n");
+	st = open_mailbox(HOST, 995, USER);
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "a", NULL));
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	ck_assert_str_eq(
+	    header_line(), "popfetchd-state 1 " HOST " " USER " 995");
+
+	/* The user is compared exactly. */
+	st = open_mailbox(HOST, 995, "Alice");
+	ck_assert_uint_eq(state_count(st), 0);
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	state_close(&st);
+	ck_assert(exists(".state.old"));
+}
+END_TEST
+
+/* POP3 on 110 and POP3S on 995 are one mailbox: the state is kept. */
+START_TEST(test_port_110_995_one_mailbox)
+{
+	struct state *st = open_mailbox(HOST, 110, USER);
+
+	ck_assert_int_eq(state_record(st, "kept", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	ck_assert_str_eq(
+	    header_line(), "popfetchd-state 1 " HOST " " USER " 110");
+
+	st = open_mailbox(HOST, 995, USER);
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "kept", NULL));
+	/* The header follows the port in use, at the next commit. */
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	ck_assert_str_eq(
+	    header_line(), "popfetchd-state 1 " HOST " " USER " 995");
+
+	st = open_mailbox(HOST, 110, USER);
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "kept", NULL));
+	state_close(&st);
+	ck_assert(!exists(".state.old"));
+}
+END_TEST
+
+/*
+ * Another port on the same host is another mailbox: its state is set
+ * aside, not shared (a UID of one taken for the other's would delete a
+ * message unread).
+ */
+START_TEST(test_other_port_sets_aside)
+{
+	static const unsigned ports[] = {1995, 110, 2110, 995};
+	char path[PATH_MAX];
+	struct state *st;
+	size_t i;
+	char *data;
+
+	st = open_mailbox(HOST, 995, USER);
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	snprintf(path, sizeof(path), "%s.old", statefile);
+	/* Each switch between the classes {110, 995}, 1995, 2110 resets. */
+	for (i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+		st = open_mailbox(HOST, ports[i], USER);
+		if (ports[i] == 110) {
+			/* After 1995 the file holds 1995's state. */
+			ck_assert_ptr_nonnull(state_load_notice(st));
+		} else {
+			ck_assert_ptr_nonnull(state_load_notice(st));
+			ck_assert_ptr_nonnull(strstr(state_load_notice(st),
+			    "belongs to another host, port or user"));
+		}
+		ck_assert_uint_eq(state_count(st), 0);
+		ck_assert_int_eq(state_record(st, "b", 2), 0);
+		ck_assert_int_eq(state_commit(st), 0);
+		state_close(&st);
+	}
+	/* The first set aside held "a" for 995; the latest, 2110's "b". */
+	data = slurp(path, NULL);
+	ck_assert_str_eq(
+	    data, "popfetchd-state 1 " HOST " " USER " 2110\n+ 2 b\n");
+	free(data);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(
+	    data, "popfetchd-state 1 " HOST " " USER " 995\n+ 2 b\n");
+	free(data);
+	/* A port out of range is refused. */
+	errno = 0;
+	ck_assert_ptr_null(
+	    state_open_mailbox(statedir, ACCT, HOST, 65536, USER, NULL, 0));
+	ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
+/*
+ * A header without a port (as written before the port was recorded)
+ * matches any port, and is rewritten with it at the next commit,
+ * records, pending intents and strikes intact.
+ */
+START_TEST(test_header_without_port_adopted)
+{
+	static const char *const old =
+	    HEADER "+ 1 a\n> 2 p t1 t1,S=3\n! 3 s 2\n- gone\n";
+	struct pending_log l = {0};
+	struct state *st;
+	char *data;
+
+	st = open_ok(); /* creates the directory */
+	state_close(&st);
+	spew(statefile, old);
+	st = open_mailbox(HOST, 995, USER);
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "a", NULL));
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	ck_assert_uint_eq(state_strikes(st, "s", NULL), 2);
+	/* Not rewritten before a commit. */
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, old);
+	free(data);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert(!exists(".state.tmp"));
+	ck_assert_str_eq(
+	    header_line(), "popfetchd-state 1 " HOST " " USER " 995");
+	data = slurp(statefile, NULL);
+	ck_assert_ptr_nonnull(strstr(data, "\n+ 1 a\n"));
+	ck_assert_ptr_nonnull(strstr(data, "\n> 2 p t1 t1,S=3\n"));
+	ck_assert_ptr_nonnull(strstr(data, "\n! 3 s 2\n"));
+	ck_assert_int_eq(count_lines(statefile), 4);
+	free(data);
+	/* Appends go on in the rewritten file. */
+	ck_assert_int_eq(state_record(st, "b", 4), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+
+	st = open_mailbox(HOST, 995, USER);
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert_uint_eq(state_count(st), 3);
+	state_foreach_pending(st, pending_fn, &l);
+	ck_assert_str_eq(l.text, "[p t1 t1,S=3]");
+	state_close(&st);
+
+	/* Now bound to its port: another one sets it aside. */
+	st = open_mailbox(HOST, 1995, USER);
+	ck_assert_uint_eq(state_count(st), 0);
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	state_close(&st);
+}
+END_TEST
+
+/* Opened without a port, a state keeps the port its file has. */
+START_TEST(test_unknown_port_keeps_file_port)
+{
+	struct state *st = open_mailbox(HOST, 995, USER);
+	char uid[32];
+	int i;
+
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "a", NULL));
+	/* A compaction rewrites the file: the port stays. */
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_record(st, uid, i), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(count_lines(statefile), 2);
+	state_close(&st);
+	ck_assert_str_eq(
+	    header_line(), "popfetchd-state 1 " HOST " " USER " 995");
+}
+END_TEST
+
+/* Headers that look like ours but are not: set aside, never adopted. */
+START_TEST(test_header_fields_checked)
+{
+	static const char *const bad[] = {
+	    "popfetchd-state 1 " HOST " " USER " 995 x\n",
+	    "popfetchd-state 1 " HOST " " USER " 0\n",
+	    "popfetchd-state 1 " HOST " " USER " 0995\n",
+	    "popfetchd-state 1 " HOST " " USER " 65536\n",
+	    "popfetchd-state 1 " HOST " " USER " +995\n",
+	    "popfetchd-state 1 " HOST "\n",
+	    "popfetchd-state 1 pop%2Eexample.com%zz " USER "\n",
+	    "popfetchd-state 1 pop.example.com%00 " USER "\n",
+	    "popfetchd-state 1 pop.example.com% " USER "\n",
+	    "popfetchd-state 1 " HOST ".. " USER "\n",
+	};
+	struct state *st;
+	size_t i;
+
+	st = open_ok(); /* creates the directory */
+	state_close(&st);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		spew(statefile, bad[i]);
+		st = open_mailbox(HOST, 995, USER);
+		ck_assert_ptr_nonnull(state_load_notice(st));
+		state_close(&st);
+		ck_assert(exists(".state.old") || exists(".state.corrupt"));
+	}
+	/* Percent-encoded letters are the same letters. */
+	spew(statefile,
+	    "popfetchd-state 1 pop%2Eexample%2ECOM " USER " 995\n+ 1 a\n");
+	st = open_mailbox(HOST, 995, USER);
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "a", NULL));
+	state_close(&st);
+}
+END_TEST
+
+/* Sizes: kept with each kind of delivery record, and read back. */
+START_TEST(test_sizes_round_trip)
+{
+	struct state *st = open_ok();
+	uint64_t size;
+	char *data;
+
+	ck_assert_int_eq(state_record_size(st, "a", 1, 1234), 0);
+	ck_assert_int_eq(state_record(st, "b", 2), 0);
+	ck_assert_int_eq(
+	    state_record_pending_size(st, "c", 3, "t", "t,S=9", 0), 0);
+	ck_assert_int_eq(state_record_size(st, "d", 4, UINT64_MAX - 1), 0);
+	ck_assert_int_eq(state_record_pending(st, "e", 5, "u", "u,S=1"), 0);
+	/* Known at once, before the commit. */
+	ck_assert(state_size(st, "a", &size));
+	ck_assert_uint_eq(size, 1234);
+	ck_assert(!state_size(st, "b", &size));
+	ck_assert(!state_size(st, "nope", &size));
+	ck_assert(!state_size(st, "bad uid", &size));
+	/* Recorded already: nothing changes, its size neither. */
+	ck_assert_int_eq(state_record_size(st, "a", 9, 1), 0);
+	ck_assert(state_size(st, "a", &size));
+	ck_assert_uint_eq(size, 1234);
+	errno = 0;
+	ck_assert_int_eq(
+	    state_record_pending_size(st, "a", 9, "v", "v,S=1", 5), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	data = slurp(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "+ 1 a\n# a 1234\n+ 2 b\n"
+				      "> 3 c t t,S=9\n# c 0\n"
+				      "+ 4 d\n# d 18446744073709551614\n"
+				      "> 5 e u u,S=1\n");
+	free(data);
+
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_size(st, "a", &size));
+	ck_assert_uint_eq(size, 1234);
+	ck_assert(!state_size(st, "b", NULL));
+	ck_assert(state_size(st, "c", &size));
+	ck_assert_uint_eq(size, 0);
+	ck_assert(state_size(st, "d", &size));
+	ck_assert_uint_eq(size, UINT64_MAX - 1);
+	ck_assert(!state_size(st, "e", NULL));
+	/* Completion keeps the size; forgetting drops it. */
+	ck_assert_int_eq(state_complete(st, "c"), 0);
+	ck_assert(state_size(st, "c", &size));
+	ck_assert_uint_eq(size, 0);
+	ck_assert_int_eq(state_forget(st, "a"), 0);
+	ck_assert(!state_size(st, "a", NULL));
+	ck_assert_int_eq(state_record(st, "a", 7), 0);
+	ck_assert(!state_size(st, "a", NULL));
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	st = open_ok();
+	ck_assert(!state_size(st, "a", NULL));
+	ck_assert(state_size(st, "c", &size));
+	ck_assert_uint_eq(size, 0);
+	state_close(&st);
+}
+END_TEST
+
+/* state_set_size(): a size for a UID recorded without one, or another. */
+START_TEST(test_set_size)
+{
+	struct state *st = open_ok();
+	uint64_t size;
+
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	ck_assert_int_eq(state_set_size(st, "a", 10), 0);
+	ck_assert_int_eq(state_set_size(st, "a", 10), 0); /* no change */
+	ck_assert_int_eq(state_set_size(st, "a", 11), 0);
+	errno = 0;
+	ck_assert_int_eq(state_set_size(st, "nope", 1), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	errno = 0;
+	ck_assert_int_eq(state_set_size(st, "a", UINT64_MAX), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_int_eq(state_set_size(st, "a b", 1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(state_commit(st), 0);
+	state_close(&st);
+	ck_assert_int_eq(count_lines(statefile), 4);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_size(st, "a", &size));
+	ck_assert_uint_eq(size, 11);
+	state_close(&st);
+}
+END_TEST
+
+/* Compaction writes each known size after its UID's record. */
+START_TEST(test_compaction_keeps_sizes)
+{
+	struct state *st = open_ok();
+	char uid[32], *data;
+	uint64_t size;
+	int i;
+
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_record_size(st, uid, i, (uint64_t)i), 0);
+	}
+	ck_assert_int_eq(state_record_size(st, "k", 7, 77), 0);
+	ck_assert_int_eq(
+	    state_record_pending_size(st, "p", 8, "t", "t,S=1", 88), 0);
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(count_lines(statefile), 1 + 2 * 1502);
+	for (i = 0; i < 1500; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	/* Rewritten: the header, and two records for each live UID. */
+	ck_assert_int_eq(count_lines(statefile), 5);
+	data = slurp(statefile, NULL);
+	ck_assert_ptr_nonnull(strstr(data, "\n+ 7 k\n# k 77\n"));
+	ck_assert_ptr_nonnull(strstr(data, "\n> 8 p t t,S=1\n# p 88\n"));
+	free(data);
+	state_close(&st);
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_size(st, "k", &size));
+	ck_assert_uint_eq(size, 77);
+	ck_assert(state_size(st, "p", &size));
+	ck_assert_uint_eq(size, 88);
+	ck_assert_uint_eq(state_pending_count(st), 1);
+	state_close(&st);
+}
+END_TEST
+
+/* Live size records count as live: they do not make a file compactable. */
+START_TEST(test_sizes_are_live_for_compaction)
+{
+	struct state *st = open_ok();
+	char uid[32];
+	int i;
+
+	for (i = 0; i < 3000; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_record_size(st, uid, i, 10), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	/* 3000 dead lines ("-", "+", "#"), 4000 live ones: kept as is. */
+	for (i = 0; i < 1000; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(count_lines(statefile), 1 + 6000 + 1000);
+	/* 1000 more forgotten: 6000 dead, 2000 live. */
+	for (i = 1000; i < 2000; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_int_eq(count_lines(statefile), 1 + 2000);
+	state_close(&st);
+}
+END_TEST
+
+/*
+ * Size records that do not apply are dead, malformed ones skipped; a
+ * file without any (an older popfetchd's) loads with sizes unknown, and
+ * a torn size record loses the size only.
+ */
+START_TEST(test_size_records_on_load)
+{
+	struct state *st;
+	uint64_t size;
+
+	st = open_ok(); /* creates the directory */
+	state_close(&st);
+	spew(statefile, HEADER "+ 1 a\n# a 5\n# a 6\n# ghost 7\n+ 2 b\n"
+			       "# b 18446744073709551615\n# b -1\n# b\n"
+			       "# b 1 2\n# b 99999999999999999999\n+ 3 c\n"
+			       "# c 4");
+	st = open_ok();
+	ck_assert_ptr_nonnull(state_load_notice(st));
+	ck_assert_ptr_nonnull(
+	    strstr(state_load_notice(st), "skipped 5 malformed records"));
+	ck_assert_ptr_nonnull(strstr(state_load_notice(st), "torn"));
+	ck_assert_uint_eq(state_count(st), 3);
+	ck_assert(state_size(st, "a", &size));
+	ck_assert_uint_eq(size, 6);
+	ck_assert(!state_size(st, "b", NULL));
+	ck_assert(!state_size(st, "c", NULL));
+	ck_assert(!state_size(st, "ghost", NULL));
+	ck_assert(!state_has(st, "ghost", NULL));
+	state_close(&st);
+
+	/* What an older binary's compaction leaves: no sizes at all. */
+	spew(statefile, HEADER "+ 1 a\n> 2 p t t,S=1\n");
+	st = open_ok();
+	ck_assert_ptr_null(state_load_notice(st));
+	ck_assert(state_has(st, "a", NULL));
+	ck_assert(!state_size(st, "a", NULL));
+	ck_assert(!state_size(st, "p", NULL));
+	state_close(&st);
+}
+END_TEST
+
 static Suite *
 state_suite(void)
 {
@@ -1893,6 +2370,17 @@ state_suite(void)
 	tcase_add_test(tc, test_notes);
 	tcase_add_test(tc, test_torn_strike);
 	tcase_add_test(tc, test_random_strikes_against_reference);
+	tcase_add_test(tc, test_host_case_insensitive);
+	tcase_add_test(tc, test_port_110_995_one_mailbox);
+	tcase_add_test(tc, test_other_port_sets_aside);
+	tcase_add_test(tc, test_header_without_port_adopted);
+	tcase_add_test(tc, test_unknown_port_keeps_file_port);
+	tcase_add_test(tc, test_header_fields_checked);
+	tcase_add_test(tc, test_sizes_round_trip);
+	tcase_add_test(tc, test_set_size);
+	tcase_add_test(tc, test_compaction_keeps_sizes);
+	tcase_add_test(tc, test_size_records_on_load);
+	tcase_add_test(tc, test_sizes_are_live_for_compaction);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
