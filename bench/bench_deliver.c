@@ -84,7 +84,7 @@ run_batched(const char *dir, size_t count, const char *msg, size_t size,
 	for (i = 0; i < count; i++) {
 		snprintf(uid, sizeof(uid), "u%zu", i);
 		t = now();
-		if (deliver_begin(d, i + 1, uid) == -1 ||
+		if (deliver_begin(d, i + 1, uid, DELIVER_SIZE_UNKNOWN) == -1 ||
 		    deliver_write(d, msg, size) == -1 ||
 		    deliver_end(d, NULL) == -1)
 			die("deliver");

@@ -18,6 +18,7 @@ struct item {
 	unsigned long tag;
 	bool has_uid;
 	bool recorded; /* its intent is in the state (not always durable) */
+	uint64_t size; /* as LIST said; DELIVER_SIZE_UNKNOWN if not known */
 	char uid[POP3_UID_MAX + 1];
 	char tmp[MAILDIR_NAME_SIZE];
 	char final[MAILDIR_NAME_SIZE];
@@ -59,7 +60,8 @@ deliver_free(struct deliver **dp)
 }
 
 int
-deliver_begin(struct deliver *d, unsigned long tag, const char *uid)
+deliver_begin(
+    struct deliver *d, unsigned long tag, const char *uid, uint64_t size)
 {
 	if (d->msg != NULL || (uid != NULL && strlen(uid) > POP3_UID_MAX)) {
 		errno = EINVAL;
@@ -67,6 +69,7 @@ deliver_begin(struct deliver *d, unsigned long tag, const char *uid)
 	}
 	memset(&d->cur, 0, sizeof(d->cur));
 	d->cur.tag = tag;
+	d->cur.size = size;
 	if (uid != NULL) {
 		d->cur.has_uid = true;
 		strcpy(d->cur.uid, uid);
@@ -204,8 +207,12 @@ record_intents(struct deliver *d)
 		it = &d->batch[i];
 		if (!it->has_uid || it->recorded)
 			continue;
-		if (state_record_pending(d->st, it->uid, TESTHOOK_NOW(),
-			it->tmp, it->final) == 0) {
+		if ((it->size == DELIVER_SIZE_UNKNOWN
+			    ? state_record_pending(d->st, it->uid,
+				  TESTHOOK_NOW(), it->tmp, it->final)
+			    : state_record_pending_size(d->st, it->uid,
+				  TESTHOOK_NOW(), it->tmp, it->final,
+				  it->size)) == 0) {
 			it->recorded = true;
 			continue;
 		}
@@ -323,27 +330,53 @@ collect_pending(void *arg, const char *uid, const char *tmp, const char *final)
 	l->n++;
 }
 
-/* Decides and does what each pending intent needs, up to the link. */
+/*
+ * Publishes the pending intents whose tmp/ file is still there; for the
+ * others, looks up in one scan whether the message is in new/ or cur/.
+ */
 static int
-recover_one(struct deliver *d, struct pend *p, char *err, size_t errlen)
+recover_fates(struct deliver *d, struct pend_list *l, char *err, size_t errlen)
 {
-	int r;
+	const char **names;
+	size_t i, n = 0;
+	int *found, r = -1;
 
-	if (maildir_tmp_exists(d->md, p->tmp)) {
-		if (maildir_publish(d->md, p->tmp, p->final) == -1)
-			return flush_fail(err, errlen, "recovery: link");
-		p->fate = PEND_PUBLISHED;
-		return 0;
+	names = calloc(l->n + 1, sizeof(*names));
+	found = calloc(l->n + 1, sizeof(*found));
+	if (names == NULL || found == NULL) {
+		errno = ENOMEM;
+		flush_fail(err, errlen, "recovery");
+		goto out;
 	}
-	if ((r = maildir_delivered(d->md, p->final)) == -1)
-		return flush_fail(err, errlen, "recovery: look-up");
+	for (i = 0; i < l->n; i++) {
+		if (!maildir_tmp_exists(d->md, l->v[i].tmp)) {
+			l->v[i].fate = PEND_GONE; /* until looked up */
+			names[n++] = l->v[i].final;
+			continue;
+		}
+		if (maildir_publish(d->md, l->v[i].tmp, l->v[i].final) == -1) {
+			flush_fail(err, errlen, "recovery: link");
+			goto out;
+		}
+		l->v[i].fate = PEND_PUBLISHED;
+	}
+	if (n > 0 && maildir_delivered_many(d->md, names, n, found) == -1) {
+		flush_fail(err, errlen, "recovery: look-up");
+		goto out;
+	}
 	/*
 	 * Neither the tmp/ file nor the message: something else removed
 	 * both (a tmp/ cleaner after 36 h, the user). Fetching it again
 	 * risks a duplicate; calling it delivered risks a loss.
 	 */
-	p->fate = r == 1 ? PEND_DELIVERED : PEND_GONE;
-	return 0;
+	for (i = n = 0; i < l->n; i++)
+		if (l->v[i].fate != PEND_PUBLISHED)
+			l->v[i].fate = found[n++] ? PEND_DELIVERED : PEND_GONE;
+	r = 0;
+out:
+	free(names);
+	free(found);
+	return r;
 }
 
 static bool
@@ -365,9 +398,8 @@ deliver_recover(struct deliver *d, char *err, size_t errlen)
 		flush_fail(err, errlen, "recovery");
 		goto out;
 	}
-	for (i = 0; i < l.n; i++)
-		if (recover_one(d, &l.v[i], err, errlen) == -1)
-			goto out;
+	if (l.n > 0 && recover_fates(d, &l, err, errlen) == -1)
+		goto out;
 	if (l.n > 0 && maildir_sync(d->md) == -1) {
 		flush_fail(err, errlen, "recovery: fsync of new/");
 		goto out;

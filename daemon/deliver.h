@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct maildir;
 struct state;
@@ -41,13 +42,18 @@ void deliver_free(struct deliver **d);
  */
 int deliver_recover(struct deliver *d, char *err, size_t errlen);
 
+/* A message whose LIST size is not known. */
+#define DELIVER_SIZE_UNKNOWN UINT64_MAX
+
 /*
  * Starts a message; TAG is the caller's name for it (the message number)
  * and UID its UID, or NULL when the server has none (then nothing is
  * recorded and a crash between publishing and deleting can duplicate it).
- * Returns 0, or -1 with errno set.
+ * SIZE is its size as LIST said (or DELIVER_SIZE_UNKNOWN), recorded with
+ * the UID. Returns 0, or -1 with errno set.
  */
-int deliver_begin(struct deliver *d, unsigned long tag, const char *uid);
+int deliver_begin(
+    struct deliver *d, unsigned long tag, const char *uid, uint64_t size);
 
 /* Appends message bytes (CRLF becomes LF). 0, or -1 with errno set. */
 int deliver_write(struct deliver *d, const char *data, size_t len);

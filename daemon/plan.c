@@ -87,6 +87,17 @@ decide_dup(struct plan_msg *m, const struct plan_policy *pol)
 	return false;
 }
 
+/* Whether a delivered UID now lists a message too unlike its own. */
+static bool
+reused(const struct plan_msg *m)
+{
+	uint64_t a = m->size, b = m->delivered_size;
+	uint64_t diff = a > b ? a - b : b - a, larger = a > b ? a : b;
+
+	return m->delivered && m->size_known && m->listed &&
+	       diff > PLAN_REUSE_MIN && diff > larger / PLAN_REUSE_DIV;
+}
+
 static void
 decide_one(struct plan_msg *m, const struct plan_policy *pol, time_t now)
 {
@@ -99,6 +110,9 @@ decide_one(struct plan_msg *m, const struct plan_policy *pol, time_t now)
 	} else if (!m->listed || (pol->have_uidl && m->uid == NULL)) {
 		m->reason = PLAN_R_NO_LISTING;
 		return;
+	} else if (reused(m)) {
+		/* Fetched as new; the caller forgets the old record first. */
+		m->reason = PLAN_R_UID_REUSED;
 	} else if (m->delivered) {
 		if (!pol->keep) {
 			m->action = PLAN_DELETE;

@@ -28,6 +28,20 @@
 #define PLAN_QUARANTINE_SECS 86400
 
 /*
+ * How far the LIST size of a delivered UID may be from the size it had
+ * when delivered before it is taken for another message that reuses the
+ * UID (a server that numbers messages afresh after its mailbox was
+ * recreated, say): more than PLAN_REUSE_MIN bytes and more than a
+ * 1/PLAN_REUSE_DIV of the larger. A server's size for one message does
+ * not move that far (some estimate sizes, and estimates differ a little
+ * from session to session: refetching on any difference would deliver
+ * such a server's kept mail twice); a new message of nearly the same size
+ * under an old UID is not told apart.
+ */
+#define PLAN_REUSE_MIN 1024
+#define PLAN_REUSE_DIV 4
+
+/*
  * Free space left untouched by the plan: the state journal and other
  * files on the same file system grow too, and free space changes while
  * a session runs. Small next to any disk a Maildir lives on, large next
@@ -58,15 +72,18 @@ enum plan_reason {
 	PLAN_R_NO_LISTING,  /* missing from LIST or UIDL */
 	PLAN_R_QUARANTINED, /* failed PLAN_STRIKES_MAX times, recently */
 	PLAN_R_NO_SPACE,    /* does not fit in the free space left */
+	PLAN_R_UID_REUSED,  /* delivered UID, but another message: fetch */
 };
 
 struct plan_msg {
 	unsigned long msgno;
 	uint64_t size;
-	bool listed;	    /* LIST gave its size */
-	const char *uid;    /* NULL without UIDL */
-	bool delivered;	    /* the state holds uid */
-	time_t first_seen;  /* when delivered */
+	bool listed;	   /* LIST gave its size */
+	const char *uid;   /* NULL without UIDL */
+	bool delivered;	   /* the state holds uid */
+	time_t first_seen; /* when delivered */
+	bool size_known;   /* the state holds the LIST size it had then */
+	uint64_t delivered_size;
 	unsigned strikes;   /* failed attempts to deliver it (not delivered) */
 	time_t last_strike; /* when the latest of them was */
 	enum plan_action action;

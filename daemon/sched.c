@@ -92,6 +92,7 @@ struct slot {
 	double started;		 /* monotonic seconds, last poll; 0 never */
 	enum session_class last; /* how the previous poll ended */
 	unsigned streak;	 /* polls in a row that ended in LAST */
+	bool fallback_said;	 /* the Maildir's sync fallback was logged */
 	TAILQ_ENTRY(slot) entry; /* in sc->slots */
 	TAILQ_ENTRY(slot) qentry; /* in host->waiting */
 };
@@ -698,6 +699,13 @@ session_done(void *arg, enum session_class cls, const struct session_stats *stp,
 	/* Kept from earlier polls when a failed one learnt nothing new. */
 	if (st->login_delay >= 0)
 		sl->login_delay = st->login_delay;
+	if (st->sync_fallback != NULL && !sl->fallback_said) {
+		log_info(sl->a->name,
+		    "maildir sync=file fs=%s: syncfs is not reliable there, "
+		    "each message is fsynced instead (said once)",
+		    st->sync_fallback);
+		sl->fallback_said = true;
+	}
 	if (sl->removed) {
 		log_poll(sl, cls, st, -1);
 		log_info(sl->a->name, "removed from the configuration");

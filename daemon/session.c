@@ -294,8 +294,8 @@ open_local(struct session *s)
 	maildir_set_sync(s->md, s->a->sync == CONF_SYNC_FILE
 				    ? MAILDIR_SYNC_FILE
 				    : MAILDIR_SYNC_BATCH);
-	s->st = state_open(s->conf->state_dir, s->a->name, s->a->host,
-	    s->a->user != NULL ? s->a->user : "", s->job_err,
+	s->st = state_open_mailbox(s->conf->state_dir, s->a->name, s->a->host,
+	    s->a->port, s->a->user != NULL ? s->a->user : "", s->job_err,
 	    sizeof(s->job_err));
 	if (s->st == NULL) {
 		if (errno == EWOULDBLOCK)
@@ -323,6 +323,7 @@ opened(struct session *s)
 	}
 	if (state_load_notice(s->st) != NULL)
 		log_warnx(s->a->name, "state: %s", state_load_notice(s->st));
+	s->stats.sync_fallback = maildir_sync_fallback(s->md);
 	if (s->job_rc == -1) {
 		fail(s, SC_LOCAL, "%s", s->job_err);
 		return false;
@@ -1343,6 +1344,23 @@ prune_state(struct session *s)
 	free(p.listed);
 }
 
+/*
+ * The server lists a delivered UID for a message of another size: a new
+ * message reusing the UID. The old record goes, so the new one can be
+ * recorded when delivered.
+ */
+static void
+forget_reused(struct session *s, const struct plan_msg *m)
+{
+	log_warnx(s->a->name,
+	    "message %lu: uid %s was delivered with %llu bytes, LIST now says "
+	    "%llu: taken as a new message reusing the UID, fetched",
+	    m->msgno, m->uid, (unsigned long long)m->delivered_size,
+	    (unsigned long long)m->size);
+	if (state_forget(s->st, m->uid) == -1)
+		log_warn(s->a->name, "state: forgetting uid %s", m->uid);
+}
+
 /* Builds the plan from the listing and the state. */
 static bool
 make_plan(struct session *s)
@@ -1370,6 +1388,9 @@ make_plan(struct session *s)
 		if (pm[i].uid != NULL && !pm[i].delivered)
 			pm[i].strikes =
 			    state_strikes(s->st, pm[i].uid, &pm[i].last_strike);
+		else if (pm[i].delivered)
+			pm[i].size_known =
+			    state_size(s->st, pm[i].uid, &pm[i].delivered_size);
 	}
 	pol.space_known = maildir_free_space(s->md, &pol.free_bytes) == 0;
 	r = plan_decide(pm, s->npm, &pol, TESTHOOK_NOW(), &tot);
@@ -1388,6 +1409,9 @@ make_plan(struct session *s)
 			    (unsigned long long)pm[i].size);
 		if (pm[i].reason == PLAN_R_DUP_UID)
 			ndup++;
+		if (pm[i].reason == PLAN_R_UID_REUSED &&
+		    pm[i].action == PLAN_FETCH)
+			forget_reused(s, &pm[i]);
 	}
 	if (ndup > 0)
 		log_warnx(s->a->name,
@@ -1654,7 +1678,8 @@ retr_begin(struct session *s, unsigned long msgno)
 	s->cur_bytes = 0;
 	if (s->stop)
 		return;
-	if (deliver_begin(s->dl, msgno, uid) == -1 ||
+	if (deliver_begin(s->dl, msgno, uid,
+		m->listed ? m->size : DELIVER_SIZE_UNKNOWN) == -1 ||
 	    (s->a->received_header && write_received(s) == -1)) {
 		local_failure(
 		    s, "delivery of message %lu: %s", msgno, strerror(errno));

@@ -43,6 +43,11 @@ struct session_stats {
 	 */
 	long login_delay;
 	bool interrupted; /* ended early by session_stop() */
+	/*
+	 * The file system type for which the Maildir's batch sync fell
+	 * back to an fsync per file (a static string), or NULL.
+	 */
+	const char *sync_fallback;
 };
 
 /*

@@ -439,6 +439,8 @@ class DaemonTest(unittest.TestCase):
         if not os.environ.get("KEEP_TMP"):
             self.addCleanup(shutil.rmtree, self.dir, True)
         self.conf_path = os.path.join(self.dir, "popfetchd.conf")
+        # Maildirs are made only inside a directory that exists.
+        os.mkdir(os.path.join(self.dir, "mail"))
 
     def maildir(self, name):
         return os.path.join(self.dir, "mail", name)

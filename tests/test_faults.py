@@ -382,6 +382,29 @@ accounts = ({
         self.assertEqual(sorted(self.delivered()), sorted(MESSAGES + [again]))
         self.assertEqual(srv.messages, [])
 
+    def test_uid_reused_for_another_message_in_keep_mode(self):
+        """Keep mode: the server lists a delivered UID for a message of
+        quite another size (another client removed the first, the server
+        gave its UID again): the new message is fetched, once."""
+        srv = self.server(tls="implicit")
+        conf = self.config(srv, extra="keep = true;")
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        other = (b"From: z@example.org\nSubject: another\n\n" +
+                 b"y" * 9000 + b"\n")
+        srv.messages[0] = other  # still "uid-0"
+        srv.commands.clear()
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.commands.count("RETR 1"), 1, srv.commands)
+        self.assertIn("taken as a new message reusing the UID", r.stderr)
+        self.assertEqual(sorted(self.delivered()),
+                         sorted(MESSAGES + [other]))
+        srv.commands.clear()
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("RETR", srv.verbs())
+
     def test_shared_uid_delete_mode_each_once(self):
         """Two messages with one UID (a server fault): each is delivered
         exactly once and deleted; the fault is logged once."""
