@@ -250,6 +250,23 @@ flush_abandon(struct deliver *d, char *err, size_t errlen, const char *what)
 	return flush_fail(err, errlen, what);
 }
 
+/* Makes the files of the batch durable in tmp/. */
+static int
+sync_batch(struct deliver *d)
+{
+	const char **names;
+	size_t i;
+	int rc;
+
+	if ((names = calloc(d->nbatch, sizeof(*names))) == NULL)
+		return -1;
+	for (i = 0; i < d->nbatch; i++)
+		names[i] = d->batch[i].tmp;
+	rc = maildir_sync_tmp(d->md, names, d->nbatch);
+	free(names);
+	return rc;
+}
+
 int
 deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
     void *arg, char *err, size_t errlen)
@@ -258,7 +275,7 @@ deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
 
 	if (d->nbatch == 0)
 		return 0;
-	if (TESTHOOK_FAIL("sync of tmp/") || maildir_sync_tmp(d->md) == -1)
+	if (TESTHOOK_FAIL("sync of tmp/") || sync_batch(d) == -1)
 		return flush_abandon(d, err, errlen, "sync of tmp/");
 	TESTHOOK_CRASH_POINT("tmp/ synced");
 	if (record_intents(d) == -1)

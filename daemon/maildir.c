@@ -622,7 +622,10 @@ maildir_msg_size(const struct maildir_msg *msg)
 	return msg->size;
 }
 
-/* Writes what is left and closes the file (fsynced in MAILDIR_SYNC_FILE). */
+/*
+ * Writes what is left and closes the file. Nothing waits for the disk
+ * here: maildir_sync_tmp() does, for a batch.
+ */
 static int
 finish_file(struct maildir_msg *msg)
 {
@@ -638,9 +641,7 @@ finish_file(struct maildir_msg *msg)
 		if (emit(msg, "\r", 1) == -1)
 			return -1;
 	}
-	if (flush_buf(msg) == -1 ||
-	    (msg->md->how == MAILDIR_SYNC_FILE &&
-		sync_result(msg->md, fsutil_fsync(msg->fd)) == -1))
+	if (flush_buf(msg) == -1)
 		return -1;
 	/*
 	 * A large message: start its write-out now, without waiting for it,
@@ -761,13 +762,6 @@ maildir_finish(struct maildir_msg **msgp, char *tmpname, size_t tmplen,
 		errno = ENAMETOOLONG;
 		goto fail;
 	}
-	/*
-	 * The caller's intent will say "the message is in tmp/": the entry
-	 * must be durable before that, not only the file's data.
-	 */
-	if (msg->md->how == MAILDIR_SYNC_FILE &&
-	    sync_result(msg->md, fsutil_fsync(msg->md->tmpfd)) == -1)
-		goto fail;
 	memcpy(tmpname, msg->name, strlen(msg->name) + 1);
 	memcpy(finalname, final, strlen(final) + 1);
 	free_msg(msg);
@@ -1042,14 +1036,43 @@ sync_result(struct maildir *md, int rc)
 	return rc;
 }
 
-int
-maildir_sync_tmp(struct maildir *md)
+/* fsyncs tmp/NAME through a descriptor of its own (the writer's is shut). */
+static int
+sync_one(struct maildir *md, const char *name)
 {
+	int fd, rc, saved;
+
+	if (!valid_name(name)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((fd = openat(md->tmpfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) ==
+	    -1)
+		return -1;
+	rc = sync_result(md, fsutil_fsync(fd));
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
+int
+maildir_sync_tmp(struct maildir *md, const char *const *tmpnames, size_t n)
+{
+	size_t i;
+
 	if (sticky_error(md) == -1)
 		return -1;
-	if (md->how == MAILDIR_SYNC_FILE)
-		return 0;
-	return sync_result(md, fsutil_syncfs(md->tmpfd));
+	if (md->how == MAILDIR_SYNC_BATCH)
+		return sync_result(md, fsutil_syncfs(md->tmpfd));
+	for (i = 0; i < n; i++)
+		if (sync_one(md, tmpnames[i]) == -1)
+			return -1;
+	/*
+	 * The caller's intents will say "the message is in tmp/": the
+	 * entries must be durable before that, not only the files' data.
+	 */
+	return sync_result(md, fsutil_fsync(md->tmpfd));
 }
 
 int

@@ -58,11 +58,12 @@ struct maildir_msg;
 struct maildir *maildir_open(const char *path, char *errbuf, size_t errlen);
 
 /*
- * How finished messages become durable in tmp/. MAILDIR_SYNC_BATCH (the
- * default): maildir_finish() writes and closes, and one syncfs(2) in
- * maildir_sync_tmp() covers every message finished so far (the file
- * system's whole dirty data with them). MAILDIR_SYNC_FILE: maildir_finish()
- * fsyncs the file and tmp/, and maildir_sync_tmp() has nothing to do.
+ * How finished messages become durable in tmp/. maildir_finish() only
+ * writes and closes (it runs where waiting is costly); maildir_sync_tmp()
+ * does the waiting. MAILDIR_SYNC_BATCH (the default): one syncfs(2)
+ * covers every message finished so far (the file system's whole dirty
+ * data with them). MAILDIR_SYNC_FILE: an fsync of each file named, then
+ * one of tmp/.
  */
 enum maildir_sync {
 	MAILDIR_SYNC_BATCH,
@@ -92,18 +93,19 @@ const char *maildir_sync_fallback(const struct maildir *md);
 const char *maildir_syncfs_unreliable(unsigned long fs_type);
 
 /*
- * Makes every message maildir_finish() has completed durable under its
- * tmp/ name. Returns 0, or -1 with errno set (a writeback error: the
- * messages since the last successful call must be taken as lost).
+ * Makes the N messages maildir_finish() completed as TMPNAMES durable
+ * under their tmp/ names (in MAILDIR_SYNC_BATCH mode, every message
+ * finished so far, whatever the names). Returns 0, or -1 with errno set
+ * (a writeback error: the messages since the last successful call must
+ * be taken as lost).
  *
- * A failed sync (this one, maildir_sync(), or the fsyncs of
- * maildir_finish() in MAILDIR_SYNC_FILE mode; any errno but EINTR) is
+ * A failed sync (this one or maildir_sync(); any errno but EINTR) is
  * final for MD: from then on maildir_sync_tmp(), maildir_sync() and
  * maildir_publish() fail with its errno, as the kernel reports a
  * writeback error only once and a retry would wrongly succeed. Close MD
  * and open the Maildir again (a new poll) to start over.
  */
-int maildir_sync_tmp(struct maildir *md);
+int maildir_sync_tmp(struct maildir *md, const char *const *tmpnames, size_t n);
 
 /* Closes the Maildir. Open messages must have been finished or aborted. */
 void maildir_close(struct maildir **md);

@@ -1269,10 +1269,10 @@ START_TEST(test_sync_error_sticky)
 	/* The syncfs of tmp/ fails: so does every sync and publish after. */
 	fsutil_test_fail_sync(1, EIO);
 	errno = 0;
-	ck_assert_int_eq(maildir_sync_tmp(md), -1);
+	ck_assert_int_eq(maildir_sync_tmp(md, NULL, 0), -1);
 	ck_assert_int_eq(errno, EIO);
 	errno = 0;
-	ck_assert_int_eq(maildir_sync_tmp(md), -1);
+	ck_assert_int_eq(maildir_sync_tmp(md, NULL, 0), -1);
 	ck_assert_int_eq(errno, EIO);
 	errno = 0;
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), -1);
@@ -1289,7 +1289,7 @@ START_TEST(test_sync_error_sticky)
 	ck_assert_ptr_nonnull(
 	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
 	finish_one(md, tmpname, final);
-	ck_assert_int_eq(maildir_sync_tmp(md), 0);
+	ck_assert_int_eq(maildir_sync_tmp(md, NULL, 0), 0);
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
 	/* The fsync of new/ fails: retrying it does not make it succeed. */
 	fsutil_test_fail_sync(1, EIO);
@@ -1297,34 +1297,34 @@ START_TEST(test_sync_error_sticky)
 	errno = 0;
 	ck_assert_int_eq(maildir_sync(md), -1);
 	ck_assert_int_eq(errno, EIO);
-	ck_assert_int_eq(maildir_sync_tmp(md), -1);
+	ck_assert_int_eq(maildir_sync_tmp(md, NULL, 0), -1);
 	maildir_close(&md);
 }
 END_TEST
 
-/* The same in per-file mode, where maildir_finish() does the fsyncs. */
+/* The same in per-file mode, where the sync fsyncs each file, then tmp/. */
 START_TEST(test_sync_error_sticky_file_mode)
 {
 	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
-	struct maildir_msg *msg;
+	char tmp2[MAILDIR_NAME_SIZE], final2[MAILDIR_NAME_SIZE];
+	const char *names[2];
 	struct maildir *md;
 
 	ck_assert_ptr_nonnull(
 	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
 	maildir_set_sync(md, MAILDIR_SYNC_FILE);
-	/* The second fsync of the finish: that of tmp/. */
-	fsutil_test_fail_sync(2, EIO);
-	msg = begin_with(md, "m\r\n");
-	errno = 0;
-	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
-			     sizeof(final)),
-	    -1);
-	ck_assert_int_eq(errno, EIO);
-	ck_assert_int_eq(count_files("tmp"), 0);
-	/* The next message is written, but nothing is synced any more. */
 	finish_one(md, tmpname, final);
+	finish_one(md, tmp2, final2);
+	names[0] = tmpname;
+	names[1] = tmp2;
+	/* The third fsync of the sync: that of tmp/. */
+	fsutil_test_fail_sync(3, EIO);
 	errno = 0;
-	ck_assert_int_eq(maildir_sync_tmp(md), -1);
+	ck_assert_int_eq(maildir_sync_tmp(md, names, 2), -1);
+	ck_assert_int_eq(errno, EIO);
+	/* Nothing is synced or published any more on this handle. */
+	errno = 0;
+	ck_assert_int_eq(maildir_sync_tmp(md, names, 2), -1);
 	ck_assert_int_eq(errno, EIO);
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), -1);
 	ck_assert_int_eq(maildir_sync(md), -1);
@@ -1356,13 +1356,19 @@ START_TEST(test_syncfs_fallback)
 	ck_assert_ptr_null(maildir_sync_fallback(md));
 	maildir_set_sync(md, MAILDIR_SYNC_BATCH);
 	ck_assert_str_eq(maildir_sync_fallback(md), "nfs");
-	/* Per file: the finish fsyncs (its first fsync is made to fail). */
-	fsutil_test_fail_sync(1, EIO);
+	/* Per file: the sync fsyncs the file (its first fsync fails). */
 	msg = begin_with(md, "m\r\n");
 	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
 			     sizeof(final)),
-	    -1);
-	ck_assert_int_eq(errno, EIO);
+	    0);
+	fsutil_test_fail_sync(1, EIO);
+	{
+		const char *names[] = {tmpname};
+
+		errno = 0;
+		ck_assert_int_eq(maildir_sync_tmp(md, names, 1), -1);
+		ck_assert_int_eq(errno, EIO);
+	}
 	maildir_close(&md);
 }
 END_TEST
