@@ -27,6 +27,13 @@ struct worker {
 	struct event *wake; /* on pipe[0] */
 };
 
+/*
+ * Completions run in one turn of the loop, at most: each may parse what
+ * its session's server sent meanwhile, and many at once would hold the
+ * loop as long as all of them together.
+ */
+#define WORKER_DONE_PER_TURN 4
+
 static void *thread_main(void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -151,11 +158,14 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	struct worker_job *job;
 	char buf[256];
 
+	int n;
+
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
-	for (;;) {
+	for (n = 0;; n++) {
 		pthread_mutex_lock(&w->lock);
-		if ((job = w->finished) != NULL) {
+		job = w->finished;
+		if (job != NULL && n < WORKER_DONE_PER_TURN) {
 			list_remove(&w->finished, &w->finished_tail, job);
 			job->state = WORKER_IDLE;
 			job->busy = false;
@@ -163,6 +173,11 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		pthread_mutex_unlock(&w->lock);
 		if (job == NULL)
 			break;
+		if (n == WORKER_DONE_PER_TURN) {
+			/* The rest after the loop's other events. */
+			event_active(w->wake, EV_READ, 0);
+			break;
+		}
 		/* May free the job's owner, or submit the job again. */
 		job->done(job);
 	}

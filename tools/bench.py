@@ -398,10 +398,13 @@ def measure(tools, argv, workdir, log_name):
         raise BenchError("no rusage from bench_floor measure (log: %s)" % log)
     stall = loop_cpu = None
     with open(log, errors="replace") as f:
-        m = re.search(r"max_stall_ms=([0-9.]+) .*max_cpu_ms=([0-9.]+)",
-                      f.read())
-        if m:
-            stall, loop_cpu = float(m.group(1)), float(m.group(2))
+        text = f.read()
+    m = re.search(r"max_stall_ms=([0-9.]+)", text)
+    if m:
+        stall = float(m.group(1))
+    m = re.search(r"max_cpu_ms=([0-9.]+)", text)
+    if m:
+        loop_cpu = float(m.group(1))
     return {
         "stall": stall,
         "loop_cpu": loop_cpu,
@@ -741,6 +744,7 @@ def print_table(order, results, runs):
             ok += ", a run FAILED"
         known = all(r["stall"] is not None for r in sc.runs)
         stall = "%.1f" % sc.median("stall") if known else "-"
+        known = all(r["loop_cpu"] is not None for r in sc.runs)
         lcpu = "%.1f" % sc.median("loop_cpu") if known else "-"
         row = ("%-38s %6.2f %6s %6s %6.2f %6.2f %6.1f %5.1f %5s %5s  %-24s "
                "%s" % (sc.key + "  " + sc.title, sc.median("wall"),
