@@ -1,5 +1,6 @@
 /* Table-driven tests for the fetch/delete policy. */
 #include <check.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -323,7 +324,10 @@ START_TEST(keep_needs_uidl)
 	struct plan_msg m = MSG(.size = 10);
 	struct plan_totals tot;
 
+	errno = ENOMEM;
 	ck_assert_int_eq(plan_decide(&m, 1, &pol, NOW, &tot), -1);
+	/* The account's fault, not a lack of memory (that is temporary). */
+	ck_assert_int_eq(errno, EINVAL);
 }
 END_TEST
 
