@@ -56,7 +56,14 @@ loopstat_new(struct event_base *base)
 	if (env == NULL || strcmp(env, "1") != 0 ||
 	    (ls = calloc(1, sizeof(*ls))) == NULL)
 		return NULL;
+	/*
+	 * At the highest priority (where the base has priorities), so that
+	 * its lateness is how long the loop could not turn to an urgent
+	 * event, not how much ordinary work was queued before it.
+	 */
 	if ((ls->tick = event_new(base, -1, EV_PERSIST, tick, ls)) == NULL ||
+	    (event_base_get_npriorities(base) > 1 &&
+		event_priority_set(ls->tick, 0) == -1) ||
 	    event_add(ls->tick, &tv) == -1) {
 		loopstat_free(&ls);
 		return NULL;

@@ -26,13 +26,14 @@ run 1 of each, then run 2 of each, ...):
       max_connections = max_per_host = 64: every session busy at once.
       What counts is the longest stall of the event loop (below).
 
-Every popfetchd run has POPFETCHD_LOOP_STATS=1: a timer asks to run every
-2 ms; the longest time it ran late ("stall", ms) is how long the loop was
-held, by its own work, by a call that blocked, or by other processes
-taking the CPUs; the most CPU time the loop thread used between two ticks
-("lcpu", ms) is its own work alone. B6's target is lcpu <= 10 ms: on two
-cores shared with Dovecot, the wall stall mostly measures the machine
-(the same run on tmpfs, where nothing blocks, shows stalls as long).
+Every popfetchd run has POPFETCHD_LOOP_STATS=1: a timer at the loop's
+highest priority asks to run every 2 ms; the longest time it ran late
+("stall", ms) is how long the loop could not turn to an urgent event, held
+by its own work, by a call that blocked, or by other processes taking the
+CPUs; the most CPU time the loop thread used between two ticks ("lcpu",
+ms) is its own work alone. B6's target is lcpu <= 10 ms: on two cores
+shared with Dovecot, the wall stall mostly measures the machine (the same
+run on tmpfs, where nothing blocks, shows stalls as long).
 
 For each it prints the median wall time, CPU time (user + sys) and peak
 RSS of the popfetchd process. B1, B2 and B3 are also compared with a
