@@ -163,6 +163,7 @@ struct session {
 	bool net_pending; /* a transport event waits for the job's end */
 	enum net_ev pending_ev;
 	bool strike_in_hand; /* the message in hand counts a strike */
+	bool final_begun;    /* final_stage() ran: the end is under way */
 	bool receiving;	     /* a RETR reply is being delivered */
 	unsigned long cur_msgno;
 	uint64_t cur_bytes;	 /* message data received for it so far */
@@ -661,6 +662,13 @@ finish(struct session *s)
 static void
 final_stage(struct session *s)
 {
+	/*
+	 * Once: a disk job's completion may end the session itself (a
+	 * failure, a connection closed meanwhile) and then look again.
+	 */
+	if (s->final_begun)
+		return;
+	s->final_begun = true;
 	if (s->strike_in_hand) {
 		s->strike_in_hand = false;
 		strike(s, s->cur_msgno, "session ended while receiving it");

@@ -77,6 +77,8 @@ class FakePop:
         self.drop_in_retr = None  # (msgno, bytes of the reply to send)
         # (msgno, bytes of the message to send before a clean terminator)
         self.cut_retr = None
+        # A msgno: after the whole reply to its RETR, close the connection.
+        self.close_after_retr = None
         # Seconds between two bytes sent: "all" of the session's, or
         # "retr" (RETR replies only); None: normal speed.
         self.dribble = None
@@ -478,6 +480,10 @@ class FakePop:
             if self.dribble is not None and self.dribble_what == "retr":
                 self._dribbling(conn).sendall(reply)
                 return
+            if self.close_after_retr == n:
+                conn.sendall(reply)
+                conn.shutdown(socket.SHUT_RDWR)
+                raise OSError("closed on purpose")
             if self.drop_in_retr and self.drop_in_retr[0] == n:
                 conn.sendall(reply[:self.drop_in_retr[1]])
                 conn.shutdown(socket.SHUT_RDWR)

@@ -160,6 +160,27 @@ accounts = ({
         self.assert_exactly_once()
         self.assertEqual(srv.messages, [])
 
+    def test_connection_closed_while_a_batch_is_made_durable(self):
+        """The server closes right after the last message, while the
+        batch is being made durable: the session ends once (network,
+        75), what arrived is delivered and recorded, nothing is deleted;
+        the next poll deletes without fetching again."""
+        srv = self.server(tls="implicit", pipelining=True)
+        srv.close_after_retr = 3
+        conf = self.config(srv)
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("connection closed", r.stderr)
+        self.assertEqual(srv.messages, MESSAGES)
+        self.assert_exactly_once()
+        srv.close_after_retr = None
+        srv.commands.clear()
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("RETR", srv.verbs())
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
     def test_malformed_reply_is_protocol_error(self):
         srv = self.server(tls="implicit")
         srv.raw["LIST"] = b"+OK\r\nbanana\r\n.\r\n"
