@@ -24,16 +24,19 @@ run 1 of each, then run 2 of each, ...):
       TLS, one run, max_connections = max_per_host = 32.
   B6  1,000 accounts x 5 messages (B1's, split), no added latency,
       max_connections = max_per_host = 64: every session busy at once.
-      What counts is the longest stall of the event loop (below).
+      What counts is the longest stall of the event loop (below). The
+      server and this script run on the first CPU, popfetchd on the
+      others: on two CPUs shared with Dovecot, the loop thread is
+      otherwise held by the server's processes taking its CPU, which says
+      nothing of popfetchd (the same run on tmpfs, where nothing blocks,
+      stalls as long).
 
 Every popfetchd run has POPFETCHD_LOOP_STATS=1: a timer at the loop's
 highest priority asks to run every 2 ms; the longest time it ran late
 ("stall", ms) is how long the loop could not turn to an urgent event, held
 by its own work, by a call that blocked, or by other processes taking the
 CPUs; the most CPU time the loop thread used between two ticks ("lcpu",
-ms) is its own work alone. B6's target is lcpu <= 10 ms: on two cores
-shared with Dovecot, the wall stall mostly measures the machine (the same
-run on tmpfs, where nothing blocks, shows stalls as long).
+ms) is its own work alone. B6's target is a stall of at most 10 ms.
 
 For each it prints the median wall time, CPU time (user + sys) and peak
 RSS of the popfetchd process. B1, B2 and B3 are also compared with a
@@ -363,7 +366,45 @@ def _anon_kb(pid):
     return 0
 
 
-def measure(tools, argv, workdir, log_name):
+def set_group_affinity(pgid, cpus):
+    """Every thread of every process in process group PGID onto CPUS."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[2]) != pgid:
+                    continue
+            for tid in os.listdir("/proc/%s/task" % name):
+                os.sched_setaffinity(int(tid), cpus)
+        except (OSError, ValueError, IndexError):
+            pass  # gone meanwhile
+
+
+class CpuSplit:
+    """While active: the server and this script on the first CPU,
+    popfetchd (through measure()'s CPUS) on the others; on one CPU,
+    nothing changes."""
+
+    def __init__(self, dc):
+        self.dc = dc
+        self.all = os.sched_getaffinity(0)
+        first = min(self.all)
+        self.server = {first}
+        self.client = self.all - self.server or self.all
+
+    def __enter__(self):
+        if self.client is not self.all:
+            set_group_affinity(self.dc.proc.pid, self.server)
+            os.sched_setaffinity(0, self.server)
+        return self
+
+    def __exit__(self, *exc):
+        set_group_affinity(self.dc.proc.pid, self.all)
+        os.sched_setaffinity(0, self.all)
+
+
+def measure(tools, argv, workdir, log_name, cpus=None):
     """Run ARGV under `bench_floor measure`; its rusage as a dict.
 
     Meanwhile the command's anonymous (non-file) resident memory is
@@ -378,7 +419,10 @@ def measure(tools, argv, workdir, log_name):
         proc = subprocess.Popen([tools.floor, "measure", out] + argv,
                                 stdin=subprocess.DEVNULL, stdout=lf,
                                 stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=(None if cpus is None else
+                                            lambda: os.sched_setaffinity(
+                                                0, cpus)))
         deadline = time.monotonic() + RUN_TIMEOUT
         child = None
         while proc.poll() is None:
@@ -589,8 +633,11 @@ class Scenario:
     """One benchmark: its accounts, corpus split and settings."""
 
     def __init__(self, key, title, corpus, per_account, relay=None,
-                 floor=False, connections=CONNECTIONS, user_prefix=None):
-        """RELAY: None (straight to the server) or a delay in ms."""
+                 floor=False, connections=CONNECTIONS, user_prefix=None,
+                 split_cpus=False):
+        """RELAY: None (straight to the server) or a delay in ms.
+        SPLIT_CPUS: popfetchd on CPUs of its own (see CpuSplit)."""
+        self.split_cpus = split_cpus
         self.key = key
         self.title = title
         self.corpus = corpus
@@ -642,8 +689,13 @@ class Scenario:
                 write_config(conf, os.path.join(work, "state"), port,
                              dc.ca_file, accounts, self.connections)
             server_cpu = boxes.cpu()
-            r = measure(tools, [tools.binary, "-c", conf, "--once"], work,
-                        "popfetchd")
+            if self.split_cpus:
+                with CpuSplit(dc) as split:
+                    r = measure(tools, [tools.binary, "-c", conf, "--once"],
+                                work, "popfetchd", split.client)
+            else:
+                r = measure(tools, [tools.binary, "-c", conf, "--once"],
+                            work, "popfetchd")
             r["server_cpu"] = boxes.cpu() - server_cpu
         finally:
             relay_cpu = relay.end() if relay is not None else None
@@ -715,9 +767,9 @@ def target_of(sc, results):
     if sc.key == "B5":
         return ("RSS <= %d MiB" % TARGET_B5_RSS,
                 verdict(sc.median("rss") <= TARGET_B5_RSS))
-    stalls = [r["loop_cpu"] for r in sc.runs]
+    stalls = [r["stall"] for r in sc.runs]
     stall = statistics.median(stalls) if None not in stalls else None
-    return ("loop CPU stall <= %d ms" % TARGET_B6_STALL,
+    return ("loop stall <= %d ms" % TARGET_B6_STALL,
             verdict(stall is not None and stall <= TARGET_B6_STALL))
 
 
@@ -860,7 +912,8 @@ def build_scenarios(args):
         per = count // (ACCOUNTS_B6 if not args.quick else 100)
         out["B6"] = Scenario("B6", "%d x %d msgs, %d conns"
                              % (count // per, per, CONNECTIONS_B6), mixed,
-                             per, connections=CONNECTIONS_B6)
+                             per, connections=CONNECTIONS_B6,
+                             split_cpus=True)
     if "B4" in args.only:
         c = sized_corpus("big", 3, (big, big))
         print("corpus B4: %s" % c.describe(), flush=True)
