@@ -10,16 +10,16 @@
 
 #include "deliver.h"
 #include "maildir.h"
-#include "pop3.h"
 #include "state.h"
 #include "testhook.h"
+#include "uid.h"
 
 struct item {
 	unsigned long tag;
 	bool has_uid;
 	bool recorded; /* its intent is in the state (not always durable) */
 	uint64_t size; /* as LIST said; DELIVER_SIZE_UNKNOWN if not known */
-	char uid[POP3_UID_MAX + 1];
+	char uid[UID_MAX + 1];
 	char tmp[MAILDIR_NAME_SIZE];
 	char final[MAILDIR_NAME_SIZE];
 };
@@ -63,7 +63,7 @@ int
 deliver_begin(
     struct deliver *d, unsigned long tag, const char *uid, uint64_t size)
 {
-	if (d->msg != NULL || (uid != NULL && strlen(uid) > POP3_UID_MAX)) {
+	if (d->msg != NULL || (uid != NULL && strlen(uid) > UID_MAX)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -315,7 +315,7 @@ enum pend_fate {
 };
 
 struct pend {
-	char uid[POP3_UID_MAX + 1];
+	char uid[UID_MAX + 1];
 	char tmp[MAILDIR_NAME_SIZE];
 	char final[MAILDIR_NAME_SIZE];
 	enum pend_fate fate;

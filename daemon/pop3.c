@@ -489,7 +489,7 @@ parse_entry(struct pop3 *p, enum pop3_cmd cmd, char *s, struct pop3_event *ev)
 	const char *q = skip_sp(s);
 	uint64_t n, size;
 	char *uid;
-	size_t ulen, i;
+	size_t ulen;
 
 	if (!parse_num(&q, POP3_MSGNO_MAX, &n) || n == 0 ||
 	    (*q != ' ' && *q != '\t'))
@@ -505,11 +505,8 @@ parse_entry(struct pop3 *p, enum pop3_cmd cmd, char *s, struct pop3_event *ev)
 	uid = s + (q - s);
 	ulen = strcspn(uid, " \t");
 	uid[ulen] = '\0';
-	if (ulen == 0 || ulen > POP3_UID_MAX)
+	if (!uid_valid(uid, ulen))
 		return false;
-	for (i = 0; i < ulen; i++)
-		if (uid[i] < 0x21 || uid[i] > 0x7e)
-			return false;
 	ev->uid = uid;
 	return true;
 }

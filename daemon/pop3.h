@@ -33,22 +33,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "uid.h"
+
 /*
  * Limits on what the server controls, each with its reason:
  * - a status or listing line is short by nature (RFC 2449 caps a response
  *   at 512 octets); 8 KiB leaves room for chatty servers while a longer
  *   line is an attack, not mail. Message bodies are not lines: they are
  *   streamed, and a body line may have any length.
- * - RFC 1939 says a UID is 1 to 70 characters in 0x21..0x7E; we hold
- *   servers to it, because a UID goes into our state file and a violating
- *   one cannot be stored safely.
+ * - RFC 1939 says a UID is 1 to 70 characters in 0x21..0x7E (uid.h); we
+ *   hold servers to it, because a UID goes into our state file and a
+ *   violating one cannot be stored safely.
  * - message numbers above a million are not a mailbox anyone fetches over
  *   POP3; the cap keeps per-message bookkeeping bounded.
  * - 256 CAPA lines is far beyond any server's capability list.
  * - POP3_QUEUE_MAX bounds the commands in flight when pipelining.
  */
 #define POP3_LINE_MAX	 8192
-#define POP3_UID_MAX	 70
+#define POP3_UID_MAX	 UID_MAX
 #define POP3_MSGNO_MAX	 1000000UL
 #define POP3_CAPA_MAX	 256
 #define POP3_QUEUE_MAX	 512

@@ -112,12 +112,10 @@
 
 #include "fsutil.h"
 #include "state.h"
+#include "uid.h"
 
 #define FORMAT_MAGIC   "popfetchd-state "
 #define FORMAT_VERSION 1
-
-/* RFC 1939 7: a unique-id is 1 to 70 characters in the range 0x21-0x7E. */
-#define UID_MAX_LEN 70
 
 /*
  * Compaction waits for this many dead records: below it the file is small
@@ -152,7 +150,7 @@
 #define SIZE_UNKNOWN UINT64_MAX
 
 /* Room for a "# <uid> <size>\n" record and a NUL. */
-#define SIZE_RECORD_MAX (2 + UID_MAX_LEN + 1 + 20 + 1 + 1)
+#define SIZE_RECORD_MAX (2 + UID_MAX + 1 + 20 + 1 + 1)
 
 /* Room for everything written for one delivered UID. */
 #define SLOT_RECORDS_MAX (RECORD_MAX + SIZE_RECORD_MAX)
@@ -161,9 +159,8 @@
  * Room for the longest record, "> " epoch(20) ' ' uid ' ' tmp ' ' final
  * '\n', and a NUL.
  */
-#define RECORD_MAX                                                          \
-	(2 + 20 + 1 + UID_MAX_LEN + 1 + FNAME_MAX_LEN + 1 + FNAME_MAX_LEN + \
-	    1 + 1)
+#define RECORD_MAX \
+	(2 + 20 + 1 + UID_MAX + 1 + FNAME_MAX_LEN + 1 + FNAME_MAX_LEN + 1 + 1)
 
 /* Snapshots are written in pieces of this size. */
 #define SNAPSHOT_CHUNK (64 * 1024)
@@ -248,7 +245,6 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 static void add_notice(struct state *st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static bool valid_account(const char *account);
-static bool valid_uid(const char *uid, size_t len);
 static char *make_names(const char *tmpname, const char *finalname);
 static char *norm_host(const char *host);
 static char *make_header(const char *host, const char *user, unsigned port);
@@ -439,20 +435,6 @@ valid_account(const char *account)
 	return len > 0 && len + strlen(LONGEST_SUFFIX) <= NAME_MAX &&
 	       strchr(account, '/') == NULL && strcmp(account, ".") != 0 &&
 	       strcmp(account, "..") != 0;
-}
-
-static bool
-valid_uid(const char *uid, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > UID_MAX_LEN)
-		return false;
-	for (i = 0; i < len; i++)
-		if ((unsigned char)uid[i] < 0x21 ||
-		    (unsigned char)uid[i] > 0x7e)
-			return false;
-	return true;
 }
 
 /* "<tmp>\0<final>\0" in one allocation (caller frees), or NULL. */
@@ -918,7 +900,7 @@ copy_field(char *dst, const struct field *f)
 static int
 parse_line(struct state *st, const char *line, size_t len)
 {
-	char uid[UID_MAX_LEN + 1], kind;
+	char uid[UID_MAX + 1], kind;
 	struct field f[FIELDS_MAX];
 	uint64_t size;
 	time_t t;
@@ -937,7 +919,7 @@ parse_line(struct state *st, const char *line, size_t len)
 	case '+':
 		if (!split_fields(line, len, f, 2) ||
 		    !parse_time(f[0].p, f[0].len, &t) ||
-		    !valid_uid(f[1].p, f[1].len))
+		    !uid_valid(f[1].p, f[1].len))
 			return 1;
 		copy_field(uid, &f[1]);
 		return apply_add(st, uid, t, NULL, NULL);
@@ -951,7 +933,7 @@ parse_line(struct state *st, const char *line, size_t len)
 		return parse_strike(st, f);
 	case '#':
 		if (!split_fields(line, len, f, 2) ||
-		    !valid_uid(f[0].p, f[0].len) ||
+		    !uid_valid(f[0].p, f[0].len) ||
 		    !parse_size(f[1].p, f[1].len, &size))
 			return 1;
 		copy_field(uid, &f[0]);
@@ -960,7 +942,7 @@ parse_line(struct state *st, const char *line, size_t len)
 	case '-':
 	case '=':
 		if (!split_fields(line, len, f, 1) ||
-		    !valid_uid(f[0].p, f[0].len))
+		    !uid_valid(f[0].p, f[0].len))
 			return 1;
 		copy_field(uid, &f[0]);
 		if (kind == '-')
@@ -977,11 +959,11 @@ parse_line(struct state *st, const char *line, size_t len)
 static int
 parse_pending(struct state *st, const struct field *f)
 {
-	char uid[UID_MAX_LEN + 1], tmpname[FNAME_MAX_LEN + 1],
+	char uid[UID_MAX + 1], tmpname[FNAME_MAX_LEN + 1],
 	    finalname[FNAME_MAX_LEN + 1];
 	time_t t;
 
-	if (!parse_time(f[0].p, f[0].len, &t) || !valid_uid(f[1].p, f[1].len) ||
+	if (!parse_time(f[0].p, f[0].len, &t) || !uid_valid(f[1].p, f[1].len) ||
 	    !fsutil_valid_name(f[2].p, f[2].len) ||
 	    !fsutil_valid_name(f[3].p, f[3].len))
 		return 1;
@@ -1115,11 +1097,11 @@ parse_count(const char *p, size_t len, unsigned *count)
 static int
 parse_strike(struct state *st, const struct field *f)
 {
-	char uid[UID_MAX_LEN + 1];
+	char uid[UID_MAX + 1];
 	unsigned count;
 	time_t t;
 
-	if (!parse_time(f[0].p, f[0].len, &t) || !valid_uid(f[1].p, f[1].len) ||
+	if (!parse_time(f[0].p, f[0].len, &t) || !uid_valid(f[1].p, f[1].len) ||
 	    !parse_count(f[2].p, f[2].len, &count))
 		return 1;
 	copy_field(uid, &f[1]);
@@ -1297,7 +1279,7 @@ state_has(const struct state *st, const char *uid, time_t *first_seen)
 	const struct slot *s;
 	size_t len = strlen(uid);
 
-	if (!valid_uid(uid, len))
+	if (!uid_valid(uid, len))
 		return false;
 	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
 	if (s != NULL && first_seen != NULL)
@@ -1317,7 +1299,7 @@ state_record_size(struct state *st, const char *uid, time_t now, uint64_t size)
 	size_t len = strlen(uid);
 	struct slot s = {.when = now, .size = size};
 
-	if (!valid_uid(uid, len) || now < 0) {
+	if (!uid_valid(uid, len) || now < 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -1353,7 +1335,7 @@ state_record_pending_size(struct state *st, const char *uid, time_t now,
 	size_t len = strlen(uid);
 	struct slot s = {.when = now, .size = size};
 
-	if (!valid_uid(uid, len) || now < 0 ||
+	if (!uid_valid(uid, len) || now < 0 ||
 	    !fsutil_valid_name(tmpname, strlen(tmpname)) ||
 	    !fsutil_valid_name(finalname, strlen(finalname))) {
 		errno = EINVAL;
@@ -1392,7 +1374,7 @@ find_delivered(struct state *st, const char *uid, size_t *len)
 	struct slot *s;
 
 	*len = strlen(uid);
-	if (!valid_uid(uid, *len)) {
+	if (!uid_valid(uid, *len)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -1473,7 +1455,7 @@ state_size(const struct state *st, const char *uid, uint64_t *size)
 	const struct slot *s;
 	size_t len = strlen(uid);
 
-	if (!valid_uid(uid, len))
+	if (!uid_valid(uid, len))
 		return false;
 	s = table_find(&st->tab, uid, siphash13(st->tab.key, uid, len));
 	if (s == NULL || s->size == SIZE_UNKNOWN)
@@ -1524,7 +1506,7 @@ strike_check(
 {
 	size_t len = strlen(uid);
 
-	if (!valid_uid(uid, len) || now < 0) {
+	if (!uid_valid(uid, len) || now < 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -1585,7 +1567,7 @@ state_strikes(const struct state *st, const char *uid, time_t *last)
 	const struct slot *s = NULL;
 	size_t len = strlen(uid);
 
-	if (valid_uid(uid, len))
+	if (uid_valid(uid, len))
 		s = table_find(
 		    &st->strikes, uid, siphash13(st->strikes.key, uid, len));
 	if (last != NULL)
