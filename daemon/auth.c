@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "auth.h"
+#include "wipe.h"
 
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -87,7 +88,7 @@ b64_end(struct b64 *b)
 	if (b->nq > 0)
 		b64_group(b);
 	b->out[b->o] = '\0';
-	auth_wipe(b->q, sizeof(b->q));
+	wipe(b->q, sizeof(b->q));
 	return (int)b->o;
 }
 
@@ -200,7 +201,7 @@ auth_base64_decode(
 	*outn = o;
 	return 0;
 bad:
-	auth_wipe(out, o);
+	wipe(out, o);
 	return -1;
 }
 
@@ -309,10 +310,4 @@ auth_apop(const char *timestamp, const char *secret, char *out, size_t outlen)
 	}
 	out[32] = '\0';
 	return 0;
-}
-
-void
-auth_wipe(void *p, size_t len)
-{
-	OPENSSL_cleanse(p, len);
 }

@@ -2,7 +2,7 @@
  * auth: credentials turned into what goes on the wire, as pure functions.
  * No I/O. Every function that encodes a credential builds its output
  * piece by piece, so no copy of the secret is left anywhere but in OUT;
- * callers wipe OUT (auth_wipe) when done.
+ * callers wipe OUT (wipe.h) when done.
  *
  * The encoders return the length written to OUT (NUL-terminated, not
  * counting the NUL), or -1 when OUT is too small or an argument holds a
@@ -65,8 +65,5 @@ int auth_external(char *out, size_t outlen);
  */
 int auth_apop(
     const char *timestamp, const char *secret, char *out, size_t outlen);
-
-/* Overwrites LEN bytes at P in a way the compiler keeps. */
-void auth_wipe(void *p, size_t len);
 
 #endif

@@ -23,10 +23,10 @@
 
 #include <event2/event.h>
 
-#include "auth.h"
 #include "conf.h"
 #include "log.h"
 #include "secret.h"
+#include "wipe.h"
 
 /*
  * A password_command prints one line. 64 KiB of stdout is far more than
@@ -230,7 +230,7 @@ read_file(struct secret_req *r, const char *path)
 	}
 	line_check(r, path);
 out:
-	auth_wipe(buf, sizeof(buf));
+	wipe(buf, sizeof(buf));
 	close(fd);
 }
 
@@ -489,11 +489,11 @@ read_stdout(struct secret_req *r)
 	r->out_total += (size_t)n;
 	if (r->out_total > SECRET_OUTPUT_MAX) {
 		r->overflow = true;
-		auth_wipe(buf, sizeof(buf));
+		wipe(buf, sizeof(buf));
 		return RD_TOO_MUCH;
 	}
 	line_feed(&r->line, buf, (size_t)n);
-	auth_wipe(buf, sizeof(buf));
+	wipe(buf, sizeof(buf));
 	return RD_DATA;
 }
 
@@ -682,7 +682,7 @@ deliver(struct secret_req *r)
 static void
 release(struct secret_req *r)
 {
-	auth_wipe(&r->line, sizeof(r->line));
+	wipe(&r->line, sizeof(r->line));
 	pipe_stop(&r->out_fd, r->out_ev);
 	pipe_stop(&r->err_fd, r->err_ev);
 	if (r->deadline_ev != NULL)
@@ -719,7 +719,7 @@ req_free(struct secret_req *r)
 	event_free(r->done_ev);
 	if (r->pidfd != -1)
 		close(r->pidfd);
-	auth_wipe(r, sizeof(*r));
+	wipe(r, sizeof(*r));
 	free(r);
 }
 

@@ -35,6 +35,7 @@
 #include "testhook.h"
 #include "tls.h"
 #include "worker.h"
+#include "wipe.h"
 
 /*
  * Messages delivered between two durability points: one fsync of new/
@@ -580,7 +581,7 @@ session_free(struct session **sp)
 		event_free(s->done_ev);
 	if (s->login_ev != NULL)
 		event_free(s->login_ev);
-	auth_wipe(s->secret, sizeof(s->secret));
+	wipe(s->secret, sizeof(s->secret));
 	listing_free(&s->lst);
 	free(s->acked);
 	free(s->flushed);
@@ -644,8 +645,8 @@ finish(struct session *s)
 	    s->receiving && (s->cls == SC_NET || s->cls == SC_PROTO);
 	s->receiving = false;
 	secret_cancel(&s->sreq);
-	auth_wipe(s->secret, sizeof(s->secret));
-	auth_wipe(s->ir, sizeof(s->ir));
+	wipe(s->secret, sizeof(s->secret));
+	wipe(s->ir, sizeof(s->ir));
 	/* Disk work under way goes on to final_stage() when it ends. */
 	if (s->worker == NULL || !worker_busy(&s->job))
 		final_stage(s);
@@ -804,7 +805,7 @@ send_req(struct session *s, const struct pop3_req *req)
 		return;
 	}
 	send_line(s, buf, n, false);
-	auth_wipe(buf, sizeof(buf));
+	wipe(buf, sizeof(buf));
 }
 
 static void
@@ -949,7 +950,7 @@ login_sasl(struct session *s, const char *mech)
 	start_sasl(s, mech, s->ir);
 	s->mech = mech;
 	if (!s->ir_pending)
-		auth_wipe(s->ir, sizeof(s->ir));
+		wipe(s->ir, sizeof(s->ir));
 }
 
 static void
@@ -1028,7 +1029,7 @@ sasl_send(struct session *s, const char *line)
 		return;
 	}
 	send_line(s, buf, n, true);
-	auth_wipe(buf, sizeof(buf));
+	wipe(buf, sizeof(buf));
 }
 
 /* The server's SASL error (OAuth: base64 JSON), for the log. */
@@ -1057,7 +1058,7 @@ sasl_continue(struct session *s, const struct pop3_event *ev)
 	if (s->ir_pending) {
 		s->ir_pending = false;
 		sasl_send(s, s->ir);
-		auth_wipe(s->ir, sizeof(s->ir));
+		wipe(s->ir, sizeof(s->ir));
 		return;
 	}
 	switch (s->a->auth) {
@@ -1080,7 +1081,7 @@ sasl_continue(struct session *s, const struct pop3_event *ev)
 			return;
 		}
 		sasl_send(s, line);
-		auth_wipe(line, sizeof(line));
+		wipe(line, sizeof(line));
 		s->auth_step = s->auth_step == AS_SASL ? AS_LOGIN2 : AS_LOGIN3;
 		return;
 	default:
@@ -1116,7 +1117,7 @@ st_auth(struct session *s, const struct pop3_event *ev)
 		send_req(s, &r);
 		return;
 	}
-	auth_wipe(s->secret, sizeof(s->secret));
+	wipe(s->secret, sizeof(s->secret));
 	evtimer_del(s->login_ev);
 	log_debug(s->a->name, "logged in");
 	report(s, &(struct session_info){.kind = SI_LOGIN, .text = s->mech});

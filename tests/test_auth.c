@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "wipe.h"
 #include "check_main.h"
 
 START_TEST(apop_rfc1939_example)
@@ -252,7 +253,7 @@ START_TEST(wipe_clears)
 	char buf[8] = "secret!";
 	size_t i;
 
-	auth_wipe(buf, sizeof(buf));
+	wipe(buf, sizeof(buf));
 	for (i = 0; i < sizeof(buf); i++)
 		ck_assert_int_eq(buf[i], 0);
 }
