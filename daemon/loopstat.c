@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "loopstat.h"
+#include "monotime.h"
 
 struct loopstat {
 	struct event *tick;
@@ -18,21 +19,12 @@ struct loopstat {
 	unsigned long over10; /* ticks more than 10 ms late */
 };
 
-static double
-clock_secs(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct loopstat *ls = arg;
-	double now = clock_secs(CLOCK_MONOTONIC);
-	double cpu = clock_secs(CLOCK_THREAD_CPUTIME_ID);
+	double now = monotime_of(CLOCK_MONOTONIC);
+	double cpu = monotime_of(CLOCK_THREAD_CPUTIME_ID);
 	double late = now - ls->last - LOOPSTAT_TICK_MS / 1e3;
 
 	if (late > ls->max)
@@ -68,8 +60,8 @@ loopstat_new(struct event_base *base)
 		loopstat_free(&ls);
 		return NULL;
 	}
-	ls->last = clock_secs(CLOCK_MONOTONIC);
-	ls->last_cpu = clock_secs(CLOCK_THREAD_CPUTIME_ID);
+	ls->last = monotime_of(CLOCK_MONOTONIC);
+	ls->last_cpu = monotime_of(CLOCK_THREAD_CPUTIME_ID);
 	return ls;
 }
 

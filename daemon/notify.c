@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "notify.h"
+#include "monotime.h"
 
 /* STATUS= is sent at most once a second: it is for humans. */
 #define NOTIFY_STATUS_GAP 1.0
@@ -38,15 +39,6 @@ struct notify {
 
 static void watchdog_cb(evutil_socket_t fd, short what, void *arg);
 static void status_cb(evutil_socket_t fd, short what, void *arg);
-
-static double
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* "/path" or "@abstract" into N's address; false if unusable. */
 static bool
@@ -217,7 +209,7 @@ send_status(struct notify *n)
 
 	snprintf(msg, sizeof(msg), "STATUS=%s", n->status);
 	send_msg(n, msg);
-	n->status_sent = now_mono();
+	n->status_sent = monotime();
 }
 
 static void
@@ -242,7 +234,7 @@ notify_status(struct notify *n, const char *text)
 	log_escape(n->status, sizeof(n->status), text, strlen(text));
 	if (evtimer_pending(n->status_ev, NULL))
 		return; /* the timer sends the newest text */
-	wait = n->status_sent + NOTIFY_STATUS_GAP - now_mono();
+	wait = n->status_sent + NOTIFY_STATUS_GAP - monotime();
 	if (n->status_sent == 0 || wait <= 0) {
 		send_status(n);
 		return;

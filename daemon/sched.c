@@ -29,6 +29,7 @@
 #include "worker.h"
 #include "sched.h"
 #include "session.h"
+#include "monotime.h"
 
 /*
  * First polls (at start, or of an account a reload adds) are spread over
@@ -251,15 +252,6 @@ hosts_update_all(struct sched *sc)
 
 /* --- timers and the queue ----------------------------------------------- */
 
-static double
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* SECS, moved at random by up to SCHED_JITTER of itself. */
 static double
 jitter(double secs)
@@ -292,7 +284,7 @@ arm(struct slot *sl, double secs)
 	if (sl->state != SLOT_ARMED)
 		sl->sc->armed++;
 	sl->state = SLOT_ARMED;
-	sl->due = now_mono() + secs;
+	sl->due = monotime() + secs;
 	evtimer_add(sl->timer, &tv);
 }
 
@@ -416,7 +408,7 @@ start_poll(struct slot *sl)
 	    sl->a, session_done, sl);
 	if (sl->sess == NULL)
 		fatalx("out of memory");
-	sl->started = now_mono();
+	sl->started = monotime();
 	sl->state = SLOT_RUNNING;
 	sc->running++;
 	sl->host->running++;
@@ -578,7 +570,7 @@ login_wait(const struct slot *sl)
 
 	if (sl->login_delay <= 0 || sl->started <= 0)
 		return 0;
-	wait = sl->started + (double)sl->login_delay - now_mono();
+	wait = sl->started + (double)sl->login_delay - monotime();
 	return wait > 0 ? wait : 0;
 }
 
@@ -1003,7 +995,7 @@ slot_update(struct slot *sl, struct gen *g, const struct account *a)
 		return;
 	}
 	/* A shorter interval should not wait for the old, longer one. */
-	left = sl->due - now_mono();
+	left = sl->due - monotime();
 	if (sl->state == SLOT_ARMED && sl->last == SC_OK &&
 	    a->poll_interval < old_interval && left > a->poll_interval)
 		arm(sl, jitter(a->poll_interval));
@@ -1073,7 +1065,7 @@ sched_poll_now(struct sched *sc)
 		/* Not even on request: the server would refuse the login. */
 		if ((wait = login_wait(sl)) > 0) {
 			if (sl->state != SLOT_ARMED ||
-			    sl->due > now_mono() + wait)
+			    sl->due > monotime() + wait)
 				arm(sl, wait);
 			delayed++;
 			continue;

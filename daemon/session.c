@@ -36,6 +36,7 @@
 #include "tls.h"
 #include "worker.h"
 #include "wipe.h"
+#include "monotime.h"
 
 /*
  * Messages delivered between two durability points: one fsync of new/
@@ -168,6 +169,7 @@ struct session {
 	bool receiving;	     /* a RETR reply is being delivered */
 	unsigned long cur_msgno;
 	uint64_t cur_bytes;	 /* message data received for it so far */
+	uint64_t cur_listed;	 /* its size as LIST said */
 	unsigned long end_msgno; /* ended in this read, not yet confirmed */
 	unsigned long long end_size;
 
@@ -221,16 +223,6 @@ static bool size_plausible(uint64_t listed, uint64_t got);
 static bool data_bounded(struct session *s, const struct pop3_event *ev);
 static void local_failure(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-/* Seconds on the monotonic clock. */
-static double
-mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const char *const class_names[] = {
     "ok", "network", "busy", "protocol", "auth", "local", "config"};
@@ -757,7 +749,7 @@ trace_event(struct session *s, const struct pop3_event *ev)
 static void
 awaited(struct session *s)
 {
-	s->wait_since = mono_now();
+	s->wait_since = monotime();
 	s->wait_bytes = 0;
 }
 
@@ -768,7 +760,7 @@ awaited(struct session *s)
 static bool
 rate_ok(struct session *s)
 {
-	double t = mono_now() - s->wait_since - s->a->timeout;
+	double t = monotime() - s->wait_since - s->a->timeout;
 
 	if (s->state < S_LISTING || t <= 0 ||
 	    (double)s->wait_bytes >= t * SESSION_MIN_RATE)
@@ -776,7 +768,7 @@ rate_ok(struct session *s)
 	fail(s, SC_NET,
 	    "%s:%u: server too slow: %llu bytes in %.0f s in state %s",
 	    s->a->host, s->a->port, (unsigned long long)s->wait_bytes,
-	    mono_now() - s->wait_since, state_names[s->state]);
+	    monotime() - s->wait_since, state_names[s->state]);
 	return false;
 }
 
@@ -1610,7 +1602,7 @@ static void
 retr_end(struct session *s)
 {
 	unsigned long long size;
-	uint64_t listed = msg_of(s, s->cur_msgno)->size;
+	uint64_t listed = s->cur_listed;
 
 	if (!s->receiving)
 		return;
@@ -1685,6 +1677,7 @@ retr_begin(struct session *s, unsigned long msgno)
 
 	s->cur_msgno = msgno;
 	s->cur_bytes = 0;
+	s->cur_listed = m->size;
 	if (s->stop)
 		return;
 	if (deliver_begin(s->dl, msgno, uid,
@@ -1728,7 +1721,7 @@ retr_answered(struct session *s, unsigned long msgno)
 static bool
 data_bounded(struct session *s, const struct pop3_event *ev)
 {
-	uint64_t listed = msg_of(s, ev->arg)->size;
+	uint64_t listed = s->cur_listed;
 
 	s->cur_bytes += ev->len;
 	if (s->cur_bytes <= SIZE_SLACK(listed))
@@ -1938,6 +1931,7 @@ st_top(struct session *s, const struct pop3_event *ev)
 	case POP3_EV_OK:
 		s->hdrlen = 0;
 		s->cur_bytes = 0;
+		s->cur_listed = msg_of(s, ev->arg)->size;
 		return;
 	case POP3_EV_DATA:
 		if (!data_bounded(s, ev))

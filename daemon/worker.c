@@ -16,10 +16,10 @@
 
 struct worker {
 	pthread_mutex_t lock;
-	pthread_cond_t work;  /* a job was queued, or stop */
-	pthread_cond_t ended; /* a job finished running */
-	struct worker_job *queue, **queue_tail;
-	struct worker_job *finished, **finished_tail;
+	pthread_cond_t work;		   /* a job was queued, or stop */
+	pthread_cond_t ended;		   /* a job finished running */
+	TAILQ_HEAD(, worker_job) queue;	   /* waiting for a thread */
+	TAILQ_HEAD(, worker_job) finished; /* waiting for their done() */
 	bool stop;
 	pthread_t *threads;
 	unsigned nthreads;
@@ -47,8 +47,8 @@ worker_new(struct event_base *base, unsigned nthreads)
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->work, NULL);
 	pthread_cond_init(&w->ended, NULL);
-	w->queue_tail = &w->queue;
-	w->finished_tail = &w->finished;
+	TAILQ_INIT(&w->queue);
+	TAILQ_INIT(&w->finished);
 	w->pipe[0] = w->pipe[1] = -1;
 	if (pipe2(w->pipe, O_NONBLOCK | O_CLOEXEC) == -1 ||
 	    (w->wake = event_new(
@@ -94,32 +94,6 @@ worker_free(struct worker **wp)
 	*wp = NULL;
 }
 
-/* Unlinks JOB from the list at *HEAD (tail pointer *TAIL); whether found. */
-static bool
-list_remove(
-    struct worker_job **head, struct worker_job ***tail, struct worker_job *job)
-{
-	struct worker_job **pp;
-
-	for (pp = head; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == job) {
-			*pp = job->next;
-			if (*tail == &job->next)
-				*tail = pp;
-			job->next = NULL;
-			return true;
-		}
-	return false;
-}
-
-static void
-list_append(struct worker_job ***tail, struct worker_job *job)
-{
-	job->next = NULL;
-	**tail = job;
-	*tail = &job->next;
-}
-
 static void *
 thread_main(void *arg)
 {
@@ -129,18 +103,17 @@ thread_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		while (w->queue == NULL && !w->stop)
+		while (TAILQ_EMPTY(&w->queue) && !w->stop)
 			pthread_cond_wait(&w->work, &w->lock);
-		if (w->queue == NULL)
+		if ((job = TAILQ_FIRST(&w->queue)) == NULL)
 			break;
-		job = w->queue;
-		list_remove(&w->queue, &w->queue_tail, job);
+		TAILQ_REMOVE(&w->queue, job, entry);
 		job->state = WORKER_RUNNING;
 		pthread_mutex_unlock(&w->lock);
 		job->run(job);
 		pthread_mutex_lock(&w->lock);
 		job->state = WORKER_FINISHED;
-		list_append(&w->finished_tail, job);
+		TAILQ_INSERT_TAIL(&w->finished, job, entry);
 		pthread_cond_broadcast(&w->ended);
 		/* A full pipe already holds a wake-up: nothing is lost. */
 		if (write(w->pipe[1], &byte, 1) == -1 && errno != EAGAIN)
@@ -164,9 +137,9 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		;
 	for (n = 0;; n++) {
 		pthread_mutex_lock(&w->lock);
-		job = w->finished;
+		job = TAILQ_FIRST(&w->finished);
 		if (job != NULL && n < WORKER_DONE_PER_TURN) {
-			list_remove(&w->finished, &w->finished_tail, job);
+			TAILQ_REMOVE(&w->finished, job, entry);
 			job->state = WORKER_IDLE;
 			job->busy = false;
 		}
@@ -189,7 +162,7 @@ worker_submit(struct worker *w, struct worker_job *job)
 	job->busy = true;
 	pthread_mutex_lock(&w->lock);
 	job->state = WORKER_QUEUED;
-	list_append(&w->queue_tail, job);
+	TAILQ_INSERT_TAIL(&w->queue, job, entry);
 	pthread_cond_signal(&w->work);
 	pthread_mutex_unlock(&w->lock);
 }
@@ -207,9 +180,9 @@ worker_wait(struct worker *w, struct worker_job *job)
 	while (job->state == WORKER_RUNNING)
 		pthread_cond_wait(&w->ended, &w->lock);
 	if (job->state == WORKER_QUEUED)
-		list_remove(&w->queue, &w->queue_tail, job);
+		TAILQ_REMOVE(&w->queue, job, entry);
 	else if (job->state == WORKER_FINISHED)
-		list_remove(&w->finished, &w->finished_tail, job);
+		TAILQ_REMOVE(&w->finished, job, entry);
 	job->state = WORKER_IDLE;
 	job->busy = false;
 	pthread_mutex_unlock(&w->lock);

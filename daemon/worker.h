@@ -10,6 +10,8 @@
 #ifndef POPFETCHD_WORKER_H
 #define POPFETCHD_WORKER_H
 
+#include <sys/queue.h>
+
 #include <stdbool.h>
 
 struct event_base;
@@ -28,7 +30,7 @@ struct worker_job {
 	void (*done)(struct worker_job *job); /* then on the loop thread */
 	enum worker_job_state state;	      /* the worker's, under its lock */
 	bool busy; /* the loop's view: submitted, completion not yet run */
-	struct worker_job *next; /* the worker's */
+	TAILQ_ENTRY(worker_job) entry; /* the worker's */
 };
 
 /*
