@@ -90,6 +90,27 @@ class FakePopCase(unittest.TestCase):
         self.servers.append(s)
         return s
 
+    def config(self, srv, tls="implicit", extra="", timeout=20):
+        """A configuration file with one account, "fake", on SRV (user
+        alice, password secret, self.maildir, state in self.dir); EXTRA
+        is added to the account. Returns its path."""
+        path = os.path.join(self.dir, "popfetchd.conf")
+        plain = 'allow_plaintext = true;' if tls == "none" else ""
+        with open(path, "w") as f:
+            f.write("""
+state_dir = "%s/state";
+accounts = ({
+  name = "fake"; host = "localhost"; port = %d; tls = "%s"; %s
+  ca_file = "%s"; user = "alice"; password = "secret";
+  maildir = "%s"; received_header = false; timeout = %d;
+  %s
+});
+""" % (self.dir, srv.port, tls, plain, self.cert, self.maildir, timeout,
+       extra))
+        os.chmod(path, 0o600)
+        return path
+
+
     def delivered(self):
         return maildir_messages(self.maildir)
 

@@ -28,23 +28,6 @@ MESSAGES = [
 class FaultTest(FakePopCase):
     MESSAGES = MESSAGES
 
-    def config(self, srv, tls="implicit", extra="", timeout=20):
-        path = os.path.join(self.dir, "popfetchd.conf")
-        plain = 'allow_plaintext = true;' if tls == "none" else ""
-        with open(path, "w") as f:
-            f.write("""
-state_dir = "%s/state";
-accounts = ({
-  name = "fake"; host = "localhost"; port = %d; tls = "%s"; %s
-  ca_file = "%s"; user = "alice"; password = "secret";
-  maildir = "%s"; received_header = false; timeout = %d;
-  %s
-});
-""" % (self.dir, srv.port, tls, plain, self.cert, self.maildir, timeout,
-       extra))
-        os.chmod(path, 0o600)
-        return path
-
     def run_once(self, conf, limit_fsize=None, debug=None, now=None,
                  fail=None):
         def preexec():

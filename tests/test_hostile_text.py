@@ -60,20 +60,6 @@ class HostileTextTest(FakePopCase):
         srv.raw["PASS"] = refusal
         srv.raw["APOP"] = refusal
 
-    def config(self, srv):
-        path = os.path.join(self.dir, "popfetchd.conf")
-        with open(path, "w") as f:
-            f.write("""
-state_dir = "%s/state";
-accounts = ({
-  name = "fake"; host = "localhost"; port = %d; tls = "implicit";
-  ca_file = "%s"; user = "alice"; password = "secret";
-  maildir = "%s/Maildir"; received_header = false; timeout = 20;
-});
-""" % (self.dir, srv.port, self.cert, self.dir))
-        os.chmod(path, 0o600)
-        return path
-
     def run_binary(self, *args, env=None):
         return subprocess.run([BINARY] + list(args), capture_output=True,
                               stdin=subprocess.DEVNULL, timeout=WAIT,

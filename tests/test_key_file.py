@@ -28,24 +28,12 @@ class KeyFileTest(FakePopCase):
         self.srv = self.server(tls="implicit")
         self.ccert, self.ckey = make_cert(self.dir, name="client", ip=False)
 
-    def write_config(self):
-        path = os.path.join(self.dir, "popfetchd.conf")
-        with open(path, "w") as f:
-            f.write("""
-state_dir = "%s/state";
-accounts = ({
-  name = "fake"; host = "localhost"; port = %d; tls = "implicit";
-  ca_file = "%s"; user = "alice"; password = "secret";
-  client_cert = "%s"; client_key = "%s";
-  maildir = "%s"; received_header = false; timeout = 20;
-});
-""" % (self.dir, self.srv.port, self.cert, self.ccert, self.ckey,
-                self.maildir))
-        os.chmod(path, 0o600)
-        return path
+    def key_config(self):
+        return self.config(self.srv, extra='client_cert = "%s"; '
+                           'client_key = "%s";' % (self.ccert, self.ckey))
 
     def run_once(self):
-        return subprocess.run([BINARY, "-c", self.write_config(), "--once"],
+        return subprocess.run([BINARY, "-c", self.key_config(), "--once"],
                               capture_output=True, text=True, timeout=60)
 
     def test_private_key_accepted(self):
@@ -74,7 +62,7 @@ accounts = ({
         os.chmod(self.ckey, 0o600)
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
-        d = Daemon([BINARY, "-c", self.write_config()], env)
+        d = Daemon([BINARY, "-c", self.key_config()], env)
         self.addCleanup(d.stop)
         d.wait_line(r"started accounts=")
         d.proc.send_signal(signal.SIGUSR1)

@@ -28,6 +28,10 @@ setup(void)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
+	/*
+	 * /tmp, not $TMPDIR: a socket path must fit sun_path (108 bytes),
+	 * asserted below, and a long TMPDIR would not.
+	 */
 	snprintf(dir, sizeof(dir), "/tmp/test_notify.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/notify", dir);
