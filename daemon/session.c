@@ -204,6 +204,7 @@ static void net_event(struct net *n, enum net_ev ev, void *arg);
 static void disk_done(struct worker_job *job);
 static void start_remote(struct session *s);
 static void resume_input(struct session *s);
+static void awaited(struct session *s);
 static void final_stage(struct session *s);
 static void read_input(struct session *s);
 static const struct plan_msg *msg_of(
@@ -406,6 +407,8 @@ disk_done(struct worker_job *job)
 				s->dele[s->ndele++] = s->flushed[i];
 		if (s->job_rc == -1)
 			local_failure(s, "%s", s->job_err);
+		/* A slow disk is not a slow server: the rate starts over. */
+		awaited(s);
 		if (s->state != S_DONE)
 			resume_input(s);
 		break;
