@@ -166,6 +166,39 @@ collect_fn(void *arg, const char *uid, time_t first_seen)
 	c->sum += first_seen + (long long)strlen(uid);
 }
 
+/*
+ * Records N filler UIDs, "u0" to "u<N-1>" (with sizes if SIZED), first
+ * seen at their number: with forget_filler(), the dead records that make
+ * a commit compact the file.
+ */
+static void
+record_filler(struct state *st, int n, bool sized)
+{
+	char uid[32];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(
+		    sized ? state_record_size(st, uid, i, (uint64_t)i)
+			  : state_record(st, uid, i),
+		    0);
+	}
+}
+
+/* Forgets the N filler UIDs of record_filler(). */
+static void
+forget_filler(struct state *st, int n)
+{
+	char uid[32];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		ck_assert_int_eq(state_forget(st, uid), 0);
+	}
+}
+
 START_TEST(test_round_trip)
 {
 	struct collect c = {0};
@@ -494,19 +527,11 @@ END_TEST
 
 START_TEST(test_lock_survives_compaction)
 {
-	char uid[32];
 	struct state *st = open_ok();
-	int i;
 
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_record(st, uid, i), 0);
-	}
+	record_filler(st, 1500, false);
 	ck_assert_int_eq(state_commit(st), 0);
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_forget(st, uid), 0);
-	}
+	forget_filler(st, 1500);
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert_int_eq(count_lines(statefile), 1);
 	run_child(true);
@@ -996,24 +1021,17 @@ START_TEST(test_compaction_keeps_pending)
 {
 	struct pending_log l = {0};
 	struct state *st = open_ok();
-	char uid[32], *data;
+	char *data;
 	time_t t;
-	int i;
 
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_record(st, uid, i), 0);
-	}
+	record_filler(st, 1500, false);
 	ck_assert_int_eq(state_record_pending(st, "p0", 7, "t0", "t0,S=1"), 0);
 	ck_assert_int_eq(state_record_pending(st, "p1", 8, "t1", "t1,S=2"), 0);
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert_int_eq(state_complete(st, "p1"), 0);
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert_int_eq(count_lines(statefile), 1 + 1502 + 1);
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_forget(st, uid), 0);
-	}
+	forget_filler(st, 1500);
 	ck_assert_int_eq(state_commit(st), 0);
 	/* Rewritten: the header and the two live UIDs. */
 	ck_assert_int_eq(count_lines(statefile), 3);
@@ -1545,14 +1563,10 @@ END_TEST
 START_TEST(test_compaction_keeps_strikes)
 {
 	struct state *st = open_ok();
-	char uid[32], *data;
+	char *data;
 	time_t last;
-	int i;
 
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_record(st, uid, i), 0);
-	}
+	record_filler(st, 1500, false);
 	ck_assert_int_eq(state_strike(st, "s1", 10), 1);
 	ck_assert_int_eq(state_strike(st, "s1", 11), 2);
 	ck_assert_int_eq(state_strike(st, "s1", 12), 3);
@@ -1562,10 +1576,7 @@ START_TEST(test_compaction_keeps_strikes)
 	ck_assert_int_eq(state_record(st, "kept", 40), 0);
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert_int_eq(state_forget(st, "gone"), 0);
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_forget(st, uid), 0);
-	}
+	forget_filler(st, 1500);
 	ck_assert_int_eq(state_commit(st), 0);
 	/* Rewritten: the header, the delivered UID, a line per struck UID. */
 	ck_assert_int_eq(count_lines(statefile), 4);
@@ -1620,15 +1631,9 @@ START_TEST(test_strikes_are_live_for_compaction)
 		snprintf(uid, sizeof(uid), "s%d", i);
 		ck_assert_int_eq(state_strike(st, uid, i), 1);
 	}
-	for (i = 0; i < 1200; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_record(st, uid, i), 0);
-	}
+	record_filler(st, 1200, false);
 	ck_assert_int_eq(state_commit(st), 0);
-	for (i = 0; i < 1200; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_forget(st, uid), 0);
-	}
+	forget_filler(st, 1200);
 	/* 2400 dead records, 3000 live ones: appended, not rewritten. */
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert_int_eq(count_lines(statefile), 1 + 3000 + 1200 + 1200);
@@ -2055,8 +2060,6 @@ END_TEST
 START_TEST(test_unknown_port_keeps_file_port)
 {
 	struct state *st = open_mailbox(HOST, 995, USER);
-	char uid[32];
-	int i;
 
 	ck_assert_int_eq(state_record(st, "a", 1), 0);
 	ck_assert_int_eq(state_commit(st), 0);
@@ -2065,15 +2068,9 @@ START_TEST(test_unknown_port_keeps_file_port)
 	ck_assert_ptr_null(state_load_notice(st));
 	ck_assert(state_has(st, "a", NULL));
 	/* A compaction rewrites the file: the port stays. */
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_record(st, uid, i), 0);
-	}
+	record_filler(st, 1500, false);
 	ck_assert_int_eq(state_commit(st), 0);
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_forget(st, uid), 0);
-	}
+	forget_filler(st, 1500);
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert_int_eq(count_lines(statefile), 2);
 	state_close(&st);
@@ -2217,23 +2214,16 @@ END_TEST
 START_TEST(test_compaction_keeps_sizes)
 {
 	struct state *st = open_ok();
-	char uid[32], *data;
+	char *data;
 	uint64_t size;
-	int i;
 
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_record_size(st, uid, i, (uint64_t)i), 0);
-	}
+	record_filler(st, 1500, true);
 	ck_assert_int_eq(state_record_size(st, "k", 7, 77), 0);
 	ck_assert_int_eq(
 	    state_record_pending_size(st, "p", 8, "t", "t,S=1", 88), 0);
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert_int_eq(count_lines(statefile), 1 + 2 * 1502);
-	for (i = 0; i < 1500; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_forget(st, uid), 0);
-	}
+	forget_filler(st, 1500);
 	ck_assert_int_eq(state_commit(st), 0);
 	/* Rewritten: the header, and two records for each live UID. */
 	ck_assert_int_eq(count_lines(statefile), 5);
@@ -2266,10 +2256,7 @@ START_TEST(test_sizes_are_live_for_compaction)
 	}
 	ck_assert_int_eq(state_commit(st), 0);
 	/* 3000 dead lines ("-", "+", "#"), 4000 live ones: kept as is. */
-	for (i = 0; i < 1000; i++) {
-		snprintf(uid, sizeof(uid), "u%d", i);
-		ck_assert_int_eq(state_forget(st, uid), 0);
-	}
+	forget_filler(st, 1000);
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert_int_eq(count_lines(statefile), 1 + 6000 + 1000);
 	/* 1000 more forgotten: 6000 dead, 2000 live. */
