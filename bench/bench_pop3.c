@@ -86,8 +86,8 @@ main(int argc, char **argv)
 		off += piece;
 	}
 	t = now() - t0;
-	printf("engine: %zu MB RETR stream in %.3f s: %.0f MB/s "
-	       "(%zu events, %zu data bytes)\n",
+	printf(
+	    "engine: %zu MB RETR stream in %.3f s: %.0f MB/s (%zu events, %zu data bytes)\n",
 	    len >> 20, t, (double)len / t / 1e6, events, data);
 	pop3_free(&p);
 	free(s);

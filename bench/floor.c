@@ -112,8 +112,7 @@ read_index(const char *path, size_t total, size_t *count)
 	fclose(f);
 	if (sum != total) {
 		fprintf(stderr,
-		    "bench_floor: %s: lengths add up to %zu, "
-		    "the corpus has %zu bytes\n",
+		    "bench_floor: %s: lengths add up to %zu, the corpus has %zu bytes\n",
 		    path, sum, total);
 		exit(1);
 	}

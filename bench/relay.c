@@ -381,8 +381,8 @@ main(int argc, char **argv)
 	uint64_t ticks;
 
 	if (argc != 5 && handshake) {
-		fprintf(stderr, "usage: bench_relay LISTEN_PORT TARGET_HOST "
-				"TARGET_PORT DELAY_MS [--no-handshake]\n");
+		fprintf(stderr,
+		    "usage: bench_relay LISTEN_PORT TARGET_HOST TARGET_PORT DELAY_MS [--no-handshake]\n");
 		return 2;
 	}
 	delay = (int64_t)(strtod(argv[4], NULL) * 1e6);

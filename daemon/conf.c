@@ -447,13 +447,12 @@ check_name(struct loader *L, const struct group *g, const struct key *k,
 
 	if (!check_string(L, g, k, s, v))
 		return false;
-	n = strspn(v->s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-			 "0123456789._-");
+	n = strspn(v->s,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
 	if (v->s[n] != '\0' || n > CONF_NAME_MAX || strcmp(v->s, ".") == 0 ||
 	    strcmp(v->s, "..") == 0) {
 		fail(L, line_of(s), g,
-		    "%s \"%.80s\" must be 1 to %d of A-Z a-z 0-9 . _ - "
-		    "(and not \".\" or \"..\")",
+		    "%s \"%.80s\" must be 1 to %d of A-Z a-z 0-9 . _ - (and not \".\" or \"..\")",
 		    k->name, v->s, CONF_NAME_MAX);
 		return false;
 	}
@@ -611,8 +610,8 @@ check_bool(struct loader *L, const struct group *g, const struct key *k,
 static int
 b64_value(char c)
 {
-	const char *alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			       "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const char *alphabet =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	const char *p;
 
 	if (c == '\0' || (p = strchr(alphabet, c)) == NULL)
@@ -666,8 +665,7 @@ check_pins(struct loader *L, const struct group *g, const struct key *k,
 	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
 	    config_setting_type(s) != CONFIG_TYPE_LIST) {
 		fail(L, line_of(s), g,
-		    "%s must be an array of strings: "
-		    "[ \"sha256/...\", ... ]",
+		    "%s must be an array of strings: [ \"sha256/...\", ... ]",
 		    k->name);
 		return false;
 	}
@@ -682,8 +680,7 @@ check_pins(struct loader *L, const struct group *g, const struct key *k,
 		    b64_decode(ev.s + strlen(PIN_PREFIX), digest,
 			sizeof(digest)) != PIN_DIGEST) {
 			fail(L, line_of(e), g,
-			    "%s: \"%.80s\" is not \"sha256/\" followed by the "
-			    "base64 of 32 bytes (44 characters ending in =)",
+			    "%s: \"%.80s\" is not \"sha256/\" followed by the base64 of 32 bytes (44 characters ending in =)",
 			    k->name, ev.s);
 			ok = false;
 		}
@@ -770,8 +767,7 @@ read_setting(
 		v.bad = true;
 	} else if (k->secret && (L->mode & (S_IRGRP | S_IROTH)) != 0) {
 		fail(L, line_of(s), g,
-		    "inline %s in a file readable by group or others: "
-		    "chmod 600 %s, or use password_file",
+		    "inline %s in a file readable by group or others: chmod 600 %s, or use password_file",
 		    k->name, L->path);
 		v.bad = true;
 	}
@@ -799,8 +795,7 @@ check_exclusive(struct loader *L, const struct group *g)
 		v = &g->v[k];
 		if (keys[k].slot == SLOT_PASSWORD && v->line != 0 && v != first)
 			fail(L, v->line, g,
-			    "%s conflicts with %s (line %d): set only one "
-			    "password source",
+			    "%s conflicts with %s (line %d): set only one password source",
 			    keys[k].name, keys[fk].name, first->line);
 	}
 }
@@ -908,19 +903,16 @@ check_account(
 	    !eff_set(eff, K_PASSWORD_COMMAND) &&
 	    !eff_set(eff, K_PASSWORD_CREDENTIAL))
 		fail(L, a->line, a,
-		    "missing password: set one of password_file, "
-		    "password_command, password_credential or password");
+		    "missing password: set one of password_file, password_command, password_credential or password");
 	if (usable(eff, K_TLS) && usable(eff, K_ALLOW_PLAINTEXT) &&
 	    eff_n(eff, K_TLS) == CONF_TLS_NONE &&
 	    !eff_n(eff, K_ALLOW_PLAINTEXT))
 		fail(L, blame(a, K_TLS, K_ALLOW_PLAINTEXT), a,
-		    "tls = \"none\" needs allow_plaintext = true: the "
-		    "credentials would cross the network in clear");
+		    "tls = \"none\" needs allow_plaintext = true: the credentials would cross the network in clear");
 	if (usable(eff, K_DELETE_AFTER_DAYS) && usable(eff, K_KEEP) &&
 	    eff_n(eff, K_DELETE_AFTER_DAYS) > 0 && !eff_n(eff, K_KEEP))
 		fail(L, blame(a, K_DELETE_AFTER_DAYS, K_KEEP), a,
-		    "delete_after_days = %lld needs keep = true (without keep, "
-		    "mail is deleted as soon as it is fetched)",
+		    "delete_after_days = %lld needs keep = true (without keep, mail is deleted as soon as it is fetched)",
 		    eff_n(eff, K_DELETE_AFTER_DAYS));
 	if (eff_set(eff, K_CLIENT_CERT) != eff_set(eff, K_CLIENT_KEY))
 		fail(L, blame(a, K_CLIENT_CERT, K_CLIENT_KEY), a, "%s",
@@ -1111,8 +1103,7 @@ refuse_includes(struct loader *L)
 		p += strspn(p, " \t");
 		if (strncmp(p, "@include", 8) == 0)
 			fail(L, (int)i + 1, NULL,
-			    "@include is not supported: keep the configuration "
-			    "in one file");
+			    "@include is not supported: keep the configuration in one file");
 	}
 }
 

@@ -74,8 +74,7 @@ loopstat_free(struct loopstat **lsp)
 		return;
 	if (ls->n > 0)
 		log_info(NULL,
-		    "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu "
-		    "max_cpu_ms=%.1f",
+		    "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu max_cpu_ms=%.1f",
 		    ls->n, ls->max * 1e3, ls->over10, ls->max_cpu * 1e3);
 	if (ls->tick != NULL)
 		event_free(ls->tick);

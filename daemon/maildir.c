@@ -279,8 +279,7 @@ make_maildir(const char *path, char *errbuf, size_t errlen)
 	}
 	if (errno == ENOENT && errbuf != NULL && errlen > 0)
 		snprintf(errbuf, errlen,
-		    "parent directory %s does not exist (not created: a typo "
-		    "or an unmounted file system?)",
+		    "parent directory %s does not exist (not created: a typo or an unmounted file system?)",
 		    parent);
 	else
 		errmsg(errbuf, errlen, "cannot use parent directory", parent);

@@ -64,18 +64,13 @@ usage(FILE *f)
 	    "  -c, --config FILE   configuration file (default %s)\n"
 	    "      --once          poll each account once, then exit\n"
 	    "  -a, --account NAME  only this account (repeatable)\n"
-	    "  -d, --debug LEVEL   protocol trace: 1 commands and replies, 2 "
-	    "every line\n"
+	    "  -d, --debug LEVEL   protocol trace: 1 commands and replies, 2 every line\n"
 	    "  -v, --verbose       more log lines\n"
-	    "      --check-config  validate the configuration and list the "
-	    "accounts\n"
-	    "      --serverinfo NAME  greeting, TLS, capabilities, login, "
-	    "STAT\n"
-	    "      --list NAME     the messages on the server (changes "
-	    "nothing)\n"
+	    "      --check-config  validate the configuration and list the accounts\n"
+	    "      --serverinfo NAME  greeting, TLS, capabilities, login, STAT\n"
+	    "      --list NAME     the messages on the server (changes nothing)\n"
 	    "\n"
-	    "Signals: TERM/INT stop gracefully, HUP reloads the "
-	    "configuration,\n"
+	    "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 	    "USR1 polls every account now. See popfetchd(8).\n",
 	    CONF_DEFAULT_PATH);
 }
@@ -233,9 +228,7 @@ fit_open_files(struct conf *conf)
 	if (fit >= polls)
 		return;
 	log_warnx(NULL,
-	    "warning: open-file limit too low for max_connections: limit=%llu "
-	    "hard_limit=%llu max_connections=%u accounts=%zu needed=%llu "
-	    "using max_connections=%llu; raise LimitNOFILE= to allow more",
+	    "warning: open-file limit too low for max_connections: limit=%llu hard_limit=%llu max_connections=%u accounts=%zu needed=%llu using max_connections=%llu; raise LimitNOFILE= to allow more",
 	    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
 	    conf->max_connections, conf->naccounts, need, fit);
 	conf->max_connections = (unsigned)fit;
@@ -274,15 +267,13 @@ reload(struct daemon *d)
 	conf = conf_load(d->o->config, report_reload_error, NULL);
 	if (conf == NULL)
 		log_warnx(NULL,
-		    "reload failed: %s has errors (above); still "
-		    "running on the configuration loaded before",
+		    "reload failed: %s has errors (above); still running on the configuration loaded before",
 		    d->o->config);
 	else {
 		for (i = 0; i < d->o->nonly; i++)
 			if (conf_account(conf, d->o->only[i]) == NULL)
 				log_warnx(NULL,
-				    "reload: no account \"%s\" "
-				    "any more (-a)",
+				    "reload: no account \"%s\" any more (-a)",
 				    d->o->only[i]);
 		/* CA files and client certificates are read afresh. */
 		tls_ctx_forget();
@@ -302,8 +293,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	case SIGINT:
 		if (!sched_stopping(d->sc)) {
 			log_info(NULL,
-			    "signal=%s stopping; send it again to "
-			    "stop at once",
+			    "signal=%s stopping; send it again to stop at once",
 			    sig == SIGTERM ? "TERM" : "INT");
 			notify_stopping(d->nt);
 		}

@@ -49,8 +49,7 @@ set_address(struct notify *n, const char *path)
 	if (len < 2 || len >= sizeof(n->addr.sun_path) ||
 	    (path[0] != '/' && path[0] != '@')) {
 		log_warnx(NULL,
-		    "NOTIFY_SOCKET=%s: not a socket path or "
-		    "@name; not notifying the service manager",
+		    "NOTIFY_SOCKET=%s: not a socket path or @name; not notifying the service manager",
 		    path);
 		return false;
 	}

@@ -563,8 +563,7 @@ feed_status(struct pop3 *p, const char *buf, size_t len, struct pop3_event *ev)
 	if ((r = gather(p, buf, len, &used)) <= 0) {
 		if (r < 0)
 			return fail(p, ev, used,
-			    "status line too long or "
-			    "with a NUL byte");
+			    "status line too long or with a NUL byte");
 		return used;
 	}
 	l = p->line;
@@ -661,8 +660,7 @@ feed_lines(struct pop3 *p, const char *buf, size_t len, struct pop3_event *ev)
 	if ((r = gather(p, buf, len, &used)) <= 0) {
 		if (r < 0)
 			return fail(p, ev, used,
-			    "%s listing line too long or "
-			    "with a NUL byte",
+			    "%s listing line too long or with a NUL byte",
 			    cmd_names[f.cmd]);
 		return used;
 	}

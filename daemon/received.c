@@ -140,8 +140,7 @@ received_format(char *buf, size_t len, const struct received_info *ri)
 		snprintf(forc, sizeof(forc), "\n\tfor <%s>", ri->user);
 	date_time(date, sizeof(date), ri->when, ri->gmtoff);
 	n = snprintf(buf, len,
-	    "Received: from %s\n\tby %s (popfetchd %.32s)\n\twith POP3%s%s%s;"
-	    "\n\t%s\n",
+	    "Received: from %s\n\tby %s (popfetchd %.32s)\n\twith POP3%s%s%s;\n\t%s\n",
 	    from, by, ri->version, id[0] != '\0' ? "\n\tid " : "", id, forc,
 	    date);
 	return n < 0 || (size_t)n >= len ? -1 : n;

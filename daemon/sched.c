@@ -625,27 +625,22 @@ note_change(
 		break;
 	case SC_AUTH:
 		log_warnx(a->name,
-		    "AUTHENTICATION REFUSED by %s:%u for user \"%s\": %s; next "
-		    "attempt in %.0f s; fix the password (or its source), then "
-		    "reload (SIGHUP) or poll now (SIGUSR1)",
+		    "AUTHENTICATION REFUSED by %s:%u for user \"%s\": %s; next attempt in %.0f s; fix the password (or its source), then reload (SIGHUP) or poll now (SIGUSR1)",
 		    a->host, a->port, a->user, msg, next);
 		break;
 	case SC_LOCAL:
 		log_warnx(a->name,
-		    "cannot deliver locally: %s; nothing is fetched or deleted "
-		    "until this is fixed; retrying every %u s",
+		    "cannot deliver locally: %s; nothing is fetched or deleted until this is fixed; retrying every %u s",
 		    msg, a->poll_interval);
 		break;
 	case SC_CONFIG:
 		log_warnx(a->name,
-		    "account paused until the configuration is reloaded "
-		    "(SIGHUP): %s",
+		    "account paused until the configuration is reloaded (SIGHUP): %s",
 		    msg);
 		break;
 	default:
 		log_info(a->name,
-		    "failing=%s next attempt in %.0f s, backing "
-		    "off while it fails",
+		    "failing=%s next attempt in %.0f s, backing off while it fails",
 		    session_class_name(cls), next);
 		break;
 	}
@@ -662,8 +657,7 @@ log_poll(const struct slot *sl, enum session_class cls,
 	else if (cls == SC_CONFIG && !sl->sc->once && !sl->sc->stopping)
 		snprintf(when, sizeof(when), " next=reload");
 	log_info(sl->a->name,
-	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu "
-	    "failed=%zu secs=%.2f result=%s%s",
+	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu failed=%zu secs=%.2f result=%s%s",
 	    st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
 	    st->left, st->failed, st->secs, session_class_name(cls), when);
 }
@@ -693,8 +687,7 @@ session_done(void *arg, enum session_class cls, const struct session_stats *stp,
 		sl->login_delay = st->login_delay;
 	if (st->sync_fallback != NULL && !sl->fallback_said) {
 		log_info(sl->a->name,
-		    "maildir sync=file fs=%s: syncfs is not reliable there, "
-		    "each message is fsynced instead (said once)",
+		    "maildir sync=file fs=%s: syncfs is not reliable there, each message is fsynced instead (said once)",
 		    st->sync_fallback);
 		sl->fallback_said = true;
 	}
@@ -817,8 +810,7 @@ sched_start(struct sched *sc)
 	}
 	if (!sc->once)
 		log_info(NULL,
-		    "started accounts=%zu max_connections=%u "
-		    "max_per_host=%u",
+		    "started accounts=%zu max_connections=%u max_per_host=%u",
 		    sc->nslots, sc->cur->conf->max_connections,
 		    sc->cur->conf->max_per_host);
 	try_start(sc);
@@ -853,9 +845,8 @@ abandon(struct sched *sc)
 		sl->state = SLOT_IDLE;
 		sl->host->running--;
 		sc->running--;
-		log_warnx(sl->a->name, "poll abandoned at shutdown; what it "
-				       "delivered is kept, the rest stays on "
-				       "the server");
+		log_warnx(sl->a->name,
+		    "poll abandoned at shutdown; what it delivered is kept, the rest stays on the server");
 		n++;
 	}
 	sc->abandoned = n > 0;
@@ -1094,8 +1085,7 @@ void
 sched_status(const struct sched *sc, char *buf, size_t len)
 {
 	snprintf(buf, len,
-	    "%s%zu accounts, %zu polling, %zu waiting, %llu delivered since "
-	    "start%s%s",
+	    "%s%zu accounts, %zu polling, %zu waiting, %llu delivered since start%s%s",
 	    sc->stopping ? "Stopping: " : "", sc->nslots, sc->running,
 	    sc->queued, sc->delivered,
 	    sc->last_error[0] != '\0' ? "; last error: " : "", sc->last_error);

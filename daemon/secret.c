@@ -243,8 +243,8 @@ read_credential(struct secret_req *r, const char *name)
 	int n;
 
 	if (dir == NULL || dir[0] == '\0') {
-		fail(r, "password_credential needs $CREDENTIALS_DIRECTORY "
-			"(LoadCredential= in the unit)");
+		fail(r,
+		    "password_credential needs $CREDENTIALS_DIRECTORY (LoadCredential= in the unit)");
 		return;
 	}
 	n = snprintf(path, sizeof(path), "%s/%s", dir, name);

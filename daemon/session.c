@@ -545,8 +545,8 @@ start_remote(struct session *s)
 		return;
 	}
 	if (!a->tls_verify && a->tls != CONF_TLS_NONE)
-		log_warnx(a->name, "warning: certificate verification is off "
-				   "(tls_verify = false)");
+		log_warnx(a->name,
+		    "warning: certificate verification is off (tls_verify = false)");
 	/* The secret first: a failing password_command costs no login. */
 	if (a->auth == CONF_AUTH_EXTERNAL)
 		connect_now(s);
@@ -794,8 +794,7 @@ send_req(struct session *s, const struct pop3_req *req)
 
 	if ((n = pop3_request(s->pop3, req, buf, sizeof(buf))) < 0) {
 		fail(s, SC_CONFIG,
-		    "cannot send %s (argument too long or "
-		    "invalid)",
+		    "cannot send %s (argument too long or invalid)",
 		    pop3_cmd_name(req->cmd));
 		return;
 	}
@@ -956,8 +955,7 @@ login_apop(struct session *s)
 
 	if (s->timestamp[0] == '\0') {
 		fail(s, SC_AUTH,
-		    "auth apop: the server's greeting has no "
-		    "APOP timestamp");
+		    "auth apop: the server's greeting has no APOP timestamp");
 		return;
 	}
 	if (auth_apop(s->timestamp, s->secret, digest, sizeof(digest)) < 0) {
@@ -1171,8 +1169,7 @@ st_capa(struct session *s, const struct pop3_event *ev)
 	if (s->a->tls == CONF_TLS_STARTTLS && !s->tls_active) {
 		if (!pop3_capa(s->pop3)->stls) {
 			fail(s, SC_PROTO,
-			    "server does not offer STLS; no "
-			    "credentials sent");
+			    "server does not offer STLS; no credentials sent");
 			return;
 		}
 		send_simple(s, POP3_CMD_STLS, 0);
@@ -1187,9 +1184,7 @@ st_stls(struct session *s, const struct pop3_event *ev)
 {
 	if (ev->type == POP3_EV_ERR) {
 		fail(s, SC_PROTO,
-		    "server refused STLS: %s; no credentials "
-		    "sent",
-		    ev->text);
+		    "server refused STLS: %s; no credentials sent", ev->text);
 		return;
 	}
 	/* The handshake starts once every byte read so far is parsed. */
@@ -1225,8 +1220,7 @@ listing_failed(struct session *s, const char *what, unsigned long msgno)
 		return;
 	case E2BIG:
 		fail(s, SC_PROTO,
-		    "the listing of %lu messages needs more than %u MiB: "
-		    "refused",
+		    "the listing of %lu messages needs more than %u MiB: refused",
 		    s->stat_count, LISTING_BYTES_MAX >> 20);
 		return;
 	default:
@@ -1267,8 +1261,7 @@ listing_done(struct session *s)
 	if (s->listing_complete)
 		return true;
 	log_warnx(s->a->name,
-	    "incomplete listing: STAT counts %lu messages, UIDL listed %zu, "
-	    "LIST %zu; those not fully listed are left alone",
+	    "incomplete listing: STAT counts %lu messages, UIDL listed %zu, LIST %zu; those not fully listed are left alone",
 	    s->stat_count, s->have_uidl ? listing_uids(s->lst) : 0,
 	    listing_sizes(s->lst));
 	/* The poll goes on with what is known, but is not a success. */
@@ -1357,8 +1350,7 @@ static void
 forget_reused(struct session *s, const struct plan_msg *m)
 {
 	log_warnx(s->a->name,
-	    "message %lu: uid %s was delivered with %llu bytes, LIST now says "
-	    "%llu: taken as a new message reusing the UID, fetched",
+	    "message %lu: uid %s was delivered with %llu bytes, LIST now says %llu: taken as a new message reusing the UID, fetched",
 	    m->msgno, m->uid, (unsigned long long)m->delivered_size,
 	    (unsigned long long)m->size);
 	if (state_forget(s->st, m->uid) == -1)
@@ -1407,8 +1399,7 @@ make_plan(struct session *s)
 			 (pm[i].uid == NULL ||
 			     state_note(s->st, pm[i].uid, TESTHOOK_NOW()) == 1))
 			log_info(s->a->name,
-			    "message %lu (uid %s, %llu bytes) is over "
-			    "max_message_size: left on the server (said once)",
+			    "message %lu (uid %s, %llu bytes) is over max_message_size: left on the server (said once)",
 			    pm[i].msgno, pm[i].uid != NULL ? pm[i].uid : "-",
 			    (unsigned long long)pm[i].size);
 		if (pm[i].reason == PLAN_R_DUP_UID)
@@ -1419,8 +1410,7 @@ make_plan(struct session *s)
 	}
 	if (ndup > 0)
 		log_warnx(s->a->name,
-		    "server fault: %zu messages share UIDs with others; they "
-		    "are fetched by number%s",
+		    "server fault: %zu messages share UIDs with others; they are fetched by number%s",
 		    ndup,
 		    s->a->keep ? " once, and never deleted by age"
 			       : " and deleted once durable");
@@ -1437,14 +1427,12 @@ make_plan(struct session *s)
 	s->stats.left = tot.leave;
 	if (tot.quarantined > 0)
 		log_warnx(s->a->name,
-		    "quarantined=%zu messages failed %d times: left on the "
-		    "server, retried a day after their last failure",
+		    "quarantined=%zu messages failed %d times: left on the server, retried a day after their last failure",
 		    tot.quarantined, PLAN_STRIKES_MAX);
 	if (tot.no_space > 0) {
 		/* Fetch what fits; the poll still reports the disk. */
 		log_warnx(s->a->name,
-		    "error=local no_space=%zu messages do not fit on the "
-		    "Maildir's file system: left on the server",
+		    "error=local no_space=%zu messages do not fit on the Maildir's file system: left on the server",
 		    tot.no_space);
 		if (s->cls == SC_OK) {
 			s->cls = SC_LOCAL;
@@ -1614,8 +1602,7 @@ retr_end(struct session *s)
 		deliver_abort(s->dl);
 		s->stats.failed++;
 		log_warnx(s->a->name,
-		    "message %lu: %llu bytes received where LIST said %llu: "
-		    "taken as cut short, not delivered, left on the server",
+		    "message %lu: %llu bytes received where LIST said %llu: taken as cut short, not delivered, left on the server",
 		    s->cur_msgno, (unsigned long long)s->cur_bytes,
 		    (unsigned long long)listed);
 		strike(s, s->cur_msgno, "received size far from LIST size");
@@ -1749,16 +1736,13 @@ st_fetch(struct session *s, const struct pop3_event *ev)
 		if (ev->type == POP3_EV_ERR) {
 			/* Without QUIT the server commits no deletion. */
 			fail(s, SC_LOCAL,
-			    "RSET refused (%s): closed without QUIT so that "
-			    "nothing is deleted",
+			    "RSET refused (%s): closed without QUIT so that nothing is deleted",
 			    ev->text);
 			return;
 		}
 		if (ev->type == POP3_EV_OK) {
 			log_info(s->a->name,
-			    "deletions of this poll undone (RSET): %zu "
-			    "message(s) stay on the server until the next "
-			    "poll",
+			    "deletions of this poll undone (RSET): %zu message(s) stay on the server until the next poll",
 			    s->dele_ok);
 			s->dele_ok = 0;
 		}

@@ -725,8 +725,7 @@ load(struct state *st, char *errbuf, size_t errlen)
 		goto out;
 	case HEADER_NEWER:
 		set_err(errbuf, errlen,
-		    "%s/%s has format version %lu; this popfetchd reads "
-		    "version %d",
+		    "%s/%s has format version %lu; this popfetchd reads version %d",
 		    st->dir, name, version, FORMAT_VERSION);
 		errno = ENOTSUP;
 		goto out;

@@ -104,8 +104,7 @@ open_key(const char *path, char *err, size_t errlen)
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		snprintf(err, errlen,
-		    "client key %s is accessible by group or others (chmod "
-		    "600 it)",
+		    "client key %s is accessible by group or others (chmod 600 it)",
 		    path);
 		close(fd);
 		return NULL;
@@ -448,8 +447,7 @@ tls_describe_failure(
 	    v == X509_V_ERR_IP_ADDRESS_MISMATCH) {
 		names = SSL_get_ex_data(ssl, names_idx);
 		snprintf(buf, len,
-		    "certificate verification failed: hostname mismatch: "
-		    "%s vs %s",
+		    "certificate verification failed: hostname mismatch: %s vs %s",
 		    a->host,
 		    names != NULL && names[0] != '\0' ? names : "(no names)");
 	} else if (v != X509_V_OK)

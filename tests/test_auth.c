@@ -65,8 +65,7 @@ START_TEST(xoauth2_vectors)
 	    "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg", out, sizeof(out));
 	ck_assert_int_eq(r, (int)strlen(out));
 	ck_assert_str_eq(out,
-	    "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZG"
-	    "OWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==");
+	    "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==");
 	ck_assert_int_eq(auth_xoauth2("u", "t", out, sizeof(out)), 32);
 	ck_assert_str_eq(out, "dXNlcj11AWF1dGg9QmVhcmVyIHQBAQ==");
 }
@@ -98,9 +97,7 @@ START_TEST(oauthbearer_vectors)
 		"vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==", out, sizeof(out)),
 	    0);
 	ck_assert_str_eq(out,
-	    "bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAX"
-	    "BvcnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJo"
-	    "ZG1semRHRXVZMjl0Q2c9PQEB");
+	    "bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB");
 	/* No authorization identity: "n,,". */
 	ck_assert_int_eq(
 	    auth_oauthbearer("", "h", 110, "t", out, sizeof(out)), 48);
@@ -120,8 +117,7 @@ START_TEST(oauthbearer_escapes_user)
 			     "tok", out, sizeof(out)),
 	    0);
 	ck_assert_str_eq(out,
-	    "bixhPWE9MkNiPTNEYywBaG9zdD1wb3AuZXhhbXBsZS5vcmcBcG"
-	    "9ydD05OTUBYXV0aD1CZWFyZXIgdG9rAQE=");
+	    "bixhPWE9MkNiPTNEYywBaG9zdD1wb3AuZXhhbXBsZS5vcmcBcG9ydD05OTUBYXV0aD1CZWFyZXIgdG9rAQE=");
 	ck_assert_int_eq(auth_base64_decode(out, raw, sizeof(raw), &n), 0);
 	ck_assert_uint_eq(n, 62);
 	ck_assert_mem_eq(raw, "n,a=a=2Cb=3Dc,\001host=pop.example.org", 35);
@@ -167,8 +163,8 @@ END_TEST
 
 START_TEST(decode_valid)
 {
-	static const char json[] = "{\"status\":\"401\",\"schemes\":\"bearer\","
-				   "\"scope\":\"https://mail.google.com/\"}";
+	static const char json[] =
+	    "{\"status\":\"401\",\"schemes\":\"bearer\",\"scope\":\"https://mail.google.com/\"}";
 	unsigned char out[128];
 	size_t n = 99;
 
@@ -186,10 +182,10 @@ START_TEST(decode_valid)
 	ck_assert_int_eq(auth_base64_decode("+/+/", out, 3, &n), 0);
 	ck_assert_mem_eq(out, "\373\377\277", 3);
 	/* The error Google sends after a refused XOAUTH2 token. */
-	ck_assert_int_eq(auth_base64_decode("eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVz"
-					    "IjoiYmVhcmVyIiwic2NvcGUiOiJodHRw"
-					    "czovL21haWwuZ29vZ2xlLmNvbS8ifQ==",
-			     out, sizeof(out), &n),
+	ck_assert_int_eq(
+	    auth_base64_decode(
+		"eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==",
+		out, sizeof(out), &n),
 	    0);
 	ck_assert_uint_eq(n, strlen(json));
 	ck_assert_mem_eq(out, json, n);

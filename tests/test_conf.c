@@ -557,8 +557,7 @@ START_TEST(inline_password_permissions)
 		ck_assert_msg(c == NULL && e.n == 2, "mode %o: %zu errors",
 		    (unsigned)cases[i].mode, e.n);
 		snprintf(want, sizeof(want),
-		    "%s:2: defaults: inline password in a file readable by "
-		    "group or others: chmod 600 %s, or use password_file",
+		    "%s:2: defaults: inline password in a file readable by group or others: chmod 600 %s, or use password_file",
 		    path, path);
 		ck_assert_str_eq(e.msg[0], want);
 		snprintf(
@@ -753,8 +752,7 @@ START_TEST(many_accounts)
 	ck_assert_ptr_null(c);
 	ck_assert_uint_eq(e.n, 1);
 	snprintf(want, sizeof(want),
-	    "%s:%d: account \"a17\": duplicate name, already used by the "
-	    "account at line 21",
+	    "%s:%d: account \"a17\": duplicate name, already used by the account at line 21",
 	    path, N + 4);
 	ck_assert_str_eq(e.msg[0], want);
 	errors_free(&e);

@@ -326,8 +326,7 @@ START_TEST(warnx_escapes_server_text)
 	out = capture_end(&len);
 	assert_clean_lines(out, len, LOG_MSG_MAX + 64);
 	ck_assert_str_eq(out,
-	    "account=acct server says: [AUTH] \\x1b[31mred\\x1b[0m\\x07"
-	    "\\x0dMAINPID=1\\x0a\\x9b2J %n%s\\\\\n");
+	    "account=acct server says: [AUTH] \\x1b[31mred\\x1b[0m\\x07\\x0dMAINPID=1\\x0a\\x9b2J %n%s\\\\\n");
 	free(out);
 }
 END_TEST

@@ -466,8 +466,7 @@ START_TEST(test_open_missing_parent)
 	ck_assert_ptr_null(md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
 	ck_assert_int_eq(errno, ENOENT);
 	snprintf(want, sizeof(want),
-	    "parent directory %s/mnt/mail does not exist (not created: a typo "
-	    "or an unmounted file system?)",
+	    "parent directory %s/mnt/mail does not exist (not created: a typo or an unmounted file system?)",
 	    tmpdir);
 	ck_assert_str_eq(errbuf, want);
 	snprintf(path, sizeof(path), "%s/mnt", tmpdir);
@@ -492,8 +491,7 @@ START_TEST(test_open_missing_parent)
 	    md = maildir_open("none/rel", errbuf, sizeof(errbuf)));
 	ck_assert_int_eq(errno, ENOENT);
 	ck_assert_str_eq(errbuf,
-	    "parent directory none does not exist (not created: a typo "
-	    "or an unmounted file system?)");
+	    "parent directory none does not exist (not created: a typo or an unmounted file system?)");
 }
 END_TEST
 

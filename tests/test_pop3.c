@@ -200,8 +200,7 @@ START_TEST(session_whole)
 	    0};
 
 	check_transcript(&t,
-	    "greeting greeting ok=1 ts=<1896.697170952@dbc.mtview.ca.us> "
-	    "text=POP3 ready <1896.697170952@dbc.mtview.ca.us>\n"
+	    "greeting greeting ok=1 ts=<1896.697170952@dbc.mtview.ca.us> text=POP3 ready <1896.697170952@dbc.mtview.ca.us>\n"
 	    "ok CAPA text=Capability list follows\n"
 	    "capa CAPA text=TOP\ncapa CAPA text=UIDL\ncapa CAPA text=USER\n"
 	    "capa CAPA text=SASL PLAIN LOGIN\ncapa CAPA text=PIPELINING\n"
@@ -227,9 +226,8 @@ START_TEST(capabilities_parsed)
 	struct pop3 *p = pop3_new();
 	char out[64];
 	struct pop3_event ev;
-	const char *s = "+OK hi\r\n+OK\r\nTOP\r\nuidl\r\nSTLS\r\nSASL PLAIN "
-			"XOAUTH2\r\nPIPELINING\r\nLOGIN-DELAY 900\r\nEXPIRE "
-			"30\r\nUTF8 USER\r\n.\r\n";
+	const char *s =
+	    "+OK hi\r\n+OK\r\nTOP\r\nuidl\r\nSTLS\r\nSASL PLAIN XOAUTH2\r\nPIPELINING\r\nLOGIN-DELAY 900\r\nEXPIRE 30\r\nUTF8 USER\r\n.\r\n";
 	size_t len = strlen(s), n;
 	const struct pop3_capa *c;
 

@@ -423,8 +423,10 @@ START_TEST(command_stderr)
 	    "head -c 200000 /dev/zero | tr '\\0' e >&2; echo S3cr3t-value";
 	expect_secret(&a, "S3cr3t-value");
 	capture_end(log, sizeof(log));
-	ck_assert_msg(strstr(log, "account=test password_command: stderr: "
-				  "warn?[31m red line two\n") != NULL,
+	ck_assert_msg(
+	    strstr(log,
+		"account=test password_command: stderr: warn?[31m red line two\n") !=
+		NULL,
 	    "log: %s", log);
 	ck_assert_msg(strstr(log, "eeee [...]\n") != NULL, "log: %s", log);
 	ck_assert_msg(strstr(log, "S3cr3t") == NULL, "secret logged: %s", log);
@@ -443,8 +445,8 @@ START_TEST(command_environment)
 	sigaddset(&usr1, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &usr1, NULL);
 	ck_assert_int_gt(leak = dup(1), 2); /* no close-on-exec */
-	a.password_command = "grep -E '^Sig(Blk|Ign)' /proc/self/status | "
-			     "tr -s '\\n\\t' '  '";
+	a.password_command =
+	    "grep -E '^Sig(Blk|Ign)' /proc/self/status | tr -s '\\n\\t' '  '";
 	expect_secret(&a, "SigBlk: 0000000000000000 SigIgn: 0000000000000000 ");
 	a.password_command = "ls /proc/self/fd | tr '\\n' ' '";
 	expect_secret(&a, "0 1 2 3 ");

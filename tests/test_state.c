@@ -683,10 +683,9 @@ START_TEST(test_invalid_uids)
 {
 	static const char *const bad[] = {"", "a b", "a\tb", "new\nline",
 	    "del\x7f", "\xc3\xa9t\xc3\xa9",
-	    ("12345678901234567890123456789012345678901234567890123456789012345"
-	     "678901")};
-	const char *max = "1234567890123456789012345678901234567890"
-			  "123456789012345678901234567890";
+	    ("12345678901234567890123456789012345678901234567890123456789012345678901")};
+	const char *max =
+	    "1234567890123456789012345678901234567890123456789012345678901234567890";
 	struct state *st = open_ok();
 	size_t i;
 
@@ -1217,8 +1216,8 @@ failed_pending_commit_child(void)
 	    state_load_notice(st) != NULL)
 		return 20;
 	state_foreach_pending(st, pending_fn, &l);
-	if (l.n != 19 || strstr(l.text, "[uid-7 7.M1P2Q7.host "
-					"7.M1P2Q7.host,S=7]") == NULL)
+	if (l.n != 19 ||
+	    strstr(l.text, "[uid-7 7.M1P2Q7.host 7.M1P2Q7.host,S=7]") == NULL)
 		return 21;
 	state_close(&st);
 	return 0;
