@@ -5,6 +5,11 @@
 
 #include "plan.h"
 
+struct plan_uids {
+	const char **v; /* sorted */
+	size_t n;
+};
+
 struct space {
 	bool limited;
 	uint64_t room; /* bytes still free for the plan */
@@ -211,4 +216,66 @@ plan_decide(struct plan_msg *msgs, size_t n, const struct plan_policy *pol,
 		count(tot, &msgs[i]);
 	}
 	return 0;
+}
+
+void
+plan_fill(struct plan_msg *msgs, size_t n, const struct plan_records *rec)
+{
+	struct plan_msg *m;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		m = &msgs[i];
+		m->delivered = m->size_known = false;
+		m->strikes = 0;
+		if (m->uid == NULL)
+			continue;
+		m->delivered = rec->known(rec->arg, m->uid, &m->first_seen,
+		    &m->delivered_size, &m->size_known);
+		if (!m->delivered)
+			m->strikes =
+			    rec->strikes(rec->arg, m->uid, &m->last_strike);
+	}
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+struct plan_uids *
+plan_uids_new(const struct plan_msg *msgs, size_t n)
+{
+	struct plan_uids *u;
+	size_t i;
+
+	if ((u = calloc(1, sizeof(*u))) == NULL ||
+	    (u->v = calloc(n + 1, sizeof(*u->v))) == NULL) {
+		free(u);
+		return NULL;
+	}
+	for (i = 0; i < n; i++)
+		if (msgs[i].uid != NULL)
+			u->v[u->n++] = msgs[i].uid;
+	qsort(u->v, u->n, sizeof(*u->v), cmp_str);
+	return u;
+}
+
+bool
+plan_uids_has(const struct plan_uids *u, const char *uid)
+{
+	return bsearch(&uid, u->v, u->n, sizeof(*u->v), cmp_str) != NULL;
+}
+
+void
+plan_uids_free(struct plan_uids **up)
+{
+	struct plan_uids *u = *up;
+
+	if (u == NULL)
+		return;
+	free(u->v);
+	free(u);
+	*up = NULL;
 }

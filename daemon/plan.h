@@ -137,4 +137,33 @@ struct plan_totals {
 int plan_decide(struct plan_msg *msgs, size_t n, const struct plan_policy *pol,
     time_t now, struct plan_totals *tot);
 
+/*
+ * Where plan_fill() looks up what the state knows of a UID: KNOWN says
+ * whether it was delivered (with when, and the LIST size it had then if
+ * SIZE_KNOWN), STRIKES how often its delivery failed and when last.
+ */
+struct plan_records {
+	bool (*known)(void *arg, const char *uid, time_t *first_seen,
+	    uint64_t *size, bool *size_known);
+	unsigned (*strikes)(void *arg, const char *uid, time_t *last);
+	void *arg;
+};
+
+/*
+ * Fills the record fields of MSGS (delivered, first_seen, size_known,
+ * delivered_size, strikes, last_strike) from REC: the plan's input.
+ * Messages without a UID have no record.
+ */
+void plan_fill(struct plan_msg *msgs, size_t n, const struct plan_records *rec);
+
+/*
+ * The UIDs of a complete listing, for the question "is this UID still on
+ * the server?" that decides which records are forgotten. NULL when out
+ * of memory; the UIDs are borrowed from MSGS, which must outlive it.
+ */
+struct plan_uids;
+struct plan_uids *plan_uids_new(const struct plan_msg *msgs, size_t n);
+bool plan_uids_has(const struct plan_uids *u, const char *uid);
+void plan_uids_free(struct plan_uids **u);
+
 #endif

@@ -392,6 +392,94 @@ START_TEST(duplicate_uids_keep_mode_once_never_by_age)
 }
 END_TEST
 
+/* A state of three records: "a" delivered with its size, "b" delivered
+ * before sizes were kept, "c" struck twice. */
+static bool
+fake_known(void *arg, const char *uid, time_t *first_seen, uint64_t *size,
+    bool *size_known)
+{
+	(*(int *)arg)++;
+	if (strcmp(uid, "a") == 0) {
+		*first_seen = 100;
+		*size = 1234;
+		*size_known = true;
+		return true;
+	}
+	if (strcmp(uid, "b") == 0) {
+		*first_seen = 200;
+		*size_known = false;
+		return true;
+	}
+	return false;
+}
+
+static unsigned
+fake_strikes(void *arg, const char *uid, time_t *last)
+{
+	(*(int *)arg)++;
+	if (strcmp(uid, "c") == 0) {
+		*last = 300;
+		return 2;
+	}
+	return 0;
+}
+
+START_TEST(fill_from_records)
+{
+	int calls = 0;
+	struct plan_records rec = {fake_known, fake_strikes, &calls};
+	/* Stale values in the input must not survive the fill. */
+	struct plan_msg m[] = {
+	    {.msgno = 1, .uid = "a", .strikes = 9},
+	    {.msgno = 2, .uid = "b", .size_known = true},
+	    {.msgno = 3, .uid = "c", .delivered = true},
+	    {.msgno = 4, .uid = "d"},
+	    {.msgno = 5, .uid = NULL, .delivered = true, .strikes = 4},
+	};
+
+	plan_fill(m, 5, &rec);
+	ck_assert(m[0].delivered && m[0].first_seen == 100);
+	ck_assert(m[0].size_known && m[0].delivered_size == 1234);
+	ck_assert_uint_eq(m[0].strikes, 0);
+	ck_assert(m[1].delivered && m[1].first_seen == 200 && !m[1].size_known);
+	ck_assert(!m[2].delivered);
+	ck_assert_uint_eq(m[2].strikes, 2);
+	ck_assert(m[2].last_strike == 300);
+	ck_assert(!m[3].delivered && m[3].strikes == 0);
+	/* No UID, no record: nothing looked up for it. */
+	ck_assert(!m[4].delivered && m[4].strikes == 0);
+	/* 4 known() and 2 strikes() calls (for the undelivered "c", "d"). */
+	ck_assert_int_eq(calls, 6);
+}
+END_TEST
+
+START_TEST(listed_uids)
+{
+	struct plan_msg m[] = {
+	    {.msgno = 1, .uid = "zz"},
+	    {.msgno = 2, .uid = NULL},
+	    {.msgno = 3, .uid = "aa"},
+	    {.msgno = 4, .uid = "mm"},
+	};
+	struct plan_uids *u = plan_uids_new(m, 4);
+
+	ck_assert_ptr_nonnull(u);
+	ck_assert(plan_uids_has(u, "aa"));
+	ck_assert(plan_uids_has(u, "mm"));
+	ck_assert(plan_uids_has(u, "zz"));
+	ck_assert(!plan_uids_has(u, "a"));
+	ck_assert(!plan_uids_has(u, "zzz"));
+	ck_assert(!plan_uids_has(u, ""));
+	plan_uids_free(&u);
+	ck_assert_ptr_null(u);
+	/* An empty listing lists nothing. */
+	u = plan_uids_new(m, 0);
+	ck_assert_ptr_nonnull(u);
+	ck_assert(!plan_uids_has(u, "aa"));
+	plan_uids_free(&u);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -407,6 +495,8 @@ main(void)
 	tcase_add_test(tc, keep_needs_uidl);
 	tcase_add_test(tc, duplicate_uids_delete_mode_fetched_by_number);
 	tcase_add_test(tc, duplicate_uids_keep_mode_once_never_by_age);
+	tcase_add_test(tc, fill_from_records);
+	tcase_add_test(tc, listed_uids);
 	suite_add_tcase(s, tc);
 	return check_main(s);
 }
