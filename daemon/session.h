@@ -72,7 +72,7 @@ enum session_info_kind {
 	SI_CAPA,     /* text: one capability line (after TLS, if any) */
 	SI_LOGIN,    /* text: the mechanism that logged in */
 	SI_STAT,     /* count, size */
-	SI_MESSAGE,  /* msgno, size, uid, from, date, subject */
+	SI_MESSAGE,  /* msgno, size, uid, from, date, subj */
 };
 
 /* What a probing session learns; strings valid during the callback. */

@@ -1,0 +1,584 @@
+/*
+ * The fetch window and the disk work behind it: RETRs stream into the
+ * delivery batch, a batch is made durable on the worker thread, and only
+ * then are its DELEs sent; QUIT commits them. A local failure stops the
+ * fetching and deletes nothing that is not durable.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "conf.h"
+#include "deliver.h"
+#include "log.h"
+#include "maildir.h"
+#include "received.h"
+#include "session_priv.h"
+#include "state.h"
+#include "testhook.h"
+
+#define SESSION_OF_JOB(j) \
+	((struct session *)(void *)((char *)(j)-offsetof(struct session, job)))
+
+static void disk_done(struct worker_job *job);
+static void local_failure(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- disk work on the worker thread ---- */
+
+/*
+ * Opens what a poll writes to, before anything is asked of the server:
+ * on a worker thread (directories made and synced, the journal read,
+ * interrupted deliveries rolled forward). Sets job_rc, job_cls, job_err.
+ */
+static void
+open_local(struct session *s)
+{
+	s->job_rc = -1;
+	s->job_cls = SC_LOCAL;
+	s->md = maildir_open(s->a->maildir, s->job_err, sizeof(s->job_err));
+	if (s->md == NULL)
+		return;
+	maildir_set_sync(s->md, s->a->sync == CONF_SYNC_FILE
+				    ? MAILDIR_SYNC_FILE
+				    : MAILDIR_SYNC_BATCH);
+	s->st = state_open_mailbox(s->conf->state_dir, s->a->name, s->a->host,
+	    s->a->port, s->a->user != NULL ? s->a->user : "", s->job_err,
+	    sizeof(s->job_err));
+	if (s->st == NULL) {
+		if (errno == EWOULDBLOCK)
+			s->job_cls = SC_BUSY;
+		return;
+	}
+	if ((s->dl = deliver_new(s->md, s->st)) == NULL) {
+		snprintf(s->job_err, sizeof(s->job_err), "out of memory");
+		return;
+	}
+	s->job_rc = deliver_recover(s->dl, s->job_err, sizeof(s->job_err));
+}
+
+/* On the loop: what open_local() found. */
+static bool
+opened(struct session *s)
+{
+	if (s->md == NULL) {
+		session_fail(s, SC_LOCAL, "maildir: %s", s->job_err);
+		return false;
+	}
+	if (s->st == NULL) {
+		session_fail(s, s->job_cls, "state: %s", s->job_err);
+		return false;
+	}
+	if (state_load_notice(s->st) != NULL)
+		log_warnx(s->a->name, "state: %s", state_load_notice(s->st));
+	s->stats.sync_fallback = maildir_sync_fallback(s->md);
+	if (s->job_rc == -1) {
+		session_fail(s, SC_LOCAL, "%s", s->job_err);
+		return false;
+	}
+	if (s->job_rc > 0)
+		log_info(s->a->name,
+		    "recovered=%d interrupted deliveries completed", s->job_rc);
+	return true;
+}
+
+/*
+ * A message of the flush under way is durable (on the worker thread).
+ * One of several sharing a UID was delivered unrecorded; in keep mode its
+ * UID is recorded now, in time for the commit that follows, so that the
+ * copies are not fetched again (a crash before that commit costs a
+ * duplicate, never a loss).
+ */
+static void
+flushed(void *arg, unsigned long msgno)
+{
+	struct session *s = arg;
+	const struct plan_msg *m = session_msg(s, msgno);
+
+	s->flushed[s->nflushed++] = msgno;
+	if (m->reason == PLAN_R_DUP_UID && s->a->keep && m->uid != NULL &&
+	    !state_has(s->st, m->uid, NULL))
+		state_record(s->st, m->uid, TESTHOOK_NOW());
+}
+
+static void
+disk_run(struct worker_job *job)
+{
+	struct session *s = SESSION_OF_JOB(job);
+
+	s->nflushed = 0;
+	switch (s->job_kind) {
+	case DJ_OPEN:
+		open_local(s);
+		return;
+	case DJ_FLUSH:
+	case DJ_FINAL:
+		s->job_rc = 0;
+		s->job_errno = 0;
+		if (s->dl != NULL && deliver_flush(s->dl, flushed, s,
+					 s->job_err, sizeof(s->job_err)) == -1)
+			s->job_rc = -1;
+		/*
+		 * The last commit also writes what the session recorded
+		 * since the previous one: completions, strikes, forgotten
+		 * UIDs.
+		 */
+		if (s->job_kind == DJ_FINAL && s->st != NULL &&
+		    state_commit(s->st) == -1)
+			s->job_errno = errno;
+		return;
+	}
+}
+
+void
+session_disk_job(struct session *s, enum disk_job kind)
+{
+	s->job_kind = kind;
+	s->job.run = disk_run;
+	s->job.done = disk_done;
+	worker_submit(s->worker, &s->job);
+}
+
+/*
+ * Disk work of the session ended (on the loop). The session goes on, or,
+ * if it ended meanwhile, on to its final flush.
+ */
+static void
+disk_done(struct worker_job *job)
+{
+	struct session *s = SESSION_OF_JOB(job);
+	size_t i;
+
+	switch (s->job_kind) {
+	case DJ_OPEN:
+		if (opened(s) && s->state != S_DONE)
+			session_start_remote(s);
+		break;
+	case DJ_FLUSH:
+		for (i = 0; i < s->nflushed; i++)
+			if (s->flush_dele && !s->a->keep)
+				s->dele[s->ndele++] = s->flushed[i];
+		if (s->job_rc == -1)
+			local_failure(s, "%s", s->job_err);
+		/* A slow disk is not a slow server: the rate starts over. */
+		session_awaited(s);
+		if (s->state != S_DONE)
+			session_resume_input(s);
+		break;
+	case DJ_FINAL:
+		if (s->job_rc == -1)
+			log_warnx(s->a->name, "error=local %s", s->job_err);
+		else if (s->job_errno != 0 && s->st != NULL)
+			log_warnx(s->a->name, "error=local state commit: %s",
+			    strerror(s->job_errno));
+		event_active(s->done_ev, 0, 0);
+		return;
+	}
+	if (s->state == S_DONE)
+		session_final_stage(s);
+}
+
+/* ---- receiving ---- */
+
+/* Prepends the trace line of RFC 5321 section 4.4. */
+static int
+write_received(struct session *s)
+{
+	char buf[RECEIVED_MAX], host[256];
+	struct received_info ri = {.from_host = s->a->host,
+	    .by_host = host,
+	    .version = POPFETCHD_VERSION,
+	    .uid = session_msg(s, s->cur_msgno)->uid,
+	    .user = s->a->user,
+	    .when = time(NULL)};
+	struct tm tm;
+	int n;
+
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	localtime_r(&ri.when, &tm);
+	ri.gmtoff = tm.tm_gmtoff;
+	if ((n = received_format(buf, sizeof(buf), &ri)) < 0) {
+		errno = EOVERFLOW;
+		return -1;
+	}
+	return deliver_write(s->dl, buf, (size_t)n);
+}
+
+/*
+ * Counts a failed attempt against a message, durably, so that one bad
+ * message cannot block the mailbox poll after poll (see plan.h).
+ */
+void
+session_strike(struct session *s, unsigned long msgno, const char *why)
+{
+	const char *uid = session_msg(s, msgno)->uid;
+	int n;
+
+	if (!s->have_uidl || uid == NULL || s->st == NULL)
+		return;
+	/* Committed with the next flush or at the end (the worker's). */
+	if ((n = state_strike(s->st, uid, TESTHOOK_NOW())) == -1)
+		return;
+	log_info(s->a->name, "message %lu (uid %s) failed: %s; strike=%d%s",
+	    msgno, uid, why, n,
+	    n >= PLAN_STRIKES_MAX ? " (quarantined for a day)" : "");
+}
+
+/* A local failure: stop fetching, delete nothing more than is durable. */
+static void
+local_failure(struct session *s, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	deliver_abort(s->dl);
+	s->receiving = false;
+	log_warnx(s->a->name, "error=local %s; nothing more is fetched", why);
+	if (s->cls == SC_OK) {
+		s->cls = SC_LOCAL;
+		snprintf(s->msg, sizeof(s->msg), "%s", why);
+	}
+	s->stop = true;
+}
+
+/*
+ * Makes the batch durable on the worker; if DELE, its deletions are
+ * queued when that is done (see disk_done()).
+ */
+static void
+flush_batch(struct session *s, bool dele)
+{
+	if (deliver_pending(s->dl) == 0 || worker_busy(&s->job))
+		return;
+	s->flush_dele = dele;
+	session_disk_job(s, DJ_FLUSH);
+}
+
+/*
+ * Whether GOT bytes of message data (line ends as sent) can be the
+ * message LIST called LISTED bytes. Servers differ in how they count
+ * (some rewrite messages, some estimate), so only a gross difference is
+ * evidence: less than half of a listed size past the first KiB (a cut
+ * short message), more than twice it plus 64 KiB (a reply that is not
+ * the message asked for, or never ends).
+ */
+static bool
+size_plausible(uint64_t listed, uint64_t got)
+{
+	if (got < listed / 2 && listed - got > 1024)
+		return false;
+	return got <= SIZE_SLACK(listed);
+}
+
+static void
+retr_end(struct session *s)
+{
+	unsigned long long size;
+	uint64_t listed = s->cur_listed;
+
+	if (!s->receiving)
+		return;
+	s->receiving = false;
+	if (!size_plausible(listed, s->cur_bytes)) {
+		deliver_abort(s->dl);
+		s->stats.failed++;
+		log_warnx(s->a->name,
+		    "message %lu: %llu bytes received where LIST said %llu: taken as cut short, not delivered, left on the server",
+		    s->cur_msgno, (unsigned long long)s->cur_bytes,
+		    (unsigned long long)listed);
+		session_strike(
+		    s, s->cur_msgno, "received size far from LIST size");
+		return;
+	}
+	if (deliver_end(s->dl, &size) == -1) {
+		local_failure(s, "delivery of message %lu: %s", s->cur_msgno,
+		    strerror(errno));
+		return;
+	}
+	s->stats.fetched++;
+	s->stats.bytes += size;
+	/* Whole only if what follows parses: see unconfirmed_end(). */
+	s->end_msgno = s->cur_msgno;
+	s->end_size = size;
+}
+
+/*
+ * A protocol error right after a message's terminator, in the same read,
+ * casts doubt on that terminator (a server that ends lines with bare LF
+ * where the body has ".", a lie): the message is taken out of the batch
+ * before it can be recorded or deleted, and fetched again next time.
+ */
+void
+session_unconfirmed_end(struct session *s)
+{
+	if (s->end_msgno == 0 || s->dl == NULL ||
+	    deliver_drop(s->dl, s->end_msgno) == -1)
+		return;
+	s->stats.fetched--;
+	s->stats.bytes -= s->end_size;
+	log_warnx(s->a->name,
+	    "message %lu: protocol error right after its end: not delivered",
+	    s->end_msgno);
+	s->end_msgno = 0;
+}
+
+/* Starts delivering the message whose RETR reply begins. */
+static void
+retr_begin(struct session *s, unsigned long msgno)
+{
+	const struct plan_msg *m = session_msg(s, msgno);
+	/* A UID several messages share is no message's: none recorded. */
+	const char *uid =
+	    s->have_uidl && m->reason != PLAN_R_DUP_UID ? m->uid : NULL;
+
+	s->cur_msgno = msgno;
+	s->cur_bytes = 0;
+	s->cur_listed = m->size;
+	if (s->stop)
+		return;
+	if (deliver_begin(s->dl, msgno, uid,
+		m->listed ? m->size : DELIVER_SIZE_UNKNOWN) == -1 ||
+	    (s->a->received_header && write_received(s) == -1)) {
+		local_failure(
+		    s, "delivery of message %lu: %s", msgno, strerror(errno));
+		return;
+	}
+	s->receiving = true;
+}
+
+/*
+ * Writing the message in hand failed. A full disk or quota is the
+ * account's trouble; any other error (EFBIG, EIO) may be this message's.
+ */
+static void
+write_failed(struct session *s)
+{
+	int e = errno;
+
+	if (e != ENOSPC && e != EDQUOT)
+		session_strike(s, s->cur_msgno, strerror(e));
+	local_failure(
+	    s, "delivery of message %lu: %s", s->cur_msgno, strerror(e));
+}
+
+static void
+retr_answered(struct session *s, unsigned long msgno)
+{
+	uint64_t size = session_msg(s, msgno)->size;
+
+	s->retr_done++;
+	s->inflight -= size < s->inflight ? size : s->inflight;
+}
+
+/*
+ * Counts the message data of a RETR or TOP reply; a reply far longer than
+ * the message LIST sized (or endless) ends the session.
+ */
+bool
+session_data_bounded(struct session *s, const struct pop3_event *ev)
+{
+	uint64_t listed = s->cur_listed;
+
+	s->cur_bytes += ev->len;
+	if (s->cur_bytes <= SIZE_SLACK(listed))
+		return true;
+	session_fail(s, SC_PROTO,
+	    "%s %lu: over %llu bytes where LIST said %llu: not that message",
+	    pop3_cmd_name(ev->cmd), ev->arg,
+	    (unsigned long long)SIZE_SLACK(listed), (unsigned long long)listed);
+	return false;
+}
+
+/* RSET (after a local failure): the deletions of this poll are undone. */
+static void
+rset_reply(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type == POP3_EV_ERR) {
+		/* Without QUIT the server commits no deletion. */
+		session_fail(s, SC_LOCAL,
+		    "RSET refused (%s): closed without QUIT so that nothing is deleted",
+		    ev->text);
+		return;
+	}
+	if (ev->type == POP3_EV_OK) {
+		log_info(s->a->name,
+		    "deletions of this poll undone (RSET): %zu message(s) stay on the server until the next poll",
+		    s->dele_ok);
+		s->dele_ok = 0;
+	}
+}
+
+static void
+dele_reply(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type == POP3_EV_OK) {
+		s->acked[s->dele_ok++] = ev->arg;
+		TESTHOOK_CRASH_POINT("DELE acknowledged");
+	} else if (ev->type == POP3_EV_ERR)
+		log_warnx(
+		    s->a->name, "DELE %lu refused: %s", ev->arg, ev->text);
+}
+
+static void
+retr_reply(struct session *s, const struct pop3_event *ev)
+{
+	char why[POP3_LINE_MAX + 32];
+
+	switch (ev->type) {
+	case POP3_EV_OK:
+		retr_begin(s, ev->arg);
+		return;
+	case POP3_EV_DATA:
+		if (!session_data_bounded(s, ev))
+			return;
+		if (s->receiving && deliver_write(s->dl, ev->data, ev->len))
+			write_failed(s);
+		return;
+	case POP3_EV_END:
+		retr_answered(s, ev->arg);
+		retr_end(s);
+		return;
+	case POP3_EV_ERR:
+		retr_answered(s, ev->arg);
+		s->stats.failed++;
+		log_warnx(s->a->name,
+		    "RETR %lu refused: %s; left on the server", ev->arg,
+		    session_reply_text(ev, why, sizeof(why)));
+		session_strike(s, ev->arg, "RETR refused");
+		return;
+	default:
+		return;
+	}
+}
+
+static void (*const fetch_reply[POP3_CMD_COUNT])(
+    struct session *, const struct pop3_event *) = {
+    [POP3_CMD_RSET] = rset_reply,
+    [POP3_CMD_DELE] = dele_reply,
+    [POP3_CMD_RETR] = retr_reply,
+};
+
+/*
+ * Replies in the fetch window. The next commands go out from the input
+ * reader once all that arrived is parsed (see session_unconfirmed_end()).
+ */
+void
+session_st_fetch(struct session *s, const struct pop3_event *ev)
+{
+	if ((unsigned)ev->cmd < POP3_CMD_COUNT && fetch_reply[ev->cmd])
+		fetch_reply[ev->cmd](s, ev);
+}
+
+/* ---- the window ---- */
+
+/* Listed size of the next message to ask for. */
+static uint64_t
+next_size(const struct session *s)
+{
+	return session_msg(s, s->fetch[s->next_fetch])->size;
+}
+
+/* Whether another RETR may go: one is left, and it fits the budget. */
+static bool
+may_retr(const struct session *s)
+{
+	return !s->stop && !s->halt && s->next_fetch < s->nfetch &&
+	       (s->inflight == 0 ||
+		   s->inflight + next_size(s) <= SESSION_INFLIGHT_BYTES);
+}
+
+/*
+ * The next command of the fetch window: DELEs of durable messages first,
+ * then RETRs; once all asked for is in, the batch is flushed.
+ */
+static enum session_more
+next_command(struct session *s)
+{
+	if (!s->stop && s->next_dele < s->ndele) {
+		session_send_cmd(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
+		return SESSION_SENT;
+	}
+	if (may_retr(s)) {
+		s->inflight += next_size(s);
+		session_send_cmd(s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
+		return SESSION_SENT;
+	}
+	if (deliver_pending(s->dl) > 0 && s->retr_done == s->next_fetch) {
+		flush_batch(s, true);
+		return SESSION_WAIT;
+	}
+	if (pop3_pending(s->pop3) == 0 && s->stop && s->next_dele > 0 &&
+	    !s->rset) {
+		/*
+		 * A local failure pauses the account: nothing of this
+		 * session is deleted. The messages stay recorded, so the
+		 * next poll deletes them without fetching them again.
+		 */
+		s->rset = true;
+		session_send_cmd(s, POP3_CMD_RSET, 0);
+		return SESSION_SENT;
+	}
+	return SESSION_END;
+}
+
+/* Keeps the window full; a full batch is made durable first. */
+void
+session_pump(struct session *s)
+{
+	if (s->state != S_FETCH || worker_busy(&s->job))
+		return;
+	if (deliver_pending(s->dl) >= SESSION_BATCH)
+		flush_batch(s, true);
+	session_fill(s, next_command);
+}
+
+/*
+ * The server has removed what this session deleted: forget those UIDs.
+ * RFC 1939 lets a server compute UIDs from content, so a later message
+ * may carry one of them; remembered, it would be deleted unread.
+ */
+static void
+forget_deleted(struct session *s)
+{
+	const char *uid;
+	size_t i;
+
+	for (i = 0; i < s->dele_ok; i++)
+		if ((uid = session_msg(s, s->acked[i])->uid) != NULL &&
+		    state_forget(s->st, uid) == -1 && errno != ENOENT)
+			log_warn(s->a->name, "state: forgetting uid %s", uid);
+}
+
+void
+session_st_quit(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type == POP3_EV_OK) {
+		s->stats.deleted = s->dele_ok;
+		forget_deleted(s);
+		/*
+		 * Messages meant to be fetched were left behind: a timer or
+		 * cron job must not see success (exit 75, "busy": the
+		 * server may give them next time).
+		 */
+		if (s->cls == SC_OK && s->stats.failed > 0) {
+			s->cls = SC_BUSY;
+			snprintf(s->msg, sizeof(s->msg),
+			    "%zu message(s) not received: left on the server",
+			    s->stats.failed);
+		}
+		session_finish(s);
+	} else if (ev->type == POP3_EV_ERR)
+		session_fail(s, SC_PROTO,
+		    "QUIT refused, deletions not committed: %s", ev->text);
+}

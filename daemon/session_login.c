@@ -1,0 +1,400 @@
+/*
+ * From connection to login: TLS (implicit or after STLS), the greeting,
+ * the capabilities, and authentication, whose steps are states of their
+ * own (S_USER ... S_LOGIN_PASS). Nothing secret is sent before TLS unless
+ * the account allows plain text.
+ */
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "conf.h"
+#include "log.h"
+#include "session_priv.h"
+#include "tls.h"
+#include "wipe.h"
+
+/*
+ * RFC 5034: an AUTH command line with its initial response is at most 255
+ * octets; a longer response (an OAuth token) goes after an empty challenge.
+ */
+#define AUTH_LINE_MAX 255
+
+static void start_auth(struct session *s);
+static void logged_in(struct session *s);
+
+/* ---- TLS ---- */
+
+void
+session_start_tls(struct session *s)
+{
+	SSL *ssl = tls_ssl_new(s->ctx, s->a);
+
+	if (ssl == NULL || net_start_tls(s->net, ssl) == -1) {
+		session_fail(s, SC_LOCAL, "cannot start TLS");
+		return;
+	}
+	session_set_state(s, S_TLS);
+}
+
+void
+session_tls_ready(struct session *s)
+{
+	char err[256], info[128];
+
+	if (!tls_check_pins(net_ssl(s->net), s->a, err, sizeof(err))) {
+		session_fail(s, SC_NET, "%s", err);
+		return;
+	}
+	s->tls_active = true;
+	tls_summary(net_ssl(s->net), info, sizeof(info));
+	log_debug(s->a->name, "tls=\"%s\"", info);
+	if (s->mode != SESSION_FETCH) {
+		char subject[512], fp[128];
+		struct session_info si = {.kind = SI_TLS,
+		    .text = info,
+		    .subject = subject,
+		    .fingerprint = fp};
+
+		tls_peer_info(
+		    net_ssl(s->net), subject, sizeof(subject), fp, sizeof(fp));
+		session_report(s, &si);
+	}
+	if (s->a->tls == CONF_TLS_IMPLICIT) {
+		session_set_state(s, S_GREETING);
+		return;
+	}
+	pop3_tls_started(s->pop3);
+	session_send_cmd(s, POP3_CMD_CAPA, 0);
+	session_set_state(s, S_CAPA);
+}
+
+/* ---- greeting, capabilities, STLS ---- */
+
+void
+session_st_greeting(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type != POP3_EV_GREETING)
+		return;
+	if (!ev->ok) {
+		session_fail(
+		    s, SC_BUSY, "server refused the session: %s", ev->text);
+		return;
+	}
+	session_report(
+	    s, &(struct session_info){.kind = SI_GREETING, .text = ev->text});
+	if (ev->timestamp != NULL)
+		snprintf(
+		    s->timestamp, sizeof(s->timestamp), "%s", ev->timestamp);
+	session_send_cmd(s, POP3_CMD_CAPA, 0);
+	session_set_state(s, S_CAPA);
+}
+
+void
+session_st_capa(struct session *s, const struct pop3_event *ev)
+{
+	/* Only what the server says over TLS (when there is TLS) counts. */
+	if (ev->type == POP3_EV_CAPA &&
+	    (s->tls_active || s->a->tls == CONF_TLS_NONE))
+		session_report(s,
+		    &(struct session_info){.kind = SI_CAPA, .text = ev->text});
+	if (ev->type != POP3_EV_END && ev->type != POP3_EV_ERR)
+		return;
+	/*
+	 * Nothing said before TLS counts after it: a LOGIN-DELAY injected
+	 * into the plain-text CAPA would otherwise hold the account off for
+	 * as long as the attacker likes, even when STLS then fails.
+	 */
+	if (s->tls_active || s->a->tls == CONF_TLS_NONE)
+		s->stats.login_delay = pop3_capa(s->pop3)->login_delay;
+	/* -ERR: an RFC 1939 server without CAPA; no capabilities known. */
+	if (s->a->tls == CONF_TLS_STARTTLS && !s->tls_active) {
+		if (!pop3_capa(s->pop3)->stls) {
+			session_fail(s, SC_PROTO,
+			    "server does not offer STLS; no credentials sent");
+			return;
+		}
+		session_send_cmd(s, POP3_CMD_STLS, 0);
+		session_set_state(s, S_STLS);
+		return;
+	}
+	start_auth(s);
+}
+
+void
+session_st_stls(struct session *s, const struct pop3_event *ev)
+{
+	if (ev->type == POP3_EV_ERR) {
+		session_fail(s, SC_PROTO,
+		    "server refused STLS: %s; no credentials sent", ev->text);
+		return;
+	}
+	/* The handshake starts once every byte read so far is parsed. */
+	if (ev->type == POP3_EV_OK)
+		s->stls_pending = true;
+}
+
+/* ---- authentication ---- */
+
+static enum session_class
+refusal_class(const struct pop3_event *ev)
+{
+	switch (ev->code) {
+	case POP3_CODE_IN_USE:
+	case POP3_CODE_LOGIN_DELAY:
+	case POP3_CODE_SYS_TEMP:
+		return SC_BUSY;
+	default:
+		return SC_AUTH;
+	}
+}
+
+/* Sends AUTH MECH with the initial response IR (base64, or NULL). */
+static void
+start_sasl(struct session *s, const char *mech, const char *ir)
+{
+	struct pop3_req r = {.cmd = POP3_CMD_AUTH, .arg = mech, .arg2 = ir};
+
+	session_set_state(s, S_SASL);
+	s->ir_pending = false;
+	if (ir != NULL &&
+	    strlen("AUTH  \r\n") + strlen(mech) + strlen(ir) > AUTH_LINE_MAX) {
+		/* IR is s->ir when login_sasl() built it there. */
+		if (ir != s->ir)
+			snprintf(s->ir, sizeof(s->ir), "%s", ir);
+		s->ir_pending = true;
+		r.arg2 = NULL;
+	}
+	session_send(s, &r);
+}
+
+/* Builds the initial response for the configured SASL mechanism. */
+static int
+sasl_response(struct session *s, char *ir, size_t irlen)
+{
+	const struct account *a = s->a;
+
+	switch (a->auth) {
+	case CONF_AUTH_XOAUTH2:
+		return auth_xoauth2(a->user, s->secret, ir, irlen);
+	case CONF_AUTH_OAUTHBEARER:
+		return auth_oauthbearer(
+		    a->user, a->host, a->port, s->secret, ir, irlen);
+	case CONF_AUTH_EXTERNAL:
+		return auth_external(ir, irlen);
+	default:
+		return auth_plain(a->user, s->secret, ir, irlen);
+	}
+}
+
+/* RFC 4422 3.1: mechanism names are upper case on the wire. */
+static const char *
+sasl_name(enum conf_auth auth)
+{
+	switch (auth) {
+	case CONF_AUTH_XOAUTH2:
+		return "XOAUTH2";
+	case CONF_AUTH_OAUTHBEARER:
+		return "OAUTHBEARER";
+	case CONF_AUTH_EXTERNAL:
+		return "EXTERNAL";
+	case CONF_AUTH_LOGIN:
+		return "LOGIN";
+	default:
+		return "PLAIN";
+	}
+}
+
+static void
+login_sasl(struct session *s, const char *mech)
+{
+	if (sasl_response(s, s->ir, sizeof(s->ir)) < 0) {
+		session_fail(s, SC_CONFIG,
+		    "auth %s: credentials invalid or too long", mech);
+		return;
+	}
+	start_sasl(s, mech, s->ir);
+	s->mech = mech;
+	if (!s->ir_pending)
+		wipe(s->ir, sizeof(s->ir));
+}
+
+static void
+login_apop(struct session *s)
+{
+	struct pop3_req r = {.cmd = POP3_CMD_APOP, .arg = s->a->user};
+	char digest[33];
+
+	if (s->timestamp[0] == '\0') {
+		session_fail(s, SC_AUTH,
+		    "auth apop: the server's greeting has no APOP timestamp");
+		return;
+	}
+	if (auth_apop(s->timestamp, s->secret, digest, sizeof(digest)) < 0) {
+		session_fail(
+		    s, SC_LOCAL, "auth apop: cannot compute the digest");
+		return;
+	}
+	r.arg2 = digest;
+	s->mech = "APOP";
+	session_set_state(s, S_PASS);
+	session_send(s, &r);
+}
+
+static void
+start_auth(struct session *s)
+{
+	const struct account *a = s->a;
+	struct pop3_req r = {.cmd = POP3_CMD_USER, .arg = a->user};
+
+	if (!s->tls_active && !a->allow_plaintext) {
+		session_fail(
+		    s, SC_CONFIG, "refusing to send credentials without TLS");
+		return;
+	}
+	switch (a->auth) {
+	case CONF_AUTH_AUTO:
+		/* The strongest both offer; never a silent fallback later. */
+		if (pop3_capa_has_sasl(s->pop3, "PLAIN")) {
+			login_sasl(s, "PLAIN");
+			return;
+		}
+		break;
+	case CONF_AUTH_PLAIN:
+	case CONF_AUTH_XOAUTH2:
+	case CONF_AUTH_OAUTHBEARER:
+	case CONF_AUTH_EXTERNAL:
+		login_sasl(s, sasl_name(a->auth));
+		return;
+	case CONF_AUTH_LOGIN:
+		s->mech = "LOGIN";
+		start_sasl(s, "LOGIN", NULL);
+		return;
+	case CONF_AUTH_APOP:
+		login_apop(s);
+		return;
+	case CONF_AUTH_USER:
+		break;
+	case CONF_AUTH_RPOP:
+		break;
+	}
+	s->mech = a->auth == CONF_AUTH_RPOP ? "USER/RPOP" : "USER/PASS";
+	session_set_state(s, S_USER);
+	session_send(s, &r);
+}
+
+/* Sends one SASL continuation line (a secret: masked in the trace). */
+static void
+sasl_send(struct session *s, const char *line)
+{
+	char buf[sizeof(s->ir) + 4];
+	int n;
+
+	if ((n = pop3_auth_response(s->pop3, line, buf, sizeof(buf))) < 0) {
+		session_fail(s, SC_CONFIG, "SASL response too long");
+		return;
+	}
+	session_send_secret(s, buf, n);
+	wipe(buf, sizeof(buf));
+}
+
+/* The server's SASL error (OAuth: base64 JSON), for the log. */
+static void
+log_server_error(struct session *s, const char *b64)
+{
+	unsigned char buf[1024];
+	size_t n, i;
+
+	if (auth_base64_decode(b64, buf, sizeof(buf) - 1, &n) == -1)
+		return;
+	for (i = 0; i < n; i++)
+		if (buf[i] < 0x20 || buf[i] > 0x7e)
+			buf[i] = '?';
+	buf[n] = '\0';
+	log_warnx(s->a->name, "server says: %s", (char *)buf);
+}
+
+/* Answers a SASL challenge. */
+static void
+sasl_continue(struct session *s, const struct pop3_event *ev)
+{
+	char line[AUTH_BASE64_SIZE(SECRET_MAX)];
+	const char *v;
+
+	if (s->ir_pending) {
+		s->ir_pending = false;
+		sasl_send(s, s->ir);
+		wipe(s->ir, sizeof(s->ir));
+		return;
+	}
+	switch (s->a->auth) {
+	case CONF_AUTH_XOAUTH2:
+		/* A failure comes as a challenge; an empty reply ends it. */
+		log_server_error(s, ev->text);
+		sasl_send(s, "");
+		return;
+	case CONF_AUTH_OAUTHBEARER:
+		/* RFC 7628 3.2.3: the client answers an error with %x01. */
+		log_server_error(s, ev->text);
+		sasl_send(s, "AQ==");
+		return;
+	case CONF_AUTH_LOGIN:
+		if (s->state == S_LOGIN_PASS)
+			break;
+		v = s->state == S_SASL ? s->a->user : s->secret;
+		if (auth_base64(v, strlen(v), line, sizeof(line)) < 0) {
+			session_fail(s, SC_CONFIG, "credentials too long");
+			return;
+		}
+		sasl_send(s, line);
+		wipe(line, sizeof(line));
+		session_set_state(
+		    s, s->state == S_SASL ? S_LOGIN_USER : S_LOGIN_PASS);
+		return;
+	default:
+		break;
+	}
+	/* RFC 5034: "*" cancels the exchange; the -ERR that follows fails. */
+	sasl_send(s, "*");
+}
+
+void
+session_st_auth(struct session *s, const struct pop3_event *ev)
+{
+	struct pop3_req r = {.cmd = POP3_CMD_PASS};
+	char why[POP3_LINE_MAX + 32];
+
+	if (ev->type == POP3_EV_CONTINUE) {
+		sasl_continue(s, ev);
+		return;
+	}
+	if (ev->type == POP3_EV_ERR) {
+		session_fail(s, refusal_class(ev), "authentication failed: %s",
+		    session_reply_text(ev, why, sizeof(why)));
+		return;
+	}
+	if (ev->type != POP3_EV_OK)
+		return;
+	if (s->state == S_USER) {
+		/* RFC 1939: RPOP, like PASS, follows USER. */
+		if (s->a->auth == CONF_AUTH_RPOP)
+			r.cmd = POP3_CMD_RPOP;
+		r.arg = s->secret;
+		session_set_state(s, S_PASS);
+		session_send(s, &r);
+		return;
+	}
+	logged_in(s);
+}
+
+/* The server accepted the credentials: the listing begins. */
+static void
+logged_in(struct session *s)
+{
+	wipe(s->secret, sizeof(s->secret));
+	evtimer_del(s->login_ev);
+	log_debug(s->a->name, "logged in");
+	session_report(
+	    s, &(struct session_info){.kind = SI_LOGIN, .text = s->mech});
+	session_listing_begin(s);
+}

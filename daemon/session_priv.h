@@ -1,0 +1,240 @@
+/*
+ * The session's private header: what its pieces share. session.c owns the
+ * lifecycle (start, stop, the end and its report), session_io.c the
+ * transport's events, the engine and the state dispatch, session_login.c
+ * TLS, greeting, capabilities and authentication, session_list.c the
+ * listing, the plan and --list, session_fetch.c the fetch window and the
+ * disk work that makes messages durable before their DELE.
+ *
+ * Every state change happens in a state handler (st_*) or in a function
+ * one names; each handler reads the engine event it expects and sends
+ * what follows.
+ */
+#ifndef POPFETCHD_SESSION_PRIV_H
+#define POPFETCHD_SESSION_PRIV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "auth.h"
+#include "net.h"
+#include "plan.h"
+#include "pop3.h"
+#include "secret.h"
+#include "session.h"
+#include "worker.h"
+
+/*
+ * Messages delivered between two durability points: one fsync of new/
+ * and one state commit cover this many messages, and their DELEs follow.
+ * Larger batches save syncs; smaller ones let deletions start sooner.
+ */
+#define SESSION_BATCH 64
+/*
+ * Header bytes kept per message for --list: From, Date and Subject sit
+ * near the top; a header block larger than this is cut, not refused.
+ */
+#define SESSION_HEADER_MAX 16384
+/*
+ * Commands in flight when the server allows pipelining (RFC 2449): deep
+ * enough that small messages keep a link with 20 ms or more of round
+ * trip busy; below the engine's POP3_QUEUE_MAX.
+ */
+#define SESSION_WINDOW 256
+/*
+ * Listed bytes of the RETRs in flight, at most (one RETR always goes):
+ * enough to fill a fast link's round trip, small enough that a stop
+ * (SIGTERM), which waits for the messages already asked for, is quick.
+ */
+#define SESSION_INFLIGHT_BYTES (8u << 20)
+/*
+ * How a server that sends a byte now and then, for ever, is stopped: the
+ * transport's idle timeout never fires for it. Every poll is bounded in
+ * two parts. Until login, one deadline: SESSION_LOGIN_TIMEOUTS times the
+ * account's timeout for connect, TLS, greeting, CAPA, STLS and the SASL
+ * exchange together (each normally takes a round trip or two). After
+ * login every reply must keep up a minimum rate: from the moment it is
+ * awaited (a command sent with none pending, or the previous reply
+ * ended), once the account's timeout has passed, at least
+ * SESSION_MIN_RATE bytes a second on average. Replies are bounded in
+ * length (status lines, listings, message data by LIST's size), so the
+ * poll is bounded in time. 1 KiB/s is far below any working link, far
+ * above a trickle meant to hold a connection.
+ */
+#define SESSION_LOGIN_TIMEOUTS 4
+#define SESSION_MIN_RATE       1024
+/* More data than this for a message LIST sized N is not that message. */
+#define SIZE_SLACK(n) ((n) > UINT64_MAX / 4 ? UINT64_MAX : 2 * (n) + 65536)
+
+/*
+ * The states, in the order a poll passes them (rate checks rely on the
+ * order: everything before S_LISTING is the login). The authentication
+ * steps are states of their own, so the trace shows each.
+ */
+#define SESSION_STATES(X)                  \
+	X(S_CONNECT, "connect")            \
+	X(S_TLS, "tls")                    \
+	X(S_GREETING, "greeting")          \
+	X(S_CAPA, "capa")                  \
+	X(S_STLS, "stls")                  \
+	X(S_USER, "user")                  \
+	X(S_PASS, "pass")                  \
+	X(S_SASL, "sasl")                  \
+	X(S_LOGIN_USER, "sasl-login-user") \
+	X(S_LOGIN_PASS, "sasl-login-pass") \
+	X(S_LISTING, "listing")            \
+	X(S_FETCH, "fetch")                \
+	X(S_TOP, "top")                    \
+	X(S_QUIT, "quit")                  \
+	X(S_DONE, "done")
+
+#define SESSION_X_ENUM(e, n) e,
+enum session_state { SESSION_STATES(SESSION_X_ENUM) S_COUNT };
+
+/* What the session's disk job does. */
+enum disk_job {
+	DJ_OPEN,  /* open Maildir and state, recover */
+	DJ_FLUSH, /* make the batch durable */
+	DJ_FINAL, /* the last flush (no DELE follows) and commit */
+};
+
+struct session {
+	const struct conf *conf;
+	const struct account *a;
+	struct event_base *base;
+	struct evdns_base *dns;
+	session_done_cb cb;
+	session_info_cb info;
+	void *cbarg;
+	enum session_mode mode;
+	const char *mech; /* how we logged in, for reports */
+	char *hdr;	  /* --list: header bytes of the message in TOP */
+	size_t hdrlen;
+	unsigned long next_top, top_done;
+	struct event *done_ev;
+	struct event *login_ev; /* the deadline until login */
+	double wait_since;	/* when the reply being received was awaited */
+	uint64_t wait_bytes;	/* bytes received for it since */
+
+	enum session_state state;
+	struct net *net;
+	struct pop3 *pop3;
+	SSL_CTX *ctx;
+	bool tls_active;
+	bool stls_pending; /* +OK to STLS seen, handshake next */
+	char timestamp[POP3_LINE_MAX + 1];
+	struct secret_req *sreq;
+	char secret[SECRET_MAX];
+	char ir[AUTH_BASE64_SIZE(SECRET_MAX + 2 * POP3_LINE_MAX)];
+	bool ir_pending; /* initial response to send after "+ " */
+
+	struct maildir *md;
+	struct state *st;
+	struct deliver *dl;
+	/*
+	 * Disk work runs on the worker, one job at a time; meanwhile the
+	 * session touches neither md, st nor dl, and leaves what arrives
+	 * from the server in the transport's buffer.
+	 */
+	struct worker *worker;
+	struct worker_job job;
+	enum disk_job job_kind;
+	int job_rc, job_errno;
+	enum session_class job_cls;
+	char job_err[512];
+	unsigned long *flushed; /* msgnos the flush made durable */
+	size_t nflushed;
+	bool net_pending; /* a transport event waits for the job's end */
+	enum net_ev pending_ev;
+	bool strike_in_hand; /* the message in hand counts a strike */
+	bool final_begun;    /* final_stage() ran: the end is under way */
+	bool receiving;	     /* a RETR reply is being delivered */
+	unsigned long cur_msgno;
+	uint64_t cur_bytes;	 /* message data received for it so far */
+	uint64_t cur_listed;	 /* its size as LIST said */
+	unsigned long end_msgno; /* ended in this read, not yet confirmed */
+	unsigned long long end_size;
+
+	unsigned long stat_count; /* messages STAT counted */
+	struct listing *lst;	  /* what UIDL and LIST said */
+	struct plan_msg *pm;	  /* the listed messages, sorted by msgno */
+	size_t npm;
+	bool have_uidl;
+	bool listing_complete;	/* every message has a size (and a UID) */
+	bool listing_pipelined; /* STAT, UIDL and LIST sent together */
+	unsigned long *fetch;	/* msgnos to RETR, in order */
+	size_t nfetch, next_fetch, retr_done;
+	uint64_t inflight;   /* listed bytes of the RETRs not yet answered */
+	unsigned long *dele; /* durable, DELE not yet sent */
+	size_t ndele, next_dele;
+	size_t dele_ok;	      /* +OK to DELE, committed by QUIT */
+	unsigned long *acked; /* their msgnos (room for every message) */
+	bool stop;	 /* send no more RETR, drop replies (a local failure) */
+	bool halt;	 /* send no more RETR, deliver those in flight */
+	bool rset;	 /* RSET sent: this session deletes nothing */
+	bool flush_dele; /* the flush under way queues DELEs */
+	enum session_class cls;
+	char msg[512];
+	struct session_stats stats;
+	double start; /* monotime() */
+};
+
+/* What a window-filling function did (see session_fill()). */
+enum session_more {
+	SESSION_SENT, /* sent a command; room for more is looked at */
+	SESSION_WAIT, /* nothing to send until a reply or disk work ends */
+	SESSION_END,  /* nothing left to ask: QUIT once all is answered */
+};
+
+/* session.c: lifecycle */
+const char *session_state_name(enum session_state st);
+void session_set_state(struct session *s, enum session_state st);
+void session_fail(struct session *s, enum session_class cls, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+void session_finish(struct session *s);
+void session_final_stage(struct session *s);
+void session_report(struct session *s, const struct session_info *si);
+void session_start_remote(struct session *s);
+
+/* session_io.c: transport, engine, dispatch */
+void session_transport_event(struct net *n, enum net_ev ev, void *arg);
+void session_resume_input(struct session *s);
+void session_awaited(struct session *s);
+void session_send(struct session *s, const struct pop3_req *req);
+void session_send_cmd(
+    struct session *s, enum pop3_cmd cmd, unsigned long msgno);
+void session_send_secret(struct session *s, const char *buf, int n);
+size_t session_window(const struct session *s);
+void session_fill(
+    struct session *s, enum session_more (*next)(struct session *));
+const char *session_reply_text(
+    const struct pop3_event *ev, char *buf, size_t len);
+
+/* session_login.c: TLS, greeting, capabilities, authentication */
+void session_start_tls(struct session *s);
+void session_tls_ready(struct session *s);
+void session_st_greeting(struct session *s, const struct pop3_event *ev);
+void session_st_capa(struct session *s, const struct pop3_event *ev);
+void session_st_stls(struct session *s, const struct pop3_event *ev);
+void session_st_auth(struct session *s, const struct pop3_event *ev);
+
+/* session_list.c: listing, plan, --list */
+const struct plan_msg *session_msg(
+    const struct session *s, unsigned long msgno);
+void session_listing_begin(struct session *s);
+void session_st_listing(struct session *s, const struct pop3_event *ev);
+void session_st_top(struct session *s, const struct pop3_event *ev);
+
+/* session_fetch.c: the fetch window and the disk work */
+void session_disk_job(struct session *s, enum disk_job kind);
+void session_pump(struct session *s);
+void session_strike(struct session *s, unsigned long msgno, const char *why);
+void session_unconfirmed_end(struct session *s);
+bool session_data_bounded(struct session *s, const struct pop3_event *ev);
+void session_st_fetch(struct session *s, const struct pop3_event *ev);
+void session_st_quit(struct session *s, const struct pop3_event *ev);
+
+#endif
