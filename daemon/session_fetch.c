@@ -455,7 +455,14 @@ retr_reply(struct session *s, const struct pop3_event *ev)
 		log_warnx(s->a->name,
 		    "RETR %lu refused: %s; left on the server", ev->arg,
 		    session_reply_text(ev, why, sizeof(why)));
-		session_strike(s, ev->arg, "RETR refused");
+		/*
+		 * A server that says its trouble is passing (RFC 3206
+		 * SYS/TEMP, RFC 2449 IN-USE) says nothing of the message:
+		 * no strike, or a busy server would quarantine good mail.
+		 */
+		if (ev->code != POP3_CODE_SYS_TEMP &&
+		    ev->code != POP3_CODE_IN_USE)
+			session_strike(s, ev->arg, "RETR refused");
 		return;
 	default:
 		return;

@@ -307,6 +307,14 @@ class FaultTest(FakePopCase):
         self.assertIn("RETR 1 refused: [SYS/TEMP] try later", r.stderr)
         self.assertEqual(srv.messages, MESSAGES)
         self.assertEqual(self.delivered(), [])
+        # A passing trouble of the server's is no mark against the
+        # messages: however often it says so, none is quarantined.
+        self.assertNotIn("strike=", r.stderr)
+        for _ in range(3):
+            r = self.run_once(self.config(srv))
+        self.assertNotIn("quarantined", r.stderr)
+        # Every poll asks for all three again.
+        self.assertEqual(srv.verbs().count("RETR"), 3 * 4)
 
     def test_incomplete_uidl_forgets_nothing(self):
         """A UIDL listing that leaves out a message STAT counts: nothing
