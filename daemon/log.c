@@ -58,18 +58,6 @@ log_init(int trace, bool verbose)
 	log_journal = stderr_is_journal();
 }
 
-int
-log_trace_level(void)
-{
-	return log_trace;
-}
-
-bool
-log_verbose(void)
-{
-	return log_verb;
-}
-
 /*
  * Printable ASCII only, and nothing above it: bytes 0x80-0x9F are the C1
  * controls, and 0x9B (CSI) starts an escape sequence on terminals that

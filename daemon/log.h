@@ -30,8 +30,6 @@
  * 2 (every line). VERBOSE adds debug lines.
  */
 void log_init(int trace, bool verbose);
-int log_trace_level(void);
-bool log_verbose(void);
 
 /* Route libevent's own messages through this module. */
 void log_libevent(void);

@@ -164,12 +164,6 @@ notify_enabled(const struct notify *n)
 	return n->fd != -1;
 }
 
-unsigned long long
-notify_watchdog_usec(const struct notify *n)
-{
-	return n->watchdog_usec;
-}
-
 static void
 watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
