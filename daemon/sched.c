@@ -129,7 +129,7 @@ struct sched {
 static void slot_timer(evutil_socket_t fd, short what, void *arg);
 static void grace_over(evutil_socket_t fd, short what, void *arg);
 static void release_cb(evutil_socket_t fd, short what, void *arg);
-static void session_done(void *arg, enum session_class cls,
+static void slot_done(void *arg, enum session_class cls,
     const struct session_stats *st, const char *msg);
 static void try_start(struct sched *sc);
 static void maybe_exit(struct sched *sc);
@@ -404,8 +404,8 @@ start_poll(struct slot *sl)
 {
 	struct sched *sc = sl->sc;
 
-	sl->sess = session_start(sc->base, sc->dns, sc->worker, sl->gen->conf,
-	    sl->a, session_done, sl);
+	sl->sess = session_start(
+	    sc->base, sc->dns, sc->worker, sl->gen->conf, sl->a, slot_done, sl);
 	if (sl->sess == NULL)
 		fatalx("out of memory");
 	sl->started = monotime();
@@ -647,7 +647,7 @@ note_change(
 }
 
 static void
-log_poll(const struct slot *sl, enum session_class cls,
+note_poll(const struct slot *sl, enum session_class cls,
     const struct session_stats *st, double next)
 {
 	char when[32] = "";
@@ -664,7 +664,7 @@ log_poll(const struct slot *sl, enum session_class cls,
 
 /* Called from the session's own event, not from inside it: may free it. */
 static void
-session_done(void *arg, enum session_class cls, const struct session_stats *stp,
+slot_done(void *arg, enum session_class cls, const struct session_stats *stp,
     const char *msgp)
 {
 	struct slot *sl = arg;
@@ -692,7 +692,7 @@ session_done(void *arg, enum session_class cls, const struct session_stats *stp,
 		sl->fallback_said = true;
 	}
 	if (sl->removed) {
-		log_poll(sl, cls, st, -1);
+		note_poll(sl, cls, st, -1);
 		log_info(sl->a->name, "removed from the configuration");
 		slot_free(sl);
 	} else {
@@ -701,7 +701,7 @@ session_done(void *arg, enum session_class cls, const struct session_stats *stp,
 			next = respect_login_delay(
 			    sl, next_delay(sl, cls, reloaded));
 		note_change(sl, cls, msg, next);
-		log_poll(sl, cls, st, next);
+		note_poll(sl, cls, st, next);
 		if (next >= 0)
 			arm(sl, next);
 	}
