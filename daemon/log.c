@@ -164,7 +164,7 @@ log_warn(const char *acct, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(PRIO_ERR, acct, fmt, ap, strerror(saved));
+	log_emit(PRIO_WARNING, acct, fmt, ap, strerror(saved));
 	va_end(ap);
 	errno = saved;
 }
@@ -175,7 +175,7 @@ log_warnx(const char *acct, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(PRIO_ERR, acct, fmt, ap, NULL);
+	log_emit(PRIO_WARNING, acct, fmt, ap, NULL);
 	va_end(ap);
 }
 

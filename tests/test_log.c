@@ -1,8 +1,12 @@
 /*
  * Tests for the log module: escaping of every byte, the length cap and its
- * marker, secret masking in trace lines, and what log_warnx and log_proto
- * really write to stderr (redirected to a file for each test).
+ * marker, secret masking in trace lines, what log_warnx and log_proto
+ * really write to stderr (redirected to a file for each test), and the
+ * journald priority of each level.
  */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
 #include <check.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -29,6 +33,24 @@ capture_start(int trace)
 	ck_assert_int_ne(saved_stderr, -1);
 	ck_assert_int_ne(dup2(fileno(captured), 2), -1);
 	log_init(trace, false);
+}
+
+/*
+ * As capture_start(), with the capture file named by JOURNAL_STREAM, as
+ * systemd names the journal's stream: lines get priority prefixes.
+ */
+static void
+capture_journal(int trace, bool verbose)
+{
+	char env[64];
+	struct stat st;
+
+	capture_start(trace);
+	ck_assert_int_eq(fstat(2, &st), 0);
+	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+	    (unsigned long long)st.st_ino);
+	ck_assert_int_eq(setenv("JOURNAL_STREAM", env, 1), 0);
+	log_init(trace, verbose);
 }
 
 /* What was written since capture_start(), NUL-terminated; free it. */
@@ -392,6 +414,54 @@ START_TEST(proto_escapes_and_masks)
 }
 END_TEST
 
+START_TEST(priority_per_level)
+{
+	char *out, want[512];
+	size_t len;
+
+	capture_journal(1, true);
+	errno = ENOENT;
+	log_warn("acct", "warn");
+	log_warnx("acct", "warnx");
+	log_info(NULL, "info");
+	log_debug("acct", "debug");
+	log_proto("acct", 1, false, "+OK\r\n", 5, false);
+	out = capture_end(&len);
+	unsetenv("JOURNAL_STREAM");
+	snprintf(want, sizeof(want),
+	    "<4>account=acct warn: %s\n"
+	    "<4>account=acct warnx\n"
+	    "<6>info\n"
+	    "<7>account=acct debug\n"
+	    "<7>account=acct < +OK\n",
+	    strerror(ENOENT));
+	ck_assert_str_eq(out, want);
+	free(out);
+}
+END_TEST
+
+/* fatalx in a child of its own: it exits. */
+START_TEST(priority_fatal)
+{
+	char *out;
+	size_t len;
+	pid_t pid;
+	int status;
+
+	capture_journal(0, false);
+	if ((pid = fork()) == 0)
+		fatalx("broken %s", "invariant");
+	ck_assert_int_ne(pid, -1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	out = capture_end(&len);
+	unsetenv("JOURNAL_STREAM");
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 70);
+	ck_assert_str_eq(out, "<3>broken invariant\n");
+	free(out);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -417,6 +487,8 @@ main(void)
 	tcase_add_test(out, warnx_caps_padding);
 	tcase_add_test(out, warn_keeps_errno_text);
 	tcase_add_test(out, proto_escapes_and_masks);
+	tcase_add_test(out, priority_per_level);
+	tcase_add_test(out, priority_fatal);
 	suite_add_tcase(s, out);
 
 	return check_main(s);
