@@ -59,7 +59,9 @@ void log_proto(const char *acct, int level, bool outgoing, const char *line,
 /*
  * Masks and escapes LINE (LEN bytes) into BUF (BUFSZ bytes, always
  * NUL-terminated) as log_proto shows it. A cut counts only the bytes
- * before the mask: the length of a secret is not shown either.
+ * before the mask: the length of a secret is not shown either. The daemon
+ * calls log_proto; this is public so that tests/test_log.c can state
+ * line by line what is masked and what is not.
  */
 void log_mask(char *buf, size_t bufsz, const char *line, size_t len,
     bool outgoing, bool secret);
