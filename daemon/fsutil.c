@@ -12,6 +12,8 @@
 
 #include "fsutil.h"
 
+static int fsync_parent(const char *path);
+
 int
 fsutil_write_all(int fd, const char *data, size_t len)
 {
@@ -63,7 +65,7 @@ fsutil_mkdir_p(const char *path, char *errbuf, size_t errlen)
 		*p = '\0';
 		/* A new directory is only there after its parent is synced. */
 		if (mkdir(copy, 0700) == 0)
-			rc = fsutil_fsync_parent(copy);
+			rc = fsync_parent(copy);
 		else if (errno != EEXIST)
 			rc = -1;
 		if (rc == -1)
@@ -76,8 +78,9 @@ fsutil_mkdir_p(const char *path, char *errbuf, size_t errlen)
 	return rc;
 }
 
-int
-fsutil_fsync_parent(const char *path)
+/* fsyncs the directory holding PATH. 0, or -1 with errno set. */
+static int
+fsync_parent(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 	char *parent;

@@ -21,9 +21,6 @@ int fsutil_write_all(int fd, const char *data, size_t len);
  */
 int fsutil_mkdir_p(const char *path, char *errbuf, size_t errlen);
 
-/* fsyncs the directory holding PATH. 0, or -1 with errno set. */
-int fsutil_fsync_parent(const char *path);
-
 /*
  * Whether the LEN bytes at NAME make a plain file name we write: 1 to
  * NAME_MAX bytes of 0x21..0x7E, no '/', not "." or "..". Names read back

@@ -58,18 +58,6 @@ log_init(int trace, bool verbose)
 	log_journal = stderr_is_journal();
 }
 
-int
-log_trace_level(void)
-{
-	return log_trace;
-}
-
-bool
-log_verbose(void)
-{
-	return log_verb;
-}
-
 /*
  * Printable ASCII only, and nothing above it: bytes 0x80-0x9F are the C1
  * controls, and 0x9B (CSI) starts an escape sequence on terminals that
@@ -176,7 +164,7 @@ log_warn(const char *acct, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(PRIO_ERR, acct, fmt, ap, strerror(saved));
+	log_emit(PRIO_WARNING, acct, fmt, ap, strerror(saved));
 	va_end(ap);
 	errno = saved;
 }
@@ -187,7 +175,7 @@ log_warnx(const char *acct, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(PRIO_ERR, acct, fmt, ap, NULL);
+	log_emit(PRIO_WARNING, acct, fmt, ap, NULL);
 	va_end(ap);
 }
 

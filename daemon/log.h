@@ -1,10 +1,16 @@
 /*
  * log: one logging vocabulary for the whole daemon. Lines go to stderr,
- * with journald priority prefixes ("<3>") when stderr is the journal.
+ * with journald priority prefixes ("<4>") when stderr is the journal.
  * Every line names the account it concerns (NULL: the daemon itself).
  * Protocol trace lines are formatted here and only here, so secrets are
  * masked in one place. Every message is escaped here too (log_escape), so
  * bytes a server chose never reach the journal or a terminal as they came.
+ *
+ * Each level has its own priority: fatal and fatalx log at ERR (3), as
+ * the daemon cannot go on; log_warn and log_warnx at WARNING (4), as one
+ * account or one operation failed and the daemon carries on (it retries,
+ * backs off or pauses that account); log_info at INFO (6); log_debug and
+ * the protocol trace at DEBUG (7).
  */
 #ifndef POPFETCHD_LOG_H
 #define POPFETCHD_LOG_H
@@ -30,8 +36,6 @@
  * 2 (every line). VERBOSE adds debug lines.
  */
 void log_init(int trace, bool verbose);
-int log_trace_level(void);
-bool log_verbose(void);
 
 /* Route libevent's own messages through this module. */
 void log_libevent(void);
@@ -55,7 +59,9 @@ void log_proto(const char *acct, int level, bool outgoing, const char *line,
 /*
  * Masks and escapes LINE (LEN bytes) into BUF (BUFSZ bytes, always
  * NUL-terminated) as log_proto shows it. A cut counts only the bytes
- * before the mask: the length of a secret is not shown either.
+ * before the mask: the length of a secret is not shown either. The daemon
+ * calls log_proto; this is public so that tests/test_log.c can state
+ * line by line what is masked and what is not.
  */
 void log_mask(char *buf, size_t bufsz, const char *line, size_t len,
     bool outgoing, bool secret);

@@ -164,12 +164,6 @@ notify_enabled(const struct notify *n)
 	return n->fd != -1;
 }
 
-unsigned long long
-notify_watchdog_usec(const struct notify *n)
-{
-	return n->watchdog_usec;
-}
-
 static void
 watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -185,13 +179,11 @@ notify_ready(struct notify *n)
 void
 notify_reloading(struct notify *n)
 {
-	struct timespec ts;
 	char msg[64];
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* A double of seconds keeps the microseconds for decades of uptime. */
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)ts.tv_sec * 1000000ULL +
-		(unsigned long long)ts.tv_nsec / 1000ULL);
+	    (unsigned long long)(monotime() * 1e6));
 	send_msg(n, msg);
 }
 

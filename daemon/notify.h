@@ -42,9 +42,6 @@ void notify_stopping(struct notify *n);
  */
 void notify_status(struct notify *n, const char *text);
 
-/* The watchdog period in microseconds, 0 when off. */
-unsigned long long notify_watchdog_usec(const struct notify *n);
-
 void notify_free(struct notify **n);
 
 #endif

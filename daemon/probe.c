@@ -5,6 +5,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "backoff.h"
 #include "conf.h"
 #include "log.h"
 #include "net.h"
@@ -105,5 +106,5 @@ probe_run(
 	session_free(&s);
 	evdns_base_free(dns, 0);
 	event_base_free(p.base);
-	return session_exit_status(p.cls);
+	return backoff_exit_status(p.cls);
 }

@@ -18,11 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sysexits.h>
 #include <time.h>
 
 #include <event2/event.h>
 
+#include "backoff.h"
 #include "conf.h"
 #include "log.h"
 #include "loopstat.h"
@@ -31,27 +31,8 @@
 #include "session.h"
 #include "monotime.h"
 
-/*
- * First polls (at start, or of an account a reload adds) are spread over
- * this many seconds at most, so that many accounts do not start together.
- */
-#define SCHED_SPREAD_MAX 30
-/*
- * Network, timeout and protocol errors: the delay doubles from
- * poll_interval up to this (or poll_interval, if that is longer).
- */
-#define SCHED_BACKOFF_MAX 3600
-/*
- * Authentication refused: retrying soon would not help and may get the
- * account locked by the provider. First retry after this (or after
- * poll_interval, if longer), doubling up to SCHED_AUTH_MAX.
- */
-#define SCHED_AUTH_FIRST 3600
-#define SCHED_AUTH_MAX	 (6 * 3600)
 /* A poll's error message is kept up to this length. */
 #define SCHED_MSG_MAX 256
-/* Every delay is multiplied by a random factor in [1 - J, 1 + J]. */
-#define SCHED_JITTER 0.1
 
 /* A configuration and the number of slots and sched pointers using it. */
 struct gen {
@@ -129,7 +110,7 @@ struct sched {
 static void slot_timer(evutil_socket_t fd, short what, void *arg);
 static void grace_over(evutil_socket_t fd, short what, void *arg);
 static void release_cb(evutil_socket_t fd, short what, void *arg);
-static void session_done(void *arg, enum session_class cls,
+static void slot_done(void *arg, enum session_class cls,
     const struct session_stats *st, const char *msg);
 static void try_start(struct sched *sc);
 static void maybe_exit(struct sched *sc);
@@ -252,24 +233,25 @@ hosts_update_all(struct sched *sc)
 
 /* --- timers and the queue ----------------------------------------------- */
 
-/* SECS, moved at random by up to SCHED_JITTER of itself. */
+/* A random draw in [0, 1], for the jitter and spread of backoff.h. */
+static double
+draw(void)
+{
+	return (double)random() / (double)RAND_MAX;
+}
+
+/* SECS, moved at random by up to BACKOFF_JITTER of itself. */
 static double
 jitter(double secs)
 {
-	double r = (double)random() / (double)RAND_MAX;
-
-	return secs * (1.0 - SCHED_JITTER + 2.0 * SCHED_JITTER * r);
+	return backoff_jitter(secs, draw());
 }
 
 /* When a new account polls first: soon, spread over a few seconds. */
 static double
 first_delay(const struct account *a)
 {
-	unsigned spread = a->poll_interval < SCHED_SPREAD_MAX
-			      ? a->poll_interval
-			      : SCHED_SPREAD_MAX;
-
-	return spread * ((double)random() / (double)RAND_MAX);
+	return backoff_first(a->poll_interval, draw());
 }
 
 static void
@@ -404,8 +386,8 @@ start_poll(struct slot *sl)
 {
 	struct sched *sc = sl->sc;
 
-	sl->sess = session_start(sc->base, sc->dns, sc->worker, sl->gen->conf,
-	    sl->a, session_done, sl);
+	sl->sess = session_start(
+	    sc->base, sc->dns, sc->worker, sl->gen->conf, sl->a, slot_done, sl);
 	if (sl->sess == NULL)
 		fatalx("out of memory");
 	sl->started = monotime();
@@ -492,99 +474,23 @@ release_cb(evutil_socket_t fd, short what, void *arg)
 	maybe_exit(sc);
 }
 
-static int
-class_severity(enum session_class cls)
-{
-	switch (cls) {
-	case SC_OK:
-		return 0;
-	case SC_NET:
-	case SC_BUSY:
-	case SC_PROTO:
-		return 1;
-	case SC_AUTH:
-		return 2;
-	case SC_LOCAL:
-		return 3;
-	case SC_CONFIG:
-	case SC_COUNT:
-		break;
-	}
-	return 4;
-}
-
-/* FIRST doubled for each failure of a streak after the first, up to CAP. */
-static double
-backoff(double first, double cap, unsigned streak)
-{
-	double d = first;
-	unsigned i;
-
-	for (i = 1; i < streak && d < cap; i++)
-		d *= 2;
-	return d < cap ? d : cap;
-}
-
-/*
- * Seconds until the next poll after one that ended in CLS, or -1: not
- * until a reload. RELOADED: the account's settings changed meanwhile.
- */
-static double
-next_delay(const struct slot *sl, enum session_class cls, bool reloaded)
-{
-	double iv = sl->a->poll_interval;
-
-	switch (cls) {
-	case SC_OK:
-	case SC_BUSY:  /* the server asked for later: the normal interval */
-	case SC_LOCAL: /* each poll checks whether space is back */
-		return jitter(iv);
-	case SC_NET:
-	case SC_PROTO:
-		return jitter(
-		    backoff(iv, iv > SCHED_BACKOFF_MAX ? iv : SCHED_BACKOFF_MAX,
-			sl->streak));
-	case SC_AUTH:
-		if (reloaded)
-			return first_delay(sl->a);
-		return jitter(
-		    backoff(iv > SCHED_AUTH_FIRST ? iv : SCHED_AUTH_FIRST,
-			iv > SCHED_AUTH_MAX ? iv : SCHED_AUTH_MAX, sl->streak));
-	case SC_CONFIG:
-	case SC_COUNT:
-		break;
-	}
-	return reloaded ? first_delay(sl->a) : -1;
-}
-
-/*
- * RFC 2449 LOGIN-DELAY: seconds until the server allows this account's
- * next login (counted from the last one's start), 0 if it may log in
- * now. The server refuses, or may lock the account after, logins closer
- * together, whatever the cause of the next poll.
- */
+/* Seconds until the server allows this account's next login, or 0. */
 static double
 login_wait(const struct slot *sl)
 {
-	double wait;
-
-	if (sl->login_delay <= 0 || sl->started <= 0)
-		return 0;
-	wait = sl->started + (double)sl->login_delay - monotime();
-	return wait > 0 ? wait : 0;
+	return backoff_login_wait(sl->login_delay, sl->started, monotime());
 }
 
 /* NEXT (seconds, or -1: not scheduled), no earlier than LOGIN-DELAY. */
 static double
 respect_login_delay(const struct slot *sl, double next)
 {
-	double wait = login_wait(sl);
+	double wait = login_wait(sl), later = backoff_not_before(next, wait);
 
-	if (next < 0 || next >= wait)
-		return next;
-	log_debug(
-	    sl->a->name, "next poll in %.0f s, as LOGIN-DELAY asks", wait);
-	return wait;
+	if (later != next)
+		log_debug(sl->a->name,
+		    "next poll in %.0f s, as LOGIN-DELAY asks", later);
+	return later;
 }
 
 /* Counts the poll's result into the totals and the slot's streak. */
@@ -594,13 +500,12 @@ record(struct slot *sl, enum session_class cls, const struct session_stats *st,
 {
 	struct sched *sc = sl->sc;
 
-	if (class_severity(cls) > class_severity(sc->worst))
-		sc->worst = cls;
+	sc->worst = backoff_worst(sc->worst, cls);
 	sc->delivered += st->fetched;
 	if (cls != SC_OK)
 		snprintf(sc->last_error, sizeof(sc->last_error), "%.*s: %s",
 		    CONF_NAME_MAX, sl->a->name,
-		    msg[0] != '\0' ? msg : session_class_name(cls));
+		    msg[0] != '\0' ? msg : backoff_class_name(cls));
 	sl->streak = cls == sl->last ? sl->streak + 1 : 1;
 }
 
@@ -621,7 +526,7 @@ note_change(
 	switch (cls) {
 	case SC_OK:
 		log_info(a->name, "recovered=%s polls work again",
-		    session_class_name(was));
+		    backoff_class_name(was));
 		break;
 	case SC_AUTH:
 		log_warnx(a->name,
@@ -641,13 +546,13 @@ note_change(
 	default:
 		log_info(a->name,
 		    "failing=%s next attempt in %.0f s, backing off while it fails",
-		    session_class_name(cls), next);
+		    backoff_class_name(cls), next);
 		break;
 	}
 }
 
 static void
-log_poll(const struct slot *sl, enum session_class cls,
+note_poll(const struct slot *sl, enum session_class cls,
     const struct session_stats *st, double next)
 {
 	char when[32] = "";
@@ -659,12 +564,12 @@ log_poll(const struct slot *sl, enum session_class cls,
 	log_info(sl->a->name,
 	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu failed=%zu secs=%.2f result=%s%s",
 	    st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
-	    st->left, st->failed, st->secs, session_class_name(cls), when);
+	    st->left, st->failed, st->secs, backoff_class_name(cls), when);
 }
 
 /* Called from the session's own event, not from inside it: may free it. */
 static void
-session_done(void *arg, enum session_class cls, const struct session_stats *stp,
+slot_done(void *arg, enum session_class cls, const struct session_stats *stp,
     const char *msgp)
 {
 	struct slot *sl = arg;
@@ -692,16 +597,17 @@ session_done(void *arg, enum session_class cls, const struct session_stats *stp,
 		sl->fallback_said = true;
 	}
 	if (sl->removed) {
-		log_poll(sl, cls, st, -1);
+		note_poll(sl, cls, st, -1);
 		log_info(sl->a->name, "removed from the configuration");
 		slot_free(sl);
 	} else {
 		reloaded = slot_apply_pending(sl);
 		if (!sc->once && !sc->stopping)
 			next = respect_login_delay(
-			    sl, next_delay(sl, cls, reloaded));
+			    sl, backoff_next(cls, sl->a->poll_interval,
+				    sl->streak, reloaded, draw()));
 		note_change(sl, cls, msg, next);
-		log_poll(sl, cls, st, next);
+		note_poll(sl, cls, st, next);
 		if (next >= 0)
 			arm(sl, next);
 	}
@@ -1097,7 +1003,7 @@ sched_exit_status(const struct sched *sc)
 	enum session_class worst = sc->worst;
 
 	/* An interrupted run is a temporary failure: the next one resumes. */
-	if (sc->abandoned && class_severity(worst) < class_severity(SC_NET))
-		worst = SC_NET;
-	return session_exit_status(worst);
+	if (sc->abandoned)
+		worst = backoff_worst(worst, SC_NET);
+	return backoff_exit_status(worst);
 }

@@ -4,8 +4,9 @@
  * in a fair queue (round robin over the hosts, first come first served
  * within one host). An account's next poll is scheduled when its previous
  * one ends, so two polls of one account never overlap; after a failure
- * the delay depends on the error class (see sched.c). In --once mode every
- * selected account is polled once and the loop ends when all are done.
+ * the delay depends on the error class (see backoff.h). In --once mode
+ * every selected account is polled once and the loop ends when all are
+ * done.
  *
  * The scheduler owns the configurations it is given. A reload makes a new
  * generation current; an older one is freed when no account and no

@@ -3,7 +3,7 @@
  * local, so they are read at once and only the answer waits for a later
  * loop turn. A password_command runs as a child watched by events on the
  * caller's loop: its two pipes, a pidfd for its exit and a deadline. Every
- * answer goes out through deliver(), every teardown through release().
+ * answer goes out through req_answer(), every teardown through release().
  */
 #include <sys/pidfd.h>
 #include <sys/stat.h>
@@ -118,13 +118,13 @@ static enum pipe_read read_stdout(struct secret_req *r);
 static enum pipe_read read_stderr(struct secret_req *r);
 static void drain(struct secret_req *r);
 static void judge_exit(struct secret_req *r, int status);
-static void log_stderr(struct secret_req *r);
+static void report_stderr(struct secret_req *r);
 static void out_cb(evutil_socket_t fd, short what, void *arg);
 static void err_cb(evutil_socket_t fd, short what, void *arg);
 static void reap_cb(evutil_socket_t fd, short what, void *arg);
 static void deadline_cb(evutil_socket_t fd, short what, void *arg);
 static void done_cb(evutil_socket_t fd, short what, void *arg);
-static void deliver(struct secret_req *r);
+static void req_answer(struct secret_req *r);
 static void release(struct secret_req *r);
 static void req_free(struct secret_req *r);
 
@@ -565,7 +565,7 @@ judge_exit(struct secret_req *r, int status)
  * '?'.
  */
 static void
-log_stderr(struct secret_req *r)
+report_stderr(struct secret_req *r)
 {
 	const char *t = r->errtext;
 	char text[SECRET_STDERR_MAX + 1];
@@ -601,7 +601,7 @@ out_cb(evutil_socket_t fd, short what, void *arg)
 		kill_child(r);
 		fail(r, "password_command output too long (more than %d bytes)",
 		    SECRET_OUTPUT_MAX);
-		deliver(r);
+		req_answer(r);
 		return;
 	case RD_EOF:
 		/* The child's exit, not this, completes the request. */
@@ -643,7 +643,7 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		    strerror(errno));
 	else
 		judge_exit(r, status);
-	deliver(r);
+	req_answer(r);
 }
 
 static void
@@ -653,20 +653,20 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 	kill_child(r);
 	fail(r, "password_command timed out after %u s", r->timeout);
-	deliver(r);
+	req_answer(r);
 }
 
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
 {
-	deliver(arg);
+	req_answer(arg);
 }
 
 /* Gives the caller its one answer, then tears R down. */
 static void
-deliver(struct secret_req *r)
+req_answer(struct secret_req *r)
 {
-	log_stderr(r);
+	report_stderr(r);
 	r->state = REQ_ANSWERING;
 	if (r->ok)
 		r->cb(r->arg, r->line.buf, NULL);
@@ -768,7 +768,7 @@ secret_cancel(struct secret_req **reqp)
 	struct secret_req *r = *reqp;
 
 	*reqp = NULL;
-	/* From inside its own callback: deliver() tears it down after. */
+	/* From inside its own callback: req_answer() tears it down after. */
 	if (r == NULL || r->state != REQ_RUNNING)
 		return;
 	release(r);

@@ -23,6 +23,7 @@
 #include "tls.h"
 
 static void cert_names(X509 *cert, char *buf, size_t len);
+static SSL_CTX *ctx_new(const struct account *a, char *err, size_t errlen);
 
 /* Where the names of the server's certificate are kept for messages. */
 static int names_idx = -1;
@@ -277,7 +278,7 @@ tls_ctx_get(const struct account *a, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if ((c->ctx = tls_ctx_new(a, err, errlen)) == NULL) {
+	if ((c->ctx = ctx_new(a, err, errlen)) == NULL) {
 		free(key);
 		free(c);
 		return NULL;
@@ -301,8 +302,9 @@ tls_ctx_forget(void)
 	}
 }
 
-SSL_CTX *
-tls_ctx_new(const struct account *a, char *err, size_t errlen)
+/* A new context for ACCOUNT's settings, or NULL with ERR saying why. */
+static SSL_CTX *
+ctx_new(const struct account *a, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 	int minv = TLS1_2_VERSION;

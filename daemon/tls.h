@@ -16,16 +16,12 @@ struct account;
 
 /*
  * A context for ACCOUNT's settings. NULL on failure, with ERR saying why
- * (an unreadable CA file, a client key that does not match...).
- */
-SSL_CTX *tls_ctx_new(const struct account *a, char *err, size_t errlen);
-
-/*
- * As tls_ctx_new(), but shared: a context made earlier for the same
- * settings (trust store, client certificate, minimum version,
- * verification) is handed out again, as long as the files it was made
- * from (or the system trust store) have the same inode, size and mtime.
- * The caller owns one reference (SSL_CTX_free() when done).
+ * (an unreadable CA file, a client key that does not match...). Shared:
+ * a context made earlier for the same settings (trust store, client
+ * certificate, minimum version, verification) is handed out again, as
+ * long as the files it was made from (or the system trust store) have the
+ * same inode, size and mtime. The caller owns one reference
+ * (SSL_CTX_free() when done).
  */
 SSL_CTX *tls_ctx_get(const struct account *a, char *err, size_t errlen);
 

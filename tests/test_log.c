@@ -1,8 +1,12 @@
 /*
  * Tests for the log module: escaping of every byte, the length cap and its
- * marker, secret masking in trace lines, and what log_warnx and log_proto
- * really write to stderr (redirected to a file for each test).
+ * marker, what trace lines mask and what they show (a table of lines),
+ * what log_warnx and log_proto really write to stderr (redirected to a
+ * file for each test), and the journald priority of each level.
  */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
 #include <check.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -29,6 +33,24 @@ capture_start(int trace)
 	ck_assert_int_ne(saved_stderr, -1);
 	ck_assert_int_ne(dup2(fileno(captured), 2), -1);
 	log_init(trace, false);
+}
+
+/*
+ * As capture_start(), with the capture file named by JOURNAL_STREAM, as
+ * systemd names the journal's stream: lines get priority prefixes.
+ */
+static void
+capture_journal(int trace, bool verbose)
+{
+	char env[64];
+	struct stat st;
+
+	capture_start(trace);
+	ck_assert_int_eq(fstat(2, &st), 0);
+	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+	    (unsigned long long)st.st_ino);
+	ck_assert_int_eq(setenv("JOURNAL_STREAM", env, 1), 0);
+	log_init(trace, verbose);
 }
 
 /* What was written since capture_start(), NUL-terminated; free it. */
@@ -235,38 +257,78 @@ mask(char *buf, size_t len, const char *line, bool outgoing, bool secret)
 	return buf;
 }
 
-START_TEST(mask_secrets)
+/*
+ * What a trace line shows of each line the client sends or receives: the
+ * arguments that are credentials are masked, with a mask of one length
+ * whatever the secret's; everything else is shown.
+ */
+static const struct {
+	const char *line;
+	bool outgoing, secret;
+	const char *shown;
+} mask_case[] = {
+    /* The password, spaces and all. */
+    {"PASS hunter2", true, false, "PASS ********"},
+    {"PASS correct horse battery staple", true, false, "PASS ********"},
+    {"pass hunter2 x", true, false, "pass ********"},
+    {"RPOP hunter2", true, false, "RPOP ********"},
+    {"rpop x", true, false, "rpop ********"},
+    /* APOP: the user is shown, the digest is not. */
+    {"APOP alice c4c9334bac560ecc979e58001b3e22fb", true, false,
+	"APOP alice ********"},
+    {"apop alice c4c9334bac560ecc979e58001b3e22fb", true, false,
+	"apop alice ********"},
+    /* AUTH: the mechanism is shown, the initial response is not. */
+    {"AUTH PLAIN AGFsaWNlAGh1bnRlcjI=", true, false, "AUTH PLAIN ********"},
+    {"AUTH PLAIN =", true, false, "AUTH PLAIN ********"},
+    {"AUTH XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2tlbgEB", true, false,
+	"AUTH XOAUTH2 ********"},
+    {"AUTH OAUTHBEARER bixhPWFsaWNlLAFhdXRoPUJlYXJlciB0b2tlbgEB", true, false,
+	"AUTH OAUTHBEARER ********"},
+    /* A SASL continuation line is all secret, even a cancel. */
+    {"AGFsaWNlAGh1bnRlcjI=", true, true, "********"},
+    {"aHVudGVyMg==", true, true, "********"},
+    {"*", true, true, "********"},
+    {"USER alice", true, true, "********"},
+    {"", true, true, ""},
+    /* Nothing to hide: no argument, or no credential in it. */
+    {"PASS", true, false, "PASS"},
+    {"AUTH PLAIN", true, false, "AUTH PLAIN"},
+    {"AUTH", true, false, "AUTH"},
+    {"USER alice", true, false, "USER alice"},
+    {"USER alice.smith@example.com", true, false,
+	"USER alice.smith@example.com"},
+    {"CAPA", true, false, "CAPA"},
+    {"STLS", true, false, "STLS"},
+    {"STAT", true, false, "STAT"},
+    {"UIDL", true, false, "UIDL"},
+    {"LIST 3", true, false, "LIST 3"},
+    {"RETR 1", true, false, "RETR 1"},
+    {"TOP 7 0", true, false, "TOP 7 0"},
+    {"DELE 1", true, false, "DELE 1"},
+    {"QUIT", true, false, "QUIT"},
+    /* Verbs are whole words. */
+    {"PASSWORD x", true, false, "PASSWORD x"},
+    {"APOPS alice x", true, false, "APOPS alice x"},
+    {"AUTHX PLAIN x", true, false, "AUTHX PLAIN x"},
+    /* The server's lines, whatever they look like. */
+    {"PASS word", false, false, "PASS word"},
+    {"+OK Logged in.", false, false, "+OK Logged in."},
+    {"+ VXNlcm5hbWU6", false, false, "+ VXNlcm5hbWU6"},
+    {"-ERR [AUTH] Authentication failed.", false, false,
+	"-ERR [AUTH] Authentication failed."},
+};
+
+START_TEST(mask_table)
 {
+	const char *line = mask_case[_i].line, *want = mask_case[_i].shown;
+	bool out = mask_case[_i].outgoing, secret = mask_case[_i].secret;
 	char b[256];
 
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "PASS hunter2", true, false), "PASS ********");
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "pass hunter2 x", true, false), "pass ********");
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "RPOP hunter2", true, false), "RPOP ********");
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "APOP alice c4c9334bac560ecc979e58001b3e22fb",
-		true, false),
-	    "APOP alice ********");
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "AUTH PLAIN AGFsaWNlAGh1bnRlcjI=", true, false),
-	    "AUTH PLAIN ********");
-	/* No initial response: nothing to hide. */
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "AUTH PLAIN", true, false), "AUTH PLAIN");
-	ck_assert_str_eq(mask(b, sizeof(b), "PASS", true, false), "PASS");
-	/* A SASL continuation line is all secret. */
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "AGFsaWNlAGh1bnRlcjI=", true, true), "********");
-	ck_assert_str_eq(mask(b, sizeof(b), "", true, true), "");
-	/* Other commands and the server's lines are shown. */
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "USER alice", true, false), "USER alice");
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "PASS word", false, false), "PASS word");
-	ck_assert_str_eq(
-	    mask(b, sizeof(b), "PASSWORD x", true, false), "PASSWORD x");
+	mask(b, sizeof(b), line, out, secret);
+	ck_assert_msg(strcmp(b, want) == 0,
+	    "\"%s\" (%s%s) shows \"%s\", not \"%s\"", line,
+	    out ? "sent" : "received", secret ? ", secret" : "", b, want);
 }
 END_TEST
 
@@ -392,6 +454,113 @@ START_TEST(proto_escapes_and_masks)
 }
 END_TEST
 
+/*
+ * A login as the session traces it: whole lines with their CRLF, the
+ * SASL continuation flagged secret. No credential reaches stderr.
+ */
+START_TEST(proto_masks_login)
+{
+	static const struct {
+		const char *line;
+		bool outgoing, secret;
+	} sent[] = {
+	    {"USER alice\r\n", true, false},
+	    {"PASS hunter2\r\n", true, false},
+	    {"APOP alice 0b1c5e8e8dbd4f4c8e5d8b2bd3b4f7aa\r\n", true, false},
+	    {"AUTH PLAIN AGFsaWNlAGh1bnRlcjI=\r\n", true, false},
+	    {"AUTH LOGIN\r\n", true, false},
+	    {"+ VXNlcm5hbWU6\r\n", false, false},
+	    {"aHVudGVyMg==\r\n", true, true},
+	    {"+OK Logged in.\r\n", false, false},
+	};
+	char *out;
+	size_t len, i;
+
+	capture_start(1);
+	for (i = 0; i < sizeof(sent) / sizeof(sent[0]); i++)
+		log_proto("acct", 1, sent[i].outgoing, sent[i].line,
+		    strlen(sent[i].line), sent[i].secret);
+	out = capture_end(&len);
+	ck_assert_str_eq(out, "account=acct > USER alice\n"
+			      "account=acct > PASS ********\n"
+			      "account=acct > APOP alice ********\n"
+			      "account=acct > AUTH PLAIN ********\n"
+			      "account=acct > AUTH LOGIN\n"
+			      "account=acct < + VXNlcm5hbWU6\n"
+			      "account=acct > ********\n"
+			      "account=acct < +OK Logged in.\n");
+	free(out);
+}
+END_TEST
+
+/* Trace lines of a level above the one asked for are not written. */
+START_TEST(proto_levels)
+{
+	char *out;
+	size_t len;
+
+	capture_start(0);
+	log_proto("acct", 1, true, "USER alice\r\n", 12, false);
+	out = capture_end(&len);
+	ck_assert_str_eq(out, "");
+	free(out);
+	capture_start(1);
+	log_proto("acct", 2, false, "1 uid-1\r\n", 9, false);
+	log_proto("acct", 1, false, "+OK\r\n", 5, false);
+	out = capture_end(&len);
+	ck_assert_str_eq(out, "account=acct < +OK\n");
+	free(out);
+}
+END_TEST
+
+START_TEST(priority_per_level)
+{
+	char *out, want[512];
+	size_t len;
+
+	capture_journal(1, true);
+	errno = ENOENT;
+	log_warn("acct", "warn");
+	log_warnx("acct", "warnx");
+	log_info(NULL, "info");
+	log_debug("acct", "debug");
+	log_proto("acct", 1, false, "+OK\r\n", 5, false);
+	out = capture_end(&len);
+	unsetenv("JOURNAL_STREAM");
+	snprintf(want, sizeof(want),
+	    "<4>account=acct warn: %s\n"
+	    "<4>account=acct warnx\n"
+	    "<6>info\n"
+	    "<7>account=acct debug\n"
+	    "<7>account=acct < +OK\n",
+	    strerror(ENOENT));
+	ck_assert_str_eq(out, want);
+	free(out);
+}
+END_TEST
+
+/* fatalx in a child of its own: it exits. */
+START_TEST(priority_fatal)
+{
+	char *out;
+	size_t len;
+	pid_t pid;
+	int status;
+
+	capture_journal(0, false);
+	if ((pid = fork()) == 0)
+		fatalx("broken %s", "invariant");
+	ck_assert_int_ne(pid, -1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	out = capture_end(&len);
+	unsetenv("JOURNAL_STREAM");
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 70);
+	ck_assert_str_eq(out, "<3>broken invariant\n");
+	free(out);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -408,7 +577,8 @@ main(void)
 	tcase_add_test(esc, escape_tiny_buffer);
 	suite_add_tcase(s, esc);
 
-	tcase_add_test(msk, mask_secrets);
+	tcase_add_loop_test(
+	    msk, mask_table, 0, sizeof(mask_case) / sizeof(mask_case[0]));
 	tcase_add_test(msk, mask_escapes);
 	tcase_add_test(msk, mask_cut_hides_secret_length);
 	suite_add_tcase(s, msk);
@@ -417,6 +587,10 @@ main(void)
 	tcase_add_test(out, warnx_caps_padding);
 	tcase_add_test(out, warn_keeps_errno_text);
 	tcase_add_test(out, proto_escapes_and_masks);
+	tcase_add_test(out, proto_masks_login);
+	tcase_add_test(out, proto_levels);
+	tcase_add_test(out, priority_per_level);
+	tcase_add_test(out, priority_fatal);
 	suite_add_tcase(s, out);
 
 	return check_main(s);
