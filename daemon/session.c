@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sysexits.h>
 
 #include <event2/event.h>
 
+#include "backoff.h"
 #include "conf.h"
 #include "deliver.h"
 #include "listing.h"
@@ -29,38 +29,6 @@
 static const char *const state_names[] = {SESSION_STATES(SESSION_X_NAME)};
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == S_COUNT,
     "state_names out of step");
-
-static const char *const class_names[] = {
-    "ok", "network", "busy", "protocol", "auth", "local", "config"};
-_Static_assert(sizeof(class_names) / sizeof(class_names[0]) == SC_COUNT,
-    "class_names out of step");
-
-const char *
-session_class_name(enum session_class cls)
-{
-	return (unsigned)cls < SC_COUNT ? class_names[cls] : "?";
-}
-
-int
-session_exit_status(enum session_class cls)
-{
-	switch (cls) {
-	case SC_OK:
-		return EX_OK;
-	case SC_NET:
-	case SC_BUSY:
-	case SC_PROTO:
-		return EX_TEMPFAIL;
-	case SC_AUTH:
-		return EX_NOPERM;
-	case SC_LOCAL:
-		return EX_IOERR;
-	case SC_CONFIG:
-	case SC_COUNT:
-		break;
-	}
-	return EX_CONFIG;
-}
 
 const char *
 session_state_name(enum session_state st)
@@ -272,19 +240,46 @@ session_stop(struct session *s)
 	}
 }
 
+/*
+ * The poll's result becomes CLS with the message MSG, unless it already
+ * holds something as serious: a disk found full stays the poll's result
+ * (exit 74) whatever temporary trouble follows.
+ */
+static void
+outcome(struct session *s, enum session_class cls, const char *msg)
+{
+	if (s->cls != SC_OK && backoff_worst(s->cls, cls) == s->cls)
+		return;
+	s->cls = cls;
+	snprintf(s->msg, sizeof(s->msg), "%s", msg);
+}
+
+void
+session_outcome(struct session *s, enum session_class cls, const char *fmt, ...)
+{
+	char msg[sizeof(s->msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	outcome(s, cls, msg);
+}
+
 /* Ends the session with CLS; the callback runs on a later loop turn. */
 void
 session_fail(struct session *s, enum session_class cls, const char *fmt, ...)
 {
+	char msg[sizeof(s->msg)];
 	va_list ap;
 
 	if (s->state == S_DONE)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(s->msg, sizeof(s->msg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	s->cls = cls;
-	log_warnx(s->a->name, "error=%s %s", class_names[cls], s->msg);
+	log_warnx(s->a->name, "error=%s %s", backoff_class_name(cls), msg);
+	outcome(s, cls, msg);
 	session_finish(s);
 }
 

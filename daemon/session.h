@@ -120,12 +120,4 @@ void session_stop(struct session *s);
 /* Tears down a session (finished or not) and sets *S to NULL. */
 void session_free(struct session **s);
 
-const char *session_class_name(enum session_class cls);
-
-/*
- * The exit status (sysexits.h) a --once run reports for CLS: 0, 75
- * temporary, 77 authentication, 74 local I/O, 78 configuration.
- */
-int session_exit_status(enum session_class cls);
-
 #endif

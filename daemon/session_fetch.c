@@ -245,10 +245,7 @@ local_failure(struct session *s, const char *fmt, ...)
 	deliver_abort(s->dl);
 	s->receiving = false;
 	log_warnx(s->a->name, "error=local %s; nothing more is fetched", why);
-	if (s->cls == SC_OK) {
-		s->cls = SC_LOCAL;
-		snprintf(s->msg, sizeof(s->msg), "%s", why);
-	}
+	session_outcome(s, SC_LOCAL, "%s", why);
 	s->stop = true;
 }
 
@@ -578,12 +575,10 @@ session_st_quit(struct session *s, const struct pop3_event *ev)
 		 * cron job must not see success (exit 75, "busy": the
 		 * server may give them next time).
 		 */
-		if (s->cls == SC_OK && s->stats.failed > 0) {
-			s->cls = SC_BUSY;
-			snprintf(s->msg, sizeof(s->msg),
+		if (s->stats.failed > 0)
+			session_outcome(s, SC_BUSY,
 			    "%zu message(s) not received: left on the server",
 			    s->stats.failed);
-		}
 		session_finish(s);
 	} else if (ev->type == POP3_EV_ERR)
 		session_fail(s, SC_PROTO,

@@ -99,10 +99,7 @@ listing_done(struct session *s)
 	    s->stat_count, s->have_uidl ? listing_uids(s->lst) : 0,
 	    listing_sizes(s->lst));
 	/* The poll goes on with what is known, but is not a success. */
-	if (s->cls == SC_OK) {
-		s->cls = SC_PROTO;
-		snprintf(s->msg, sizeof(s->msg), "incomplete listing");
-	}
+	session_outcome(s, SC_PROTO, "incomplete listing");
 	return true;
 }
 
@@ -355,12 +352,8 @@ plan_said(struct session *s, const struct plan_totals *tot)
 		log_warnx(s->a->name,
 		    "error=local no_space=%zu messages do not fit on the Maildir's file system: left on the server",
 		    tot->no_space);
-		if (s->cls == SC_OK) {
-			s->cls = SC_LOCAL;
-			snprintf(s->msg, sizeof(s->msg),
-			    "not enough free space for %zu messages",
-			    tot->no_space);
-		}
+		session_outcome(s, SC_LOCAL,
+		    "not enough free space for %zu messages", tot->no_space);
 	}
 	log_debug(s->a->name, "plan fetch=%zu delete=%zu leave=%zu bytes=%llu",
 	    tot->fetch, tot->dele, tot->leave,

@@ -194,6 +194,8 @@ const char *session_state_name(enum session_state st);
 void session_set_state(struct session *s, enum session_state st);
 void session_fail(struct session *s, enum session_class cls, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
+void session_outcome(struct session *s, enum session_class cls, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
 void session_finish(struct session *s);
 void session_final_stage(struct session *s);
 void session_report(struct session *s, const struct session_info *si);

@@ -270,6 +270,19 @@ class FaultTest(FakePopCase):
                 self.assert_exactly_once()
                 self.assertEqual(srv.messages, [])
 
+    def test_local_failure_outranks_earlier_server_trouble(self):
+        """A poll that first meets a server fault (an incomplete listing,
+        temporary) and then a disk that cannot make mail durable reports
+        the disk: exit 74, the more serious, not 75."""
+        self.needs_test_hooks()
+        srv = self.server(tls="implicit")
+        srv.raw["UIDL"] = b"+OK\r\n1 uid-0\r\n3 uid-2\r\n.\r\n"
+        r = self.run_once(self.config(srv), fail="sync of tmp/")
+        self.assertIn("incomplete listing", r.stderr)
+        self.assertIn("error=local", r.stderr)
+        self.assertEqual(r.returncode, 74, r.stderr[-2000:])
+        self.assertNotIn("DELE", srv.verbs())
+
     def test_quarantine_after_three_failures(self):
         self.needs_test_hooks()
         t0 = 1_800_000_000
