@@ -75,83 +75,89 @@ usage(FILE *f)
 	    CONF_DEFAULT_PATH);
 }
 
+enum {
+	OPT_ONCE = 256,
+	OPT_CHECK,
+	OPT_SERVERINFO,
+	OPT_LIST,
+	OPT_VERSION,
+	OPT_HELP
+};
+
+static const struct option longopts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"once", no_argument, NULL, OPT_ONCE},
+    {"account", required_argument, NULL, 'a'},
+    {"debug", required_argument, NULL, 'd'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"check-config", no_argument, NULL, OPT_CHECK},
+    {"serverinfo", required_argument, NULL, OPT_SERVERINFO},
+    {"list", required_argument, NULL, OPT_LIST},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* Takes option C with its argument ARG: EX_OK, or EX_USAGE. */
+static int
+take_option(int c, char *arg, struct options *o)
+{
+	switch (c) {
+	case 'c':
+		o->config = arg;
+		return EX_OK;
+	case 'a':
+		if (o->nonly == MAIN_ONLY_MAX) {
+			fprintf(stderr, "popfetchd: too many -a\n");
+			return EX_USAGE;
+		}
+		o->only[o->nonly++] = arg;
+		return EX_OK;
+	case 'd':
+		if (strcmp(arg, "0") != 0 && strcmp(arg, "1") != 0 &&
+		    strcmp(arg, "2") != 0) {
+			fprintf(stderr, "popfetchd: -d takes 0, 1 or 2\n");
+			return EX_USAGE;
+		}
+		o->trace = arg[0] - '0';
+		return EX_OK;
+	case 'v':
+		o->verbose = true;
+		return EX_OK;
+	case OPT_ONCE:
+		o->once = true;
+		return EX_OK;
+	case OPT_CHECK:
+		o->check = true;
+		return EX_OK;
+	case OPT_SERVERINFO:
+	case OPT_LIST:
+		o->probe = arg;
+		o->probe_mode =
+		    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
+		return EX_OK;
+	case OPT_VERSION:
+		printf("popfetchd %s\n", POPFETCHD_VERSION);
+		exit(EX_OK);
+	case 'h':
+	case OPT_HELP:
+		usage(stdout);
+		exit(EX_OK);
+	default:
+		usage(stderr);
+		return EX_USAGE;
+	}
+}
+
 static int
 parse_args(int argc, char **argv, struct options *o)
 {
-	enum {
-		OPT_ONCE = 256,
-		OPT_CHECK,
-		OPT_SERVERINFO,
-		OPT_LIST,
-		OPT_VERSION,
-		OPT_HELP
-	};
-	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"once", no_argument, NULL, OPT_ONCE},
-	    {"account", required_argument, NULL, 'a'},
-	    {"debug", required_argument, NULL, 'd'},
-	    {"verbose", no_argument, NULL, 'v'},
-	    {"check-config", no_argument, NULL, OPT_CHECK},
-	    {"serverinfo", required_argument, NULL, OPT_SERVERINFO},
-	    {"list", required_argument, NULL, OPT_LIST},
-	    {"version", no_argument, NULL, OPT_VERSION},
-	    {"help", no_argument, NULL, OPT_HELP},
-	    {NULL, 0, NULL, 0},
-	};
-	int c;
+	int c, rc;
 
 	o->config = CONF_DEFAULT_PATH;
-	while (
-	    (c = getopt_long(argc, argv, "c:a:d:vh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			o->config = optarg;
-			break;
-		case 'a':
-			if (o->nonly == MAIN_ONLY_MAX) {
-				fprintf(stderr, "popfetchd: too many -a\n");
-				return EX_USAGE;
-			}
-			o->only[o->nonly++] = optarg;
-			break;
-		case 'd':
-			if (strcmp(optarg, "0") != 0 &&
-			    strcmp(optarg, "1") != 0 &&
-			    strcmp(optarg, "2") != 0) {
-				fprintf(
-				    stderr, "popfetchd: -d takes 0, 1 or 2\n");
-				return EX_USAGE;
-			}
-			o->trace = optarg[0] - '0';
-			break;
-		case 'v':
-			o->verbose = true;
-			break;
-		case OPT_ONCE:
-			o->once = true;
-			break;
-		case OPT_CHECK:
-			o->check = true;
-			break;
-		case OPT_SERVERINFO:
-		case OPT_LIST:
-			o->probe = optarg;
-			o->probe_mode =
-			    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
-			break;
-		case OPT_VERSION:
-			printf("popfetchd %s\n", POPFETCHD_VERSION);
-			exit(EX_OK);
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			exit(EX_OK);
-		default:
-			usage(stderr);
-			return EX_USAGE;
-		}
-	}
+	while ((c = getopt_long(argc, argv, "c:a:d:vh", longopts, NULL)) != -1)
+		if ((rc = take_option(c, optarg, o)) != EX_OK)
+			return rc;
 	if (optind != argc) {
 		usage(stderr);
 		return EX_USAGE;
