@@ -22,7 +22,6 @@
 #include "bench_clock.h"
 #include "deliver.h"
 #include "maildir.h"
-#include "state.h"
 
 #define BATCH 64
 
@@ -63,22 +62,21 @@ run_batched(const char *dir, size_t count, const char *msg, size_t size,
     enum maildir_sync how, double *stall)
 {
 	char path[4096], err[512], uid[32];
-	struct maildir *md;
-	struct state *st;
+	struct deliver_where w = {.maildir = path,
+	    .sync_each_file = how == MAILDIR_SYNC_FILE,
+	    .state_dir = dir,
+	    .account = how == MAILDIR_SYNC_FILE ? "bench-file" : "bench-batch",
+	    .host = "host",
+	    .user = "user"};
 	struct deliver *d;
 	size_t i, done = 0;
 	double t0, t, dt;
 
 	snprintf(path, sizeof(path), "%s/batched-%d", dir, (int)how);
-	if ((md = maildir_open(path, err, sizeof(err))) == NULL ||
-	    (st = state_open(dir,
-		 how == MAILDIR_SYNC_FILE ? "bench-file" : "bench-batch",
-		 "host", "user", err, sizeof(err))) == NULL ||
-	    (d = deliver_new(md, st)) == NULL) {
+	if ((d = deliver_open(&w, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "bench: %s\n", err);
 		exit(1);
 	}
-	maildir_set_sync(md, how);
 	*stall = 0;
 	t0 = now();
 	for (i = 0; i < count; i++) {
@@ -101,8 +99,6 @@ run_batched(const char *dir, size_t count, const char *msg, size_t size,
 	if (done != count)
 		fprintf(stderr, "bench: %zu of %zu durable\n", done, count);
 	deliver_free(&d);
-	state_close(&st);
-	maildir_close(&md);
 	return t;
 }
 

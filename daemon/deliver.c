@@ -1,6 +1,7 @@
 /*
  * The delivery batch: tmp/ file, intent, commit, link, new/ fsync, tmp/
  * name removed, intent completed. See deliver.h for why in this order.
+ * Also the only path from a poll to the Maildir and the state it owns.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,7 +32,54 @@ struct deliver {
 	struct item cur;
 	struct item *batch;
 	size_t nbatch, cap;
+	bool borrowed; /* md and st are the caller's (deliver_new()) */
 };
+
+/*
+ * Puts PREFIX before the message WHY of a part that failed, keeping
+ * errno.
+ */
+static void
+open_fail(char *err, size_t errlen, const char *prefix, const char *why)
+{
+	int saved = errno;
+
+	snprintf(err, errlen, "%s%s", prefix, why);
+	errno = saved;
+}
+
+struct deliver *
+deliver_open(const struct deliver_where *w, char *err, size_t errlen)
+{
+	struct deliver *d;
+	char why[512];
+	int saved;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		open_fail(err, errlen, "", "out of memory");
+		return NULL;
+	}
+	if ((d->md = maildir_open(w->maildir, why, sizeof(why))) == NULL) {
+		/* EWOULDBLOCK says "busy": only the state's lock may. */
+		if (errno == EWOULDBLOCK)
+			errno = EIO;
+		open_fail(err, errlen, "maildir: ", why);
+		goto fail;
+	}
+	maildir_set_sync(
+	    d->md, w->sync_each_file ? MAILDIR_SYNC_FILE : MAILDIR_SYNC_BATCH);
+	if ((d->st = state_open_mailbox(w->state_dir, w->account, w->host,
+		 w->port, w->user, why, sizeof(why))) == NULL) {
+		open_fail(err, errlen, "state: ", why);
+		goto fail;
+	}
+	return d;
+fail:
+	saved = errno;
+	deliver_free(&d);
+	errno = saved;
+	return NULL;
+}
 
 struct deliver *
 deliver_new(struct maildir *md, struct state *st)
@@ -42,6 +90,7 @@ deliver_new(struct maildir *md, struct state *st)
 		return NULL;
 	d->md = md;
 	d->st = st;
+	d->borrowed = true;
 	return d;
 }
 
@@ -55,8 +104,30 @@ deliver_free(struct deliver **dp)
 	if (d->msg != NULL)
 		maildir_abort(&d->msg);
 	free(d->batch);
+	if (!d->borrowed && d->md != NULL)
+		maildir_close(&d->md);
+	if (!d->borrowed && d->st != NULL)
+		state_close(&d->st);
 	free(d);
 	*dp = NULL;
+}
+
+const char *
+deliver_notice(const struct deliver *d)
+{
+	return state_load_notice(d->st);
+}
+
+const char *
+deliver_sync_fallback(const struct deliver *d)
+{
+	return maildir_sync_fallback(d->md);
+}
+
+int
+deliver_free_space(struct deliver *d, uint64_t *bytes)
+{
+	return maildir_free_space(d->md, bytes);
 }
 
 int
@@ -438,4 +509,101 @@ deliver_recover(struct deliver *d, char *err, size_t errlen)
 out:
 	free(l.v);
 	return r;
+}
+
+/* ---- the state outside deliveries ---- */
+
+bool
+deliver_known(const struct deliver *d, const char *uid, time_t *first_seen,
+    uint64_t *size)
+{
+	if (!state_has(d->st, uid, first_seen))
+		return false;
+	if (size != NULL && !state_size(d->st, uid, size))
+		*size = DELIVER_SIZE_UNKNOWN;
+	return true;
+}
+
+unsigned
+deliver_strikes(const struct deliver *d, const char *uid, time_t *last)
+{
+	return state_strikes(d->st, uid, last);
+}
+
+int
+deliver_strike(struct deliver *d, const char *uid, time_t now)
+{
+	return state_strike(d->st, uid, now);
+}
+
+int
+deliver_note(struct deliver *d, const char *uid, time_t now)
+{
+	return state_note(d->st, uid, now);
+}
+
+int
+deliver_record(struct deliver *d, const char *uid, time_t now)
+{
+	return state_record(d->st, uid, now);
+}
+
+int
+deliver_forget(struct deliver *d, const char *uid)
+{
+	return state_forget(d->st, uid);
+}
+
+int
+deliver_commit(struct deliver *d)
+{
+	return state_commit(d->st);
+}
+
+struct prune {
+	bool (*listed)(void *arg, const char *uid);
+	void *arg;
+	char **gone;
+	size_t ngone, cap;
+};
+
+/*
+ * Copies the UIDs to forget: the state may not change while it lists
+ * them. Out of memory, the rest stay for the next prune.
+ */
+static void
+collect_gone(void *arg, const char *uid, time_t first_seen)
+{
+	struct prune *p = arg;
+	char **v;
+	size_t cap;
+
+	if (p->listed(p->arg, uid))
+		return;
+	if (p->ngone == p->cap) {
+		cap = p->cap ? 2 * p->cap : 64;
+		if ((v = realloc(p->gone, cap * sizeof(*v))) == NULL)
+			return;
+		p->gone = v;
+		p->cap = cap;
+	}
+	if ((p->gone[p->ngone] = strdup(uid)) != NULL)
+		p->ngone++;
+}
+
+void
+deliver_prune(
+    struct deliver *d, bool (*listed)(void *arg, const char *uid), void *arg)
+{
+	struct prune p = {.listed = listed, .arg = arg};
+	size_t i;
+
+	state_foreach(d->st, collect_gone, &p);
+	state_prune_strikes(d->st, listed, arg);
+	/* A UID whose intent is pending is refused: it waits for recovery. */
+	for (i = 0; i < p.ngone; i++) {
+		state_forget(d->st, p.gone[i]);
+		free(p.gone[i]);
+	}
+	free(p.gone);
 }

@@ -1,15 +1,20 @@
 /*
- * deliver: the delivery batch, in the order the invariant needs. Messages
- * are written into tmp/; a flush makes them durable there (one syncfs, or
- * an fsync each: maildir_set_sync()), records and commits their intents
- * (the commit point: from then on a message counts as delivered), links
- * the files into new/, fsyncs new/, removes the tmp/ names and marks the
- * intents complete. Only messages a flush has made
- * durable may be deleted on the server. deliver_recover() rolls forward
- * what a crash interrupted.
+ * deliver: the delivery batch, in the order the invariant needs, and the
+ * one door to the account's Maildir and state. Messages are written into
+ * tmp/; a flush makes them durable there (one syncfs, or an fsync each:
+ * deliver_where.sync_each_file), records and commits their intents (the
+ * commit point: from then on a message counts as delivered), links the
+ * files into new/, fsyncs new/, removes the tmp/ names and marks the
+ * intents complete. Only messages a flush has made durable may be
+ * deleted on the server. deliver_recover() rolls forward what a crash
+ * interrupted.
+ *
+ * Around the batch it answers what the state knows of a UID (delivered,
+ * its listed size, its strikes) and takes the few changes a poll makes
+ * besides deliveries: strikes, notes, forgetting, pruning.
  *
  * It knows Maildir and state, nothing of POP3 or the network: the session
- * feeds it bytes and asks it which messages are durable.
+ * feeds it bytes and UIDs and asks it which messages are durable.
  */
 #ifndef POPFETCHD_DELIVER_H
 #define POPFETCHD_DELIVER_H
@@ -17,23 +22,71 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
+struct deliver;
 struct maildir;
 struct state;
-struct deliver;
+
+/* Where an account's mail goes, and whose UIDs its state holds. */
+struct deliver_where {
+	const char *maildir; /* path of the Maildir */
+	bool sync_each_file; /* an fsync per message, not one syncfs */
+	const char *state_dir;
+	const char *account; /* names the state file in state_dir */
+	const char *host;    /* the mailbox: USER at HOST, PORT */
+	unsigned port;	     /* 0 if not known */
+	const char *user;
+};
 
 /*
- * A delivery batch into MD, recording UIDs in ST (both borrowed, must
- * outlive it). NULL when out of memory.
+ * Opens the Maildir W->maildir (created if missing, but never in a
+ * missing directory), then the state of W->account (locked while open),
+ * and a delivery batch into them, which owns both. Returns NULL with
+ * errno set and ERR saying what failed: "maildir: " or "state: " and
+ * why, or "out of memory". errno is EWOULDBLOCK only when another
+ * process holds the state's lock (the account is busy elsewhere).
+ * Call deliver_recover() next, before any delivery.
+ */
+struct deliver *deliver_open(
+    const struct deliver_where *w, char *err, size_t errlen);
+
+/*
+ * A delivery batch into MD, recording UIDs in ST, both borrowed (they
+ * must outlive it; deliver_free() leaves them open). NULL when out of
+ * memory. Kept for a caller that opens them itself, until it moves to
+ * deliver_open().
  */
 struct deliver *deliver_new(struct maildir *md, struct state *st);
 
 /*
- * Frees D. Messages written but not flushed stay as they are: an intent
- * already committed is rolled forward by the next deliver_recover(), and
- * anything else is fetched again.
+ * Closes the Maildir and the state (unless D came from deliver_new())
+ * and frees D. State changes not committed are lost (a strike, a note:
+ * one more try; a forget: done again at a later poll). Messages written but not
+ * flushed stay as they are: an intent already committed is rolled forward by
+ * the next deliver_recover(), and anything else is fetched again.
  */
 void deliver_free(struct deliver **d);
+
+/*
+ * What opening the state found and repaired that the caller should log
+ * (see state_load_notice()), or NULL. Lives as long as D.
+ */
+const char *deliver_notice(const struct deliver *d);
+
+/*
+ * If one syncfs per batch was asked for but the Maildir's file system
+ * cannot be trusted with it, so that each file is fsynced instead, the
+ * short name of its type ("nfs", "fuse", ...; a static string); else
+ * NULL.
+ */
+const char *deliver_sync_fallback(const struct deliver *d);
+
+/*
+ * Free bytes for an unprivileged user on the Maildir's file system.
+ * 0, or -1 with errno set.
+ */
+int deliver_free_space(struct deliver *d, uint64_t *bytes);
 
 /*
  * Completes deliveries a crash interrupted, then removes stale tmp/ files
@@ -81,15 +134,93 @@ size_t deliver_pending(const struct deliver *d);
 
 /*
  * Makes the batch durable and calls DURABLE(ARG, TAG) for each of its
- * messages, in order. Returns 0, or -1 with errno set and ERR saying what
- * failed: then no callback was made, and none of the batch may be
- * deleted. A failure is final for the batch, which is empty afterwards
- * (a second try would only meet the same full or failed disk): files no
- * intent names are dropped (fetched again next time), those with an
- * intent are left for the next deliver_recover().
+ * messages, in order; DURABLE may call deliver_known() and
+ * deliver_record(), nothing else of D. Returns 0, or -1 with errno set
+ * and ERR saying what failed: then no callback was made, and none of the
+ * batch may be deleted. A failure is final for the batch, which is empty
+ * afterwards (a second try would only meet the same full or failed
+ * disk): files no intent names are dropped (fetched again next time),
+ * those with an intent are left for the next deliver_recover().
+ * Flushing a batch that is not empty commits the state: changes made by
+ * the calls below before the flush become durable with it. Those made
+ * inside DURABLE, and the intents marked complete, wait for the next
+ * commit (until then a crash makes recovery find the intents again,
+ * which is harmless).
  */
 int deliver_flush(struct deliver *d,
     void (*durable)(void *arg, unsigned long tag), void *arg, char *err,
     size_t errlen);
+
+/*
+ * What the state knows of a UID. The answers reflect every change made,
+ * committed or not: act on them (DELE) only for what a commit returning
+ * 0 has covered. A UID that breaks the UID rule (uid.h) is not known.
+ */
+
+/*
+ * Whether UID is recorded delivered (its intent committed or not). If so
+ * *FIRST_SEEN gets when it was recorded, and *SIZE the size the server
+ * listed for it then, or DELIVER_SIZE_UNKNOWN if the state does not hold
+ * one; if not, neither is touched. Either pointer may be NULL.
+ */
+bool deliver_known(const struct deliver *d, const char *uid, time_t *first_seen,
+    uint64_t *size);
+
+/*
+ * Failed attempts counted against UID (none once it is delivered), 0 if
+ * none; *LAST (if not NULL) gets the time given to the latest one.
+ */
+unsigned deliver_strikes(
+    const struct deliver *d, const char *uid, time_t *last);
+
+/*
+ * Changes to the state made outside a delivery. None is durable before
+ * deliver_commit() (or a flush) returns 0, and each lost in a crash
+ * costs no mail, only work done again.
+ */
+
+/*
+ * Counts one more failed attempt to deliver UID, at NOW: the count so
+ * far (it stops at 9999), or -1 with errno set (EEXIST: UID is delivered,
+ * its message safe; EINVAL; ENOMEM).
+ */
+int deliver_strike(struct deliver *d, const char *uid, time_t now);
+
+/*
+ * Notes UID as left on the server by policy (too large), so that the
+ * caller says so once, not at every poll. 1 if it was not noted (nor
+ * struck) before, 0 if it was, -1 with errno set (as deliver_strike()).
+ */
+int deliver_note(struct deliver *d, const char *uid, time_t now);
+
+/*
+ * Records UID as delivered at NOW, for a message delivered without it:
+ * one of several the server lists under the same UID, which are fetched
+ * by number (see plan.h). If UID is recorded already nothing changes.
+ * 0, or -1 with errno set.
+ */
+int deliver_record(struct deliver *d, const char *uid, time_t now);
+
+/*
+ * Forgets UID, delivered or struck: its message is no longer on the
+ * server, or another message reuses the UID. 0, also when the state
+ * holds nothing of UID; -1 with errno set: EBUSY if its intent is not
+ * complete yet (its tmp/ file still needs it: the next deliver_recover()
+ * completes it), EINVAL, ENOMEM.
+ */
+int deliver_forget(struct deliver *d, const char *uid);
+
+/*
+ * Forgets every UID, delivered or struck, for which LISTED(ARG, UID)
+ * returns false: call it after a complete listing, so that the state
+ * does not grow for ever. LISTED must not call into D; it may be asked
+ * about a UID twice. Best effort: out of memory, or a UID whose intent
+ * is not complete, stays for next time (it costs only space).
+ */
+void deliver_prune(
+    struct deliver *d, bool (*listed)(void *arg, const char *uid), void *arg);
+
+/* Makes the state's changes durable (write + fsync). 0, or -1/errno. */
+int deliver_commit(struct deliver *d);
 
 #endif
