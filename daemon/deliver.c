@@ -32,7 +32,6 @@ struct deliver {
 	struct item cur;
 	struct item *batch;
 	size_t nbatch, cap;
-	bool borrowed; /* md and st are the caller's (deliver_new()) */
 };
 
 /*
@@ -81,19 +80,6 @@ fail:
 	return NULL;
 }
 
-struct deliver *
-deliver_new(struct maildir *md, struct state *st)
-{
-	struct deliver *d;
-
-	if ((d = calloc(1, sizeof(*d))) == NULL)
-		return NULL;
-	d->md = md;
-	d->st = st;
-	d->borrowed = true;
-	return d;
-}
-
 void
 deliver_free(struct deliver **dp)
 {
@@ -104,10 +90,8 @@ deliver_free(struct deliver **dp)
 	if (d->msg != NULL)
 		maildir_abort(&d->msg);
 	free(d->batch);
-	if (!d->borrowed && d->md != NULL)
-		maildir_close(&d->md);
-	if (!d->borrowed && d->st != NULL)
-		state_close(&d->st);
+	maildir_close(&d->md);
+	state_close(&d->st);
 	free(d);
 	*dp = NULL;
 }

@@ -52,19 +52,11 @@ struct deliver *deliver_open(
     const struct deliver_where *w, char *err, size_t errlen);
 
 /*
- * A delivery batch into MD, recording UIDs in ST, both borrowed (they
- * must outlive it; deliver_free() leaves them open). NULL when out of
- * memory. Kept for a caller that opens them itself, until it moves to
- * deliver_open().
- */
-struct deliver *deliver_new(struct maildir *md, struct state *st);
-
-/*
- * Closes the Maildir and the state (unless D came from deliver_new())
- * and frees D. State changes not committed are lost (a strike, a note:
- * one more try; a forget: done again at a later poll). Messages written but not
- * flushed stay as they are: an intent already committed is rolled forward by
- * the next deliver_recover(), and anything else is fetched again.
+ * Closes the Maildir and the state and frees D. State changes not
+ * committed are lost (a strike, a note: one more try; a forget: done
+ * again at a later poll). Messages written but not flushed stay as they
+ * are: an intent already committed is rolled forward by the next
+ * deliver_recover(), and anything else is fetched again.
  */
 void deliver_free(struct deliver **d);
 

@@ -18,10 +18,8 @@
 #include "deliver.h"
 #include "listing.h"
 #include "log.h"
-#include "maildir.h"
 #include "monotime.h"
 #include "session_priv.h"
-#include "state.h"
 #include "tls.h"
 #include "wipe.h"
 
@@ -193,8 +191,6 @@ session_free(struct session **sp)
 	net_free(&s->net);
 	pop3_free(&s->pop3);
 	deliver_free(&s->dl);
-	maildir_close(&s->md);
-	state_close(&s->st);
 	if (s->ctx != NULL)
 		SSL_CTX_free(s->ctx);
 	if (s->done_ev != NULL)
@@ -324,7 +320,7 @@ session_final_stage(struct session *s)
 	}
 	if (s->dl != NULL)
 		deliver_abort(s->dl);
-	if (s->st != NULL && s->worker != NULL) {
+	if (s->dl != NULL && s->worker != NULL) {
 		session_disk_job(s, DJ_FINAL);
 		return;
 	}

@@ -17,10 +17,8 @@
 #include "conf.h"
 #include "deliver.h"
 #include "log.h"
-#include "maildir.h"
 #include "received.h"
 #include "session_priv.h"
-#include "state.h"
 #include "testhook.h"
 
 #define SESSION_OF_JOB(j) \
@@ -40,24 +38,22 @@ static void local_failure(struct session *s, const char *fmt, ...)
 static void
 open_local(struct session *s)
 {
+	const struct account *a = s->a;
+	struct deliver_where w = {.maildir = a->maildir,
+	    .sync_each_file = a->sync == CONF_SYNC_FILE,
+	    .state_dir = s->conf->state_dir,
+	    .account = a->name,
+	    .host = a->host,
+	    .port = a->port,
+	    .user = a->user != NULL ? a->user : ""};
+
 	s->job_rc = -1;
 	s->job_cls = SC_LOCAL;
-	s->md = maildir_open(s->a->maildir, s->job_err, sizeof(s->job_err));
-	if (s->md == NULL)
-		return;
-	maildir_set_sync(s->md, s->a->sync == CONF_SYNC_FILE
-				    ? MAILDIR_SYNC_FILE
-				    : MAILDIR_SYNC_BATCH);
-	s->st = state_open_mailbox(s->conf->state_dir, s->a->name, s->a->host,
-	    s->a->port, s->a->user != NULL ? s->a->user : "", s->job_err,
-	    sizeof(s->job_err));
-	if (s->st == NULL) {
+	if ((s->dl = deliver_open(&w, s->job_err, sizeof(s->job_err))) ==
+	    NULL) {
+		/* Another process holds the state: it polls this mailbox. */
 		if (errno == EWOULDBLOCK)
 			s->job_cls = SC_BUSY;
-		return;
-	}
-	if ((s->dl = deliver_new(s->md, s->st)) == NULL) {
-		snprintf(s->job_err, sizeof(s->job_err), "out of memory");
 		return;
 	}
 	s->job_rc = deliver_recover(s->dl, s->job_err, sizeof(s->job_err));
@@ -67,17 +63,13 @@ open_local(struct session *s)
 static bool
 opened(struct session *s)
 {
-	if (s->md == NULL) {
-		session_fail(s, SC_LOCAL, "maildir: %s", s->job_err);
+	if (s->dl == NULL) {
+		session_fail(s, s->job_cls, "%s", s->job_err);
 		return false;
 	}
-	if (s->st == NULL) {
-		session_fail(s, s->job_cls, "state: %s", s->job_err);
-		return false;
-	}
-	if (state_load_notice(s->st) != NULL)
-		log_warnx(s->a->name, "state: %s", state_load_notice(s->st));
-	s->stats.sync_fallback = maildir_sync_fallback(s->md);
+	if (deliver_notice(s->dl) != NULL)
+		log_warnx(s->a->name, "state: %s", deliver_notice(s->dl));
+	s->stats.sync_fallback = deliver_sync_fallback(s->dl);
 	if (s->job_rc == -1) {
 		session_fail(s, SC_LOCAL, "%s", s->job_err);
 		return false;
@@ -102,9 +94,8 @@ flushed(void *arg, unsigned long msgno)
 	const struct plan_msg *m = session_msg(s, msgno);
 
 	s->flushed[s->nflushed++] = msgno;
-	if (m->reason == PLAN_R_DUP_UID && s->a->keep && m->uid != NULL &&
-	    !state_has(s->st, m->uid, NULL))
-		state_record(s->st, m->uid, TESTHOOK_NOW());
+	if (m->reason == PLAN_R_DUP_UID && s->a->keep && m->uid != NULL)
+		deliver_record(s->dl, m->uid, TESTHOOK_NOW());
 }
 
 static void
@@ -129,8 +120,8 @@ disk_run(struct worker_job *job)
 		 * since the previous one: completions, strikes, forgotten
 		 * UIDs.
 		 */
-		if (s->job_kind == DJ_FINAL && s->st != NULL &&
-		    state_commit(s->st) == -1)
+		if (s->job_kind == DJ_FINAL && s->dl != NULL &&
+		    deliver_commit(s->dl) == -1)
 			s->job_errno = errno;
 		return;
 	}
@@ -174,7 +165,7 @@ disk_done(struct worker_job *job)
 	case DJ_FINAL:
 		if (s->job_rc == -1)
 			log_warnx(s->a->name, "error=local %s", s->job_err);
-		else if (s->job_errno != 0 && s->st != NULL)
+		else if (s->job_errno != 0 && s->dl != NULL)
 			log_warnx(s->a->name, "error=local state commit: %s",
 			    strerror(s->job_errno));
 		event_active(s->done_ev, 0, 0);
@@ -222,10 +213,10 @@ session_strike(struct session *s, unsigned long msgno, const char *why)
 	const char *uid = session_msg(s, msgno)->uid;
 	int n;
 
-	if (!s->have_uidl || uid == NULL || s->st == NULL)
+	if (!s->have_uidl || uid == NULL || s->dl == NULL)
 		return;
 	/* Committed with the next flush or at the end (the worker's). */
-	if ((n = state_strike(s->st, uid, TESTHOOK_NOW())) == -1)
+	if ((n = deliver_strike(s->dl, uid, TESTHOOK_NOW())) == -1)
 		return;
 	log_info(s->a->name, "message %lu (uid %s) failed: %s; strike=%d%s",
 	    msgno, uid, why, n,
@@ -560,7 +551,7 @@ forget_deleted(struct session *s)
 
 	for (i = 0; i < s->dele_ok; i++)
 		if ((uid = session_msg(s, s->acked[i])->uid) != NULL &&
-		    state_forget(s->st, uid) == -1 && errno != ENOENT)
+		    deliver_forget(s->dl, uid) == -1)
 			log_warn(s->a->name, "state: forgetting uid %s", uid);
 }
 

@@ -9,20 +9,12 @@
 #include <string.h>
 
 #include "conf.h"
+#include "deliver.h"
 #include "listing.h"
 #include "log.h"
-#include "maildir.h"
 #include "msghdr.h"
 #include "session_priv.h"
-#include "state.h"
 #include "testhook.h"
-
-/* UIDs of the state no longer listed: forgotten after the listing. */
-struct prune {
-	struct plan_uids *listed;
-	char **gone;
-	size_t ngone, cap;
-};
 
 static bool make_plan(struct session *s);
 static enum session_more next_top(struct session *s);
@@ -227,36 +219,16 @@ static bool
 record_known(void *arg, const char *uid, time_t *first_seen, uint64_t *size,
     bool *size_known)
 {
-	struct state *st = arg;
-
-	if (!state_has(st, uid, first_seen))
+	if (!deliver_known(arg, uid, first_seen, size))
 		return false;
-	*size_known = state_size(st, uid, size);
+	*size_known = *size != DELIVER_SIZE_UNKNOWN;
 	return true;
 }
 
 static unsigned
 record_strikes(void *arg, const char *uid, time_t *last)
 {
-	return state_strikes(arg, uid, last);
-}
-
-static void
-collect_gone(void *arg, const char *uid, time_t first_seen)
-{
-	struct prune *p = arg;
-	char **v;
-
-	if (plan_uids_has(p->listed, uid))
-		return;
-	if (p->ngone == p->cap) {
-		p->cap = p->cap ? 2 * p->cap : 64;
-		if ((v = realloc(p->gone, p->cap * sizeof(*v))) == NULL)
-			return;
-		p->gone = v;
-	}
-	if ((p->gone[p->ngone] = strdup(uid)) != NULL)
-		p->ngone++;
+	return deliver_strikes(arg, uid, last);
 }
 
 static bool
@@ -267,26 +239,19 @@ is_listed(void *arg, const char *uid)
 
 /*
  * Forgets UIDs no longer on the server, after a complete listing, so the
- * state does not grow for ever. Failure here costs nothing but space.
+ * state does not grow for ever (committed with the first flush or at the
+ * end). Failure here costs nothing but space.
  */
 static void
 prune_state(struct session *s)
 {
-	struct prune p = {0};
-	size_t i;
+	struct plan_uids *listed;
 
 	if (!s->have_uidl || !s->listing_complete ||
-	    (p.listed = plan_uids_new(s->pm, s->npm)) == NULL)
+	    (listed = plan_uids_new(s->pm, s->npm)) == NULL)
 		return;
-	state_foreach(s->st, collect_gone, &p);
-	state_prune_strikes(s->st, is_listed, p.listed);
-	/* Committed with the first flush or at the end (the worker's). */
-	for (i = 0; i < p.ngone; i++) {
-		state_forget(s->st, p.gone[i]);
-		free(p.gone[i]);
-	}
-	free(p.gone);
-	plan_uids_free(&p.listed);
+	deliver_prune(s->dl, is_listed, listed);
+	plan_uids_free(&listed);
 }
 
 /*
@@ -301,7 +266,7 @@ forget_reused(struct session *s, const struct plan_msg *m)
 	    "message %lu: uid %s was delivered with %llu bytes, LIST now says %llu: taken as a new message reusing the UID, fetched",
 	    m->msgno, m->uid, (unsigned long long)m->delivered_size,
 	    (unsigned long long)m->size);
-	if (state_forget(s->st, m->uid) == -1)
+	if (deliver_forget(s->dl, m->uid) == -1)
 		log_warn(s->a->name, "state: forgetting uid %s", m->uid);
 }
 
@@ -318,8 +283,8 @@ take_plan(struct session *s)
 		else if (pm[i].action == PLAN_DELETE)
 			s->dele[s->ndele++] = pm[i].msgno;
 		else if (pm[i].reason == PLAN_R_TOO_BIG &&
-			 (pm[i].uid == NULL ||
-			     state_note(s->st, pm[i].uid, TESTHOOK_NOW()) == 1))
+			 (pm[i].uid == NULL || deliver_note(s->dl, pm[i].uid,
+						   TESTHOOK_NOW()) == 1))
 			log_info(s->a->name,
 			    "message %lu (uid %s, %llu bytes) is over max_message_size: left on the server (said once)",
 			    pm[i].msgno, pm[i].uid != NULL ? pm[i].uid : "-",
@@ -368,7 +333,7 @@ make_plan(struct session *s)
 	    .delete_after_days = s->a->delete_after_days,
 	    .max_message_size = s->a->max_message_size,
 	    .have_uidl = s->have_uidl};
-	struct plan_records rec = {record_known, record_strikes, s->st};
+	struct plan_records rec = {record_known, record_strikes, s->dl};
 	struct plan_totals tot;
 	size_t n = s->npm + 1;
 
@@ -380,7 +345,7 @@ make_plan(struct session *s)
 		return false;
 	}
 	plan_fill(s->pm, s->npm, &rec);
-	pol.space_known = maildir_free_space(s->md, &pol.free_bytes) == 0;
+	pol.space_known = deliver_free_space(s->dl, &pol.free_bytes) == 0;
 	if (plan_decide(s->pm, s->npm, &pol, TESTHOOK_NOW(), &tot) == -1) {
 		/* Out of memory is temporary; the other is the account's. */
 		if (errno == ENOMEM)

@@ -131,13 +131,11 @@ struct session {
 	char ir[AUTH_BASE64_SIZE(SECRET_MAX + 2 * POP3_LINE_MAX)];
 	bool ir_pending; /* initial response to send after "+ " */
 
-	struct maildir *md;
-	struct state *st;
-	struct deliver *dl;
+	struct deliver *dl; /* the Maildir and the state, through one door */
 	/*
 	 * Disk work runs on the worker, one job at a time; meanwhile the
-	 * session touches neither md, st nor dl, and leaves what arrives
-	 * from the server in the transport's buffer.
+	 * session does not touch dl, and leaves what arrives from the
+	 * server in the transport's buffer.
 	 */
 	struct worker *worker;
 	struct worker_job job;
