@@ -1,6 +1,6 @@
 /*
  * A TCP relay that adds latency without limiting throughput: the C twin
- * of tools/latency_relay.py, for tools/bench.py, where the Python relay's
+ * of tools/latency_relay.py, for bench/bench.py, where the Python relay's
  * own CPU time competed with Dovecot and popfetchd for two CPUs.
  *
  *	bench_relay LISTEN_PORT TARGET_HOST TARGET_PORT DELAY_MS

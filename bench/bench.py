@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """popfetchd end-to-end benchmark against a throwaway Dovecot.
 
-    python3 tools/bench.py [--runs N] [--only B1,B4,...] [--accounts N]
+    python3 bench/bench.py [--runs N] [--only B1,B4,...] [--accounts N]
                            [--quick] [--keep] [--binary PATH]
 
 Starts its own Dovecot on 127.0.0.1 (tests/dovecot.py), generates a
@@ -205,7 +205,7 @@ class BenchDovecot(dovecot.Dovecot):
 
     def _config(self):
         return super()._config() + """
-# Added by tools/bench.py.
+# Added by bench/bench.py.
 auth_debug = no
 auth_verbose = no
 # Dovecot's default (the tests ask for "always"): a server as shipped.
@@ -314,7 +314,7 @@ class Mailboxes:
 def write_config(path, state_dir, port, ca_file, accounts, connections):
     """ACCOUNTS: (name, user, maildir) triples; settings shared in defaults."""
     lines = [
-        "# Written by tools/bench.py",
+        "# Written by bench/bench.py",
         'state_dir = "%s";' % state_dir,
         "max_connections = %d;" % connections,
         "max_per_host = %d;" % connections,
