@@ -86,6 +86,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The shared Python helpers (see tests/harness.py).
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import dovecot  # noqa: E402
 import mailgen  # noqa: E402

@@ -5,6 +5,13 @@ fresh folder per test.
 The binary is BINARY: --binary PATH (or --binary=PATH) on the command
 line, else $POPFETCHD, else build/popfetchd. Importing this module takes
 --binary out of sys.argv, so that unittest.main() does not see it.
+
+The Python helpers all live here in tests/ (harness.py, fakepop.py,
+dovecot.py, mailgen.py), and every user imports them by module name. A
+script in tests/ needs no path code for it: Python puts the folder of the
+script it runs first on sys.path. The two users elsewhere,
+bench/bench.py and tools/demo.py, add tests/ to sys.path with the same
+one line.
 """
 
 import os
@@ -12,8 +19,7 @@ import shutil
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+from fakepop import FakePop, make_cert, tempdir
 
 
 def take_binary_arg(argv):

@@ -26,13 +26,12 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mailgen  # noqa: E402
-import test_fetch  # noqa: E402
+import mailgen
+import test_fetch
 
 # Importing test_tls_auth takes --binary out of sys.argv for itself: take
 # it first.
-from test_tls_auth import CA  # noqa: E402
+from test_tls_auth import CA
 
 PASSWORD = test_fetch.PASSWORD
 

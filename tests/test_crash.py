@@ -18,10 +18,9 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+from fakepop import FakePop, make_cert, tempdir
 
-from harness import BINARY, main  # noqa: E402
+from harness import BINARY, main
 NMESSAGES = 50
 RANDOM_KILLS = int(os.environ.get("CRASH_RANDOM_KILLS", "100"))
 # Every STRIDE-th crash point: the sanitizer build, several times slower,

@@ -29,12 +29,11 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mailgen  # noqa: E402
-from dovecot import Dovecot, free_ports, make_certificate  # noqa: E402
-from fakepop import FakePop, make_cert  # noqa: E402
+import mailgen
+from dovecot import Dovecot, free_ports, make_certificate
+from fakepop import FakePop, make_cert
 
-from harness import BINARY  # noqa: E402
+from harness import BINARY
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Upper bound of any single wait for an event; a test fails, never hangs.

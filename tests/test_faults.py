@@ -14,9 +14,8 @@ import signal
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert  # noqa: E402
-from harness import BINARY, FakePopCase, has_test_hooks, main  # noqa: E402
+from fakepop import FakePop, make_cert
+from harness import BINARY, FakePopCase, has_test_hooks, main
 
 MESSAGES = [
     b"From: a@example.org\nSubject: one\n\nbody one\n.leading dot\n",

@@ -22,11 +22,10 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mailgen  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
+import mailgen
+from dovecot import Dovecot
 
-from harness import BINARY  # noqa: E402
+from harness import BINARY
 
 # One run of popfetchd --once may take this long at most.
 RUN_TIMEOUT = 120

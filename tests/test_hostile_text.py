@@ -14,12 +14,10 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop  # noqa: E402
+from fakepop import FakePop
 
-from harness import BINARY, FakePopCase, main  # noqa: E402
+from harness import BINARY, FakePopCase, main
 WAIT = 60
 
 # LOG_MSG_MAX in daemon/log.h: the longest message of a log line.

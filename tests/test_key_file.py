@@ -7,13 +7,11 @@ Run: python3 tests/test_key_file.py --binary build/popfetchd
 import os
 import signal
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import make_cert  # noqa: E402
-from test_net import Daemon  # noqa: E402
+from fakepop import make_cert
+from test_net import Daemon
 
-from harness import BINARY, FakePopCase, main  # noqa: E402
+from harness import BINARY, FakePopCase, main
 
 MESSAGES = [b"From: a@example.org\nSubject: one\n\nbody one\n"]
 

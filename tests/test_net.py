@@ -19,15 +19,13 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, tempdir  # noqa: E402
+from fakepop import FakePop, tempdir
 
-from harness import BINARY, main, maildir_messages  # noqa: E402
+from harness import BINARY, main, maildir_messages
 
 # Upper bound of any single wait; a test fails, never hangs.
 WAIT = 60

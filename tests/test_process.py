@@ -16,14 +16,12 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, tempdir  # noqa: E402
-from test_net import Daemon  # noqa: E402
+from fakepop import FakePop, tempdir
+from test_net import Daemon
 
-from harness import BINARY, main  # noqa: E402
+from harness import BINARY, main
 
 WAIT = 60
 

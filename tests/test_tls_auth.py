@@ -21,14 +21,12 @@ import re
 import shutil
 import ssl
 import subprocess
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+from fakepop import FakePop, make_cert, tempdir
 
-from harness import BINARY, main, maildir_messages  # noqa: E402
+from harness import BINARY, main, maildir_messages
 
 
 # One run of popfetchd --once takes this long at most.
