@@ -1,7 +1,8 @@
 """What the Python tests share: the binary under test and how to run it,
-configuration files, a Maildir's messages, a throwaway certificate
-authority, and test cases with a fresh folder per test against the
-scripted server (FakePopCase) or a real Dovecot (DovecotCase).
+configuration files, a Maildir's messages, popfetchd in the foreground,
+a throwaway certificate authority, and test cases with a fresh folder per
+test against the scripted server (FakePopCase) or a real Dovecot
+(DovecotCase).
 
 The binary is BINARY: --binary PATH (or --binary=PATH) on the command
 line, else $POPFETCHD, else build/popfetchd. Importing this module takes
@@ -19,10 +20,13 @@ KEEP_TMP=1 leaves each test's folder behind.
 
 import collections
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -140,6 +144,111 @@ def maildir_messages(maildir, sub="new"):
         with open(os.path.join(maildir, sub, name), "rb") as f:
             out.append(f.read())
     return out
+
+
+# --- popfetchd in the foreground ----------------------------------------------
+
+class Daemon:
+    """popfetchd -c CONF ARGS in the foreground, with clean_env(ENV); its
+    stderr lines are collected (and copied to LOG_PATH, with the time
+    since the start, if given)."""
+
+    def __init__(self, conf, args=(), env=None, log_path=None,
+                 preexec_fn=None):
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [BINARY, "-c", conf] + list(args), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=clean_env(env), preexec_fn=preexec_fn)
+        self.lines = []
+        self.eof = False
+        self.cond = threading.Condition()
+        self.log = open(log_path, "w") if log_path else None
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if self.log:
+                self.log.write("%.3f %s\n"
+                               % (time.monotonic() - self.started, line))
+                self.log.flush()
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+        if self.log:
+            self.log.close()
+
+    def mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def text(self, since=0):
+        with self.cond:
+            return "\n".join(self.lines[since:])
+
+    def grep(self, pattern, since=0):
+        pat = re.compile(pattern)
+        with self.cond:
+            return [l for l in self.lines[since:] if pat.search(l)]
+
+    def wait_until(self, pred, what, timeout=WAIT):
+        """Wait until PRED(lines) is true; fail with the log if not."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                if pred(self.lines):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0 or self.eof:
+                    tail = "\n".join(self.lines[-60:])
+                    raise AssertionError(
+                        "%s: %s; last lines:\n%s"
+                        % ("daemon exited" if self.eof else "timed out",
+                           what, tail))
+                self.cond.wait(left)
+
+    def wait_line(self, pattern, since=0, count=1, timeout=WAIT):
+        """Wait for COUNT lines matching PATTERN after index SINCE;
+        return the first of them."""
+        pat = re.compile(pattern)
+
+        def enough(lines):
+            return sum(1 for l in lines[since:] if pat.search(l)) >= count
+        self.wait_until(enough, "%d line(s) matching %r" % (count, pattern),
+                        timeout)
+        return self.grep(pattern, since)[0]
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=WAIT):
+        rc = self.proc.wait(timeout)
+        self.reader.join(5)
+        return rc
+
+    def stop(self):
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(5)
+        self.proc.stderr.close()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(5)
+        self.proc.stderr.close()
 
 
 # --- certificates -----------------------------------------------------------
@@ -301,66 +410,70 @@ class Case(unittest.TestCase):
                         % (account, result.stderr[-4000:]))
         self.assertRegex(lines[-1], r"\bfetched=%d\b" % fetched)
 
+    def daemon(self, conf, args=(), env=None, preexec_fn=None):
+        """popfetchd -c CONF ARGS in the foreground, killed after the test;
+        its stderr is copied to daemonN.log in self.dir."""
+        n = len([f for f in os.listdir(self.dir) if f.startswith("daemon")])
+        d = Daemon(conf, args, env, os.path.join(self.dir, "daemon%d.log" % n),
+                   preexec_fn)
+        self.addCleanup(d.kill)
+        return d
 
-class FakePopCase(unittest.TestCase):
+
+class FakePopCase(Case):
     """A test against tests/fakepop.py: self.cert and self.key for its
-    TLS (made once per class), a fresh self.dir with self.maildir in it
-    per test, and servers made with self.server() stopped after it."""
+    TLS (made once per class, and trusted through self.ca_file), servers
+    made with self.server() stopped after the test, and configurations
+    for them from self.config()."""
 
     MESSAGES = []
+    USER = "alice"
+    PASSWORD = "secret"
 
     @classmethod
     def setUpClass(cls):
         cls.certdir = tempdir()
         cls.cert, cls.key = make_cert(cls.certdir)
+        cls.ca_file = cls.cert
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.certdir, ignore_errors=True)
 
-    def setUp(self):
-        self.dir = tempdir()
-        self.maildir = os.path.join(self.dir, "Maildir")
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
     def server(self, messages=None, **kw):
-        """A FakePop with MESSAGES (default: the class's), this class's
-        certificate, stopped after the test."""
+        """A FakePop with MESSAGES (default: the class's), over implicit
+        TLS with this class's certificate unless KW says otherwise,
+        stopped after the test, which fails if the server met an
+        unexpected error."""
+        kw.setdefault("tls", "implicit")
         kw.setdefault("certfile", self.cert)
         kw.setdefault("keyfile", self.key)
+        kw.setdefault("user", self.USER)
+        kw.setdefault("password", self.PASSWORD)
         s = FakePop(list(self.MESSAGES if messages is None else messages),
                     **kw)
-        self.servers.append(s)
+        self.addCleanup(s.stop)
+        # Runs first: a bug in the fake server is a failure, not a pass.
+        self.addCleanup(lambda: self.assertEqual(s.errors, []))
         return s
 
-    def config(self, srv, tls="implicit", extra="", timeout=20):
-        """A configuration file with one account, "fake", on SRV (user
-        alice, password secret, self.maildir, state in self.dir); EXTRA
-        is added to the account. Returns its path."""
-        path = os.path.join(self.dir, "popfetchd.conf")
-        plain = 'allow_plaintext = true;' if tls == "none" else ""
-        with open(path, "w") as f:
-            f.write("""
-state_dir = "%s/state";
-accounts = ({
-  name = "fake"; host = "localhost"; port = %d; tls = "%s"; %s
-  ca_file = "%s"; user = "alice"; password = "secret";
-  maildir = "%s"; received_header = false; timeout = %d;
-  %s
-});
-""" % (self.dir, srv.port, tls, plain, self.cert, self.maildir, timeout,
-       extra))
-        os.chmod(path, 0o600)
-        return path
-
-
-    def delivered(self):
-        return maildir_messages(self.maildir)
+    def config(self, srv, mode=0o600, settings=None, **keys):
+        """A configuration with one account, "fake", on SRV: the class's
+        user and password, self.maildir, state in self.dir. KEYS override
+        or add account settings (None removes one; a password_* key
+        replaces the password), SETTINGS add global ones. Returns its
+        path."""
+        acct = {"name": "fake", "host": "localhost", "port": srv.port,
+                "tls": srv.tls or "none", "ca_file": self.ca_file,
+                "user": self.USER, "password": self.PASSWORD,
+                "maildir": self.maildir, "received_header": False,
+                "timeout": 20}
+        if any(k.startswith("password_") for k in keys):
+            del acct["password"]
+        acct.update(keys)
+        return write_config(os.path.join(self.dir, "popfetchd.conf"), [acct],
+                            mode, state_dir=os.path.join(self.dir, "state"),
+                            **(settings or {}))
 
 
 class DovecotCase(Case):
