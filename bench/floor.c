@@ -1,5 +1,5 @@
 /*
- * Two helpers for tools/bench.py, which compares popfetchd with what the
+ * Two helpers for bench/bench.py, which compares popfetchd with what the
  * disk alone costs.
  *
  *	bench_floor write CORPUS INDEX MAILDIR

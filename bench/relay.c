@@ -1,21 +1,23 @@
 /*
- * A TCP relay that adds latency without limiting throughput: the C twin
- * of tools/latency_relay.py, for tools/bench.py, where the Python relay's
- * own CPU time competed with Dovecot and popfetchd for two CPUs.
+ * A TCP relay that adds latency without limiting throughput: the path of
+ * bench/bench.py's B2 and B3 scenarios. It is C so that its own CPU time
+ * takes as little as possible from Dovecot and popfetchd on the same CPUs.
  *
  *	bench_relay LISTEN_PORT TARGET_HOST TARGET_PORT DELAY_MS
  *	    [--no-handshake]
  *
- * Listens on 127.0.0.1:LISTEN_PORT (0: any free port) and prints the same
- * first line as the Python relay ("listening on 127.0.0.1:PORT -> ...").
+ * Listens on 127.0.0.1:LISTEN_PORT (0: any free port) and prints a first
+ * line "listening on 127.0.0.1:PORT -> ...", where bench.py reads the port.
  * Every chunk read from either side is written to the other side DELAY_MS
- * after it arrived, from a queue, so reading goes on meanwhile. Order is
- * kept and half-closes follow the data. As in the Python relay, the
- * upstream connection is opened 3 x DELAY_MS after accept() (the handshake
- * a real path would cost) and client bytes are held until then.
- * Differences: a socket error closes both connections at once, and a
- * direction stops reading above HIGH_WATER queued bytes (no separate limit
- * on the kernel's send buffer, which is bounded anyway).
+ * after it arrived, from a queue, so reading goes on meanwhile: the delay
+ * adds latency, not a limit on throughput. Order is kept, half-closes
+ * follow the data, and the bytes are not looked at, so TLS passes through.
+ * The client's connect() completes at once, so the upstream connection is
+ * opened 3 x DELAY_MS after accept(), when a real server's accept() would
+ * return (unless --no-handshake), and client bytes are held until then.
+ * A socket error closes both connections at once; a direction stops
+ * reading above HIGH_WATER queued bytes (the kernel's send buffer bounds
+ * the rest).
  */
 #include <sys/epoll.h>
 #include <sys/prctl.h>

@@ -23,7 +23,6 @@ import os
 import socket
 import ssl
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -114,6 +113,10 @@ class FakePop:
         self.stop()
 
     def stop(self):
+        """Stops serving; a second call does nothing (the port may be
+        another server's by then)."""
+        if self.stopping:
+            return
         self.stopping = True
         try:
             # Wake accept() so the thread ends.
@@ -499,7 +502,3 @@ class FakePop:
             conn.sendall(b"+OK\r\n")
         else:
             conn.sendall(b"-ERR unknown command\r\n")
-
-
-def tempdir():
-    return tempfile.mkdtemp(prefix="popfetchd-fake-")

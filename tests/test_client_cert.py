@@ -9,9 +9,9 @@ Without a certificate, or with one from another CA, the login is refused:
 popfetchd exits 77 with one readable line naming the account, nothing
 moves, and Dovecot logged no login.
 
-The certificates come from test_tls_auth.CA (openssl ca, in a temporary
+The certificates come from harness.CA (openssl ca, in a temporary
 folder); the helpers for configurations, runs and Maildir checks from
-test_fetch.FetchTest.
+harness.DovecotCase.
 
 Run: python3 tests/test_client_cert.py --binary build/popfetchd
      (or set POPFETCHD). KEEP_TMP=1 leaves the temporary folders behind.
@@ -22,19 +22,12 @@ import poplib
 import re
 import shutil
 import ssl
-import sys
 import tempfile
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mailgen  # noqa: E402
-import test_fetch  # noqa: E402
+import mailgen
+from harness import CA, DovecotCase, main, multiset
 
-# Importing test_tls_auth takes --binary out of sys.argv for itself: take
-# it first.
-from test_tls_auth import CA  # noqa: E402
-
-PASSWORD = test_fetch.PASSWORD
+PASSWORD = DovecotCase.PASSWORD
 
 # What a refused login must not print: OpenSSL's error queue or a trace.
 UNREADABLE = re.compile(r"error:[0-9A-Fa-f]{8}:|SSL routines|Traceback")
@@ -56,7 +49,7 @@ def refusals(dc, reason):
     return [l for l in dc.log_text().splitlines() if pat.search(l)]
 
 
-class TestClientCertificate(test_fetch.FetchTest):
+class TestClientCertificate(DovecotCase):
 
     @classmethod
     def setUpClass(cls):
@@ -92,24 +85,11 @@ class TestClientCertificate(test_fetch.FetchTest):
     def cert_account(self, dc, auth, cert=None, key=None, tls="implicit"):
         """Account "work" for alice; AUTH "external" sets no user and no
         password. CERT/KEY: the client certificate, if any."""
-        port = dc.ssl_port if tls == "implicit" else dc.port
-        keys = [("name", "work"), ("host", "127.0.0.1"), ("port", port),
-                ("tls", tls), ("ca_file", dc.ca_file),
-                ("maildir", self.maildir), ("received_header", False),
-                ("timeout", 30)]
-        if auth != "external":
-            keys += [("user", "alice"), ("password", PASSWORD)]
-        if auth is not None:
-            keys.append(("auth", auth))
-        if cert is not None:
-            keys += [("client_cert", cert), ("client_key", key)]
-        body = "".join(
-            "    %s = %s;\n" % (k, ("true" if v else "false")
-                                if isinstance(v, bool) else
-                                str(v) if isinstance(v, int) else
-                                '"%s"' % v)
-            for k, v in keys)
-        return "  {\n%s  }" % body
+        acct = self.account(dc, name="work", tls=tls, auth=auth, keep=None,
+                            client_cert=cert, client_key=key)
+        if auth == "external":
+            acct.update(user=None, password=None)
+        return acct
 
     def assert_logged_in(self, dc, method):
         """Dovecot logged exactly one login of alice from popfetchd, with
@@ -133,8 +113,8 @@ class TestClientCertificate(test_fetch.FetchTest):
         self.assertNotRegex(r.stderr, UNREADABLE)
         self.assertNotIn(PASSWORD, r.stderr)
         self.assert_nothing_delivered()
-        self.assertEqual(test_fetch.multiset(dc.server_messages("alice")),
-                         test_fetch.multiset(msgs))
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs))
         dc.sync_log()
         self.assertEqual(popfetchd_logins(dc), [], dc.log_text()[-3000:])
         self.assertEqual(dc.logins("alice"), 0)
@@ -254,14 +234,6 @@ class TestClientCertificate(test_fetch.FetchTest):
         self.assertEqual(dc.logins("mallory"), 0)
         self.assertGreaterEqual(dc.auth_failures("mallory"), 1,
                                 dc.log_text()[-3000:])
-
-
-def main():
-    test_fetch.BINARY = os.path.abspath(test_fetch.BINARY)
-    if not os.access(test_fetch.BINARY, os.X_OK):
-        sys.exit("test_client_cert.py: no popfetchd binary at %s "
-                 "(use --binary PATH or POPFETCHD)" % test_fetch.BINARY)
-    unittest.main(verbosity=2)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@
 
 #include "conf.h"
 #include "check_main.h"
+#include "check_util.h"
 
 /* A trailing slash, to show that expansion does not double it. */
 #define TEST_HOME "/home/tester/"
@@ -483,24 +484,21 @@ END_TEST
 static char *
 make_tmpdir(void)
 {
-	char *dir = strdup("/tmp/test_conf.XXXXXX");
+	char *dir = malloc(PATH_MAX);
 
 	ck_assert_ptr_nonnull(dir);
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	check_tmpdir(dir, PATH_MAX, "test_conf");
 	return dir;
 }
 
+/* DIR/NAME holding LEN bytes of TEXT, mode 0644 (caller frees the path). */
 static char *
 write_file(const char *dir, const char *name, const char *text, size_t len)
 {
 	char *path;
-	FILE *f;
 
 	ck_assert_int_ne(asprintf(&path, "%s/%s", dir, name), -1);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(fwrite(text, 1, len, f), len);
-	ck_assert_int_eq(fclose(f), 0);
+	check_write_file(path, text, len, 0644);
 	return path;
 }
 
@@ -566,8 +564,7 @@ START_TEST(inline_password_permissions)
 		    strncmp(e.msg[1], want, strlen(want)) == 0, "%s", e.msg[1]);
 		errors_free(&e);
 	}
-	unlink(path);
-	rmdir(dir);
+	check_rm_rf(dir);
 	free(path);
 	free(dir);
 }
@@ -644,8 +641,7 @@ START_TEST(secrets_wiped)
 	ck_assert_uint_eq(freed_with_secret, 0);
 
 	errors_free(&e);
-	unlink(path);
-	rmdir(dir);
+	check_rm_rf(dir);
 	free(path);
 	free(text);
 	free(dir);
@@ -666,8 +662,7 @@ START_TEST(nul_byte)
 	snprintf(want, sizeof(want), "%s:2: NUL byte in the file", path);
 	ck_assert_str_eq(e.msg[0], want);
 	errors_free(&e);
-	unlink(path);
-	rmdir(dir);
+	check_rm_rf(dir);
 	free(path);
 	free(dir);
 }
@@ -691,7 +686,7 @@ START_TEST(unreadable)
 	snprintf(want, sizeof(want), "%s: cannot read: Is a directory", dir);
 	ck_assert_str_eq(e.msg[0], want);
 	errors_free(&e);
-	rmdir(dir);
+	check_rm_rf(dir);
 	free(path);
 	free(dir);
 }
@@ -720,8 +715,7 @@ START_TEST(no_callback_uses_stderr)
 	buf[n] = '\0';
 	ck_assert_ptr_nonnull(strstr(buf, "missing.conf: cannot read: "));
 	ck_assert_int_eq(buf[n - 1], '\n');
-	unlink(log);
-	rmdir(dir);
+	check_rm_rf(dir);
 	free(log);
 	free(path);
 	free(dir);
@@ -768,8 +762,7 @@ START_TEST(many_accounts)
 	ck_assert_uint_eq(c->naccounts, N);
 	ck_assert_uint_eq(account(c, "a4999")->port, 5000);
 	conf_free(&c);
-	unlink(path);
-	rmdir(dir);
+	check_rm_rf(dir);
 	free(text);
 	free(path);
 	free(dir);

@@ -16,12 +16,9 @@ import signal
 import subprocess
 import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert, tempdir  # noqa: E402
+from harness import BINARY, FakePopCase, clean_env, main
 
-from harness import BINARY, main  # noqa: E402
 NMESSAGES = 50
 RANDOM_KILLS = int(os.environ.get("CRASH_RANDOM_KILLS", "100"))
 # Every STRIDE-th crash point: the sanitizer build, several times slower,
@@ -46,64 +43,31 @@ def corpus():
 MESSAGES = corpus()
 
 
-class CrashTest(unittest.TestCase):
+class CrashTest(FakePopCase):
+    MESSAGES = MESSAGES
+
     @classmethod
     def setUpClass(cls):
-        cls.certdir = tempdir()
-        cls.cert, cls.key = make_cert(cls.certdir)
+        super().setUpClass()
         cls.kill_points = 0
 
     @classmethod
     def tearDownClass(cls):
-        shutil.rmtree(cls.certdir, ignore_errors=True)
+        super().tearDownClass()
         print("\ncrash test: %d kills, 0 lost, 0 duplicated"
               % cls.kill_points, file=sys.stderr)
-
-    def setUp(self):
-        self.dir = tempdir()
-
-    def tearDown(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def fresh(self, keep, pipelining):
         """A new server, Maildir and state for one scenario."""
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
-        srv = FakePop(list(MESSAGES), tls="implicit", certfile=self.cert,
-                      keyfile=self.key, pipelining=pipelining)
-        conf = os.path.join(self.dir, "popfetchd.conf")
-        with open(conf, "w") as f:
-            f.write("""
-state_dir = "%s/state";
-accounts = ({
-  name = "crash"; host = "localhost"; port = %d; ca_file = "%s";
-  user = "alice"; password = "secret"; maildir = "%s/Maildir";
-  received_header = false; keep = %s; timeout = 20;
-});
-""" % (self.dir, srv.port, self.cert, self.dir,
-                "true" if keep else "false"))
-        os.chmod(conf, 0o600)
-        return srv, conf
+        srv = self.server(pipelining=pipelining)
+        return srv, self.config(srv, name="crash", keep=keep)
 
     def run_pf(self, conf, crash_at=None):
-        env = dict(os.environ)
-        env.pop("POPFETCHD_CRASH_AT", None)
-        if crash_at is not None:
-            env["POPFETCHD_CRASH_AT"] = str(crash_at)
-        return subprocess.run([BINARY, "-c", conf, "--once"], env=env,
-                              capture_output=True, text=True, timeout=60)
-
-    def maildir(self, sub):
-        path = os.path.join(self.dir, "Maildir", sub)
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
-
-    def delivered(self):
-        out = []
-        for name in self.maildir("new"):
-            with open(os.path.join(self.dir, "Maildir", "new", name),
-                      "rb") as f:
-                out.append(f.read())
-        return out
+        env = {} if crash_at is None else {"POPFETCHD_CRASH_AT":
+                                           str(crash_at)}
+        return self.run_once(conf, env=env, timeout=60)
 
     def check_exactly_once(self, srv, keep, what):
         got = self.delivered()
@@ -113,7 +77,7 @@ accounts = ({
                          "%s: %d lost, %d duplicated" % (what, len(lost),
                                                           dups))
         self.assertEqual(sorted(got), sorted(MESSAGES), what)
-        self.assertEqual(self.maildir("tmp"), [], what)
+        self.assertEqual(self.files("tmp"), [], what)
         self.assertEqual(srv.messages, MESSAGES if keep else [], what)
 
     def recover_and_check(self, srv, conf, keep, what):
@@ -167,7 +131,8 @@ accounts = ({
             try:
                 p = subprocess.Popen([BINARY, "-c", conf, "--once"],
                                      stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL,
+                                     env=clean_env())
                 # Fault injection, not synchronisation: the moment of
                 # the kill is the variable under test.
                 time.sleep(rnd.uniform(0, span))

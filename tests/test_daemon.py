@@ -29,16 +29,12 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mailgen  # noqa: E402
-from dovecot import Dovecot, free_ports, make_certificate  # noqa: E402
-from fakepop import FakePop, make_cert  # noqa: E402
+import mailgen
+from dovecot import Dovecot, free_ports, make_certificate
+from fakepop import FakePop, make_cert
+from harness import BINARY, WAIT, Case, main, write_config
 
-from harness import BINARY  # noqa: E402
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# Upper bound of any single wait for an event; a test fails, never hangs.
-WAIT = 60
 
 # Loopback addresses the relay listens on; each is one "host" for the
 # daemon's per-host cap, and each is in the server certificate.
@@ -67,10 +63,6 @@ def setUpModule():
 def tearDownModule():
     if _dovecot is not None:
         _dovecot.cleanup()
-
-
-def multiset(messages):
-    return collections.Counter(messages)
 
 
 # --- the relay -------------------------------------------------------------
@@ -269,99 +261,7 @@ class Relay:
             self.current_all -= 1
 
 
-# --- the daemon and the notification socket --------------------------------
-
-class Daemon:
-    """popfetchd in the foreground; its stderr lines are collected."""
-
-    def __init__(self, conf, args=(), env=None, log_path=None):
-        full_env = dict(os.environ)
-        # The runner's own service manager must not hear from us.
-        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
-            full_env.pop(key, None)
-        full_env.update(env or {})
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [BINARY, "-c", conf] + list(args), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=full_env)
-        self.lines = []
-        self.eof = False
-        self.cond = threading.Condition()
-        # A copy of stderr, for a look after a failure (KEEP_TMP=1).
-        self.log = open(log_path, "w") if log_path else None
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if self.log:
-                self.log.write("%.3f %s\n"
-                               % (time.monotonic() - self.started, line))
-                self.log.flush()
-            with self.cond:
-                self.lines.append(line)
-                self.cond.notify_all()
-        with self.cond:
-            self.eof = True
-            self.cond.notify_all()
-        if self.log:
-            self.log.close()
-
-    def mark(self):
-        with self.cond:
-            return len(self.lines)
-
-    def text(self, since=0):
-        with self.cond:
-            return "\n".join(self.lines[since:])
-
-    def grep(self, pattern, since=0):
-        pat = re.compile(pattern)
-        with self.cond:
-            return [l for l in self.lines[since:] if pat.search(l)]
-
-    def wait_until(self, pred, what, timeout=WAIT):
-        """Wait until PRED(lines) is true; fail with the log if not."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                if pred(self.lines):
-                    return
-                left = deadline - time.monotonic()
-                if left <= 0 or self.eof:
-                    tail = "\n".join(self.lines[-60:])
-                    raise AssertionError(
-                        "%s: %s; last lines:\n%s"
-                        % ("daemon exited" if self.eof else "timed out",
-                           what, tail))
-                self.cond.wait(left)
-
-    def wait_line(self, pattern, since=0, count=1, timeout=WAIT):
-        """Wait for COUNT lines matching PATTERN after index SINCE."""
-        pat = re.compile(pattern)
-
-        def enough(lines):
-            return sum(1 for l in lines[since:] if pat.search(l)) >= count
-        self.wait_until(enough, "%d line(s) matching %r" % (count, pattern),
-                        timeout)
-        return self.grep(pattern, since)
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout=WAIT):
-        rc = self.proc.wait(timeout)
-        self.reader.join(5)
-        return rc
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(5)
-        self.proc.stderr.close()
-
+# --- the notification socket ------------------------------------------------
 
 class NotifySocket:
     """The service manager's side of sd_notify: a bound datagram socket."""
@@ -431,63 +331,46 @@ class NotifySocket:
 
 # --- the tests -------------------------------------------------------------
 
-class DaemonTest(unittest.TestCase):
+class DaemonTest(Case):
 
     def setUp(self):
+        super().setUp()
         self.dc = _dovecot
-        self.dir = tempfile.mkdtemp(prefix="popfetchd-daemon-")
-        if not os.environ.get("KEEP_TMP"):
-            self.addCleanup(shutil.rmtree, self.dir, True)
         self.conf_path = os.path.join(self.dir, "popfetchd.conf")
         # Maildirs are made only inside a directory that exists.
         os.mkdir(os.path.join(self.dir, "mail"))
 
-    def maildir(self, name):
+    def mailbox(self, name):
+        """Account NAME's Maildir."""
         return os.path.join(self.dir, "mail", name)
 
     def user(self, name, password, messages):
         self.dc.add_user(name, password)
         self.dc.deliver_many(name, messages)
 
-    def account(self, name, host, port, password, user=None, extra=""):
-        return ('  { name = "%s"; host = "%s"; port = %d; user = "%s";\n'
-                '    password = "%s"; maildir = "%s"; %s }'
-                % (name, host, port, user or name, password,
-                   self.maildir(name), extra))
+    def account(self, name, host, port, password, user=None, **keys):
+        """Account NAME, as a dict for write_config; KEYS override or add
+        settings (None removes one)."""
+        acct = {"name": name, "host": host, "port": port,
+                "user": user or name, "password": password,
+                "maildir": self.mailbox(name)}
+        acct.update(keys)
+        return acct
 
     def write_config(self, accounts, poll_interval=3600, max_connections=64,
-                     max_per_host=4, timeout=30, extra=""):
-        """The configuration (mode 0600: it holds passwords)."""
-        text = """state_dir = "%s";
-poll_interval = %d;
-max_connections = %d;
-max_per_host = %d;
-timeout = %d;
-%s
-defaults = {
-  tls = "implicit";
-  ca_file = "%s";
-  received_header = false;
-};
-accounts = (
-%s
-);
-""" % (os.path.join(self.dir, "state"), poll_interval, max_connections,
-            max_per_host, timeout, extra, self.dc.ca_file,
-            ",\n".join(accounts))
-        tmp = self.conf_path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.rename(tmp, self.conf_path)
-        return self.conf_path
+                     max_per_host=4, timeout=30):
+        """The configuration, replaced in one step (a reload may read it
+        at any time)."""
+        return write_config(
+            self.conf_path, accounts,
+            state_dir=os.path.join(self.dir, "state"),
+            poll_interval=poll_interval, max_connections=max_connections,
+            max_per_host=max_per_host, timeout=timeout,
+            defaults={"tls": "implicit", "ca_file": self.dc.ca_file,
+                      "received_header": False})
 
     def daemon(self, args=(), env=None):
-        n = len([f for f in os.listdir(self.dir) if f.startswith("daemon")])
-        d = Daemon(self.conf_path, args, env,
-                   os.path.join(self.dir, "daemon%d.log" % n))
-        self.addCleanup(d.kill)
-        return d
+        return super().daemon(self.conf_path, args, env)
 
     def notify_socket(self, **kw):
         if not kw:
@@ -501,29 +384,12 @@ accounts = (
         self.addCleanup(r.stop)
         return r
 
-    def delivered(self, name):
-        out = []
-        new = os.path.join(self.maildir(name), "new")
-        if not os.path.isdir(new):
-            return out
-        self.assertEqual(os.listdir(os.path.join(self.maildir(name), "cur")),
-                         [], "popfetchd delivers into new/ only")
-        for f in sorted(os.listdir(new)):
-            with open(os.path.join(new, f), "rb") as fh:
-                out.append(fh.read())
-        return out
-
     def assert_exactly(self, name, expected):
-        got = self.delivered(name)
-        self.assertEqual(multiset(got), multiset(expected),
-                         "account %s: %d delivered, %d expected"
-                         % (name, len(got), len(expected)))
-        tmp = os.path.join(self.maildir(name), "tmp")
-        self.assertEqual(os.listdir(tmp), [], "files left in tmp/")
+        self.assert_delivered_exactly(expected, self.mailbox(name))
 
     def wait_files(self, name, count, timeout=WAIT):
         """Wait until NAME's new/ holds COUNT files (checked 20x a second)."""
-        new = os.path.join(self.maildir(name), "new")
+        new = os.path.join(self.mailbox(name), "new")
         deadline = time.monotonic() + timeout
         while True:
             n = len(os.listdir(new)) if os.path.isdir(new) else 0
@@ -543,9 +409,7 @@ accounts = (
     def finish_once(self, name, msgs):
         """A --once run completes account NAME: MSGS each delivered once,
         the server mailbox empty."""
-        r = subprocess.run([BINARY, "-c", self.conf_path, "--once"],
-                           stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=WAIT)
+        r = self.run_once(self.conf_path, timeout=WAIT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_exactly(name, msgs)
         self.assertEqual(self.dc.server_messages(name), [])
@@ -601,10 +465,9 @@ class TestManyAccounts(DaemonTest):
         for name in closed:
             accounts.append(self.account(name, "127.0.0.1", closed_port,
                                          "x", user="nobody"))
-        accounts.append(self.account("nosecret", HOSTS[1], ports[HOSTS[1]],
-                                     "x", extra='password_file = "%s";'
-                                     % os.path.join(self.dir, "missing"))
-                        .replace('password = "x";', ""))
+        accounts.append(self.account(
+            "nosecret", HOSTS[1], ports[HOSTS[1]], None,
+            password_file=os.path.join(self.dir, "missing")))
         self.write_config(accounts, max_connections=self.MAX_CONNECTIONS,
                           max_per_host=self.MAX_PER_HOST)
         n_accounts = len(accounts)
@@ -633,7 +496,7 @@ class TestManyAccounts(DaemonTest):
             self.assertEqual(dc.server_messages(name), [], name)
         for i, name in enumerate(wrong):
             self.assertEqual(dc.server_messages(name), spare[i:i + 1])
-            self.assertEqual(self.delivered(name), [])
+            self.assertEqual(self.delivered(self.mailbox(name)), [])
             # One loud line per account, naming what to do.
             self.assertEqual(len(d.grep(
                 r"^account=%s AUTHENTICATION REFUSED .*SIGHUP" % name)), 1)
@@ -728,7 +591,7 @@ class TestSignals(DaemonTest):
 
         # Valid change: ra gets another Maildir, rb goes, rc comes.
         moved = os.path.join(self.dir, "mail", "ra-moved")
-        acct_a2 = acct_a.replace(self.maildir("ra"), moved)
+        acct_a2 = dict(acct_a, maildir=moved)
         acct_c = self.account("rc", "127.0.0.1", port, pw)
         self.write_config([acct_a2, acct_c], poll_interval=10)
         mark, mark_n = d.mark(), notify.mark()
@@ -753,7 +616,7 @@ class TestSignals(DaemonTest):
         d.signal(signal.SIGUSR1)
         d.wait_line(r"^account=rc listed=2 fetched=2 .*result=ok", mark)
         self.wait_files("ra-moved", 1)
-        self.assertEqual(self.delivered("ra-moved"), [msgs[6]])
+        self.assertEqual(self.delivered(self.mailbox("ra-moved")), [msgs[6]])
         self.assert_exactly("rc", msgs[4:6])
         # rb is gone: polled no more, its new message stays.
         d.wait_line(r"^account=ra listed=1 fetched=1 .*result=ok", mark)
@@ -821,7 +684,7 @@ class TestSignals(DaemonTest):
         d.wait_line(r"^account=chg > RETR \d+")
 
         moved = os.path.join(self.dir, "mail", "chg-moved")
-        self.write_config([chg.replace(self.maildir("chg"), moved)])
+        self.write_config([dict(chg, maildir=moved)])
         mark = d.mark()
         d.signal(signal.SIGHUP)
         d.wait_line(r"^reloaded file=.* accounts=1 added=0 removed=1$", mark)
@@ -841,7 +704,7 @@ class TestSignals(DaemonTest):
         d.signal(signal.SIGUSR1)
         d.wait_line(r"^poll-now accounts=1$", mark)
         d.wait_line(r"^account=chg listed=1 fetched=1 .*result=ok", mark)
-        self.assertEqual(self.delivered("chg-moved"), [msgs[41]])
+        self.assertEqual(self.delivered(self.mailbox("chg-moved")), [msgs[41]])
         self.assert_exactly("chg", msgs[20:40])
         self.assertEqual(self.results(d, "gone", mark), [])
         self.assertEqual(dc.server_messages("gone"), [msgs[40]])
@@ -880,7 +743,7 @@ class TestSignals(DaemonTest):
               file=sys.stderr)
         self.assertLess(elapsed, grace + 2)
         self.assertTrue(d.grep(r"^stopping running=1 grace=%d$" % grace))
-        before = len(self.delivered("term"))
+        before = len(self.delivered(self.mailbox("term")))
         self.assertLess(before, len(msgs), "the fetch was not interrupted")
 
         # The same account (same host: the state is kept per host and
@@ -931,7 +794,7 @@ class TestSignals(DaemonTest):
                             rate=sum(len(m) for m in msgs) / 12.0)
         relay.start()
         self.write_config([self.account("hand", HOSTS[0], port, pw,
-                                        extra='pipelining = "off";')],
+                                        pipelining="off")],
                           timeout=30)
         d = self.daemon(args=["-d", "1"])
         d.wait_line(r"^started ")
@@ -944,7 +807,7 @@ class TestSignals(DaemonTest):
         self.assertTrue(d.grep(r"^account=hand stopping: 1 message\(s\) "
                                r"in flight"), d.text()[-3000:])
         self.assertEqual(d.grep(r"abandon"), [])
-        got = self.delivered("hand")
+        got = self.delivered(self.mailbox("hand"))
         self.assertTrue(3 <= len(got) < len(msgs), len(got))
         # Every message delivered was deleted, and only those.
         self.assertTrue(d.grep(r"^account=hand listed=60 fetched=%d .*"
@@ -964,12 +827,12 @@ class TestSignals(DaemonTest):
                      capa_extra=["LOGIN-DELAY 900"]) as srv:
             self.write_config([self.account(
                 "delay", "127.0.0.1", srv.port, "pw-delay",
-                user="alice", extra='tls = "none"; allow_plaintext = true;')],
+                user="alice", tls="none", allow_plaintext=True)],
                 poll_interval=60)
             d = self.daemon()
             d.wait_line(r"^started ")
             d.signal(signal.SIGUSR1)
-            line = d.wait_line(r"^account=delay listed=3 .*result=ok")[0]
+            line = d.wait_line(r"^account=delay listed=3 .*result=ok")
             self.assertRegex(line, r" next=900$")
             mark = d.mark()
             d.signal(signal.SIGUSR1)
@@ -997,12 +860,12 @@ class TestSignals(DaemonTest):
                     self.write_config([self.account(
                         "inject", "127.0.0.1", srv.port, "pw-inject",
                         user="alice",
-                        extra='tls = "starttls"; ca_file = "%s";' % cert)],
+                        tls="starttls", ca_file=cert)],
                         poll_interval=60)
                     d = self.daemon()
                     d.wait_line(r"^started ")
                     d.signal(signal.SIGUSR1)
-                    line = d.wait_line(r"^account=inject listed=")[0]
+                    line = d.wait_line(r"^account=inject listed=")
                     self.assertRegex(line, r"result=%s next=\d+$" % (
                         "protocol" if refuse else "ok"))
                     nxt = int(line.rsplit("=", 1)[1])
@@ -1029,7 +892,7 @@ class TestSignals(DaemonTest):
         shutil.copyfile(wrong, ca)
         self.write_config([self.account(
             "renew", "127.0.0.1", dc.ssl_port, pw,
-            extra='ca_file = "%s";' % ca)])
+            ca_file=ca)])
         d = self.daemon()
         d.wait_line(r"^started ")
         d.signal(signal.SIGUSR1)
@@ -1146,8 +1009,7 @@ class TestSystemdUnits(unittest.TestCase):
         for name in names:
             with open(os.path.join(SRCDIR, "systemd", sub, name)) as f:
                 text = f.read()
-            text = text.replace("/usr/sbin/popfetchd",
-                                os.path.abspath(BINARY))
+            text = text.replace("/usr/sbin/popfetchd", BINARY)
             path = os.path.join(out, name)
             with open(path, "w") as f:
                 f.write(text)
@@ -1198,15 +1060,6 @@ class TestSystemdUnits(unittest.TestCase):
                     self.assertLessEqual(level, self.EXPOSURE_MAX, text)
         print("\n  systemd-analyze security --offline=true: "
               + ", ".join(figures), file=sys.stderr)
-
-
-def main():
-    global BINARY
-    BINARY = os.path.abspath(BINARY)
-    if not os.access(BINARY, os.X_OK):
-        sys.exit("test_daemon.py: no popfetchd binary at %s "
-                 "(use --binary PATH or POPFETCHD)" % BINARY)
-    unittest.main(verbosity=2)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ import signal
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert  # noqa: E402
-from harness import BINARY, FakePopCase, has_test_hooks, main  # noqa: E402
+from fakepop import make_cert
+from harness import BINARY, FakePopCase, clean_env, has_test_hooks, main
 
 MESSAGES = [
     b"From: a@example.org\nSubject: one\n\nbody one\n.leading dot\n",
@@ -28,30 +27,17 @@ MESSAGES = [
 class FaultTest(FakePopCase):
     MESSAGES = MESSAGES
 
-    def run_once(self, conf, limit_fsize=None, debug=None, now=None,
-                 fail=None):
+    def run_once(self, conf, limit_fsize=None, **kw):
+        """As Case.run_once; LIMIT_FSIZE makes a full disk, as the process
+        sees it: writes past that many bytes fail with EFBIG."""
         def preexec():
-            if limit_fsize is not None:
-                # A full disk, as the process sees it: writes past the
-                # limit fail with EFBIG (SIGXFSZ ignored, as it is
-                # inherited across exec).
-                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-                resource.setrlimit(resource.RLIMIT_FSIZE,
-                                   (limit_fsize, limit_fsize))
-        args = [BINARY, "-c", conf, "--once"]
-        if debug:
-            args += ["-d", str(debug)]
-        env = dict(os.environ)
-        if now is not None:
-            env["POPFETCHD_NOW"] = str(int(now))
-        if fail is not None:
-            env["POPFETCHD_FAIL"] = fail
-        return subprocess.run(args, capture_output=True, text=True,
-                              timeout=60, preexec_fn=preexec, env=env)
-
-    def tmp_files(self):
-        tmp = os.path.join(self.maildir, "tmp")
-        return os.listdir(tmp) if os.path.isdir(tmp) else []
+            # SIGXFSZ ignored, as it is inherited across exec.
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE,
+                               (limit_fsize, limit_fsize))
+        if limit_fsize is not None:
+            kw["preexec_fn"] = preexec
+        return super().run_once(conf, **kw)
 
     def assert_no_credentials(self, srv):
         for c in srv.commands:
@@ -60,14 +46,13 @@ class FaultTest(FakePopCase):
                                                    "APOP")), c)
 
     def assert_exactly_once(self):
-        self.assertEqual(sorted(self.delivered()), sorted(MESSAGES))
-        self.assertEqual(self.tmp_files(), [])
+        self.assert_delivered_exactly(MESSAGES)
 
     # ---- STLS ----
 
     def test_stls_fetches(self):
         srv = self.server(tls="starttls")
-        r = self.run_once(self.config(srv, tls="starttls"))
+        r = self.run_once(self.config(srv))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_exactly_once()
         verbs = srv.verbs()
@@ -79,7 +64,7 @@ class FaultTest(FakePopCase):
     def test_stls_injection_aborts(self):
         srv = self.server(tls="starttls")
         srv.inject_after_stls = b"+OK injected\r\n"
-        r = self.run_once(self.config(srv, tls="starttls"))
+        r = self.run_once(self.config(srv))
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("after +OK to STLS", r.stderr)
         self.assertIn("account=fake", r.stderr)
@@ -88,7 +73,7 @@ class FaultTest(FakePopCase):
 
     def test_stls_missing_refuses_before_credentials(self):
         srv = self.server(tls="starttls", capa_stls=False)
-        r = self.run_once(self.config(srv, tls="starttls"))
+        r = self.run_once(self.config(srv))
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("does not offer STLS", r.stderr)
         self.assert_no_credentials(srv)
@@ -96,7 +81,7 @@ class FaultTest(FakePopCase):
     def test_stls_refused(self):
         srv = self.server(tls="starttls")
         srv.refuse_stls = True
-        r = self.run_once(self.config(srv, tls="starttls"))
+        r = self.run_once(self.config(srv))
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("refused STLS", r.stderr)
         self.assert_no_credentials(srv)
@@ -136,7 +121,7 @@ class FaultTest(FakePopCase):
         self.assertIn("connection closed", r.stderr)
         # Nothing was deleted: the session never reached QUIT.
         self.assertEqual(len(srv.messages), 3)
-        self.assertEqual(self.tmp_files(), [])
+        self.assertEqual(self.files("tmp"), [])
         srv.drop_in_retr = None
         r = self.run_once(conf)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -194,7 +179,7 @@ class FaultTest(FakePopCase):
         r = self.run_once(conf, limit_fsize=20000)
         self.assertEqual(r.returncode, 74, r.stderr)
         self.assertIn("error=local", r.stderr)
-        self.assertEqual(self.tmp_files(), [])
+        self.assertEqual(self.files("tmp"), [])
         got = self.delivered()
         self.assertTrue(all(m in MESSAGES for m in got))
         # Whatever was not delivered is still on the server.
@@ -213,9 +198,7 @@ class FaultTest(FakePopCase):
         small = [b"From: s@example.org\nSubject: s%d\n\nbody %d\n" % (i, i)
                  for i in range(70)]
         msgs = small + [MESSAGES[1]]
-        srv = FakePop(list(msgs), certfile=self.cert, keyfile=self.key,
-                      tls="implicit", pipelining=True)
-        self.servers.append(srv)
+        srv = self.server(msgs, pipelining=True)
         conf = self.config(srv)
         r = self.run_once(conf, limit_fsize=20000, debug=1)
         self.assertEqual(r.returncode, 74, r.stderr)
@@ -224,7 +207,7 @@ class FaultTest(FakePopCase):
         self.assertIn("DELE", verbs)
         self.assertEqual(verbs[-2:], ["RSET", "QUIT"])
         self.assertEqual(srv.messages, msgs, "nothing may be deleted")
-        self.assertEqual(self.tmp_files(), [])
+        self.assertEqual(self.files("tmp"), [])
         got = self.delivered()
         self.assertEqual(sorted(got), sorted(small))
         self.assertRegex(r.stderr, r"deleted=0 ")
@@ -334,7 +317,7 @@ class FaultTest(FakePopCase):
         is forgotten (the next poll does not deliver it again), the
         message is not acted on, and the poll is not a success."""
         srv = self.server(tls="implicit")
-        conf = self.config(srv, extra="keep = true;")
+        conf = self.config(srv, keep=True)
         r = self.run_once(conf)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_exactly_once()
@@ -380,7 +363,7 @@ class FaultTest(FakePopCase):
                  "sys.stderr.write(r.stderr.decode())\n")
         r = subprocess.run([sys.executable, "-c", probe, BINARY, "-c", conf,
                             "--once"], capture_output=True, text=True,
-                           timeout=60)
+                           env=clean_env(), timeout=60)
         code, rss_kib = map(int, r.stdout.split())
         self.assertLess(rss_kib, 48 * 1024, r.stderr)
         # The three listed messages are delivered.
@@ -412,7 +395,7 @@ class FaultTest(FakePopCase):
         quite another size (another client removed the first, the server
         gave its UID again): the new message is fetched, once."""
         srv = self.server(tls="implicit")
-        conf = self.config(srv, extra="keep = true;")
+        conf = self.config(srv, keep=True)
         r = self.run_once(conf)
         self.assertEqual(r.returncode, 0, r.stderr)
         other = (b"From: z@example.org\nSubject: another\n\n" +
@@ -449,7 +432,7 @@ class FaultTest(FakePopCase):
         t0 = 1_800_000_000
         srv = self.server(tls="implicit")
         srv.uids[2] = "uid-0"
-        conf = self.config(srv, extra="keep = true; delete_after_days = 1;")
+        conf = self.config(srv, keep=True, delete_after_days=1)
         r = self.run_once(conf, now=t0)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_exactly_once()
@@ -487,9 +470,7 @@ class FaultTest(FakePopCase):
         """A reply far longer than LIST said is not that message: the
         session ends, nothing recorded or deleted."""
         msg = b"From: a@example.org\nSubject: s\n\nbody\n"
-        srv = FakePop([msg], certfile=self.cert, keyfile=self.key,
-                      tls="implicit")
-        self.servers.append(srv)
+        srv = self.server([msg])
         srv.raw["RETR"] = b"+OK\r\n" + b"x" * 70 + b"\r\n" * 40000
         r = self.run_once(self.config(srv))
         self.assertEqual(r.returncode, 75, r.stderr)
@@ -504,9 +485,7 @@ class FaultTest(FakePopCase):
         (the dot after the bare LF is data, kept as it is)."""
         body = b"From: a@example.org\r\nSubject: lf\r\n\r\nline\n.\r\n" \
                b"more after the bare LF\r\n"
-        srv = FakePop([b"placeholder"], certfile=self.cert,
-                      keyfile=self.key, tls="implicit")
-        self.servers.append(srv)
+        srv = self.server([b"placeholder"])
         srv.raw["LIST"] = b"+OK\r\n1 %d\r\n.\r\n" % len(body)
         srv.raw["RETR"] = b"+OK\r\n" + body + b".\r\n"
         r = self.run_once(self.config(srv))
@@ -519,9 +498,7 @@ class FaultTest(FakePopCase):
         its terminator, cast doubt on the terminator: the message is not
         recorded (the next poll fetches it) and nothing is deleted."""
         msg = b"From: a@example.org\nSubject: s\n\nbody\n"
-        srv = FakePop([msg], certfile=self.cert, keyfile=self.key,
-                      tls="implicit")
-        self.servers.append(srv)
+        srv = self.server([msg])
         srv.raw["RETR"] = (b"+OK\r\n" + msg.replace(b"\n", b"\r\n") +
                            b".\r\nrest of the real message\r\n")
         conf = self.config(srv)
@@ -573,7 +550,7 @@ class FaultTest(FakePopCase):
 
     def test_no_uidl_keep_mode_refused(self):
         srv = self.server(tls="implicit", uidl=False)
-        r = self.run_once(self.config(srv, extra="keep = true;"))
+        r = self.run_once(self.config(srv, keep=True))
         self.assertEqual(r.returncode, 78, r.stderr)
         self.assertIn("UIDL", r.stderr)
         self.assertEqual(self.delivered(), [])

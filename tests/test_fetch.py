@@ -10,156 +10,20 @@ Run: python3 tests/test_fetch.py --binary build/popfetchd [unittest args]
      (or set POPFETCHD). KEEP_TMP=1 leaves the temporary folders behind.
 """
 
-import collections
 import os
 import poplib
 import re
-import shutil
 import ssl
 import subprocess
-import sys
-import tempfile
-import time
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mailgen  # noqa: E402
-from dovecot import Dovecot  # noqa: E402
+import mailgen
+from harness import (BINARY, RUN_TIMEOUT, DovecotCase, clean_env,
+                     has_test_hooks, main, multiset)
 
-from harness import BINARY  # noqa: E402
-
-# One run of popfetchd --once may take this long at most.
-RUN_TIMEOUT = 120
-
-PASSWORD = "s3cret-pass"
+PASSWORD = DovecotCase.PASSWORD
 
 
-
-def multiset(messages):
-    return collections.Counter(messages)
-
-
-class FetchTest(unittest.TestCase):
-    """Helpers shared by the tests: servers, configurations, runs."""
-
-    def setUp(self):
-        self.started = time.monotonic()
-        self.dir = tempfile.mkdtemp(prefix="popfetchd-test-")
-        if not os.environ.get("KEEP_TMP"):
-            self.addCleanup(shutil.rmtree, self.dir, True)
-        self.maildir = os.path.join(self.dir, "Maildir")
-
-    def dovecot(self, **kw):
-        """A started Dovecot, stopped when the test ends (pass or fail)."""
-        kw.setdefault("keep_dir", bool(os.environ.get("KEEP_TMP")))
-        dc = Dovecot(**kw)
-        self.addCleanup(dc.cleanup)
-        dc.start()
-        return dc
-
-    def account(self, dc, name="alice", user="alice", tls="implicit",
-                host="127.0.0.1", password=PASSWORD, maildir=None,
-                keep=False, received_header=False, extra=""):
-        """One account block of the configuration, as libconfig text."""
-        port = dc.ssl_port if tls == "implicit" else dc.port
-        return """  {
-    name = "%s";
-    host = "%s";
-    port = %d;
-    tls = "%s";
-    ca_file = "%s";
-    user = "%s";
-    password = "%s";
-    maildir = "%s";
-    keep = %s;
-    received_header = %s;
-    timeout = 30;
-    %s
-  }""" % (name, host, port, tls, dc.ca_file, user, password,
-          maildir or self.maildir, "true" if keep else "false",
-          "true" if received_header else "false", extra)
-
-    def config(self, *accounts):
-        """Write the configuration (mode 0600: it holds passwords)."""
-        path = os.path.join(self.dir, "popfetchd.conf")
-        text = 'state_dir = "%s";\naccounts = (\n%s\n);\n' % (
-            os.path.join(self.dir, "state"), ",\n".join(accounts))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(path, 0o600)
-        return path
-
-    def run_once(self, conf, *args, now=None):
-        """popfetchd -c CONF --once ARGS, bounded in time.
-
-        NOW fakes the policy's clock (test builds read POPFETCHD_NOW)."""
-        cmd = [BINARY, "-c", conf, "--once"] + list(args)
-        env = dict(os.environ)
-        if now is not None:
-            env["POPFETCHD_NOW"] = str(int(now))
-        try:
-            return subprocess.run(cmd, stdin=subprocess.DEVNULL, env=env,
-                                  capture_output=True, text=True,
-                                  errors="replace", timeout=RUN_TIMEOUT)
-        except subprocess.TimeoutExpired as e:
-            # subprocess.run has killed it already.
-            self.fail("popfetchd did not finish in %d s; stderr:\n%s"
-                      % (RUN_TIMEOUT, e.stderr))
-
-    def assert_exit(self, result, status):
-        self.assertEqual(result.returncode, status,
-                         "exit status %d, expected %d; stderr:\n%s"
-                         % (result.returncode, status, result.stderr[-6000:]))
-
-    # --- the local Maildir ----------------------------------------------
-
-    def files(self, sub, maildir=None):
-        d = os.path.join(maildir or self.maildir, sub)
-        if not os.path.isdir(d):
-            return []
-        return sorted(os.listdir(d))
-
-    def delivered(self, maildir=None):
-        """Contents of the files in new/ (and cur/, which must be empty)."""
-        maildir = maildir or self.maildir
-        self.assertEqual(self.files("cur", maildir), [],
-                         "popfetchd must deliver into new/ only")
-        out = []
-        for name in self.files("new", maildir):
-            with open(os.path.join(maildir, "new", name), "rb") as f:
-                out.append(f.read())
-        return out
-
-    def assert_delivered_exactly(self, expected, maildir=None):
-        """new/ holds EXPECTED, each exactly once; tmp/ is empty."""
-        got = self.delivered(maildir)
-        self.assertEqual(len(got), len(expected), "number of messages")
-        missing = multiset(expected) - multiset(got)
-        extra = multiset(got) - multiset(expected)
-        self.assertFalse(missing or extra,
-                         "%d messages missing or altered, %d unexpected "
-                         "(first unexpected: %r)"
-                         % (sum(missing.values()), sum(extra.values()),
-                            next(iter(extra), b"")[:300]))
-        self.assertEqual(self.files("tmp", maildir), [],
-                         "files left in tmp/")
-
-    def assert_nothing_delivered(self, maildir=None):
-        self.assertEqual(self.files("new", maildir), [])
-        self.assertEqual(self.files("cur", maildir), [])
-        self.assertEqual(self.files("tmp", maildir), [])
-
-    def assert_summary(self, result, account, fetched):
-        """The per-account summary line says fetched=FETCHED."""
-        lines = [l for l in result.stderr.splitlines()
-                 if "account=%s" % account in l and "fetched=" in l]
-        self.assertTrue(lines, "no summary line for account=%s in:\n%s"
-                        % (account, result.stderr[-4000:]))
-        self.assertRegex(lines[-1], r"\bfetched=%d\b" % fetched)
-
-
-class TestHarness(FetchTest):
+class TestHarness(DovecotCase):
     """The throwaway Dovecot itself, checked with Python's poplib.
 
     When these fail, the fault is in the test set-up, not in popfetchd.
@@ -221,7 +85,7 @@ class TestHarness(FetchTest):
                             timeout=30)
 
 
-class TestFetch(FetchTest):
+class TestFetch(DovecotCase):
 
     def test_fetch_delete_many_messages(self):
         """200+ messages, one of several MB, over implicit TLS, deleted."""
@@ -262,12 +126,11 @@ class TestFetch(FetchTest):
                 dc.deliver_many(user, msgs)
                 md = os.path.join(self.dir, "Maildir-" + mode)
                 conf = self.config(self.account(
-                    dc, name=user, user=user, maildir=md,
-                    extra='sync = "%s";' % mode))
+                    dc, name=user, user=user, maildir=md, sync=mode))
                 trace = os.path.join(self.dir, "strace-" + mode)
                 # LeakSanitizer cannot work under ptrace; every other test
                 # of a sanitizer build still checks for leaks.
-                env = dict(os.environ)
+                env = clean_env()
                 env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
                                        ":detect_leaks=0").lstrip(":")
                 r = subprocess.run(
@@ -325,9 +188,8 @@ class TestFetch(FetchTest):
 
     def test_delete_after_days(self):
         """keep with delete_after_days: deleted N days after first seen."""
-        with open(BINARY, "rb") as f:
-            if b"POPFETCHD_NOW" not in f.read():
-                self.skipTest("needs a build with -Dtest_hooks=true")
+        if not has_test_hooks():
+            self.skipTest("needs a build with -Dtest_hooks=true")
         day = 86400
         t0 = 1_800_000_000
         dc = self.dovecot()
@@ -335,7 +197,7 @@ class TestFetch(FetchTest):
         early = mailgen.generate(10, seed=4, tag="early")
         dc.deliver_many("alice", early)
         conf = self.config(self.account(dc, keep=True,
-                                        extra="delete_after_days = 7;"))
+                                        delete_after_days=7))
         self.assert_exit(self.run_once(conf, now=t0), 0)
         self.assert_delivered_exactly(early)
 
@@ -369,8 +231,7 @@ class TestFetch(FetchTest):
         big = [m for m in msgs if len(m) + m.count(b"\n") > limit]
         self.assertTrue(small and big, "the corpus needs both kinds")
         dc.deliver_many("alice", msgs)
-        conf = self.config(self.account(
-            dc, extra="max_message_size = %d;" % limit))
+        conf = self.config(self.account(dc, max_message_size=limit))
         for run in range(2):
             r = self.run_once(conf)
             self.assert_exit(r, 0)
@@ -384,10 +245,7 @@ class TestFetch(FetchTest):
                              r.stderr)
 
     def run_probe(self, conf, option, name="alice"):
-        cmd = [BINARY, "-c", conf, option, name]
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True,
-                              errors="replace", timeout=RUN_TIMEOUT)
+        return self.run_popfetchd("-c", conf, option, name)
 
     def test_serverinfo(self):
         """--serverinfo: greeting, TLS, capabilities, STAT; nothing moves."""
@@ -446,7 +304,7 @@ class TestFetch(FetchTest):
         dc.add_user("alice", PASSWORD)
         msgs = mailgen.generate(1000, seed=9, tag="pipe")
         dc.deliver_many("alice", msgs)
-        conf = self.config(self.account(dc, extra='pipelining = "on";'))
+        conf = self.config(self.account(dc, pipelining="on"))
         r = self.run_once(conf, "-d", "1")
         self.assert_exit(r, 0)
         self.assert_delivered_exactly(msgs)
@@ -593,8 +451,8 @@ class TestFetch(FetchTest):
                 msgs = mailgen.generate(3, seed=10 + i, tag="auth-" + auth)
                 dc.deliver_many("alice", msgs)
                 maildir = os.path.join(self.dir, "Maildir-" + auth)
-                conf = self.config(self.account(
-                    dc, maildir=maildir, extra='auth = "%s";' % auth))
+                conf = self.config(self.account(dc, maildir=maildir,
+                                                auth=auth))
 
                 r = self.run_once(conf)
 
@@ -638,15 +496,6 @@ class TestFetch(FetchTest):
         self.assertEqual(dc.server_messages("bob"), [])
         self.assert_summary(r, "alice", 15)
         self.assert_summary(r, "bob", 0)
-
-
-def main():
-    global BINARY
-    BINARY = os.path.abspath(BINARY)
-    if not os.access(BINARY, os.X_OK):
-        sys.exit("test_fetch.py: no popfetchd binary at %s "
-                 "(use --binary PATH or POPFETCHD)" % BINARY)
-    unittest.main(verbosity=2)
 
 
 if __name__ == "__main__":

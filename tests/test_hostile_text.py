@@ -13,14 +13,9 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop  # noqa: E402
-
-from harness import BINARY, FakePopCase, main  # noqa: E402
-WAIT = 60
+from fakepop import FakePop
+from harness import WAIT, FakePopCase, main
 
 # LOG_MSG_MAX in daemon/log.h: the longest message of a log line.
 LOG_MSG_MAX = 2048
@@ -48,9 +43,6 @@ def printable_lines(data):
 class HostileTextTest(FakePopCase):
     MESSAGES = [MESSAGE]
 
-    def server(self):
-        return super().server(tls="implicit")
-
     def hostile_auth(self, srv):
         """Greeting and login refusal full of escapes and padding."""
         srv.greeting = (b"+OK " + HOSTILE + b" " + PADDING + b" "
@@ -59,11 +51,6 @@ class HostileTextTest(FakePopCase):
         srv.raw["AUTH"] = refusal
         srv.raw["PASS"] = refusal
         srv.raw["APOP"] = refusal
-
-    def run_binary(self, *args, env=None):
-        return subprocess.run([BINARY] + list(args), capture_output=True,
-                              stdin=subprocess.DEVNULL, timeout=WAIT,
-                              env=env)
 
     def assert_escaped(self, data):
         """DATA holds HOSTILE escaped, never raw, in capped lines."""
@@ -76,7 +63,7 @@ class HostileTextTest(FakePopCase):
         """Login refused with hostile text: log and trace stay inert."""
         srv = self.server()
         self.hostile_auth(srv)
-        r = self.run_binary("-c", self.config(srv), "--once", "-d", "2")
+        r = self.run_once(self.config(srv), debug=2, text=False)
         self.assertNotEqual(r.returncode, 0, r.stderr)
         self.assert_escaped(r.stderr)
         self.assertIn(b"account=fake error=auth ", r.stderr)
@@ -94,26 +81,19 @@ class HostileTextTest(FakePopCase):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(path)
         sock.settimeout(WAIT)
-        env = dict(os.environ, NOTIFY_SOCKET=path)
-        for key in ("WATCHDOG_USEC", "WATCHDOG_PID"):
-            env.pop(key, None)
-        d = subprocess.Popen([BINARY, "-c", self.config(srv)],
-                             stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env)
+        d = self.daemon(self.config(srv), env={"NOTIFY_SOCKET": path})
         datagrams = []
         try:
             # Ready: poll now rather than after the spread of first polls.
             while b"READY=1" not in datagrams:
                 datagrams.append(sock.recv(65536))
-            d.send_signal(signal.SIGUSR1)
+            d.signal(signal.SIGUSR1)
             # Until the status names the failed login (recv times out,
             # failing the test, if it never comes).
             while not any(b"last error" in g for g in datagrams):
                 datagrams.append(sock.recv(65536))
         finally:
-            d.send_signal(signal.SIGTERM)
-            d.wait(WAIT)
+            d.stop()
             sock.close()
         keys = {b"READY", b"STATUS", b"STOPPING", b"WATCHDOG",
                 b"RELOADING", b"MONOTONIC_USEC"}
@@ -132,7 +112,8 @@ class HostileTextTest(FakePopCase):
                         + FakePop.TIMESTAMP + b"\r\n")
         srv.raw["CAPA"] = (b"+OK\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n"
                            b"X-" + HOSTILE + b"\r\n.\r\n")
-        r = self.run_binary("-c", self.config(srv), "--serverinfo", "fake")
+        r = self.run_popfetchd("-c", self.config(srv), "--serverinfo",
+                               "fake", text=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_escaped(r.stdout)
         self.assertIn(b"capability:   X-\\x1b[31m", r.stdout)
@@ -144,7 +125,8 @@ class HostileTextTest(FakePopCase):
         srv = self.server()
         srv.raw["TOP"] = (b"+OK\r\nFrom: \x9b2J<a@example.org>\r\n"
                           b"Subject: caf\xc3\xa9 \x1b[31m\\\r\n\r\n.\r\n")
-        r = self.run_binary("-c", self.config(srv), "--list", "fake")
+        r = self.run_popfetchd("-c", self.config(srv), "--list", "fake",
+                               text=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         printable_lines(r.stdout)
         printable_lines(r.stderr)

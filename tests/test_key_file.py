@@ -6,14 +6,9 @@ Run: python3 tests/test_key_file.py --binary build/popfetchd
 
 import os
 import signal
-import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import make_cert  # noqa: E402
-from test_net import Daemon  # noqa: E402
-
-from harness import BINARY, FakePopCase, main  # noqa: E402
+from fakepop import make_cert
+from harness import FakePopCase, main
 
 MESSAGES = [b"From: a@example.org\nSubject: one\n\nbody one\n"]
 
@@ -25,27 +20,23 @@ class KeyFileTest(FakePopCase):
         super().setUp()
         # The server asks for no client certificate: one that is sent
         # does no harm, so a good key file lets the poll succeed.
-        self.srv = self.server(tls="implicit")
+        self.srv = self.server()
         self.ccert, self.ckey = make_cert(self.dir, name="client", ip=False)
 
     def key_config(self):
-        return self.config(self.srv, extra='client_cert = "%s"; '
-                           'client_key = "%s";' % (self.ccert, self.ckey))
-
-    def run_once(self):
-        return subprocess.run([BINARY, "-c", self.key_config(), "--once"],
-                              capture_output=True, text=True, timeout=60)
+        return self.config(self.srv, client_cert=self.ccert,
+                           client_key=self.ckey)
 
     def test_private_key_accepted(self):
         os.chmod(self.ckey, 0o600)
-        r = self.run_once()
+        r = self.run_once(self.key_config())
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.srv.messages, [])
 
     def test_key_readable_by_group_refused(self):
         for mode in (0o640, 0o604):
             os.chmod(self.ckey, mode)
-            r = self.run_once()
+            r = self.run_once(self.key_config())
             self.assertEqual(r.returncode, 78, r.stderr)
             errors = [l for l in r.stderr.splitlines() if "error=" in l]
             self.assertEqual(len(errors), 1, r.stderr)
@@ -60,18 +51,15 @@ class KeyFileTest(FakePopCase):
         """The daemon keeps TLS set-ups between polls: a key whose mode
         changed is looked at again, and refused."""
         os.chmod(self.ckey, 0o600)
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        d = Daemon([BINARY, "-c", self.key_config()], env)
-        self.addCleanup(d.stop)
+        d = self.daemon(self.key_config())
         d.wait_line(r"started accounts=")
-        d.proc.send_signal(signal.SIGUSR1)
+        d.signal(signal.SIGUSR1)
         self.assertIn("result=ok", d.wait_line(r"account=fake .*result="))
         os.chmod(self.ckey, 0o644)
         mark = d.mark()
         self.srv.messages.append(MESSAGES[0])
         self.srv.uids.append("uid-new")
-        d.proc.send_signal(signal.SIGUSR1)
+        d.signal(signal.SIGUSR1)
         line = d.wait_line(r"account=fake .*(error=|result=)", mark)
         self.assertIn("client key %s is accessible by group or others"
                       % self.ckey, line)

@@ -27,16 +27,16 @@
 
 #include "fsutil.h"
 #include "maildir.h"
+#include "check_main.h"
+#include "check_util.h"
 
 static char tmpdir[1024];
 static char mdpath[2048];
 
 static void setup(void);
 static void teardown(void);
-static void rm_rf(const char *path);
 static int count_files(const char *sub);
 static char *only_file(const char *sub);
-static char *read_file(const char *path, size_t *len);
 static void publish_msg(
     struct maildir *md, struct maildir_msg **msg, char *name, size_t namelen);
 static void deliver(struct maildir *md, const char *const *chunks,
@@ -47,41 +47,14 @@ static Suite *maildir_suite(void);
 static void
 setup(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/test_maildir.XXXXXX",
-	    base != NULL && base[0] != '\0' ? base : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	check_tmpdir(tmpdir, sizeof(tmpdir), "test_maildir");
 	snprintf(mdpath, sizeof(mdpath), "%s/Maildir", tmpdir);
 }
 
 static void
 teardown(void)
 {
-	rm_rf(tmpdir);
-}
-
-/* Removes PATH and everything below it. */
-static void
-rm_rf(const char *path)
-{
-	struct dirent *de;
-	char sub[PATH_MAX];
-	DIR *dir;
-
-	if ((dir = opendir(path)) == NULL) {
-		unlink(path);
-		return;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		rm_rf(sub);
-	}
-	closedir(dir);
-	rmdir(path);
+	check_rm_rf(tmpdir);
 }
 
 /* Number of entries (other than . and ..) in mdpath/SUB. */
@@ -121,23 +94,6 @@ only_file(const char *sub)
 	closedir(dir);
 	ck_assert_ptr_nonnull(name);
 	return name;
-}
-
-static char *
-read_file(const char *path, size_t *len)
-{
-	struct stat sb;
-	char *buf;
-	int fd;
-
-	ck_assert_int_ne(fd = open(path, O_RDONLY), -1);
-	ck_assert_int_eq(fstat(fd, &sb), 0);
-	buf = malloc((size_t)sb.st_size + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_int_eq(read(fd, buf, (size_t)sb.st_size), sb.st_size);
-	close(fd);
-	*len = (size_t)sb.st_size;
-	return buf;
 }
 
 /*
@@ -181,7 +137,7 @@ check_delivered(const char *name, const char *want, size_t wantlen)
 	char *got;
 
 	snprintf(path, sizeof(path), "%s/new/%s", mdpath, name);
-	got = read_file(path, &len);
+	got = check_read_file(path, &len);
 	ck_assert_uint_eq(len, wantlen);
 	ck_assert(memcmp(got, want, len) == 0);
 	free(got);
@@ -843,7 +799,7 @@ START_TEST(test_finish_leaves_tmp_only)
 	snprintf(want, sizeof(want), "%s,S=17", tmpname);
 	ck_assert_str_eq(final, want);
 	snprintf(path, sizeof(path), "%s/tmp/%s", mdpath, tmpname);
-	data = read_file(path, &len);
+	data = check_read_file(path, &len);
 	ck_assert_uint_eq(len, 17);
 	ck_assert(memcmp(data, "Subject: x\n\nbody\n", 17) == 0);
 	ck_assert(maildir_tmp_exists(md, tmpname));
@@ -928,7 +884,7 @@ START_TEST(test_finish_avoids_clash)
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
 	ck_assert_int_eq(count_files("new"), 2);
 	/* The other file is untouched, ours is ours. */
-	free(read_file(path, &len));
+	free(check_read_file(path, &len));
 	ck_assert_uint_eq(len, 5);
 	check_delivered(final, "mine\n", 5);
 	free(first);
@@ -1420,11 +1376,5 @@ maildir_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(maildir_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(maildir_suite());
 }

@@ -12,25 +12,13 @@ Run: python3 tests/test_net.py --binary build/popfetchd
 
 import errno
 import os
-import re
 import select
-import shutil
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
-import time
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, tempdir  # noqa: E402
-
-from harness import BINARY, main, maildir_messages  # noqa: E402
-
-# Upper bound of any single wait; a test fails, never hangs.
-WAIT = 60
+from harness import WAIT, FakePopCase, main
 
 MESSAGES = [
     b"From: a@example.org\nSubject: one\n\nbody one\n",
@@ -172,76 +160,16 @@ class FakeDns:
         self.sock.close()
 
 
-class Daemon:
-    """popfetchd in the foreground; its stderr lines are collected."""
+class NetTest(FakePopCase):
+    MESSAGES = MESSAGES
 
-    def __init__(self, args, env, preexec_fn=None):
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env=env, preexec_fn=preexec_fn)
-        self.lines = []
-        self.eof = False
-        self.cond = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for raw in self.proc.stderr:
-            with self.cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip())
-                self.cond.notify_all()
-        with self.cond:
-            self.eof = True
-            self.cond.notify_all()
-
-    def mark(self):
-        with self.cond:
-            return len(self.lines)
-
-    def wait_line(self, pattern, since=0):
-        """The first line after index SINCE matching PATTERN."""
-        pat = re.compile(pattern)
-        deadline = time.monotonic() + WAIT
-        with self.cond:
-            while True:
-                for line in self.lines[since:]:
-                    if pat.search(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or self.eof:
-                    raise AssertionError("no line matching %r; got:\n%s"
-                                         % (pattern, "\n".join(self.lines)))
-                self.cond.wait(left)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.reader.join(5)
-        self.proc.stderr.close()
-
-
-class NetTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempdir()
-        self.maildir = os.path.join(self.dir, "Maildir")
+        super().setUp()
         self.hosts = os.path.join(self.dir, "hosts")
         self.resolv = os.path.join(self.dir, "resolv.conf")
-        self.cleanups = []
-
-    def tearDown(self):
-        for stop in reversed(self.cleanups):
-            stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def server(self):
-        s = FakePop(list(MESSAGES), tls=None)
-        self.cleanups.append(s.stop)
-        return s
+        return super().server(tls=None)
 
     def write_hosts(self, *entries):
         with open(self.hosts, "w") as f:
@@ -254,25 +182,16 @@ class NetTest(unittest.TestCase):
             f.write("nameserver 127.0.0.1:%d\noptions attempts:1\n"
                     % dns.port)
 
-    def config(self, host, port, timeout=20):
-        path = os.path.join(self.dir, "popfetchd.conf")
-        with open(path, "w") as f:
-            f.write("""
-state_dir = "%s/state";
-poll_interval = 3600;
-accounts = ({
-  name = "fake"; host = "%s"; port = %d; tls = "none";
-  allow_plaintext = true; user = "alice"; password = "secret";
-  maildir = "%s"; received_header = false; timeout = %d;
-});
-""" % (self.dir, host, port, self.maildir, timeout))
-        os.chmod(path, 0o600)
-        return path
+    def config(self, srv, host, **keys):
+        """Account "fake" on SRV's port of HOST, without TLS."""
+        return super().config(srv, host=host, allow_plaintext=True,
+                              ca_file=None, settings={"poll_interval": 3600},
+                              **keys)
 
     def env(self):
-        env = dict(os.environ)
-        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
-            env.pop(key, None)
+        """Where the test build looks up names: the hosts file or the
+        resolver configuration, if the test wrote one."""
+        env = {}
         if os.path.exists(self.hosts):
             env["POPFETCHD_HOSTS_FILE"] = self.hosts
         if os.path.exists(self.resolv):
@@ -280,12 +199,7 @@ accounts = ({
         return env
 
     def run_once(self, conf):
-        return subprocess.run([BINARY, "-c", conf, "--once"],
-                              capture_output=True, text=True, timeout=WAIT,
-                              env=self.env())
-
-    def delivered(self):
-        return maildir_messages(self.maildir)
+        return super().run_once(conf, env=self.env())
 
     def assert_fetched(self, r, srv):
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -298,7 +212,7 @@ accounts = ({
         error naming each address it tried)."""
         srv = self.server()
         self.write_hosts((DEAD4, "twice.test"), ("127.0.0.4", "twice.test"))
-        r = self.run_once(self.config("twice.test", srv.port))
+        r = self.run_once(self.config(srv, "twice.test"))
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("all 2 addresses failed: %s: " % DEAD4, r.stderr)
         self.assertIn("; 127.0.0.4: ", r.stderr)
@@ -306,7 +220,7 @@ accounts = ({
     def test_second_address_after_refusal(self):
         srv = self.server()
         self.write_hosts((DEAD4, "multi.test"), ("127.0.0.1", "multi.test"))
-        r = self.run_once(self.config("multi.test", srv.port))
+        r = self.run_once(self.config(srv, "multi.test"))
         self.assert_fetched(r, srv)
 
     def test_ipv6_after_ipv4_refused(self):
@@ -315,9 +229,9 @@ accounts = ({
             relay = V6Relay(srv.port)
         except OSError as e:
             self.skipTest("no IPv6 loopback: %s" % e)
-        self.cleanups.append(relay.stop)
+        self.addCleanup(relay.stop)
         self.write_hosts((DEAD4, "dual.test"), ("::1", "dual.test"))
-        r = self.run_once(self.config("dual.test", srv.port))
+        r = self.run_once(self.config(srv, "dual.test"))
         self.assert_fetched(r, srv)
         self.assertEqual(relay.accepted, 1)
 
@@ -326,17 +240,17 @@ accounts = ({
         then the next one is tried."""
         srv = self.server()
         hole = Blackhole("127.0.0.5", srv.port)
-        self.cleanups.append(hole.stop)
+        self.addCleanup(hole.stop)
         self.write_hosts(("127.0.0.5", "slow.test"),
                          ("127.0.0.1", "slow.test"))
-        r = self.run_once(self.config("slow.test", srv.port, timeout=1))
+        r = self.run_once(self.config(srv, "slow.test", timeout=1))
         self.assert_fetched(r, srv)
 
     def test_every_address_refused(self):
         srv = self.server()
         # Nothing listens on [::1] at the server's port, nor on DEAD4.
         self.write_hosts(("::1", "dead.test"), (DEAD4, "dead.test"))
-        r = self.run_once(self.config("dead.test", srv.port))
+        r = self.run_once(self.config(srv, "dead.test"))
         self.assertEqual(r.returncode, 75, r.stderr)
         line = [l for l in r.stderr.splitlines() if "error=" in l]
         self.assertEqual(len(line), 1, r.stderr)
@@ -350,9 +264,9 @@ accounts = ({
     def test_unknown_name(self):
         srv = self.server()
         dns = FakeDns(None)
-        self.cleanups.append(dns.stop)
+        self.addCleanup(dns.stop)
         self.write_resolv(dns)
-        r = self.run_once(self.config("nowhere.test", srv.port))
+        r = self.run_once(self.config(srv, "nowhere.test"))
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("cannot resolve nowhere.test", r.stderr)
         self.assertIn("account=fake", r.stderr)
@@ -360,9 +274,9 @@ accounts = ({
     def test_lookup_bounded_by_the_timeout(self):
         srv = self.server()
         dns = FakeDns(None, silent=True)
-        self.cleanups.append(dns.stop)
+        self.addCleanup(dns.stop)
         self.write_resolv(dns)
-        r = self.run_once(self.config("silent.test", srv.port, timeout=1))
+        r = self.run_once(self.config(srv, "silent.test", timeout=1))
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("account=fake", r.stderr)
         self.assertIn("cannot resolve silent.test: timed out after 1 s",
@@ -374,40 +288,37 @@ accounts = ({
         sanitizer build also checks that nothing is left allocated)."""
         srv = self.server()
         dns = FakeDns(None, silent=True)
-        self.cleanups.append(dns.stop)
+        self.addCleanup(dns.stop)
         self.write_resolv(dns)
-        d = Daemon([BINARY, "-c", self.config("silent.test", srv.port),
-                    "-v"], self.env())
-        self.cleanups.append(d.stop)
+        d = self.daemon(self.config(srv, "silent.test"), ["-v"],
+                        env=self.env())
         d.wait_line(r"started accounts=")
-        d.proc.send_signal(signal.SIGUSR1)
+        d.signal(signal.SIGUSR1)
         d.wait_line(r"account=fake connecting to silent.test")
-        d.proc.send_signal(signal.SIGTERM)
-        rc = d.proc.wait(WAIT)
-        d.reader.join(5)
+        d.signal(signal.SIGTERM)
+        rc = d.wait_exit()
         self.assertEqual(rc, 0, "\n".join(d.lines))
         self.assertEqual([l for l in d.lines if "Sanitizer" in l], [])
 
     def test_reload_rereads_resolver_configuration(self):
         srv = self.server()
         old, new = FakeDns(DEAD4), FakeDns("127.0.0.1")
-        self.cleanups += [old.stop, new.stop]
+        self.addCleanup(old.stop)
+        self.addCleanup(new.stop)
         self.write_resolv(old)
-        d = Daemon([BINARY, "-c", self.config("moved.test", srv.port)],
-                   self.env())
-        self.cleanups.append(d.stop)
+        d = self.daemon(self.config(srv, "moved.test"), env=self.env())
         # First polls are spread over a while: not waiting for that.
         d.wait_line(r"started accounts=")
-        d.proc.send_signal(signal.SIGUSR1)
+        d.signal(signal.SIGUSR1)
         line = d.wait_line(r"account=fake .*result=")
         self.assertIn("result=network", line)
         self.assertGreater(old.queries, 0)
 
         self.write_resolv(new)
         mark = d.mark()
-        d.proc.send_signal(signal.SIGHUP)
+        d.signal(signal.SIGHUP)
         d.wait_line(r"reloaded file=", mark)
-        d.proc.send_signal(signal.SIGUSR1)
+        d.signal(signal.SIGUSR1)
         line = d.wait_line(r"account=fake .*result=", mark)
         self.assertIn("result=ok", line)
         self.assertGreater(new.queries, 0)

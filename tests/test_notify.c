@@ -16,6 +16,7 @@
 #include "log.h"
 #include "notify.h"
 #include "check_main.h"
+#include "check_util.h"
 
 static char dir[64];
 static char path[128];
@@ -56,8 +57,7 @@ teardown(void)
 	notify_free(&nt);
 	event_base_free(base);
 	close(sock);
-	unlink(path);
-	rmdir(dir);
+	check_rm_rf(dir);
 }
 
 /* The next datagram, NUL-terminated; fails if none is waiting. */

@@ -13,19 +13,10 @@ Run: python3 tests/test_process.py --binary build/popfetchd
 
 import os
 import resource
-import shutil
 import signal
 import subprocess
-import sys
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, tempdir  # noqa: E402
-from test_net import Daemon  # noqa: E402
-
-from harness import BINARY, main  # noqa: E402
-
-WAIT = 60
+from harness import FakePopCase, main, write_config
 
 MESSAGES = [b"From: a@example.org\nSubject: one\n\nbody one\n"]
 
@@ -47,46 +38,32 @@ def limits(pid):
     return out
 
 
-class ProcessTest(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempdir()
-        self.servers = []
+class ProcessTest(FakePopCase):
+    MESSAGES = MESSAGES
 
-    def tearDown(self):
-        for s in self.servers:
-            s.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def maildir_of(self, i):
+        return os.path.join(self.dir, "Maildir-%d" % i)
 
     def config(self, naccounts, max_connections=100000, owner=None):
+        """NACCOUNTS accounts "aN", each on a server of its own, without
+        TLS; the folder and the file belong to OWNER, if given."""
         accounts = []
         for i in range(naccounts):
-            srv = FakePop(list(MESSAGES), tls=None)
-            self.servers.append(srv)
-            accounts.append("""{
-  name = "a%d"; host = "127.0.0.1"; port = %d; tls = "none";
-  allow_plaintext = true; user = "alice"; password = "secret";
-  maildir = "%s/Maildir-%d"; received_header = false; timeout = 20;
-}""" % (i, srv.port, self.dir, i))
-        path = os.path.join(self.dir, "popfetchd.conf")
-        with open(path, "w") as f:
-            f.write('state_dir = "%s/state";\npoll_interval = 3600;\n'
-                    'max_connections = %d;\naccounts = (%s);\n'
-                    % (self.dir, max_connections, ",\n".join(accounts)))
-        os.chmod(path, 0o600)
+            srv = self.server(tls=None)
+            accounts.append({
+                "name": "a%d" % i, "host": "127.0.0.1", "port": srv.port,
+                "tls": "none", "allow_plaintext": True, "user": self.USER,
+                "password": self.PASSWORD, "maildir": self.maildir_of(i),
+                "received_header": False, "timeout": 20})
+        path = write_config(os.path.join(self.dir, "popfetchd.conf"),
+                            accounts,
+                            state_dir=os.path.join(self.dir, "state"),
+                            poll_interval=3600,
+                            max_connections=max_connections)
         if owner is not None:
             for p in (self.dir, path):
                 os.chown(p, owner, owner)
         return path
-
-    def delivered(self, i):
-        new = os.path.join(self.dir, "Maildir-%d" % i, "new")
-        return len(os.listdir(new)) if os.path.isdir(new) else 0
-
-    def env(self):
-        env = dict(os.environ)
-        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
-            env.pop(key, None)
-        return env
 
     @staticmethod
     def nofile(soft, hard):
@@ -98,9 +75,7 @@ class ProcessTest(unittest.TestCase):
 
     def test_cap_lowered_when_the_hard_limit_is_too_low(self):
         conf = self.config(4)
-        r = subprocess.run([BINARY, "-c", conf, "--once"],
-                           capture_output=True, text=True, timeout=WAIT,
-                           env=self.env(), preexec_fn=self.nofile(64, 64))
+        r = self.run_once(conf, preexec_fn=self.nofile(64, 64))
         self.assertEqual(r.returncode, 0, r.stderr)
         warnings = [l for l in r.stderr.splitlines()
                     if "open-file limit" in l]
@@ -109,12 +84,12 @@ class ProcessTest(unittest.TestCase):
         self.assertIn("max_connections=100000", warnings[0])
         self.assertIn("using max_connections=1", warnings[0])
         for i in range(4):
-            self.assertEqual(self.delivered(i), 1, r.stderr)
+            self.assertEqual(len(self.delivered(self.maildir_of(i))), 1,
+                             r.stderr)
 
     def daemon(self, conf, preexec_fn=None):
         """popfetchd in the foreground, once it has started."""
-        d = Daemon([BINARY, "-c", conf], self.env(), preexec_fn)
-        self.addCleanup(d.stop)
+        d = super().daemon(conf, preexec_fn=preexec_fn)
         d.wait_line(r"started accounts=")
         return d
 
@@ -137,7 +112,7 @@ class ProcessTest(unittest.TestCase):
         self.assertIn("max_connections=1 ",
                       d.wait_line(r"started accounts="))
         # First polls are spread over the interval: not waiting for that.
-        d.proc.send_signal(signal.SIGUSR1)
+        d.signal(signal.SIGUSR1)
         for i in range(3):
             d.wait_line(r"account=a%d .*result=ok" % i)
 

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "secret.h"
 #include "check_main.h"
+#include "check_util.h"
 
 struct answer {
 	int calls;
@@ -36,16 +37,16 @@ struct answer {
 };
 
 static struct event_base *base;
-static char tmpdir[64];
-static char paths[8][128];
+/* Shorter than PATH_MAX, leaving room for the file names below. */
+static char tmpdir[PATH_MAX - 64];
+static char paths[8][PATH_MAX];
 static size_t npaths;
 static bool fetching; /* inside secret_fetch(): no callback allowed */
 
 static void
 setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_secret.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	check_tmpdir(tmpdir, sizeof(tmpdir), "test_secret");
 	ck_assert_ptr_nonnull(base = event_base_new());
 	/* Debug lines on: the secret must not show up even there. */
 	log_init(2, true);
@@ -55,9 +56,7 @@ setup(void)
 static void
 teardown(void)
 {
-	while (npaths > 0)
-		unlink(paths[--npaths]);
-	rmdir(tmpdir);
+	check_rm_rf(tmpdir);
 	event_base_free(base);
 }
 
@@ -66,13 +65,9 @@ static const char *
 make_file(const char *name, const char *content, mode_t mode)
 {
 	char *path = paths[npaths++];
-	FILE *f;
 
 	snprintf(path, sizeof(paths[0]), "%s/%s", tmpdir, name);
-	ck_assert_ptr_nonnull(f = fopen(path, "w"));
-	fputs(content, f);
-	ck_assert_int_eq(fclose(f), 0);
-	ck_assert_int_eq(chmod(path, mode), 0);
+	check_write_file(path, content, strlen(content), mode);
 	return path;
 }
 
@@ -248,7 +243,7 @@ END_TEST
 START_TEST(file_missing)
 {
 	struct account a = account();
-	char path[128];
+	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/absent", tmpdir);
 	a.password_file = path;
@@ -377,12 +372,12 @@ dead(long pid)
 START_TEST(command_timeout_kills_group)
 {
 	struct account a = account();
-	char cmd[256];
+	char cmd[PATH_MAX + 64];
 	FILE *f;
 	long pid = 0;
 	int i;
 
-	snprintf(cmd, sizeof(cmd), "sleep 30 & echo $! >%s/bg; wait", tmpdir);
+	snprintf(cmd, sizeof(cmd), "sleep 30 & echo $! >'%s/bg'; wait", tmpdir);
 	snprintf(paths[npaths++], sizeof(paths[0]), "%s/bg", tmpdir);
 	a.timeout = 1;
 	a.password_command = cmd;

@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "state.h"
+#include "check_main.h"
+#include "check_util.h"
 
 #define HOST   "pop.example.com"
 #define USER   "alice"
@@ -38,8 +40,6 @@ static char statefile[3072];
 
 static void setup(void);
 static void teardown(void);
-static void rm_rf(const char *path);
-static char *slurp(const char *path, size_t *len);
 static void spew(const char *path, const char *data);
 static int count_lines(const char *path);
 static bool exists(const char *suffix);
@@ -49,11 +49,7 @@ static Suite *state_suite(void);
 static void
 setup(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/test_state.XXXXXX",
-	    base != NULL && base[0] != '\0' ? base : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	check_tmpdir(tmpdir, sizeof(tmpdir), "test_state");
 	snprintf(statedir, sizeof(statedir), "%s/var/state", tmpdir);
 	snprintf(statefile, sizeof(statefile), "%s/" ACCT ".state", statedir);
 }
@@ -61,66 +57,20 @@ setup(void)
 static void
 teardown(void)
 {
-	rm_rf(tmpdir);
+	check_rm_rf(tmpdir);
 }
 
-static void
-rm_rf(const char *path)
-{
-	struct dirent *de;
-	char sub[PATH_MAX];
-	DIR *dir;
-
-	if ((dir = opendir(path)) == NULL) {
-		unlink(path);
-		return;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		rm_rf(sub);
-	}
-	closedir(dir);
-	rmdir(path);
-}
-
-/* The whole file, NUL-terminated (caller frees). */
-static char *
-slurp(const char *path, size_t *len)
-{
-	struct stat sb;
-	char *buf;
-	int fd;
-
-	ck_assert_int_ne(fd = open(path, O_RDONLY), -1);
-	ck_assert_int_eq(fstat(fd, &sb), 0);
-	ck_assert_ptr_nonnull(buf = malloc((size_t)sb.st_size + 1));
-	ck_assert_int_eq(read(fd, buf, (size_t)sb.st_size), sb.st_size);
-	buf[sb.st_size] = '\0';
-	close(fd);
-	if (len != NULL)
-		*len = (size_t)sb.st_size;
-	return buf;
-}
-
+/* PATH holds the string DATA, mode 0600. */
 static void
 spew(const char *path, const char *data)
 {
-	size_t len = strlen(data);
-	int fd;
-
-	ck_assert_int_ne(
-	    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600), -1);
-	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
-	close(fd);
+	check_write_file(path, data, strlen(data), 0600);
 }
 
 static int
 count_lines(const char *path)
 {
-	char *data = slurp(path, NULL), *p;
+	char *data = check_read_file(path, NULL), *p;
 	int n = 0;
 
 	for (p = data; (p = strchr(p, '\n')) != NULL; p++)
@@ -224,7 +174,7 @@ START_TEST(test_round_trip)
 	state_close(&st);
 	ck_assert_ptr_null(st);
 
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(
 	    data, HEADER "+ 1000 uid-1\n+ 2000 uid-2\n+ 3000 uid-3\n");
 	free(data);
@@ -269,7 +219,7 @@ START_TEST(test_torn_last_record)
 	ck_assert_int_eq(state_record(st, "a", 1), 0);
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
-	free(slurp(statefile, &goodlen));
+	free(check_read_file(statefile, &goodlen));
 	/* A crash in the middle of the next append. */
 	ck_assert_int_ne(fd = open(statefile, O_WRONLY | O_APPEND), -1);
 	ck_assert_int_eq(write(fd, "+ 2 torn-ui", 11), 11);
@@ -282,7 +232,7 @@ START_TEST(test_torn_last_record)
 	ck_assert(state_has(st, "a", NULL));
 	ck_assert(!state_has(st, "torn-ui", NULL));
 	ck_assert_uint_eq(state_count(st), 1);
-	free(slurp(statefile, &len));
+	free(check_read_file(statefile, &len));
 	ck_assert_uint_eq(len, goodlen);
 	/* Usable afterwards. */
 	ck_assert_int_eq(state_record(st, "b", 3), 0);
@@ -294,7 +244,7 @@ START_TEST(test_torn_last_record)
 	ck_assert_uint_eq(state_count(st), 2);
 	ck_assert(state_has(st, "b", NULL));
 	state_close(&st);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "+ 1 a\n+ 3 b\n");
 	free(data);
 }
@@ -361,7 +311,7 @@ START_TEST(test_other_host_or_user)
 	state_close(&st);
 	/* The old state is kept for the user. */
 	snprintf(path, sizeof(path), "%s.old", statefile);
-	data = slurp(path, NULL);
+	data = check_read_file(path, NULL);
 	ck_assert_str_eq(data, HEADER "+ 1 a\n");
 	free(data);
 
@@ -371,7 +321,7 @@ START_TEST(test_other_host_or_user)
 	ck_assert_ptr_nonnull(st);
 	ck_assert_ptr_nonnull(state_load_notice(st));
 	state_close(&st);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, "popfetchd-state 1 pop.other.org bob\n");
 	free(data);
 }
@@ -389,7 +339,7 @@ START_TEST(test_header_escaping)
 	ck_assert_int_eq(state_record(st, "x", 1), 0);
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(
 	    data, "popfetchd-state 1 " HOST " a%20b%0A%25c%C3%A9\n+ 1 x\n");
 	free(data);
@@ -431,10 +381,10 @@ START_TEST(test_unreadable_header)
 		ck_assert_int_eq(state_record(st, "new", 1), 0);
 		ck_assert_int_eq(state_commit(st), 0);
 		state_close(&st);
-		data = slurp(path, NULL);
+		data = check_read_file(path, NULL);
 		ck_assert_str_eq(data, bad[i]);
 		free(data);
-		data = slurp(statefile, NULL);
+		data = check_read_file(statefile, NULL);
 		ck_assert_str_eq(data, HEADER "+ 1 new\n");
 		free(data);
 	}
@@ -562,7 +512,7 @@ START_TEST(test_forget_and_compaction)
 	ck_assert_int_eq(state_forget(st, "x"), 0); /* not there: no-op */
 	ck_assert_int_eq(state_forget(st, "never"), 0);
 	ck_assert_int_eq(state_commit(st), 0);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "+ 1 x\n- x\n");
 	free(data);
 
@@ -833,7 +783,7 @@ START_TEST(test_junk_then_append)
 	ck_assert_int_eq(state_record(st, "c", 3), 0);
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "+ 1 a\n\n+ 2 b\n\n\n+ 3 c\n");
 	free(data);
 }
@@ -876,7 +826,7 @@ START_TEST(test_pending_round_trip)
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
 
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "> 1000 p1 1.M2P3Q4.h 1.M2P3Q4.h,S=5\n"
 				      "+ 2000 plain\n");
 	free(data);
@@ -923,7 +873,7 @@ START_TEST(test_complete)
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
 
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "> 1 a ta fa\n> 2 b tb fb\n+ 3 c\n= a\n");
 	free(data);
 
@@ -1034,7 +984,7 @@ START_TEST(test_compaction_keeps_pending)
 	ck_assert_int_eq(state_commit(st), 0);
 	/* Rewritten: the header and the two live UIDs. */
 	ck_assert_int_eq(count_lines(statefile), 3);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_ptr_nonnull(strstr(data, "\n> 7 p0 t0 t0,S=1\n"));
 	ck_assert_ptr_nonnull(strstr(data, "\n+ 8 p1\n"));
 	free(data);
@@ -1071,7 +1021,7 @@ START_TEST(test_torn_pending_tail)
 	ck_assert_int_eq(state_record_pending(st, "a", 1, "ta", "fa"), 0);
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
-	good = slurp(statefile, &goodlen);
+	good = check_read_file(statefile, &goodlen);
 	for (cut = 1; cut < sizeof(rec) - 1; cut++) {
 		spew(statefile, good);
 		ck_assert_int_ne(fd = open(statefile, O_WRONLY | O_APPEND), -1);
@@ -1086,7 +1036,7 @@ START_TEST(test_torn_pending_tail)
 		ck_assert_uint_eq(state_pending_count(st), 1);
 		ck_assert(state_is_pending_tmp(st, "ta"));
 		state_close(&st);
-		free(slurp(statefile, &len));
+		free(check_read_file(statefile, &len));
 		ck_assert_uint_eq(len, goodlen);
 	}
 	/* With its newline it is whole, and counts. */
@@ -1100,7 +1050,7 @@ START_TEST(test_torn_pending_tail)
 	ck_assert_uint_eq(state_pending_count(st), 2);
 	ck_assert(state_is_pending_tmp(st, "t9"));
 	state_close(&st);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "> 1 a ta fa\n> 2 torn t9 t9,S=10\n");
 	free(data);
 	free(good);
@@ -1337,7 +1287,7 @@ START_TEST(test_strikes_round_trip)
 	state_close(&st);
 
 	/* Absolute counts: each record says all there is to know. */
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(
 	    data, HEADER "! 100 s 1\n! 200 s 2\n! 150 t 1\n! 300 s 3\n");
 	free(data);
@@ -1504,7 +1454,7 @@ START_TEST(test_strikes_forget_and_prune)
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
 
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "+ 1 delivered\n! 2 x 1\n! 3 y 1\n"
 				      "! 4 y 2\n! 5 z 1\n- x\n- y\n");
 	free(data);
@@ -1579,7 +1529,7 @@ START_TEST(test_compaction_keeps_strikes)
 	ck_assert_int_eq(state_commit(st), 0);
 	/* Rewritten: the header, the delivered UID, a line per struck UID. */
 	ck_assert_int_eq(count_lines(statefile), 4);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_ptr_nonnull(strstr(data, "\n+ 40 kept\n"));
 	ck_assert_ptr_nonnull(strstr(data, "\n! 12 s1 3\n"));
 	ck_assert_ptr_nonnull(strstr(data, "\n! 21 s2 2\n"));
@@ -1612,7 +1562,7 @@ START_TEST(test_compaction_of_repeated_strikes)
 	for (i = 1; i <= 1200; i++)
 		ck_assert_int_eq(state_strike(st, "s", i), i);
 	ck_assert_int_eq(state_commit(st), 0);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "! 1200 s 1200\n");
 	free(data);
 	state_close(&st);
@@ -1751,7 +1701,7 @@ START_TEST(test_torn_strike)
 	ck_assert_int_eq(state_strike(st, "s", 1), 1);
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
-	good = slurp(statefile, &goodlen);
+	good = check_read_file(statefile, &goodlen);
 	for (cut = 1; cut < sizeof(rec) - 1; cut++) {
 		spew(statefile, good);
 		ck_assert_int_ne(fd = open(statefile, O_WRONLY | O_APPEND), -1);
@@ -1762,7 +1712,7 @@ START_TEST(test_torn_strike)
 		    state_load_notice(st), "dropped a torn last record"));
 		ck_assert_uint_eq(state_strikes(st, "s", NULL), 1);
 		state_close(&st);
-		free(slurp(statefile, &len));
+		free(check_read_file(statefile, &len));
 		ck_assert_uint_eq(len, goodlen);
 	}
 	free(good);
@@ -1874,7 +1824,7 @@ static const char *
 header_line(void)
 {
 	static char line[512];
-	char *data = slurp(statefile, NULL);
+	char *data = check_read_file(statefile, NULL);
 
 	snprintf(line, sizeof(line), "%.*s", (int)strcspn(data, "\n"), data);
 	free(data);
@@ -1984,11 +1934,11 @@ START_TEST(test_other_port_sets_aside)
 		state_close(&st);
 	}
 	/* The first set aside held "a" for 995; the latest, 2110's "b". */
-	data = slurp(path, NULL);
+	data = check_read_file(path, NULL);
 	ck_assert_str_eq(
 	    data, "popfetchd-state 1 " HOST " " USER " 2110\n+ 2 b\n");
 	free(data);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(
 	    data, "popfetchd-state 1 " HOST " " USER " 995\n+ 2 b\n");
 	free(data);
@@ -2022,14 +1972,14 @@ START_TEST(test_header_without_port_adopted)
 	ck_assert_uint_eq(state_pending_count(st), 1);
 	ck_assert_uint_eq(state_strikes(st, "s", NULL), 2);
 	/* Not rewritten before a commit. */
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, old);
 	free(data);
 	ck_assert_int_eq(state_commit(st), 0);
 	ck_assert(!exists(".state.tmp"));
 	ck_assert_str_eq(
 	    header_line(), "popfetchd-state 1 " HOST " " USER " 995");
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_ptr_nonnull(strstr(data, "\n+ 1 a\n"));
 	ck_assert_ptr_nonnull(strstr(data, "\n> 2 p t1 t1,S=3\n"));
 	ck_assert_ptr_nonnull(strstr(data, "\n! 3 s 2\n"));
@@ -2144,7 +2094,7 @@ START_TEST(test_sizes_round_trip)
 	ck_assert_int_eq(errno, EEXIST);
 	ck_assert_int_eq(state_commit(st), 0);
 	state_close(&st);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_str_eq(data, HEADER "+ 1 a\n# a 1234\n+ 2 b\n"
 				      "> 3 c t t,S=9\n# c 0\n"
 				      "+ 4 d\n# d 18446744073709551614\n"
@@ -2226,7 +2176,7 @@ START_TEST(test_compaction_keeps_sizes)
 	ck_assert_int_eq(state_commit(st), 0);
 	/* Rewritten: the header, and two records for each live UID. */
 	ck_assert_int_eq(count_lines(statefile), 5);
-	data = slurp(statefile, NULL);
+	data = check_read_file(statefile, NULL);
 	ck_assert_ptr_nonnull(strstr(data, "\n+ 7 k\n# k 77\n"));
 	ck_assert_ptr_nonnull(strstr(data, "\n> 8 p t t,S=1\n# p 88\n"));
 	free(data);
@@ -2375,11 +2325,5 @@ state_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(state_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_main(state_suite());
 }

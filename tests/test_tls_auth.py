@@ -18,21 +18,11 @@ import base64
 import hashlib
 import os
 import re
-import shutil
 import ssl
-import subprocess
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepop import FakePop, make_cert, tempdir  # noqa: E402
-
-from harness import BINARY, main, maildir_messages  # noqa: E402
-
-
-# One run of popfetchd --once takes this long at most.
-RUN_TIMEOUT = 60
+from fakepop import make_cert
+from harness import CA, FakePopCase, main, openssl, tempdir
 
 MESSAGES = [b"From: a@example.org\nSubject: one\n\nbody one\n"]
 
@@ -46,78 +36,6 @@ TOKEN = "ya29.tok-Q3b8Rk2mWz7Hn4Vc"
 LONG_TOKEN = "eyJ0eXAiOiJKV1Qi." + "Lg5tZ8pQ" * 40
 # The size of a Microsoft 365 access token (a JWT of a few KiB).
 HUGE_TOKEN = "eyJ0eXAiOiJKV1QiLCJub25jZSI6." + "Hx3mV9sR" * 300
-
-CA_CONF = """
-[ca]
-default_ca = ca_default
-[ca_default]
-dir = %(dir)s
-database = %(dir)s/index.txt
-new_certs_dir = %(dir)s
-serial = %(dir)s/serial
-default_md = sha256
-policy = policy_any
-unique_subject = no
-copy_extensions = copy
-x509_extensions = leaf_ext
-[policy_any]
-commonName = supplied
-[leaf_ext]
-basicConstraints = CA:FALSE
-"""
-
-
-def openssl(*args, stdin=None):
-    return subprocess.run(["openssl"] + list(args), input=stdin, check=True,
-                          capture_output=True).stdout
-
-
-class CA:
-    """A throwaway certificate authority, issuing certificates with any
-    validity period (openssl ca -startdate/-enddate: OpenSSL 3.0's x509
-    command cannot date a certificate in the past)."""
-
-    def __init__(self, folder):
-        self.dir = folder
-        self.cert = os.path.join(folder, "ca.pem")
-        self.key = os.path.join(folder, "ca-key.pem")
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                self.key, "-out", self.cert, "-days", "3", "-subj",
-                "/CN=popfetchd test CA", "-addext",
-                "basicConstraints=critical,CA:TRUE", "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign")
-        with open(os.path.join(folder, "index.txt"), "w"):
-            pass
-        with open(os.path.join(folder, "serial"), "w") as f:
-            f.write("1000\n")
-        self.conf = os.path.join(folder, "ca.cnf")
-        with open(self.conf, "w") as f:
-            f.write(CA_CONF % {"dir": folder})
-        self.issued = 0
-
-    def issue(self, name, start=None, end=None, san=True, ip=True):
-        """A key and certificate for NAME (and 127.0.0.1 if IP), valid from
-        START to END (YYMMDDHHMMSSZ; default: from yesterday for three
-        days)."""
-        self.issued += 1
-        base = os.path.join(self.dir, "%s-%d" % (name, self.issued))
-        key, csr, cert = base + "-key.pem", base + ".csr", base + ".pem"
-        args = ["req", "-new", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
-                "-out", csr, "-subj", "/CN=" + name]
-        if san:
-            args += ["-addext", "subjectAltName=DNS:%s%s" % (
-                name, ",IP:127.0.0.1" if ip else "")]
-        openssl(*args)
-        fmt = "%y%m%d%H%M%SZ"
-        now = time.time()
-        start = start or time.strftime(fmt, time.gmtime(now - 86400))
-        end = end or time.strftime(fmt, time.gmtime(now + 2 * 86400))
-        openssl("ca", "-batch", "-notext", "-config", self.conf, "-cert",
-                self.cert, "-keyfile", self.key, "-in", csr, "-out", cert,
-                "-startdate", start, "-enddate", end)
-        return cert, key
 
 
 def spki_pin(cert):
@@ -141,16 +59,6 @@ def b64_forms(secret):
     return forms
 
 
-def conf_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, (list, tuple)):
-        return "[ " + ", ".join(conf_value(x) for x in v) + " ]"
-    return '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
-
-
 POP3_VERBS = {"USER", "PASS", "APOP", "RPOP", "AUTH", "CAPA", "STLS", "UTF8",
               "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP",
               "QUIT"}
@@ -158,70 +66,21 @@ POP3_VERBS = {"USER", "PASS", "APOP", "RPOP", "AUTH", "CAPA", "STLS", "UTF8",
 CREDENTIAL_VERBS = ("USER", "PASS", "AUTH", "APOP", "RPOP")
 
 
-class TlsAuthTest(unittest.TestCase):
+class TlsAuthTest(FakePopCase):
+    MESSAGES = MESSAGES
+    USER = USER
+    PASSWORD = PASSWORD
+
     @classmethod
     def setUpClass(cls):
         cls.certdir = tempdir()
         cls.ca = CA(cls.certdir)
+        cls.ca_file = cls.ca.cert
         cls.cert, cls.key = cls.ca.issue("localhost")
         # A self-signed certificate for localhost, in no ca_file.
         cls.rogue_cert, cls.rogue_key = make_cert(cls.certdir, "localhost")
 
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.certdir, ignore_errors=True)
-
-    def setUp(self):
-        self.dir = tempdir()
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.maildir = os.path.join(self.dir, "Maildir")
-
     # ---- helpers ----
-
-    def server(self, **kw):
-        kw.setdefault("tls", "implicit")
-        kw.setdefault("certfile", self.cert)
-        kw.setdefault("keyfile", self.key)
-        kw.setdefault("password", PASSWORD)
-        s = FakePop(list(MESSAGES), **kw)
-        self.addCleanup(s.stop)
-        # Runs first: a bug in the fake server is a failure, not a pass.
-        self.addCleanup(lambda: self.assertEqual(s.errors, []))
-        return s
-
-    def config(self, srv, mode=0o600, **keys):
-        """The configuration for one account on SRV; KEYS override or add
-        account settings (a value of None removes the setting)."""
-        acct = {"name": "fake", "host": "localhost", "port": srv.port,
-                "tls": srv.tls or "none", "ca_file": self.ca.cert,
-                "user": USER, "password": PASSWORD,
-                "maildir": self.maildir, "received_header": False,
-                "timeout": 20}
-        if any(k.startswith("password_") for k in keys):
-            del acct["password"]
-        acct.update(keys)
-        body = "".join("  %s = %s;\n" % (k, conf_value(v))
-                       for k, v in acct.items() if v is not None)
-        path = os.path.join(self.dir, "popfetchd.conf")
-        with open(path, "w") as f:
-            f.write('state_dir = "%s/state";\naccounts = ({\n%s});\n'
-                    % (self.dir, body))
-        os.chmod(path, mode)
-        return path
-
-    def run_once(self, conf, debug=None, env=None):
-        args = [BINARY, "-c", conf, "--once"]
-        if debug:
-            args += ["-d", str(debug)]
-        full = dict(os.environ)
-        full.pop("CREDENTIALS_DIRECTORY", None)
-        full.update(env or {})
-        return subprocess.run(args, capture_output=True, text=True,
-                              errors="replace", stdin=subprocess.DEVNULL,
-                              env=full, timeout=RUN_TIMEOUT)
-
-    def delivered(self):
-        return maildir_messages(self.maildir)
 
     def assert_fetched(self, srv, r):
         self.assertEqual(r.returncode, 0, r.stderr)

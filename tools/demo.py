@@ -20,6 +20,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The shared Python helpers (see tests/harness.py).
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import mailgen  # noqa: E402
 from dovecot import Dovecot  # noqa: E402

@@ -2,12 +2,12 @@
 # Benchmarks (not part of the tests): prints figures, times nothing in
 # tests. First the two micro benchmarks (the POP3 engine alone; delivery
 # into a Maildir with syncing on), then the end-to-end scenarios of
-# tools/bench.py against a throwaway Dovecot (B1-B5, with a floor that
-# writes the same bytes with no network). Arguments go to tools/bench.py:
+# bench/bench.py against a throwaway Dovecot (B1-B6, with a floor that
+# writes the same bytes with no network). Arguments go to bench/bench.py:
 #
-#   bash tools/bench.sh                 # full: about 10 minutes
-#   bash tools/bench.sh --quick         # smoke run: under a minute
-#   bash tools/bench.sh --runs 5 --only B1,B2
+#   bash bench/bench.sh                 # full: about 10 minutes
+#   bash bench/bench.sh --quick         # smoke run: under a minute
+#   bash bench/bench.sh --runs 5 --only B1,B2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,5 +27,5 @@ build/bench_deliver "$dir/big" 200 102400
 rm -rf "$dir"
 
 echo
-echo "== end to end (tools/bench.py)"
-python3 tools/bench.py "$@"
+echo "== end to end (bench/bench.py)"
+python3 bench/bench.py "$@"

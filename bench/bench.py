@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """popfetchd end-to-end benchmark against a throwaway Dovecot.
 
-    python3 tools/bench.py [--runs N] [--only B1,B4,...] [--accounts N]
+    python3 bench/bench.py [--runs N] [--only B1,B4,...] [--accounts N]
                            [--quick] [--keep] [--binary PATH]
 
 Starts its own Dovecot on 127.0.0.1 (tests/dovecot.py), generates a
@@ -12,8 +12,8 @@ run 1 of each, then run 2 of each, ...):
   B1  1 account x 5,000 messages (mostly 2-8 KB, some 50-200 KB, three of
       3-4 MB: about 100 MB), delete mode, implicit TLS.
   B2  B1 through a relay adding 10 ms each way (20 ms round trip,
-      build/bench_relay, a process started for each run; without it,
-      tools/latency_relay.py in a thread of this process).
+      build/bench_relay from bench/relay.c, a process started for each
+      run).
   B2-0  (control, no target) B1 through the same relay with no delay:
       the relay runs on the same CPUs, and B2 - B2-0 is what the
       latency alone costs.
@@ -86,10 +86,9 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The shared Python helpers (see tests/harness.py).
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
 import dovecot  # noqa: E402
-import latency_relay  # noqa: E402
 import mailgen  # noqa: E402
 
 SEED = 7
@@ -205,7 +204,7 @@ class BenchDovecot(dovecot.Dovecot):
 
     def _config(self):
         return super()._config() + """
-# Added by tools/bench.py.
+# Added by bench/bench.py.
 auth_debug = no
 auth_verbose = no
 # Dovecot's default (the tests ask for "always"): a server as shipped.
@@ -314,7 +313,7 @@ class Mailboxes:
 def write_config(path, state_dir, port, ca_file, accounts, connections):
     """ACCOUNTS: (name, user, maildir) triples; settings shared in defaults."""
     lines = [
-        "# Written by tools/bench.py",
+        "# Written by bench/bench.py",
         'state_dir = "%s";' % state_dir,
         "max_connections = %d;" % connections,
         "max_per_host = %d;" % connections,
@@ -464,25 +463,12 @@ def measure(tools, argv, workdir, log_name, cpus=None):
     }
 
 
-def thread_cpu(native_id):
-    """CPU seconds used so far by thread NATIVE_ID of this process."""
-    try:
-        with open("/proc/self/task/%d/stat" % native_id) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
-        return 0.0
-    # utime and stime, fields 14 and 15 of stat(5), in clock ticks.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class ProcessRelay:
     """build/bench_relay (bench/relay.c), one process per run.
 
     Its CPU time comes from wait4() when it is stopped, so it is exactly
     that run's.
     """
-
-    kind = "C"
 
     def __init__(self, path, host, port, delay):
         self.cmd = [path, "0", host, str(port), str(delay)]
@@ -506,26 +492,6 @@ class ProcessRelay:
         return ru.ru_utime + ru.ru_stime
 
 
-class ThreadRelay:
-    """The fallback: tools/latency_relay.py on a thread of this process."""
-
-    kind = "Python"
-
-    def __init__(self, host, port, delay):
-        self.thread = latency_relay.RelayThread(host, port, delay).start()
-        self.cpu = 0.0
-
-    def begin(self):
-        self.cpu = thread_cpu(self.thread.thread.native_id)
-        return self.thread.port
-
-    def end(self):
-        return thread_cpu(self.thread.thread.native_id) - self.cpu
-
-    def stop(self):
-        self.thread.stop()
-
-
 def relay_port(proc):
     """The port from a relay's first line, "listening on HOST:PORT ..."."""
     line = proc.stdout.readline()
@@ -538,6 +504,22 @@ def relay_port(proc):
     return int(m.group(1))
 
 
+def count_until_eof(listener, result):
+    """Accept one connection on LISTENER and count its bytes until EOF;
+    RESULT gets "bytes" and "end" (the monotonic time of the EOF)."""
+    conn, _ = listener.accept()
+    total = 0
+    buf = bytearray(MiB)
+    with conn:
+        while True:
+            n = conn.recv_into(buf)
+            if n == 0:
+                break
+            total += n
+    result["bytes"] = total
+    result["end"] = time.monotonic()
+
+
 def relay_throughput(path, megabytes=100):
     """(seconds, MB/s, CPU seconds) for MEGABYTES through bench_relay."""
     listener = socket.socket()
@@ -547,7 +529,7 @@ def relay_throughput(path, megabytes=100):
     try:
         port = relay.begin()
         result = {}
-        sink = threading.Thread(target=latency_relay._sink,
+        sink = threading.Thread(target=count_until_eof,
                                 args=(listener, result))
         sink.start()
         chunk = os.urandom(MiB)
@@ -649,7 +631,6 @@ class Scenario:
         width = len(str(n - 1))
         prefix = user_prefix or key.lower()
         self.users = [prefix + str(i).zfill(width) for i in range(n)]
-        self.relay_kind = None  # "C" or "Python", set by main()
         self.runs = []  # dicts: wall, cpu, rss, anon, floor (or None)
         self.failed = False
 
@@ -819,9 +800,9 @@ def print_table(order, results, runs):
     relayed = [results[k] for k in order if k in results
                and results[k].relay is not None and results[k].runs]
     if relayed:
-        print("The relay (%s, same machine) used, median CPU s: %s."
-              % (relayed[0].relay_kind, ", ".join("%s %.2f" % (sc.key, sc.median("relay_cpu"))
-                          for sc in relayed)))
+        print("The relay (C, same machine) used, median CPU s: %s."
+              % ", ".join("%s %.2f" % (sc.key, sc.median("relay_cpu"))
+                          for sc in relayed))
     b2, b20 = results.get("B2"), results.get("B2-0")
     if b2 is not None and b20 is not None and b2.runs and b20.runs:
         print("B2 - B2-0, what the 20 ms round trip alone costs: %.2f s."
@@ -853,8 +834,7 @@ def parse_args():
                                                     "bench_floor"))
     ap.add_argument("--relay", default=os.path.join(ROOT, "build",
                                                     "bench_relay"),
-                    help="the C latency relay; if it is not an executable, "
-                         "tools/latency_relay.py is used instead")
+                    help="the latency relay of B2 and B3 (bench/relay.c)")
     args = ap.parse_args()
     only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SCENARIOS]
@@ -868,7 +848,10 @@ def parse_args():
         args.accounts = 200 if args.quick else 10000
     if args.runs < 1 or args.accounts < 1:
         ap.error("--runs and --accounts must be at least 1")
-    for path in (args.binary, args.floor):
+    needed = [args.binary, args.floor]
+    if {"B2", "B3"} & set(args.only):
+        needed.append(args.relay)
+    for path in needed:
         if not os.access(path, os.X_OK):
             ap.error("%s is not an executable (build with: bash "
                      "tools/build.sh build)" % path)
@@ -898,8 +881,8 @@ def build_scenarios(args):
         out["B2"] = Scenario("B2", "as B1, 20 ms RTT", mixed, count,
                              relay=DELAY_MS, floor=True, connections=4,
                              user_prefix="single")
-        # The control: B2's path with no delay. The relay is Python on
-        # the same CPUs; B2 - B2-0 is what the latency alone costs.
+        # The control: B2's path with no delay. The relay runs on the
+        # same CPUs; B2 - B2-0 is what the latency alone costs.
         out["B2-0"] = Scenario("B2-0", "as B1, via the relay at 0 ms", mixed,
                                count, relay=0, floor=True, connections=4,
                                user_prefix="single")
@@ -970,7 +953,7 @@ def main():
     started = time.monotonic()
     failed = []
     dc = None
-    relays = {}  # delay in ms -> ProcessRelay or ThreadRelay
+    relays = {}  # delay in ms -> ProcessRelay
     results = {}
     try:
         for line in context_lines(tools):
@@ -980,28 +963,15 @@ def main():
         boxes = Mailboxes(dc)
         delays = sorted({sc.relay for sc in results.values()
                          if sc.relay is not None})
-        use_c = os.access(args.relay, os.X_OK)
-        if delays and use_c:
+        if delays:
             secs, rate, cpu = relay_throughput(args.relay)
             print("relay: %s (C, a process per run): 100 MB at 0 ms in "
                   "%.2f s (%.0f MB/s, CPU %.2f s); %d ms each way in B2/B3"
                   % (os.path.relpath(args.relay), secs, rate, cpu,
                      DELAY_MS))
-        elif delays:
-            secs, rate = latency_relay.measure(100, 0)
-            print("relay: tools/latency_relay.py (Python, a thread of "
-                  "bench.py; %s not built): 100 MB at 0 ms in %.2f s "
-                  "(%.0f MB/s); %d ms each way in B2/B3"
-                  % (os.path.relpath(args.relay), secs, rate, DELAY_MS))
         for delay in delays:
-            if use_c:
-                relays[delay] = ProcessRelay(args.relay, "127.0.0.1",
-                                             dc.ssl_port, delay)
-            else:
-                relays[delay] = ThreadRelay("127.0.0.1", dc.ssl_port, delay)
-            for sc in results.values():
-                if sc.relay == delay:
-                    sc.relay_kind = relays[delay].kind
+            relays[delay] = ProcessRelay(args.relay, "127.0.0.1",
+                                         dc.ssl_port, delay)
         print("scratch: %s" % scratch, flush=True)
         # Run k of every scenario, then run k + 1: slow drifts of the
         # machine touch all scenarios alike.
@@ -1021,9 +991,6 @@ def main():
         print("interrupted", file=sys.stderr)
         failed.append("interrupted")
     finally:
-        for relay in relays.values():
-            if isinstance(relay, ThreadRelay):
-                relay.stop()
         if dc is not None:
             dc.cleanup()
         if args.keep:
