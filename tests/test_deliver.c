@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "check_util.h"
 #include "deliver.h"
 #include "maildir.h"
 #include "state.h"
@@ -52,12 +53,10 @@ struct seen {
 
 static void setup(void);
 static void teardown(void);
-static void rm_rf(const char *path);
 static struct deliver_where where(void);
 static struct deliver *open_ok(void);
 static struct deliver *reopen_recovered(int *recovered);
 static int count_files(const char *sub);
-static char *slurp(const char *path, size_t *len);
 static void message(int i, bool crlf, char *buf, size_t len);
 static void put(struct deliver *d, unsigned long tag, const char *uid,
     uint64_t size, const char *text);
@@ -73,11 +72,7 @@ static Suite *deliver_suite(void);
 static void
 setup(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/test_deliver.XXXXXX",
-	    base != NULL && base[0] != '\0' ? base : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	check_tmpdir(tmpdir, sizeof(tmpdir), "test_deliver");
 	snprintf(mdpath, sizeof(mdpath), "%s/Maildir", tmpdir);
 	snprintf(statedir, sizeof(statedir), "%s/state", tmpdir);
 	unsetenv("POPFETCHD_FAIL");
@@ -87,30 +82,7 @@ setup(void)
 static void
 teardown(void)
 {
-	rm_rf(tmpdir);
-}
-
-/* Removes PATH and everything below it. */
-static void
-rm_rf(const char *path)
-{
-	struct dirent *de;
-	char sub[PATH_MAX];
-	DIR *dir;
-
-	if ((dir = opendir(path)) == NULL) {
-		unlink(path);
-		return;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		rm_rf(sub);
-	}
-	closedir(dir);
-	rmdir(path);
+	check_rm_rf(tmpdir);
 }
 
 static struct deliver_where
@@ -173,26 +145,6 @@ count_files(const char *sub)
 	return n;
 }
 
-/* The contents of PATH, NUL-terminated (caller frees). */
-static char *
-slurp(const char *path, size_t *len)
-{
-	char *buf;
-	FILE *f;
-	long n;
-
-	ck_assert_ptr_nonnull(f = fopen(path, "rb"));
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	ck_assert_int_ge(n = ftell(f), 0);
-	rewind(f);
-	ck_assert_ptr_nonnull(buf = malloc((size_t)n + 1));
-	ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 /* Message I as the server sends it (CRLF) or as the Maildir holds it. */
 static void
 message(int i, bool crlf, char *buf, size_t len)
@@ -252,7 +204,7 @@ count_copies(int copies[NMSG])
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/new/%s", mdpath, de->d_name);
-		got = slurp(path, &len);
+		got = check_read_file(path, &len);
 		for (i = 0; i < NMSG; i++) {
 			message(i, false, want, sizeof(want));
 			if (strcmp(got, want) == 0)
@@ -704,8 +656,8 @@ START_TEST(test_crash_points)
 	long k;
 
 	for (k = 1; k < 100; k++) {
-		rm_rf(mdpath);
-		rm_rf(statedir);
+		check_rm_rf(mdpath);
+		check_rm_rf(statedir);
 		ck_assert_int_ne(pid = fork(), -1);
 		if (pid == 0)
 			crash_child(k);
@@ -716,7 +668,7 @@ START_TEST(test_crash_points)
 		}
 		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 		snprintf(path, sizeof(path), "%s/stderr", tmpdir);
-		where_killed = slurp(path, &len);
+		where_killed = check_read_file(path, &len);
 		d = reopen_recovered(&recovered);
 		delivered = check_outcome(d);
 		ck_assert_msg(delivered == 0 || delivered == NMSG - 1,

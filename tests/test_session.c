@@ -40,6 +40,7 @@
 #include "state.h"
 #include "worker.h"
 #include "check_main.h"
+#include "check_util.h"
 
 #define STEPS_MAX 64
 #define CMDS_MAX  64
@@ -120,7 +121,6 @@ static struct fixture {
 
 static void setup(void);
 static void teardown(void);
-static void rm_rf(const char *path);
 static struct step *expect(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void run(enum session_mode mode);
@@ -327,22 +327,6 @@ count_new(void)
 	return n;
 }
 
-static char *
-slurp(const char *path)
-{
-	struct stat sb;
-	char *buf;
-	int fd;
-
-	ck_assert_int_ne(fd = open(path, O_RDONLY), -1);
-	ck_assert_int_eq(fstat(fd, &sb), 0);
-	ck_assert_ptr_nonnull(buf = malloc((size_t)sb.st_size + 1));
-	ck_assert_int_eq(read(fd, buf, (size_t)sb.st_size), sb.st_size);
-	buf[sb.st_size] = '\0';
-	close(fd);
-	return buf;
-}
-
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -369,7 +353,7 @@ assert_new(const char *const *want, size_t n)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(file, sizeof(file), "%s/%s", path, de->d_name);
-		got[k++] = slurp(file);
+		got[k++] = check_read_file(file, NULL);
 	}
 	closedir(dir);
 	memcpy(w, want, n * sizeof(*w));
@@ -533,12 +517,8 @@ cmd_named(const char *cmd)
 static void
 setup(void)
 {
-	const char *base = getenv("TMPDIR");
-
 	memset(&fx, 0, sizeof(fx));
-	snprintf(fx.dir, sizeof(fx.dir), "%s/test_session.XXXXXX",
-	    base != NULL && base[0] != '\0' ? base : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(fx.dir));
+	check_tmpdir(fx.dir, sizeof(fx.dir), "test_session");
 	snprintf(fx.maildir, sizeof(fx.maildir), "%.*s/Maildir", PATH_MAX - 16,
 	    fx.dir);
 	snprintf(fx.statedir, sizeof(fx.statedir), "%.*s/state", PATH_MAX - 16,
@@ -601,30 +581,7 @@ teardown(void)
 	evdns_base_free(fx.dns, 0);
 	event_free(fx.deadline);
 	event_base_free(fx.base);
-	rm_rf(fx.dir);
-}
-
-/* Removes PATH and everything below it. */
-static void
-rm_rf(const char *path)
-{
-	char sub[2 * PATH_MAX];
-	struct dirent *de;
-	DIR *dir;
-
-	if ((dir = opendir(path)) == NULL) {
-		unlink(path);
-		return;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		rm_rf(sub);
-	}
-	closedir(dir);
-	rmdir(path);
+	check_rm_rf(fx.dir);
 }
 
 /* ---- the cases ---- */
