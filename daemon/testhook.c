@@ -9,18 +9,29 @@
 #include "testhook.h"
 
 #ifdef POPFETCHD_TEST_HOOKS
+/* Crash point to kill at (-1: not read yet), crash and fail points passed. */
+static long at = -1, crash_passed;
+static unsigned long fail_passed;
+
+void
+testhook_reset(void)
+{
+	at = -1;
+	crash_passed = 0;
+	fail_passed = 0;
+}
+
 void
 testhook_crash_point(const char *where)
 {
-	static long at = -1, passed;
 	const char *env;
 
 	if (at == -1)
 		at = (env = getenv("POPFETCHD_CRASH_AT")) != NULL ? atol(env)
 								  : 0;
-	if (at > 0 && ++passed == at) {
-		fprintf(
-		    stderr, "testhook: crash point %ld: %s\n", passed, where);
+	if (at > 0 && ++crash_passed == at) {
+		fprintf(stderr, "testhook: crash point %ld: %s\n", crash_passed,
+		    where);
 		fflush(stderr);
 		kill(getpid(), SIGKILL);
 	}
@@ -37,17 +48,16 @@ testhook_now(void)
 bool
 testhook_fail(const char *where)
 {
-	static unsigned long passed;
-	const char *env = getenv("POPFETCHD_FAIL"), *at;
+	const char *env = getenv("POPFETCHD_FAIL"), *nth;
 	size_t len;
 
 	if (env == NULL)
 		return false;
-	at = strchr(env, '@');
-	len = at != NULL ? (size_t)(at - env) : strlen(env);
+	nth = strchr(env, '@');
+	len = nth != NULL ? (size_t)(nth - env) : strlen(env);
 	if (strlen(where) != len || strncmp(env, where, len) != 0)
 		return false;
-	if (at != NULL && ++passed != strtoul(at + 1, NULL, 10))
+	if (nth != NULL && ++fail_passed != strtoul(nth + 1, NULL, 10))
 		return false;
 	fprintf(stderr, "testhook: fail point: %s\n", where);
 	errno = EIO;

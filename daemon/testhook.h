@@ -30,6 +30,12 @@ time_t testhook_now(void);
 bool testhook_fail(const char *where);
 /* The environment variable NAME, or NULL. */
 const char *testhook_env(const char *name);
+/*
+ * Forgets how often the crash and fail points were passed, and reads
+ * POPFETCHD_CRASH_AT afresh: for a unit test that runs several cases in
+ * one process.
+ */
+void testhook_reset(void);
 #define TESTHOOK_CRASH_POINT(where) testhook_crash_point(where)
 #define TESTHOOK_NOW()		    testhook_now()
 #define TESTHOOK_FAIL(where)	    testhook_fail(where)

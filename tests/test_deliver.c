@@ -26,11 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "check_util.h"
 #include "deliver.h"
 #include "maildir.h"
 #include "state.h"
+#include "testhook.h"
+#include "check_main.h"
+#include "check_util.h"
 
 #define ACCT "work"
 #define HOST "pop.example.com"
@@ -77,6 +78,8 @@ setup(void)
 	snprintf(statedir, sizeof(statedir), "%s/state", tmpdir);
 	unsetenv("POPFETCHD_FAIL");
 	unsetenv("POPFETCHD_CRASH_AT");
+	/* The cases may share one process (CK_FORK=no). */
+	testhook_reset();
 }
 
 static void
