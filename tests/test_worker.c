@@ -1,0 +1,551 @@
+/*
+ * Tests of daemon/worker.c on a real loop: where run() and done() are
+ * called, in what order, how often; what worker_busy() says at each
+ * stage; worker_wait() on a queued, a running and a finished job; that
+ * completions let the loop's other events in; and freeing a worker
+ * whose queued jobs were taken back. Jobs that must stay put wait on a
+ * gate the test opens; the loop runs until the awaited completion, with
+ * a timer that fails the test if it never comes.
+ */
+#include <sys/types.h>
+
+#include <check.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "worker.h"
+#include "check_main.h"
+
+/* Long enough for a loaded machine, short enough to fail fast. */
+#define AWAIT_SECS 5
+
+/* Where a job stops inside run() until the test lets it go on. */
+struct gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool open;
+	int arrived; /* jobs that reached the gate */
+};
+
+struct tjob {
+	struct worker_job job;
+	int id;
+	struct gate *gate; /* NULL: run() does not stop */
+	/* Written by run() on a worker thread. */
+	int runs;
+	bool run_ended;
+	pthread_t run_thread;
+	/* Written by done() on the loop thread. */
+	int dones;
+	bool busy_in_done;
+	bool ran_before_done;
+	pthread_t done_thread;
+	int resubmit; /* done() submits the job again this many times */
+	bool free_in_done;
+};
+
+static struct event_base *base;
+static struct worker *w;
+static pthread_t loop_thread;
+static bool timed_out;
+
+/* Completion order as the loop saw it; run order as the thread saw it. */
+static int done_order[4096], run_order[4096];
+static int ndone, nrun;
+static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct tjob *
+tjob_of(struct worker_job *job)
+{
+	return (
+	    struct tjob *)(void *)((char *)job - offsetof(struct tjob, job));
+}
+
+static void
+gate_init(struct gate *g)
+{
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->cond, NULL);
+	g->open = false;
+	g->arrived = 0;
+}
+
+static void
+gate_open(struct gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->open = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* Blocks until N jobs reached the gate. */
+static void
+gate_await(struct gate *g, int n)
+{
+	pthread_mutex_lock(&g->lock);
+	while (g->arrived < n)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void
+job_run(struct worker_job *job)
+{
+	struct tjob *t = tjob_of(job);
+
+	t->run_thread = pthread_self();
+	t->runs++;
+	pthread_mutex_lock(&run_lock);
+	if (nrun < (int)(sizeof(run_order) / sizeof(run_order[0])))
+		run_order[nrun++] = t->id;
+	pthread_mutex_unlock(&run_lock);
+	if (t->gate != NULL) {
+		pthread_mutex_lock(&t->gate->lock);
+		t->gate->arrived++;
+		pthread_cond_broadcast(&t->gate->cond);
+		while (!t->gate->open)
+			pthread_cond_wait(&t->gate->cond, &t->gate->lock);
+		pthread_mutex_unlock(&t->gate->lock);
+	}
+	t->run_ended = true;
+}
+
+static void
+job_done(struct worker_job *job)
+{
+	struct tjob *t = tjob_of(job);
+
+	t->done_thread = pthread_self();
+	t->dones++;
+	t->busy_in_done = worker_busy(job);
+	t->ran_before_done = t->run_ended;
+	if (ndone < (int)(sizeof(done_order) / sizeof(done_order[0])))
+		done_order[ndone++] = t->id;
+	if (t->resubmit > 0) {
+		t->resubmit--;
+		t->run_ended = false;
+		worker_submit(w, job);
+	} else if (t->free_in_done)
+		free(t);
+}
+
+static void
+tjob_init(struct tjob *t, int id, struct gate *g)
+{
+	memset(t, 0, sizeof(*t));
+	t->id = id;
+	t->gate = g;
+	t->job.run = job_run;
+	t->job.done = job_done;
+}
+
+static void
+guard_cb(evutil_socket_t fd, short what, void *arg)
+{
+	timed_out = true;
+}
+
+/* Runs the loop until *COUNT reaches WANT; fails after AWAIT_SECS. */
+static void
+await_count(const int *count, int want)
+{
+	struct timeval tv = {AWAIT_SECS, 0};
+	struct event *guard = evtimer_new(base, guard_cb, NULL);
+
+	ck_assert_ptr_nonnull(guard);
+	timed_out = false;
+	evtimer_add(guard, &tv);
+	while (*count < want && !timed_out)
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_ONCE), -1);
+	event_free(guard);
+	ck_assert_msg(!timed_out, "waited %d s for %d completions, saw %d",
+	    AWAIT_SECS, want, *count);
+}
+
+static void
+start(unsigned nthreads)
+{
+	ck_assert_ptr_nonnull(base = event_base_new());
+	ck_assert_ptr_nonnull(w = worker_new(base, nthreads));
+	loop_thread = pthread_self();
+	ndone = nrun = 0;
+}
+
+static void
+teardown(void)
+{
+	worker_free(&w);
+	ck_assert_ptr_null(w);
+	if (base != NULL)
+		event_base_free(base);
+	base = NULL;
+}
+
+START_TEST(runs_off_the_loop_completes_on_it_in_order)
+{
+	static struct tjob jobs[50];
+	const int n = sizeof(jobs) / sizeof(jobs[0]);
+	int i;
+
+	/* One thread: the queue is first in, first out. */
+	start(1);
+	for (i = 0; i < n; i++) {
+		tjob_init(&jobs[i], i, NULL);
+		ck_assert(!worker_busy(&jobs[i].job));
+		worker_submit(w, &jobs[i].job);
+		ck_assert(worker_busy(&jobs[i].job));
+	}
+	/* Never from inside worker_submit(). */
+	ck_assert_int_eq(ndone, 0);
+	await_count(&ndone, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(done_order[i], i);
+		ck_assert_int_eq(run_order[i], i);
+		ck_assert_int_eq(jobs[i].runs, 1);
+		ck_assert_int_eq(jobs[i].dones, 1);
+		ck_assert(jobs[i].ran_before_done);
+		ck_assert(!jobs[i].busy_in_done);
+		ck_assert(!worker_busy(&jobs[i].job));
+		ck_assert(!pthread_equal(jobs[i].run_thread, loop_thread));
+		ck_assert(pthread_equal(jobs[i].done_thread, loop_thread));
+	}
+}
+END_TEST
+
+START_TEST(many_jobs_on_many_threads_complete_once_each)
+{
+	static struct tjob jobs[2000];
+	const int n = sizeof(jobs) / sizeof(jobs[0]);
+	int i;
+
+	start(WORKER_THREADS);
+	for (i = 0; i < n; i++) {
+		tjob_init(&jobs[i], i, NULL);
+		worker_submit(w, &jobs[i].job);
+	}
+	await_count(&ndone, n);
+	ck_assert_int_eq(nrun, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(jobs[i].runs, 1);
+		ck_assert_int_eq(jobs[i].dones, 1);
+		ck_assert(jobs[i].ran_before_done);
+		ck_assert(!pthread_equal(jobs[i].run_thread, loop_thread));
+		ck_assert(pthread_equal(jobs[i].done_thread, loop_thread));
+	}
+	/* Nothing more comes: the loop has no completion left to call. */
+	ck_assert_int_eq(event_base_loop(base, EVLOOP_NONBLOCK), 0);
+	ck_assert_int_eq(ndone, n);
+}
+END_TEST
+
+/* done() may submit its job again, and may free the job's owner. */
+START_TEST(done_may_resubmit_then_free)
+{
+	struct tjob *t = malloc(sizeof(*t));
+
+	start(2);
+	ck_assert_ptr_nonnull(t);
+	tjob_init(t, 7, NULL);
+	t->resubmit = 5;
+	t->free_in_done = true;
+	worker_submit(w, &t->job);
+	await_count(&ndone, 6);
+	ck_assert_int_eq(nrun, 6);
+	/* A seventh would read the freed job: ASan's part to catch. */
+	ck_assert_int_eq(event_base_loop(base, EVLOOP_NONBLOCK), 0);
+	ck_assert_int_eq(ndone, 6);
+}
+END_TEST
+
+/* Busy from submission until its completion starts; then free again. */
+START_TEST(busy_from_submit_until_done)
+{
+	struct tjob a, b;
+	struct gate g;
+
+	start(1);
+	gate_init(&g);
+	tjob_init(&a, 1, &g);
+	tjob_init(&b, 2, NULL);
+	worker_submit(w, &a.job);
+	worker_submit(w, &b.job);
+	gate_await(&g, 1);
+	/* A is running, B queued behind it. */
+	ck_assert(worker_busy(&a.job));
+	ck_assert(worker_busy(&b.job));
+	gate_open(&g);
+	await_count(&ndone, 2);
+	ck_assert(!a.busy_in_done);
+	ck_assert(!b.busy_in_done);
+	ck_assert(!worker_busy(&a.job));
+	ck_assert(!worker_busy(&b.job));
+}
+END_TEST
+
+/* A queued job taken back is never run, and never completed. */
+START_TEST(wait_takes_back_a_queued_job)
+{
+	struct tjob a, b, c;
+	struct gate g;
+
+	start(1);
+	gate_init(&g);
+	tjob_init(&a, 1, &g);
+	tjob_init(&b, 2, NULL);
+	tjob_init(&c, 3, NULL);
+	worker_submit(w, &a.job);
+	worker_submit(w, &b.job);
+	gate_await(&g, 1);
+	/* The only thread is held by A: B is still queued. */
+	worker_wait(w, &b.job);
+	ck_assert(!worker_busy(&b.job));
+	ck_assert(worker_busy(&a.job));
+	gate_open(&g);
+	/* C behind: had B stayed in the queue it would have run before C. */
+	worker_submit(w, &c.job);
+	await_count(&c.dones, 1);
+	ck_assert_int_eq(a.dones, 1);
+	ck_assert_int_eq(b.runs, 0);
+	ck_assert_int_eq(b.dones, 0);
+	ck_assert_int_eq(nrun, 2);
+}
+END_TEST
+
+/* A job that finished but was not completed: taken back, no done(). */
+START_TEST(wait_takes_back_a_finished_job)
+{
+	struct tjob a, s;
+	struct gate g;
+
+	start(1);
+	gate_init(&g);
+	tjob_init(&a, 1, NULL);
+	tjob_init(&s, 2, &g);
+	worker_submit(w, &a.job);
+	worker_submit(w, &s.job);
+	/* The one thread took S: it had moved A to the finished list. */
+	gate_await(&g, 1);
+	ck_assert_int_eq(a.runs, 1);
+	ck_assert_int_eq(a.dones, 0);
+	worker_wait(w, &a.job);
+	ck_assert(!worker_busy(&a.job));
+	gate_open(&g);
+	await_count(&s.dones, 1);
+	ck_assert_int_eq(a.dones, 0);
+
+	/* Idle again: it can be submitted, and completes normally. */
+	worker_submit(w, &a.job);
+	await_count(&a.dones, 1);
+	ck_assert_int_eq(a.runs, 2);
+}
+END_TEST
+
+/* The state letter of thread TID of this process, from /proc. */
+static char
+thread_state(pid_t tid)
+{
+	char path[64], buf[512], *p;
+	FILE *fp;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' ? p[2] : '?';
+}
+
+struct opener {
+	struct gate *gate;
+	pid_t waiter; /* the thread that calls worker_wait() */
+};
+
+/*
+ * Opens the gate once the waiter sleeps (in worker_wait(), the only
+ * place it can), so that the job is still running when the wait
+ * begins. Gives up after AWAIT_SECS and opens it anyway: the test then
+ * fails on what worker_wait() did.
+ */
+static void *
+opener_main(void *arg)
+{
+	struct opener *o = arg;
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		if (thread_state(o->waiter) == 'S')
+			break;
+		sched_yield();
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < AWAIT_SECS);
+	gate_open(o->gate);
+	return NULL;
+}
+
+/* A running job is waited for: run() has ended when worker_wait returns. */
+START_TEST(wait_blocks_until_a_running_job_ends)
+{
+	struct tjob a, c;
+	struct gate g;
+	struct opener o = {.gate = &g, .waiter = gettid()};
+	pthread_t opener;
+
+	start(1);
+	gate_init(&g);
+	tjob_init(&a, 1, &g);
+	tjob_init(&c, 2, NULL);
+	worker_submit(w, &a.job);
+	gate_await(&g, 1);
+	ck_assert_int_eq(pthread_create(&opener, NULL, opener_main, &o), 0);
+	worker_wait(w, &a.job);
+	ck_assert(a.run_ended);
+	ck_assert(!worker_busy(&a.job));
+	pthread_join(opener, NULL);
+	worker_submit(w, &c.job);
+	await_count(&c.dones, 1);
+	ck_assert_int_eq(a.runs, 1);
+	ck_assert_int_eq(a.dones, 0);
+}
+END_TEST
+
+/*
+ * Freeing: the header asks that every job be waited for or completed
+ * first. Queued jobs taken back are then never run by the stopping
+ * threads, and no completion is called.
+ */
+START_TEST(free_after_taking_back_queued_jobs)
+{
+	struct tjob a, q[5];
+	struct gate g;
+	int i;
+
+	start(1);
+	gate_init(&g);
+	tjob_init(&a, 100, &g);
+	worker_submit(w, &a.job);
+	for (i = 0; i < 5; i++) {
+		tjob_init(&q[i], i, NULL);
+		worker_submit(w, &q[i].job);
+	}
+	gate_await(&g, 1);
+	for (i = 0; i < 5; i++)
+		worker_wait(w, &q[i].job);
+	gate_open(&g);
+	await_count(&a.dones, 1);
+	worker_free(&w);
+	ck_assert_ptr_null(w);
+	for (i = 0; i < 5; i++) {
+		ck_assert_int_eq(q[i].runs, 0);
+		ck_assert_int_eq(q[i].dones, 0);
+		ck_assert(!worker_busy(&q[i].job));
+	}
+	ck_assert_int_eq(nrun, 1);
+	/* Its wake-up event went with it: the loop has nothing left. */
+	ck_assert_int_eq(event_base_loop(base, EVLOOP_NONBLOCK), 1);
+	/* A second free of the emptied pointer is harmless. */
+	worker_free(&w);
+}
+END_TEST
+
+static int seen_by_other; /* completions before the other event ran */
+static bool other_ran;
+
+static void
+other_cb(evutil_socket_t fd, short what, void *arg)
+{
+	other_ran = true;
+	seen_by_other = ndone;
+}
+
+static struct event *other;
+
+static void
+done_then_other(struct worker_job *job)
+{
+	job_done(job);
+	if (ndone == 1)
+		event_active(other, EV_TIMEOUT, 0);
+}
+
+/*
+ * Many completions ready at once do not hold the loop: an event that
+ * became active during the first one runs before the last one.
+ */
+START_TEST(completions_let_other_events_in)
+{
+	static struct tjob jobs[12];
+	const int n = sizeof(jobs) / sizeof(jobs[0]);
+	struct tjob s;
+	struct gate g;
+	int i;
+
+	start(1);
+	ck_assert_ptr_nonnull(other = event_new(base, -1, 0, other_cb, NULL));
+	gate_init(&g);
+	for (i = 0; i < n; i++) {
+		tjob_init(&jobs[i], i, NULL);
+		jobs[i].job.done = done_then_other;
+		worker_submit(w, &jobs[i].job);
+	}
+	tjob_init(&s, n, &g);
+	worker_submit(w, &s.job);
+	/* S holds the only thread: all twelve wait for their done(). */
+	gate_await(&g, 1);
+	gate_open(&g);
+	await_count(&ndone, n + 1);
+	for (i = 0; i < n + 1; i++)
+		ck_assert_int_eq(done_order[i], i);
+	ck_assert(other_ran);
+	ck_assert_int_ge(seen_by_other, 1);
+	ck_assert_int_lt(seen_by_other, n);
+	event_free(other);
+}
+END_TEST
+
+START_TEST(new_and_free_without_jobs)
+{
+	start(WORKER_THREADS);
+	worker_free(&w);
+	ck_assert_ptr_null(w);
+	ck_assert_ptr_nonnull(w = worker_new(base, 1));
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("worker");
+	TCase *tc;
+
+	tc = tcase_create("completions");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, runs_off_the_loop_completes_on_it_in_order);
+	tcase_add_test(tc, many_jobs_on_many_threads_complete_once_each);
+	tcase_add_test(tc, done_may_resubmit_then_free);
+	tcase_add_test(tc, busy_from_submit_until_done);
+	tcase_add_test(tc, completions_let_other_events_in);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("wait_and_free");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, wait_takes_back_a_queued_job);
+	tcase_add_test(tc, wait_takes_back_a_finished_job);
+	tcase_add_test(tc, wait_blocks_until_a_running_job_ends);
+	tcase_add_test(tc, free_after_taking_back_queued_jobs);
+	tcase_add_test(tc, new_and_free_without_jobs);
+	suite_add_tcase(s, tc);
+
+	return check_main(s);
+}
