@@ -12,7 +12,7 @@
 
 #include <stdbool.h>
 
-#include "session.h" /* enum session_class */
+#include "sclass.h"
 
 /*
  * First polls (at start, or of an account a reload adds) are spread over

@@ -7,8 +7,11 @@
 #ifndef POPFETCHD_SESSION_H
 #define POPFETCHD_SESSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "sclass.h"
 
 struct event_base;
 struct evdns_base;
@@ -16,18 +19,6 @@ struct conf;
 struct account;
 struct session;
 struct worker;
-
-/* How a poll ended, so policy can act (retry, back off, pause). */
-enum session_class {
-	SC_OK,
-	SC_NET,	   /* connection, timeout, TLS: retry with back-off */
-	SC_BUSY,   /* server busy, [IN-USE], [SYS/TEMP], state locked */
-	SC_PROTO,  /* the server broke the protocol */
-	SC_AUTH,   /* authentication refused */
-	SC_LOCAL,  /* Maildir or state unwritable, disk full */
-	SC_CONFIG, /* the account asks for something we cannot do */
-	SC_COUNT
-};
 
 struct session_stats {
 	size_t listed;	/* messages on the server */
