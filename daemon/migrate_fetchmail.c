@@ -133,6 +133,7 @@ struct fetchmail {
 	struct conv_acct *target; /* what options go to */
 	char poll[FM_TOKEN_MAX];
 	size_t first;  /* the first account of this poll */
+	int poll_line; /* where the poll starts */
 	bool not_pop3; /* this poll's protocol is not POP3 */
 	bool any_poll;
 };
@@ -223,7 +224,7 @@ end_poll(struct fetchmail *f)
 		conv_fmt(a->name, sizeof(a->name), "%s-%s", f->poll, user);
 	}
 	if (f->not_pop3 && f->any_poll)
-		conv_complain(f->c, f->line,
+		conv_complain(f->c, f->poll_line,
 		    "poll %s: not POP3, left out (popfetchd speaks POP3 only)",
 		    f->poll);
 	f->first = f->c->n;
@@ -434,6 +435,7 @@ poll(struct fetchmail *f, bool skip)
 	if (!next_token(f, name, sizeof(name)))
 		return;
 	f->any_poll = true;
+	f->poll_line = f->line;
 	snprintf(f->poll, sizeof(f->poll), "%s", name);
 	memset(&f->server, 0, sizeof(f->server));
 	conv_acct_merge(&f->server, &f->defaults);
