@@ -415,6 +415,135 @@ START_TEST(matching)
 }
 END_TEST
 
+/* Converts TEXT as FMT; *OUT and *ERR get what was written (freed). */
+static int
+convert(enum migrate_format fmt, const char *text, char **out, char **err)
+{
+	size_t olen, elen;
+	FILE *o = open_memstream(out, &olen), *e = open_memstream(err, &elen);
+	int n;
+
+	ck_assert_ptr_nonnull(o);
+	ck_assert_ptr_nonnull(e);
+	n = migrate_convert(fmt, "rc", text, strlen(text), o, e);
+	fclose(o);
+	fclose(e);
+	return n;
+}
+
+#define HAS(s, sub) \
+	ck_assert_msg(strstr(s, sub) != NULL, "no %s in:\n%s", sub, s)
+#define HAS_NOT(s, sub) \
+	ck_assert_msg(strstr(s, sub) == NULL, "%s in:\n%s", sub, s)
+
+/* defaults, "account B : A", quotes, comments, an unknown command. */
+START_TEST(convert_mpop)
+{
+	static const char rc[] = "# comment\n"
+				 "defaults\n"
+				 "  keep on\n"
+				 "account a\n"
+				 "host pop.example.com\n"
+				 "user \"al ice\"\n"
+				 "password \"p#w\"\n"
+				 "tls on\n"
+				 "tls_starttls off\n"
+				 "delivery maildir ~/Mail\n"
+				 "proxy_host 10.0.0.1\n"
+				 "account b : a\n"
+				 "user bob\n"
+				 "tls_starttls on\n"
+				 "delivery mda /usr/bin/procmail\n";
+	char *out, *err;
+
+	ck_assert_int_eq(convert(MIGRATE_MPOP, rc, &out, &err), 2);
+	HAS(out, "name = \"a\";");
+	HAS(out, "user = \"al ice\";");
+	HAS(out, "tls = \"implicit\";");
+	HAS(out, "keep = true;");
+	HAS(out, "maildir = \"~/Mail\";");
+	HAS(out, "rc:11: proxy_host 10.0.0.1: popfetchd has no SOCKS proxy");
+	HAS(out, "rc:7 held the password inline; it is not copied");
+	HAS_NOT(out, "p#w");
+	/* b inherits host and keep from a, not its Maildir (an MDA). */
+	HAS(out, "name = \"b\";");
+	HAS(out, "tls = \"starttls\";");
+	HAS(out, "maildir = \"~/Maildir\";");
+	HAS(out, "rc:15: delivery mda /usr/bin/procmail");
+	HAS(out, "not supported by popfetchd yet");
+	ck_assert_str_eq(err, "");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* Two users on one server, noise words, "no", a non-POP3 poll left out. */
+START_TEST(convert_fetchmail)
+{
+	static const char rc[] =
+	    "set daemon 600\n"
+	    "poll pop.example.com with proto pop3 port 995:\n"
+	    "  user 'a' there with password 'x y' is me here ssl keep\n"
+	    "  user \"b\" there has password \"z\" options no keep limit 100 # c\n"
+	    "poll imap.example.com proto imap user c pass d\n";
+	char *out, *err;
+
+	ck_assert_int_eq(convert(MIGRATE_FETCHMAIL, rc, &out, &err), 2);
+	HAS(out, "name = \"pop.example.com-a\";");
+	HAS(out, "name = \"pop.example.com-b\";");
+	HAS(out, "keep = true;");
+	HAS(out, "keep = false;");
+	HAS(out, "max_message_size = 100L;");
+	HAS(out, "poll_interval = 600;");
+	HAS(out, "rc:3: is me: local user");
+	HAS_NOT(out, "x y");
+	HAS_NOT(out, "imap.example.com");
+	HAS(err, "rc:5: poll imap.example.com: not POP3, left out");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* getmail's defaults (keep mail), a password command, unknown keys. */
+START_TEST(convert_getmail)
+{
+	static const char rc[] = "[retriever]\n"
+				 "type = SimplePOP3Retriever\n"
+				 "server = h.example\n"
+				 "username = u\n"
+				 "password_command = (\"/bin/pw\", \"u\")\n"
+				 "[destination]\n"
+				 "type = MDA_external\n"
+				 "path = /usr/bin/procmail\n"
+				 "[options]\n"
+				 "message_log = ~/log\n";
+	char *out, *err;
+
+	ck_assert_int_eq(convert(MIGRATE_GETMAIL, rc, &out, &err), 1);
+	HAS(out, "tls = \"starttls\";");
+	HAS(out, "password_command = \"'/bin/pw' 'u'\";");
+	HAS(out, "keep = true;");
+	HAS(out, "rc:7: [destination] type = MDA_external");
+	HAS(out, "rc:10: [options] message_log = ~/log: no equivalent");
+	HAS(out, "import-uids getmail:~/.getmail/oldmail-h.example-110-u");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* Nothing convertible: an error, not an empty configuration. */
+START_TEST(convert_nothing)
+{
+	char *out, *err;
+
+	ck_assert_int_eq(convert(MIGRATE_MPOP, "# empty\n", &out, &err), -1);
+	ck_assert_str_eq(out, "");
+	HAS(err, "no POP3 account to convert");
+	free(out);
+	free(err);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -438,6 +567,12 @@ main(void)
 	tcase_add_test(tc, getmail_bad_names);
 	tcase_add_test(tc, reads_only_len);
 	tcase_add_test(tc, matching);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("convert");
+	tcase_add_test(tc, convert_mpop);
+	tcase_add_test(tc, convert_fetchmail);
+	tcase_add_test(tc, convert_getmail);
+	tcase_add_test(tc, convert_nothing);
 	suite_add_tcase(s, tc);
 	return check_main(s);
 }
