@@ -79,6 +79,16 @@ account(struct mpop *m, char *arg)
 		m->cur = &m->defaults; /* read on, write nothing more */
 		return;
 	}
+	/*
+	 * "account default : A" only picks what mpop polls when no account
+	 * is named: written out, it would poll A's mailbox a second time,
+	 * with a state of its own, and fetch everything again.
+	 */
+	if (strcmp(name, "default") == 0 && colon != NULL) {
+		m->cur->skip = true;
+		conv_complain(m->c, m->line,
+		    "account default: mpop's choice of default account, the same mailbox as the one it inherits from: left out");
+	}
 	for (parent = colon != NULL ? strtok(colon, ", \t") : NULL;
 	     parent != NULL; parent = strtok(NULL, ", \t")) {
 		for (i = 0; i + 1 < m->c->n; i++)

@@ -453,7 +453,8 @@ START_TEST(convert_mpop)
 				 "account b : a\n"
 				 "user bob\n"
 				 "tls_starttls on\n"
-				 "delivery mda /usr/bin/procmail\n";
+				 "delivery mda /usr/bin/procmail\n"
+				 "account default : a\n";
 	char *out, *err;
 
 	ck_assert_int_eq(convert(MIGRATE_MPOP, rc, &out, &err), 2);
@@ -471,7 +472,9 @@ START_TEST(convert_mpop)
 	HAS(out, "maildir = \"~/Maildir\";");
 	HAS(out, "rc:15: delivery mda /usr/bin/procmail");
 	HAS(out, "not supported by popfetchd yet");
-	ck_assert_str_eq(err, "");
+	/* Not a third account polling a's mailbox again. */
+	HAS_NOT(out, "name = \"default\"");
+	HAS(err, "rc:16: account default: mpop's choice of default account");
 	free(out);
 	free(err);
 }
