@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "migrate.h"
 #include "net.h"
 #include "notify.h"
 #include "probe.h"
@@ -50,6 +52,9 @@ struct options {
 	int trace;
 	char *only[MAIN_ONLY_MAX];
 	size_t nonly;
+	/* --import-uids and --convert: FORMAT:PATH */
+	bool import, convert;
+	struct migrate_import imp;
 };
 
 static void
@@ -59,6 +64,9 @@ usage(FILE *f)
 	    "usage: popfetchd [-c FILE] [--once] [-a NAME]... [-d LEVEL] [-v]\n"
 	    "       popfetchd --check-config [-c FILE]\n"
 	    "       popfetchd --serverinfo NAME | --list NAME [-c FILE]\n"
+	    "       popfetchd --import-uids FORMAT:PATH [-c FILE] [-a NAME]... [--dry-run]\n"
+	    "                 [--match-host HOST --match-user USER]\n"
+	    "       popfetchd --convert FORMAT:PATH\n"
 	    "       popfetchd --version | --help\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
@@ -69,6 +77,14 @@ usage(FILE *f)
 	    "      --check-config  validate the configuration and list the accounts\n"
 	    "      --serverinfo NAME  greeting, TLS, capabilities, login, STAT\n"
 	    "      --list NAME     the messages on the server (changes nothing)\n"
+	    "      --import-uids FORMAT:PATH  take over what another fetcher fetched:\n"
+	    "                      FORMAT mpop (its UIDLS file), fetchmail (.fetchids)\n"
+	    "                      or getmail (an oldmail-* file)\n"
+	    "      --dry-run       with --import-uids: print what would be imported\n"
+	    "      --match-host HOST, --match-user USER  with --import-uids and one -a:\n"
+	    "                      the names the file has for that account's mailbox\n"
+	    "      --convert FORMAT:PATH  print a popfetchd configuration made from an\n"
+	    "                      mpoprc, a fetchmailrc or a getmailrc\n"
 	    "\n"
 	    "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 	    "USR1 polls every account now. See popfetchd(8).\n",
@@ -81,7 +97,12 @@ enum {
 	OPT_SERVERINFO,
 	OPT_LIST,
 	OPT_VERSION,
-	OPT_HELP
+	OPT_HELP,
+	OPT_IMPORT,
+	OPT_DRY_RUN,
+	OPT_MATCH_HOST,
+	OPT_MATCH_USER,
+	OPT_CONVERT
 };
 
 static const struct option longopts[] = {
@@ -95,8 +116,32 @@ static const struct option longopts[] = {
     {"list", required_argument, NULL, OPT_LIST},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
+    {"import-uids", required_argument, NULL, OPT_IMPORT},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"match-host", required_argument, NULL, OPT_MATCH_HOST},
+    {"match-user", required_argument, NULL, OPT_MATCH_USER},
+    {"convert", required_argument, NULL, OPT_CONVERT},
     {NULL, 0, NULL, 0},
 };
+
+/* FORMAT:PATH of --import-uids or --convert into O->imp. */
+static int
+take_source(const char *opt, char *arg, struct options *o)
+{
+	char *colon = strchr(arg, ':');
+
+	if (colon != NULL)
+		*colon = '\0';
+	if (colon == NULL || colon[1] == '\0' ||
+	    migrate_format_parse(arg, &o->imp.fmt) == -1) {
+		fprintf(stderr,
+		    "popfetchd: %s takes FORMAT:PATH, FORMAT one of mpop, fetchmail, getmail\n",
+		    opt);
+		return EX_USAGE;
+	}
+	o->imp.path = colon + 1;
+	return EX_OK;
+}
 
 /* Takes option C with its argument ARG: EX_OK, or EX_USAGE. */
 static int
@@ -136,6 +181,21 @@ take_option(int c, char *arg, struct options *o)
 		o->probe_mode =
 		    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
 		return EX_OK;
+	case OPT_IMPORT:
+		o->import = true;
+		return take_source("--import-uids", arg, o);
+	case OPT_CONVERT:
+		o->convert = true;
+		return take_source("--convert", arg, o);
+	case OPT_DRY_RUN:
+		o->imp.dry_run = true;
+		return EX_OK;
+	case OPT_MATCH_HOST:
+		o->imp.match_host = arg;
+		return EX_OK;
+	case OPT_MATCH_USER:
+		o->imp.match_user = arg;
+		return EX_OK;
 	case OPT_VERSION:
 		printf("popfetchd %s\n", POPFETCHD_VERSION);
 		exit(EX_OK);
@@ -147,6 +207,27 @@ take_option(int c, char *arg, struct options *o)
 		usage(stderr);
 		return EX_USAGE;
 	}
+}
+
+/* Options that only make sense together: EX_OK, or EX_USAGE. */
+static int
+check_combination(const struct options *o)
+{
+	const char *bad = NULL;
+
+	if (o->import && o->convert)
+		bad = "--import-uids and --convert are two runs";
+	else if (!o->import && (o->imp.dry_run || o->imp.match_host != NULL ||
+				   o->imp.match_user != NULL))
+		bad =
+		    "--dry-run, --match-host and --match-user go with --import-uids";
+	else if ((o->imp.match_host != NULL || o->imp.match_user != NULL) &&
+		 o->nonly != 1)
+		bad = "--match-host and --match-user need exactly one -a NAME";
+	if (bad == NULL)
+		return EX_OK;
+	fprintf(stderr, "popfetchd: %s\n", bad);
+	return EX_USAGE;
 }
 
 static int
@@ -162,7 +243,7 @@ parse_args(int argc, char **argv, struct options *o)
 		usage(stderr);
 		return EX_USAGE;
 	}
-	return EX_OK;
+	return check_combination(o);
 }
 
 static void
@@ -440,6 +521,29 @@ run(struct conf *conf, const struct options *o)
 	return o->once ? status : EX_OK;
 }
 
+/* --convert: the configuration of O->imp.path, converted, on stdout. */
+static int
+convert(const struct options *o)
+{
+	char *text;
+	size_t len;
+	int n;
+
+	if (migrate_read_file(o->imp.path, &text, &len) == -1) {
+		fprintf(stderr, "popfetchd: %s: %s\n", o->imp.path,
+		    strerror(errno));
+		return errno == ENOENT ? EX_NOINPUT : EX_IOERR;
+	}
+	n = migrate_convert(o->imp.fmt, o->imp.path, text, len, stdout, stderr);
+	free(text);
+	if (fflush(stdout) == EOF) {
+		fprintf(stderr, "popfetchd: standard output: %s\n",
+		    strerror(errno));
+		return EX_IOERR;
+	}
+	return n > 0 ? EX_OK : EX_DATAERR;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -450,6 +554,9 @@ main(int argc, char **argv)
 
 	if ((r = parse_args(argc, argv, &o)) != EX_OK)
 		return r;
+	/* Reads another tool's file, nothing of ours. */
+	if (o.convert)
+		return convert(&o);
 	log_init(o.trace, o.verbose);
 	log_libevent();
 	/* Before anything secret is read. */
@@ -474,6 +581,13 @@ main(int argc, char **argv)
 			r = probe_run(
 			    conf, conf_account(conf, o.probe), o.probe_mode);
 		tls_ctx_forget();
+		conf_free(&conf);
+		return r;
+	}
+	if (o.import) {
+		o.imp.only = o.only;
+		o.imp.nonly = o.nonly;
+		r = migrate_import_run(conf, &o.imp, stdout, stderr);
 		conf_free(&conf);
 		return r;
 	}

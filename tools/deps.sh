@@ -14,6 +14,7 @@ packages=(
 	dovecot-core dovecot-pop3d
 	python3 openssl clang ca-certificates
 	systemd groff-base strace
+	mpop fetchmail getmail6
 )
 
 missing=()
