@@ -143,6 +143,54 @@ take_source(const char *opt, char *arg, struct options *o)
 	return EX_OK;
 }
 
+/* -a NAME: one more account to poll (or to import into). */
+static int
+take_account(char *arg, struct options *o)
+{
+	if (o->nonly == MAIN_ONLY_MAX) {
+		fprintf(stderr, "popfetchd: too many -a\n");
+		return EX_USAGE;
+	}
+	o->only[o->nonly++] = arg;
+	return EX_OK;
+}
+
+/* -d LEVEL: the protocol trace. */
+static int
+take_debug(const char *arg, struct options *o)
+{
+	if (strcmp(arg, "0") != 0 && strcmp(arg, "1") != 0 &&
+	    strcmp(arg, "2") != 0) {
+		fprintf(stderr, "popfetchd: -d takes 0, 1 or 2\n");
+		return EX_USAGE;
+	}
+	o->trace = arg[0] - '0';
+	return EX_OK;
+}
+
+/* The options of switching from another fetcher. */
+static int
+take_migrate_option(int c, char *arg, struct options *o)
+{
+	switch (c) {
+	case OPT_IMPORT:
+		o->import = true;
+		return take_source("--import-uids", arg, o);
+	case OPT_CONVERT:
+		o->convert = true;
+		return take_source("--convert", arg, o);
+	case OPT_DRY_RUN:
+		o->imp.dry_run = true;
+		return EX_OK;
+	case OPT_MATCH_HOST:
+		o->imp.match_host = arg;
+		return EX_OK;
+	default: /* OPT_MATCH_USER */
+		o->imp.match_user = arg;
+		return EX_OK;
+	}
+}
+
 /* Takes option C with its argument ARG: EX_OK, or EX_USAGE. */
 static int
 take_option(int c, char *arg, struct options *o)
@@ -152,20 +200,9 @@ take_option(int c, char *arg, struct options *o)
 		o->config = arg;
 		return EX_OK;
 	case 'a':
-		if (o->nonly == MAIN_ONLY_MAX) {
-			fprintf(stderr, "popfetchd: too many -a\n");
-			return EX_USAGE;
-		}
-		o->only[o->nonly++] = arg;
-		return EX_OK;
+		return take_account(arg, o);
 	case 'd':
-		if (strcmp(arg, "0") != 0 && strcmp(arg, "1") != 0 &&
-		    strcmp(arg, "2") != 0) {
-			fprintf(stderr, "popfetchd: -d takes 0, 1 or 2\n");
-			return EX_USAGE;
-		}
-		o->trace = arg[0] - '0';
-		return EX_OK;
+		return take_debug(arg, o);
 	case 'v':
 		o->verbose = true;
 		return EX_OK;
@@ -182,20 +219,11 @@ take_option(int c, char *arg, struct options *o)
 		    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
 		return EX_OK;
 	case OPT_IMPORT:
-		o->import = true;
-		return take_source("--import-uids", arg, o);
 	case OPT_CONVERT:
-		o->convert = true;
-		return take_source("--convert", arg, o);
 	case OPT_DRY_RUN:
-		o->imp.dry_run = true;
-		return EX_OK;
 	case OPT_MATCH_HOST:
-		o->imp.match_host = arg;
-		return EX_OK;
 	case OPT_MATCH_USER:
-		o->imp.match_user = arg;
-		return EX_OK;
+		return take_migrate_option(c, arg, o);
 	case OPT_VERSION:
 		printf("popfetchd %s\n", POPFETCHD_VERSION);
 		exit(EX_OK);

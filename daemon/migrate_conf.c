@@ -2,7 +2,7 @@
  * popfetchd --convert: an mpoprc, a getmailrc or a fetchmailrc turned
  * into a popfetchd configuration. Each reader fills accounts of the
  * model below, one setting at a time, and notes what has no equivalent;
- * conv_write() then prints them. Nothing is dropped without a word: a
+ * migrate_conv_write() then prints them. Nothing is dropped without a word: a
  * setting is either converted or named in a comment.
  */
 #include <stdarg.h>
@@ -15,28 +15,29 @@
 
 static const char *const ck_names[] = {
 #define X(id, name) name,
-    CONV_KEYS(X)
+    MIGRATE_CONV_KEYS(X)
 #undef X
 };
 
-static void note_v(struct conv_acct *a, const char *fmt, va_list ap)
+static void note_v(struct migrate_conv_acct *a, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
-struct conv_acct *
-conv_acct_new(
-    struct conv *c, const struct conv_acct *from, const char *name, int line)
+struct migrate_conv_acct *
+migrate_conv_acct_new(struct migrate_conv *c,
+    const struct migrate_conv_acct *from, const char *name, int line)
 {
-	struct conv_acct *a;
+	struct migrate_conv_acct *a;
 
-	if (c->n == CONV_ACCTS_MAX) {
-		conv_complain(c, line,
-		    "more than %d accounts: the rest left out", CONV_ACCTS_MAX);
+	if (c->n == MIGRATE_CONV_ACCTS_MAX) {
+		migrate_conv_complain(c, line,
+		    "more than %d accounts: the rest left out",
+		    MIGRATE_CONV_ACCTS_MAX);
 		return NULL;
 	}
 	a = &c->accts[c->n++];
 	memset(a, 0, sizeof(*a));
 	if (from != NULL)
-		conv_acct_merge(a, from);
+		migrate_conv_acct_merge(a, from);
 	snprintf(a->name, sizeof(a->name), "%s", name);
 	a->line = line;
 	return a;
@@ -44,7 +45,8 @@ conv_acct_new(
 
 /* Settings of FROM that are set override those of A; notes add up. */
 void
-conv_acct_merge(struct conv_acct *a, const struct conv_acct *from)
+migrate_conv_acct_merge(
+    struct migrate_conv_acct *a, const struct migrate_conv_acct *from)
 {
 	size_t i;
 
@@ -52,7 +54,7 @@ conv_acct_merge(struct conv_acct *a, const struct conv_acct *from)
 		if (from->val[i][0] != '\0')
 			memcpy(a->val[i], from->val[i], sizeof(a->val[i]));
 	for (i = 0; i < from->nnotes; i++)
-		conv_note(a, "%s", from->notes[i]);
+		migrate_conv_note(a, "%s", from->notes[i]);
 	if (from->password_line > 0)
 		a->password_line = from->password_line;
 	a->mda |= from->mda;
@@ -63,7 +65,7 @@ conv_acct_merge(struct conv_acct *a, const struct conv_acct *from)
 }
 
 void
-conv_complain(struct conv *c, int line, const char *fmt, ...)
+migrate_conv_complain(struct migrate_conv *c, int line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -75,9 +77,9 @@ conv_complain(struct conv *c, int line, const char *fmt, ...)
 }
 
 static void
-note_v(struct conv_acct *a, const char *fmt, va_list ap)
+note_v(struct migrate_conv_acct *a, const char *fmt, va_list ap)
 {
-	if (a->nnotes == CONV_NOTES_MAX) {
+	if (a->nnotes == MIGRATE_CONV_NOTES_MAX) {
 		a->dropped++;
 		return;
 	}
@@ -86,7 +88,7 @@ note_v(struct conv_acct *a, const char *fmt, va_list ap)
 }
 
 void
-conv_note(struct conv_acct *a, const char *fmt, ...)
+migrate_conv_note(struct migrate_conv_acct *a, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -97,14 +99,14 @@ conv_note(struct conv_acct *a, const char *fmt, ...)
 
 /* A setting of the old file with no equivalent, as a note naming it. */
 void
-conv_unsupported(struct conv *c, struct conv_acct *a, int line,
-    const char *what, const char *why)
+migrate_conv_unsupported(struct migrate_conv *c, struct migrate_conv_acct *a,
+    int line, const char *what, const char *why)
 {
-	conv_note(a, "%s:%d: %s: %s", c->path, line, what, why);
+	migrate_conv_note(a, "%s:%d: %s: %s", c->path, line, what, why);
 }
 
 void
-conv_fmt(char *out, size_t size, const char *fmt, ...)
+migrate_conv_fmt(char *out, size_t size, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -115,7 +117,8 @@ conv_fmt(char *out, size_t size, const char *fmt, ...)
 
 /* Writes S into A's setting K as a libconfig string, escaped. */
 void
-conv_set_str(struct conv_acct *a, enum conv_key k, const char *s)
+migrate_conv_set_str(
+    struct migrate_conv_acct *a, enum migrate_conv_key k, const char *s)
 {
 	char *o = a->val[k], *end = a->val[k] + sizeof(a->val[k]) - 6;
 
@@ -134,7 +137,8 @@ conv_set_str(struct conv_acct *a, enum conv_key k, const char *s)
 }
 
 void
-conv_set_raw(struct conv_acct *a, enum conv_key k, const char *fmt, ...)
+migrate_conv_set_raw(
+    struct migrate_conv_acct *a, enum migrate_conv_key k, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -144,9 +148,10 @@ conv_set_raw(struct conv_acct *a, enum conv_key k, const char *fmt, ...)
 }
 
 void
-conv_set_bool(struct conv_acct *a, enum conv_key k, bool v)
+migrate_conv_set_bool(
+    struct migrate_conv_acct *a, enum migrate_conv_key k, bool v)
 {
-	conv_set_raw(a, k, "%s", v ? "true" : "false");
+	migrate_conv_set_raw(a, k, "%s", v ? "true" : "false");
 }
 
 /*
@@ -154,22 +159,22 @@ conv_set_bool(struct conv_acct *a, enum conv_key k, bool v)
  * another is noted instead (the account then lacks it, and says why).
  */
 void
-conv_set_path(struct conv *c, struct conv_acct *a, enum conv_key k, int line,
-    const char *what, const char *path)
+migrate_conv_set_path(struct migrate_conv *c, struct migrate_conv_acct *a,
+    enum migrate_conv_key k, int line, const char *what, const char *path)
 {
 	if (path[0] == '/' || strncmp(path, "~/", 2) == 0)
-		conv_set_str(a, k, path);
+		migrate_conv_set_str(a, k, path);
 	else
-		conv_note(a,
+		migrate_conv_note(a,
 		    "%s:%d: %s %s: not an absolute path; popfetchd needs one (or ~/...)",
 		    c->path, line, what, path);
 }
 
 /* A number in [MIN, MAX], or a note about WHAT and false. */
 bool
-conv_number(struct conv *c, struct conv_acct *a, int line, const char *what,
-    const char *s, unsigned long long min, unsigned long long max,
-    unsigned long long *v)
+migrate_conv_number(struct migrate_conv *c, struct migrate_conv_acct *a,
+    int line, const char *what, const char *s, unsigned long long min,
+    unsigned long long max, unsigned long long *v)
 {
 	char *end;
 
@@ -178,7 +183,7 @@ conv_number(struct conv *c, struct conv_acct *a, int line, const char *what,
 		if (*end == '\0' && *v >= min && *v <= max)
 			return true;
 	}
-	conv_note(a,
+	migrate_conv_note(a,
 	    "%s:%d: %s %s: not a number popfetchd takes (%llu to %llu)",
 	    c->path, line, what, s, min, max);
 	return false;
@@ -186,7 +191,7 @@ conv_number(struct conv *c, struct conv_acct *a, int line, const char *what,
 
 /* Account names: [A-Za-z0-9._-], at most CONF_NAME_MAX, unique. */
 static void
-fix_name(struct conv *c, struct conv_acct *a)
+fix_name(struct migrate_conv *c, struct migrate_conv_acct *a)
 {
 	char *p;
 	size_t i, n = 1;
@@ -210,7 +215,7 @@ fix_name(struct conv *c, struct conv_acct *a)
 
 /* What every account needs before it can load: password and maildir. */
 static void
-finish(struct conv *c, struct conv_acct *a)
+finish(struct migrate_conv *c, struct migrate_conv_acct *a)
 {
 	char file[CONF_NAME_MAX + 64];
 
@@ -219,32 +224,32 @@ finish(struct conv *c, struct conv_acct *a)
 	if (a->val[CK_PASSWORD_FILE][0] == '\0' &&
 	    a->val[CK_PASSWORD_COMMAND][0] == '\0' &&
 	    strcmp(a->val[CK_AUTH], "\"external\"") != 0) {
-		conv_set_str(a, CK_PASSWORD_FILE, file);
+		migrate_conv_set_str(a, CK_PASSWORD_FILE, file);
 		if (a->password_line > 0)
-			conv_note(a,
+			migrate_conv_note(a,
 			    "%s:%d held the password inline; it is not copied. Put it in %s, alone on its first line, readable by you only:",
 			    c->path, a->password_line, file);
 		else
-			conv_note(a,
+			migrate_conv_note(a,
 			    "%s had no password for this account (it was asked for, or came from a key ring or .netrc); put it in %s, readable by you only:",
 			    c->path, file);
-		conv_note(a,
+		migrate_conv_note(a,
 		    "  mkdir -p -m 700 ~/.config/popfetchd && (umask 077 && cat > %s)",
 		    file);
-		conv_note(a,
+		migrate_conv_note(a,
 		    "  (type the password, Enter, then Ctrl-D), or use password_command");
 	}
 	if (a->val[CK_MAILDIR][0] == '\0') {
-		conv_set_str(a, CK_MAILDIR, "~/Maildir");
-		conv_note(a,
+		migrate_conv_set_str(a, CK_MAILDIR, "~/Maildir");
+		migrate_conv_note(a,
 		    "no Maildir in %s for this account: mail goes to ~/Maildir (change maildir above)",
 		    c->path);
 	}
 	if (a->mda)
-		conv_note(a,
+		migrate_conv_note(a,
 		    "delivery through an MDA or into an mbox is not supported by popfetchd yet: mail goes to the Maildir above");
 	if (a->val[CK_TLS][0] == '\0')
-		conv_set_str(a, CK_TLS, "implicit");
+		migrate_conv_set_str(a, CK_TLS, "implicit");
 }
 
 /*
@@ -274,7 +279,7 @@ write_shell_word(const char *s, FILE *out)
 }
 
 static void
-write_acct(const struct conv_acct *a, FILE *out, bool last)
+write_acct(const struct migrate_conv_acct *a, FILE *out, bool last)
 {
 	size_t i;
 
@@ -300,7 +305,7 @@ write_acct(const struct conv_acct *a, FILE *out, bool last)
 
 /* Prints the accounts of C that have a host; returns how many. */
 static int
-conv_write(struct conv *c, FILE *out, enum migrate_format fmt)
+migrate_conv_write(struct migrate_conv *c, FILE *out, enum migrate_format fmt)
 {
 	size_t i, n = 0, done = 0;
 
@@ -308,7 +313,7 @@ conv_write(struct conv *c, FILE *out, enum migrate_format fmt)
 		if (c->accts[i].skip)
 			continue;
 		if (c->accts[i].val[CK_HOST][0] == '\0') {
-			conv_complain(c, c->accts[i].line,
+			migrate_conv_complain(c, c->accts[i].line,
 			    "account \"%s\" has no host: left out",
 			    c->accts[i].name);
 			c->accts[i].skip = true;
@@ -341,27 +346,29 @@ int
 migrate_convert(enum migrate_format fmt, const char *path, const char *text,
     size_t len, FILE *out, FILE *err)
 {
-	struct conv c = {.path = path, .err = err};
+	struct migrate_conv c = {.path = path, .err = err};
 	int n;
 
-	if ((c.accts = calloc(CONV_ACCTS_MAX, sizeof(*c.accts))) == NULL) {
+	if ((c.accts = calloc(MIGRATE_CONV_ACCTS_MAX, sizeof(*c.accts))) ==
+	    NULL) {
 		fprintf(err, "popfetchd: out of memory\n");
 		return -1;
 	}
 	if (memchr(text, '\0', len) != NULL)
-		conv_complain(&c, 1, "a NUL byte: the file is read up to it");
+		migrate_conv_complain(
+		    &c, 1, "a NUL byte: the file is read up to it");
 	switch (fmt) {
 	case MIGRATE_MPOP:
-		conv_mpop(&c, text);
+		migrate_conv_mpop(&c, text);
 		break;
 	case MIGRATE_FETCHMAIL:
-		conv_fetchmail(&c, text);
+		migrate_conv_fetchmail(&c, text);
 		break;
 	case MIGRATE_GETMAIL:
-		conv_getmail(&c, text);
+		migrate_conv_getmail(&c, text);
 		break;
 	}
-	n = conv_write(&c, out, fmt);
+	n = migrate_conv_write(&c, out, fmt);
 	free(c.accts);
 	return n;
 }

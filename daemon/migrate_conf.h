@@ -14,7 +14,7 @@
 #include "conf.h"
 
 /* The popfetchd keys a conversion may set, in the order written. */
-#define CONV_KEYS(X)                                 \
+#define MIGRATE_CONV_KEYS(X)                         \
 	X(CK_HOST, "host")                           \
 	X(CK_PORT, "port")                           \
 	X(CK_TLS, "tls")                             \
@@ -37,9 +37,9 @@
 	X(CK_POLL_INTERVAL, "poll_interval")         \
 	X(CK_TIMEOUT, "timeout")
 
-enum conv_key {
+enum migrate_conv_key {
 #define X(id, name) id,
-	CONV_KEYS(X)
+	MIGRATE_CONV_KEYS(X)
 #undef X
 	    CK_N
 };
@@ -49,17 +49,18 @@ enum conv_key {
  * A file with more than this has more than any tool documents; the rest
  * are counted in one line.
  */
-#define CONV_NOTES_MAX 48
-#define CONV_NOTE_LEN  512
+#define MIGRATE_CONV_NOTES_MAX 48
+#define MIGRATE_CONV_NOTE_LEN  512
 /* A value as written (a quoted path, a command): longer is cut. */
-#define CONV_VAL_LEN 512
+#define MIGRATE_CONV_VAL_LEN 512
 /* Accounts in one file. */
-#define CONV_ACCTS_MAX 256
+#define MIGRATE_CONV_ACCTS_MAX 256
 
-struct conv_acct {
+struct migrate_conv_acct {
 	char name[CONF_NAME_MAX + 1];
-	char val[CK_N][CONV_VAL_LEN]; /* libconfig text; "" if not set */
-	char notes[CONV_NOTES_MAX][CONV_NOTE_LEN];
+	char val[CK_N]
+		[MIGRATE_CONV_VAL_LEN]; /* libconfig text; "" if not set */
+	char notes[MIGRATE_CONV_NOTES_MAX][MIGRATE_CONV_NOTE_LEN];
 	size_t nnotes, dropped;
 	int line;	   /* where the account starts */
 	int password_line; /* of an inline password, 0 if none */
@@ -67,45 +68,48 @@ struct conv_acct {
 	int tls_on;	   /* mpop: 1 on, -1 off, 0 not said */
 	int starttls;	   /* mpop: 1 on, -1 off, 0 not said */
 	bool skip;	   /* not written */
-	char uid_hint[CONV_VAL_LEN]; /* FORMAT:PATH for --import-uids */
+	char uid_hint[MIGRATE_CONV_VAL_LEN]; /* FORMAT:PATH for --import-uids */
 };
 
-struct conv {
+struct migrate_conv {
 	const char *path;
 	FILE *err;
-	struct conv_acct *accts; /* CONV_ACCTS_MAX of them */
+	struct migrate_conv_acct *accts; /* MIGRATE_CONV_ACCTS_MAX of them */
 	size_t n;
 };
 
 /* A new account of C, copied from FROM if not NULL; NULL if C is full. */
-struct conv_acct *conv_acct_new(
-    struct conv *c, const struct conv_acct *from, const char *name, int line);
-void conv_acct_merge(struct conv_acct *a, const struct conv_acct *from);
+struct migrate_conv_acct *migrate_conv_acct_new(struct migrate_conv *c,
+    const struct migrate_conv_acct *from, const char *name, int line);
+void migrate_conv_acct_merge(
+    struct migrate_conv_acct *a, const struct migrate_conv_acct *from);
 
-void conv_complain(struct conv *c, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void conv_note(struct conv_acct *a, const char *fmt, ...)
+void migrate_conv_complain(struct migrate_conv *c, int line, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+void migrate_conv_note(struct migrate_conv_acct *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void conv_unsupported(struct conv *c, struct conv_acct *a, int line,
-    const char *what, const char *why);
+void migrate_conv_unsupported(struct migrate_conv *c,
+    struct migrate_conv_acct *a, int line, const char *what, const char *why);
 
 /* snprintf() that may cut: what is cut is a name or a hint, not data. */
-void conv_fmt(char *out, size_t size, const char *fmt, ...)
+void migrate_conv_fmt(char *out, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-void conv_set_str(struct conv_acct *a, enum conv_key k, const char *s);
-void conv_set_raw(struct conv_acct *a, enum conv_key k, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void conv_set_bool(struct conv_acct *a, enum conv_key k, bool v);
-void conv_set_path(struct conv *c, struct conv_acct *a, enum conv_key k,
-    int line, const char *what, const char *path);
-bool conv_number(struct conv *c, struct conv_acct *a, int line,
-    const char *what, const char *s, unsigned long long min,
+void migrate_conv_set_str(
+    struct migrate_conv_acct *a, enum migrate_conv_key k, const char *s);
+void migrate_conv_set_raw(struct migrate_conv_acct *a, enum migrate_conv_key k,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void migrate_conv_set_bool(
+    struct migrate_conv_acct *a, enum migrate_conv_key k, bool v);
+void migrate_conv_set_path(struct migrate_conv *c, struct migrate_conv_acct *a,
+    enum migrate_conv_key k, int line, const char *what, const char *path);
+bool migrate_conv_number(struct migrate_conv *c, struct migrate_conv_acct *a,
+    int line, const char *what, const char *s, unsigned long long min,
     unsigned long long max, unsigned long long *v);
 
 /* The readers: fill C from TEXT (NUL-terminated). */
-void conv_mpop(struct conv *c, const char *text);
-void conv_fetchmail(struct conv *c, const char *text);
-void conv_getmail(struct conv *c, const char *text);
+void migrate_conv_mpop(struct migrate_conv *c, const char *text);
+void migrate_conv_fetchmail(struct migrate_conv *c, const char *text);
+void migrate_conv_getmail(struct migrate_conv *c, const char *text);
 
 #endif

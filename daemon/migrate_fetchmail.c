@@ -126,11 +126,11 @@ static const char *const noise[] = {
     "and", "with", "has", "wants", "options", "there", "here", "=", NULL};
 
 struct fetchmail {
-	struct conv *c;
+	struct migrate_conv *c;
 	const char *p; /* what is left of the text */
 	int line;
-	struct conv_acct defaults, server;
-	struct conv_acct *target; /* what options go to */
+	struct migrate_conv_acct defaults, server;
+	struct migrate_conv_acct *target; /* what options go to */
 	char poll[FM_TOKEN_MAX];
 	size_t first;  /* the first account of this poll */
 	int poll_line; /* where the poll starts */
@@ -172,7 +172,8 @@ next_token(struct fetchmail *f, char *tok, size_t size)
 		if (*f->p == q)
 			f->p++;
 		else
-			conv_complain(f->c, f->line, "a quote not closed");
+			migrate_conv_complain(
+			    f->c, f->line, "a quote not closed");
 	} else
 		while (*f->p != '\0' && strchr(" \t\r\n,;:#", *f->p) == NULL) {
 			if (n + 1 < size)
@@ -209,8 +210,8 @@ keyword(const char *w)
 static void
 end_poll(struct fetchmail *f)
 {
-	char user[CONV_VAL_LEN];
-	struct conv_acct *a;
+	char user[MIGRATE_CONV_VAL_LEN];
+	struct migrate_conv_acct *a;
 	size_t i;
 
 	for (i = f->first; i < f->c->n; i++) {
@@ -221,10 +222,11 @@ end_poll(struct fetchmail *f)
 			continue;
 		snprintf(user, sizeof(user), "%s", a->val[CK_USER] + 1);
 		user[strcspn(user, "\"")] = '\0';
-		conv_fmt(a->name, sizeof(a->name), "%s-%s", f->poll, user);
+		migrate_conv_fmt(
+		    a->name, sizeof(a->name), "%s-%s", f->poll, user);
 	}
 	if (f->not_pop3 && f->any_poll)
-		conv_complain(f->c, f->poll_line,
+		migrate_conv_complain(f->c, f->poll_line,
 		    "poll %s: not POP3, left out (popfetchd speaks POP3 only)",
 		    f->poll);
 	f->first = f->c->n;
@@ -237,9 +239,9 @@ proto(struct fetchmail *f, const char *arg)
 	if (strcasecmp(arg, "pop3") == 0 || strcasecmp(arg, "auto") == 0)
 		return;
 	if (strcasecmp(arg, "apop") == 0)
-		conv_set_str(f->target, CK_AUTH, "apop");
+		migrate_conv_set_str(f->target, CK_AUTH, "apop");
 	else if (strcasecmp(arg, "rpop") == 0)
-		conv_set_str(f->target, CK_AUTH, "rpop");
+		migrate_conv_set_str(f->target, CK_AUTH, "rpop");
 	else
 		f->not_pop3 = true;
 }
@@ -253,20 +255,21 @@ port(struct fetchmail *f, const char *arg)
 		arg = "110";
 	else if (strcmp(arg, "pop3s") == 0)
 		arg = "995";
-	if (conv_number(f->c, f->target, f->line, "port", arg, 1, 65535, &v))
-		conv_set_raw(f->target, CK_PORT, "%llu", v);
+	if (migrate_conv_number(
+		f->c, f->target, f->line, "port", arg, 1, 65535, &v))
+		migrate_conv_set_raw(f->target, CK_PORT, "%llu", v);
 }
 
 static void
 auth(struct fetchmail *f, const char *arg)
 {
 	if (strcmp(arg, "any") == 0 || strcmp(arg, "password") == 0)
-		conv_set_str(f->target, CK_AUTH, "auto");
+		migrate_conv_set_str(f->target, CK_AUTH, "auto");
 	else if (strcmp(arg, "external") == 0)
-		conv_set_str(f->target, CK_AUTH, "external");
+		migrate_conv_set_str(f->target, CK_AUTH, "external");
 	else
-		conv_note(f->target, "%s:%d: auth %s: %s", f->c->path, f->line,
-		    arg,
+		migrate_conv_note(f->target, "%s:%d: auth %s: %s", f->c->path,
+		    f->line, arg,
 		    "a method popfetchd does not have; it picks the strongest both sides offer (auth = auto)");
 }
 
@@ -274,15 +277,16 @@ auth(struct fetchmail *f, const char *arg)
 static void
 user(struct fetchmail *f, const char *name)
 {
-	struct conv_acct *a;
+	struct migrate_conv_acct *a;
 
 	if (!f->any_poll) {
-		conv_set_str(&f->defaults, CK_USER, name);
+		migrate_conv_set_str(&f->defaults, CK_USER, name);
 		return;
 	}
-	if ((a = conv_acct_new(f->c, &f->server, f->poll, f->line)) == NULL)
+	if ((a = migrate_conv_acct_new(f->c, &f->server, f->poll, f->line)) ==
+	    NULL)
 		return;
-	conv_set_str(a, CK_USER, name);
+	migrate_conv_set_str(a, CK_USER, name);
 	f->target = a;
 }
 
@@ -307,26 +311,96 @@ local_names(struct fetchmail *f)
 			f->line = line;
 			return;
 		}
-		conv_note(f->target,
+		migrate_conv_note(f->target,
 		    "%s:%d: is %s: local user; popfetchd delivers into the maildir of the account",
 		    f->c->path, f->line, tok);
+	}
+}
+
+/* The keywords of what is fetched, kept and where it goes. */
+static void
+act_delivery(
+    struct fetchmail *f, const struct fm_kw *k, bool no, const char *arg)
+{
+	struct migrate_conv_acct *a = f->target;
+	unsigned long long v;
+
+	switch (k->act) {
+	case A_KEEP:
+		migrate_conv_set_bool(
+		    a, CK_KEEP, !no && strcmp(k->word, "nokeep") != 0);
+		return;
+	case A_LIMIT:
+		if (migrate_conv_number(
+			f->c, a, f->line, "limit", arg, 0, 1ULL << 40, &v))
+			migrate_conv_set_raw(
+			    a, CK_MAX_MESSAGE_SIZE, "%lluL", v);
+		return;
+	case A_MDA:
+		a->mda = true;
+		migrate_conv_note(a, "%s:%d: mda %s", f->c->path, f->line, arg);
+		return;
+	case A_UIDL:
+		return; /* popfetchd always keeps UIDs: nothing to say */
+	case A_FETCHALL:
+		if (!no)
+			migrate_conv_note(a,
+			    "%s:%d: fetchall: popfetchd fetches only what it has not fetched before (to fetch all again, remove its state file)",
+			    f->c->path, f->line);
+		return;
+	default:
+		return;
+	}
+}
+
+/* The TLS keywords of a poll entry. */
+static void
+act_tls(struct fetchmail *f, const struct fm_kw *k, bool no, const char *arg)
+{
+	struct migrate_conv_acct *a = f->target;
+
+	switch (k->act) {
+	case A_SSL:
+		migrate_conv_set_str(a, CK_TLS, no ? "starttls" : "implicit");
+		return;
+	case A_CERTCK:
+		migrate_conv_set_bool(a, CK_TLS_VERIFY, !no);
+		return;
+	case A_CAFILE:
+		migrate_conv_set_path(
+		    f->c, a, CK_CA_FILE, f->line, k->word, arg);
+		return;
+	case A_CAPATH:
+		migrate_conv_set_path(
+		    f->c, a, CK_CA_PATH, f->line, k->word, arg);
+		return;
+	case A_CERT:
+		migrate_conv_set_path(
+		    f->c, a, CK_CLIENT_CERT, f->line, k->word, arg);
+		return;
+	case A_KEY:
+		migrate_conv_set_path(
+		    f->c, a, CK_CLIENT_KEY, f->line, k->word, arg);
+		return;
+	default:
+		return;
 	}
 }
 
 static void
 act(struct fetchmail *f, const struct fm_kw *k, bool no, const char *arg)
 {
-	struct conv_acct *a = f->target;
+	struct migrate_conv_acct *a = f->target;
 	unsigned long long v;
 
 	switch (k->act) {
 	case A_NOTE:
-		conv_note(a, "%s:%d: %s%s%s%s: %s", f->c->path, f->line,
+		migrate_conv_note(a, "%s:%d: %s%s%s%s: %s", f->c->path, f->line,
 		    no ? "no " : "", k->word, k->nargs > 0 ? " " : "",
 		    k->nargs > 0 ? arg : "", k->why);
 		break;
 	case A_HOST:
-		conv_set_str(a, CK_HOST, arg);
+		migrate_conv_set_str(a, CK_HOST, arg);
 		break;
 	case A_PROTO:
 		proto(f, arg);
@@ -338,8 +412,9 @@ act(struct fetchmail *f, const struct fm_kw *k, bool no, const char *arg)
 		auth(f, arg);
 		break;
 	case A_TIMEOUT:
-		if (conv_number(f->c, a, f->line, "timeout", arg, 1, 3600, &v))
-			conv_set_raw(a, CK_TIMEOUT, "%llu", v);
+		if (migrate_conv_number(
+			f->c, a, f->line, "timeout", arg, 1, 3600, &v))
+			migrate_conv_set_raw(a, CK_TIMEOUT, "%llu", v);
 		break;
 	case A_USER:
 		user(f, arg);
@@ -351,43 +426,19 @@ act(struct fetchmail *f, const struct fm_kw *k, bool no, const char *arg)
 		local_names(f);
 		break;
 	case A_SSL:
-		conv_set_str(a, CK_TLS, no ? "starttls" : "implicit");
-		break;
 	case A_CERTCK:
-		conv_set_bool(a, CK_TLS_VERIFY, !no);
-		break;
 	case A_CAFILE:
-		conv_set_path(f->c, a, CK_CA_FILE, f->line, k->word, arg);
-		break;
 	case A_CAPATH:
-		conv_set_path(f->c, a, CK_CA_PATH, f->line, k->word, arg);
-		break;
 	case A_CERT:
-		conv_set_path(f->c, a, CK_CLIENT_CERT, f->line, k->word, arg);
-		break;
 	case A_KEY:
-		conv_set_path(f->c, a, CK_CLIENT_KEY, f->line, k->word, arg);
+		act_tls(f, k, no, arg);
 		break;
 	case A_KEEP:
-		conv_set_bool(
-		    a, CK_KEEP, !no && strcmp(k->word, "nokeep") != 0);
-		break;
 	case A_LIMIT:
-		if (conv_number(
-			f->c, a, f->line, "limit", arg, 0, 1ULL << 40, &v))
-			conv_set_raw(a, CK_MAX_MESSAGE_SIZE, "%lluL", v);
-		break;
 	case A_MDA:
-		a->mda = true;
-		conv_note(a, "%s:%d: mda %s", f->c->path, f->line, arg);
-		break;
 	case A_UIDL:
-		break; /* popfetchd always keeps UIDs: nothing to say */
 	case A_FETCHALL:
-		if (!no)
-			conv_note(a,
-			    "%s:%d: fetchall: popfetchd fetches only what it has not fetched before (to fetch all again, remove its state file)",
-			    f->c->path, f->line);
+		act_delivery(f, k, no, arg);
 		break;
 	}
 }
@@ -413,15 +464,16 @@ set(struct fetchmail *f)
 		while (next_token(f, val, sizeof(val)) && strcmp(val, "=") == 0)
 			;
 	if (strcmp(name, "daemon") == 0) {
-		if (conv_number(f->c, &f->defaults, f->line, "set daemon", val,
-			10, 604800, &v))
-			conv_set_raw(&f->defaults, CK_POLL_INTERVAL, "%llu", v);
+		if (migrate_conv_number(f->c, &f->defaults, f->line,
+			"set daemon", val, 10, 604800, &v))
+			migrate_conv_set_raw(
+			    &f->defaults, CK_POLL_INTERVAL, "%llu", v);
 	} else if (strcmp(name, "idfile") == 0)
-		conv_fmt(f->defaults.uid_hint, sizeof(f->defaults.uid_hint),
-		    "fetchmail:%s", val);
+		migrate_conv_fmt(f->defaults.uid_hint,
+		    sizeof(f->defaults.uid_hint), "fetchmail:%s", val);
 	else
-		conv_note(&f->defaults, "%s:%d: set %s%s%s: %s", f->c->path,
-		    f->line, name, val[0] != '\0' ? " " : "", val,
+		migrate_conv_note(&f->defaults, "%s:%d: set %s%s%s: %s",
+		    f->c->path, f->line, name, val[0] != '\0' ? " " : "", val,
 		    "a fetchmail-wide setting without an equivalent");
 }
 
@@ -438,11 +490,11 @@ poll(struct fetchmail *f, bool skip)
 	f->poll_line = f->line;
 	snprintf(f->poll, sizeof(f->poll), "%s", name);
 	memset(&f->server, 0, sizeof(f->server));
-	conv_acct_merge(&f->server, &f->defaults);
-	conv_set_str(&f->server, CK_HOST, name);
+	migrate_conv_acct_merge(&f->server, &f->defaults);
+	migrate_conv_set_str(&f->server, CK_HOST, name);
 	f->target = &f->server;
 	if (skip)
-		conv_note(&f->server,
+		migrate_conv_note(&f->server,
 		    "%s:%d: skip: fetchmail polled it only when named; popfetchd polls every account (use -a to pick)",
 		    f->c->path, f->line);
 }
@@ -469,17 +521,19 @@ token(struct fetchmail *f, const char *tok, bool *no)
 		return;
 	else if ((k = keyword(tok)) != NULL) {
 		if (k->nargs > 0 && !next_token(f, arg, sizeof(arg)))
-			conv_complain(f->c, f->line, "%s: no value", tok);
+			migrate_conv_complain(
+			    f->c, f->line, "%s: no value", tok);
 		else
 			act(f, k, *no, arg);
 	} else
-		conv_note(f->target, "%s:%d: %s: %s", f->c->path, f->line, tok,
+		migrate_conv_note(f->target, "%s:%d: %s: %s", f->c->path,
+		    f->line, tok,
 		    "not a fetchmail keyword this converter knows");
 	*no = false;
 }
 
 void
-conv_fetchmail(struct conv *c, const char *text)
+migrate_conv_fetchmail(struct migrate_conv *c, const char *text)
 {
 	struct fetchmail f = {.c = c, .p = text, .line = 1};
 	char tok[FM_TOKEN_MAX];
@@ -494,11 +548,11 @@ conv_fetchmail(struct conv *c, const char *text)
 	end_poll(&f);
 	for (i = 0; i < c->n; i++) {
 		if (c->accts[i].val[CK_TLS][0] == '\0') {
-			conv_set_str(&c->accts[i], CK_TLS, "starttls");
-			conv_note(&c->accts[i],
+			migrate_conv_set_str(&c->accts[i], CK_TLS, "starttls");
+			migrate_conv_note(&c->accts[i],
 			    "fetchmail had no ssl: popfetchd asks for STLS, as it never sends a password in clear unless told to (tls = \"none\" with allow_plaintext = true)");
 		}
 		if (c->accts[i].val[CK_KEEP][0] == '\0')
-			conv_set_bool(&c->accts[i], CK_KEEP, false);
+			migrate_conv_set_bool(&c->accts[i], CK_KEEP, false);
 	}
 }

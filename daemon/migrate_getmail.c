@@ -16,8 +16,8 @@
 enum gm_section { S_NONE, S_RETRIEVER, S_DESTINATION, S_OPTIONS, S_OTHER };
 
 struct getmail {
-	struct conv *c;
-	struct conv_acct *a;
+	struct migrate_conv *c;
+	struct migrate_conv_acct *a;
 	enum gm_section sect;
 	char sect_name[64];
 	int line;
@@ -48,7 +48,7 @@ static void
 unsupported(
     struct getmail *g, const char *key, const char *val, const char *why)
 {
-	conv_note(g->a, "%s:%d: [%s] %s = %s: %s", g->c->path, g->line,
+	migrate_conv_note(g->a, "%s:%d: [%s] %s = %s: %s", g->c->path, g->line,
 	    g->sect_name, key, val, why);
 }
 
@@ -99,17 +99,17 @@ retriever_type(struct getmail *g, const char *v)
 {
 	if (strstr(v, "POP3") == NULL) {
 		g->a->skip = true;
-		conv_complain(g->c, g->line,
+		migrate_conv_complain(g->c, g->line,
 		    "retriever type %s: not POP3, nothing converted (popfetchd speaks POP3 only)",
 		    v);
 		return;
 	}
 	g->pop3 = true;
 	if (strstr(v, "SSL") != NULL)
-		conv_set_str(g->a, CK_TLS, "implicit");
+		migrate_conv_set_str(g->a, CK_TLS, "implicit");
 	else {
-		conv_set_str(g->a, CK_TLS, "starttls");
-		conv_note(g->a,
+		migrate_conv_set_str(g->a, CK_TLS, "starttls");
+		migrate_conv_note(g->a,
 		    "%s:%d: type = %s spoke POP3 without TLS: popfetchd asks for STLS, as it never sends a password in clear unless told to (tls = \"none\" with allow_plaintext = true)",
 		    g->c->path, g->line, v);
 	}
@@ -124,37 +124,40 @@ retriever_type(struct getmail *g, const char *v)
 static void
 retriever(struct getmail *g, const char *k, const char *v)
 {
-	char cmd[CONV_VAL_LEN];
+	char cmd[MIGRATE_CONV_VAL_LEN];
 	unsigned long long n;
 
 	if (strcmp(k, "type") == 0)
 		retriever_type(g, v);
 	else if (strcmp(k, "server") == 0)
-		conv_set_str(g->a, CK_HOST, v);
+		migrate_conv_set_str(g->a, CK_HOST, v);
 	else if (strcmp(k, "port") == 0) {
-		if (conv_number(g->c, g->a, g->line, "port", v, 1, 65535, &n))
-			conv_set_raw(g->a, CK_PORT, "%llu", n);
+		if (migrate_conv_number(
+			g->c, g->a, g->line, "port", v, 1, 65535, &n))
+			migrate_conv_set_raw(g->a, CK_PORT, "%llu", n);
 	} else if (strcmp(k, "username") == 0)
-		conv_set_str(g->a, CK_USER, v);
+		migrate_conv_set_str(g->a, CK_USER, v);
 	else if (strcmp(k, "password") == 0)
 		g->a->password_line = g->line;
 	else if (strcmp(k, "password_command") == 0) {
 		if (tuple_command(v, cmd, sizeof(cmd)))
-			conv_set_str(g->a, CK_PASSWORD_COMMAND, cmd);
+			migrate_conv_set_str(g->a, CK_PASSWORD_COMMAND, cmd);
 		else
 			unsupported(g, k, v, "not a tuple of strings");
 	} else if (strcmp(k, "use_apop") == 0 && boolean(v) >= 0) {
 		if (boolean(v) == 1)
-			conv_set_str(g->a, CK_AUTH, "apop");
+			migrate_conv_set_str(g->a, CK_AUTH, "apop");
 	} else if (strcmp(k, "timeout") == 0) {
-		if (conv_number(g->c, g->a, g->line, "timeout", v, 1, 3600, &n))
-			conv_set_raw(g->a, CK_TIMEOUT, "%llu", n);
+		if (migrate_conv_number(
+			g->c, g->a, g->line, "timeout", v, 1, 3600, &n))
+			migrate_conv_set_raw(g->a, CK_TIMEOUT, "%llu", n);
 	} else if (strcmp(k, "ca_certs") == 0)
-		conv_set_path(g->c, g->a, CK_CA_FILE, g->line, k, v);
+		migrate_conv_set_path(g->c, g->a, CK_CA_FILE, g->line, k, v);
 	else if (strcmp(k, "certfile") == 0)
-		conv_set_path(g->c, g->a, CK_CLIENT_CERT, g->line, k, v);
+		migrate_conv_set_path(
+		    g->c, g->a, CK_CLIENT_CERT, g->line, k, v);
 	else if (strcmp(k, "keyfile") == 0)
-		conv_set_path(g->c, g->a, CK_CLIENT_KEY, g->line, k, v);
+		migrate_conv_set_path(g->c, g->a, CK_CLIENT_KEY, g->line, k, v);
 	else if (strcmp(k, "ssl_fingerprints") == 0)
 		unsupported(g, k, v,
 		    "pins certificates; popfetchd pins public keys instead (tls_pins; a connection refused for a wrong pin names the server's key)");
@@ -172,7 +175,8 @@ destination(struct getmail *g, const char *k, const char *v)
 			    g, k, v, "popfetchd delivers into a Maildir");
 		}
 	} else if (strcmp(k, "path") == 0 && !g->a->mda)
-		conv_set_path(g->c, g->a, CK_MAILDIR, g->line, "path", v);
+		migrate_conv_set_path(
+		    g->c, g->a, CK_MAILDIR, g->line, "path", v);
 	else
 		unsupported(g, k, v, "no equivalent in popfetchd");
 }
@@ -187,17 +191,20 @@ options(struct getmail *g, const char *k, const char *v)
 	else if (strcmp(k, "read_all") == 0 && boolean(v) >= 0)
 		g->read_all = boolean(v) == 1;
 	else if (strcmp(k, "received") == 0 && boolean(v) >= 0)
-		conv_set_bool(g->a, CK_RECEIVED_HEADER, boolean(v) == 1);
+		migrate_conv_set_bool(
+		    g->a, CK_RECEIVED_HEADER, boolean(v) == 1);
 	else if (strcmp(k, "delete_after") == 0) {
-		if (conv_number(
+		if (migrate_conv_number(
 			g->c, g->a, g->line, "delete_after", v, 0, 36500, &n)) {
-			conv_set_raw(g->a, CK_DELETE_AFTER_DAYS, "%llu", n);
+			migrate_conv_set_raw(
+			    g->a, CK_DELETE_AFTER_DAYS, "%llu", n);
 			g->delete_after = n > 0;
 		}
 	} else if (strcmp(k, "max_message_size") == 0) {
-		if (conv_number(g->c, g->a, g->line, "max_message_size", v, 0,
-			1ULL << 40, &n))
-			conv_set_raw(g->a, CK_MAX_MESSAGE_SIZE, "%lluL", n);
+		if (migrate_conv_number(g->c, g->a, g->line, "max_message_size",
+			v, 0, 1ULL << 40, &n))
+			migrate_conv_set_raw(
+			    g->a, CK_MAX_MESSAGE_SIZE, "%lluL", n);
 	} else
 		unsupported(g, k, v, "no equivalent in popfetchd");
 }
@@ -208,7 +215,8 @@ setting(struct getmail *g, char *line)
 	char *sep = line + strcspn(line, "=:"), *k = line, *v, *e;
 
 	if (*sep == '\0') {
-		conv_complain(g->c, g->line, "not \"key = value\": skipped");
+		migrate_conv_complain(
+		    g->c, g->line, "not \"key = value\": skipped");
 		return;
 	}
 	*sep = '\0';
@@ -229,7 +237,8 @@ setting(struct getmail *g, char *line)
 		unsupported(g, k, v, "no equivalent in popfetchd");
 		break;
 	case S_NONE:
-		conv_complain(g->c, g->line, "a setting before any section");
+		migrate_conv_complain(
+		    g->c, g->line, "a setting before any section");
 		break;
 	}
 }
@@ -248,7 +257,7 @@ section(struct getmail *g, const char *line)
 		g->sect = S_OPTIONS;
 	else {
 		g->sect = S_OTHER;
-		conv_note(g->a, "%s:%d: [%s]: %s", g->c->path, g->line,
+		migrate_conv_note(g->a, "%s:%d: [%s]: %s", g->c->path, g->line,
 		    g->sect_name,
 		    strncmp(g->sect_name, "filter", 6) == 0
 			? "popfetchd runs no filters"
@@ -260,29 +269,29 @@ section(struct getmail *g, const char *line)
 static void
 finish(struct getmail *g)
 {
-	struct conv_acct *a = g->a;
+	struct migrate_conv_acct *a = g->a;
 
 	if (g->delete == 1)
-		conv_set_bool(a, CK_KEEP, false);
+		migrate_conv_set_bool(a, CK_KEEP, false);
 	else {
-		conv_set_bool(a, CK_KEEP, true);
+		migrate_conv_set_bool(a, CK_KEEP, true);
 		if (g->delete == -1)
-			conv_note(a,
+			migrate_conv_note(a,
 			    "getmail keeps mail on the server unless told to delete it: keep = true");
 	}
 	if (g->delete == 1 && g->delete_after)
-		conv_note(a,
+		migrate_conv_note(a,
 		    "delete_after had no effect with delete = true in getmail, nor has delete_after_days here");
 	if (g->read_all)
-		conv_note(a,
+		migrate_conv_note(a,
 		    "getmail's read_all (on unless set off) fetched every message at every run; popfetchd fetches only new ones");
 	if (!g->pop3 && !a->skip) {
 		a->skip = true;
-		conv_complain(
+		migrate_conv_complain(
 		    g->c, a->line, "no retriever type: nothing converted");
 	}
 	if (a->val[CK_HOST][0] != '\0')
-		conv_fmt(a->uid_hint, sizeof(a->uid_hint),
+		migrate_conv_fmt(a->uid_hint, sizeof(a->uid_hint),
 		    "getmail:~/.getmail/oldmail-%.*s-%s-%.*s",
 		    (int)strlen(a->val[CK_HOST]) - 2, a->val[CK_HOST] + 1,
 		    a->val[CK_PORT][0] != '\0' ? a->val[CK_PORT]
@@ -295,7 +304,7 @@ finish(struct getmail *g)
 }
 
 void
-conv_getmail(struct conv *c, const char *text)
+migrate_conv_getmail(struct migrate_conv *c, const char *text)
 {
 	struct getmail g = {.c = c, .delete = -1, .read_all = true};
 	char line[GM_LINE_MAX + 1], name[CONF_NAME_MAX + 1], *s;
@@ -305,14 +314,15 @@ conv_getmail(struct conv *c, const char *text)
 	base = strrchr(c->path, '/');
 	base = base != NULL ? base + 1 : c->path;
 	snprintf(name, sizeof(name), "%s", base);
-	if ((g.a = conv_acct_new(c, NULL, name, 1)) == NULL)
+	if ((g.a = migrate_conv_acct_new(c, NULL, name, 1)) == NULL)
 		return;
 	for (; *p != '\0'; p = nl != NULL ? nl + 1 : p + len) {
 		nl = strchr(p, '\n');
 		len = nl != NULL ? (size_t)(nl - p) : strlen(p);
 		g.line++;
 		if (len > GM_LINE_MAX) {
-			conv_complain(c, g.line, "line too long: skipped");
+			migrate_conv_complain(
+			    c, g.line, "line too long: skipped");
 			continue;
 		}
 		memcpy(line, p, len);
@@ -324,7 +334,7 @@ conv_getmail(struct conv *c, const char *text)
 		if (*s == '\0' || *s == '#' || *s == ';')
 			continue;
 		if (s != line) {
-			conv_note(g.a,
+			migrate_conv_note(g.a,
 			    "%s:%d: a continued value: only one-line values are converted",
 			    c->path, g.line);
 			continue;

@@ -14,9 +14,9 @@
 
 /* The state of the reader: the account being filled, or defaults. */
 struct mpop {
-	struct conv *c;
-	struct conv_acct defaults;
-	struct conv_acct *cur; /* &defaults, or an account of c */
+	struct migrate_conv *c;
+	struct migrate_conv_acct defaults;
+	struct migrate_conv_acct *cur; /* &defaults, or an account of c */
 	int line;
 };
 
@@ -74,8 +74,8 @@ account(struct mpop *m, char *arg)
 		*colon++ = '\0';
 	n = strcspn(name, " \t");
 	name[n] = '\0';
-	if ((m->cur = conv_acct_new(m->c, &m->defaults, name, m->line)) ==
-	    NULL) {
+	if ((m->cur = migrate_conv_acct_new(
+		 m->c, &m->defaults, name, m->line)) == NULL) {
 		m->cur = &m->defaults; /* read on, write nothing more */
 		return;
 	}
@@ -86,7 +86,7 @@ account(struct mpop *m, char *arg)
 	 */
 	if (strcmp(name, "default") == 0 && colon != NULL) {
 		m->cur->skip = true;
-		conv_complain(m->c, m->line,
+		migrate_conv_complain(m->c, m->line,
 		    "account default: mpop's choice of default account, the same mailbox as the one it inherits from: left out");
 	}
 	for (parent = colon != NULL ? strtok(colon, ", \t") : NULL;
@@ -95,9 +95,9 @@ account(struct mpop *m, char *arg)
 			if (strcmp(m->c->accts[i].name, parent) == 0)
 				break;
 		if (i + 1 < m->c->n)
-			conv_acct_merge(m->cur, &m->c->accts[i]);
+			migrate_conv_acct_merge(m->cur, &m->c->accts[i]);
 		else
-			conv_complain(m->c, m->line,
+			migrate_conv_complain(m->c, m->line,
 			    "account %s: no account \"%s\" before it to inherit from",
 			    name, parent);
 	}
@@ -111,15 +111,16 @@ auth(struct mpop *m, const char *arg)
 	size_t i;
 
 	if (onoff(arg) == 1) {
-		conv_set_str(m->cur, CK_AUTH, "auto");
+		migrate_conv_set_str(m->cur, CK_AUTH, "auto");
 		return;
 	}
 	for (i = 0; same[i] != NULL; i++)
 		if (strcasecmp(arg, same[i]) == 0) {
-			conv_set_str(m->cur, CK_AUTH, same[i]);
+			migrate_conv_set_str(m->cur, CK_AUTH, same[i]);
 			return;
 		}
-	conv_note(m->cur, "%s:%d: auth %s: %s", m->c->path, m->line, arg,
+	migrate_conv_note(m->cur, "%s:%d: auth %s: %s", m->c->path, m->line,
+	    arg,
 	    "a method popfetchd does not have; it picks the strongest both sides offer (auth = auto)");
 }
 
@@ -130,13 +131,13 @@ delivery(struct mpop *m, const char *arg)
 	if (strncmp(arg, "maildir", 7) == 0 &&
 	    (arg[7] == ' ' || arg[7] == '\t')) {
 		m->cur->mda = false;
-		conv_set_path(m->c, m->cur, CK_MAILDIR, m->line,
+		migrate_conv_set_path(m->c, m->cur, CK_MAILDIR, m->line,
 		    "delivery maildir", arg + 8 + strspn(arg + 8, " \t"));
 	} else {
 		/* Not the Maildir of an account it inherits from. */
 		m->cur->val[CK_MAILDIR][0] = '\0';
 		m->cur->mda = true;
-		conv_note(
+		migrate_conv_note(
 		    m->cur, "%s:%d: delivery %s", m->c->path, m->line, arg);
 	}
 }
@@ -150,7 +151,7 @@ skipsize(struct mpop *m, const char *arg)
 	size_t n = strlen(arg);
 
 	if (strcmp(arg, "off") == 0) {
-		conv_set_raw(m->cur, CK_MAX_MESSAGE_SIZE, "0");
+		migrate_conv_set_raw(m->cur, CK_MAX_MESSAGE_SIZE, "0");
 		return;
 	}
 	if (n > 0 && (arg[n - 1] == 'k' || arg[n - 1] == 'm')) {
@@ -158,9 +159,10 @@ skipsize(struct mpop *m, const char *arg)
 		n--;
 	}
 	snprintf(num, sizeof(num), "%.*s", (int)n, arg);
-	if (conv_number(m->c, m->cur, m->line, "skipsize", num, 0,
+	if (migrate_conv_number(m->c, m->cur, m->line, "skipsize", num, 0,
 		(1ULL << 40) / mult, &v))
-		conv_set_raw(m->cur, CK_MAX_MESSAGE_SIZE, "%lluL", v * mult);
+		migrate_conv_set_raw(
+		    m->cur, CK_MAX_MESSAGE_SIZE, "%lluL", v * mult);
 }
 
 static void
@@ -169,10 +171,11 @@ tls_trust(struct mpop *m, const char *arg)
 	if (strcmp(arg, "system") == 0)
 		return;
 	if (arg[0] == '\0')
-		conv_unsupported(m->c, m->cur, m->line, "tls_trust_file \"\"",
+		migrate_conv_unsupported(m->c, m->cur, m->line,
+		    "tls_trust_file \"\"",
 		    "trusts no CA; popfetchd verifies against the system store unless told otherwise (see tls_pins)");
 	else
-		conv_set_path(
+		migrate_conv_set_path(
 		    m->c, m->cur, CK_CA_FILE, m->line, "tls_trust_file", arg);
 }
 
@@ -184,28 +187,31 @@ simple(struct mpop *m, const char *cmd, const char *arg)
 	int on = onoff(arg);
 
 	if (strcmp(cmd, "host") == 0)
-		conv_set_str(m->cur, CK_HOST, arg);
+		migrate_conv_set_str(m->cur, CK_HOST, arg);
 	else if (strcmp(cmd, "user") == 0)
-		conv_set_str(m->cur, CK_USER, arg);
+		migrate_conv_set_str(m->cur, CK_USER, arg);
 	else if (strcmp(cmd, "port") == 0) {
-		if (conv_number(
+		if (migrate_conv_number(
 			m->c, m->cur, m->line, "port", arg, 1, 65535, &v))
-			conv_set_raw(m->cur, CK_PORT, "%llu", v);
+			migrate_conv_set_raw(m->cur, CK_PORT, "%llu", v);
 	} else if (strcmp(cmd, "timeout") == 0) {
 		if (strcmp(arg, "off") == 0)
-			conv_unsupported(m->c, m->cur, m->line, "timeout off",
+			migrate_conv_unsupported(m->c, m->cur, m->line,
+			    "timeout off",
 			    "popfetchd always has one (default 60 s)");
-		else if (conv_number(m->c, m->cur, m->line, "timeout", arg, 1,
-			     3600, &v))
-			conv_set_raw(m->cur, CK_TIMEOUT, "%llu", v);
+		else if (migrate_conv_number(m->c, m->cur, m->line, "timeout",
+			     arg, 1, 3600, &v))
+			migrate_conv_set_raw(m->cur, CK_TIMEOUT, "%llu", v);
 	} else if (strcmp(cmd, "password") == 0)
 		m->cur->password_line = m->line;
 	else if (strcmp(cmd, "passwordeval") == 0)
-		conv_set_str(m->cur, CK_PASSWORD_COMMAND, arg);
+		migrate_conv_set_str(m->cur, CK_PASSWORD_COMMAND, arg);
 	else if (strcmp(cmd, "tls_key_file") == 0)
-		conv_set_path(m->c, m->cur, CK_CLIENT_KEY, m->line, cmd, arg);
+		migrate_conv_set_path(
+		    m->c, m->cur, CK_CLIENT_KEY, m->line, cmd, arg);
 	else if (strcmp(cmd, "tls_cert_file") == 0)
-		conv_set_path(m->c, m->cur, CK_CLIENT_CERT, m->line, cmd, arg);
+		migrate_conv_set_path(
+		    m->c, m->cur, CK_CLIENT_CERT, m->line, cmd, arg);
 	else if (strcmp(cmd, "tls_trust_file") == 0)
 		tls_trust(m, arg);
 	else if (strcmp(cmd, "tls") == 0 && on >= 0)
@@ -213,14 +219,14 @@ simple(struct mpop *m, const char *cmd, const char *arg)
 	else if (strcmp(cmd, "tls_starttls") == 0 && on >= 0)
 		m->cur->starttls = on ? 1 : -1;
 	else if (strcmp(cmd, "tls_certcheck") == 0 && on >= 0)
-		conv_set_bool(m->cur, CK_TLS_VERIFY, on);
+		migrate_conv_set_bool(m->cur, CK_TLS_VERIFY, on);
 	else if (strcmp(cmd, "keep") == 0 && on >= 0)
-		conv_set_bool(m->cur, CK_KEEP, on);
+		migrate_conv_set_bool(m->cur, CK_KEEP, on);
 	else if (strcmp(cmd, "received_header") == 0 && on >= 0)
-		conv_set_bool(m->cur, CK_RECEIVED_HEADER, on);
+		migrate_conv_set_bool(m->cur, CK_RECEIVED_HEADER, on);
 	else if (strcmp(cmd, "pipelining") == 0 &&
 		 (strcmp(arg, "auto") == 0 || on >= 0))
-		conv_set_str(
+		migrate_conv_set_str(
 		    m->cur, CK_PIPELINING, arg[0] == '\0' ? "on" : arg);
 	else if (strcmp(cmd, "auth") == 0)
 		auth(m, arg);
@@ -229,7 +235,7 @@ simple(struct mpop *m, const char *cmd, const char *arg)
 	else if (strcmp(cmd, "skipsize") == 0)
 		skipsize(m, arg);
 	else if (strcmp(cmd, "uidls_file") == 0)
-		conv_fmt(
+		migrate_conv_fmt(
 		    m->cur->uid_hint, sizeof(m->cur->uid_hint), "mpop:%s", arg);
 	else
 		return false;
@@ -280,32 +286,33 @@ command(struct mpop *m, char *cmd, char *arg)
 	}
 	if (simple(m, cmd, arg))
 		return;
-	conv_note(m->cur, "%s:%d: %s%s%s: %s", m->c->path, m->line, cmd,
+	migrate_conv_note(m->cur, "%s:%d: %s%s%s: %s", m->c->path, m->line, cmd,
 	    arg[0] != '\0' ? " " : "", arg, why_not(cmd));
 }
 
 /* mpop's TLS: tls (default off), tls_starttls (default on). */
 static void
-finish_tls(struct conv *c, struct conv_acct *a)
+finish_tls(struct migrate_conv *c, struct migrate_conv_acct *a)
 {
 	if (a->tls_on == 1)
-		conv_set_str(
+		migrate_conv_set_str(
 		    a, CK_TLS, a->starttls == -1 ? "implicit" : "starttls");
 	else {
-		conv_set_str(a, CK_TLS, "starttls");
-		conv_note(a,
+		migrate_conv_set_str(a, CK_TLS, "starttls");
+		migrate_conv_note(a,
 		    "mpop had tls off (its default): popfetchd asks for STLS, as it never sends a password in clear unless told to (tls = \"none\" with allow_plaintext = true)");
 	}
 	if (a->uid_hint[0] == '\0')
-		conv_fmt(a->uid_hint, sizeof(a->uid_hint),
+		migrate_conv_fmt(a->uid_hint, sizeof(a->uid_hint),
 		    "mpop:~/.mpop_uidls/%%U_at_%%H");
 }
 
 /* Expands mpop's %U and %H in the UIDLS file name of A. */
 static void
-expand_hint(struct conv_acct *a)
+expand_hint(struct migrate_conv_acct *a)
 {
-	char out[CONV_VAL_LEN], host[CONV_VAL_LEN], user[CONV_VAL_LEN];
+	char out[MIGRATE_CONV_VAL_LEN], host[MIGRATE_CONV_VAL_LEN],
+	    user[MIGRATE_CONV_VAL_LEN];
 	const char *p;
 	size_t n = 0;
 
@@ -330,7 +337,7 @@ expand_hint(struct conv_acct *a)
 }
 
 void
-conv_mpop(struct conv *c, const char *text)
+migrate_conv_mpop(struct migrate_conv *c, const char *text)
 {
 	struct mpop m = {.c = c};
 	char line[MPOP_LINE_MAX + 1], *cmd, *arg;
@@ -343,7 +350,8 @@ conv_mpop(struct conv *c, const char *text)
 		len = nl != NULL ? (size_t)(nl - p) : strlen(p);
 		m.line++;
 		if (len > MPOP_LINE_MAX) {
-			conv_complain(c, m.line, "line too long: skipped");
+			migrate_conv_complain(
+			    c, m.line, "line too long: skipped");
 			continue;
 		}
 		memcpy(line, p, len);
@@ -351,7 +359,8 @@ conv_mpop(struct conv *c, const char *text)
 		if (len > 0 && line[len - 1] == '\r')
 			line[len - 1] = '\0';
 		if (!split(line, &cmd, &arg)) {
-			conv_complain(c, m.line, "a quote not closed: skipped");
+			migrate_conv_complain(
+			    c, m.line, "a quote not closed: skipped");
 			continue;
 		}
 		if (cmd[0] != '\0' && cmd[0] != '#')
