@@ -60,6 +60,30 @@ check_rm_rf(const char *path)
 }
 
 /*
+ * Entries of DIR/SUB whose names do not start with a dot (SUB may be
+ * NULL); -1 when it cannot be opened.
+ */
+static inline int
+check_count_entries(const char *dir, const char *sub)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+	int len = snprintf(path, sizeof(path), "%s%s%s", dir,
+	    sub != NULL ? "/" : "", sub != NULL ? sub : "");
+
+	ck_assert_int_lt(len, (int)sizeof(path));
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/*
  * The whole file at PATH, NUL-terminated (caller frees); its length in
  * *LEN unless LEN is NULL.
  */

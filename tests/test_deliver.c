@@ -57,7 +57,6 @@ static void teardown(void);
 static struct deliver_where where(void);
 static struct deliver *open_ok(void);
 static struct deliver *reopen_recovered(int *recovered);
-static int count_files(const char *sub);
 static void message(int i, bool crlf, char *buf, size_t len);
 static void put(struct deliver *d, unsigned long tag, const char *uid,
     uint64_t size, const char *text);
@@ -128,24 +127,6 @@ reopen_recovered(int *recovered)
 	*recovered = deliver_recover(d, err, sizeof(err));
 	ck_assert_msg(*recovered >= 0, "deliver_recover: %s", err);
 	return d;
-}
-
-/* Entries (other than dot files) in mdpath/SUB. */
-static int
-count_files(const char *sub)
-{
-	struct dirent *de;
-	char path[PATH_MAX];
-	DIR *dir;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "%s/%s", mdpath, sub);
-	ck_assert_ptr_nonnull(dir = opendir(path));
-	while ((de = readdir(dir)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(dir);
-	return n;
 }
 
 /* Message I as the server sends it (CRLF) or as the Maildir holds it. */
@@ -269,8 +250,8 @@ START_TEST(test_round_trip)
 
 	ck_assert_ptr_null(deliver_notice(d));
 	put_batch(d);
-	ck_assert_int_eq(count_files("tmp"), NMSG);
-	ck_assert_int_eq(count_files("new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), NMSG);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
 	/* Not durable, not recorded, before the flush. */
 	ck_assert(!deliver_known(d, uids[0], NULL, NULL));
 	ck_assert_int_eq(deliver_flush(d, durable, &seen, err, sizeof(err)), 0);
@@ -278,7 +259,7 @@ START_TEST(test_round_trip)
 	for (i = 0; i < NMSG; i++)
 		ck_assert_uint_eq(seen.tags[i], (unsigned long)i + 1);
 	ck_assert_uint_eq(deliver_pending(d), 0);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	count_copies(copies);
 	for (i = 0; i < NMSG; i++)
 		ck_assert_int_eq(copies[i], 1);
@@ -327,7 +308,7 @@ START_TEST(test_size_unknown_sync_each_file)
 	ck_assert(deliver_known(d, "u7", &first, &size));
 	ck_assert_uint_eq(size, DELIVER_SIZE_UNKNOWN);
 	ck_assert_int_eq(first, NOW);
-	ck_assert_int_eq(count_files("new"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 1);
 	ck_assert_int_eq(deliver_free_space(d, &size), 0);
 	ck_assert_uint_gt(size, 0);
 	deliver_free(&d);
@@ -411,9 +392,9 @@ START_TEST(test_abort_leaves_nothing)
 
 	ck_assert_int_eq(deliver_begin(d, 1, "u1", 10), 0);
 	ck_assert_int_eq(deliver_write(d, "partial\r\n", 9), 0);
-	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 1);
 	deliver_abort(d);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	ck_assert_uint_eq(deliver_pending(d), 0);
 	/* Nothing begun: writing and ending are refused, aborting is not. */
 	ck_assert_int_eq(deliver_write(d, "x", 1), -1);
@@ -427,8 +408,8 @@ START_TEST(test_abort_leaves_nothing)
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_int_eq(deliver_write(d, "begun\r\n", 7), 0);
 	deliver_free(&d);
-	ck_assert_int_eq(count_files("tmp"), 0);
-	ck_assert_int_eq(count_files("new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
 	d = open_ok();
 	ck_assert(!deliver_known(d, "u1", NULL, NULL));
 	ck_assert(!deliver_known(d, "u2", NULL, NULL));
@@ -447,7 +428,7 @@ START_TEST(test_drop)
 	put_batch(d);
 	ck_assert_int_eq(deliver_drop(d, 2), 0);
 	ck_assert_uint_eq(deliver_pending(d), NMSG - 1);
-	ck_assert_int_eq(count_files("tmp"), NMSG - 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), NMSG - 1);
 	ck_assert_int_eq(deliver_drop(d, 2), -1);
 	ck_assert_int_eq(errno, ENOENT);
 	ck_assert_int_eq(deliver_flush(d, durable, &seen, err, sizeof(err)), 0);
@@ -458,7 +439,7 @@ START_TEST(test_drop)
 	/* Once durable, a message cannot be dropped. */
 	ck_assert_int_eq(deliver_drop(d, 1), -1);
 	ck_assert_int_eq(errno, ENOENT);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	count_copies(copies);
 	ck_assert_int_eq(copies[0], 1);
 	ck_assert_int_eq(copies[1], 0);
@@ -471,7 +452,7 @@ START_TEST(test_drop)
 	ck_assert_int_eq(deliver_drop(d, 3), 0);
 	ck_assert_int_eq(deliver_drop(d, 2), 0);
 	ck_assert_uint_eq(deliver_pending(d), 0);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	deliver_free(&d);
 }
 END_TEST
@@ -489,8 +470,8 @@ START_TEST(test_uid_recorded_already)
 	ck_assert_int_eq(deliver_flush(d, durable, &seen, err, sizeof(err)), 0);
 	ck_assert_uint_eq(seen.n, 1);
 	ck_assert_uint_eq(seen.tags[0], 2);
-	ck_assert_int_eq(count_files("new"), 1);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	deliver_free(&d);
 }
 END_TEST
@@ -596,7 +577,7 @@ START_TEST(test_flush_failure)
 	d = reopen_recovered(&recovered);
 	ck_assert_int_eq(recovered, c->recovered);
 	ck_assert_int_eq(check_outcome(d), c->delivered);
-	ck_assert_int_eq(count_files("tmp"), c->tmp_left);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), c->tmp_left);
 	deliver_free(&d);
 	/* Recovery is done once: a second finds nothing and changes nothing. */
 	d = reopen_recovered(&recovered);
@@ -836,7 +817,7 @@ START_TEST(test_strike_note_forget)
 	put(d, 2, "u1", 4, "abcd");
 	ck_assert_int_eq(deliver_flush(d, durable, &seen, err, sizeof(err)), 0);
 	ck_assert_uint_eq(seen.n, 2);
-	ck_assert_int_eq(count_files("new"), 2);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 2);
 	deliver_free(&d);
 }
 END_TEST

@@ -24,30 +24,9 @@
 
 #include "fsutil.h"
 #include "check_main.h"
+#include "check_util.h"
 
 static char tmpdir[1024];
-
-static void
-rm_rf(const char *path)
-{
-	struct dirent *de;
-	char sub[PATH_MAX];
-	DIR *dir;
-
-	if ((dir = opendir(path)) == NULL) {
-		unlink(path);
-		return;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		rm_rf(sub);
-	}
-	closedir(dir);
-	rmdir(path);
-}
 
 static void
 setup(void)
@@ -66,7 +45,7 @@ setup(void)
 static void
 teardown(void)
 {
-	rm_rf(tmpdir);
+	check_rm_rf(tmpdir);
 }
 
 /* tmpdir/REL in BUF (PATH_MAX bytes). */

@@ -35,7 +35,6 @@ static char mdpath[2048];
 
 static void setup(void);
 static void teardown(void);
-static int count_files(const char *sub);
 static char *only_file(const char *sub);
 static void publish_msg(
     struct maildir *md, struct maildir_msg **msg, char *name, size_t namelen);
@@ -55,24 +54,6 @@ static void
 teardown(void)
 {
 	check_rm_rf(tmpdir);
-}
-
-/* Number of entries (other than . and ..) in mdpath/SUB. */
-static int
-count_files(const char *sub)
-{
-	struct dirent *de;
-	char path[PATH_MAX];
-	DIR *dir;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "%s/%s", mdpath, sub);
-	ck_assert_ptr_nonnull(dir = opendir(path));
-	while ((de = readdir(dir)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(dir);
-	return n;
 }
 
 /* Name of the single file in mdpath/SUB (caller frees). */
@@ -211,8 +192,8 @@ START_TEST(test_unique_across_deliveries)
 	qsort(names, N, sizeof(*names), cmp_str);
 	for (i = 1; i < N; i++)
 		ck_assert_str_ne(names[i - 1], names[i]);
-	ck_assert_int_eq(count_files("new"), N);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), N);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	ck_assert_int_eq(maildir_sync(md), 0);
 	for (i = 0; i < N; i++)
 		free(names[i]);
@@ -245,7 +226,7 @@ START_TEST(test_crlf_every_split)
 			check_delivered(name, sample_lf, wlen);
 		}
 	}
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	maildir_close(&md);
 }
 END_TEST
@@ -283,7 +264,7 @@ START_TEST(test_empty_message)
 	ck_assert_uint_eq(maildir_msg_size(msg), 0);
 	publish_msg(md, &msg, name, sizeof(name));
 	check_delivered(name, "", 0);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	maildir_close(&md);
 }
 END_TEST
@@ -321,7 +302,7 @@ START_TEST(test_large_message)
 	}
 	publish_msg(md, &msg, name, sizeof(name));
 	check_delivered(name, out, outlen);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	free(in);
 	free(out);
 	maildir_close(&md);
@@ -337,14 +318,14 @@ START_TEST(test_abort_leaves_nothing)
 	ck_assert_ptr_nonnull(
 	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
 	ck_assert_ptr_nonnull(msg = maildir_begin(md));
-	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 1);
 	ck_assert_int_eq(maildir_write(msg, "Subject: x\r\n\r\nbody\r", 19), 0);
 	maildir_abort(&msg);
 	ck_assert_ptr_null(msg);
 	maildir_abort(&msg);
-	ck_assert_int_eq(count_files("tmp"), 0);
-	ck_assert_int_eq(count_files("new"), 0);
-	ck_assert_int_eq(count_files("cur"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "cur"), 0);
 	maildir_close(&md);
 }
 END_TEST
@@ -689,8 +670,8 @@ check_write_error(size_t len, int fail_in_write)
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status));
 	ck_assert_int_eq(WEXITSTATUS(status), 0);
-	ck_assert_int_eq(count_files("new"), 0);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 }
 
 START_TEST(test_write_error_in_write)
@@ -744,7 +725,7 @@ START_TEST(test_name_in_tmp_and_new)
 	ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
 	if (strchr(host, '/') == NULL && strchr(host, ':') == NULL)
 		ck_assert_ptr_nonnull(strstr(newname, host));
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	free(tmpname);
 	free(newname);
 	maildir_close(&md);
@@ -792,8 +773,8 @@ START_TEST(test_finish_leaves_tmp_only)
 			     sizeof(final)),
 	    0);
 	ck_assert_ptr_null(msg);
-	ck_assert_int_eq(count_files("new"), 0);
-	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 1);
 	only = only_file("tmp");
 	ck_assert_str_eq(only, tmpname);
 	snprintf(want, sizeof(want), "%s,S=17", tmpname);
@@ -805,7 +786,7 @@ START_TEST(test_finish_leaves_tmp_only)
 	ck_assert(maildir_tmp_exists(md, tmpname));
 	/* Finished: closing the Maildir does not trip over an open message. */
 	maildir_close(&md);
-	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 1);
 	free(only);
 	free(data);
 }
@@ -830,7 +811,7 @@ START_TEST(test_finish_small_buffers)
 	    -1);
 	ck_assert_int_eq(errno, ENAMETOOLONG);
 	ck_assert_ptr_null(msg);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	free(name);
 	msg = begin_with(md, "x");
 	name = only_file("tmp");
@@ -839,8 +820,8 @@ START_TEST(test_finish_small_buffers)
 			     strlen(name) + strlen(",S=1")),
 	    -1);
 	ck_assert_int_eq(errno, ENAMETOOLONG);
-	ck_assert_int_eq(count_files("tmp"), 0);
-	ck_assert_int_eq(count_files("new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
 	/* A NULL message is refused, not dereferenced. */
 	ck_assert_int_eq(maildir_finish(&msg, tmpname, sizeof(tmpname), final,
 			     sizeof(final)),
@@ -879,10 +860,10 @@ START_TEST(test_finish_avoids_clash)
 	    0);
 	ck_assert_str_ne(tmpname, first);
 	ck_assert_str_ne(final, clash);
-	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 1);
 	ck_assert(exists_in("tmp", tmpname));
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
-	ck_assert_int_eq(count_files("new"), 2);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 2);
 	/* The other file is untouched, ours is ours. */
 	free(check_read_file(path, &len));
 	ck_assert_uint_eq(len, 5);
@@ -909,23 +890,23 @@ START_TEST(test_publish_idempotent)
 	    0);
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
 	/* Linked, not moved: both names, one file. */
-	ck_assert_int_eq(count_files("new"), 1);
-	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 1);
 	ck_assert_uint_eq(
 	    inode_of("tmp", tmpname, &nlink), inode_of("new", final, NULL));
 	ck_assert_uint_eq(nlink, 2);
 	check_delivered(final, "hello\n", 6);
 	/* Again, as recovery would after a crash here: nothing changes. */
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
-	ck_assert_int_eq(count_files("new"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 1);
 	ck_assert_int_eq(maildir_sync(md), 0);
 	ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	ck_assert(!maildir_tmp_exists(md, tmpname));
 	/* Dropping twice is fine; publishing once more is "already done". */
 	ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
-	ck_assert_int_eq(count_files("new"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 1);
 	check_delivered(final, "hello\n", 6);
 	/* The user moved it on: neither name is there any more. */
 	snprintf(from, sizeof(from), "%s/new/%s", mdpath, final);
@@ -934,7 +915,7 @@ START_TEST(test_publish_idempotent)
 	errno = 0;
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), -1);
 	ck_assert_int_eq(errno, ENOENT);
-	ck_assert_int_eq(count_files("new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
 	maildir_close(&md);
 }
 END_TEST
@@ -963,11 +944,11 @@ START_TEST(test_publish_final_exists)
 	ck_assert_int_eq(write(fd, "abc", 3), 3);
 	close(fd);
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
-	ck_assert_int_eq(count_files("new"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 1);
 	ck_assert_uint_ne(
 	    inode_of("tmp", tmpname, NULL), inode_of("new", final, NULL));
 	ck_assert_int_eq(maildir_drop_tmp(md, tmpname), 0);
-	ck_assert_int_eq(count_files("tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
 	maildir_close(&md);
 }
 END_TEST
@@ -1017,11 +998,11 @@ START_TEST(test_names_validated)
 	ck_assert_int_eq(maildir_drop_tmp(md, longname), 0);
 	ck_assert(!maildir_tmp_exists(md, longname));
 	/* Nothing was published by any of it; the good names still work. */
-	ck_assert_int_eq(count_files("new"), 0);
-	ck_assert_int_eq(count_files("tmp"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 1);
 	ck_assert(maildir_tmp_exists(md, tmpname));
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), 0);
-	ck_assert_int_eq(count_files("new"), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 1);
 	maildir_close(&md);
 }
 END_TEST
@@ -1231,7 +1212,7 @@ START_TEST(test_sync_error_sticky)
 	errno = 0;
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), -1);
 	ck_assert_int_eq(errno, EIO);
-	ck_assert_int_eq(count_files("new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
 	errno = 0;
 	ck_assert_int_eq(maildir_sync(md), -1);
 	ck_assert_int_eq(errno, EIO);
@@ -1282,7 +1263,7 @@ START_TEST(test_sync_error_sticky_file_mode)
 	ck_assert_int_eq(errno, EIO);
 	ck_assert_int_eq(maildir_publish(md, tmpname, final), -1);
 	ck_assert_int_eq(maildir_sync(md), -1);
-	ck_assert_int_eq(count_files("new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
 	maildir_close(&md);
 }
 END_TEST

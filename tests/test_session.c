@@ -310,24 +310,6 @@ expect_listing(const struct msg *m, size_t n, bool uidl)
 /* ---- the Maildir ---- */
 
 static int
-count_new(void)
-{
-	char path[PATH_MAX + 8];
-	struct dirent *de;
-	DIR *dir;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "%s/new", fx.maildir);
-	if ((dir = opendir(path)) == NULL)
-		return -1;
-	while ((de = readdir(dir)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(dir);
-	return n;
-}
-
-static int
 cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -344,7 +326,7 @@ assert_new(const char *const *want, size_t n)
 	DIR *dir;
 	size_t i, k = 0;
 
-	ck_assert_int_eq(count_new(), (int)n);
+	ck_assert_int_eq(check_count_entries(fx.maildir, "new"), (int)n);
 	ck_assert_ptr_nonnull(got = calloc(n + 1, sizeof(*got)));
 	ck_assert_ptr_nonnull(w = calloc(n + 1, sizeof(*w)));
 	snprintf(path, sizeof(path), "%s/new", fx.maildir);
@@ -599,7 +581,7 @@ static void
 note_new_at_dele(void)
 {
 	if (fx.new_at_dele == -1)
-		fx.new_at_dele = count_new();
+		fx.new_at_dele = check_count_entries(fx.maildir, "new");
 }
 
 /* RETR N answered with message N of M (numbered from 1). */
@@ -830,7 +812,7 @@ START_TEST(list_mode)
 	ck_assert_str_eq(fx.info[1].date, "");
 	ck_assert_str_eq(fx.info[1].subj, "second");
 	/* --list writes nothing. */
-	ck_assert_int_eq(count_new(), -1);
+	ck_assert_int_eq(check_count_entries(fx.maildir, "new"), -1);
 }
 END_TEST
 
