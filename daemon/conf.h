@@ -29,6 +29,16 @@ enum conf_auth {
 	CONF_AUTH_APOP,
 	CONF_AUTH_USER,
 	CONF_AUTH_RPOP,
+	CONF_AUTH_SCRAM_SHA_1,
+	CONF_AUTH_SCRAM_SHA_1_PLUS,
+	CONF_AUTH_SCRAM_SHA_256,
+	CONF_AUTH_SCRAM_SHA_256_PLUS,
+};
+
+/* RFC 6856: whether to ask for UTF-8 mode when the server offers it. */
+enum conf_utf8 {
+	CONF_UTF8_AUTO,
+	CONF_UTF8_OFF,
 };
 
 enum conf_pipelining {
@@ -65,6 +75,7 @@ struct account {
 	char *password_command;
 	char *password_credential;
 	enum conf_auth auth;
+	enum conf_utf8 utf8;
 
 	char *maildir;
 	bool keep;

@@ -1,0 +1,249 @@
+"""SCRAM (RFC 5802, RFC 7677) and channel binding against the scripted server.
+
+tests/fakepop.py carries its own SCRAM server side (hashlib and hmac): it
+checks the client's proof and its channel binding data, tls-unique on TLS
+1.2 and tls-exporter (RFC 9266) on TLS 1.3, and breaks the exchange on
+request. Each test runs `popfetchd --once` and checks the exit status, the
+mailbox, and from the server's record what the client sent: above all,
+that after a server that could not prove it knows the password the client
+sends nothing more and takes no mail.
+
+Run: python3 tests/test_scram.py --binary build/popfetchd
+"""
+
+import os
+import shutil
+import ssl
+
+from harness import FakePopCase, main
+
+MESSAGES = [b"From: a@example.org\nSubject: scram\n\nbody\n"]
+PASSWORD = "Scr4m-pw-9Qx7Lm2Vb"
+ALL = "PLAIN SCRAM-SHA-1 SCRAM-SHA-1-PLUS SCRAM-SHA-256 SCRAM-SHA-256-PLUS"
+# Commands that come only after a login.
+AFTER_LOGIN = ("STAT", "LIST", "UIDL", "RETR", "DELE", "TOP")
+
+
+class ScramTest(FakePopCase):
+    MESSAGES = MESSAGES
+    PASSWORD = PASSWORD
+
+    def scram_server(self, sasl=ALL, **kw):
+        kw.setdefault("sasl_strict", True)
+        return self.server(sasl=sasl, **kw)
+
+    def fetch(self, srv, **keys):
+        return self.run_once(self.config(srv, **keys))
+
+    def assert_fetched(self, srv, r, mech, cbname=None):
+        """A fetch logged in with MECH, binding CBNAME, both sides
+        proved."""
+        self.assert_exit(r, 0)
+        self.assertEqual(self.delivered(), MESSAGES)
+        srv.sync()
+        self.assertEqual(len(srv.scram), 1, srv.scram)
+        rec = srv.scram[0]
+        self.assertEqual(rec["mech"], mech)
+        self.assertEqual(rec["cbname"], cbname)
+        self.assertTrue(rec["proof_ok"])
+        if cbname is not None:
+            self.assertTrue(rec["cb_ok"], "channel binding data differ")
+        else:
+            self.assertEqual(rec["gs2"], "n,,")
+        # The empty line RFC 5034 wants after the server's proof.
+        self.assertEqual(rec["final_ack"], "")
+        auths = [c for c in srv.commands if c.upper().startswith("AUTH")]
+        self.assertEqual(len(auths), 1, auths)
+        self.assertTrue(auths[0].upper().startswith("AUTH " + mech + " "))
+
+    def assert_refused(self, srv, r, status=77):
+        """The client gave up during the exchange: STATUS, no mail, no
+        command after the AUTH exchange, one AUTH only."""
+        self.assert_exit(r, status)
+        self.assert_nothing_delivered()
+        srv.sync()
+        verbs = srv.verbs()
+        self.assertEqual(verbs.count("AUTH"), 1, srv.commands)
+        for v in AFTER_LOGIN:
+            self.assertNotIn(v, verbs)
+        self.assertEqual(len(srv.messages), len(MESSAGES))
+
+    # ---- auto: the strongest both offer ----
+
+    def test_auto_tls13_binds_with_tls_exporter(self):
+        srv = self.scram_server()
+        r = self.fetch(srv)
+        self.assert_fetched(srv, r, "SCRAM-SHA-256-PLUS", "tls-exporter")
+
+    def test_auto_tls12_binds_with_tls_unique(self):
+        srv = self.scram_server(tls_max_version=ssl.TLSVersion.TLSv1_2)
+        r = self.fetch(srv)
+        self.assert_fetched(srv, r, "SCRAM-SHA-256-PLUS", "tls-unique")
+
+    def test_auto_after_stls_binds(self):
+        srv = self.scram_server(tls="starttls")
+        r = self.fetch(srv)
+        self.assert_fetched(srv, r, "SCRAM-SHA-256-PLUS", "tls-exporter")
+
+    def test_auto_order(self):
+        # Offered -> chosen, as the documented order says.
+        cases = [
+            ("PLAIN SCRAM-SHA-1", "SCRAM-SHA-1"),
+            ("SCRAM-SHA-1 PLAIN SCRAM-SHA-1-PLUS", "SCRAM-SHA-1-PLUS"),
+            ("SCRAM-SHA-1-PLUS SCRAM-SHA-256", "SCRAM-SHA-256"),
+            ("scram-sha-256 SCRAM-SHA-256-PLUS", "SCRAM-SHA-256-PLUS"),
+        ]
+        for offered, chosen in cases:
+            with self.subTest(offered=offered):
+                srv = self.scram_server(sasl=offered)
+                r = self.fetch(srv)
+                self.assert_fetched(
+                    srv, r, chosen,
+                    "tls-exporter" if chosen.endswith("PLUS") else None)
+                self.fresh()
+
+    def fresh(self):
+        """Empties the Maildir and the state between subtests."""
+        shutil.rmtree(self.maildir, ignore_errors=True)
+        shutil.rmtree(os.path.join(self.dir, "state"), ignore_errors=True)
+
+    def test_auto_without_tls_uses_plain_scram(self):
+        # No TLS, so no channel: SCRAM without -PLUS still keeps the
+        # password off the wire.
+        srv = self.scram_server(tls=None)
+        r = self.fetch(srv, allow_plaintext=True)
+        self.assert_fetched(srv, r, "SCRAM-SHA-256", None)
+        self.assertNotIn(PASSWORD, "\n".join(srv.commands))
+
+    def test_auto_no_fallback_after_refusal(self):
+        # A wrong password: refused once, no weaker mechanism tried.
+        srv = self.scram_server(password="another")
+        r = self.fetch(srv)
+        self.assert_refused(srv, r)
+        self.assertFalse(srv.scram[0]["proof_ok"])
+        self.assertIn("authentication failed", r.stderr)
+
+    # ---- each mechanism by name ----
+
+    def test_each_mechanism_by_name(self):
+        for auth, mech, cb in [
+                ("scram-sha-1", "SCRAM-SHA-1", None),
+                ("scram-sha-256", "SCRAM-SHA-256", None),
+                ("scram-sha-1-plus", "SCRAM-SHA-1-PLUS", "tls-exporter"),
+                ("scram-sha-256-plus", "SCRAM-SHA-256-PLUS", "tls-exporter")]:
+            with self.subTest(auth=auth):
+                srv = self.scram_server()
+                r = self.fetch(srv, auth=auth)
+                self.assert_fetched(srv, r, mech, cb)
+                self.fresh()
+
+    def test_plus_without_tls_is_a_config_error(self):
+        srv = self.scram_server(tls=None)
+        r = self.fetch(srv, auth="scram-sha-256-plus", allow_plaintext=True)
+        self.assert_exit(r, 78)
+        self.assertIn("no TLS channel to bind", r.stderr)
+        srv.sync()
+        self.assertNotIn("AUTH", srv.verbs())
+
+    # ---- servers that must be refused ----
+
+    def fault(self, fault, **kw):
+        srv = self.scram_server(**kw)
+        srv.scram_fault = fault
+        return srv, self.fetch(srv)
+
+    def test_wrong_server_signature(self):
+        srv, r = self.fault("bad-signature")
+        self.assert_refused(srv, r)
+        self.assertIn("did not prove it knows the password", r.stderr)
+        # The proof was sent; the empty line that accepts the server's
+        # signature never was.
+        self.assertTrue(srv.scram[0]["proof_ok"])
+        self.assertIsNone(srv.scram[0]["final_ack"])
+
+    def test_server_error_in_final_message(self):
+        srv, r = self.fault("server-error")
+        self.assert_refused(srv, r)
+        self.assertIn("server says other-error", r.stderr)
+
+    def test_ok_without_server_signature(self):
+        srv, r = self.fault("no-signature")
+        self.assert_refused(srv, r)
+        self.assertIn("without proving it knows the password", r.stderr)
+
+    def test_replayed_nonce(self):
+        # The first exchange hands out a nonce; the second server replays
+        # it. The client must not answer it with a proof.
+        srv = self.scram_server()
+        self.assert_fetched(srv, self.fetch(srv), "SCRAM-SHA-256-PLUS",
+                            "tls-exporter")
+        self.fresh()
+        srv.scram_fault = "replayed-nonce"
+        srv.messages = list(MESSAGES)
+        srv.uids = ["uid-0"]
+        before = len(srv.commands)
+        r = self.fetch(srv)
+        self.assert_exit(r, 77)
+        self.assert_nothing_delivered()
+        srv.sync()
+        self.assertIn("nonce", r.stderr)
+        self.assertNotIn("final", srv.scram[1])
+        self.assertEqual([c.split(" ")[0] for c in srv.commands[before:]],
+                         ["CAPA", "AUTH"])
+
+    def test_nonce_not_extended(self):
+        srv, r = self.fault("short-nonce")
+        self.assert_refused(srv, r)
+        self.assertNotIn("final", srv.scram[0])
+
+    def test_iteration_count_bounds(self):
+        for count, ok in [(4095, False), (4096, True), (600001, False),
+                          (1, False)]:
+            with self.subTest(count=count):
+                srv = self.scram_server()
+                srv.scram_iter = count
+                r = self.fetch(srv)
+                if ok:
+                    self.assert_fetched(srv, r, "SCRAM-SHA-256-PLUS",
+                                        "tls-exporter")
+                else:
+                    self.assert_refused(srv, r)
+                    self.assertIn("iterations", r.stderr)
+                    # No proof computed for it, none sent.
+                    self.assertNotIn("final", srv.scram[0])
+                self.fresh()
+
+    def test_malformed_messages(self):
+        for fault, status in [("malformed-first", 77), ("extension", 77),
+                              ("not-base64", 75),
+                              ("extra-challenge", 75)]:
+            with self.subTest(fault=fault):
+                srv, r = self.fault(fault)
+                if fault == "extra-challenge":
+                    # Verified and accepted, then one challenge too many:
+                    # a protocol error, and still no mail.
+                    self.assert_exit(r, status)
+                    self.assert_nothing_delivered()
+                else:
+                    self.assert_refused(srv, r, status)
+                    self.assertNotIn("final", srv.scram[0])
+                self.fresh()
+
+    # ---- secrets ----
+
+    def test_exchange_masked_in_trace(self):
+        srv = self.scram_server()
+        r = self.run_once(self.config(srv), debug=2)
+        self.assert_fetched(srv, r, "SCRAM-SHA-256-PLUS", "tls-exporter")
+        self.assertNotIn(PASSWORD, r.stderr)
+        # Neither the client's first message nor its proof is traced.
+        auth = [c for c in srv.commands if c.upper().startswith("AUTH")]
+        client_first = auth[0].split(" ")[2]
+        for secret in (client_first, srv.scram[0]["final"]):
+            self.assertGreater(len(secret), 20)
+            self.assertNotIn(secret, r.stderr)
+        self.assertIn("scram-verified", r.stderr)
+
+
+if __name__ == "__main__":
+    main()
