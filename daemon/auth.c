@@ -331,6 +331,7 @@ struct auth_scram {
 	Gsasl *ctx;
 	Gsasl_session *sess;
 	unsigned step; /* server messages taken so far */
+	enum auth_cb cb;
 	bool verified;
 	char cnonce[SCRAM_NONCE_MAX];
 };
@@ -478,6 +479,7 @@ auth_scram_start(const char *mech, const char *user, const char *pass,
 			auth_scram_free(&sc);
 			return NULL;
 		}
+		sc->cb = cbtype;
 		/* GNU SASL uses tls-exporter when given, else tls-unique. */
 		gsasl_property_set(sc->sess,
 		    cbtype == AUTH_CB_TLS_EXPORTER ? GSASL_CB_TLS_EXPORTER
@@ -626,6 +628,12 @@ out:
 	}
 	wipe(raw, sizeof(raw));
 	return st;
+}
+
+enum auth_cb
+auth_scram_cb(const struct auth_scram *sc)
+{
+	return sc->cb;
 }
 
 bool

@@ -144,6 +144,9 @@ struct auth_scram *auth_scram_start(const char *mech, const char *user,
 enum auth_step auth_scram_step(struct auth_scram *sc, const char *in, char *out,
     size_t outlen, char *err, size_t errlen);
 
+/* The kind of channel binding the exchange uses. */
+enum auth_cb auth_scram_cb(const struct auth_scram *sc);
+
 /* Whether the server's signature was verified (the step said DONE). */
 bool auth_scram_verified(const struct auth_scram *sc);
 

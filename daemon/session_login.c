@@ -281,18 +281,26 @@ login_sasl(struct session *s, const char *mech)
 /*
  * The channel binding data of the TLS connection: tls-exporter (RFC
  * 9266) on TLS 1.3, where tls-unique is undefined; tls-unique (RFC 5929,
- * the first Finished message) on TLS 1.2. AUTH_CB_NONE without TLS.
+ * the first Finished message) on TLS 1.2; or what the account asks for.
+ * AUTH_CB_NONE without TLS.
  */
 static enum auth_cb
 channel_binding(struct session *s, unsigned char *cb, size_t *cblen)
 {
 	SSL *ssl = s->tls_active ? net_ssl(s->net) : NULL;
+	enum conf_cb want = s->a->channel_binding;
 	size_t n;
 
 	if (ssl == NULL)
 		return AUTH_CB_NONE;
-	if (SSL_version(ssl) >= TLS1_3_VERSION) {
-		if (SSL_export_keying_material(ssl, cb, CB_EXPORTER_LEN,
+	if (want == CONF_CB_AUTO)
+		want = SSL_version(ssl) >= TLS1_3_VERSION ? CONF_CB_TLS_EXPORTER
+							  : CONF_CB_TLS_UNIQUE;
+	if (want == CONF_CB_TLS_EXPORTER) {
+		/* Safe on TLS 1.2 only with extended master secret. */
+		if ((SSL_version(ssl) < TLS1_3_VERSION &&
+			!SSL_get_extms_support(ssl)) ||
+		    SSL_export_keying_material(ssl, cb, CB_EXPORTER_LEN,
 			CB_EXPORTER_LABEL, strlen(CB_EXPORTER_LABEL), NULL, 0,
 			0) != 1)
 			return AUTH_CB_NONE;
@@ -556,6 +564,15 @@ session_st_auth(struct session *s, const struct pop3_event *ev)
 		return;
 	}
 	if (ev->type == POP3_EV_ERR) {
+		/* Servers that predate RFC 9266 bind TLS 1.3 with tls-unique.
+		 */
+		if (s->scram != NULL &&
+		    auth_scram_cb(s->scram) == AUTH_CB_TLS_EXPORTER)
+			log_warnx(s->a->name,
+			    "%s with tls-exporter refused; a server that "
+			    "binds TLS 1.3 with tls-unique (Cyrus 3.6) needs "
+			    "channel_binding = \"tls-unique\"",
+			    s->mech);
 		session_fail(s, refusal_class(ev), "authentication failed: %s",
 		    session_reply_text(ev, why, sizeof(why)));
 		return;

@@ -143,6 +143,8 @@ class FakePop:
         # whether it matched, proof checked, client's last line).
         self.scram_iter = 4096
         self.scram_fault = None
+        # Bind TLS 1.3 with tls-unique, and only so, as Cyrus 3.6 does.
+        self.scram_tls13_unique = False
         self.scram = []
         self._scram_nonces = []
         self._keylog = None
@@ -515,9 +517,12 @@ class FakePop:
         if not isinstance(conn, ssl.SSLSocket):
             return None
         if cbname == "tls-unique":
-            if conn.version() == "TLSv1.3":
-                return None  # undefined for TLS 1.3 (RFC 9266)
+            # Undefined for TLS 1.3 (RFC 9266), but what Cyrus 3.6 uses.
+            if conn.version() == "TLSv1.3" and not self.scram_tls13_unique:
+                return None
             return conn.get_channel_binding("tls-unique")
+        if self.scram_tls13_unique:
+            return None  # Cyrus 3.6 knows no tls-exporter
         if cbname == "tls-exporter" and conn.version() == "TLSv1.3":
             secret = None
             with open(self._keylog) as f:

@@ -445,6 +445,12 @@ START_TEST(spellings)
 	ck_assert_int_eq(account(c, "scram-sha-1-plus")->utf8, CONF_UTF8_AUTO);
 	/* UTF8 is asked for unless the account says otherwise. */
 	ck_assert_int_eq(account(c, "scram-sha-256")->utf8, CONF_UTF8_AUTO);
+	ck_assert_int_eq(
+	    account(c, "scram-sha-1")->channel_binding, CONF_CB_AUTO);
+	ck_assert_int_eq(
+	    account(c, "scram-sha-256")->channel_binding, CONF_CB_TLS_EXPORTER);
+	ck_assert_int_eq(account(c, "scram-sha-256-plus")->channel_binding,
+	    CONF_CB_TLS_UNIQUE);
 	conf_free(&c);
 }
 END_TEST

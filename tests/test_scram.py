@@ -123,6 +123,20 @@ class ScramTest(FakePopCase):
         self.assertFalse(srv.scram[0]["proof_ok"])
         self.assertIn("authentication failed", r.stderr)
 
+    def test_server_binding_tls13_with_tls_unique(self):
+        # Cyrus 3.6 binds TLS 1.3 with tls-unique: auto's tls-exporter
+        # is refused, once, with the setting that fixes it in the log;
+        # channel_binding = "tls-unique" then logs in.
+        srv = self.scram_server()
+        srv.scram_tls13_unique = True
+        r = self.fetch(srv)
+        self.assert_refused(srv, r)
+        self.assertIn('channel_binding = "tls-unique"', r.stderr)
+        self.assertEqual(srv.scram[0]["cbname"], "tls-exporter")
+        srv.scram, srv.commands = [], []
+        r = self.fetch(srv, channel_binding="tls-unique")
+        self.assert_fetched(srv, r, "SCRAM-SHA-256-PLUS", "tls-unique")
+
     # ---- each mechanism by name ----
 
     def test_each_mechanism_by_name(self):
