@@ -1,4 +1,5 @@
-"""SCRAM (RFC 5802, RFC 7677) and channel binding against the scripted server.
+"""SCRAM (RFC 5802, RFC 7677) and channel binding: the scripted server and
+a real Cyrus pop3d.
 
 tests/fakepop.py carries its own SCRAM server side (hashlib and hmac): it
 checks the client's proof and its channel binding data, tls-unique on TLS
@@ -8,6 +9,11 @@ mailbox, and from the server's record what the client sent: above all,
 that after a server that could not prove it knows the password the client
 sends nothing more and takes no mail.
 
+CyrusTest does the same against a real Cyrus 3.6 pop3d (tests/cyrus.py):
+a verified fetch with every SCRAM mechanism both speak, over implicit TLS
+and STLS, TLS 1.3 and TLS 1.2; skipped, with the reason, where Cyrus
+cannot run.
+
 Run: python3 tests/test_scram.py --binary build/popfetchd
 """
 
@@ -15,7 +21,10 @@ import os
 import shutil
 import ssl
 
-from harness import FakePopCase, main
+import unittest
+
+import cyrus
+from harness import Case, FakePopCase, main, write_config
 
 MESSAGES = [b"From: a@example.org\nSubject: scram\n\nbody\n"]
 PASSWORD = "Scr4m-pw-9Qx7Lm2Vb"
@@ -257,6 +266,136 @@ class ScramTest(FakePopCase):
             self.assertGreater(len(secret), 20)
             self.assertNotIn(secret, r.stderr)
         self.assertIn("scram-verified", r.stderr)
+
+
+class CyrusCase(Case):
+    """One Cyrus per class (TLS_VERSIONS), a user per test."""
+
+    TLS_VERSIONS = "tls1_2 tls1_3"
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            cls.cy = cyrus.Cyrus(tls_versions=cls.TLS_VERSIONS)
+        except cyrus.Unavailable as e:
+            raise unittest.SkipTest("Cyrus unavailable: %s" % e)
+        try:
+            cls.cy.start()
+        except BaseException:
+            cls.cy.cleanup()
+            raise
+        cls.users = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cy.cleanup()
+
+    def user(self, n=2):
+        """A new user with N messages; returns its name and the
+        messages as popfetchd should deliver them (LF line ends)."""
+        type(self).users += 1
+        name = "u%d" % self.users
+        self.cy.add_user(name, PASSWORD)
+        for i in range(n):
+            self.cy.deliver(name, b"From: a@example.org\r\nSubject: m%d "
+                            b"for %s\r\n\r\nbody %d\r\n"
+                            % (i, name.encode(), i))
+        want = [m.replace(b"\r\n", b"\n") for m in self.cy.retrieve(name)]
+        self.assertEqual(len(want), n)
+        return name, want
+
+    def fetch(self, user, tls="implicit", **keys):
+        acct = {"name": "cy", "host": "localhost",
+                "port": self.cy.ssl_port if tls == "implicit"
+                else self.cy.port,
+                "tls": tls, "ca_file": self.cy.ca_file, "user": user,
+                "password": PASSWORD, "maildir": self.maildir,
+                "received_header": False, "timeout": 20}
+        acct.update(keys)
+        conf = write_config(os.path.join(self.dir, "popfetchd.conf"),
+                            [acct], state_dir=os.path.join(self.dir, "state"))
+        return self.run_once(conf, debug=1)
+
+    def assert_scram_fetch(self, r, want, mech, cb):
+        """A fetch of WANT, logged in with MECH binding CB, the server's
+        signature verified."""
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly(want)
+        self.assertIn("scram mech=%s cb=%s" % (mech, cb), r.stderr)
+        self.assertIn("scram-final -> scram-verified", r.stderr)
+
+
+class CyrusTest(CyrusCase):
+    """Cyrus offering TLS 1.3: it binds it with tls-unique."""
+
+    def test_every_mechanism_implicit_tls(self):
+        for auth, mech, cb in [
+                ("scram-sha-1", "SCRAM-SHA-1", "none"),
+                ("scram-sha-256", "SCRAM-SHA-256", "none"),
+                ("scram-sha-1-plus", "SCRAM-SHA-1-PLUS", "tls-unique"),
+                ("scram-sha-256-plus", "SCRAM-SHA-256-PLUS", "tls-unique")]:
+            with self.subTest(auth=auth):
+                user, want = self.user()
+                r = self.fetch(user, auth=auth, channel_binding="tls-unique")
+                self.assert_scram_fetch(r, want, mech, cb)
+                shutil.rmtree(self.maildir)
+
+    def test_auto_picks_the_strongest(self):
+        user, want = self.user()
+        r = self.fetch(user, channel_binding="tls-unique")
+        self.assert_scram_fetch(r, want, "SCRAM-SHA-256-PLUS", "tls-unique")
+
+    def test_auto_after_stls(self):
+        user, want = self.user()
+        r = self.fetch(user, tls="starttls", channel_binding="tls-unique")
+        self.assert_scram_fetch(r, want, "SCRAM-SHA-256-PLUS", "tls-unique")
+
+    def test_tls_exporter_refused_with_the_fix_in_the_log(self):
+        # Cyrus 3.6 knows no tls-exporter: refused once, no fallback.
+        user, _ = self.user(1)
+        r = self.fetch(user)
+        self.assert_exit(r, 77)
+        self.assert_nothing_delivered()
+        self.assertIn("scram mech=SCRAM-SHA-256-PLUS cb=tls-exporter",
+                      r.stderr)
+        self.assertIn('channel_binding = "tls-unique"', r.stderr)
+        self.assertEqual(r.stderr.count("> AUTH "), 1)
+
+    def test_wrong_password(self):
+        user, _ = self.user(1)
+        r = self.fetch(user, password="not-the-password",
+                       channel_binding="tls-unique")
+        self.assert_exit(r, 77)
+        self.assert_nothing_delivered()
+        self.assertEqual(r.stderr.count("> AUTH "), 1)
+
+    def test_plaintext_auto_uses_scram_without_plus(self):
+        user, want = self.user()
+        r = self.fetch(user, tls="none", allow_plaintext=True)
+        self.assert_scram_fetch(r, want, "SCRAM-SHA-256", "none")
+
+
+class CyrusTls12Test(CyrusCase):
+    """Cyrus limited to TLS 1.2: auto binds with tls-unique."""
+
+    TLS_VERSIONS = "tls1_2"
+
+    def test_auto_binds_tls_unique(self):
+        user, want = self.user()
+        r = self.fetch(user)
+        self.assertIn("TLSv1.2", r.stderr)
+        self.assert_scram_fetch(r, want, "SCRAM-SHA-256-PLUS", "tls-unique")
+
+    def test_every_mechanism(self):
+        for auth, mech, cb in [
+                ("scram-sha-1-plus", "SCRAM-SHA-1-PLUS", "tls-unique"),
+                ("scram-sha-1", "SCRAM-SHA-1", "none"),
+                ("scram-sha-256", "SCRAM-SHA-256", "none")]:
+            with self.subTest(auth=auth):
+                user, want = self.user()
+                r = self.fetch(user, tls="starttls", auth=auth)
+                self.assert_scram_fetch(r, want, mech, cb)
+                shutil.rmtree(self.maildir)
 
 
 if __name__ == "__main__":
