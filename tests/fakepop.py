@@ -341,6 +341,9 @@ class FakePop:
                 self.current = conn
                 rfile = conn.makefile("rb")
                 tls_active = True
+            elif verb == "UTF8" and not authed:
+                # RFC 6856: UTF-8 mode, asked for before the login.
+                conn.sendall(b"+OK UTF8 enabled\r\n")
             elif verb == "USER":
                 self._user = arg
                 conn.sendall(b"+OK\r\n")
