@@ -17,7 +17,7 @@ packages=(
 	build-essential meson ninja-build pkg-config
 	libevent-dev libssl-dev libconfig-dev libgsasl-dev check
 	dovecot-core dovecot-pop3d
-	cyrus-common sasl2-bin courier-base courier-authdaemon
+	cyrus-common sasl2-bin courier-base courier-authdaemon courier-authlib-userdb
 	python3 openssl clang ca-certificates
 	systemd groff-base strace
 )
