@@ -1,9 +1,14 @@
-/* Credential encodings for POP3 authentication. */
+/* Credential encodings for POP3 authentication, and SCRAM through GNU SASL. */
+#include <ctype.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include <gsasl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -310,4 +315,345 @@ auth_apop(const char *timestamp, const char *secret, char *out, size_t outlen)
 	}
 	out[32] = '\0';
 	return 0;
+}
+
+/* ---- SCRAM ---- */
+
+/*
+ * A server-first-message is a nonce, a salt and a count: a few hundred
+ * bytes. Anything longer than this is not one.
+ */
+#define SCRAM_MSG_MAX 4096
+/* Our nonce, as GNU SASL makes it (24 base64 characters), with room. */
+#define SCRAM_NONCE_MAX 128
+
+struct auth_scram {
+	Gsasl *ctx;
+	Gsasl_session *sess;
+	unsigned step; /* server messages taken so far */
+	enum auth_cb cb;
+	bool verified;
+	char cnonce[SCRAM_NONCE_MAX];
+};
+
+static const char *const auto_order[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256",
+    "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN", NULL};
+
+static bool
+offers(const char *offered, const char *mech)
+{
+	size_t n = strlen(mech), w;
+	const char *p = offered;
+
+	while (*p != '\0') {
+		p += strspn(p, " ");
+		w = strcspn(p, " ");
+		if (w == n && strncasecmp(p, mech, n) == 0)
+			return true;
+		p += w;
+	}
+	return false;
+}
+
+bool
+auth_mech_plus(const char *mech)
+{
+	size_t n = strlen(mech);
+
+	return n > 5 && strcmp(mech + n - 5, "-PLUS") == 0;
+}
+
+const char *
+auth_auto_mech(const char *offered, bool cb)
+{
+	size_t i;
+
+	for (i = 0; auto_order[i] != NULL; i++)
+		if ((cb || !auth_mech_plus(auto_order[i])) &&
+		    offers(offered, auto_order[i]))
+			return auto_order[i];
+	return NULL;
+}
+
+/* A SCRAM attribute value: printable, no ',' (RFC 5802 7). */
+static bool
+scram_value(const char *v, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return false;
+	for (i = 0; i < n; i++)
+		if (v[i] < 0x21 || v[i] > 0x7e || v[i] == ',')
+			return false;
+	return true;
+}
+
+/* The decimal count of N bytes at V, within the accepted range. */
+static bool
+scram_count(const char *v, size_t n, unsigned long *iter)
+{
+	unsigned long c = 0;
+	size_t i;
+
+	if (n == 0 || n > 9 || v[0] == '0')
+		return false;
+	for (i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return false;
+		c = c * 10 + (unsigned long)(v[i] - '0');
+	}
+	*iter = c;
+	return true;
+}
+
+int
+auth_scram_server_first(
+    const char *b64, const char *cnonce, unsigned long *iter)
+{
+	unsigned char buf[SCRAM_MSG_MAX + 1];
+	const char *f[3], *m = (const char *)buf;
+	size_t n, len[3], i, cn = strlen(cnonce);
+	static const char keys[] = "rsi";
+
+	if (auth_base64_decode(b64, buf, SCRAM_MSG_MAX, &n) == -1 ||
+	    memchr(buf, '\0', n) != NULL)
+		return -1;
+	buf[n] = '\0';
+	/* r=, s=, i= in this order; extensions may follow (RFC 5802 7). */
+	for (i = 0; i < 3; i++) {
+		if (m[0] != keys[i] || m[1] != '=')
+			return -1;
+		f[i] = m + 2;
+		len[i] = strcspn(f[i], ",");
+		if (!scram_value(f[i], len[i]))
+			return -1;
+		m = f[i] + len[i];
+		if (i < 2 && *m++ != ',')
+			return -1;
+	}
+	/* An extension is "x=" something (RFC 5802 7). */
+	if (*m != '\0' && (m[0] != ',' || !isalpha((unsigned char)m[1]) ||
+			      m[2] != '=' || m[3] == '\0'))
+		return -1;
+	/* Our nonce, and more: the server's part makes it fresh. */
+	if (len[0] <= cn || strncmp(f[0], cnonce, cn) != 0)
+		return -1;
+	return scram_count(f[2], len[2], iter) ? 0 : -1;
+}
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+struct auth_scram *
+auth_scram_start(const char *mech, const char *user, const char *pass,
+    enum auth_cb cbtype, const unsigned char *cb, size_t cblen, char *err,
+    size_t errlen)
+{
+	char cb64[AUTH_BASE64_SIZE(64)];
+	struct auth_scram *sc;
+	int rc;
+
+	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		return NULL;
+	}
+	if ((rc = gsasl_init(&sc->ctx)) != GSASL_OK ||
+	    (rc = gsasl_client_start(sc->ctx, mech, &sc->sess)) != GSASL_OK) {
+		seterr(err, errlen, "%s: %s", mech, gsasl_strerror(rc));
+		auth_scram_free(&sc);
+		return NULL;
+	}
+	if (auth_mech_plus(mech)) {
+		if (cbtype == AUTH_CB_NONE ||
+		    auth_base64(cb, cblen, cb64, sizeof(cb64)) < 0) {
+			seterr(
+			    err, errlen, "%s: no channel binding data", mech);
+			auth_scram_free(&sc);
+			return NULL;
+		}
+		sc->cb = cbtype;
+		/* GNU SASL uses tls-exporter when given, else tls-unique. */
+		gsasl_property_set(sc->sess,
+		    cbtype == AUTH_CB_TLS_EXPORTER ? GSASL_CB_TLS_EXPORTER
+						   : GSASL_CB_TLS_UNIQUE,
+		    cb64);
+	}
+	/*
+	 * No channel binding data for the plain variants: GNU SASL would
+	 * then claim "y" (the server offers none), which it refuses to send.
+	 */
+	if (gsasl_property_set(sc->sess, GSASL_AUTHID, user) != GSASL_OK ||
+	    gsasl_property_set(sc->sess, GSASL_PASSWORD, pass) != GSASL_OK) {
+		seterr(err, errlen, "out of memory");
+		auth_scram_free(&sc);
+		return NULL;
+	}
+	return sc;
+}
+
+/* Remembers the nonce of our client-first-message ("...,r=NONCE[,...]"). */
+static bool
+keep_cnonce(struct auth_scram *sc, const char *msg, size_t n)
+{
+	const char *r = memmem(msg, n, ",r=", 3), *end;
+	size_t len;
+
+	if (r == NULL)
+		return false;
+	r += 3;
+	end = memchr(r, ',', n - (size_t)(r - msg));
+	len = end != NULL ? (size_t)(end - r) : n - (size_t)(r - msg);
+	if (len == 0 || len >= sizeof(sc->cnonce))
+		return false;
+	memcpy(sc->cnonce, r, len);
+	sc->cnonce[len] = '\0';
+	return true;
+}
+
+/* Checks the server-first-message before any work is done for it. */
+static enum auth_step
+check_first(struct auth_scram *sc, const char *in, char *err, size_t errlen)
+{
+	unsigned long iter;
+
+	if (auth_scram_server_first(in, sc->cnonce, &iter) == -1) {
+		seterr(err, errlen,
+		    "SCRAM: malformed server-first-message, or a nonce that "
+		    "does not extend ours (replayed?)");
+		return AUTH_STEP_AUTH;
+	}
+	if (iter < AUTH_SCRAM_ITER_MIN || iter > AUTH_SCRAM_ITER_MAX) {
+		seterr(err, errlen,
+		    "SCRAM: server asks for %lu iterations, outside %d..%d",
+		    iter, AUTH_SCRAM_ITER_MIN, AUTH_SCRAM_ITER_MAX);
+		return AUTH_STEP_AUTH;
+	}
+	return AUTH_STEP_MORE;
+}
+
+/* What GNU SASL's failure RC means for the exchange. */
+static enum auth_step
+step_failure(struct auth_scram *sc, int rc, const unsigned char *in,
+    size_t inlen, char *err, size_t errlen)
+{
+	if (sc->step == 0) {
+		seterr(err, errlen, "SCRAM: %s", gsasl_strerror(rc));
+		return AUTH_STEP_LOCAL;
+	}
+	/* RFC 5802 7: server-error, "e=" and a reason. */
+	if (sc->step == 2 && inlen > 2 && memcmp(in, "e=", 2) == 0) {
+		seterr(err, errlen, "SCRAM: server says %.*s",
+		    (int)(inlen > 64 ? 64 : inlen - 2), (const char *)in + 2);
+		return AUTH_STEP_AUTH;
+	}
+	/* A server-final-message that does not verify, whatever its flaw. */
+	if (sc->step == 2) {
+		seterr(err, errlen,
+		    "SCRAM: the server did not prove it knows the password "
+		    "(%s)",
+		    rc == GSASL_AUTHENTICATION_ERROR ? "wrong signature"
+						     : gsasl_strerror(rc));
+		return AUTH_STEP_AUTH;
+	}
+	switch (rc) {
+	case GSASL_AUTHENTICATION_ERROR:
+		seterr(err, errlen, "SCRAM: the server's nonce is not ours");
+		return AUTH_STEP_AUTH;
+	case GSASL_MALLOC_ERROR:
+	case GSASL_SASLPREP_ERROR:
+	case GSASL_NO_AUTHID:
+	case GSASL_NO_PASSWORD:
+		seterr(err, errlen, "SCRAM: %s", gsasl_strerror(rc));
+		return AUTH_STEP_LOCAL;
+	default:
+		seterr(err, errlen, "SCRAM: malformed server message (%s)",
+		    gsasl_strerror(rc));
+		return AUTH_STEP_PROTO;
+	}
+}
+
+enum auth_step
+auth_scram_step(struct auth_scram *sc, const char *in, char *out, size_t outlen,
+    char *err, size_t errlen)
+{
+	unsigned char raw[SCRAM_MSG_MAX];
+	char *o = NULL;
+	size_t rawlen = 0, olen = 0;
+	enum auth_step st;
+	int rc;
+
+	if (sc->verified || (in == NULL) != (sc->step == 0)) {
+		seterr(err, errlen, "SCRAM: unexpected challenge");
+		return AUTH_STEP_PROTO;
+	}
+	if (in != NULL &&
+	    auth_base64_decode(in, raw, sizeof(raw), &rawlen) == -1) {
+		seterr(err, errlen, "SCRAM: challenge is not base64");
+		/* In place of the server's proof, it is no proof. */
+		return sc->step == 2 ? AUTH_STEP_AUTH : AUTH_STEP_PROTO;
+	}
+	if (sc->step == 1 &&
+	    (st = check_first(sc, in, err, errlen)) != AUTH_STEP_MORE)
+		return st;
+	rc = gsasl_step(sc->sess, (const char *)raw, rawlen, &o, &olen);
+	if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE) {
+		st = step_failure(sc, rc, raw, rawlen, err, errlen);
+		goto out;
+	}
+	st = AUTH_STEP_LOCAL;
+	if (sc->step == 0 && !keep_cnonce(sc, o, olen))
+		seterr(err, errlen, "SCRAM: no nonce in our first message");
+	else if (auth_base64(o, olen, out, outlen) < 0)
+		seterr(err, errlen, "SCRAM: response too long");
+	else if (rc == GSASL_OK && sc->step != 2)
+		/* Only the server's signature ends it (RFC 5802 5). */
+		seterr(err, errlen, "SCRAM: exchange ended early");
+	else {
+		sc->verified = rc == GSASL_OK;
+		st = sc->verified ? AUTH_STEP_DONE : AUTH_STEP_MORE;
+	}
+	sc->step++;
+out:
+	if (o != NULL) {
+		wipe(o, olen);
+		gsasl_free(o);
+	}
+	wipe(raw, sizeof(raw));
+	return st;
+}
+
+enum auth_cb
+auth_scram_cb(const struct auth_scram *sc)
+{
+	return sc->cb;
+}
+
+bool
+auth_scram_verified(const struct auth_scram *sc)
+{
+	return sc != NULL && sc->verified;
+}
+
+void
+auth_scram_free(struct auth_scram **scp)
+{
+	struct auth_scram *sc = *scp;
+
+	if (sc == NULL)
+		return;
+	if (sc->sess != NULL)
+		gsasl_finish(sc->sess);
+	if (sc->ctx != NULL)
+		gsasl_done(sc->ctx);
+	wipe(sc, sizeof(*sc));
+	free(sc);
+	*scp = NULL;
 }

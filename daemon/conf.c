@@ -92,6 +92,9 @@ enum key_id {
 	K_RECEIVED_HEADER,
 	K_PIPELINING,
 	K_SYNC,
+	/* UTF8 and SCRAM */
+	K_UTF8,
+	K_CHANNEL_BINDING,
 	NKEYS
 };
 
@@ -113,15 +116,24 @@ struct key {
 
 static const char *const tls_names[] = {"implicit", "starttls", "none", NULL};
 static const char *const auth_names[] = {"auto", "plain", "login", "xoauth2",
-    "oauthbearer", "external", "apop", "user", "rpop", NULL};
+    "oauthbearer", "external", "apop", "user", "rpop", "scram-sha-1",
+    "scram-sha-1-plus", "scram-sha-256", "scram-sha-256-plus", NULL};
+static const char *const utf8_names[] = {"auto", "off", NULL};
+static const char *const cb_names[] = {
+    "auto", "tls-exporter", "tls-unique", NULL};
 static const char *const pipelining_names[] = {"auto", "on", "off", NULL};
 static const char *const sync_names[] = {"batch", "file", NULL};
 static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 
 _Static_assert(sizeof(tls_names) / sizeof(*tls_names) == CONF_TLS_NONE + 2,
     "tls_names out of step with enum conf_tls");
-_Static_assert(sizeof(auth_names) / sizeof(*auth_names) == CONF_AUTH_RPOP + 2,
+_Static_assert(sizeof(auth_names) / sizeof(*auth_names) ==
+		   CONF_AUTH_SCRAM_SHA_256_PLUS + 2,
     "auth_names out of step with enum conf_auth");
+_Static_assert(sizeof(utf8_names) / sizeof(*utf8_names) == CONF_UTF8_OFF + 2,
+    "utf8_names out of step with enum conf_utf8");
+_Static_assert(sizeof(cb_names) / sizeof(*cb_names) == CONF_CB_TLS_UNIQUE + 2,
+    "cb_names out of step with enum conf_cb");
 _Static_assert(sizeof(pipelining_names) / sizeof(*pipelining_names) ==
 		   CONF_PIPELINING_OFF + 2,
     "pipelining_names out of step with enum conf_pipelining");
@@ -131,7 +143,9 @@ _Static_assert(sizeof(sync_names) / sizeof(*sync_names) == CONF_SYNC_FILE + 2,
 _Static_assert(sizeof(enum conf_tls) == sizeof(int) &&
 		   sizeof(enum conf_auth) == sizeof(int) &&
 		   sizeof(enum conf_pipelining) == sizeof(int) &&
-		   sizeof(enum conf_sync) == sizeof(int),
+		   sizeof(enum conf_sync) == sizeof(int) &&
+		   sizeof(enum conf_utf8) == sizeof(int) &&
+		   sizeof(enum conf_cb) == sizeof(int),
     "enum fields are not int-sized");
 
 #define CONF(f) .conf_off = offsetof(struct conf, f)
@@ -198,6 +212,12 @@ static const struct key keys[NKEYS] = {
 	ACCT(pipelining)},
     [K_SYNC] = {"sync", T_ENUM, W_GROUPS, .choices = sync_names,
 	.def_n = CONF_SYNC_BATCH, ACCT(sync)},
+
+    /* UTF8 and SCRAM: auth's SCRAM values are in auth_names. */
+    [K_UTF8] = {"utf8", T_ENUM, W_GROUPS, .choices = utf8_names,
+	.def_n = CONF_UTF8_AUTO, ACCT(utf8)},
+    [K_CHANNEL_BINDING] = {"channel_binding", T_ENUM, W_GROUPS,
+	.choices = cb_names, .def_n = CONF_CB_AUTO, ACCT(channel_binding)},
 };
 
 #undef CONF

@@ -29,6 +29,27 @@ enum conf_auth {
 	CONF_AUTH_APOP,
 	CONF_AUTH_USER,
 	CONF_AUTH_RPOP,
+	CONF_AUTH_SCRAM_SHA_1,
+	CONF_AUTH_SCRAM_SHA_1_PLUS,
+	CONF_AUTH_SCRAM_SHA_256,
+	CONF_AUTH_SCRAM_SHA_256_PLUS,
+};
+
+/*
+ * The channel binding type of the -PLUS mechanisms. auto: tls-exporter
+ * on TLS 1.3 (RFC 9266), tls-unique on TLS 1.2. tls-unique also on TLS
+ * 1.3, where it is undefined, is what some servers (Cyrus 3.6) compute.
+ */
+enum conf_cb {
+	CONF_CB_AUTO,
+	CONF_CB_TLS_EXPORTER,
+	CONF_CB_TLS_UNIQUE,
+};
+
+/* RFC 6856: whether to ask for UTF-8 mode when the server offers it. */
+enum conf_utf8 {
+	CONF_UTF8_AUTO,
+	CONF_UTF8_OFF,
 };
 
 enum conf_pipelining {
@@ -65,6 +86,8 @@ struct account {
 	char *password_command;
 	char *password_credential;
 	enum conf_auth auth;
+	enum conf_cb channel_binding;
+	enum conf_utf8 utf8;
 
 	char *maildir;
 	bool keep;

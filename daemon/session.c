@@ -198,6 +198,7 @@ session_free(struct session **sp)
 	if (s->login_ev != NULL)
 		event_free(s->login_ev);
 	wipe(s->secret, sizeof(s->secret));
+	auth_scram_free(&s->scram);
 	listing_free(&s->lst);
 	free(s->acked);
 	free(s->flushed);
@@ -290,6 +291,7 @@ session_finish(struct session *s)
 	secret_cancel(&s->sreq);
 	wipe(s->secret, sizeof(s->secret));
 	wipe(s->ir, sizeof(s->ir));
+	auth_scram_free(&s->scram);
 	/* Disk work under way goes on to final_stage() when it ends. */
 	if (s->worker == NULL || !worker_busy(&s->job))
 		session_final_stage(s);

@@ -215,11 +215,17 @@ handle_event(struct session *s, const struct pop3_event *ev)
 	case S_STLS:
 		session_st_stls(s, ev);
 		break;
+	case S_UTF8:
+		session_st_utf8(s, ev);
+		break;
 	case S_USER:
 	case S_PASS:
 	case S_SASL:
 	case S_LOGIN_USER:
 	case S_LOGIN_PASS:
+	case S_SCRAM_FIRST:
+	case S_SCRAM_FINAL:
+	case S_SCRAM_END:
 		session_st_auth(s, ev);
 		break;
 	case S_LISTING:

@@ -80,11 +80,15 @@
 	X(S_GREETING, "greeting")          \
 	X(S_CAPA, "capa")                  \
 	X(S_STLS, "stls")                  \
+	X(S_UTF8, "utf8")                  \
 	X(S_USER, "user")                  \
 	X(S_PASS, "pass")                  \
 	X(S_SASL, "sasl")                  \
 	X(S_LOGIN_USER, "sasl-login-user") \
 	X(S_LOGIN_PASS, "sasl-login-pass") \
+	X(S_SCRAM_FIRST, "scram-first")    \
+	X(S_SCRAM_FINAL, "scram-final")    \
+	X(S_SCRAM_END, "scram-verified")   \
 	X(S_LISTING, "listing")            \
 	X(S_FETCH, "fetch")                \
 	X(S_TOP, "top")                    \
@@ -129,7 +133,8 @@ struct session {
 	struct secret_req *sreq;
 	char secret[SECRET_MAX];
 	char ir[AUTH_BASE64_SIZE(SECRET_MAX + 2 * POP3_LINE_MAX)];
-	bool ir_pending; /* initial response to send after "+ " */
+	bool ir_pending;	  /* initial response to send after "+ " */
+	struct auth_scram *scram; /* the SCRAM exchange under way */
 
 	struct deliver *dl; /* the Maildir and the state, through one door */
 	/*
@@ -219,6 +224,7 @@ void session_tls_ready(struct session *s);
 void session_st_greeting(struct session *s, const struct pop3_event *ev);
 void session_st_capa(struct session *s, const struct pop3_event *ev);
 void session_st_stls(struct session *s, const struct pop3_event *ev);
+void session_st_utf8(struct session *s, const struct pop3_event *ev);
 void session_st_auth(struct session *s, const struct pop3_event *ev);
 
 /* session_list.c: listing, plan, --list */

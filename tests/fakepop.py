@@ -7,24 +7,67 @@ connection dropped in the middle of a message, chosen raw replies. Deletions
 are applied only when a session ends with QUIT, as RFC 1939 requires, so a
 test can check what a client's crash or error leaves on the server.
 
-Authentication: USER/PASS, APOP, and SASL PLAIN, LOGIN, XOAUTH2, OAUTHBEARER
-and EXTERNAL (RFC 5034), each with or without an initial response. A wrong
-OAuth token gets the error continuation the providers send (a "+" line
-with base64 JSON), and the client's answer to it is recorded like any other
-line. The server serves one connection at a time; sync() returns once every
+Authentication: USER/PASS, APOP, and SASL PLAIN, LOGIN, XOAUTH2, OAUTHBEARER,
+EXTERNAL and SCRAM-SHA-1/-256 with their -PLUS forms (RFC 5034, RFC 5802,
+RFC 7677), each with or without an initial response. A wrong OAuth token
+gets the error continuation the providers send (a "+" line with base64
+JSON), and the client's answer to it is recorded like any other line.
+SCRAM is this file's own server side (hashlib and hmac): it checks the
+client's proof and channel binding (tls-unique on TLS 1.2; tls-exporter on
+TLS 1.3, derived from the key log), and misbehaves on request
+(scram_fault) in the ways a client must refuse. The server serves one connection at a time; sync() returns once every
 connection made before it has been served, so a test can count sessions and
 read the command log without sleeping.
 """
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
+
+SCRAM_MECHS = ("SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
+               "SCRAM-SHA-256-PLUS")
+# What scram_fault may be: how the server breaks the exchange.
+SCRAM_FAULTS = (
+    None,
+    "bad-signature",    # v= is not HMAC(ServerKey, AuthMessage)
+    "replayed-nonce",   # r= is a nonce from an earlier exchange
+    "short-nonce",      # r= is the client's nonce with nothing added
+    "server-error",     # e=other-error in place of v=
+    "no-signature",     # +OK straight after the client's proof
+    "malformed-first",  # a server-first-message without its salt
+    "not-base64",       # a challenge that is not base64
+    "extension",        # a mandatory extension (m=) the client cannot know
+    "extra-challenge",  # one more challenge after the verified v=
+)
+
+
+def _hkdf_expand_label(hname, secret, label, context, length):
+    """TLS 1.3 HKDF-Expand-Label (RFC 8446 7.1)."""
+    full = b"tls13 " + label
+    info = (length.to_bytes(2, "big") + bytes([len(full)]) + full +
+            bytes([len(context)]) + context)
+    out, block, i = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(secret, block + info + bytes([i]), hname).digest()
+        out += block
+        i += 1
+    return out[:length]
+
+
+def tls_exporter(exporter_secret, hname, label, length):
+    """The TLS 1.3 exporter (RFC 8446 7.5) with an empty context."""
+    empty = hashlib.new(hname, b"").digest()
+    derived = _hkdf_expand_label(hname, exporter_secret, label, empty,
+                                 hashlib.new(hname).digest_size)
+    return _hkdf_expand_label(hname, derived, b"exporter", empty, length)
 
 
 def make_cert(folder, name="localhost", ip=True):
@@ -95,6 +138,19 @@ class FakePop:
         self.probes = 0  # sessions that were sync() probes
         self.peer_certs = []  # client certificates seen (getpeercert())
         self.oauth = []  # decoded OAuth responses: dicts of their fields
+        # SCRAM: the iteration count offered, a fault from SCRAM_FAULTS,
+        # and one dict per exchange (gs2 header, channel binding type and
+        # whether it matched, proof checked, client's last line).
+        self.scram_iter = 4096
+        self.scram_fault = None
+        # Bind TLS 1.3 with tls-unique, and only so, as Cyrus 3.6 does.
+        self.scram_tls13_unique = False
+        self.scram = []
+        self._scram_nonces = []
+        self._keylog = None
+        if any(m in (sasl or "").upper().split() for m in SCRAM_MECHS):
+            fd, self._keylog = tempfile.mkstemp(prefix="fakepop-keylog-")
+            os.close(fd)
         self.errors = []  # unexpected exceptions in sessions
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -125,6 +181,11 @@ class FakePop:
             pass
         self.thread.join(5)
         self.sock.close()
+        if self._keylog:
+            try:
+                os.unlink(self._keylog)
+            except OSError:
+                pass
 
     def verbs(self):
         return [c.split(" ", 1)[0].upper() for c in self.commands]
@@ -158,6 +219,9 @@ class FakePop:
     def _context(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.certfile, self.keyfile)
+        if self._keylog:
+            # TLS 1.3's exporter secret, for checking tls-exporter.
+            ctx.keylog_filename = self._keylog
         if self.tls_max_version is not None:
             ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
             ctx.maximum_version = self.tls_max_version
@@ -277,6 +341,9 @@ class FakePop:
                 self.current = conn
                 rfile = conn.makefile("rb")
                 tls_active = True
+            elif verb == "UTF8" and not authed:
+                # RFC 6856: UTF-8 mode, asked for before the login.
+                conn.sendall(b"+OK UTF8 enabled\r\n")
             elif verb == "USER":
                 self._user = arg
                 conn.sendall(b"+OK\r\n")
@@ -334,6 +401,8 @@ class FakePop:
                     "XOAUTH2": self._sasl_xoauth2,
                     "OAUTHBEARER": self._sasl_oauthbearer,
                     "EXTERNAL": self._sasl_external}
+        for m in SCRAM_MECHS:
+            handlers[m] = (lambda c, r, i, m=m: self._sasl_scram(c, r, i, m))
         if mech not in handlers or (self.sasl_strict and
                                     mech not in offered):
             conn.sendall(b"-ERR unsupported authentication mechanism\r\n")
@@ -443,6 +512,144 @@ class FakePop:
         # The identity is the TLS client certificate's.
         cert = conn.getpeercert() if isinstance(conn, ssl.SSLSocket) else None
         return bool(cert) and data in (b"", self.user.encode())
+
+    # ---- SCRAM (RFC 5802, RFC 7677) ----
+
+    def _channel_binding(self, conn, cbname):
+        """The channel binding data of CONN for CBNAME, or None."""
+        if not isinstance(conn, ssl.SSLSocket):
+            return None
+        if cbname == "tls-unique":
+            # Undefined for TLS 1.3 (RFC 9266), but what Cyrus 3.6 uses.
+            if conn.version() == "TLSv1.3" and not self.scram_tls13_unique:
+                return None
+            return conn.get_channel_binding("tls-unique")
+        if self.scram_tls13_unique:
+            return None  # Cyrus 3.6 knows no tls-exporter
+        if cbname == "tls-exporter" and conn.version() == "TLSv1.3":
+            secret = None
+            with open(self._keylog) as f:
+                for line in f:
+                    if line.startswith("EXPORTER_SECRET "):
+                        secret = bytes.fromhex(line.split()[2])
+            if secret is None:
+                return None
+            hname = "sha384" if conn.cipher()[0].endswith("SHA384") \
+                else "sha256"
+            return tls_exporter(secret, hname, b"EXPORTER-Channel-Binding",
+                                32)
+        return None
+
+    @staticmethod
+    def _scram_attrs(msg):
+        """A SCRAM message's attributes as a dict (first value wins)."""
+        out = {}
+        for part in msg.split(","):
+            k, eq, v = part.partition("=")
+            if eq and len(k) == 1 and k not in out:
+                out[k] = v
+        return out
+
+    def _scram_first(self, rec, cnonce):
+        """The server-first-message, as the fault wants it."""
+        fault = self.scram_fault
+        if fault == "replayed-nonce" and self._scram_nonces:
+            nonce = self._scram_nonces[0]
+        elif fault == "replayed-nonce":
+            nonce = "stale" + base64.b64encode(os.urandom(18)).decode()
+        elif fault == "short-nonce":
+            nonce = cnonce
+        else:
+            nonce = cnonce + base64.b64encode(os.urandom(18)).decode()
+        self._scram_nonces.append(nonce)
+        rec["salt"] = os.urandom(16)
+        salt = base64.b64encode(rec["salt"]).decode()
+        if fault == "malformed-first":
+            return nonce, "r=%s,i=%d" % (nonce, self.scram_iter)
+        if fault == "extension":
+            return nonce, "m=must-know,r=%s,s=%s,i=%d" % (
+                nonce, salt, self.scram_iter)
+        return nonce, "r=%s,s=%s,i=%d" % (nonce, salt, self.scram_iter)
+
+    def _send_challenge(self, conn, text):
+        if self.scram_fault == "not-base64":
+            conn.sendall(b"+ not!base64?\r\n")
+        else:
+            conn.sendall(b"+ " + base64.b64encode(text.encode()) + b"\r\n")
+
+    def _sasl_scram(self, conn, rfile, ir, mech):
+        """One SCRAM exchange; True when the client proved the password
+        (and, unless a fault says otherwise, the server proved it too and
+        the client took the proof)."""
+        hname = "sha256" if "SHA-256" in mech else "sha1"
+        rec = {"mech": mech, "proof_ok": False, "cb_ok": None,
+               "final_ack": None}
+        with self.lock:
+            self.scram.append(rec)
+        data = self._response(conn, rfile, ir)
+        if not data:
+            return False
+        cfirst = data.decode("utf-8")
+        flag, _, rest = cfirst.partition(",")
+        authz, _, bare = rest.partition(",")
+        gs2 = flag + "," + authz + ","
+        rec["gs2"] = gs2
+        cbname = flag[2:] if flag.startswith("p=") else None
+        rec["cbname"] = cbname
+        if mech.endswith("-PLUS") != (cbname is not None):
+            return False
+        attrs = self._scram_attrs(bare)
+        cnonce = attrs.get("r", "")
+        if attrs.get("n") != self.user or not cnonce:
+            return False
+        nonce, sfirst = self._scram_first(rec, cnonce)
+        self._send_challenge(conn, sfirst)
+        line = self._sasl_line(rfile)
+        rec["final"] = line
+        if line == "*":
+            return False
+        cfinal = base64.b64decode(line, validate=True).decode("utf-8")
+        without_proof, _, proof = cfinal.rpartition(",p=")
+        fattrs = self._scram_attrs(without_proof)
+        cbdata = b""
+        if cbname is not None:
+            cbdata = self._channel_binding(conn, cbname) or b""
+            rec["cb_ok"] = bool(cbdata) and base64.b64decode(
+                fattrs.get("c", "")) == gs2.encode() + cbdata
+            if not rec["cb_ok"]:
+                return False
+        elif base64.b64decode(fattrs.get("c", "")) != gs2.encode():
+            return False
+        if fattrs.get("r") != nonce:
+            return False
+        salted = hashlib.pbkdf2_hmac(hname, self.password.encode(),
+                                     rec["salt"], self.scram_iter)
+        auth_msg = ",".join((bare, sfirst, without_proof)).encode()
+        client_key = hmac.new(salted, b"Client Key", hname).digest()
+        stored = hashlib.new(hname, client_key).digest()
+        sig = hmac.new(stored, auth_msg, hname).digest()
+        want = bytes(a ^ b for a, b in zip(client_key, sig))
+        rec["proof_ok"] = base64.b64decode(proof) == want
+        if not rec["proof_ok"]:
+            return False
+        server_key = hmac.new(salted, b"Server Key", hname).digest()
+        v = hmac.new(server_key, auth_msg, hname).digest()
+        if self.scram_fault == "bad-signature":
+            v = bytes([v[0] ^ 1]) + v[1:]
+        if self.scram_fault == "no-signature":
+            return True
+        if self.scram_fault == "server-error":
+            self._send_challenge(conn, "e=other-error")
+        else:
+            self._send_challenge(
+                conn, "v=" + base64.b64encode(v).decode())
+        rec["final_ack"] = self._sasl_line(rfile)
+        if self.scram_fault == "server-error":
+            return False
+        if self.scram_fault == "extra-challenge":
+            self._send_challenge(conn, "v=" + base64.b64encode(v).decode())
+            rec["extra_ack"] = self._sasl_line(rfile)
+        return rec["final_ack"] == ""
 
     def _compact(self):
         keep = [(m, u) for m, u in zip(self.messages, self.uids)

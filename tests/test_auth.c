@@ -1,7 +1,10 @@
-/* Tests for the credential encodings. */
+/* Tests for the credential encodings and the SCRAM client. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <gsasl.h>
 
 #include "auth.h"
 #include "wipe.h"
@@ -255,6 +258,267 @@ START_TEST(wipe_clears)
 }
 END_TEST
 
+START_TEST(auto_mech_order)
+{
+	static const char all[] = "PLAIN SCRAM-SHA-1 SCRAM-SHA-1-PLUS "
+				  "SCRAM-SHA-256 SCRAM-SHA-256-PLUS LOGIN";
+
+	ck_assert_str_eq(auth_auto_mech(all, true), "SCRAM-SHA-256-PLUS");
+	ck_assert_str_eq(auth_auto_mech(all, false), "SCRAM-SHA-256");
+	ck_assert_str_eq(auth_auto_mech("SCRAM-SHA-1-PLUS SCRAM-SHA-256", true),
+	    "SCRAM-SHA-256");
+	ck_assert_str_eq(auth_auto_mech("SCRAM-SHA-1-PLUS SCRAM-SHA-1", true),
+	    "SCRAM-SHA-1-PLUS");
+	ck_assert_str_eq(auth_auto_mech("SCRAM-SHA-1-PLUS SCRAM-SHA-1", false),
+	    "SCRAM-SHA-1");
+	ck_assert_str_eq(auth_auto_mech("  plain  login ", true), "PLAIN");
+	/* Whole names only: a prefix or a longer name is another one. */
+	ck_assert_ptr_null(auth_auto_mech("SCRAM-SHA-25 PLAINX LOGIN", true));
+	ck_assert_str_eq(
+	    auth_auto_mech("SCRAM-SHA-256-PLUSX SCRAM-SHA-1", true),
+	    "SCRAM-SHA-1");
+	ck_assert_ptr_null(auth_auto_mech("SCRAM-SHA-512 CRAM-MD5", true));
+	ck_assert_ptr_null(auth_auto_mech("", true));
+	ck_assert(auth_mech_plus("SCRAM-SHA-1-PLUS"));
+	ck_assert(!auth_mech_plus("SCRAM-SHA-1"));
+	ck_assert(!auth_mech_plus("-PLUS"));
+}
+END_TEST
+
+/* base64 of the NUL-terminated S, in a static buffer. */
+static const char *
+b64s(const char *s)
+{
+	static char out[1024];
+
+	ck_assert_int_ge(auth_base64(s, strlen(s), out, sizeof(out)), 0);
+	return out;
+}
+
+START_TEST(scram_server_first_parsing)
+{
+	static const struct {
+		const char *msg;
+		int rc;
+		unsigned long iter;
+	} cases[] = {
+	    {"r=abcXYZ,s=c2FsdA==,i=4096", 0, 4096},
+	    /* Extensions after i= are allowed (RFC 5802 7). */
+	    {"r=abcXYZ,s=c2FsdA==,i=10000,x=later", 0, 10000},
+	    {"r=abcX,s=c2FsdA==,i=1", 0, 1},
+	    /* The nonce must extend ours. */
+	    {"r=abc,s=c2FsdA==,i=4096", -1, 0},
+	    {"r=abXYZ,s=c2FsdA==,i=4096", -1, 0},
+	    {"r=xabcXYZ,s=c2FsdA==,i=4096", -1, 0},
+	    /* A mandatory extension we cannot know. */
+	    {"m=ext,r=abcXYZ,s=c2FsdA==,i=4096", -1, 0},
+	    /* Missing, misplaced, empty or malformed attributes. */
+	    {"r=abcXYZ,i=4096", -1, 0},
+	    {"s=c2FsdA==,r=abcXYZ,i=4096", -1, 0},
+	    {"r=abcXYZ,s=,i=4096", -1, 0},
+	    {"r=abcXYZ,s=c2FsdA==,i=", -1, 0},
+	    {"r=abcXYZ,s=c2FsdA==,i=04096", -1, 0},
+	    {"r=abcXYZ,s=c2FsdA==,i=-4096", -1, 0},
+	    {"r=abcXYZ,s=c2FsdA==,i=4096x", -1, 0},
+	    {"r=abcXYZ,s=c2FsdA==,i=1234567890", -1, 0},
+	    {"r=abc XYZ,s=c2FsdA==,i=4096", -1, 0},
+	    {"r=abcXYZ,s=c2FsdA==,i=4096,", -1, 0},
+	    {"", -1, 0},
+	};
+	unsigned long iter;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		iter = 0;
+		ck_assert_msg(auth_scram_server_first(b64s(cases[i].msg), "abc",
+				  &iter) == cases[i].rc,
+		    "case %zu: %s", i, cases[i].msg);
+		if (cases[i].rc == 0)
+			ck_assert_uint_eq(iter, cases[i].iter);
+	}
+	ck_assert_int_eq(
+	    auth_scram_server_first("not base64!", "abc", &iter), -1);
+	/* A NUL inside the message ends nothing: it is refused. */
+	ck_assert_int_eq(auth_scram_server_first(
+			     "cj1hYmNYWVosAHM9YyxpPTQwOTY=", "abc", &iter),
+	    -1);
+}
+END_TEST
+
+/*
+ * The other side of an exchange: GNU SASL's own SCRAM server, with the
+ * password and channel binding data the test gives it.
+ */
+struct server {
+	Gsasl *ctx;
+	Gsasl_session *sess;
+};
+
+static void
+server_start(
+    struct server *sv, const char *mech, const char *pass, const char *cb64)
+{
+	ck_assert_int_eq(gsasl_init(&sv->ctx), GSASL_OK);
+	ck_assert_int_eq(
+	    gsasl_server_start(sv->ctx, mech, &sv->sess), GSASL_OK);
+	gsasl_property_set(sv->sess, GSASL_PASSWORD, pass);
+	gsasl_property_set(sv->sess, GSASL_SCRAM_ITER, "4096");
+	gsasl_property_set(sv->sess, GSASL_SCRAM_SALT, "c2FsdHNhbHQ=");
+	if (cb64 != NULL)
+		gsasl_property_set(sv->sess, GSASL_CB_TLS_EXPORTER, cb64);
+}
+
+/* The server's answer to the client's IN (both base64). */
+static int
+server_step(struct server *sv, const char *in, char *out, size_t outlen)
+{
+	char *o = NULL;
+	int rc = gsasl_step64(sv->sess, in, &o);
+
+	if (o != NULL) {
+		snprintf(out, outlen, "%s", o);
+		gsasl_free(o);
+	}
+	return rc;
+}
+
+static void
+server_end(struct server *sv)
+{
+	gsasl_finish(sv->sess);
+	gsasl_done(sv->ctx);
+}
+
+/* Runs MECH against the server until the client's last step. */
+static enum auth_step
+exchange(const char *mech, const char *server_pass, bool tamper)
+{
+	static const unsigned char cb[32] = "0123456789abcdef0123456789abcdef";
+	char cb64[64], c[1024], sv_out[1024], err[256];
+	struct auth_scram *sc;
+	struct server sv;
+	enum auth_step st;
+
+	auth_base64(cb, sizeof(cb), cb64, sizeof(cb64));
+	server_start(&sv, mech, server_pass, cb64);
+	sc = auth_scram_start(mech, "user", "pencil", AUTH_CB_TLS_EXPORTER, cb,
+	    sizeof(cb), err, sizeof(err));
+	ck_assert_ptr_nonnull(sc);
+	ck_assert_int_eq(
+	    auth_scram_step(sc, NULL, c, sizeof(c), err, sizeof(err)),
+	    AUTH_STEP_MORE);
+	ck_assert_int_eq(
+	    server_step(&sv, c, sv_out, sizeof(sv_out)), GSASL_NEEDS_MORE);
+	ck_assert_int_eq(
+	    auth_scram_step(sc, sv_out, c, sizeof(c), err, sizeof(err)),
+	    AUTH_STEP_MORE);
+	ck_assert(!auth_scram_verified(sc));
+	if (server_step(&sv, c, sv_out, sizeof(sv_out)) != GSASL_OK) {
+		/* A wrong password: the server refuses, no final message. */
+		auth_scram_free(&sc);
+		server_end(&sv);
+		return AUTH_STEP_AUTH;
+	}
+	if (tamper)
+		sv_out[3] = sv_out[3] == 'A' ? 'B' : 'A';
+	st = auth_scram_step(sc, sv_out, c, sizeof(c), err, sizeof(err));
+	ck_assert(auth_scram_verified(sc) == (st == AUTH_STEP_DONE));
+	if (st == AUTH_STEP_DONE) {
+		ck_assert_str_eq(c, "");
+		/* Nothing may follow the server's proof. */
+		ck_assert_int_eq(
+		    auth_scram_step(sc, "AAAA", c, sizeof(c), err, sizeof(err)),
+		    AUTH_STEP_PROTO);
+	}
+	auth_scram_free(&sc);
+	ck_assert_ptr_null(sc);
+	server_end(&sv);
+	return st;
+}
+
+START_TEST(scram_exchanges)
+{
+	static const char *const mechs[] = {"SCRAM-SHA-1", "SCRAM-SHA-256",
+	    "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS"};
+	size_t i;
+
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(
+		    exchange(mechs[i], "pencil", false), AUTH_STEP_DONE);
+		/* A server that does not know the password cannot sign. */
+		ck_assert_int_eq(
+		    exchange(mechs[i], "pencil", true), AUTH_STEP_AUTH);
+		ck_assert_int_eq(
+		    exchange(mechs[i], "other", false), AUTH_STEP_AUTH);
+	}
+}
+END_TEST
+
+/* Runs one client step on the server-first-message MSG (our nonce + X). */
+static enum auth_step
+first_reply(const char *fmt, unsigned long iter, char *out, size_t outlen)
+{
+	char c[256], raw[256], msg[512], err[256];
+	unsigned char dec[256];
+	struct auth_scram *sc;
+	enum auth_step st;
+	size_t n;
+	char *r;
+
+	sc = auth_scram_start("SCRAM-SHA-256", "user", "pencil", AUTH_CB_NONE,
+	    NULL, 0, err, sizeof(err));
+	ck_assert_ptr_nonnull(sc);
+	ck_assert_int_eq(
+	    auth_scram_step(sc, NULL, c, sizeof(c), err, sizeof(err)),
+	    AUTH_STEP_MORE);
+	ck_assert_int_eq(auth_base64_decode(c, dec, sizeof(dec) - 1, &n), 0);
+	dec[n] = '\0';
+	ck_assert_ptr_nonnull(r = strstr((char *)dec, ",r="));
+	snprintf(raw, sizeof(raw), "%s", r + 3);
+	snprintf(msg, sizeof(msg), fmt, raw, iter);
+	out[0] = '\0';
+	st = auth_scram_step(sc, b64s(msg), out, outlen, err, sizeof(err));
+	auth_scram_free(&sc);
+	return st;
+}
+
+START_TEST(scram_iteration_bounds)
+{
+	static const char fmt[] = "r=%sSRV,s=c2FsdA==,i=%lu";
+	char out[512];
+
+	ck_assert_int_eq(
+	    first_reply(fmt, AUTH_SCRAM_ITER_MIN - 1, out, sizeof(out)),
+	    AUTH_STEP_AUTH);
+	/* Refused before any work: no proof comes out. */
+	ck_assert_str_eq(out, "");
+	ck_assert_int_eq(
+	    first_reply(fmt, AUTH_SCRAM_ITER_MIN, out, sizeof(out)),
+	    AUTH_STEP_MORE);
+	ck_assert_int_gt(strlen(out), 40);
+	ck_assert_int_eq(
+	    first_reply(fmt, AUTH_SCRAM_ITER_MAX + 1, out, sizeof(out)),
+	    AUTH_STEP_AUTH);
+	/* A nonce that is only ours. */
+	ck_assert_int_eq(
+	    first_reply("r=%s,s=c2FsdA==,i=%lu", 4096, out, sizeof(out)),
+	    AUTH_STEP_AUTH);
+}
+END_TEST
+
+START_TEST(scram_start_refuses)
+{
+	char err[128];
+
+	/* -PLUS without channel binding data. */
+	ck_assert_ptr_null(auth_scram_start("SCRAM-SHA-256-PLUS", "u", "p",
+	    AUTH_CB_NONE, NULL, 0, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "channel binding"));
+	ck_assert_ptr_null(auth_scram_start("SCRAM-SHA-512", "u", "p",
+	    AUTH_CB_NONE, NULL, 0, err, sizeof(err)));
+}
+END_TEST
+
 int
 main(void)
 {
@@ -274,6 +538,13 @@ main(void)
 	tcase_add_test(tc, decode_invalid);
 	tcase_add_test(tc, base64_roundtrip);
 	tcase_add_test(tc, wipe_clears);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("scram");
+	tcase_add_test(tc, auto_mech_order);
+	tcase_add_test(tc, scram_server_first_parsing);
+	tcase_add_test(tc, scram_exchanges);
+	tcase_add_test(tc, scram_iteration_bounds);
+	tcase_add_test(tc, scram_start_refuses);
 	suite_add_tcase(s, tc);
 	return check_main(s);
 }

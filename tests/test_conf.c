@@ -431,7 +431,7 @@ START_TEST(spellings)
 	size_t i;
 
 	/* Each account is named after the auth it asks for. */
-	ck_assert_uint_eq(c->naccounts, 9);
+	ck_assert_uint_eq(c->naccounts, 13);
 	for (i = 0; i < c->naccounts; i++) {
 		a = &c->accounts[i];
 		ck_assert_str_eq(conf_auth_name(a->auth), a->name);
@@ -441,6 +441,16 @@ START_TEST(spellings)
 	ck_assert_int_eq(account(c, "user")->tls, CONF_TLS_NONE);
 	ck_assert_uint_eq(account(c, "user")->port, 110);
 	ck_assert_int_eq(account(c, "rpop")->pipelining, CONF_PIPELINING_OFF);
+	ck_assert_int_eq(account(c, "scram-sha-1")->utf8, CONF_UTF8_OFF);
+	ck_assert_int_eq(account(c, "scram-sha-1-plus")->utf8, CONF_UTF8_AUTO);
+	/* UTF8 is asked for unless the account says otherwise. */
+	ck_assert_int_eq(account(c, "scram-sha-256")->utf8, CONF_UTF8_AUTO);
+	ck_assert_int_eq(
+	    account(c, "scram-sha-1")->channel_binding, CONF_CB_AUTO);
+	ck_assert_int_eq(
+	    account(c, "scram-sha-256")->channel_binding, CONF_CB_TLS_EXPORTER);
+	ck_assert_int_eq(account(c, "scram-sha-256-plus")->channel_binding,
+	    CONF_CB_TLS_UNIQUE);
 	conf_free(&c);
 }
 END_TEST

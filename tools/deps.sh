@@ -6,12 +6,18 @@
 # something is missing. Debian's Dovecot package would start the system's
 # Dovecot on install; a temporary policy-rc.d stops that: the tests start
 # their own servers on high ports.
+#
+# Cyrus's and Courier's pop3d packages conflict with Dovecot's: their
+# dependencies are installed normally, the two pop3d packages are fetched
+# and unpacked under /opt/popfetchd-test, where tests/cyrus.py and
+# tests/courier.py run them from.
 set -euo pipefail
 
 packages=(
 	build-essential meson ninja-build pkg-config
-	libevent-dev libssl-dev libconfig-dev check
+	libevent-dev libssl-dev libconfig-dev libgsasl-dev check
 	dovecot-core dovecot-pop3d
+	cyrus-common sasl2-bin courier-base courier-authdaemon courier-authlib-userdb
 	python3 openssl clang ca-certificates
 	systemd groff-base strace
 	mpop fetchmail getmail6
@@ -26,7 +32,15 @@ for pkg in "${packages[@]}"; do
 	fi
 done
 
-if [[ ${#missing[@]} -eq 0 ]]; then
+unpack_root=/opt/popfetchd-test
+unpack=()
+for pkg in cyrus-pop3d courier-pop; do
+	if [[ ! -d "$unpack_root/$pkg" ]]; then
+		unpack+=("$pkg")
+	fi
+done
+
+if [[ ${#missing[@]} -eq 0 && ${#unpack[@]} -eq 0 ]]; then
 	exit 0
 fi
 
@@ -39,7 +53,7 @@ if [[ $(id -u) -ne 0 ]]; then
 	sudo=(sudo)
 fi
 
-echo "deps.sh: installing ${missing[*]}"
+echo "deps.sh: installing ${missing[*]} ${unpack[*]}"
 
 log=$(mktemp)
 policy=/usr/sbin/policy-rc.d
@@ -69,4 +83,16 @@ run_apt() {
 }
 
 run_apt apt-get update -qq
-run_apt apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [[ ${#missing[@]} -gt 0 ]]; then
+	run_apt apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [[ ${#unpack[@]} -gt 0 ]]; then
+	debs=$(mktemp -d)
+	(cd "$debs" && run_apt apt-get download "${unpack[@]}")
+	for pkg in "${unpack[@]}"; do
+		"${sudo[@]}" mkdir -p "$unpack_root"
+		"${sudo[@]}" dpkg-deb -x "$debs/${pkg}"_*.deb "$unpack_root/$pkg.tmp"
+		"${sudo[@]}" mv "$unpack_root/$pkg.tmp" "$unpack_root/$pkg"
+	done
+	rm -rf "$debs"
+fi
