@@ -526,8 +526,7 @@ check_first(struct auth_scram *sc, const char *in, char *err, size_t errlen)
 
 	if (auth_scram_server_first(in, sc->cnonce, &iter) == -1) {
 		seterr(err, errlen,
-		    "SCRAM: malformed server-first-message, or a nonce that "
-		    "does not extend ours (replayed?)");
+		    "SCRAM: malformed server-first-message, or a nonce that does not extend ours (replayed?)");
 		return AUTH_STEP_AUTH;
 	}
 	if (iter < AUTH_SCRAM_ITER_MIN || iter > AUTH_SCRAM_ITER_MAX) {
@@ -557,8 +556,7 @@ step_failure(struct auth_scram *sc, int rc, const unsigned char *in,
 	/* A server-final-message that does not verify, whatever its flaw. */
 	if (sc->step == 2) {
 		seterr(err, errlen,
-		    "SCRAM: the server did not prove it knows the password "
-		    "(%s)",
+		    "SCRAM: the server did not prove it knows the password (%s)",
 		    rc == GSASL_AUTHENTICATION_ERROR ? "wrong signature"
 						     : gsasl_strerror(rc));
 		return AUTH_STEP_AUTH;

@@ -12,8 +12,9 @@
  * the header block HDR (LEN bytes, CRLF or LF line ends, not
  * NUL-terminated) into OUT (OUTLEN > 0 bytes, always NUL-terminated):
  * leading blanks dropped, folded lines joined, line ends removed, tabs
- * shown as spaces and other control characters as '?', cut to fit. An empty string when there is no
- * such field. The search stops at the first empty line (the body).
+ * shown as spaces and other control characters as '?', cut to fit. An empty
+ * string when there is no such field. The search stops at the first empty line
+ * (the body).
  */
 void msghdr_value(
     const char *hdr, size_t len, const char *name, char *out, size_t outlen);

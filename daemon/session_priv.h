@@ -2,9 +2,10 @@
  * The session's private header: what its pieces share. session.c owns the
  * lifecycle (start, stop, the end and its report), session_io.c the
  * transport's events, the engine and the state dispatch, session_login.c
- * TLS, greeting, capabilities and authentication, session_list.c the
- * listing, the plan and --list, session_fetch.c the fetch window and the
- * disk work that makes messages durable before their DELE.
+ * TLS, greeting, capabilities and UTF-8 mode, session_auth.c the
+ * authentication, session_list.c the listing, the plan and --list,
+ * session_fetch.c the fetch window and the disk work that makes messages
+ * durable before their DELE.
  *
  * Every state change happens in a state handler (st_*) or in a function
  * one names; each handler reads the engine event it expects and sends
@@ -218,13 +219,16 @@ void session_fill(
 const char *session_reply_text(
     const struct pop3_event *ev, char *buf, size_t len);
 
-/* session_login.c: TLS, greeting, capabilities, authentication */
+/* session_login.c: TLS, greeting, capabilities, UTF-8 mode */
 void session_start_tls(struct session *s);
 void session_tls_ready(struct session *s);
 void session_st_greeting(struct session *s, const struct pop3_event *ev);
 void session_st_capa(struct session *s, const struct pop3_event *ev);
 void session_st_stls(struct session *s, const struct pop3_event *ev);
 void session_st_utf8(struct session *s, const struct pop3_event *ev);
+
+/* session_auth.c: authentication */
+void session_start_auth(struct session *s);
 void session_st_auth(struct session *s, const struct pop3_event *ev);
 
 /* session_list.c: listing, plan, --list */

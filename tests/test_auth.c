@@ -260,8 +260,8 @@ END_TEST
 
 START_TEST(auto_mech_order)
 {
-	static const char all[] = "PLAIN SCRAM-SHA-1 SCRAM-SHA-1-PLUS "
-				  "SCRAM-SHA-256 SCRAM-SHA-256-PLUS LOGIN";
+	static const char all[] =
+	    "PLAIN SCRAM-SHA-1 SCRAM-SHA-1-PLUS SCRAM-SHA-256 SCRAM-SHA-256-PLUS LOGIN";
 
 	ck_assert_str_eq(auth_auto_mech(all, true), "SCRAM-SHA-256-PLUS");
 	ck_assert_str_eq(auth_auto_mech(all, false), "SCRAM-SHA-256");

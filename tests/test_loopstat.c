@@ -204,10 +204,10 @@ run_with_stall(bool burn_cpu, unsigned long *ticks, double *stall_ms,
 	ck_assert_ptr_null(ls);
 	read_log(buf, sizeof(buf));
 	ck_assert_ptr_nonnull(line = strstr(buf, "loop ticks="));
-	ck_assert_int_eq(sscanf(line,
-			     "loop ticks=%lu max_stall_ms=%lf over_10ms=%lu "
-			     "max_cpu_ms=%lf",
-			     ticks, stall_ms, over10, cpu_ms),
+	ck_assert_int_eq(
+	    sscanf(line,
+		"loop ticks=%lu max_stall_ms=%lf over_10ms=%lu max_cpu_ms=%lf",
+		ticks, stall_ms, over10, cpu_ms),
 	    4);
 	/* One line, and only the meter's. */
 	ck_assert_ptr_eq(line, buf);

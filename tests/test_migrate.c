@@ -314,8 +314,7 @@ START_TEST(getmail_bad)
 	static const char file[] = "no-nul 123\n" /* 1 */
 				   "u\0"
 				   "12x\n" /* 2 */
-				   "u\0"
-				   "\n" /* 3 */
+				   "u\0\n" /* 3 */
 				   "u\0"
 				   "99999999999999\n" /* 4 */
 				   "bad uid\0"

@@ -822,11 +822,10 @@ START_TEST(retr_too_long)
 	size_t lines = 80, linelen = 1000, i;
 	char *wire = malloc(lines * linelen + 1);
 	/* LIST sizes message 2 by this text: about 100 bytes. */
-	struct msg m[2] = {three[0], {"uid-long",
-					 "Subject: short\r\n\r\nA short "
-					 "message, so LIST says; its RETR "
-					 "reply is 80 KB long.\r\n",
-					 NULL}};
+	struct msg m[2] = {three[0],
+	    {"uid-long",
+		"Subject: short\r\n\r\nA short message, so LIST says; its RETR reply is 80 KB long.\r\n",
+		NULL}};
 	const char *want[1] = {three[0].want};
 
 	ck_assert_ptr_nonnull(wire);
