@@ -22,6 +22,7 @@
 #include "notify.h"
 #include "probe.h"
 #include "sched.h"
+#include "status.h"
 #include "tls.h"
 #include "secret.h"
 
@@ -47,6 +48,7 @@ struct options {
 	const char *probe; /* account of --serverinfo or --list */
 	enum session_mode probe_mode;
 	bool once, check, verbose;
+	bool status, json; /* --status, --json */
 	int trace;
 	char *only[MAIN_ONLY_MAX];
 	size_t nonly;
@@ -59,6 +61,7 @@ usage(FILE *f)
 	    "usage: popfetchd [-c FILE] [--once] [-a NAME]... [-d LEVEL] [-v]\n"
 	    "       popfetchd --check-config [-c FILE]\n"
 	    "       popfetchd --serverinfo NAME | --list NAME [-c FILE]\n"
+	    "       popfetchd --status [-a NAME]... [--json]\n"
 	    "       popfetchd --version | --help\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
@@ -69,6 +72,8 @@ usage(FILE *f)
 	    "      --check-config  validate the configuration and list the accounts\n"
 	    "      --serverinfo NAME  greeting, TLS, capabilities, login, STAT\n"
 	    "      --list NAME     the messages on the server (changes nothing)\n"
+	    "      --status        what the running daemon does, per account\n"
+	    "      --json          --status as JSON, for programs\n"
 	    "\n"
 	    "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 	    "USR1 polls every account now. See popfetchd(8).\n",
@@ -80,6 +85,8 @@ enum {
 	OPT_CHECK,
 	OPT_SERVERINFO,
 	OPT_LIST,
+	OPT_STATUS,
+	OPT_JSON,
 	OPT_VERSION,
 	OPT_HELP
 };
@@ -93,6 +100,8 @@ static const struct option longopts[] = {
     {"check-config", no_argument, NULL, OPT_CHECK},
     {"serverinfo", required_argument, NULL, OPT_SERVERINFO},
     {"list", required_argument, NULL, OPT_LIST},
+    {"status", no_argument, NULL, OPT_STATUS},
+    {"json", no_argument, NULL, OPT_JSON},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -136,6 +145,12 @@ take_option(int c, char *arg, struct options *o)
 		o->probe_mode =
 		    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
 		return EX_OK;
+	case OPT_STATUS:
+		o->status = true;
+		return EX_OK;
+	case OPT_JSON:
+		o->json = true;
+		return EX_OK;
 	case OPT_VERSION:
 		printf("popfetchd %s\n", POPFETCHD_VERSION);
 		exit(EX_OK);
@@ -158,11 +173,24 @@ parse_args(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, "c:a:d:vh", longopts, NULL)) != -1)
 		if ((rc = take_option(c, optarg, o)) != EX_OK)
 			return rc;
-	if (optind != argc) {
+	if (optind != argc || (o->json && !o->status)) {
 		usage(stderr);
 		return EX_USAGE;
 	}
 	return EX_OK;
+}
+
+/* popfetchd --status: ask the running daemon. */
+static int
+status_main(const struct options *o)
+{
+	char path[108], err[256];
+
+	if (status_socket_path(path, sizeof(path), err, sizeof(err)) == -1) {
+		fprintf(stderr, "popfetchd: %s\n", err);
+		return EX_UNAVAILABLE;
+	}
+	return status_client(path, o->json, o->only, o->nonly);
 }
 
 static void
@@ -243,10 +271,60 @@ fit_open_files(struct conf *conf)
 /* What the signal handlers and the status callback work on. */
 struct daemon {
 	const struct options *o;
+	struct event_base *base;
 	struct sched *sc;
 	struct notify *nt;
 	struct evdns_base *dns;
+	struct status_server *srv; /* --status; NULL: not served */
+	struct status_metrics *metrics;
+	char *metrics_path;
+	time_t start;
 };
+
+/* The scheduler's records, for the status socket and the metrics file. */
+static void
+each_account(void *arg, status_visit_fn visit, void *varg)
+{
+	struct daemon *d = arg;
+
+	sched_each_account(d->sc, visit, varg);
+}
+
+/* Serves --status, unless there is nowhere to put its socket. */
+static void
+status_begin(struct daemon *d)
+{
+	char path[108], err[256];
+
+	if (status_socket_path(path, sizeof(path), err, sizeof(err)) == -1) {
+		log_info(NULL, "status: %s; --status is not served", err);
+		return;
+	}
+	d->srv = status_server_new(
+	    d->base, path, each_account, d, d->start, err, sizeof(err));
+	if (d->srv == NULL)
+		log_warnx(NULL, "status: %s; --status is not served", err);
+	else
+		log_debug(NULL, "status socket=%s", path);
+}
+
+/* Writes the metrics to PATH from now on (NULL: no more). */
+static void
+metrics_to(struct daemon *d, const char *path)
+{
+	if (path != NULL && d->metrics_path != NULL &&
+	    strcmp(path, d->metrics_path) == 0)
+		return;
+	status_metrics_free(&d->metrics);
+	free(d->metrics_path);
+	d->metrics_path = NULL;
+	if (path == NULL)
+		return;
+	if ((d->metrics_path = strdup(path)) == NULL)
+		fatalx("out of memory");
+	d->metrics =
+	    status_metrics_new(d->base, path, each_account, d, d->start);
+}
 
 static void
 report_reload_error(void *arg, const char *msg)
@@ -285,6 +363,8 @@ reload(struct daemon *d)
 		tls_ctx_forget();
 		fit_open_files(conf);
 		sched_reload(d->sc, conf);
+		/* CONF is the scheduler's now, and current. */
+		metrics_to(d, conf->metrics_file);
 	}
 	notify_ready(d->nt);
 }
@@ -328,6 +408,7 @@ on_change(void *arg)
 	struct daemon *d = arg;
 	char status[512];
 
+	status_metrics_changed(d->metrics);
 	if (!notify_enabled(d->nt))
 		return;
 	sched_status(d->sc, status, sizeof(status));
@@ -399,7 +480,7 @@ run(struct conf *conf, const struct options *o)
 {
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 	struct event *sigev[sizeof(sigs) / sizeof(sigs[0])];
-	struct daemon d = {.o = o};
+	struct daemon d = {.o = o, .start = time(NULL)};
 	struct event_base *base;
 	char err[256];
 	size_t i;
@@ -407,6 +488,7 @@ run(struct conf *conf, const struct options *o)
 
 	if ((base = loop_new()) == NULL)
 		fatalx("cannot create the event loop");
+	d.base = base;
 	if ((d.dns = net_dns_new(base, err, sizeof(err))) == NULL)
 		fatalx("cannot set up name resolution");
 	if (err[0] != '\0')
@@ -422,10 +504,17 @@ run(struct conf *conf, const struct options *o)
 			fatalx("cannot watch signals");
 	}
 	sched_on_change(d.sc, on_change, &d);
+	/* Before the first poll: the worker threads are idle (umask). */
+	if (!o->once)
+		status_begin(&d);
+	metrics_to(&d, conf->metrics_file);
 	sched_start(d.sc);
 	notify_ready(d.nt);
 	event_base_dispatch(base);
 	status = sched_exit_status(d.sc);
+	status_server_free(&d.srv);
+	/* The last counts, before the records go with the scheduler. */
+	metrics_to(&d, NULL);
 	/* Sessions still there cancel their secrets: reaped below. */
 	sched_free(&d.sc);
 	tls_ctx_forget();
@@ -450,6 +539,8 @@ main(int argc, char **argv)
 
 	if ((r = parse_args(argc, argv, &o)) != EX_OK)
 		return r;
+	if (o.status)
+		return status_main(&o);
 	log_init(o.trace, o.verbose);
 	log_libevent();
 	/* Before anything secret is read. */
