@@ -198,8 +198,8 @@ status_tally_line(const struct status_tally *t, bool stopping,
 	if (t->fail_time == 0)
 		return;
 	local_when(when, sizeof(when), t->fail_time, now);
-	append(buf, len, &off, "; last error %s %s: %s", when, t->fail_acct,
-	    t->fail_msg);
+	append(buf, len, &off, "; last error: %s at %s: %s", t->fail_acct,
+	    when, t->fail_msg);
 }
 
 /* --- JSON --------------------------------------------------------------- */

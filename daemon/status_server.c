@@ -398,6 +398,17 @@ client_connect(const char *path, int *ex)
 	return -1;
 }
 
+/* The daemon hung up on us: not allowed, most likely. */
+static char *
+client_refused(const char *path, int *ex)
+{
+	fprintf(stderr,
+	    "popfetchd: %s: the daemon closed without answering (only root and its own user may ask)\n",
+	    path);
+	*ex = EX_NOPERM;
+	return NULL;
+}
+
 /* Sends the request and reads the whole answer; NULL with a sysexits. */
 static char *
 client_ask(int fd, const char *path, int *ex)
@@ -408,11 +419,11 @@ client_ask(int fd, const char *path, int *ex)
 	ssize_t r;
 
 	/* Short enough for one send; no SIGPIPE if the daemon hung up. */
-	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) !=
-	    (ssize_t)sizeof(req) - 1) {
+	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) == -1) {
+		if (errno == EPIPE || errno == ECONNRESET)
+			return client_refused(path, ex);
 		fprintf(stderr, "popfetchd: %s: %s\n", path, strerror(errno));
-		*ex = errno == EPIPE || errno == ECONNRESET ? EX_NOPERM
-							    : EX_IOERR;
+		*ex = EX_IOERR;
 		return NULL;
 	}
 	for (;;) {
@@ -432,6 +443,10 @@ client_ask(int fd, const char *path, int *ex)
 			break;
 		if (r == -1 && errno == EINTR)
 			continue;
+		if (r == -1 && errno == ECONNRESET && len == 0)
+			r = 0; /* refused: said below */
+		if (r == 0)
+			break;
 		if (r == -1) {
 			fprintf(stderr, "popfetchd: %s: %s\n", path,
 			    errno == EAGAIN ? "no answer in time"
@@ -443,12 +458,8 @@ client_ask(int fd, const char *path, int *ex)
 		len += (size_t)r;
 	}
 	if (len == 0) {
-		fprintf(stderr,
-		    "popfetchd: %s: the daemon closed without answering (only root and its own user may ask)\n",
-		    path);
 		free(buf);
-		*ex = EX_NOPERM;
-		return NULL;
+		return client_refused(path, ex);
 	}
 	buf[len] = '\0';
 	return buf;

@@ -173,12 +173,12 @@ START_TEST(tally_line)
 	ck_assert_str_eq(t.fail_acct, "nopass");
 	status_tally_line(&t, false, 12, T0, buf, sizeof(buf));
 	ck_assert_str_eq(buf,
-	    "5 accounts: 1 polling, 0 queued, 1 waiting, 2 backing off, 1 paused; 12 delivered since start; last error 09:59:55 nopass: password: no file");
+	    "5 accounts: 1 polling, 0 queued, 1 waiting, 2 backing off, 1 paused; 12 delivered since start; last error: nopass at 09:59:55: password: no file");
 
 	/* Another day: the date is shown; stopping is said first. */
 	status_tally_line(&t, true, 0, T0 + 86400, buf, sizeof(buf));
 	ck_assert_str_eq(buf,
-	    "Stopping: 5 accounts: 1 polling, 0 queued, 1 waiting, 2 backing off, 1 paused; 0 delivered since start; last error 2027-01-15 09:59:55 nopass: password: no file");
+	    "Stopping: 5 accounts: 1 polling, 0 queued, 1 waiting, 2 backing off, 1 paused; 0 delivered since start; last error: nopass at 2027-01-15 09:59:55: password: no file");
 
 	/* nopass recovers: the next most recent unresolved one shows. */
 	status_poll_ended(&r[3], SC_OK, &none, "", T0 + 1);
@@ -187,7 +187,7 @@ START_TEST(tally_line)
 	for (i = 0; i < n; i++)
 		status_tally_add(&t, &r[i]);
 	status_tally_line(&t, false, 12, T0, buf, sizeof(buf));
-	ck_assert_ptr_nonnull(strstr(buf, "last error 09:59:50 nonet: "));
+	ck_assert_ptr_nonnull(strstr(buf, "last error: nonet at 09:59:50: "));
 
 	/* All recovered: no error at all; idle accounts are counted. */
 	memset(&t, 0, sizeof(t));
