@@ -71,6 +71,8 @@ struct status_server {
 	size_t nclients;
 };
 
+static void client_event(struct bufferevent *bev, short what, void *arg);
+
 /* --- where ------------------------------------------------------------ */
 
 int
@@ -177,7 +179,7 @@ client_read(struct bufferevent *bev, void *arg)
 	text = answer(c->srv, line);
 	free(line);
 	bufferevent_disable(bev, EV_READ);
-	bufferevent_setcb(bev, NULL, client_written, NULL, c);
+	bufferevent_setcb(bev, NULL, client_written, client_event, c);
 	/* Re-armed: the client now has this long to read the answer. */
 	bufferevent_enable(bev, EV_WRITE);
 	if (bufferevent_write(bev, text, strlen(text)) == -1 ||
