@@ -118,15 +118,25 @@ status_collect(
     status_each_fn each, void *arg, struct status_account **r, size_t *n)
 {
 	struct collect c = {0};
+	char(*names)[STATUS_NAME_MAX + 1];
+	size_t i;
 
 	*r = NULL;
 	*n = 0;
 	each(arg, collect_visit, &c);
-	if (c.failed) {
+	/* One block: the records, then their names. */
+	if (c.failed ||
+	    (*r = malloc(c.n * (sizeof(**r) + sizeof(*names)) + 1)) == NULL) {
 		free(c.v);
 		return -1;
 	}
-	*r = c.v;
+	names = (void *)(*r + c.n);
+	for (i = 0; i < c.n; i++) {
+		(*r)[i] = c.v[i];
+		snprintf(names[i], sizeof(names[i]), "%s", c.v[i].name);
+		(*r)[i].name = names[i];
+	}
+	free(c.v);
 	*n = c.n;
 	return 0;
 }
@@ -198,8 +208,8 @@ status_tally_line(const struct status_tally *t, bool stopping,
 	if (t->fail_time == 0)
 		return;
 	local_when(when, sizeof(when), t->fail_time, now);
-	append(buf, len, &off, "; last error: %s at %s: %s", t->fail_acct,
-	    when, t->fail_msg);
+	append(buf, len, &off, "; last error: %s at %s: %s", t->fail_acct, when,
+	    t->fail_msg);
 }
 
 /* --- JSON --------------------------------------------------------------- */
@@ -365,23 +375,80 @@ json_summary(const struct status_account *r, size_t n)
 	return o;
 }
 
-struct json_object *
-status_json(const struct status_account *r, size_t n, time_t start, time_t now)
+/* The document without its accounts (an empty array, last). */
+static struct json_object *
+json_head(const struct status_account *r, size_t n, time_t start, time_t now)
 {
 	struct json_object *o = must(json_object_new_object());
-	struct json_object *a = must(json_object_new_array_ext((int)n));
-	size_t i;
 
 	put(o, "version", jstring(POPFETCHD_VERSION));
 	put(o, "pid", jint(getpid()));
 	put(o, "started", jtime(start));
 	put(o, "time", jtime(now));
 	put(o, "summary", json_summary(r, n));
+	put(o, "accounts", must(json_object_new_array()));
+	return o;
+}
+
+struct json_object *
+status_json(const struct status_account *r, size_t n, time_t start, time_t now)
+{
+	struct json_object *o = json_head(r, n, start, now), *a;
+	size_t i;
+
+	json_object_object_get_ex(o, "accounts", &a);
 	for (i = 0; i < n; i++)
 		if (json_object_array_add(a, json_account(&r[i])) != 0)
 			fatalx("out of memory");
-	put(o, "accounts", a);
 	return o;
+}
+
+/* O as compact text, in a string the caller frees. */
+static char *
+json_text(struct json_object *o)
+{
+	char *text = strdup(json_object_to_json_string_ext(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+
+	if (text == NULL)
+		fatalx("out of memory");
+	json_object_put(o);
+	return text;
+}
+
+char *
+status_json_head(
+    const struct status_account *r, size_t n, time_t start, time_t now)
+{
+	static const char empty[] = "[]}";
+	char *text = json_text(json_head(r, n, start, now));
+	size_t len = strlen(text);
+
+	/* "accounts" comes last, as added: its array is left open. */
+	if (len < sizeof(empty) ||
+	    strcmp(text + len - (sizeof(empty) - 1), empty) != 0)
+		fatalx("status: unexpected JSON head");
+	text[len - 2] = '\0';
+	return text;
+}
+
+char *
+status_json_accounts(const struct status_account *r, size_t from, size_t count)
+{
+	char *text = NULL, *one;
+	size_t len, i;
+	FILE *f;
+
+	if ((f = open_memstream(&text, &len)) == NULL)
+		fatalx("out of memory");
+	for (i = from; i < from + count; i++) {
+		one = json_text(json_account(&r[i]));
+		fprintf(f, "%s%s", i > 0 ? "," : "", one);
+		free(one);
+	}
+	if (fclose(f) != 0)
+		fatalx("out of memory");
+	return text;
 }
 
 /* --- the table, from the JSON ------------------------------------------ */
@@ -488,7 +555,7 @@ next_words(const char *state)
 	if (strcmp(state, "polling") == 0)
 		return "after this";
 	if (strcmp(state, "queued") == 0)
-		return "when a connection is free";
+		return "when free";
 	return "-";
 }
 

@@ -120,10 +120,24 @@ void status_tally_line(const struct status_tally *t, bool stopping,
 /*
  * The JSON document --status answers with: the daemon (version, pid,
  * START), a summary by state, and the N records of R in order. NOW is
- * its time. NULL only when out of memory; the caller puts it.
+ * its time. The caller puts it (out of memory is fatal here).
  */
 struct json_object *status_json(
     const struct status_account *r, size_t n, time_t start, time_t now);
+
+/*
+ * The same document as text, in pieces, so that the daemon can write a
+ * long one a few accounts per loop turn: status_json_head() (everything
+ * up to the accounts' opening bracket), status_json_accounts() for each
+ * run of accounts, R[FROM] to R[FROM + COUNT - 1] (with a comma before
+ * each but R[0]), then STATUS_JSON_TAIL. Each piece is a string the
+ * caller frees.
+ */
+char *status_json_head(
+    const struct status_account *r, size_t n, time_t start, time_t now);
+char *status_json_accounts(
+    const struct status_account *r, size_t from, size_t count);
+#define STATUS_JSON_TAIL "]}\n"
 
 /*
  * The table --status prints from DOC (as status_json() makes it, maybe
@@ -160,8 +174,8 @@ typedef void (*status_each_fn)(void *arg, status_visit_fn visit, void *varg);
 
 /*
  * Copies of every record EACH(ARG) visits, into *R (*N of them; the
- * caller frees *R). The names stay borrowed: use before the loop runs
- * again. -1 when out of memory.
+ * caller frees *R, names included: they are copied too, so the copy
+ * outlives a reload). -1 when out of memory.
  */
 int status_collect(
     status_each_fn each, void *arg, struct status_account **r, size_t *n);

@@ -6,6 +6,8 @@
  * fsync, rename over it, so a reader sees the old file or the new one,
  * never half of one, and a slow disk never holds the loop.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -57,7 +59,12 @@ metrics_run(struct worker_job *job)
 	int fd, err = 0;
 
 	fd = open(m->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1 || fsutil_write_all(fd, m->text, m->len) == -1 ||
+	/*
+	 * 0644 whatever the umask (the units set 0077): the collector runs
+	 * as another user; the directory decides who may read.
+	 */
+	if (fd == -1 || fchmod(fd, 0644) == -1 ||
+	    fsutil_write_all(fd, m->text, m->len) == -1 ||
 	    fsutil_fsync(fd) == -1)
 		err = errno;
 	if (fd != -1 && close(fd) == -1 && err == 0)

@@ -40,6 +40,11 @@
  */
 #define STATUS_CLIENT_SECS 5
 /*
+ * And this long in all: one that reads a byte now and then, never quite
+ * too slow for the above, still leaves.
+ */
+#define STATUS_CLIENT_TOTAL 60
+/*
  * Clients served at once; more are closed as they come. Each holds at
  * most one answer (about 1 KB per account) in memory.
  */
@@ -49,12 +54,23 @@
  * hundred times that is not an answer from us.
  */
 #define STATUS_ANSWER_MAX (128u << 20)
+/*
+ * Accounts put in the answer per loop turn: each costs some 30 us of
+ * JSON, so a thousand accounts are written in slices of about 2 ms with
+ * the polls served in between, not in one 30 ms stall.
+ */
+#define STATUS_SLICE 64
 /* The client waits this long for the daemon, which answers at once. */
 #define STATUS_CLIENT_WAIT 30
 
 struct status_client {
 	struct status_server *srv;
 	struct bufferevent *bev;
+	struct event *deadline;
+	/* The records as they were when asked, written a slice at a time. */
+	struct status_account *snap;
+	size_t n, next;
+	bool done; /* the answer is all in the output buffer */
 	LIST_ENTRY(status_client) entry;
 };
 
@@ -115,43 +131,63 @@ client_free(struct status_client *c)
 	c->srv->nclients--;
 	/* Safe inside its own callbacks: libevent defers the real free. */
 	bufferevent_free(c->bev);
+	event_free(c->deadline);
+	free(c->snap);
 	free(c);
 }
 
-/* The answer to LINE: the document, or an error object. */
-static char *
-answer(struct status_server *srv, const char *line)
+static void
+client_put(struct status_client *c, const char *text)
 {
-	struct status_account *r;
-	struct json_object *doc;
-	char *text;
-	size_t n;
-
-	if (strcmp(line, STATUS_REQUEST) != 0) {
-		doc = json_object_new_object();
-		if (doc == NULL ||
-		    json_object_object_add(doc, "error",
-			json_object_new_string("unknown request")) != 0)
-			fatalx("out of memory");
-	} else {
-		if (status_collect(srv->each, srv->arg, &r, &n) == -1)
-			fatalx("out of memory");
-		doc = status_json(r, n, srv->start, time(NULL));
-		free(r);
-	}
-	text = strdup(json_object_to_json_string_ext(
-	    doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(doc);
-	if (text == NULL)
+	if (bufferevent_write(c->bev, text, strlen(text)) == -1)
 		fatalx("out of memory");
-	return text;
 }
 
-/* The answer is out: done with this client. */
+/*
+ * The output went out: the next slice of the answer, its end, or (all
+ * written) done with this client.
+ */
 static void
 client_written(struct bufferevent *bev, void *arg)
 {
-	client_free(arg);
+	struct status_client *c = arg;
+	size_t count = c->n - c->next;
+	char *text;
+
+	if (c->done) {
+		client_free(c);
+		return;
+	}
+	if (count == 0) {
+		client_put(c, STATUS_JSON_TAIL);
+		c->done = true;
+		return;
+	}
+	if (count > STATUS_SLICE)
+		count = STATUS_SLICE;
+	text = status_json_accounts(c->snap, c->next, count);
+	c->next += count;
+	client_put(c, text);
+	free(text);
+}
+
+/* Starts the answer to LINE: the document's head, or an error. */
+static void
+client_answer(struct status_client *c, const char *line)
+{
+	struct status_server *srv = c->srv;
+	char *head;
+
+	if (strcmp(line, STATUS_REQUEST) != 0) {
+		client_put(c, "{\"error\":\"unknown request\"}\n");
+		c->done = true;
+		return;
+	}
+	if (status_collect(srv->each, srv->arg, &c->snap, &c->n) == -1)
+		fatalx("out of memory");
+	head = status_json_head(c->snap, c->n, srv->start, time(NULL));
+	client_put(c, head);
+	free(head);
 }
 
 static void
@@ -159,7 +195,7 @@ client_read(struct bufferevent *bev, void *arg)
 {
 	struct status_client *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	char *line, *text;
+	char *line;
 	size_t n;
 
 	line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
@@ -176,16 +212,12 @@ client_read(struct bufferevent *bev, void *arg)
 		client_free(c);
 		return;
 	}
-	text = answer(c->srv, line);
-	free(line);
 	bufferevent_disable(bev, EV_READ);
 	bufferevent_setcb(bev, NULL, client_written, client_event, c);
-	/* Re-armed: the client now has this long to read the answer. */
+	/* Re-armed: the client now has this long to read each slice. */
 	bufferevent_enable(bev, EV_WRITE);
-	if (bufferevent_write(bev, text, strlen(text)) == -1 ||
-	    bufferevent_write(bev, "\n", 1) == -1)
-		fatalx("out of memory");
-	free(text);
+	client_answer(c, line);
+	free(line);
 }
 
 /* End of stream, an error, or a client too slow to ask or to read. */
@@ -197,6 +229,13 @@ client_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT)
 		log_debug(NULL, "status: client too slow, closed");
 	client_free(c);
+}
+
+static void
+client_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	log_debug(NULL, "status: client took too long, closed");
+	client_free(arg);
 }
 
 /* Root and our own user may ask; nobody else. */
@@ -222,6 +261,7 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	const struct timeval limit = {STATUS_CLIENT_SECS, 0};
+	const struct timeval total = {STATUS_CLIENT_TOTAL, 0};
 	struct status_server *srv = arg;
 	struct status_client *c;
 
@@ -231,8 +271,10 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->bev = bufferevent_socket_new(
-		 srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		 srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL ||
+	    (c->deadline = evtimer_new(srv->base, client_deadline, c)) == NULL)
 		fatalx("out of memory");
+	evtimer_add(c->deadline, &total);
 	c->srv = srv;
 	LIST_INSERT_HEAD(&srv->clients, c, entry);
 	srv->nclients++;

@@ -282,6 +282,60 @@ START_TEST(json_doc)
 }
 END_TEST
 
+/* The pieces status_json_head() etc. put together, parsed. */
+static struct json_object *
+pieces(const struct status_account *r, size_t n, size_t slice)
+{
+	char *head = status_json_head(r, n, T0 - 3600, T0), *text, *part;
+	struct json_object *doc;
+	size_t from, count;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(f = open_memstream(&text, &(size_t){0}));
+	fputs(head, f);
+	free(head);
+	for (from = 0; from < n; from += count) {
+		count = n - from < slice ? n - from : slice;
+		part = status_json_accounts(r, from, count);
+		fputs(part, f);
+		free(part);
+	}
+	fputs(STATUS_JSON_TAIL, f);
+	fclose(f);
+	/* One line, as the socket carries it. */
+	ck_assert_ptr_eq(strchr(text, '\n'), text + strlen(text) - 1);
+	doc = json_tokener_parse(text);
+	ck_assert_msg(doc != NULL, "not JSON: %s", text);
+	free(text);
+	return doc;
+}
+
+/* The answer written in slices is the document, whatever the slice. */
+START_TEST(json_slices)
+{
+	struct status_account r[8];
+	struct json_object *whole, *sliced;
+	size_t n = sample(r), slice;
+
+	whole = status_json(r, n, T0 - 3600, T0);
+	for (slice = 1; slice <= n + 1; slice++) {
+		sliced = pieces(r, n, slice);
+		ck_assert_msg(
+		    json_object_equal(whole, sliced), "slice %zu", slice);
+		json_object_put(sliced);
+	}
+	json_object_put(whole);
+	/* No accounts: an empty list. */
+	whole = status_json(r, 0, T0 - 3600, T0);
+	sliced = pieces(r, 0, 3);
+	ck_assert(json_object_equal(whole, sliced));
+	ck_assert_uint_eq(
+	    json_object_array_length(member(sliced, "accounts")), 0);
+	json_object_put(whole);
+	json_object_put(sliced);
+}
+END_TEST
+
 /* The table of R's JSON, after a trip through text as over the socket. */
 static char *
 table_of(struct status_account *r, size_t n, char *const *only, size_t nonly,
@@ -592,6 +646,9 @@ START_TEST(collect)
 	ck_assert_uint_eq(n, 3);
 	ck_assert_str_eq(r[2].name, "z");
 	ck_assert_uint_eq(r[2].polls, 3);
+	/* The names are copies: a reload may free the originals. */
+	ck_assert_ptr_ne(r[2].name, src[2].name);
+	ck_assert_str_eq(r[0].name, "x");
 	free(r);
 }
 END_TEST
@@ -607,6 +664,7 @@ status_suite(void)
 	tcase_add_test(tc, state_names);
 	tcase_add_test(tc, tally_line);
 	tcase_add_test(tc, json_doc);
+	tcase_add_test(tc, json_slices);
 	tcase_add_test(tc, table_all);
 	tcase_add_test(tc, table_detail);
 	tcase_add_test(tc, table_printable);

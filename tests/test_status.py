@@ -319,7 +319,12 @@ accounts = (
 
     def start(self):
         notify = self.notify_socket()
-        d = self.daemon(notify)
+        # As the units run it: files it makes are its own unless said.
+        old = os.umask(0o077)
+        try:
+            d = self.daemon(notify)
+        finally:
+            os.umask(old)
         notify.wait_key("READY=1")
         return d, notify
 
@@ -448,6 +453,8 @@ class TestStatus(StatusCase):
         self.assertEqual(sorted(f for f in os.listdir(self.dir)
                                 if f.startswith("metrics")),
                          ["metrics.prom"])
+        # Readable by a collector running as another user.
+        self.assertEqual(stat.S_IMODE(os.stat(self.metrics).st_mode), 0o644)
 
     def test_hostile_clients(self):
         """A client that sends nothing and one that sends 1 MB are
