@@ -340,6 +340,10 @@ class TestStatus(StatusCase):
         self.addCleanup(reader.stop)
         d, notify = self.start()
         self.poll_all(d)
+        # Polls so far: one each, or two if an account's first timer
+        # went off before SIGUSR1 (the first polls are spread over 30 s).
+        polls = {a: len(d.grep(r"^account=%s listed=" % a))
+                 for a in ACCOUNTS}
 
         rc, out, err = self.status()
         self.assertEqual(rc, 0, err)
@@ -364,7 +368,8 @@ class TestStatus(StatusCase):
         self.assertEqual(accts["good"]["state"], "waiting")
         self.assertFalse(accts["good"]["failing"])
         self.assertIsNone(accts["good"]["last_failure"])
-        self.assertEqual(accts["good"]["last_poll"]["fetched"], 3)
+        self.assertEqual(accts["good"]["totals"]["fetched"], 3)
+        self.assertEqual(accts["good"]["last_poll"]["result"], "ok")
         self.assertIsNotNone(accts["good"]["next_poll"])
         for name, state, cls in (("badauth", "backoff", "auth"),
                                  ("nonet", "backoff", "network"),
@@ -375,7 +380,9 @@ class TestStatus(StatusCase):
             self.assertTrue(a["failing"], name)
             self.assertEqual(a["last_failure"]["class"], cls, name)
             self.assertTrue(a["why"].startswith(cls + ": "), a["why"])
-            self.assertEqual(a["totals"]["failures"][cls], 1, name)
+            self.assertEqual(a["totals"]["failures"][cls], polls[name],
+                             name)
+            self.assertEqual(a["totals"]["polls"], polls[name], name)
             self.assertIsNone(a["last_success"], name)
         self.assertIsNotNone(accts["badauth"]["next_poll"])
         self.assertIsNone(accts["nopass"]["next_poll"])
@@ -399,10 +406,12 @@ class TestStatus(StatusCase):
             "last error: "),
             "STATUS with the failures")
         metrics = reader.wait(
-            lambda s: all(value(s, "popfetchd_polls_total", account=a) == 1
-                          for a in ACCOUNTS), "a poll of each account")
+            lambda s: all(value(s, "popfetchd_polls_total", account=a) ==
+                          polls[a] for a in ACCOUNTS),
+            "a poll of each account")
         self.assertEqual(value(metrics, "popfetchd_poll_failures_total",
-                               account="nonet", **{"class": "network"}), 1)
+                               account="nonet", **{"class": "network"}),
+                         polls["nonet"])
         self.assertEqual(value(metrics, "popfetchd_account_failing",
                                account="nonet"), 1)
         self.assertEqual(value(metrics, "popfetchd_messages_fetched_total",
@@ -421,8 +430,8 @@ class TestStatus(StatusCase):
         self.assertIsNone(nonet["why"])
         self.assertEqual(nonet["last_failure"]["class"], "network")
         self.assertIsNotNone(nonet["last_success"])
-        self.assertEqual(nonet["totals"]["polls"], 2)
-        self.assertEqual(accts["badauth"]["streak"], 2)
+        self.assertEqual(nonet["totals"]["polls"], polls["nonet"] + 1)
+        self.assertEqual(accts["badauth"]["streak"], polls["badauth"] + 1)
         rc, out, _ = self.status()
         self.assertNotRegex(out, r"(?m)^nonet:")
         self.assertRegex(out, r"(?m)^nonet +waiting ")
@@ -432,7 +441,8 @@ class TestStatus(StatusCase):
         self.assertRegex(notify.messages[i],
                          r"last error: (badauth|nopass) at \d\d:\d\d:\d\d: ")
         metrics = reader.wait(
-            lambda s: value(s, "popfetchd_polls_total", account="nonet") == 2,
+            lambda s: value(s, "popfetchd_polls_total", account="nonet") ==
+            polls["nonet"] + 1,
             "the second poll of nonet")
         self.assertEqual(value(metrics, "popfetchd_account_failing",
                                account="nonet"), 0)
@@ -550,6 +560,51 @@ class TestStatus(StatusCase):
         # Root still may.
         rc, out, err = self.status()
         self.assertEqual(rc, 0, err)
+
+    def wait_file(self, path, timeout=WAIT):
+        """Wait until PATH exists (looked at 20 times a second)."""
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            self.assertLess(time.monotonic(), deadline, path)
+            time.sleep(0.05)
+
+    def test_metrics_once_and_reload(self):
+        """A --once run leaves the metrics of its polls; a reload that
+        names another metrics_file moves the metrics there."""
+        old = os.umask(0o077)
+        try:
+            r = subprocess.run([BINARY, "-c", self.conf, "--once"],
+                               env=dict(os.environ, **self.env),
+                               capture_output=True, text=True, timeout=WAIT)
+        finally:
+            os.umask(old)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        with open(self.metrics) as f:
+            samples, _ = parse_metrics(f.read())
+        for name in ACCOUNTS:
+            self.assertEqual(value(samples, "popfetchd_polls_total",
+                                   account=name), 1, name)
+        self.assertEqual(value(samples, "popfetchd_poll_failures_total",
+                               account="badauth", **{"class": "auth"}), 1)
+        self.assertEqual(value(samples, "popfetchd_accounts", state="idle"),
+                         4)
+        # --once serves no status.
+        self.assertFalse(os.path.exists(self.rundir))
+
+        d, _ = self.start()
+        moved = os.path.join(self.dir, "moved.prom")
+        with open(self.conf) as f:
+            text = f.read().replace(self.metrics, moved)
+        with open(self.conf, "w") as f:
+            f.write(text)
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_line(r"^reloaded ", mark)
+        self.wait_file(moved)
+        with open(moved) as f:
+            samples, _ = parse_metrics(f.read())
+        self.assertEqual(sum(v for (n, _), v in samples.items()
+                             if n == "popfetchd_accounts"), 4)
 
     def test_no_daemon(self):
         """--status says clearly that no daemon runs, and exits 69."""
