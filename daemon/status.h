@@ -7,8 +7,9 @@
  * table for people (from that JSON, in the --status client) and the
  * Prometheus text exposition format (the metrics file).
  *
- * Three files, one contract: status.c (the record and its forms, pure:
- * it links alone into tests/test_status.c), status_server.c (the
+ * Five files, one contract: status.c (the record, STATUS= and the JSON),
+ * status_table.c (the table) and status_prom.c (the exposition format),
+ * pure, linking alone into tests/test_status.c; status_server.c (the
  * --status socket, both ends) and status_metrics.c (the metrics file).
  *
  * Text a server chose (a failure's message) is kept as it came and
