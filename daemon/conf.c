@@ -65,6 +65,7 @@ enum key_id {
 	K_MAX_CONNECTIONS,
 	K_MAX_PER_HOST,
 	K_TIMEOUT,
+	K_METRICS_FILE,
 	K_DEFAULTS,
 	K_ACCOUNTS,
 	K_NAME,
@@ -163,6 +164,8 @@ static const struct key keys[NKEYS] = {
 	.def_n = 4, CONF(max_per_host)},
     [K_TIMEOUT] = {"timeout", T_UINT, W_TOP | W_GROUPS, .min = 1, .max = 3600,
 	.def_n = 60, CONF(timeout), ACCT(timeout)},
+    /* Optional: no file unless asked for. */
+    [K_METRICS_FILE] = {"metrics_file", T_PATH, W_TOP, CONF(metrics_file)},
     [K_DEFAULTS] = {"defaults", T_DEFAULTS, W_TOP, .slot = SLOT_NONE},
     [K_ACCOUNTS] = {"accounts", T_ACCOUNTS, W_TOP, .slot = SLOT_NONE},
 
@@ -1421,6 +1424,7 @@ conf_free(struct conf **cp)
 		account_free(&c->accounts[i]);
 	free(c->accounts);
 	free(c->state_dir);
+	free(c->metrics_file);
 	free(c->path);
 	free(c);
 	*cp = NULL;

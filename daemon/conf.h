@@ -106,6 +106,7 @@ struct account {
 struct conf {
 	char *path;
 	char *state_dir;
+	char *metrics_file; /* Prometheus text file; NULL: none */
 	unsigned poll_interval;
 	unsigned max_connections;
 	unsigned max_per_host;

@@ -24,6 +24,7 @@
 #include "notify.h"
 #include "probe.h"
 #include "sched.h"
+#include "status.h"
 #include "tls.h"
 #include "secret.h"
 
@@ -49,6 +50,7 @@ struct options {
 	const char *probe; /* account of --serverinfo or --list */
 	enum session_mode probe_mode;
 	bool once, check, verbose;
+	bool status, json; /* --status, --json */
 	int trace;
 	char *only[MAIN_ONLY_MAX];
 	size_t nonly;
@@ -67,6 +69,7 @@ usage(FILE *f)
 	    "       popfetchd --import-uids FORMAT:PATH [-c FILE] [-a NAME]... [--dry-run]\n"
 	    "                 [--match-host HOST --match-user USER]\n"
 	    "       popfetchd --convert FORMAT:PATH\n"
+	    "       popfetchd --status [-a NAME]... [--json]\n"
 	    "       popfetchd --version | --help\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
@@ -85,6 +88,8 @@ usage(FILE *f)
 	    "                      the names the file has for that account's mailbox\n"
 	    "      --convert FORMAT:PATH  print a popfetchd configuration made from an\n"
 	    "                      mpoprc, a fetchmailrc or a getmailrc\n"
+	    "      --status        what the running daemon does, per account\n"
+	    "      --json          --status as JSON, for programs\n"
 	    "\n"
 	    "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 	    "USR1 polls every account now. See popfetchd(8).\n",
@@ -96,6 +101,8 @@ enum {
 	OPT_CHECK,
 	OPT_SERVERINFO,
 	OPT_LIST,
+	OPT_STATUS,
+	OPT_JSON,
 	OPT_VERSION,
 	OPT_HELP,
 	OPT_IMPORT,
@@ -114,6 +121,8 @@ static const struct option longopts[] = {
     {"check-config", no_argument, NULL, OPT_CHECK},
     {"serverinfo", required_argument, NULL, OPT_SERVERINFO},
     {"list", required_argument, NULL, OPT_LIST},
+    {"status", no_argument, NULL, OPT_STATUS},
+    {"json", no_argument, NULL, OPT_JSON},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {"import-uids", required_argument, NULL, OPT_IMPORT},
@@ -224,6 +233,12 @@ take_option(int c, char *arg, struct options *o)
 	case OPT_MATCH_HOST:
 	case OPT_MATCH_USER:
 		return take_migrate_option(c, arg, o);
+	case OPT_STATUS:
+		o->status = true;
+		return EX_OK;
+	case OPT_JSON:
+		o->json = true;
+		return EX_OK;
 	case OPT_VERSION:
 		printf("popfetchd %s\n", POPFETCHD_VERSION);
 		exit(EX_OK);
@@ -267,11 +282,24 @@ parse_args(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, "c:a:d:vh", longopts, NULL)) != -1)
 		if ((rc = take_option(c, optarg, o)) != EX_OK)
 			return rc;
-	if (optind != argc) {
+	if (optind != argc || (o->json && !o->status)) {
 		usage(stderr);
 		return EX_USAGE;
 	}
 	return check_combination(o);
+}
+
+/* popfetchd --status: ask the running daemon. */
+static int
+status_main(const struct options *o)
+{
+	char path[108], err[256];
+
+	if (status_socket_path(path, sizeof(path), err, sizeof(err)) == -1) {
+		fprintf(stderr, "popfetchd: %s\n", err);
+		return EX_UNAVAILABLE;
+	}
+	return status_client(path, o->json, o->only, o->nonly);
 }
 
 static void
@@ -352,10 +380,60 @@ fit_open_files(struct conf *conf)
 /* What the signal handlers and the status callback work on. */
 struct daemon {
 	const struct options *o;
+	struct event_base *base;
 	struct sched *sc;
 	struct notify *nt;
 	struct evdns_base *dns;
+	struct status_server *srv; /* --status; NULL: not served */
+	struct status_metrics *metrics;
+	char *metrics_path;
+	time_t start;
 };
+
+/* The scheduler's records, for the status socket and the metrics file. */
+static void
+each_account(void *arg, status_visit_fn visit, void *varg)
+{
+	struct daemon *d = arg;
+
+	sched_each_account(d->sc, visit, varg);
+}
+
+/* Serves --status, unless there is nowhere to put its socket. */
+static void
+status_begin(struct daemon *d)
+{
+	char path[108], err[256];
+
+	if (status_socket_path(path, sizeof(path), err, sizeof(err)) == -1) {
+		log_info(NULL, "status: %s; --status is not served", err);
+		return;
+	}
+	d->srv = status_server_new(
+	    d->base, path, each_account, d, d->start, err, sizeof(err));
+	if (d->srv == NULL)
+		log_warnx(NULL, "status: %s; --status is not served", err);
+	else
+		log_debug(NULL, "status socket=%s", path);
+}
+
+/* Writes the metrics to PATH from now on (NULL: no more). */
+static void
+metrics_to(struct daemon *d, const char *path)
+{
+	if (path != NULL && d->metrics_path != NULL &&
+	    strcmp(path, d->metrics_path) == 0)
+		return;
+	status_metrics_free(&d->metrics);
+	free(d->metrics_path);
+	d->metrics_path = NULL;
+	if (path == NULL)
+		return;
+	if ((d->metrics_path = strdup(path)) == NULL)
+		fatalx("out of memory");
+	d->metrics =
+	    status_metrics_new(d->base, path, each_account, d, d->start);
+}
 
 static void
 report_reload_error(void *arg, const char *msg)
@@ -394,6 +472,8 @@ reload(struct daemon *d)
 		tls_ctx_forget();
 		fit_open_files(conf);
 		sched_reload(d->sc, conf);
+		/* CONF is the scheduler's now, and current. */
+		metrics_to(d, conf->metrics_file);
 	}
 	notify_ready(d->nt);
 }
@@ -437,6 +517,7 @@ on_change(void *arg)
 	struct daemon *d = arg;
 	char status[512];
 
+	status_metrics_changed(d->metrics);
 	if (!notify_enabled(d->nt))
 		return;
 	sched_status(d->sc, status, sizeof(status));
@@ -508,7 +589,7 @@ run(struct conf *conf, const struct options *o)
 {
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 	struct event *sigev[sizeof(sigs) / sizeof(sigs[0])];
-	struct daemon d = {.o = o};
+	struct daemon d = {.o = o, .start = time(NULL)};
 	struct event_base *base;
 	char err[256];
 	size_t i;
@@ -516,6 +597,7 @@ run(struct conf *conf, const struct options *o)
 
 	if ((base = loop_new()) == NULL)
 		fatalx("cannot create the event loop");
+	d.base = base;
 	if ((d.dns = net_dns_new(base, err, sizeof(err))) == NULL)
 		fatalx("cannot set up name resolution");
 	if (err[0] != '\0')
@@ -531,10 +613,17 @@ run(struct conf *conf, const struct options *o)
 			fatalx("cannot watch signals");
 	}
 	sched_on_change(d.sc, on_change, &d);
+	/* Before the first poll: the worker threads are idle (umask). */
+	if (!o->once)
+		status_begin(&d);
+	metrics_to(&d, conf->metrics_file);
 	sched_start(d.sc);
 	notify_ready(d.nt);
 	event_base_dispatch(base);
 	status = sched_exit_status(d.sc);
+	status_server_free(&d.srv);
+	/* The last counts, before the records go with the scheduler. */
+	metrics_to(&d, NULL);
 	/* Sessions still there cancel their secrets: reaped below. */
 	sched_free(&d.sc);
 	tls_ctx_forget();
@@ -585,6 +674,8 @@ main(int argc, char **argv)
 	/* Reads another tool's file, nothing of ours. */
 	if (o.convert)
 		return convert(&o);
+	if (o.status)
+		return status_main(&o);
 	log_init(o.trace, o.verbose);
 	log_libevent();
 	/* Before anything secret is read. */

@@ -29,6 +29,7 @@
 #include "worker.h"
 #include "sched.h"
 #include "session.h"
+#include "status.h"
 #include "monotime.h"
 
 /* A poll's error message is kept up to this length. */
@@ -75,8 +76,9 @@ struct slot {
 	enum session_class last; /* how the previous poll ended */
 	unsigned streak;	 /* polls in a row that ended in LAST */
 	bool fallback_said;	 /* the Maildir's sync fallback was logged */
-	TAILQ_ENTRY(slot) entry; /* in sc->slots */
-	TAILQ_ENTRY(slot) qentry; /* in host->waiting */
+	struct status_account rec; /* what --status and the metrics show */
+	TAILQ_ENTRY(slot) entry;   /* in sc->slots */
+	TAILQ_ENTRY(slot) qentry;  /* in host->waiting */
 };
 
 TAILQ_HEAD(slot_list, slot);
@@ -102,7 +104,6 @@ struct sched {
 	struct event *grace;
 	enum session_class worst;
 	unsigned long long delivered;
-	char last_error[CONF_NAME_MAX + 2 + SCHED_MSG_MAX];
 	void (*change_cb)(void *);
 	void *change_arg;
 };
@@ -391,6 +392,7 @@ start_poll(struct slot *sl)
 	if (sl->sess == NULL)
 		fatalx("out of memory");
 	sl->started = monotime();
+	status_poll_started(&sl->rec, time(NULL));
 	sl->state = SLOT_RUNNING;
 	sc->running++;
 	sl->host->running++;
@@ -502,10 +504,7 @@ record(struct slot *sl, enum session_class cls, const struct session_stats *st,
 
 	sc->worst = backoff_worst(sc->worst, cls);
 	sc->delivered += st->fetched;
-	if (cls != SC_OK)
-		snprintf(sc->last_error, sizeof(sc->last_error), "%.*s: %s",
-		    CONF_NAME_MAX, sl->a->name,
-		    msg[0] != '\0' ? msg : backoff_class_name(cls));
+	status_poll_ended(&sl->rec, cls, st, msg, time(NULL));
 	sl->streak = cls == sl->last ? sl->streak + 1 : 1;
 }
 
@@ -987,14 +986,66 @@ sched_on_change(struct sched *sc, void (*cb)(void *), void *arg)
 	sc->change_arg = arg;
 }
 
+/* SL's record, with what only the scheduler knows filled in. */
+static void
+slot_report(const struct slot *sl, struct status_account *r)
+{
+	const struct sched *sc = sl->sc;
+
+	*r = sl->rec;
+	r->name = sl->a->name;
+	r->streak = sl->streak;
+	r->next = 0;
+	switch (sl->state) {
+	case SLOT_RUNNING:
+		r->state = STATUS_POLLING;
+		break;
+	case SLOT_QUEUED:
+		r->state = STATUS_QUEUED;
+		break;
+	case SLOT_ARMED:
+		r->state = sl->last == SC_OK ? STATUS_WAITING : STATUS_BACKOFF;
+		r->next = time(NULL) + (time_t)(sl->due - monotime() + 0.5);
+		break;
+	default:
+		/* Idle after a configuration error: until a reload. */
+		r->state = sl->last == SC_CONFIG && !sc->once && !sc->stopping
+			       ? STATUS_PAUSED
+			       : STATUS_IDLE;
+	}
+}
+
+void
+sched_each_account(const struct sched *sc,
+    void (*visit)(void *varg, const struct status_account *r), void *varg)
+{
+	struct status_account r;
+	const struct slot *sl;
+
+	TAILQ_FOREACH(sl, &sc->slots, entry)
+	{
+		if (sl->removed)
+			continue;
+		slot_report(sl, &r);
+		visit(varg, &r);
+	}
+}
+
+/* Counts one record into the tally behind STATUS=. */
+static void
+tally_visit(void *varg, const struct status_account *r)
+{
+	status_tally_add(varg, r);
+}
+
 void
 sched_status(const struct sched *sc, char *buf, size_t len)
 {
-	snprintf(buf, len,
-	    "%s%zu accounts, %zu polling, %zu waiting, %llu delivered since start%s%s",
-	    sc->stopping ? "Stopping: " : "", sc->nslots, sc->running,
-	    sc->queued, sc->delivered,
-	    sc->last_error[0] != '\0' ? "; last error: " : "", sc->last_error);
+	struct status_tally t = {0};
+
+	sched_each_account(sc, tally_visit, &t);
+	status_tally_line(
+	    &t, sc->stopping, sc->delivered, time(NULL), buf, len);
 }
 
 int

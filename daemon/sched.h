@@ -22,6 +22,7 @@ struct event_base;
 struct evdns_base;
 struct conf;
 struct sched;
+struct status_account;
 
 /*
  * A scheduler for the accounts of CONF, or only those named in ONLY (NONLY
@@ -61,15 +62,26 @@ void sched_poll_now(struct sched *sc);
 /*
  * CB(ARG) is called whenever what sched_status() reports may have changed
  * (a poll started or ended, a reload). It must not call back into the
- * scheduler except for sched_status() and sched_stopping().
+ * scheduler except for sched_status(), sched_each_account() and
+ * sched_stopping().
  */
 void sched_on_change(struct sched *sc, void (*cb)(void *), void *arg);
 
 /*
- * A one-line summary for humans (systemd's STATUS=): accounts, polls
- * running and waiting, messages delivered since start, the last error.
+ * A one-line summary for humans (systemd's STATUS=): the accounts by
+ * state (status.h), messages delivered since start, and the most recent
+ * failure not yet resolved by a good poll, with its time and account.
  */
 void sched_status(const struct sched *sc, char *buf, size_t len);
+
+/*
+ * Calls VISIT(VARG, R) for each account, in configuration order, R being
+ * its record (status.h) with the state, next poll time and streak filled
+ * in. R and the strings in it are valid during the call only. VISIT must
+ * not call into the scheduler.
+ */
+void sched_each_account(const struct sched *sc,
+    void (*visit)(void *varg, const struct status_account *r), void *varg);
 
 /*
  * The exit status for --once (sysexits.h): 0, or the most serious class

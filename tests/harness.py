@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -271,6 +272,75 @@ commonName = supplied
 [leaf_ext]
 basicConstraints = CA:FALSE
 """
+
+
+class NotifySocket:
+    """The service manager's side of sd_notify: a bound datagram socket."""
+
+    def __init__(self, path=None, abstract=None):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract is not None:
+            self.sock.bind("\0" + abstract)
+            self.address = "@" + abstract
+        else:
+            self.sock.bind(path)
+            self.address = path
+        self.messages = []
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                return
+            if self.stopping:
+                return
+            with self.cond:
+                self.messages.append(data.decode("utf-8", "replace"))
+                self.cond.notify_all()
+
+    def close(self):
+        self.stopping = True
+        try:
+            # Wake recv(): the socket is ours, a datagram to it does.
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.sendto(b"", self.sock.getsockname())
+            s.close()
+        except OSError:
+            pass
+        self.thread.join(5)
+        self.sock.close()
+
+    def mark(self):
+        with self.cond:
+            return len(self.messages)
+
+    def wait(self, pred, what, since=0, timeout=WAIT):
+        """Wait for a datagram after index SINCE for which PRED is true;
+        return its index."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i in range(since, len(self.messages)):
+                    if pred(self.messages[i]):
+                        return i
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no %s in %r" % (what,
+                                                          self.messages))
+                self.cond.wait(left)
+
+    def wait_key(self, line, since=0, timeout=WAIT):
+        """Wait for a datagram with LINE ("READY=1") among its lines."""
+        return self.wait(lambda m: line in m.split("\n"), line, since,
+                         timeout)
+
+
+# --- the tests -------------------------------------------------------------
 
 
 def openssl(*args, stdin=None):

@@ -15,7 +15,7 @@ set -euo pipefail
 
 packages=(
 	build-essential meson ninja-build pkg-config
-	libevent-dev libssl-dev libconfig-dev libgsasl-dev check
+	libevent-dev libssl-dev libconfig-dev libgsasl-dev libjson-c-dev check
 	dovecot-core dovecot-pop3d
 	cyrus-common sasl2-bin courier-base courier-authdaemon courier-authlib-userdb
 	python3 openssl clang ca-certificates
