@@ -20,6 +20,7 @@
 #include "log.h"
 #include "net.h"
 #include "notify.h"
+#include "oauth2.h"
 #include "probe.h"
 #include "sched.h"
 #include "tls.h"
@@ -434,6 +435,7 @@ run(struct conf *conf, const struct options *o)
 	/* Name lookups cancelled above answer on the loop, freeing theirs. */
 	event_base_loop(base, EVLOOP_NONBLOCK);
 	reap_secrets(base);
+	oauth2_forget();
 	notify_free(&d.nt);
 	evdns_base_free(d.dns, 0);
 	event_base_free(base);
@@ -474,6 +476,7 @@ main(int argc, char **argv)
 			r = probe_run(
 			    conf, conf_account(conf, o.probe), o.probe_mode);
 		tls_ctx_forget();
+		oauth2_forget();
 		conf_free(&conf);
 		return r;
 	}

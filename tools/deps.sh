@@ -10,7 +10,7 @@ set -euo pipefail
 
 packages=(
 	build-essential meson ninja-build pkg-config
-	libevent-dev libssl-dev libconfig-dev check
+	libevent-dev libssl-dev libconfig-dev libjson-c-dev check
 	dovecot-core dovecot-pop3d
 	python3 openssl clang ca-certificates
 	systemd groff-base strace
