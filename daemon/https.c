@@ -43,7 +43,8 @@ struct https_req {
 	char host[HTTPS_HOST_MAX];
 	char account[CONF_NAME_MAX + 1];
 	enum evhttp_request_error error;
-	int error_errno; /* errno when evhttp gave up, for the message */
+	bool error_known; /* error was set by evhttp */
+	int error_errno;  /* errno when evhttp gave up, for the message */
 	bool failed;
 	int status;
 	struct evbuffer *body;
@@ -133,6 +134,7 @@ failed(enum evhttp_request_error e, void *arg)
 
 	r->error_errno = errno;
 	r->error = e;
+	r->error_known = true;
 	r->failed = true;
 }
 
@@ -145,11 +147,16 @@ describe(struct https_req *r)
 	char why[300];
 
 	r->failed = true;
-	if (e != 0 ||
-	    (ssl != NULL && SSL_get_verify_result(ssl) != X509_V_OK)) {
+	/*
+	 * A certificate verdict first, then OpenSSL's reason. A small E is
+	 * not OpenSSL's but libevent's SSL_ERROR_SYSCALL: the socket failed
+	 * (a refused connect, a reset), which the error kind tells better.
+	 */
+	if ((ssl != NULL && SSL_get_verify_result(ssl) != X509_V_OK) ||
+	    ERR_GET_LIB(e) != 0) {
 		tls_describe_failure(ssl, &r->tls, e, why, sizeof(why));
 	} else {
-		switch (r->error) {
+		switch (r->error_known ? (int)r->error : -1) {
 		case EVREQ_HTTP_TIMEOUT:
 			snprintf(why, sizeof(why), "timed out after %u s",
 			    r->tls.timeout);
