@@ -16,6 +16,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "authorize.h"
 #include "conf.h"
 #include "log.h"
 #include "net.h"
@@ -45,7 +46,8 @@
 
 struct options {
 	const char *config;
-	const char *probe; /* account of --serverinfo or --list */
+	const char *probe;     /* account of --serverinfo or --list */
+	const char *authorize; /* account of --authorize */
 	enum session_mode probe_mode;
 	bool once, check, verbose;
 	int trace;
@@ -60,6 +62,7 @@ usage(FILE *f)
 	    "usage: popfetchd [-c FILE] [--once] [-a NAME]... [-d LEVEL] [-v]\n"
 	    "       popfetchd --check-config [-c FILE]\n"
 	    "       popfetchd --serverinfo NAME | --list NAME [-c FILE]\n"
+	    "       popfetchd --authorize NAME [-c FILE]\n"
 	    "       popfetchd --version | --help\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
@@ -70,6 +73,7 @@ usage(FILE *f)
 	    "      --check-config  validate the configuration and list the accounts\n"
 	    "      --serverinfo NAME  greeting, TLS, capabilities, login, STAT\n"
 	    "      --list NAME     the messages on the server (changes nothing)\n"
+	    "      --authorize NAME  one-time OAuth2 authorisation of the account\n"
 	    "\n"
 	    "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 	    "USR1 polls every account now. See popfetchd(8).\n",
@@ -81,6 +85,7 @@ enum {
 	OPT_CHECK,
 	OPT_SERVERINFO,
 	OPT_LIST,
+	OPT_AUTHORIZE,
 	OPT_VERSION,
 	OPT_HELP
 };
@@ -94,6 +99,7 @@ static const struct option longopts[] = {
     {"check-config", no_argument, NULL, OPT_CHECK},
     {"serverinfo", required_argument, NULL, OPT_SERVERINFO},
     {"list", required_argument, NULL, OPT_LIST},
+    {"authorize", required_argument, NULL, OPT_AUTHORIZE},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -136,6 +142,9 @@ take_option(int c, char *arg, struct options *o)
 		o->probe = arg;
 		o->probe_mode =
 		    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
+		return EX_OK;
+	case OPT_AUTHORIZE:
+		o->authorize = arg;
 		return EX_OK;
 	case OPT_VERSION:
 		printf("popfetchd %s\n", POPFETCHD_VERSION);
@@ -394,6 +403,23 @@ loop_new(void)
 	return base;
 }
 
+/* --authorize NAME; takes CONF. */
+static int
+authorize(struct conf *conf, const char *path, const char *name)
+{
+	int r;
+
+	if (conf_account(conf, name) == NULL) {
+		fprintf(
+		    stderr, "popfetchd: %s: no account \"%s\"\n", path, name);
+		r = EX_CONFIG;
+	} else
+		r = authorize_run(conf_account(conf, name));
+	tls_ctx_forget();
+	conf_free(&conf);
+	return r;
+}
+
 /* Runs the loop on CONF (ownership taken) until done or stopped. */
 static int
 run(struct conf *conf, const struct options *o)
@@ -467,6 +493,8 @@ main(int argc, char **argv)
 			conf_free(&conf);
 			return EX_CONFIG;
 		}
+	if (o.authorize != NULL)
+		return authorize(conf, o.config, o.authorize);
 	if (o.probe != NULL) {
 		if (conf_account(conf, o.probe) == NULL) {
 			fprintf(stderr, "popfetchd: %s: no account \"%s\"\n",

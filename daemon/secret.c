@@ -91,6 +91,7 @@ struct secret_req {
 	/* oauth2 accounts: the client secret (if any), then the token. */
 	const struct account *oauth2;
 	struct oauth2_req *oreq;
+	bool client_only; /* secret_fetch_client(): "" when there is none */
 
 	/* password_command only */
 	unsigned timeout; /* seconds */
@@ -796,8 +797,9 @@ req_free(struct secret_req *r)
 	free(r);
 }
 
-struct secret_req *
-secret_fetch(
+/* A request for A, not started yet; NULL when out of memory. */
+static struct secret_req *
+req_new(
     struct event_base *base, const struct account *a, secret_cb cb, void *arg)
 {
 	struct secret_req *r;
@@ -818,6 +820,17 @@ secret_fetch(
 		free(r);
 		return NULL;
 	}
+	return r;
+}
+
+struct secret_req *
+secret_fetch(
+    struct event_base *base, const struct account *a, secret_cb cb, void *arg)
+{
+	struct secret_req *r;
+
+	if ((r = req_new(base, a, cb, arg)) == NULL)
+		return NULL;
 	if (a->oauth2.on) {
 		/* The client secret, if any, then the token. */
 		r->oauth2 = a;
@@ -831,6 +844,22 @@ secret_fetch(
 		start_source(r, a->password, a->password_file,
 		    a->password_command, a->password_credential);
 	}
+	return r;
+}
+
+struct secret_req *
+secret_fetch_client(
+    struct event_base *base, const struct account *a, secret_cb cb, void *arg)
+{
+	struct secret_req *r;
+
+	if ((r = req_new(base, a, cb, arg)) == NULL)
+		return NULL;
+	r->client_only = true;
+	set_label(r, "client_secret");
+	start_source(r, a->oauth2.client_secret, a->oauth2.client_secret_file,
+	    a->oauth2.client_secret_command,
+	    a->oauth2.client_secret_credential);
 	return r;
 }
 
@@ -862,7 +891,7 @@ start_source(struct secret_req *r, const char *value, const char *file,
 		read_file(r, file);
 	} else if (credential != NULL) {
 		read_credential(r, credential);
-	} else if (r->oauth2 != NULL) {
+	} else if (r->oauth2 != NULL || r->client_only) {
 		r->ok = true;
 	} else {
 		fail(r, "no password configured");

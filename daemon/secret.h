@@ -82,6 +82,13 @@ struct secret_req *secret_fetch(struct event_base *base,
     const struct account *account, secret_cb cb, void *arg);
 
 /*
+ * As secret_fetch(), for the client secret of ACCOUNT's oauth2 group
+ * only (for --authorize): "" when the account has none.
+ */
+struct secret_req *secret_fetch_client(struct event_base *base,
+    const struct account *account, secret_cb cb, void *arg);
+
+/*
  * Abandons *REQ if it is still running: no callback follows, a running
  * command's process group is killed. Sets *REQ to NULL; a NULL *REQ is
  * fine. A killed command is reaped by an event on the base a moment later,

@@ -8,8 +8,12 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 
 import harness
@@ -266,6 +270,104 @@ class Loop(OAuth2Case):
         self.ts.release.set()
         d.wait_line(r"account=fake .*fetched=2")
         d.stop()
+
+
+class Authorize(OAuth2Case):
+    def setUp(self):
+        super().setUp()
+        os.unlink(self.token_file)
+
+    def authorize(self, conf, **kw):
+        return subprocess.Popen(
+            [harness.BINARY, "-c", conf, "--authorize", "fake"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=harness.clean_env(), **kw)
+
+    def assert_authorised_and_fetching(self, conf):
+        stored = self.tokens()
+        self.assertIn(stored["refresh_token"], self.ts.valid)
+        self.assertEqual(os.stat(self.token_file).st_mode & 0o777, 0o600)
+        r = self.run_once(conf)
+        self.assert_exit(r, 0)
+        self.assert_delivered_exactly([m.encode() for m in MESSAGES])
+        # The access token --authorize stored served the login.
+        self.assertEqual(self.ts.grants("refresh_token"), [])
+
+    def test_device_flow(self):
+        conf = self.conf(oauth2=self.oauth2(
+            device_endpoint=self.ts.url + "/device", flow="device",
+            scope="pop offline_access"))
+        p = self.authorize(conf)
+        out, err = p.communicate(timeout=harness.WAIT)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(self.ts.url + "/activate", out)
+        self.assertIn("WDJB-MJHT", out)
+        dev = [r for r in self.ts.requests if r["_path"] == "/device"]
+        self.assertEqual(len(dev), 1)
+        self.assertEqual(dev[0]["client_id"], "client-1")
+        self.assertEqual(dev[0]["scope"], "pop offline_access")
+        # Polled until the user approved: pending once, then the token.
+        polls = self.ts.grants(
+            "urn:ietf:params:oauth:grant-type:device_code")
+        self.assertEqual(len(polls), 2)
+        self.assertEqual(polls[0]["device_code"], "dc-1")
+        self.assert_no_secret(out + err)
+        self.assert_authorised_and_fetching(conf)
+
+    def test_loopback_flow_with_pkce(self):
+        conf = self.conf(oauth2=self.oauth2(
+            authorization_endpoint=self.ts.url + "/authorize",
+            flow="loopback", scope="https://mail.example/"))
+        p = self.authorize(conf)
+        self.addCleanup(p.kill)
+        url = None
+        for line in p.stdout:
+            if line.strip().startswith(self.ts.url + "/authorize?"):
+                url = line.strip()
+                break
+        self.assertIsNotNone(url, "no URL printed")
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        self.assertEqual(q["response_type"], "code")
+        self.assertEqual(q["client_id"], "client-1")
+        self.assertEqual(q["scope"], "https://mail.example/")
+        self.assertEqual(q["code_challenge_method"], "S256")
+        self.assertRegex(q["redirect_uri"], r"^http://127\.0\.0\.1:\d+/$")
+        self.ts.codes["code-1"] = (q["code_challenge"], q["redirect_uri"])
+        # A knock without the right state changes nothing.
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(q["redirect_uri"] + "?code=code-1&state=x",
+                                   timeout=harness.WAIT)
+        self.assertEqual(e.exception.code, 400)
+        # The browser comes back.
+        back = q["redirect_uri"] + "?" + urllib.parse.urlencode(
+            {"code": "code-1", "state": q["state"]})
+        with urllib.request.urlopen(back, timeout=harness.WAIT) as resp:
+            self.assertEqual(resp.status, 200)
+        out, err = p.communicate(timeout=harness.WAIT)
+        self.assertEqual(p.returncode, 0, err)
+        g = self.ts.grants("authorization_code")
+        self.assertEqual(len(g), 1)
+        self.assertEqual(g[0]["redirect_uri"], q["redirect_uri"])
+        self.assertEqual(len(g[0]["code_verifier"]), 43)
+        self.assert_authorised_and_fetching(conf)
+
+    def test_refused_in_the_browser(self):
+        conf = self.conf(oauth2=self.oauth2(
+            authorization_endpoint=self.ts.url + "/authorize",
+            flow="loopback"))
+        p = self.authorize(conf)
+        self.addCleanup(p.kill)
+        url = next(l.strip() for l in p.stdout
+                   if l.strip().startswith(self.ts.url))
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        with self.assertRaises(urllib.error.HTTPError):
+            urllib.request.urlopen(
+                q["redirect_uri"] + "?error=access_denied&state=" +
+                q["state"], timeout=harness.WAIT)
+        out, err = p.communicate(timeout=harness.WAIT)
+        self.assertEqual(p.returncode, 77, err)
+        self.assertIn("access_denied", err)
+        self.assertFalse(os.path.exists(self.token_file))
 
 
 if __name__ == "__main__":
