@@ -32,6 +32,7 @@
 #define W_DEFAULT 0x2
 #define W_ACCOUNT 0x4
 #define W_GROUPS  (W_DEFAULT | W_ACCOUNT)
+#define W_OAUTH2  0x8 /* inside an oauth2 group (of an account or defaults) */
 
 enum ktype {
 	T_STRING,   /* non-empty, no control characters */
@@ -44,6 +45,8 @@ enum ktype {
 	T_U64,	    /* integer in [min, max], stored as uint64_t */
 	T_BOOL,
 	T_PINS,	    /* array or list of "sha256/BASE64" */
+	T_URL,	    /* T_STRING, an https:// URL */
+	T_SUBGROUP, /* a group whose members are W_OAUTH2 keys */
 	T_DEFAULTS, /* the defaults group */
 	T_ACCOUNTS, /* the list of account groups */
 };
@@ -55,8 +58,9 @@ enum ktype {
  */
 enum slot {
 	SLOT_NONE,
-	SLOT_PASSWORD, /* at most one per group */
-	SLOT_CLIENT,   /* certificate and key come as a pair */
+	SLOT_PASSWORD,	    /* at most one per group */
+	SLOT_CLIENT,	    /* certificate and key come as a pair */
+	SLOT_CLIENT_SECRET, /* at most one per oauth2 group */
 };
 
 enum key_id {
@@ -96,6 +100,20 @@ enum key_id {
 	/* UTF8 and SCRAM */
 	K_UTF8,
 	K_CHANNEL_BINDING,
+	K_OAUTH2,
+	K_O_PROVIDER,
+	K_O_CLIENT_ID,
+	K_O_CLIENT_SECRET,
+	K_O_CLIENT_SECRET_FILE,
+	K_O_CLIENT_SECRET_COMMAND,
+	K_O_CLIENT_SECRET_CREDENTIAL,
+	K_O_TOKEN_ENDPOINT,
+	K_O_DEVICE_ENDPOINT,
+	K_O_AUTHORIZATION_ENDPOINT,
+	K_O_SCOPE,
+	K_O_FLOW,
+	K_O_TOKEN_FILE,
+	K_O_CA_FILE,
 	NKEYS
 };
 
@@ -125,6 +143,8 @@ static const char *const cb_names[] = {
 static const char *const pipelining_names[] = {"auto", "on", "off", NULL};
 static const char *const sync_names[] = {"batch", "file", NULL};
 static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3", NULL};
+static const char *const provider_names[] = {"microsoft", "gmail", NULL};
+static const char *const flow_names[] = {"device", "loopback", NULL};
 
 _Static_assert(sizeof(tls_names) / sizeof(*tls_names) == CONF_TLS_NONE + 2,
     "tls_names out of step with enum conf_tls");
@@ -221,6 +241,37 @@ static const struct key keys[NKEYS] = {
 	.def_n = CONF_UTF8_AUTO, ACCT(utf8)},
     [K_CHANNEL_BINDING] = {"channel_binding", T_ENUM, W_GROUPS,
 	.choices = cb_names, .def_n = CONF_CB_AUTO, ACCT(channel_binding)},
+    /*
+     * OAuth2. The group is a password source: an account that sets a
+     * password inherits no oauth2 group from defaults, and the other way
+     * round. Its members are inherited one by one, so that defaults can
+     * name the provider and client once for every account.
+     */
+    [K_OAUTH2] = {"oauth2", T_SUBGROUP, W_GROUPS, SLOT_PASSWORD,
+	ACCT(oauth2.on)},
+    [K_O_PROVIDER] = {"provider", T_CHOICE, W_OAUTH2, .choices = provider_names,
+	ACCT(oauth2.provider)},
+    [K_O_CLIENT_ID] = {"client_id", T_STRING, W_OAUTH2, ACCT(oauth2.client_id)},
+    [K_O_CLIENT_SECRET] = {"client_secret", T_STRING, W_OAUTH2,
+	SLOT_CLIENT_SECRET, .secret = true, ACCT(oauth2.client_secret)},
+    [K_O_CLIENT_SECRET_FILE] = {"client_secret_file", T_PATH, W_OAUTH2,
+	SLOT_CLIENT_SECRET, ACCT(oauth2.client_secret_file)},
+    [K_O_CLIENT_SECRET_COMMAND] = {"client_secret_command", T_STRING, W_OAUTH2,
+	SLOT_CLIENT_SECRET, ACCT(oauth2.client_secret_command)},
+    [K_O_CLIENT_SECRET_CREDENTIAL] = {"client_secret_credential", T_FILENAME,
+	W_OAUTH2, SLOT_CLIENT_SECRET, ACCT(oauth2.client_secret_credential)},
+    [K_O_TOKEN_ENDPOINT] = {"token_endpoint", T_URL, W_OAUTH2,
+	ACCT(oauth2.token_endpoint)},
+    [K_O_DEVICE_ENDPOINT] = {"device_endpoint", T_URL, W_OAUTH2,
+	ACCT(oauth2.device_endpoint)},
+    [K_O_AUTHORIZATION_ENDPOINT] = {"authorization_endpoint", T_URL, W_OAUTH2,
+	ACCT(oauth2.authorization_endpoint)},
+    [K_O_SCOPE] = {"scope", T_STRING, W_OAUTH2, ACCT(oauth2.scope)},
+    [K_O_FLOW] = {"flow", T_CHOICE, W_OAUTH2, .choices = flow_names,
+	ACCT(oauth2.flow)},
+    [K_O_TOKEN_FILE] = {"token_file", T_PATH, W_OAUTH2,
+	ACCT(oauth2.token_file)},
+    [K_O_CA_FILE] = {"ca_file", T_PATH, W_OAUTH2, ACCT(oauth2.ca_file)},
 };
 
 #undef CONF
@@ -296,6 +347,10 @@ static bool check_group(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
 static bool check_list(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
+static bool check_url(struct loader *, const struct group *, const struct key *,
+    const config_setting_t *, struct val *);
+static void read_group(
+    struct loader *, struct group *, unsigned, const config_setting_t *);
 static void store_string(
     struct loader *, const struct key *, const struct val *, char *);
 static void store_path(
@@ -310,6 +365,8 @@ static void store_bool(
     struct loader *, const struct key *, const struct val *, char *);
 static void store_pins(
     struct loader *, const struct key *, const struct val *, char *);
+static void store_present(
+    struct loader *, const struct key *, const struct val *, char *);
 
 static const struct ktype_ops ops[] = {
     [T_STRING] = {check_string, store_string},
@@ -322,6 +379,8 @@ static const struct ktype_ops ops[] = {
     [T_U64] = {check_int, store_u64},
     [T_BOOL] = {check_bool, store_bool},
     [T_PINS] = {check_pins, store_pins},
+    [T_URL] = {check_url, store_string},
+    [T_SUBGROUP] = {check_group, store_present},
     [T_DEFAULTS] = {check_group, NULL},
     [T_ACCOUNTS] = {check_list, NULL},
 };
@@ -725,6 +784,30 @@ check_group(struct loader *L, const struct group *g, const struct key *k,
 	return true;
 }
 
+/*
+ * An endpoint: only https, as a token or a client secret goes there. The
+ * host is checked against its certificate like any other server's.
+ */
+static bool
+check_url(struct loader *L, const struct group *g, const struct key *k,
+    const config_setting_t *s, struct val *v)
+{
+	const char *host;
+
+	if (!check_string(L, g, k, s, v))
+		return false;
+	host = v->s + strlen("https://");
+	if (strncmp(v->s, "https://", strlen("https://")) != 0 ||
+	    host[0] == '\0' || host[0] == '/' || host[0] == ':' ||
+	    strpbrk(v->s, " #") != NULL) {
+		fail(L, line_of(s), g,
+		    "%s \"%.80s\" must be an https:// URL with a host name",
+		    k->name, v->s);
+		return false;
+	}
+	return true;
+}
+
 static bool
 check_list(struct loader *L, const struct group *g, const struct key *k,
     const config_setting_t *s, struct val *v)
@@ -744,15 +827,25 @@ check_list(struct loader *L, const struct group *g, const struct key *k,
 	return true;
 }
 
+/*
+ * The key called NAME that may appear WHERE, else any key of that name
+ * (to say where it belongs), else NKEYS. Two keys share a name only in
+ * different places: ca_file of an account and of its oauth2 group.
+ */
 static enum key_id
-key_find(const char *name)
+key_find(const char *name, unsigned where)
 {
-	size_t k;
+	size_t k, any = NKEYS;
 
-	for (k = 0; k < NKEYS; k++)
-		if (strcmp(keys[k].name, name) == 0)
-			break;
-	return (enum key_id)k;
+	for (k = 0; k < NKEYS; k++) {
+		if (strcmp(keys[k].name, name) != 0)
+			continue;
+		if ((keys[k].where & where) != 0)
+			return (enum key_id)k;
+		if (any == NKEYS)
+			any = k;
+	}
+	return (enum key_id)any;
 }
 
 static const char *
@@ -762,6 +855,8 @@ where_text(unsigned where)
 		return "only at the top level";
 	if (where == W_ACCOUNT)
 		return "only in an account, not in defaults";
+	if (where == W_OAUTH2)
+		return "only in an oauth2 group";
 	return "only in an account or in defaults";
 }
 
@@ -774,7 +869,7 @@ read_setting(
 	enum key_id id;
 	struct val v = {0};
 
-	id = key_find(config_setting_name(s));
+	id = key_find(config_setting_name(s), where);
 	if (id == NKEYS) {
 		fail(L, line_of(s), g, "unknown key \"%s\"",
 		    config_setting_name(s));
@@ -796,18 +891,21 @@ read_setting(
 	}
 	v.line = line_of(s);
 	g->v[id] = v;
+	/* Its members land in the same group, as keys of their own. */
+	if (k->type == T_SUBGROUP && !v.bad)
+		read_group(L, g, W_OAUTH2, s);
 }
 
-/* Two password sources in one group: which one wins would be a guess. */
+/* Two sources of one secret in one group: which wins would be a guess. */
 static void
-check_exclusive(struct loader *L, const struct group *g)
+check_exclusive(struct loader *L, const struct group *g, enum slot slot)
 {
 	const struct val *first = NULL, *v;
 	size_t k, fk = 0;
 
 	for (k = 0; k < NKEYS; k++) {
 		v = &g->v[k];
-		if (keys[k].slot != SLOT_PASSWORD || v->line == 0)
+		if (keys[k].slot != slot || v->line == 0)
 			continue;
 		if (first == NULL || v->line < first->line) {
 			first = v;
@@ -816,10 +914,12 @@ check_exclusive(struct loader *L, const struct group *g)
 	}
 	for (k = 0; first != NULL && k < NKEYS; k++) {
 		v = &g->v[k];
-		if (keys[k].slot == SLOT_PASSWORD && v->line != 0 && v != first)
+		if (keys[k].slot == slot && v->line != 0 && v != first)
 			fail(L, v->line, g,
-			    "%s conflicts with %s (line %d): set only one password source",
-			    keys[k].name, keys[fk].name, first->line);
+			    "%s conflicts with %s (line %d): set only one %s source",
+			    keys[k].name, keys[fk].name, first->line,
+			    slot == SLOT_PASSWORD ? "password"
+						  : "client secret");
 	}
 }
 
@@ -844,7 +944,8 @@ read_group(struct loader *L, struct group *g, unsigned where,
 			continue;
 		read_setting(L, g, where, e);
 	}
-	check_exclusive(L, g);
+	check_exclusive(
+	    L, g, where == W_OAUTH2 ? SLOT_CLIENT_SECRET : SLOT_PASSWORD);
 }
 
 static bool
@@ -921,12 +1022,12 @@ check_account(
 	if (credentials && !eff_set(eff, K_USER))
 		fail(L, a->line, a,
 		    "missing user (needed unless auth = \"external\")");
-	if (credentials && !eff_set(eff, K_PASSWORD) &&
-	    !eff_set(eff, K_PASSWORD_FILE) &&
+	if (credentials && !eff_set(eff, K_OAUTH2) &&
+	    !eff_set(eff, K_PASSWORD) && !eff_set(eff, K_PASSWORD_FILE) &&
 	    !eff_set(eff, K_PASSWORD_COMMAND) &&
 	    !eff_set(eff, K_PASSWORD_CREDENTIAL))
 		fail(L, a->line, a,
-		    "missing password: set one of password_file, password_command, password_credential or password");
+		    "missing password: set one of password_file, password_command, password_credential, password or an oauth2 group");
 	if (usable(eff, K_TLS) && usable(eff, K_ALLOW_PLAINTEXT) &&
 	    eff_n(eff, K_TLS) == CONF_TLS_NONE &&
 	    !eff_n(eff, K_ALLOW_PLAINTEXT))
@@ -942,6 +1043,29 @@ check_account(
 		    eff_set(eff, K_CLIENT_CERT)
 			? "client_cert needs client_key"
 			: "client_key needs client_cert");
+}
+
+/* The oauth2 group's rules, on the values after inheritance. */
+static void
+check_oauth2(
+    struct loader *L, const struct group *a, const struct val *const *eff)
+{
+	int line = blame(a, K_OAUTH2, K_OAUTH2);
+	long long auth = eff_n(eff, K_AUTH);
+
+	if (!eff_set(eff, K_OAUTH2) || !usable(eff, K_OAUTH2))
+		return;
+	if (!eff_set(eff, K_O_CLIENT_ID))
+		fail(L, line, a,
+		    "oauth2: missing client_id (the application registered with the provider)");
+	if (!eff_set(eff, K_O_PROVIDER) && !eff_set(eff, K_O_TOKEN_ENDPOINT))
+		fail(L, line, a,
+		    "oauth2: set provider (\"microsoft\" or \"gmail\") or token_endpoint");
+	if (eff_set(eff, K_AUTH) && usable(eff, K_AUTH) &&
+	    auth != CONF_AUTH_XOAUTH2 && auth != CONF_AUTH_OAUTHBEARER)
+		fail(L, blame(a, K_AUTH, K_OAUTH2), a,
+		    "auth = \"%s\" cannot use an oauth2 token: use \"xoauth2\" or \"oauthbearer\"",
+		    auth_names[auth]);
 }
 
 static void
@@ -1026,6 +1150,14 @@ store_pins(
 	*(size_t *)(base + k->count_off) = n;
 }
 
+/* A group key: whether the group is there. */
+static void
+store_present(
+    struct loader *L, const struct key *k, const struct val *v, char *field)
+{
+	*(bool *)field = v != NULL;
+}
+
 /* Names the group for its messages, by name when the name is usable. */
 static void
 read_name(struct loader *L, struct group *a, const config_setting_t *s,
@@ -1058,17 +1190,29 @@ read_account(struct loader *L, struct conf *c, const struct group *defs,
 	read_name(L, &g, s, index);
 	read_group(L, &g, W_ACCOUNT, s);
 	for (k = 0; k < NKEYS; k++)
-		eff[k] = (keys[k].where & W_ACCOUNT) != 0
+		eff[k] = (keys[k].where & (W_ACCOUNT | W_OAUTH2)) != 0
 			     ? effective(&g, defs, top, k)
 			     : NULL;
 	check_account(L, &g, eff);
+	check_oauth2(L, &g, eff);
 	for (k = 0; k < NKEYS; k++)
-		if ((keys[k].where & W_ACCOUNT) != 0)
+		if ((keys[k].where & (W_ACCOUNT | W_OAUTH2)) != 0)
 			ops[keys[k].type].store(L, &keys[k],
 			    usable(eff, k) ? eff[k] : NULL,
 			    (char *)a + keys[k].acct_off);
 	if (!eff_set(eff, K_PORT))
 		a->port = a->tls == CONF_TLS_IMPLICIT ? 995 : 110;
+	/* The providers' POP servers take XOAUTH2; OAUTHBEARER is asked for. */
+	if (a->oauth2.on && !eff_set(eff, K_AUTH))
+		a->auth = CONF_AUTH_XOAUTH2;
+	/* Beside the account's state: writable by the service, private. */
+	if (a->oauth2.on && a->oauth2.token_file == NULL &&
+	    c->state_dir != NULL && a->name != NULL &&
+	    asprintf(&a->oauth2.token_file, "%s/%s.oauth2", c->state_dir,
+		a->name) == -1) {
+		a->oauth2.token_file = NULL;
+		L->oom = true;
+	}
 	a->file = c->path;
 	a->line = g.line;
 }
@@ -1272,7 +1416,7 @@ wipe_secrets(config_setting_t *s)
 	}
 	if (config_setting_type(s) != CONFIG_TYPE_STRING ||
 	    (name = config_setting_name(s)) == NULL ||
-	    (id = key_find(name)) == NKEYS || !keys[id].secret)
+	    (id = key_find(name, ~0u)) == NKEYS || !keys[id].secret)
 		return;
 	if ((v = (char *)config_setting_get_string(s)) != NULL)
 		explicit_bzero(v, strlen(v));
@@ -1386,6 +1530,27 @@ out:
 }
 
 static void
+free_oauth2(struct conf_oauth2 *o)
+{
+	free(o->provider);
+	free(o->client_id);
+	if (o->client_secret != NULL) {
+		explicit_bzero(o->client_secret, strlen(o->client_secret));
+		free(o->client_secret);
+	}
+	free(o->client_secret_file);
+	free(o->client_secret_command);
+	free(o->client_secret_credential);
+	free(o->token_endpoint);
+	free(o->device_endpoint);
+	free(o->authorization_endpoint);
+	free(o->scope);
+	free(o->flow);
+	free(o->token_file);
+	free(o->ca_file);
+}
+
+static void
 account_free(struct account *a)
 {
 	size_t i;
@@ -1410,6 +1575,7 @@ account_free(struct account *a)
 	free(a->password_command);
 	free(a->password_credential);
 	free(a->maildir);
+	free_oauth2(&a->oauth2);
 }
 
 void

@@ -64,6 +64,29 @@ enum conf_sync {
 	CONF_SYNC_FILE,	 /* an fsync(2) per message */
 };
 
+/*
+ * OAuth2 (oauth2.h): where the account's access token comes from. Set
+ * when the account (or defaults) has an oauth2 group; the token then
+ * replaces the password.
+ */
+struct conf_oauth2 {
+	bool on;
+	char *provider; /* "microsoft", "gmail", or NULL */
+	char *client_id;
+	/* At most one of these four (Google needs one, Microsoft does not). */
+	char *client_secret;
+	char *client_secret_file;
+	char *client_secret_command;
+	char *client_secret_credential;
+	char *token_endpoint;	      /* NULL: the provider's */
+	char *device_endpoint;	      /* NULL: the provider's, if any */
+	char *authorization_endpoint; /* NULL: the provider's */
+	char *scope;		      /* NULL: the provider's */
+	char *flow;		      /* "device", "loopback", or NULL */
+	char *token_file;	      /* default: STATE_DIR/NAME.oauth2 */
+	char *ca_file; /* for the endpoints; NULL: system store */
+};
+
 struct account {
 	char *name; /* unique, [A-Za-z0-9._-], at most CONF_NAME_MAX */
 	char *host;
@@ -88,6 +111,7 @@ struct account {
 	enum conf_auth auth;
 	enum conf_cb channel_binding;
 	enum conf_utf8 utf8;
+	struct conf_oauth2 oauth2;
 
 	char *maildir;
 	bool keep;

@@ -17,11 +17,13 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "authorize.h"
 #include "conf.h"
 #include "log.h"
 #include "migrate.h"
 #include "net.h"
 #include "notify.h"
+#include "oauth2.h"
 #include "probe.h"
 #include "sched.h"
 #include "status.h"
@@ -47,7 +49,8 @@
 
 struct options {
 	const char *config;
-	const char *probe; /* account of --serverinfo or --list */
+	const char *probe;     /* account of --serverinfo or --list */
+	const char *authorize; /* account of --authorize */
 	enum session_mode probe_mode;
 	bool once, check, verbose;
 	bool status, json; /* --status, --json */
@@ -70,6 +73,7 @@ usage(FILE *f)
 	    "                 [--match-host HOST --match-user USER]\n"
 	    "       popfetchd --convert FORMAT:PATH\n"
 	    "       popfetchd --status [-a NAME]... [--json]\n"
+	    "       popfetchd --authorize NAME [-c FILE]\n"
 	    "       popfetchd --version | --help\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
@@ -90,6 +94,7 @@ usage(FILE *f)
 	    "                      mpoprc, a fetchmailrc or a getmailrc\n"
 	    "      --status        what the running daemon does, per account\n"
 	    "      --json          --status as JSON, for programs\n"
+	    "      --authorize NAME  one-time OAuth2 authorisation of the account\n"
 	    "\n"
 	    "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 	    "USR1 polls every account now. See popfetchd(8).\n",
@@ -103,6 +108,7 @@ enum {
 	OPT_LIST,
 	OPT_STATUS,
 	OPT_JSON,
+	OPT_AUTHORIZE,
 	OPT_VERSION,
 	OPT_HELP,
 	OPT_IMPORT,
@@ -123,6 +129,7 @@ static const struct option longopts[] = {
     {"list", required_argument, NULL, OPT_LIST},
     {"status", no_argument, NULL, OPT_STATUS},
     {"json", no_argument, NULL, OPT_JSON},
+    {"authorize", required_argument, NULL, OPT_AUTHORIZE},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {"import-uids", required_argument, NULL, OPT_IMPORT},
@@ -238,6 +245,9 @@ take_option(int c, char *arg, struct options *o)
 		return EX_OK;
 	case OPT_JSON:
 		o->json = true;
+		return EX_OK;
+	case OPT_AUTHORIZE:
+		o->authorize = arg;
 		return EX_OK;
 	case OPT_VERSION:
 		printf("popfetchd %s\n", POPFETCHD_VERSION);
@@ -583,6 +593,23 @@ loop_new(void)
 	return base;
 }
 
+/* --authorize NAME; takes CONF. */
+static int
+authorize(struct conf *conf, const char *path, const char *name)
+{
+	int r;
+
+	if (conf_account(conf, name) == NULL) {
+		fprintf(
+		    stderr, "popfetchd: %s: no account \"%s\"\n", path, name);
+		r = EX_CONFIG;
+	} else
+		r = authorize_run(conf_account(conf, name));
+	tls_ctx_forget();
+	conf_free(&conf);
+	return r;
+}
+
 /* Runs the loop on CONF (ownership taken) until done or stopped. */
 static int
 run(struct conf *conf, const struct options *o)
@@ -632,6 +659,7 @@ run(struct conf *conf, const struct options *o)
 	/* Name lookups cancelled above answer on the loop, freeing theirs. */
 	event_base_loop(base, EVLOOP_NONBLOCK);
 	reap_secrets(base);
+	oauth2_forget();
 	notify_free(&d.nt);
 	evdns_base_free(d.dns, 0);
 	event_base_free(base);
@@ -691,6 +719,8 @@ main(int argc, char **argv)
 			conf_free(&conf);
 			return EX_CONFIG;
 		}
+	if (o.authorize != NULL)
+		return authorize(conf, o.config, o.authorize);
 	if (o.probe != NULL) {
 		if (conf_account(conf, o.probe) == NULL) {
 			fprintf(stderr, "popfetchd: %s: no account \"%s\"\n",
@@ -700,6 +730,7 @@ main(int argc, char **argv)
 			r = probe_run(
 			    conf, conf_account(conf, o.probe), o.probe_mode);
 		tls_ctx_forget();
+		oauth2_forget();
 		conf_free(&conf);
 		return r;
 	}

@@ -25,6 +25,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "oauth2.h"
 #include "secret.h"
 #include "wipe.h"
 
@@ -81,7 +82,16 @@ struct secret_req {
 	struct event *done_ev; /* answers a result known at once */
 	struct line line;
 	bool ok;
-	char err[512];
+	enum secret_fail kind; /* of a failure */
+	char err[768];
+	/* Which secret, for messages: "password" or "client_secret". */
+	const char *label;
+	char label_command[32];
+
+	/* oauth2 accounts: the client secret (if any), then the token. */
+	const struct account *oauth2;
+	struct oauth2_req *oreq;
+	bool client_only; /* secret_fetch_client(): "" when there is none */
 
 	/* password_command only */
 	unsigned timeout; /* seconds */
@@ -124,6 +134,13 @@ static void err_cb(evutil_socket_t fd, short what, void *arg);
 static void reap_cb(evutil_socket_t fd, short what, void *arg);
 static void deadline_cb(evutil_socket_t fd, short what, void *arg);
 static void done_cb(evutil_socket_t fd, short what, void *arg);
+static void set_label(struct secret_req *r, const char *label);
+static void start_source(struct secret_req *r, const char *value,
+    const char *file, const char *command, const char *credential);
+static void start_oauth2(struct secret_req *r);
+static void oauth2_got(
+    void *arg, const char *token, enum oauth2_fail fail, const char *err);
+static void finish(struct secret_req *r);
 static void req_answer(struct secret_req *r);
 static void release(struct secret_req *r);
 static void req_free(struct secret_req *r);
@@ -244,12 +261,13 @@ read_credential(struct secret_req *r, const char *name)
 
 	if (dir == NULL || dir[0] == '\0') {
 		fail(r,
-		    "password_credential needs $CREDENTIALS_DIRECTORY (LoadCredential= in the unit)");
+		    "%s_credential needs $CREDENTIALS_DIRECTORY (LoadCredential= in the unit)",
+		    r->label);
 		return;
 	}
 	n = snprintf(path, sizeof(path), "%s/%s", dir, name);
 	if (n < 0 || (size_t)n >= sizeof(path)) {
-		fail(r, "password_credential %s: path too long", name);
+		fail(r, "%s_credential %s: path too long", r->label, name);
 		return;
 	}
 	read_file(r, path);
@@ -262,11 +280,11 @@ take_inline(struct secret_req *r, const char *password)
 	size_t n = strlen(password);
 
 	if (n == 0) {
-		fail(r, "password is empty");
+		fail(r, "%s is empty", r->label);
 		return;
 	}
 	if (n >= sizeof(r->line.buf)) {
-		fail(r, "password is longer than %d bytes", SECRET_MAX - 1);
+		fail(r, "%s is longer than %d bytes", r->label, SECRET_MAX - 1);
 		return;
 	}
 	memcpy(r->line.buf, password, n + 1);
@@ -355,7 +373,7 @@ make_stdio(struct secret_req *r, int child[3])
 		goto fail;
 	return 0;
 fail:
-	fail(r, "cannot run password_command: %s", strerror(errno));
+	fail(r, "cannot run %s_command: %s", r->label, strerror(errno));
 	return -1;
 }
 
@@ -379,7 +397,7 @@ make_events(struct secret_req *r)
 	    r->deadline_ev == NULL || event_add(r->out_ev, NULL) == -1 ||
 	    event_add(r->err_ev, NULL) == -1 ||
 	    event_add(r->deadline_ev, &tv) == -1) {
-		fail(r, "cannot run password_command: out of memory");
+		fail(r, "cannot run %s_command: out of memory", r->label);
 		return -1;
 	}
 	return 0;
@@ -399,7 +417,7 @@ start_command(struct secret_req *r, const char *cmd)
 		if ((pid = fork()) == 0)
 			run_child(cmd, child[0], child[1], child[2]);
 		if (pid == -1)
-			fail(r, "cannot run password_command: fork: %s",
+			fail(r, "cannot run %s_command: fork: %s", r->label,
 			    strerror(errno));
 	}
 	for (i = 0; i < 3; i++)
@@ -410,7 +428,7 @@ start_command(struct secret_req *r, const char *cmd)
 	r->pid = pid;
 	/* Also here: whichever of us runs first, the group exists. */
 	setpgid(pid, pid);
-	log_debug(r->account, "password_command started pid=%ld timeout=%u",
+	log_debug(r->account, "%s_command started pid=%ld timeout=%u", r->label,
 	    (long)pid, r->timeout);
 	return watch_exit(r);
 }
@@ -445,7 +463,7 @@ watch_exit(struct secret_req *r)
 	kill_child(r);
 	waitpid(r->pid, NULL, 0);
 	r->pid = -1;
-	fail(r, "cannot watch password_command: out of memory");
+	fail(r, "cannot watch %s_command: out of memory", r->label);
 	return -1;
 }
 
@@ -547,16 +565,16 @@ judge_exit(struct secret_req *r, int status)
 {
 	drain(r);
 	if (r->overflow)
-		fail(r, "password_command output too long (more than %d bytes)",
-		    SECRET_OUTPUT_MAX);
+		fail(r, "%s_command output too long (more than %d bytes)",
+		    r->label, SECRET_OUTPUT_MAX);
 	else if (WIFSIGNALED(status))
-		fail(r, "password_command killed by signal %d (%s)",
+		fail(r, "%s_command killed by signal %d (%s)", r->label,
 		    WTERMSIG(status), strsignal(WTERMSIG(status)));
 	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail(r, "password_command exited with status %d",
+		fail(r, "%s_command exited with status %d", r->label,
 		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	else
-		line_check(r, "password_command");
+		line_check(r, r->label_command);
 }
 
 /*
@@ -586,7 +604,7 @@ report_stderr(struct secret_req *r)
 			text[i] = (char)c;
 	}
 	text[n] = '\0';
-	log_warnx(r->account, "password_command: stderr: %s%s", text,
+	log_warnx(r->account, "%s_command: stderr: %s%s", r->label, text,
 	    r->errmore ? " [...]" : "");
 	r->errlen = 0;
 }
@@ -599,9 +617,9 @@ out_cb(evutil_socket_t fd, short what, void *arg)
 	switch (read_stdout(r)) {
 	case RD_TOO_MUCH:
 		kill_child(r);
-		fail(r, "password_command output too long (more than %d bytes)",
-		    SECRET_OUTPUT_MAX);
-		req_answer(r);
+		fail(r, "%s_command output too long (more than %d bytes)",
+		    r->label, SECRET_OUTPUT_MAX);
+		finish(r);
 		return;
 	case RD_EOF:
 		/* The child's exit, not this, completes the request. */
@@ -639,11 +657,11 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (w == -1)
-		fail(r, "password_command: cannot get its exit status: %s",
+		fail(r, "%s_command: cannot get its exit status: %s", r->label,
 		    strerror(errno));
 	else
 		judge_exit(r, status);
-	req_answer(r);
+	finish(r);
 }
 
 static void
@@ -652,14 +670,69 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct secret_req *r = arg;
 
 	kill_child(r);
-	fail(r, "password_command timed out after %u s", r->timeout);
-	req_answer(r);
+	fail(r, "%s_command timed out after %u s", r->label, r->timeout);
+	finish(r);
 }
 
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
 {
-	req_answer(arg);
+	finish(arg);
+}
+
+/*
+ * A source is done: the answer, unless it gave the client secret of an
+ * oauth2 account, which goes on to get the token.
+ */
+static void
+finish(struct secret_req *r)
+{
+	if (r->oauth2 != NULL && r->ok)
+		start_oauth2(r);
+	else
+		req_answer(r);
+}
+
+/* Asks oauth2.c for the token, with the client secret read (if any). */
+static void
+start_oauth2(struct secret_req *r)
+{
+	const struct account *a = r->oauth2;
+
+	r->oauth2 = NULL;
+	/* The command is over; its deadline must not end the refresh. */
+	if (r->deadline_ev != NULL)
+		event_del(r->deadline_ev);
+	r->oreq = oauth2_get(
+	    r->base, a, r->line.len > 0 ? r->line.buf : NULL, oauth2_got, r);
+	wipe(r->line.buf, sizeof(r->line.buf));
+	r->line.len = 0;
+	if (r->oreq == NULL) {
+		fail(r, "out of memory");
+		r->kind = SECRET_FAIL_LOCAL;
+		req_answer(r);
+	}
+}
+
+static void
+oauth2_got(void *arg, const char *token, enum oauth2_fail f, const char *err)
+{
+	struct secret_req *r = arg;
+	size_t n;
+
+	r->oreq = NULL;
+	if (token != NULL && (n = strlen(token)) < sizeof(r->line.buf)) {
+		memcpy(r->line.buf, token, n + 1);
+		r->line.len = n;
+		r->ok = true;
+	} else {
+		fail(r, "%s", token != NULL ? "access token too long" : err);
+		r->kind = f == OAUTH2_FAIL_AUTH	    ? SECRET_FAIL_AUTH
+			  : f == OAUTH2_FAIL_LOCAL  ? SECRET_FAIL_LOCAL
+			  : f == OAUTH2_FAIL_CONFIG ? SECRET_FAIL_CONFIG
+						    : SECRET_FAIL_TEMP;
+	}
+	req_answer(r);
 }
 
 /* Gives the caller its one answer, then tears R down. */
@@ -669,9 +742,9 @@ req_answer(struct secret_req *r)
 	report_stderr(r);
 	r->state = REQ_ANSWERING;
 	if (r->ok)
-		r->cb(r->arg, r->line.buf, NULL);
+		r->cb(r->arg, r->line.buf, SECRET_FAIL_NONE, NULL);
 	else
-		r->cb(r->arg, NULL, r->err);
+		r->cb(r->arg, NULL, r->kind, r->err);
 	release(r);
 }
 
@@ -683,6 +756,7 @@ static void
 release(struct secret_req *r)
 {
 	wipe(&r->line, sizeof(r->line));
+	oauth2_cancel(&r->oreq);
 	pipe_stop(&r->out_fd, r->out_ev);
 	pipe_stop(&r->err_fd, r->err_ev);
 	if (r->deadline_ev != NULL)
@@ -723,8 +797,9 @@ req_free(struct secret_req *r)
 	free(r);
 }
 
-struct secret_req *
-secret_fetch(
+/* A request for A, not started yet; NULL when out of memory. */
+static struct secret_req *
+req_new(
     struct event_base *base, const struct account *a, secret_cb cb, void *arg)
 {
 	struct secret_req *r;
@@ -745,21 +820,84 @@ secret_fetch(
 		free(r);
 		return NULL;
 	}
-	if (a->password_command != NULL) {
-		if (start_command(r, a->password_command) == 0)
-			return r;
-	} else if (a->password != NULL) {
-		take_inline(r, a->password);
-	} else if (a->password_file != NULL) {
-		read_file(r, a->password_file);
-	} else if (a->password_credential != NULL) {
-		read_credential(r, a->password_credential);
+	return r;
+}
+
+struct secret_req *
+secret_fetch(
+    struct event_base *base, const struct account *a, secret_cb cb, void *arg)
+{
+	struct secret_req *r;
+
+	if ((r = req_new(base, a, cb, arg)) == NULL)
+		return NULL;
+	if (a->oauth2.on) {
+		/* The client secret, if any, then the token. */
+		r->oauth2 = a;
+		set_label(r, "client_secret");
+		start_source(r, a->oauth2.client_secret,
+		    a->oauth2.client_secret_file,
+		    a->oauth2.client_secret_command,
+		    a->oauth2.client_secret_credential);
+	} else {
+		set_label(r, "password");
+		start_source(r, a->password, a->password_file,
+		    a->password_command, a->password_credential);
+	}
+	return r;
+}
+
+struct secret_req *
+secret_fetch_client(
+    struct event_base *base, const struct account *a, secret_cb cb, void *arg)
+{
+	struct secret_req *r;
+
+	if ((r = req_new(base, a, cb, arg)) == NULL)
+		return NULL;
+	r->client_only = true;
+	set_label(r, "client_secret");
+	start_source(r, a->oauth2.client_secret, a->oauth2.client_secret_file,
+	    a->oauth2.client_secret_command,
+	    a->oauth2.client_secret_credential);
+	return r;
+}
+
+static void
+set_label(struct secret_req *r, const char *label)
+{
+	r->label = label;
+	snprintf(
+	    r->label_command, sizeof(r->label_command), "%s_command", label);
+}
+
+/*
+ * Reads the one source that is set. A command's failure may be passing
+ * (a token helper offline); a file or credential that cannot be read is
+ * a setting to fix. An oauth2 account without a client secret goes on
+ * with none.
+ */
+static void
+start_source(struct secret_req *r, const char *value, const char *file,
+    const char *command, const char *credential)
+{
+	r->kind = command != NULL ? SECRET_FAIL_TEMP : SECRET_FAIL_CONFIG;
+	if (command != NULL) {
+		if (start_command(r, command) == 0)
+			return;
+	} else if (value != NULL) {
+		take_inline(r, value);
+	} else if (file != NULL) {
+		read_file(r, file);
+	} else if (credential != NULL) {
+		read_credential(r, credential);
+	} else if (r->oauth2 != NULL || r->client_only) {
+		r->ok = true;
 	} else {
 		fail(r, "no password configured");
 	}
 	/* Known now, answered on a later loop turn all the same. */
 	event_active(r->done_ev, EV_TIMEOUT, 1);
-	return r;
 }
 
 void

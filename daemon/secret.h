@@ -1,9 +1,11 @@
 /*
  * secret: where an account's password (or OAuth token) comes from: inline
- * in the configuration, a file, a systemd credential, or the output of a
- * command. Fetched asynchronously on the caller's libevent loop, so that a
- * slow password_command never stalls the other accounts. Knows nothing of
- * POP3.
+ * in the configuration, a file, a systemd credential, the output of a
+ * command, or for an account with an oauth2 group the access token that
+ * oauth2.h keeps fresh (its client secret read from the same kinds of
+ * source). Fetched asynchronously on the caller's libevent loop, so that
+ * a slow password_command or token endpoint never stalls the other
+ * accounts. Knows nothing of POP3.
  */
 #ifndef POPFETCHD_SECRET_H
 #define POPFETCHD_SECRET_H
@@ -21,10 +23,23 @@ struct event_base;
 struct account;
 struct secret_req;
 
+/* Why a secret could not be had, for the caller's policy. */
+enum secret_fail {
+	SECRET_FAIL_NONE,
+	/* A source that cannot work as set up (no such file, bad mode). */
+	SECRET_FAIL_CONFIG,
+	/* May work later: a command failing, a token endpoint down. */
+	SECRET_FAIL_TEMP,
+	/* Refused for good: an OAuth2 grant revoked, or never given. */
+	SECRET_FAIL_AUTH,
+	/* A token could not be stored (disk full, read-only). */
+	SECRET_FAIL_LOCAL,
+};
+
 /*
  * The one answer to a request: SECRET (NUL-terminated, without its line
- * ending) on success, else NULL and ERR, a readable reason that never
- * contains the secret. Both strings belong to secret.c and are valid only
+ * ending) on success, else NULL, FAIL and ERR, a readable reason that
+ * never contains the secret. Both strings belong to secret.c and are valid only
  * during the call; SECRET is wiped as soon as the callback returns, so the
  * callee copies what it needs (and wipes its copy when done).
  *
@@ -32,7 +47,8 @@ struct secret_req;
  * pointer to it. Calling secret_cancel() on it from inside the callback
  * (say, from a teardown path) is allowed and does nothing.
  */
-typedef void (*secret_cb)(void *arg, const char *secret, const char *err);
+typedef void (*secret_cb)(
+    void *arg, const char *secret, enum secret_fail fail, const char *err);
 
 /*
  * Starts fetching ACCOUNT's secret, from whichever source it names:
@@ -48,12 +64,28 @@ typedef void (*secret_cb)(void *arg, const char *secret, const char *err);
  *   descriptor of ours. It must exit with status 0 within the account's
  *   timeout (else its whole process group is killed) and print at most
  *   64 KiB. The first 1 KiB of its stderr is logged as a warning.
+ * - an oauth2 group: the client secret from client_secret,
+ *   client_secret_file, client_secret_command or client_secret_credential
+ *   (as above; none is fine), then the access token from oauth2_get().
+ *
+ * Failures of a command are SECRET_FAIL_TEMP, of the other sources
+ * SECRET_FAIL_CONFIG; oauth2's are passed on (a refused grant is
+ * SECRET_FAIL_AUTH, an unreachable endpoint SECRET_FAIL_TEMP).
  *
  * CB runs exactly once, always on a later loop turn, never from inside
  * this call, unless the request is cancelled first. ACCOUNT is read during
- * this call only. Returns NULL only when out of memory (no callback then).
+ * this call only, except an oauth2 account, which must stay valid until
+ * the answer (a session's account does). Returns NULL only when out of
+ * memory (no callback then).
  */
 struct secret_req *secret_fetch(struct event_base *base,
+    const struct account *account, secret_cb cb, void *arg);
+
+/*
+ * As secret_fetch(), for the client secret of ACCOUNT's oauth2 group
+ * only (for --authorize): "" when the account has none.
+ */
+struct secret_req *secret_fetch_client(struct event_base *base,
     const struct account *account, secret_cb cb, void *arg);
 
 /*

@@ -92,16 +92,26 @@ connect_now(struct session *s)
 }
 
 static void
-secret_got(void *arg, const char *secret, const char *err)
+secret_got(
+    void *arg, const char *secret, enum secret_fail fail, const char *err)
 {
+	/* A token helper may fail for a while (network); files do not. */
+	static const enum session_class class[] = {
+	    [SECRET_FAIL_CONFIG] = SC_CONFIG,
+	    [SECRET_FAIL_TEMP] = SC_BUSY,
+	    [SECRET_FAIL_AUTH] = SC_AUTH,
+	    [SECRET_FAIL_LOCAL] = SC_LOCAL,
+	};
 	struct session *s = arg;
 
 	s->sreq = NULL;
 	if (secret == NULL) {
-		/* A token helper may fail for a while (network); files do not.
-		 */
+		/* A failure without a kind is the account's to fix. */
 		session_fail(s,
-		    s->a->password_command != NULL ? SC_BUSY : SC_CONFIG,
+		    (unsigned)fail < sizeof(class) / sizeof(class[0]) &&
+			    class[fail] != SC_OK
+			? class[fail]
+			: SC_CONFIG,
 		    "password: %s", err);
 		return;
 	}

@@ -99,6 +99,9 @@ class FakePop:
         self.user, self.password = user, password
         # The OAuth bearer token XOAUTH2 and OAUTHBEARER expect.
         self.token = token if token is not None else password
+        # Or a set of tokens, any of which is accepted (shared with a test
+        # token endpoint that adds each one it issues).
+        self.tokens = None
         self.tls, self.certfile, self.keyfile = tls, certfile, keyfile
         self.uidl, self.capa_stls = uidl, capa_stls
         self.pipelining, self.sasl = pipelining, sasl
@@ -481,9 +484,16 @@ class FakePop:
             self.oauth.append(fields)
         if (len(parts) == 4 and parts[2:] == ["", ""] and
                 fields.get("user") == self.user and
-                fields.get("auth") == "Bearer " + self.token):
+                self._bearer_ok(fields.get("auth"))):
             return True
         return self._oauth_failure(conn, rfile)
+
+    def _bearer_ok(self, auth):
+        if auth is None or not auth.startswith("Bearer "):
+            return False
+        if self.tokens is not None:
+            return auth[len("Bearer "):] in self.tokens
+        return auth == "Bearer " + self.token
 
     def _sasl_oauthbearer(self, conn, rfile, ir):
         data = self._response(conn, rfile, ir)
@@ -499,7 +509,7 @@ class FakePop:
             self.oauth.append(fields)
         if (len(parts) >= 4 and parts[-2:] == ["", ""] and
                 parts[0] in ("n,a=%s," % self.user, "n,,") and
-                fields.get("auth") == "Bearer " + self.token):
+                self._bearer_ok(fields.get("auth"))):
             return True
         # RFC 7628 3.2.2: the error as a challenge, then -ERR after the
         # client's %x01.

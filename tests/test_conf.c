@@ -358,6 +358,60 @@ START_TEST(inheritance)
 }
 END_TEST
 
+/* The oauth2 group: presets, member-wise inheritance, defaults derived. */
+START_TEST(oauth2_group)
+{
+	struct conf *c = load_good("oauth2.conf", NULL);
+	const struct account *a;
+
+	a = account(c, "m365");
+	ck_assert(a->oauth2.on);
+	ck_assert_ptr_null(a->password_file);
+	ck_assert_str_eq(a->oauth2.provider, "microsoft");
+	ck_assert_str_eq(a->oauth2.client_id, "11111111-2222");
+	ck_assert_int_eq(a->auth, CONF_AUTH_XOAUTH2);
+	ck_assert_str_eq(
+	    a->oauth2.token_file, "/var/lib/popfetchd/m365.oauth2");
+	ck_assert_ptr_null(a->oauth2.client_secret_file);
+	ck_assert_ptr_null(a->oauth2.token_endpoint);
+	ck_assert_ptr_null(a->oauth2.flow);
+
+	a = account(c, "gmail");
+	ck_assert(a->oauth2.on);
+	ck_assert_str_eq(a->oauth2.provider, "gmail");
+	ck_assert_str_eq(a->oauth2.client_id, "123.apps.googleusercontent.com");
+	ck_assert_str_eq(
+	    a->oauth2.client_secret_file, "/etc/popfetchd/gmail.secret");
+	ck_assert_str_eq(
+	    a->oauth2.token_file, "/var/lib/popfetchd/tokens/gmail");
+	ck_assert_str_eq(a->oauth2.flow, "loopback");
+	ck_assert_int_eq(a->auth, CONF_AUTH_OAUTHBEARER);
+
+	a = account(c, "custom");
+	ck_assert(a->oauth2.on);
+	/* Inherited from defaults, member by member. */
+	ck_assert_str_eq(a->oauth2.provider, "microsoft");
+	ck_assert_str_eq(
+	    a->oauth2.token_endpoint, "https://idp.example.org:8443/token");
+	ck_assert_str_eq(
+	    a->oauth2.device_endpoint, "https://idp.example.org/device");
+	ck_assert_str_eq(a->oauth2.authorization_endpoint,
+	    "https://idp.example.org/authorize");
+	ck_assert_str_eq(a->oauth2.scope, "pop offline_access");
+	ck_assert_str_eq(a->oauth2.ca_file, "/etc/popfetchd/idp-ca.pem");
+	ck_assert_ptr_null(a->ca_file);
+	ck_assert_str_eq(a->oauth2.client_secret_command, "pass show idp");
+
+	/* A password source takes the place of the inherited group. */
+	a = account(c, "plain");
+	ck_assert(!a->oauth2.on);
+	ck_assert_str_eq(a->password_file, "/etc/popfetchd/dave.pass");
+	ck_assert_int_eq(a->auth, CONF_AUTH_AUTO);
+	ck_assert_ptr_null(a->oauth2.token_file);
+	conf_free(&c);
+}
+END_TEST
+
 START_TEST(every_key)
 {
 	const struct account *a;
@@ -858,6 +912,7 @@ conf_suite(void)
 	tcase_add_test(tc, defaults_applied);
 	tcase_add_test(tc, inheritance);
 	tcase_add_test(tc, every_key);
+	tcase_add_test(tc, oauth2_group);
 	tcase_add_test(tc, spellings);
 	tcase_add_test(tc, libconfig_layout);
 	tcase_add_test(tc, tilde_expansion);

@@ -30,8 +30,9 @@
 struct answer {
 	int calls;
 	bool ok;
+	enum secret_fail fail;
 	char secret[SECRET_MAX];
-	char err[512];
+	char err[768];
 	int *pending;		  /* the loop breaks when this reaches 0 */
 	struct secret_req **self; /* cancelled from inside the callback */
 };
@@ -98,14 +99,16 @@ no_children(void)
 }
 
 static void
-on_answer(void *arg, const char *secret, const char *err)
+on_answer(void *arg, const char *secret, enum secret_fail fail, const char *err)
 {
 	struct answer *ans = arg;
 
 	ck_assert_msg(!fetching, "callback from inside secret_fetch()");
 	ck_assert((secret == NULL) != (err == NULL));
+	ck_assert((secret == NULL) == (fail != SECRET_FAIL_NONE));
 	ans->calls++;
 	ans->ok = secret != NULL;
+	ans->fail = fail;
 	snprintf(ans->secret, sizeof(ans->secret), "%s", secret ? secret : "");
 	snprintf(ans->err, sizeof(ans->err), "%s", err ? err : "");
 	if (ans->self != NULL)
@@ -168,6 +171,10 @@ expect_error(const struct account *a, const char *want)
 	ck_assert_msg(!ans.ok, "unexpected secret");
 	ck_assert_msg(strstr(ans.err, want) != NULL,
 	    "error \"%s\" lacks \"%s\"", ans.err, want);
+	/* A command may work later; a file or credential must be fixed. */
+	ck_assert_int_eq(ans.fail, a->password_command != NULL
+				       ? SECRET_FAIL_TEMP
+				       : SECRET_FAIL_CONFIG);
 }
 
 /* stderr redirected into a file, to look at what was logged. */
