@@ -82,12 +82,38 @@ take_time(json_object *o, const char *key)
 	return (time_t)json_object_get_int64(v);
 }
 
+/* The tokens of the token file's text BUF (PATH names it in errors). */
+static int
+parse_store(const char *buf, const char *path, struct oauth2_token *t,
+    char *err, size_t errlen)
+{
+	json_object *o;
+	int rc = -1;
+
+	if ((o = json_tokener_parse(buf)) == NULL ||
+	    !json_object_is_type(o, json_type_object) ||
+	    take_string(o, "refresh_token", &t->refresh) == -1 ||
+	    take_string(o, "access_token", &t->access) == -1)
+		snprintf(err, errlen, "%s is not a token file", path);
+	else if (t->refresh == NULL)
+		snprintf(err, errlen, "%s holds no refresh token", path);
+	else {
+		t->access_expires = take_time(o, "access_expires");
+		t->access_obtained = take_time(o, "access_obtained");
+		t->refresh_obtained = take_time(o, "refresh_obtained");
+		t->refresh_expires = take_time(o, "refresh_expires");
+		rc = 0;
+	}
+	if (o != NULL)
+		json_object_put(o);
+	return rc;
+}
+
 int
 oauth2_store_load(
     const char *path, struct oauth2_token *t, char *err, size_t errlen)
 {
 	char *buf = NULL;
-	json_object *o = NULL;
 	struct stat st;
 	size_t len;
 	int fd, rc = -1, saved = 0;
@@ -118,27 +144,10 @@ oauth2_store_load(
 	}
 	/* read_all() leaves room for the NUL. */
 	buf[len] = '\0';
-	if ((o = json_tokener_parse(buf)) == NULL ||
-	    !json_object_is_type(o, json_type_object) ||
-	    take_string(o, "refresh_token", &t->refresh) == -1 ||
-	    take_string(o, "access_token", &t->access) == -1) {
-		snprintf(err, errlen, "%s is not a token file", path);
-		goto out;
-	}
-	if (t->refresh == NULL) {
-		snprintf(err, errlen, "%s holds no refresh token", path);
-		goto out;
-	}
-	t->access_expires = take_time(o, "access_expires");
-	t->access_obtained = take_time(o, "access_obtained");
-	t->refresh_obtained = take_time(o, "refresh_obtained");
-	t->refresh_expires = take_time(o, "refresh_expires");
-	rc = 0;
+	rc = parse_store(buf, path, t, err, errlen);
 out:
 	if (rc == -1)
 		oauth2_token_clear(t);
-	if (o != NULL)
-		json_object_put(o);
 	if (buf != NULL) {
 		wipe(buf, STORE_FILE_MAX);
 		free(buf);

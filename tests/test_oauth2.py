@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import time
-import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
