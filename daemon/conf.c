@@ -16,6 +16,7 @@
 #include <libconfig.h>
 
 #include "conf.h"
+#include "confpath.h"
 
 /*
  * A configuration file is a few kilobytes even with thousands of accounts;
@@ -173,8 +174,8 @@ _Static_assert(sizeof(enum conf_tls) == sizeof(int) &&
 #define ACCT(f) .acct_off = offsetof(struct account, f)
 
 static const struct key keys[NKEYS] = {
-    [K_STATE_DIR] = {"state_dir", T_PATH, W_TOP, .def_s = "/var/lib/popfetchd",
-	CONF(state_dir)},
+    /* The default depends on who runs popfetchd: default_state_dir(). */
+    [K_STATE_DIR] = {"state_dir", T_PATH, W_TOP, CONF(state_dir)},
     /* In an account or defaults, the top-level value is the default. */
     [K_POLL_INTERVAL] = {"poll_interval", T_UINT, W_TOP | W_GROUPS, .min = 10,
 	.max = 604800, .def_n = 300, CONF(poll_interval), ACCT(poll_interval)},
@@ -1274,6 +1275,22 @@ refuse_includes(struct loader *L)
 	}
 }
 
+/*
+ * state_dir left out: the directory systemd made for the unit, or the
+ * user's own, or the system's (confpath.h).
+ */
+static void
+default_state_dir(struct loader *L, struct conf *c)
+{
+	struct confpath_env env;
+	char buf[PATH_MAX];
+
+	confpath_env_get(&env);
+	c->state_dir_from = confpath_state_dir(&env, buf, sizeof(buf));
+	free(c->state_dir);
+	c->state_dir = xstrdup(L, buf);
+}
+
 static void
 read_top(struct loader *L, struct conf *c, config_setting_t *root)
 {
@@ -1292,6 +1309,10 @@ read_top(struct loader *L, struct conf *c, config_setting_t *root)
 			    top.v[k].line != 0 && !top.v[k].bad ? &top.v[k]
 								: NULL,
 			    (char *)c + keys[k].conf_off);
+	if (top.v[K_STATE_DIR].line == 0)
+		default_state_dir(L, c);
+	else
+		c->state_dir_from = "state_dir in the file";
 	strcpy(defs.ctx, "defaults: ");
 	if (top.v[K_DEFAULTS].line != 0 && !top.v[K_DEFAULTS].bad)
 		read_group(L, &defs, W_DEFAULT, top.v[K_DEFAULTS].set);

@@ -130,6 +130,8 @@ struct account {
 struct conf {
 	char *path;
 	char *state_dir;
+	/* Where state_dir came from, for --check-config (static text). */
+	const char *state_dir_from;
 	char *metrics_file; /* Prometheus text file; NULL: none */
 	unsigned poll_interval;
 	unsigned max_connections;

@@ -3,9 +3,11 @@
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 
 #include "authorize.h"
 #include "conf.h"
+#include "confpath.h"
 #include "log.h"
 #include "migrate.h"
 #include "net.h"
@@ -49,6 +52,8 @@
 
 struct options {
 	const char *config;
+	const char *config_from; /* why that file, for --check-config */
+	char config_buf[PATH_MAX];
 	const char *probe;     /* account of --serverinfo or --list */
 	const char *authorize; /* account of --authorize */
 	enum session_mode probe_mode;
@@ -283,12 +288,41 @@ check_combination(const struct options *o)
 	return EX_USAGE;
 }
 
+/*
+ * No -c: a normal user's own file when it is there (confpath.h), else
+ * the system's. A per-user file that exists but cannot be read is still
+ * the one chosen, so that the error names it.
+ */
+static void
+choose_config(struct options *o)
+{
+	struct confpath_env env;
+	struct stat st;
+	const char *from;
+
+	if (o->config != NULL) {
+		o->config_from = "-c";
+		return;
+	}
+	confpath_env_get(&env);
+	from = confpath_user_config(&env, o->config_buf, sizeof(o->config_buf));
+	if (from != NULL &&
+	    (stat(o->config_buf, &st) == 0 || errno != ENOENT)) {
+		o->config = o->config_buf;
+		o->config_from = from;
+		return;
+	}
+	o->config = CONF_DEFAULT_PATH;
+	o->config_from = from != NULL
+			     ? "the system file, as there is no per-user file"
+			     : "the system file";
+}
+
 static int
 parse_args(int argc, char **argv, struct options *o)
 {
 	int c, rc;
 
-	o->config = CONF_DEFAULT_PATH;
 	while ((c = getopt_long(argc, argv, "c:a:d:vh", longopts, NULL)) != -1)
 		if ((rc = take_option(c, optarg, o)) != EX_OK)
 			return rc;
@@ -296,6 +330,7 @@ parse_args(int argc, char **argv, struct options *o)
 		usage(stderr);
 		return EX_USAGE;
 	}
+	choose_config(o);
 	return check_combination(o);
 }
 
@@ -319,11 +354,13 @@ report_conf_error(void *arg, const char *msg)
 }
 
 static int
-check_config(const struct conf *conf)
+check_config(const struct conf *conf, const struct options *o)
 {
 	const struct account *a;
 	size_t i;
 
+	printf("config: %s (%s)\n", o->config, o->config_from);
+	printf("state_dir: %s (%s)\n", conf->state_dir, conf->state_dir_from);
 	for (i = 0; i < conf->naccounts; i++) {
 		a = &conf->accounts[i];
 		printf("%s %s:%u tls=%s auth=%s maildir=%s keep=%s\n", a->name,
@@ -332,6 +369,30 @@ check_config(const struct conf *conf)
 		    a->keep ? "true" : "false");
 	}
 	return EX_OK;
+}
+
+/*
+ * After the load failed: when the file chosen without -c is not there,
+ * says where a first one goes. Returns EX_CONFIG.
+ */
+static int
+no_config_hint(const struct options *o)
+{
+	struct confpath_env env;
+	char user[PATH_MAX];
+
+	if (strcmp(o->config_from, "-c") == 0 || access(o->config, F_OK) == 0)
+		return EX_CONFIG;
+	confpath_env_get(&env);
+	if (confpath_user_config(&env, user, sizeof(user)) != NULL)
+		fprintf(stderr,
+		    "popfetchd: no configuration: write %s (yours) or %s (the system's), or give -c FILE; see popfetchd.conf(5)\n",
+		    user, CONF_DEFAULT_PATH);
+	else
+		fprintf(stderr,
+		    "popfetchd: no configuration: write %s or give -c FILE; see popfetchd.conf(5)\n",
+		    CONF_DEFAULT_PATH);
+	return EX_CONFIG;
 }
 
 /*
@@ -711,7 +772,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	if ((conf = conf_load(o.config, report_conf_error, NULL)) == NULL)
-		return EX_CONFIG;
+		return no_config_hint(&o);
 	for (i = 0; i < o.nonly; i++)
 		if (conf_account(conf, o.only[i]) == NULL) {
 			fprintf(stderr, "popfetchd: %s: no account \"%s\"\n",
@@ -743,7 +804,7 @@ main(int argc, char **argv)
 	}
 	if (!o.check)
 		return run(conf, &o);
-	r = check_config(conf);
+	r = check_config(conf, &o);
 	conf_free(&conf);
 	return r;
 }

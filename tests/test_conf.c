@@ -256,7 +256,10 @@ START_TEST(defaults_applied)
 
 	c = load_good("minimal.conf", &path);
 	ck_assert_str_eq(c->path, path);
-	ck_assert_str_eq(c->state_dir, "/var/lib/popfetchd");
+	/* The fixture runs as root or poses as the service (reset_env). */
+	ck_assert_str_eq(c->state_dir,
+	    getuid() == 0 ? "/var/lib/popfetchd"
+			  : "/home/tester/.local/state/popfetchd");
 	ck_assert_uint_eq(c->poll_interval, 300);
 	ck_assert_uint_eq(c->max_connections, 64);
 	ck_assert_uint_eq(c->max_per_host, 4);
@@ -518,6 +521,24 @@ START_TEST(libconfig_layout)
 	a = account(c, "x");
 	ck_assert_uint_eq(a->port, 1995);
 	ck_assert_int_eq(a->line, 8);
+	conf_free(&c);
+}
+END_TEST
+
+/* Left out, state_dir is systemd's StateDirectory= when it set one. */
+START_TEST(state_dir_from_systemd)
+{
+	struct conf *c;
+
+	setenv("STATE_DIRECTORY", "/var/lib/popfetchd-shard2:/var/lib/x", 1);
+	c = load_good("minimal.conf", NULL);
+	ck_assert_str_eq(c->state_dir, "/var/lib/popfetchd-shard2");
+	ck_assert_str_eq(c->state_dir_from, "$STATE_DIRECTORY");
+	conf_free(&c);
+	/* The file's own state_dir wins over it. */
+	c = load_good("full.conf", NULL);
+	ck_assert_str_ne(c->state_dir, "/var/lib/popfetchd-shard2");
+	ck_assert_str_eq(c->state_dir_from, "state_dir in the file");
 	conf_free(&c);
 }
 END_TEST
@@ -893,6 +914,8 @@ static void
 reset_env(void)
 {
 	setenv("HOME", TEST_HOME, 1);
+	unsetenv("STATE_DIRECTORY");
+	unsetenv("XDG_STATE_HOME");
 }
 
 static Suite *
@@ -915,6 +938,7 @@ conf_suite(void)
 	tcase_add_test(tc, oauth2_group);
 	tcase_add_test(tc, spellings);
 	tcase_add_test(tc, libconfig_layout);
+	tcase_add_test(tc, state_dir_from_systemd);
 	tcase_add_test(tc, tilde_expansion);
 	tcase_add_test(tc, example_file);
 	tcase_add_test(tc, free_and_lookup);
