@@ -20,12 +20,14 @@
 enum log_prio {
 	PRIO_ERR = 3,
 	PRIO_WARNING = 4,
+	PRIO_NOTICE = 5,
 	PRIO_INFO = 6,
 	PRIO_DEBUG = 7,
 };
 
 static int log_trace;
 static bool log_verb;
+static bool log_quieter;
 static bool log_journal;
 
 static void log_emit(enum log_prio prio, const char *acct, const char *fmt,
@@ -56,6 +58,12 @@ log_init(int trace, bool verbose)
 	log_trace = trace;
 	log_verb = verbose;
 	log_journal = stderr_is_journal();
+}
+
+void
+log_quiet(bool quiet)
+{
+	log_quieter = quiet;
 }
 
 /*
@@ -180,10 +188,22 @@ log_warnx(const char *acct, const char *fmt, ...)
 }
 
 void
+log_notice(const char *acct, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(PRIO_NOTICE, acct, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void
 log_info(const char *acct, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (log_quieter)
+		return;
 	va_start(ap, fmt);
 	log_emit(PRIO_INFO, acct, fmt, ap, NULL);
 	va_end(ap);
@@ -194,7 +214,7 @@ log_debug(const char *acct, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (!log_verb && log_trace == 0)
+	if ((!log_verb && log_trace == 0) || log_quieter)
 		return;
 	va_start(ap, fmt);
 	log_emit(PRIO_DEBUG, acct, fmt, ap, NULL);

@@ -9,7 +9,8 @@
  * Each level has its own priority: fatal and fatalx log at ERR (3), as
  * the daemon cannot go on; log_warn and log_warnx at WARNING (4), as one
  * account or one operation failed and the daemon carries on (it retries,
- * backs off or pauses that account); log_info at INFO (6); log_debug and
+ * backs off or pauses that account); log_notice at NOTICE (5), for what a
+ * quiet run still shows; log_info at INFO (6); log_debug and
  * the protocol trace at DEBUG (7).
  */
 #ifndef POPFETCHD_LOG_H
@@ -37,11 +38,19 @@
  */
 void log_init(int trace, bool verbose);
 
+/*
+ * QUIET drops log_info and log_debug lines (not the protocol trace asked
+ * for with -d): what is left is log_notice and worse, for cron.
+ */
+void log_quiet(bool quiet);
+
 /* Route libevent's own messages through this module. */
 void log_libevent(void);
 
 void log_warn(const char *acct, const char *fmt, ...) LOG_PRINTF(2, 3);
 void log_warnx(const char *acct, const char *fmt, ...) LOG_PRINTF(2, 3);
+/* Something happened that a quiet run still shows (NOTICE, 5). */
+void log_notice(const char *acct, const char *fmt, ...) LOG_PRINTF(2, 3);
 void log_info(const char *acct, const char *fmt, ...) LOG_PRINTF(2, 3);
 void log_debug(const char *acct, const char *fmt, ...) LOG_PRINTF(2, 3);
 _Noreturn void fatal(const char *fmt, ...) LOG_PRINTF(1, 2);

@@ -57,7 +57,10 @@ struct options {
 	const char *probe;     /* account of --serverinfo or --list */
 	const char *authorize; /* account of --authorize */
 	enum session_mode probe_mode;
+	/* The mode options given, in order: more than one is refused. */
+	const char *mode, *mode2;
 	bool once, check, verbose;
+	bool quiet, keep;  /* -q, -k */
 	bool status, json; /* --status, --json */
 	int trace;
 	char *only[MAIN_ONLY_MAX];
@@ -71,21 +74,23 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: popfetchd [-c FILE] [--once] [-a NAME]... [-d LEVEL] [-v]\n"
-	    "       popfetchd --check-config [-c FILE]\n"
+	    "usage: popfetchd [-c FILE] [--once] [-a NAME]... [-d LEVEL] [-v] [-q] [-k]\n"
+	    "       popfetchd --check-config [-c FILE] [-q]\n"
 	    "       popfetchd --serverinfo NAME | --list NAME [-c FILE]\n"
 	    "       popfetchd --import-uids FORMAT:PATH [-c FILE] [-a NAME]... [--dry-run]\n"
 	    "                 [--match-host HOST --match-user USER]\n"
 	    "       popfetchd --convert FORMAT:PATH\n"
 	    "       popfetchd --status [-a NAME]... [--json]\n"
 	    "       popfetchd --authorize NAME [-c FILE]\n"
-	    "       popfetchd --version | --help\n"
+	    "       popfetchd -V | --version | --help\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
 	    "      --once          poll each account once, then exit\n"
 	    "  -a, --account NAME  only this account (repeatable)\n"
 	    "  -d, --debug LEVEL   protocol trace: 1 commands and replies, 2 every line\n"
 	    "  -v, --verbose       more log lines\n"
+	    "  -q, --quiet         no lines unless mail was fetched or something failed\n"
+	    "  -k, --keep          this run leaves every message on the server\n"
 	    "      --check-config  validate the configuration and list the accounts\n"
 	    "      --serverinfo NAME  greeting, TLS, capabilities, login, STAT\n"
 	    "      --list NAME     the messages on the server (changes nothing)\n"
@@ -114,7 +119,6 @@ enum {
 	OPT_STATUS,
 	OPT_JSON,
 	OPT_AUTHORIZE,
-	OPT_VERSION,
 	OPT_HELP,
 	OPT_IMPORT,
 	OPT_DRY_RUN,
@@ -129,13 +133,15 @@ static const struct option longopts[] = {
     {"account", required_argument, NULL, 'a'},
     {"debug", required_argument, NULL, 'd'},
     {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"keep", no_argument, NULL, 'k'},
     {"check-config", no_argument, NULL, OPT_CHECK},
     {"serverinfo", required_argument, NULL, OPT_SERVERINFO},
     {"list", required_argument, NULL, OPT_LIST},
     {"status", no_argument, NULL, OPT_STATUS},
     {"json", no_argument, NULL, OPT_JSON},
     {"authorize", required_argument, NULL, OPT_AUTHORIZE},
-    {"version", no_argument, NULL, OPT_VERSION},
+    {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, OPT_HELP},
     {"import-uids", required_argument, NULL, OPT_IMPORT},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
@@ -189,6 +195,16 @@ take_debug(const char *arg, struct options *o)
 	return EX_OK;
 }
 
+/* NAME, an option choosing what the run does: one per run. */
+static void
+take_mode(const char *name, struct options *o)
+{
+	if (o->mode == NULL)
+		o->mode = name;
+	else if (o->mode2 == NULL)
+		o->mode2 = name;
+}
+
 /* The options of switching from another fetcher. */
 static int
 take_migrate_option(int c, char *arg, struct options *o)
@@ -196,9 +212,11 @@ take_migrate_option(int c, char *arg, struct options *o)
 	switch (c) {
 	case OPT_IMPORT:
 		o->import = true;
+		take_mode("--import-uids", o);
 		return take_source("--import-uids", arg, o);
 	case OPT_CONVERT:
 		o->convert = true;
+		take_mode("--convert", o);
 		return take_source("--convert", arg, o);
 	case OPT_DRY_RUN:
 		o->imp.dry_run = true;
@@ -210,6 +228,50 @@ take_migrate_option(int c, char *arg, struct options *o)
 		o->imp.match_user = arg;
 		return EX_OK;
 	}
+}
+
+/* The options choosing a mode other than the daemon's. */
+static int
+take_mode_option(int c, char *arg, struct options *o)
+{
+	switch (c) {
+	case OPT_ONCE:
+		o->once = true;
+		take_mode("--once", o);
+		return EX_OK;
+	case OPT_CHECK:
+		o->check = true;
+		take_mode("--check-config", o);
+		return EX_OK;
+	case OPT_SERVERINFO:
+	case OPT_LIST:
+		o->probe = arg;
+		o->probe_mode =
+		    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
+		take_mode(c == OPT_LIST ? "--list" : "--serverinfo", o);
+		return EX_OK;
+	case OPT_STATUS:
+		o->status = true;
+		take_mode("--status", o);
+		return EX_OK;
+	default: /* OPT_AUTHORIZE */
+		o->authorize = arg;
+		take_mode("--authorize", o);
+		return EX_OK;
+	}
+}
+
+/* -v, -q and -k. */
+static int
+take_flag(int c, struct options *o)
+{
+	if (c == 'v')
+		o->verbose = true;
+	else if (c == 'q')
+		o->quiet = true;
+	else
+		o->keep = true;
+	return EX_OK;
 }
 
 /* Takes option C with its argument ARG: EX_OK, or EX_USAGE. */
@@ -225,36 +287,26 @@ take_option(int c, char *arg, struct options *o)
 	case 'd':
 		return take_debug(arg, o);
 	case 'v':
-		o->verbose = true;
-		return EX_OK;
+	case 'q':
+	case 'k':
+		return take_flag(c, o);
 	case OPT_ONCE:
-		o->once = true;
-		return EX_OK;
 	case OPT_CHECK:
-		o->check = true;
-		return EX_OK;
 	case OPT_SERVERINFO:
 	case OPT_LIST:
-		o->probe = arg;
-		o->probe_mode =
-		    c == OPT_LIST ? SESSION_LIST : SESSION_SERVERINFO;
-		return EX_OK;
+	case OPT_STATUS:
+	case OPT_AUTHORIZE:
+		return take_mode_option(c, arg, o);
 	case OPT_IMPORT:
 	case OPT_CONVERT:
 	case OPT_DRY_RUN:
 	case OPT_MATCH_HOST:
 	case OPT_MATCH_USER:
 		return take_migrate_option(c, arg, o);
-	case OPT_STATUS:
-		o->status = true;
-		return EX_OK;
 	case OPT_JSON:
 		o->json = true;
 		return EX_OK;
-	case OPT_AUTHORIZE:
-		o->authorize = arg;
-		return EX_OK;
-	case OPT_VERSION:
+	case 'V':
 		printf("popfetchd %s\n", POPFETCHD_VERSION);
 		exit(EX_OK);
 	case 'h':
@@ -267,16 +319,51 @@ take_option(int c, char *arg, struct options *o)
 	}
 }
 
+/*
+ * Two modes in one run: EX_USAGE, naming them, rather than one of them
+ * silently winning.
+ */
+static int
+check_modes(const struct options *o)
+{
+	const char *m = o->mode != NULL ? o->mode : "the daemon";
+
+	if (o->mode2 != NULL) {
+		if (strcmp(o->mode, o->mode2) == 0)
+			fprintf(stderr,
+			    "popfetchd: %s is given twice: one per run\n",
+			    o->mode);
+		else
+			fprintf(stderr,
+			    "popfetchd: %s and %s conflict: one mode per run\n",
+			    o->mode, o->mode2);
+		return EX_USAGE;
+	}
+	if (o->keep && o->mode != NULL && !o->once) {
+		fprintf(stderr,
+		    "popfetchd: -k/--keep goes with --once or the daemon, not %s\n",
+		    m);
+		return EX_USAGE;
+	}
+	if (o->quiet && o->mode != NULL && !o->once && !o->check) {
+		fprintf(stderr,
+		    "popfetchd: -q/--quiet goes with --once, --check-config or the daemon, not %s\n",
+		    m);
+		return EX_USAGE;
+	}
+	return EX_OK;
+}
+
 /* Options that only make sense together: EX_OK, or EX_USAGE. */
 static int
 check_combination(const struct options *o)
 {
 	const char *bad = NULL;
 
-	if (o->import && o->convert)
-		bad = "--import-uids and --convert are two runs";
-	else if (!o->import && (o->imp.dry_run || o->imp.match_host != NULL ||
-				   o->imp.match_user != NULL))
+	if (check_modes(o) != EX_OK)
+		return EX_USAGE;
+	if (!o->import && (o->imp.dry_run || o->imp.match_host != NULL ||
+			      o->imp.match_user != NULL))
 		bad =
 		    "--dry-run, --match-host and --match-user go with --import-uids";
 	else if ((o->imp.match_host != NULL || o->imp.match_user != NULL) &&
@@ -323,7 +410,8 @@ parse_args(int argc, char **argv, struct options *o)
 {
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:a:d:vh", longopts, NULL)) != -1)
+	while (
+	    (c = getopt_long(argc, argv, "c:a:d:vqkVh", longopts, NULL)) != -1)
 		if ((rc = take_option(c, optarg, o)) != EX_OK)
 			return rc;
 	if (optind != argc || (o->json && !o->status)) {
@@ -359,6 +447,8 @@ check_config(const struct conf *conf, const struct options *o)
 	const struct account *a;
 	size_t i;
 
+	if (o->quiet)
+		return EX_OK;
 	printf("config: %s (%s)\n", o->config, o->config_from);
 	printf("state_dir: %s (%s)\n", conf->state_dir, conf->state_dir_from);
 	for (i = 0; i < conf->naccounts; i++) {
@@ -506,6 +596,22 @@ metrics_to(struct daemon *d, const char *path)
 	    status_metrics_new(d->base, path, each_account, d, d->start);
 }
 
+/*
+ * -k: every account keeps its mail on the server for this run, whatever
+ * its keep and delete_after_days say (a safe first run).
+ */
+static void
+keep_all(struct conf *conf)
+{
+	size_t i;
+
+	for (i = 0; i < conf->naccounts; i++) {
+		conf->accounts[i].keep = true;
+		conf->accounts[i].delete_after_days = 0;
+	}
+	log_info(NULL, "-k: every account keeps its mail on the server");
+}
+
 static void
 report_reload_error(void *arg, const char *msg)
 {
@@ -539,6 +645,8 @@ reload(struct daemon *d)
 				log_warnx(NULL,
 				    "reload: no account \"%s\" any more (-a)",
 				    d->o->only[i]);
+		if (d->o->keep)
+			keep_all(conf);
 		/* CA files and client certificates are read afresh. */
 		tls_ctx_forget();
 		fit_open_files(conf);
@@ -766,6 +874,7 @@ main(int argc, char **argv)
 	if (o.status)
 		return status_main(&o);
 	log_init(o.trace, o.verbose);
+	log_quiet(o.quiet);
 	log_libevent();
 	/* Before anything secret is read. */
 	no_core_dumps();
@@ -780,6 +889,8 @@ main(int argc, char **argv)
 			conf_free(&conf);
 			return EX_CONFIG;
 		}
+	if (o.keep)
+		keep_all(conf);
 	if (o.authorize != NULL)
 		return authorize(conf, o.config, o.authorize);
 	if (o.probe != NULL) {

@@ -550,17 +550,26 @@ note_change(
 	}
 }
 
+/*
+ * The poll's summary line: a notice when it fetched, deleted or failed
+ * something, so that a quiet run (-q) shows it and only it.
+ */
 static void
 note_poll(const struct slot *sl, enum session_class cls,
     const struct session_stats *st, double next)
 {
+	void (*say)(const char *, const char *, ...) LOG_PRINTF(2, 3) =
+	    log_info;
 	char when[32] = "";
 
 	if (next >= 0)
 		snprintf(when, sizeof(when), " next=%.0f", next);
 	else if (cls == SC_CONFIG && !sl->sc->once && !sl->sc->stopping)
 		snprintf(when, sizeof(when), " next=reload");
-	log_info(sl->a->name,
+	if (cls != SC_OK || st->fetched > 0 || st->deleted > 0 ||
+	    st->failed > 0)
+		say = log_notice;
+	say(sl->a->name,
 	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu failed=%zu secs=%.2f result=%s%s",
 	    st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
 	    st->left, st->failed, st->secs, backoff_class_name(cls), when);

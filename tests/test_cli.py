@@ -8,6 +8,13 @@
   says which file and which state directory it chose, and why.
 - A first run as a normal user with nothing but ~/.config/popfetchd/
   popfetchd.conf fetches, its state under ~/.local/state/popfetchd.
+- Modes: two of them in one run are refused (64) with both options
+  named; -k and -q are refused with modes they mean nothing to; -V is
+  --version.
+- -q: a --once run that fetched nothing prints nothing; one that fetched
+  or failed prints its summary line (errors always).
+- -k: every account keeps its mail for this run; the next run without it
+  deletes what was fetched, without fetching it again.
 
 Run: python3 tests/test_cli.py --binary build/popfetchd
 """
@@ -153,6 +160,92 @@ class PerUserTest(FakePopCase):
         state = os.path.join(self.home, ".local/state/popfetchd")
         self.assertTrue(os.listdir(state), "no state in %s" % state)
         self.assertEqual(os.stat(state).st_uid, NOBODY)
+
+
+class ModesTest(FakePopCase):
+
+    def test_version(self):
+        long = self.run_popfetchd("--version")
+        self.assert_exit(long, 0)
+        self.assertRegex(long.stdout, r"^popfetchd \d+\.\d+\.\d+\n$")
+        short = self.run_popfetchd("-V")
+        self.assert_exit(short, 0)
+        self.assertEqual(short.stdout, long.stdout)
+
+    def test_conflicts_named(self):
+        """Each pair is refused before any file is read, naming both (or
+        the one given twice)."""
+        cases = [
+            (["--check-config", "--once"], ["--check-config", "--once"]),
+            (["--serverinfo", "a", "--list", "b"], ["--serverinfo", "--list"]),
+            (["--list", "a", "--list", "b"], ["--list", "twice"]),
+            (["--once", "--status"], ["--once", "--status"]),
+            (["--authorize", "a", "--once"], ["--authorize", "--once"]),
+            (["--import-uids", "mpop:x", "--convert", "mpop:y"],
+             ["--import-uids", "--convert"]),
+            (["-k", "--list", "a"], ["-k/--keep", "--list"]),
+            (["-k", "--check-config"], ["-k/--keep", "--check-config"]),
+            (["-q", "--serverinfo", "a"], ["-q/--quiet", "--serverinfo"]),
+        ]
+        for args, words in cases:
+            with self.subTest(args=args):
+                r = self.run_popfetchd("-c", "/nonexistent.conf", *args)
+                self.assert_exit(r, 64)
+                for w in words:
+                    self.assertIn(w, r.stderr)
+                self.assertNotIn("nonexistent", r.stderr)
+
+    def test_allowed_combinations(self):
+        """-q and -k with --once, -q with --check-config: accepted."""
+        srv = self.server([])
+        conf = self.config(srv)
+        for args in (["--once", "-q", "-k"], ["--check-config", "-q"]):
+            with self.subTest(args=args):
+                r = self.run_popfetchd("-c", conf, *args)
+                self.assert_exit(r, 0)
+                self.assertEqual(r.stdout + r.stderr, "")
+
+
+class QuietKeepTest(FakePopCase):
+
+    MESSAGES = MESSAGES
+
+    def test_quiet(self):
+        srv = self.server()
+        conf = self.config(srv)
+        r = self.run_once(conf, "-q")
+        self.assert_exit(r, 0)
+        self.assert_summary(r, "fake", 1)
+        self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        # Nothing new: silence with -q, a summary line without.
+        r = self.run_once(conf, "-q")
+        self.assert_exit(r, 0)
+        self.assertEqual(r.stdout + r.stderr, "")
+        r = self.run_once(conf)
+        self.assert_exit(r, 0)
+        self.assert_summary(r, "fake", 0)
+        # A failure always shows.
+        conf = self.config(srv, password="wrong")
+        r = self.run_once(conf, "-q")
+        self.assert_exit(r, 77)
+        self.assertRegex(r.stderr, r"account=fake .*result=auth")
+
+    def test_keep_once(self):
+        srv = self.server()
+        conf = self.config(srv, keep=False)
+        r = self.run_once(conf, "-k")
+        self.assert_exit(r, 0)
+        self.assert_summary(r, "fake", 1)
+        self.assertRegex(r.stderr, r"deleted=0\b")
+        self.assertEqual(srv.messages, MESSAGES, "-k deleted on the server")
+        self.assert_delivered_exactly(MESSAGES)
+        # Without -k the account's own keep = false applies again.
+        r = self.run_once(conf)
+        self.assert_exit(r, 0)
+        self.assert_summary(r, "fake", 0)
+        self.assertRegex(r.stderr, r"deleted=1\b")
+        self.assertEqual(srv.messages, [])
+        self.assert_delivered_exactly(MESSAGES)
 
 
 if __name__ == "__main__":
