@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "authorize.h"
+#include "check.h"
 #include "conf.h"
 #include "confpath.h"
 #include "log.h"
@@ -61,6 +62,7 @@ struct options {
 	const char *mode, *mode2;
 	bool once, check, verbose;
 	bool quiet, keep;  /* -q, -k */
+	char **argv;	   /* as given, to say how to run it as another user */
 	bool status, json; /* --status, --json */
 	int trace;
 	char *only[MAIN_ONLY_MAX];
@@ -410,6 +412,7 @@ parse_args(int argc, char **argv, struct options *o)
 {
 	int c, rc;
 
+	o->argv = argv;
 	while (
 	    (c = getopt_long(argc, argv, "c:a:d:vqkVh", longopts, NULL)) != -1)
 		if ((rc = take_option(c, optarg, o)) != EX_OK)
@@ -441,14 +444,23 @@ report_conf_error(void *arg, const char *msg)
 	fprintf(stderr, "popfetchd: %s\n", msg);
 }
 
+/*
+ * Every problem the first poll would meet here, then (unless -q) the
+ * file, the state directory and one line per account.
+ */
 static int
 check_config(const struct conf *conf, const struct options *o)
 {
 	const struct account *a;
-	size_t i;
+	size_t i, problems;
 
+	problems = check_conf(conf, report_conf_error, NULL);
+	if (problems > 0)
+		fprintf(stderr,
+		    "popfetchd: %zu problem(s) the first poll would meet (above)\n",
+		    problems);
 	if (o->quiet)
-		return EX_OK;
+		return problems > 0 ? EX_CONFIG : EX_OK;
 	printf("config: %s (%s)\n", o->config, o->config_from);
 	printf("state_dir: %s (%s)\n", conf->state_dir, conf->state_dir_from);
 	for (i = 0; i < conf->naccounts; i++) {
@@ -458,7 +470,53 @@ check_config(const struct conf *conf, const struct options *o)
 		    conf_auth_name(a->auth), a->maildir,
 		    a->keep ? "true" : "false");
 	}
-	return EX_OK;
+	return problems > 0 ? EX_CONFIG : EX_OK;
+}
+
+/* ARG quoted for a shell when it needs it. */
+static void
+print_shell_word(FILE *f, const char *arg)
+{
+	const char *p;
+
+	if (arg[0] != '\0' &&
+	    strspn(arg, "abcdefghijklmnopqrstuvwxyz"
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789-_./=:,@%+") == strlen(arg)) {
+		fputs(arg, f);
+		return;
+	}
+	fputc('\'', f);
+	for (p = arg; *p != '\0'; p++)
+		if (*p == '\'')
+			fputs("'\\''", f);
+		else
+			fputc(*p, f);
+	fputc('\'', f);
+}
+
+/*
+ * Root on another user's state would leave root's lock and state files
+ * there, and that user's service would then fail with "Permission
+ * denied": refused, with the command that runs it as that user.
+ */
+static int
+refuse_foreign_state(const struct conf *conf, const struct options *o)
+{
+	char owner[64];
+	char **v;
+
+	if (!check_foreign_state(conf, owner, sizeof(owner)))
+		return EX_OK;
+	fprintf(stderr,
+	    "popfetchd: state_dir %s belongs to %s: run as root, popfetchd would leave files there that %s cannot use; run it as %s:\n  runuser -u %s --",
+	    conf->state_dir, owner, owner, owner, owner);
+	for (v = o->argv; *v != NULL; v++) {
+		fputc(' ', stderr);
+		print_shell_word(stderr, *v);
+	}
+	fputc('\n', stderr);
+	return EX_USAGE;
 }
 
 /*
@@ -779,6 +837,25 @@ authorize(struct conf *conf, const char *path, const char *name)
 	return r;
 }
 
+/* --serverinfo NAME or --list NAME; takes CONF. */
+static int
+probe(struct conf *conf, const struct options *o)
+{
+	int r;
+
+	if (conf_account(conf, o->probe) == NULL) {
+		fprintf(stderr, "popfetchd: %s: no account \"%s\"\n", o->config,
+		    o->probe);
+		r = EX_CONFIG;
+	} else
+		r = probe_run(
+		    conf, conf_account(conf, o->probe), o->probe_mode);
+	tls_ctx_forget();
+	oauth2_forget();
+	conf_free(&conf);
+	return r;
+}
+
 /* Runs the loop on CONF (ownership taken) until done or stopped. */
 static int
 run(struct conf *conf, const struct options *o)
@@ -891,21 +968,15 @@ main(int argc, char **argv)
 		}
 	if (o.keep)
 		keep_all(conf);
-	if (o.authorize != NULL)
-		return authorize(conf, o.config, o.authorize);
-	if (o.probe != NULL) {
-		if (conf_account(conf, o.probe) == NULL) {
-			fprintf(stderr, "popfetchd: %s: no account \"%s\"\n",
-			    o.config, o.probe);
-			r = EX_CONFIG;
-		} else
-			r = probe_run(
-			    conf, conf_account(conf, o.probe), o.probe_mode);
-		tls_ctx_forget();
-		oauth2_forget();
+	if (o.probe == NULL && o.authorize == NULL &&
+	    (r = refuse_foreign_state(conf, &o)) != EX_OK) {
 		conf_free(&conf);
 		return r;
 	}
+	if (o.authorize != NULL)
+		return authorize(conf, o.config, o.authorize);
+	if (o.probe != NULL)
+		return probe(conf, &o);
 	if (o.import) {
 		o.imp.only = o.only;
 		o.imp.nonly = o.nonly;

@@ -15,13 +15,25 @@
   or failed prints its summary line (errors always).
 - -k: every account keeps its mail for this run; the next run without it
   deletes what was fetched, without fetching it again.
+- --check-config finds, without a server, what the first poll would fail
+  on: password files missing, open to others or unreadable; credentials
+  missing from $CREDENTIALS_DIRECTORY (a note where it is not set);
+  auth = "external" without a certificate; client key open to others or
+  not matching its certificate; a CA file that cannot be loaded;
+  state_dir or a Maildir (or its nearest parent) not writable by the
+  user; root writing another user's Maildir. Each line names the file,
+  line, account and key; the status is 78.
+- Root on another user's state_dir is refused (64) with the runuser
+  command to use instead, and leaves nothing there.
 
 Run: python3 tests/test_cli.py --binary build/popfetchd
 """
 
 import os
+import shutil
 
-from harness import FakePopCase, main, write_config
+from fakepop import make_cert
+from harness import BINARY, FakePopCase, main, write_config
 
 NOBODY = 65534
 
@@ -246,6 +258,131 @@ class QuietKeepTest(FakePopCase):
         self.assertRegex(r.stderr, r"deleted=1\b")
         self.assertEqual(srv.messages, [])
         self.assert_delivered_exactly(MESSAGES)
+
+
+class CheckConfigTest(FakePopCase):
+    """--check-config's look at the files, no server needed."""
+
+    def conf(self, **keys):
+        acct = {"name": "acc", "host": "pop.example.com", "user": "u",
+                "maildir": self.maildir}
+        acct.update(keys)
+        return write_config(os.path.join(self.dir, "c.conf"), [acct],
+                            state_dir=os.path.join(self.dir, "state"))
+
+    def secret(self, name, mode=0o600):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write("pw\n")
+        os.chmod(path, mode)
+        return path
+
+    def check(self, conf, status, *patterns, env=None, preexec_fn=None):
+        r = self.run_popfetchd("--check-config", "-c", conf, env=env,
+                               preexec_fn=preexec_fn)
+        self.assert_exit(r, status)
+        for p in patterns:
+            self.assertRegex(r.stderr, r"c\.conf:\d+: account \"acc\": " + p)
+        return r
+
+    def test_password_file(self):
+        self.check(self.conf(password_file=os.path.join(self.dir, "none")),
+                   78, r"password_file \S+/none: No such file.*create it")
+        loose = self.secret("loose", 0o640)
+        self.check(self.conf(password_file=loose), 78,
+                   r"password_file \S+: readable .*chmod 600 " + loose)
+        self.check(self.conf(password_file=self.secret("ok")), 0)
+
+    def test_credential(self):
+        conf = self.conf(password_credential="acc")
+        r = self.check(conf, 0, r"note: password_credential \"acc\" .*"
+                       r"LoadCredential=acc:FILE")
+        creds = os.path.join(self.dir, "creds")
+        os.mkdir(creds, 0o700)
+        env = {"CREDENTIALS_DIRECTORY": creds}
+        self.check(conf, 78, r"password_credential \S+/acc: No such file",
+                   env=env)
+        with open(os.path.join(creds, "acc"), "w") as f:
+            f.write("pw\n")
+        os.chmod(os.path.join(creds, "acc"), 0o400)
+        r = self.check(conf, 0, env=env)
+        self.assertNotIn("note:", r.stderr)
+
+    def test_external_needs_certificate(self):
+        self.check(self.conf(auth="external", password=None), 78,
+                   r"auth = \"external\" needs client_cert")
+
+    def test_client_certificate(self):
+        other = os.path.join(self.dir, "other")
+        os.mkdir(other)
+        cert2, key2 = make_cert(other)
+        key = os.path.join(self.dir, "key.pem")
+        shutil.copy(self.key, key)
+        os.chmod(key, 0o600)
+        os.chmod(key2, 0o600)
+        pw = self.secret("pw")
+        self.check(self.conf(password_file=pw, client_cert=self.cert,
+                             client_key=key), 0)
+        self.check(self.conf(password_file=pw, client_cert=self.cert,
+                             client_key=key2), 78,
+                   r"TLS: .*client key \S+.*(does not match|mismatch)")
+        os.chmod(key, 0o644)
+        self.check(self.conf(password_file=pw, client_cert=self.cert,
+                             client_key=key), 78,
+                   r"client_key \S+: readable .*chmod 600")
+
+    def test_ca_file(self):
+        self.check(self.conf(password_file=self.secret("pw"),
+                             ca_file=os.path.join(self.dir, "no-ca.pem")),
+                   78, r"TLS: .*no-ca\.pem")
+
+    def test_unwritable_as_user(self):
+        """As nobody: the state directory and the Maildir's parent."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root, to run popfetchd as another user")
+        os.chmod(self.dir, 0o755)
+        pw = self.secret("pw")
+        os.chown(pw, NOBODY, NOBODY)
+        conf = self.conf(password_file=pw,
+                         maildir=os.path.join(self.dir, "a", "Maildir"))
+        os.chmod(conf, 0o644)
+        r = self.run_popfetchd("--check-config", "-c", conf,
+                               preexec_fn=as_nobody)
+        self.assert_exit(r, 78)
+        self.assertRegex(r.stderr, r"c\.conf: state_dir \S+/state: missing, "
+                         r"and nobody cannot create it in " + self.dir +
+                         r"; create it: install -d -o nobody")
+        self.assertRegex(r.stderr, r"account \"acc\": maildir \S+/a/Maildir"
+                         r": missing, and nobody cannot create it")
+        # Once made for nobody, both pass.
+        for d in ("state", "a"):
+            os.mkdir(os.path.join(self.dir, d))
+            os.chown(os.path.join(self.dir, d), NOBODY, NOBODY)
+        r = self.run_popfetchd("--check-config", "-c", conf,
+                               preexec_fn=as_nobody)
+        self.assert_exit(r, 0)
+
+    def test_root_and_another_users_files(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        pw = self.secret("pw")
+        os.mkdir(self.maildir)
+        os.chown(self.maildir, NOBODY, NOBODY)
+        conf = self.conf(password_file=pw)
+        self.check(conf, 78, r"maildir \S+ belongs to nobody: .*run popfetchd "
+                   r"as nobody")
+        state = os.path.join(self.dir, "state")
+        os.mkdir(state)
+        os.chown(state, NOBODY, NOBODY)
+        for args in (["--once"], ["--check-config"], []):
+            with self.subTest(args=args):
+                r = self.run_popfetchd("-c", conf, *args)
+                self.assert_exit(r, 64)
+                self.assertIn("state_dir %s belongs to nobody" % state,
+                              r.stderr)
+                self.assertIn("runuser -u nobody -- %s -c %s"
+                              % (BINARY, conf), r.stderr)
+                self.assertEqual(os.listdir(state), [])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,237 @@
+/*
+ * --check-config's look at the files the configuration names: see
+ * check.h. Nothing is written and no secret is read.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "check.h"
+#include "tls.h"
+
+#define CHECK_MSG_MAX 1024
+
+struct checker {
+	const struct conf *conf;
+	conf_report_fn report;
+	void *arg;
+	size_t problems;
+	char me[64]; /* the user we run as, by name */
+};
+
+static void say(struct checker *, const struct account *, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* One problem: "FILE:LINE: account "NAME": " and the text. */
+static void
+say(struct checker *c, const struct account *a, const char *fmt, ...)
+{
+	char text[CHECK_MSG_MAX], msg[2 * CHECK_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (a != NULL)
+		snprintf(msg, sizeof(msg), "%s:%d: account \"%s\": %s", a->file,
+		    a->line, a->name, text);
+	else
+		snprintf(msg, sizeof(msg), "%s: %s", c->conf->path, text);
+	if (strncmp(text, "note: ", 6) != 0)
+		c->problems++;
+	c->report(c->arg, msg);
+}
+
+static void
+user_name(uid_t uid, char *buf, size_t len)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL)
+		snprintf(buf, len, "%s", pw->pw_name);
+	else
+		snprintf(buf, len, "%lu", (unsigned long)uid);
+}
+
+/*
+ * A secret's file as secret.c and tls.c will take it: a regular file we
+ * can read, closed to group and others. Reports under KEY; true if fine.
+ */
+static bool
+private_file(struct checker *c, const struct account *a, const char *key,
+    const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == -1) {
+		say(c, a, "%s %s: %s; create it (mode 600) or correct the path",
+		    key, path, strerror(errno));
+		return false;
+	}
+	if (!S_ISREG(st.st_mode))
+		say(c, a, "%s %s: not a regular file", key, path);
+	else if (st.st_mode & (S_IRWXG | S_IRWXO))
+		say(c, a,
+		    "%s %s: readable or writable by group or others, which popfetchd refuses; chmod 600 %s",
+		    key, path, path);
+	else if (access(path, R_OK) == -1)
+		say(c, a, "%s %s: not readable by %s; chown %s %s", key, path,
+		    c->me, c->me, path);
+	else
+		return true;
+	return false;
+}
+
+/* password_credential: only inside a unit with LoadCredential=. */
+static void
+check_credential(struct checker *c, const struct account *a)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[PATH_MAX];
+
+	if (dir == NULL || dir[0] == '\0') {
+		say(c, a,
+		    "note: password_credential \"%s\" is checked only where systemd sets $CREDENTIALS_DIRECTORY; the unit needs LoadCredential=%s:FILE",
+		    a->password_credential, a->password_credential);
+		return;
+	}
+	if (snprintf(path, sizeof(path), "%s/%s", dir,
+		a->password_credential) >= (int)sizeof(path)) {
+		say(c, a, "password_credential: path too long");
+		return;
+	}
+	private_file(c, a, "password_credential", path);
+}
+
+/* The nearest directory at or above PATH that exists, into BUF. */
+static void
+existing_ancestor(const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	char *slash;
+
+	snprintf(buf, len, "%s", path);
+	while (stat(buf, &st) == -1 && (slash = strrchr(buf, '/')) != NULL) {
+		if (slash == buf) {
+			buf[1] = '\0';
+			break;
+		}
+		*slash = '\0';
+	}
+}
+
+/*
+ * A directory popfetchd writes into (or creates with its parents): KEY
+ * DIR must be writable by us, or the nearest existing parent must be.
+ */
+static void
+writable_dir(struct checker *c, const struct account *a, const char *key,
+    const char *dir)
+{
+	char up[PATH_MAX];
+	struct stat st;
+
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			say(c, a, "%s %s: not a directory", key, dir);
+		else if (access(dir, W_OK | X_OK) == -1)
+			say(c, a,
+			    "%s %s: not writable by %s; chown -R %s %s, or run popfetchd as the owner",
+			    key, dir, c->me, c->me, dir);
+		return;
+	}
+	existing_ancestor(dir, up, sizeof(up));
+	if (access(up, W_OK | X_OK) == -1)
+		say(c, a,
+		    "%s %s: missing, and %s cannot create it in %s; create it: install -d -o %s -m 700 %s",
+		    key, dir, c->me, up, c->me, dir);
+}
+
+/*
+ * Root writing another user's Maildir leaves messages that user cannot
+ * read (mode 600, owned by root).
+ */
+static void
+maildir_owner(struct checker *c, const struct account *a)
+{
+	char owner[64];
+	struct stat st;
+
+	if (geteuid() != 0 || stat(a->maildir, &st) == -1 || st.st_uid == 0)
+		return;
+	user_name(st.st_uid, owner, sizeof(owner));
+	say(c, a,
+	    "maildir %s belongs to %s: messages root writes there would be root's, unreadable by %s; run popfetchd as %s (User=%s in the unit)",
+	    a->maildir, owner, owner, owner, owner);
+}
+
+/* CA file, client certificate and key, as the first poll loads them. */
+static void
+check_tls(struct checker *c, const struct account *a)
+{
+	char err[512] = "";
+	SSL_CTX *ctx;
+
+	if (a->tls == CONF_TLS_NONE && a->client_cert == NULL)
+		return;
+	if (a->client_key != NULL &&
+	    !private_file(c, a, "client_key", a->client_key))
+		return;
+	if ((ctx = tls_ctx_get(a, err, sizeof(err))) == NULL) {
+		say(c, a, "TLS: %s", err);
+		return;
+	}
+	SSL_CTX_free(ctx);
+}
+
+static void
+check_account(struct checker *c, const struct account *a)
+{
+	if (a->auth == CONF_AUTH_EXTERNAL && a->client_cert == NULL)
+		say(c, a,
+		    "auth = \"external\" needs client_cert and client_key: the server knows the account by its certificate");
+	if (a->password_file != NULL)
+		private_file(c, a, "password_file", a->password_file);
+	if (a->password_credential != NULL)
+		check_credential(c, a);
+	check_tls(c, a);
+	if (a->maildir != NULL) {
+		writable_dir(c, a, "maildir", a->maildir);
+		maildir_owner(c, a);
+	}
+}
+
+size_t
+check_conf(const struct conf *conf, conf_report_fn report, void *arg)
+{
+	struct checker c = {.conf = conf, .report = report, .arg = arg};
+	size_t i;
+
+	user_name(geteuid(), c.me, sizeof(c.me));
+	writable_dir(&c, NULL, "state_dir", conf->state_dir);
+	for (i = 0; i < conf->naccounts; i++)
+		check_account(&c, &conf->accounts[i]);
+	tls_ctx_forget();
+	return c.problems;
+}
+
+bool
+check_foreign_state(const struct conf *conf, char *owner, size_t len)
+{
+	struct stat st;
+
+	if (geteuid() != 0 || stat(conf->state_dir, &st) == -1 ||
+	    st.st_uid == 0)
+		return false;
+	user_name(st.st_uid, owner, len);
+	return true;
+}
