@@ -30,6 +30,19 @@ run 1 of each, then run 2 of each, ...):
       otherwise held by the server's processes taking its CPU, which says
       nothing of popfetchd (the same run on tmpfs, where nothing blocks,
       stalls as long).
+  B7  B6's accounts and messages, served by the daemon (not --once)
+      with poll_interval = 10 s (the least allowed), so that polls go on
+      all the time; meanwhile this script asks for the status every 50 ms,
+      in turn over the socket itself (connect, send the request, read the
+      whole JSON answer: the daemon's answer time) and by running
+      `popfetchd --status` (the whole process, as a user sees it: exec,
+      ask, print the table). An answer counts only if it showed at least
+      one account polling. The asking lasts 20 s and until every account
+      has fetched its messages; then SIGTERM. The daemon, the server and
+      the asking share the CPUs (no split as in B6): a user asks from the
+      machine the daemon runs on. The target: the socket's answer in a
+      median of at most 50 ms and the whole `popfetchd --status` in a
+      median of at most 100 ms; p90 and max are printed beside.
 
 Every popfetchd run has POPFETCHD_LOOP_STATS=1: a timer at the loop's
 highest priority asks to run every 2 ms; the longest time it ran late
@@ -66,17 +79,19 @@ writing files into them directly before each run, outside the timing;
 each run starts with empty local Maildirs and state.
 
 --quick: 500 messages in B1/B2, 20 accounts in B3, 2 MiB messages in B4,
-200 accounts in B5, one run.
+200 accounts in B5, 100 in B6 and B7, one run.
 """
 
 import argparse
 import collections
 import hashlib
+import json
 import os
 import platform
 import random
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -111,8 +126,14 @@ TARGET_B5_RSS = 64       # MiB
 TARGET_B6_STALL = 10     # ms
 ACCOUNTS_B6 = 1000
 CONNECTIONS_B6 = 64
+TARGET_B7_SOCKET = 50    # ms, median of the socket's answer
+TARGET_B7_PROCESS = 100  # ms, median of a whole popfetchd --status
+POLL_INTERVAL_B7 = 10    # seconds, the least poll_interval allowed
+ASK_FOR_B7 = 20          # seconds of asking, at least
+ASK_EVERY_B7 = 0.05      # seconds between two asks
+START_WAIT = 60          # seconds for the daemon's socket to answer
 
-SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6")
+SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 
 
 class BenchError(RuntimeError):
@@ -310,11 +331,16 @@ class Mailboxes:
 
 # --- one run --------------------------------------------------------------
 
-def write_config(path, state_dir, port, ca_file, accounts, connections):
+def write_config(path, state_dir, port, ca_file, accounts, connections,
+                 poll_interval=None):
     """ACCOUNTS: (name, user, maildir) triples; settings shared in defaults."""
     lines = [
         "# Written by bench/bench.py",
         'state_dir = "%s";' % state_dir,
+    ]
+    if poll_interval is not None:
+        lines.append("poll_interval = %d;" % poll_interval)
+    lines += [
         "max_connections = %d;" % connections,
         "max_per_host = %d;" % connections,
         "timeout = 120;",
@@ -403,18 +429,21 @@ class CpuSplit:
         os.sched_setaffinity(0, self.all)
 
 
-def measure(tools, argv, workdir, log_name, cpus=None):
+def measure(tools, argv, workdir, log_name, cpus=None, env=None,
+            started=None):
     """Run ARGV under `bench_floor measure`; its rusage as a dict.
 
     Meanwhile the command's anonymous (non-file) resident memory is
     sampled from /proc every SAMPLE_EVERY seconds: peak RSS includes the
     shared libraries' pages, which the program does not control.
+    ENV: variables added to the command's environment. STARTED: called
+    with the command's pid once it runs (from this thread).
     """
     out = os.path.join(workdir, log_name + ".rusage")
     log = os.path.join(workdir, log_name + ".log")
     anon = 0
     with open(log, "wb") as lf:
-        env = dict(os.environ, POPFETCHD_LOOP_STATS="1")
+        env = dict(os.environ, POPFETCHD_LOOP_STATS="1", **(env or {}))
         proc = subprocess.Popen([tools.floor, "measure", out] + argv,
                                 stdin=subprocess.DEVNULL, stdout=lf,
                                 stderr=subprocess.STDOUT, env=env,
@@ -432,6 +461,8 @@ def measure(tools, argv, workdir, log_name, cpus=None):
                                  % (argv[0], RUN_TIMEOUT, log))
             if child is None:
                 child = _child_of(proc.pid)
+                if child is not None and started is not None:
+                    started(child)
             if child is not None:
                 anon = max(anon, _anon_kb(child))
             time.sleep(SAMPLE_EVERY)
@@ -640,7 +671,8 @@ class Scenario:
             yield (user, self.corpus.messages[lo:lo + self.per_account],
                    self.corpus.digests[lo:lo + self.per_account])
 
-    def run_once(self, tools, dc, boxes, port, k, relay=None):
+    def prepare(self, tools, boxes, k):
+        """Run K's folder and seeded mailboxes: (folder, expect, accounts)."""
         # A folder per run, all removed at the very end: on ext4, creating
         # files soon after many were deleted makes the inode allocator skip
         # the recently freed ones one by one (recently_deleted() in
@@ -658,6 +690,10 @@ class Scenario:
             md = os.path.join(work, "mail", user)
             expect[md] = digests
             accounts.append((user, user, md))
+        return work, expect, accounts
+
+    def run_once(self, tools, dc, boxes, port, k, relay=None):
+        work, expect, accounts = self.prepare(tools, boxes, k)
         conf = os.path.join(work, "popfetchd.conf")
         if relay is None:  # else once the relay's port is known, below
             write_config(conf, os.path.join(work, "state"), port,
@@ -681,6 +717,16 @@ class Scenario:
         finally:
             relay_cpu = relay.end() if relay is not None else None
         r["relay_cpu"] = relay_cpu
+        r["floor"] = floor
+        line = self.record(r, expect, boxes, k)
+        if floor is not None:
+            line += ", floor %.2f s (%.2fx)" % (floor, r["wall"] / floor)
+        if relay is not None:
+            line += ", relay CPU %.2f s" % r["relay_cpu"]
+        print(line, flush=True)
+
+    def record(self, r, expect, boxes, k):
+        """Checks run K (R) and keeps it; the line that tells it."""
         problems = []
         if r["status"] != 0:
             problems.append("popfetchd exited with status %d"
@@ -692,7 +738,6 @@ class Scenario:
             raise BenchError("%s run %d failed:\n  %s\npopfetchd log "
                              "(end):\n%s" % (self.key, k + 1,
                                              "\n  ".join(problems), tail))
-        r["floor"] = floor
         self.runs.append(r)
         line = ("  %s run %d: wall %.2f s, CPU %.2f s (user %.2f, sys "
                 "%.2f), RSS %.1f MiB (anon %.1f), server CPU %.2f s, "
@@ -702,11 +747,7 @@ class Scenario:
                    "%.1f" % r["stall"] if r["stall"] is not None else "?",
                    "%.1f" % r["loop_cpu"] if r["loop_cpu"] is not None
                    else "?"))
-        if floor is not None:
-            line += ", floor %.2f s (%.2fx)" % (floor, r["wall"] / floor)
-        if relay is not None:
-            line += ", relay CPU %.2f s" % r["relay_cpu"]
-        print(line, flush=True)
+        return line
 
     def median(self, field):
         values = [r[field] for r in self.runs]
@@ -718,6 +759,151 @@ class Scenario:
             return None
         return statistics.median(r["wall"] / r["floor"] for r in self.runs)
 
+
+
+# --- B7: --status while the daemon polls -----------------------------------
+
+TABLE_POLLING = re.compile(r"^\S+\s+polling\s", re.M)
+
+
+def ask_socket(path):
+    """One request over the status socket: (seconds, the parsed answer)."""
+    t = time.perf_counter()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(60)
+        s.connect(path)
+        s.sendall(b"status\n")
+        chunks = []
+        while True:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+    secs = time.perf_counter() - t
+    try:
+        doc = json.loads(b"".join(chunks))
+    except ValueError:
+        raise BenchError("%s: not a JSON answer (%d bytes)"
+                         % (path, sum(len(c) for c in chunks)))
+    return secs, doc
+
+
+def ask_process(binary, env):
+    """One `popfetchd --status`: (seconds, accounts polling)."""
+    t = time.perf_counter()
+    p = subprocess.run([binary, "--status"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    secs = time.perf_counter() - t
+    if p.returncode != 0:
+        raise BenchError("popfetchd --status exited with %d: %s"
+                         % (p.returncode, p.stderr.strip()))
+    return secs, len(TABLE_POLLING.findall(p.stdout))
+
+
+def percentile(values, q):
+    """The nearest-rank Q-th percentile of VALUES (not empty)."""
+    v = sorted(values)
+    return v[max(0, min(len(v) - 1, -(-len(v) * q // 100) - 1))]
+
+
+def spread_ms(values):
+    """"median/p90/max" of VALUES (seconds) in ms, or "-"."""
+    if not values:
+        return "-"
+    return "%.1f/%.1f/%.1f" % (statistics.median(values) * 1000,
+                               percentile(values, 90) * 1000,
+                               max(values) * 1000)
+
+
+class StatusScenario(Scenario):
+    """B7: the daemon polls B6's accounts; --status is asked meanwhile."""
+
+    def run_once(self, tools, dc, boxes, port, k, relay=None):
+        work, expect, accounts = self.prepare(tools, boxes, k)
+        conf = os.path.join(work, "popfetchd.conf")
+        write_config(conf, os.path.join(work, "state"), port, dc.ca_file,
+                     accounts, self.connections, POLL_INTERVAL_B7)
+        runtime = os.path.join(work, "run")
+        os.mkdir(runtime, 0o700)
+        env = {"RUNTIME_DIRECTORY": runtime}
+        sock = os.path.join(runtime, "status.sock")
+        os.sync()
+        pid = []
+        out = {}
+
+        def daemon():
+            try:
+                out["r"] = measure(tools, [tools.binary, "-c", conf], work,
+                                   "popfetchd", env=env,
+                                   started=pid.append)
+            except BaseException as e:  # told in this thread, below
+                out["error"] = e
+
+        server_cpu = boxes.cpu()
+        th = threading.Thread(target=daemon)
+        th.start()
+        try:
+            sock_s, proc_s, asked = self.ask(tools, sock, env, th)
+        finally:
+            if pid:
+                try:
+                    os.kill(pid[0], signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            th.join()
+        if "error" in out:
+            raise out["error"]
+        r = out["r"]
+        r["server_cpu"] = boxes.cpu() - server_cpu
+        r["relay_cpu"] = r["floor"] = None
+        r["status_socket"], r["status_process"] = sock_s, proc_s
+        line = self.record(r, expect, boxes, k)
+        print("%s; --status while polling (median/p90/max ms): socket %s "
+              "(%d of %d asks), process %s (%d of %d)"
+              % (line, spread_ms(sock_s), len(sock_s), asked[0],
+                 spread_ms(proc_s), len(proc_s), asked[1]), flush=True)
+
+    def ask(self, tools, sock, env, th):
+        """Asks in turn by socket and by process until ASK_FOR_B7 s have
+        passed and every account has fetched its messages. The times of
+        the answers that showed an account polling, and the asks made."""
+        env = dict(os.environ, **env)
+        deadline = time.monotonic() + START_WAIT
+        while True:  # a benchmark's start-up, not a test's event
+            if not th.is_alive():
+                raise BenchError("popfetchd stopped before it answered")
+            try:
+                ask_socket(sock)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise BenchError("no answer on %s in %d s"
+                                     % (sock, START_WAIT))
+                time.sleep(ASK_EVERY_B7)
+        sock_s, proc_s, asked = [], [], [0, 0]
+        end = time.monotonic() + ASK_FOR_B7
+        done = False
+        while not done or time.monotonic() < end:
+            if not th.is_alive():
+                raise BenchError("popfetchd stopped while asked")
+            secs, doc = ask_socket(sock)
+            asked[0] += 1
+            states = [a.get("state") for a in doc["accounts"]]
+            if "polling" in states:
+                sock_s.append(secs)
+            done = all(a["totals"]["fetched"] >= self.per_account
+                       for a in doc["accounts"])
+            time.sleep(ASK_EVERY_B7)
+            secs, polling = ask_process(tools.binary, env)
+            asked[1] += 1
+            if polling:
+                proc_s.append(secs)
+            time.sleep(ASK_EVERY_B7)
+        return sock_s, proc_s, asked
+
+    def pooled(self, field):
+        """FIELD's samples over all runs."""
+        return [x for r in self.runs for x in r[field]]
 
 # --- the report -----------------------------------------------------------
 
@@ -748,6 +934,13 @@ def target_of(sc, results):
     if sc.key == "B5":
         return ("RSS <= %d MiB" % TARGET_B5_RSS,
                 verdict(sc.median("rss") <= TARGET_B5_RSS))
+    if sc.key == "B7":
+        sock, proc = sc.pooled("status_socket"), sc.pooled("status_process")
+        ok = (sock and proc and
+              statistics.median(sock) * 1000 <= TARGET_B7_SOCKET and
+              statistics.median(proc) * 1000 <= TARGET_B7_PROCESS)
+        return ("--status <= %d/%d ms" % (TARGET_B7_SOCKET,
+                                          TARGET_B7_PROCESS), verdict(ok))
     stalls = [r["stall"] for r in sc.runs]
     stall = statistics.median(stalls) if None not in stalls else None
     return ("loop stall <= %d ms" % TARGET_B6_STALL,
@@ -788,9 +981,9 @@ def print_table(order, results, runs):
                        sc.median("rss"), sc.median("anon"), stall, lcpu,
                        target, ok))
         print(row.rstrip())
-    print("wall: popfetchd --once from exec to exit, s; floor: the same "
-          "bytes written with an\nfsync per file, no network, s; ratio: "
-          "wall / floor, per run; CPU: popfetchd's\nuser + sys, s; server:"
+    print("wall: popfetchd --once from exec to exit (B7: the daemon's run), s;"
+          " floor: the same\nbytes written with an fsync per file, no network, s; ratio: "
+          "wall / floor, per run; CPU:\npopfetchd's user + sys, s; server:"
           " Dovecot's CPU meanwhile, s; RSSMiB: popfetchd's peak RSS\n"
           "(wait4 ru_maxrss, shared library pages included), MiB; anon: "
           "peak of RssAnon,\nsampled every %g ms, MiB; stall: the longest "
@@ -803,6 +996,18 @@ def print_table(order, results, runs):
         print("The relay (C, same machine) used, median CPU s: %s."
               % ", ".join("%s %.2f" % (sc.key, sc.median("relay_cpu"))
                           for sc in relayed))
+    b7 = results.get("B7")
+    if b7 is not None and b7.runs:
+        print("B7 --status while the daemon polls, median/p90/max ms over "
+              "all runs: the socket's\nanswer %s (%d asks), the whole "
+              "popfetchd --status %s (%d asks);\ntarget: medians <= %d "
+              "and %d ms. Only answers that showed an account polling "
+              "count."
+              % (spread_ms(b7.pooled("status_socket")),
+                 len(b7.pooled("status_socket")),
+                 spread_ms(b7.pooled("status_process")),
+                 len(b7.pooled("status_process")), TARGET_B7_SOCKET,
+                 TARGET_B7_PROCESS))
     b2, b20 = results.get("B2"), results.get("B2-0")
     if b2 is not None and b20 is not None and b2.runs and b20.runs:
         print("B2 - B2-0, what the 20 ms round trip alone costs: %.2f s."
@@ -821,7 +1026,7 @@ def parse_args():
                          "(default 3, 1 with --quick)")
     ap.add_argument("--only", default=",".join(SCENARIOS),
                     help="comma-separated scenarios (default all: "
-                         "B1,B2,B3,B4,B5,B6)")
+                         "B1,B2,B3,B4,B5,B6,B7)")
     ap.add_argument("--accounts", type=int, default=None,
                     help="accounts in B5 (default 10000, 200 with --quick)")
     ap.add_argument("--quick", action="store_true",
@@ -868,7 +1073,7 @@ def build_scenarios(args):
         big = 20 * MiB
     out = {}
     mixed = None
-    if {"B1", "B2", "B3", "B6"} & set(args.only):
+    if {"B1", "B2", "B3", "B6", "B7"} & set(args.only):
         t = time.monotonic()
         mixed = mixed_corpus("mixed", count, huge_count, huge)
         print("corpus B1/B2/B3: %s; generated in %.1f s"
@@ -897,6 +1102,11 @@ def build_scenarios(args):
                              % (count // per, per, CONNECTIONS_B6), mixed,
                              per, connections=CONNECTIONS_B6,
                              split_cpus=True)
+    if "B7" in args.only:
+        per = count // (ACCOUNTS_B6 if not args.quick else 100)
+        out["B7"] = StatusScenario(
+            "B7", "as B6, daemon, --status asked", mixed, per,
+            connections=CONNECTIONS_B6, user_prefix="b6")
     if "B4" in args.only:
         c = sized_corpus("big", 3, (big, big))
         print("corpus B4: %s" % c.describe(), flush=True)

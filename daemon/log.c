@@ -29,6 +29,8 @@ static int log_trace;
 static bool log_verb;
 static bool log_quieter;
 static bool log_journal;
+static void (*log_before)(void *);
+static void *log_before_arg;
 
 static void log_emit(enum log_prio prio, const char *acct, const char *fmt,
     va_list ap, const char *suffix) __attribute__((format(printf, 3, 0)));
@@ -50,6 +52,20 @@ stderr_is_journal(void)
 		return false;
 	return (unsigned long long)st.st_dev == dev &&
 	       (unsigned long long)st.st_ino == ino;
+}
+
+void
+log_before_line(void (*fn)(void *arg), void *arg)
+{
+	log_before = fn;
+	log_before_arg = arg;
+}
+
+static void
+before_line(void)
+{
+	if (log_before != NULL)
+		log_before(log_before_arg);
 }
 
 void
@@ -157,6 +173,7 @@ log_emit(enum log_prio prio, const char *acct, const char *fmt, va_list ap,
 	    (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1, (size_t)n);
 	if (log_journal)
 		snprintf(prefix, sizeof(prefix), "<%d>", (int)prio);
+	before_line();
 	if (acct != NULL)
 		fprintf(stderr, "%saccount=%s %s%s%s\n", prefix, acct, msg,
 		    suffix != NULL ? ": " : "", suffix != NULL ? suffix : "");
@@ -307,6 +324,7 @@ log_proto(const char *acct, int level, bool outgoing, const char *line,
 	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 		len--;
 	log_mask(buf, sizeof(buf), line, len, outgoing, secret);
+	before_line();
 	fprintf(stderr, "%saccount=%s %s %s\n", log_journal ? "<7>" : "", acct,
 	    outgoing ? ">" : "<", buf);
 }

@@ -44,6 +44,13 @@ void log_init(int trace, bool verbose);
  */
 void log_quiet(bool quiet);
 
+/*
+ * FN(ARG) is called right before each line is written to stderr (NULL:
+ * nothing is), from the thread that logs: a display sharing the terminal
+ * (progress.c) takes itself off the screen so the line is not garbled.
+ */
+void log_before_line(void (*fn)(void *arg), void *arg);
+
 /* Route libevent's own messages through this module. */
 void log_libevent(void);
 

@@ -29,6 +29,7 @@
 #include "notify.h"
 #include "oauth2.h"
 #include "probe.h"
+#include "progress.h"
 #include "sched.h"
 #include "status.h"
 #include "tls.h"
@@ -607,6 +608,7 @@ struct daemon {
 	struct status_metrics *metrics;
 	char *metrics_path;
 	time_t start;
+	struct progress *progress; /* --once on a terminal; NULL: none */
 };
 
 /* The scheduler's records, for the status socket and the metrics file. */
@@ -616,6 +618,45 @@ each_account(void *arg, status_visit_fn visit, void *varg)
 	struct daemon *d = arg;
 
 	sched_each_account(d->sc, visit, varg);
+}
+
+/* --- the progress display of --once ----------------------------------- */
+
+struct progress_fill {
+	struct progress_item *items;
+	size_t max, n;
+};
+
+static void
+progress_visit(void *varg, const struct account *a, const struct session *s)
+{
+	struct progress_fill *f = varg;
+
+	if (f->n < f->max) {
+		f->items[f->n].name = a->name;
+		session_progress(s, &f->items[f->n].sp);
+	}
+	f->n++;
+}
+
+/* The polls under way, for progress.c. */
+static size_t
+progress_each(void *arg, struct progress_item *items, size_t max)
+{
+	struct daemon *d = arg;
+	struct progress_fill f = {.items = items, .max = max};
+
+	sched_each_session(d->sc, progress_visit, &f);
+	return f.n;
+}
+
+/* A --once run shows its polls on a terminal, unless asked not to. */
+static void
+progress_begin(struct daemon *d)
+{
+	if (d->o->once && !d->o->quiet && progress_wanted(STDERR_FILENO))
+		d->progress = progress_new(d->base, STDERR_FILENO,
+		    progress_each, d); /* NULL: no display, nothing worse */
 }
 
 /* Serves --status, unless there is nowhere to put its socket. */
@@ -892,7 +933,9 @@ run(struct conf *conf, const struct options *o)
 	metrics_to(&d, conf->metrics_file);
 	sched_start(d.sc);
 	notify_ready(d.nt);
+	progress_begin(&d);
 	event_base_dispatch(base);
+	progress_free(&d.progress);
 	status = sched_exit_status(d.sc);
 	status_server_free(&d.srv);
 	/* The last counts, before the records go with the scheduler. */

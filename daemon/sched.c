@@ -1040,6 +1040,20 @@ sched_each_account(const struct sched *sc,
 	}
 }
 
+void
+sched_each_session(const struct sched *sc,
+    void (*visit)(void *varg, const struct account *a, const struct session *s),
+    void *varg)
+{
+	const struct slot *sl;
+
+	TAILQ_FOREACH(sl, &sc->slots, entry)
+	{
+		if (sl->sess != NULL)
+			visit(varg, sl->a, sl->sess);
+	}
+}
+
 /* Counts one record into the tally behind STATUS=. */
 static void
 tally_visit(void *varg, const struct status_account *r)

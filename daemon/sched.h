@@ -20,8 +20,10 @@
 
 struct event_base;
 struct evdns_base;
+struct account;
 struct conf;
 struct sched;
+struct session;
 struct status_account;
 
 /*
@@ -82,6 +84,16 @@ void sched_status(const struct sched *sc, char *buf, size_t len);
  */
 void sched_each_account(const struct sched *sc,
     void (*visit)(void *varg, const struct status_account *r), void *varg);
+
+/*
+ * Calls VISIT(VARG, A, S) for each poll under way, in configuration order:
+ * A its account, S its session (for session_progress()). Both are valid
+ * during the call only; VISIT must not call into the scheduler nor change
+ * the session.
+ */
+void sched_each_session(const struct sched *sc,
+    void (*visit)(void *varg, const struct account *a, const struct session *s),
+    void *varg);
 
 /*
  * The exit status for --once (sysexits.h): 0, or the most serious class

@@ -339,6 +339,55 @@ session_final_stage(struct session *s)
 	event_active(s->done_ev, 0, 0);
 }
 
+static enum session_phase
+phase_of(enum session_state st)
+{
+	if (st < S_LISTING)
+		return SESSION_PH_LOGIN;
+	switch (st) {
+	case S_LISTING:
+		return SESSION_PH_LISTING;
+	case S_FETCH:
+		return SESSION_PH_FETCH;
+	case S_TOP:
+		return SESSION_PH_TOP;
+	default:
+		return SESSION_PH_END;
+	}
+}
+
+/*
+ * The plan's fetches are the listed messages marked PLAN_FETCH, in the
+ * order of s->fetch, and replies come in the order asked: the first
+ * retr_done of them are answered.
+ */
+void
+session_progress(const struct session *s, struct session_progress *p)
+{
+	size_t i, k = 0;
+
+	memset(p, 0, sizeof(*p));
+	p->phase = phase_of(s->state);
+	p->secs = monotime() - s->start;
+	if (s->mode == SESSION_LIST) {
+		p->done = s->top_done;
+		p->total = s->npm; /* 0 until listed */
+		return;
+	}
+	p->done = s->retr_done;
+	p->total = s->nfetch;
+	for (i = 0; i < s->npm && k < s->nfetch; i++) {
+		if (s->pm[i].action != PLAN_FETCH)
+			continue;
+		p->total_bytes += s->pm[i].size;
+		if (k++ < s->retr_done)
+			p->bytes += s->pm[i].size;
+	}
+	if (s->receiving)
+		p->bytes +=
+		    s->cur_bytes < s->cur_listed ? s->cur_bytes : s->cur_listed;
+}
+
 /* Hands what a probing session learnt to its caller. */
 void
 session_report(struct session *s, const struct session_info *si)

@@ -108,6 +108,36 @@ struct session *session_start(struct event_base *base, struct evdns_base *dns,
  */
 void session_stop(struct session *s);
 
+/* How far a running poll is, for a progress display. */
+enum session_phase {
+	SESSION_PH_LOGIN,   /* connecting, TLS, logging in */
+	SESSION_PH_LISTING, /* UIDL and LIST, the plan */
+	SESSION_PH_FETCH,   /* RETR (and DELE) as planned */
+	SESSION_PH_TOP,	    /* --list: TOP n 0 for each message */
+	SESSION_PH_END,	    /* QUIT, the last commit */
+};
+
+struct session_progress {
+	enum session_phase phase;
+	/*
+	 * Messages answered of those planned (RETR, or TOP for --list);
+	 * both 0 until the plan is made.
+	 */
+	size_t done, total;
+	/*
+	 * Bytes received of those planned, in LIST's measure (the message
+	 * in hand counts as far as it came); 0 for --list.
+	 */
+	uint64_t bytes, total_bytes;
+	double secs; /* since the session started */
+};
+
+/*
+ * Fills P with how far S is. Costs a walk over the listed messages: meant
+ * for a display redrawn a few times a second, not for every event.
+ */
+void session_progress(const struct session *s, struct session_progress *p);
+
 /* Tears down a session (finished or not) and sets *S to NULL. */
 void session_free(struct session **s);
 
