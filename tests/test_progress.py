@@ -20,7 +20,6 @@ import select
 import struct
 import subprocess
 import termios
-import unittest
 
 from harness import BINARY, WAIT, FakePopCase, clean_env, main
 
