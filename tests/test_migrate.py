@@ -15,6 +15,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dovecot import Dovecot  # noqa: E402
-from harness import BINARY, maildir_messages  # noqa: E402
+from harness import BINARY, FakePopCase, maildir_messages  # noqa: E402
 
 RUN_TIMEOUT = 120
 PASSWORD = "s3cret-pass"
@@ -319,6 +320,51 @@ accounts = ({ name = "work"; host = "pop.example.com"; user = "alice";
             r = subprocess.run([BINARY, "-c", self.conf] + args,
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 64, (args, r.stderr))
+
+
+class ImportWhilePollingTest(FakePopCase):
+    """An import while the daemon polls the same account is refused, and
+    the state the poll writes is whole; after the poll it goes through."""
+
+    MESSAGES = [b"Subject: m%d\r\n\r\n%s\r\n" % (i, b"x" * 500)
+                for i in range(3)]
+
+    def test_refused_while_a_poll_runs(self):
+        srv = self.server()
+        # The first message a byte at a time: the poll lasts until told.
+        srv.dribble = 0.002
+        srv.dribble_what = "retr"
+        conf = self.config(srv, keep=True)
+        ids = os.path.join(self.dir, "fetchids")
+        with open(ids, "w") as f:
+            f.write("alice@localhost old-1\nalice@localhost old-2\n")
+        d = self.daemon(conf, ["-d", "1"])
+        # Now, not at the first poll's spread start.
+        d.wait_line(r"^started accounts=1 ")
+        d.signal(signal.SIGUSR1)
+        d.wait_line(r"account=fake > RETR 1$")
+        state = os.path.join(self.dir, "state")
+        before = {n: open(os.path.join(state, n), "rb").read()
+                  for n in os.listdir(state)}
+        r = self.run_popfetchd("-c", conf, "--import-uids",
+                               "fetchmail:" + ids, text=True)
+        self.assert_exit(r, 75)  # EX_TEMPFAIL
+        self.assertIn("locked by another process", r.stderr)
+        after = {n: open(os.path.join(state, n), "rb").read()
+                 for n in os.listdir(state)}
+        self.assertEqual(after, before, "the import touched the state")
+        srv.dribble = None
+        d.wait_line(r"account=fake listed=3 fetched=3 ")
+        r = self.run_popfetchd("-c", conf, "--import-uids",
+                               "fetchmail:" + ids, text=True)
+        self.assert_exit(r, 0)
+        self.assertIn("account=fake imported=2 already=0", r.stdout)
+        # The poll's records and the imported ones are all there: the
+        # next poll fetches nothing again.
+        mark = d.mark()
+        d.signal(signal.SIGUSR1)
+        d.wait_line(r"account=fake listed=3 fetched=0 ", mark)
+        self.assert_delivered_exactly(self.MESSAGES)
 
 
 if __name__ == "__main__":
