@@ -33,7 +33,9 @@ struct cached {
 	/* Newer than the file, which could not be written: use these. */
 	bool unsaved;
 	struct oauth2_token unsaved_tok;
-	bool announced;		 /* the token's age was logged */
+	bool announced; /* the token's age was logged */
+	bool seen;	/* times holds what a request saw */
+	struct oauth2_times times;
 	struct oauth2_req *busy; /* a refresh under way */
 };
 
@@ -67,6 +69,30 @@ static void refreshed(
 static void commit(struct oauth2_req *r, struct oauth2_token *fresh);
 static void done_cb(evutil_socket_t fd, short what, void *arg);
 static void req_free(struct oauth2_req *r);
+
+/* Keeps the times of R's tokens for the account's status. */
+static void
+remember(struct oauth2_req *r)
+{
+	r->c->seen = true;
+	r->c->times.refresh_obtained = r->tok.refresh_obtained;
+	r->c->times.refresh_expires = r->tok.refresh_expires;
+	r->c->times.access_expires =
+	    r->tok.access != NULL ? r->tok.access_expires : 0;
+}
+
+bool
+oauth2_times(const char *account, struct oauth2_times *t)
+{
+	const struct cached *c;
+
+	for (c = cache; c != NULL; c = c->next)
+		if (strcmp(c->name, account) == 0 && c->seen) {
+			*t = c->times;
+			return true;
+		}
+	return false;
+}
 
 static struct cached *
 cache_get(const char *name)
@@ -120,6 +146,7 @@ announce(struct oauth2_req *r, time_t now)
 	const struct oauth2_token *t = &r->tok;
 	char a[32], e[32], re[32];
 
+	remember(r);
 	if (r->c->announced)
 		return;
 	r->c->announced = true;
@@ -289,6 +316,7 @@ commit(struct oauth2_req *r, struct oauth2_token *fresh)
 	}
 	oauth2_token_clear(&r->c->unsaved_tok);
 	r->c->unsaved = false;
+	remember(r);
 	TESTHOOK_CRASH_POINT("oauth2 token stored");
 	age(e, sizeof(e), (long)(t->access_expires - t->access_obtained));
 	log_info(r->account, "oauth2 token refreshed expires_in=%s rotated=%s",

@@ -190,4 +190,17 @@ void oauth2_cancel(struct oauth2_req **req);
 /* Drops every cached token and the resolver (before freeing the loop). */
 void oauth2_forget(void);
 
+/* What is known of an account's tokens, for its status (no secrets). */
+struct oauth2_times {
+	time_t refresh_obtained; /* 0: unknown */
+	time_t refresh_expires;	 /* 0: the provider did not say */
+	time_t access_expires;	 /* 0: none cached */
+};
+
+/*
+ * The token times of ACCOUNT as its last request saw them (loaded or
+ * refreshed); false when no request for it was made since the start.
+ */
+bool oauth2_times(const char *account, struct oauth2_times *t);
+
 #endif

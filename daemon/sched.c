@@ -31,6 +31,7 @@
 #include "session.h"
 #include "status.h"
 #include "monotime.h"
+#include "oauth2.h"
 
 /* A poll's error message is kept up to this length. */
 #define SCHED_MSG_MAX 256
@@ -995,6 +996,20 @@ sched_on_change(struct sched *sc, void (*cb)(void *), void *arg)
 	sc->change_arg = arg;
 }
 
+/* An OAuth2 account's token times, as its last refresh saw them. */
+static void
+slot_token(const struct slot *sl, struct status_account *r)
+{
+	struct oauth2_times t;
+
+	r->token_known = sl->a->oauth2.on && oauth2_times(sl->a->name, &t);
+	if (!r->token_known)
+		return;
+	r->token_obtained = t.refresh_obtained;
+	r->token_expires = t.refresh_expires;
+	r->access_expires = t.access_expires;
+}
+
 /* SL's record, with what only the scheduler knows filled in. */
 static void
 slot_report(const struct slot *sl, struct status_account *r)
@@ -1005,6 +1020,7 @@ slot_report(const struct slot *sl, struct status_account *r)
 	r->name = sl->a->name;
 	r->streak = sl->streak;
 	r->next = 0;
+	slot_token(sl, r);
 	switch (sl->state) {
 	case SLOT_RUNNING:
 		r->state = STATUS_POLLING;

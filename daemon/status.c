@@ -319,6 +319,18 @@ json_totals(const struct status_account *r)
 	return o;
 }
 
+/* When the OAuth2 refresh token was issued and expires (null: unknown). */
+static struct json_object *
+json_token(const struct status_account *r)
+{
+	struct json_object *o = must(json_object_new_object());
+
+	put(o, "refresh_token_obtained", jtime(r->token_obtained));
+	put(o, "refresh_token_expires", jtime(r->token_expires));
+	put(o, "access_token_expires", jtime(r->access_expires));
+	return o;
+}
+
 /* Why an account backs off or is paused: the class and the message. */
 static struct json_object *
 json_why(const struct status_account *r)
@@ -349,6 +361,7 @@ json_account(const struct status_account *r)
 	put(o, "last_success", jtime(r->last_ok));
 	put(o, "failing", must(json_object_new_boolean(r->failing)));
 	put(o, "last_failure", r->fail_time != 0 ? json_failure(r) : NULL);
+	put(o, "oauth2", r->token_known ? json_token(r) : NULL);
 	put(o, "totals", json_totals(r));
 	return o;
 }

@@ -75,6 +75,9 @@ struct status_account {
 	char fail_msg[STATUS_MSG_MAX]; /* as it came, NUL-terminated */
 	time_t fail_time;	       /* 0: never failed */
 	time_t last_ok;		       /* 0: never succeeded */
+	/* OAuth2 accounts: the token times (0: unknown), if TOKEN_KNOWN. */
+	bool token_known;
+	time_t token_obtained, token_expires, access_expires;
 	/* Since the daemon started (a reload keeps them). */
 	unsigned long long polls, failures[SC_COUNT], fetched, bytes, deleted;
 };

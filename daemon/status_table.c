@@ -291,6 +291,20 @@ detail_totals(FILE *f, struct json_object *tot)
 	    get_int(tot, "deleted"));
 }
 
+/* The OAuth2 refresh token's age and expiry, if the account has one. */
+static void
+detail_token(FILE *f, struct json_object *tok, time_t now)
+{
+	if (tok == NULL)
+		return;
+	fprintf(f, "oauth2 token  obtained ");
+	print_when(f, get_time(tok, "refresh_token_obtained"), now, "unknown");
+	fprintf(f, ", expires ");
+	print_when(f, get_time(tok, "refresh_token_expires"), now,
+	    "when the provider decides");
+	putc('\n', f);
+}
+
 static void
 detail(FILE *f, struct json_object *a, time_t now)
 {
@@ -325,6 +339,7 @@ detail(FILE *f, struct json_object *a, time_t now)
 	fprintf(f, "\nnext poll     ");
 	print_when(f, get_time(a, "next_poll"), now, next_words(state));
 	putc('\n', f);
+	detail_token(f, get(a, "oauth2"), now);
 	detail_totals(f, get(a, "totals"));
 }
 

@@ -271,6 +271,36 @@ class Loop(OAuth2Case):
         d.stop()
 
 
+class Status(OAuth2Case):
+    def test_token_times_in_the_status(self):
+        """The daemon keeps the refresh token's age (and the access
+        token's expiry) in the account's status; accounts without OAuth2
+        have none."""
+        run = os.path.join(self.dir, "run")
+        conf = self.conf()
+        d = self.daemon(conf, ["-v"], env={"RUNTIME_DIRECTORY": run})
+        d.wait_line(r"^started accounts=1 ")
+        d.signal(signal.SIGUSR1)
+        d.wait_line(r"account=fake .*fetched=2")
+        env = dict(harness.clean_env(), RUNTIME_DIRECTORY=run)
+        r = subprocess.run([harness.BINARY, "--status", "--json"], env=env,
+                           capture_output=True, text=True,
+                           timeout=harness.WAIT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        acct = json.loads(r.stdout)["accounts"][0]
+        self.assertEqual(acct["name"], "fake")
+        self.assertIsNotNone(acct["oauth2"], r.stdout)
+        self.assertIsNotNone(acct["oauth2"]["refresh_token_obtained"])
+        self.assertIsNotNone(acct["oauth2"]["access_token_expires"])
+        self.assert_no_secret(r.stdout)
+        r = subprocess.run([harness.BINARY, "--status", "-a", "fake"],
+                           env=env, capture_output=True, text=True,
+                           timeout=harness.WAIT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"oauth2 token +obtained \S+ \S+ \((now|\d+s ago)\)")
+        d.stop()
+
+
 class Authorize(OAuth2Case):
     def setUp(self):
         super().setUp()

@@ -28,6 +28,7 @@
 #include "backoff.h"
 #include "conf.h"
 #include "monotime.h"
+#include "oauth2.h"
 #include "sched.h"
 #include "session.h"
 #include "worker.h"
@@ -283,6 +284,15 @@ session_stop(struct session *s)
 	s->r->stops++;
 	if (stop_ends)
 		end_soon(s, SC_OK, true);
+}
+
+/* No account of these cases has OAuth2: no token times to report. */
+bool
+oauth2_times(const char *account, struct oauth2_times *t)
+{
+	(void)account;
+	(void)t;
+	return false;
 }
 
 void
