@@ -16,6 +16,7 @@
 #include <libconfig.h>
 
 #include "conf.h"
+#include "folder.h"
 
 /*
  * A configuration file is a few kilobytes even with thousands of accounts;
@@ -37,6 +38,7 @@ enum ktype {
 	T_STRING,   /* non-empty, no control characters */
 	T_PATH,	    /* T_STRING, absolute or "~/..." */
 	T_FILENAME, /* T_STRING, one path component */
+	T_FOLDER,   /* T_STRING, a Maildir++ folder name (folder.h) */
 	T_NAME,	    /* an account name */
 	T_CHOICE,   /* one of k->choices, stored as a string */
 	T_ENUM,	    /* one of k->choices, stored as its index */
@@ -92,6 +94,8 @@ enum key_id {
 	K_RECEIVED_HEADER,
 	K_PIPELINING,
 	K_SYNC,
+	/* Where mail goes besides the Maildir's root. */
+	K_FOLDER,
 	NKEYS
 };
 
@@ -198,6 +202,8 @@ static const struct key keys[NKEYS] = {
 	ACCT(pipelining)},
     [K_SYNC] = {"sync", T_ENUM, W_GROUPS, .choices = sync_names,
 	.def_n = CONF_SYNC_BATCH, ACCT(sync)},
+
+    [K_FOLDER] = {"folder", T_FOLDER, W_GROUPS, ACCT(folder)},
 };
 
 #undef CONF
@@ -259,6 +265,8 @@ static bool check_path(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
 static bool check_filename(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
+static bool check_folder(struct loader *, const struct group *,
+    const struct key *, const config_setting_t *, struct val *);
 static bool check_name(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
 static bool check_choice(struct loader *, const struct group *,
@@ -292,6 +300,7 @@ static const struct ktype_ops ops[] = {
     [T_STRING] = {check_string, store_string},
     [T_PATH] = {check_path, store_path},
     [T_FILENAME] = {check_filename, store_string},
+    [T_FOLDER] = {check_folder, store_string},
     [T_NAME] = {check_name, store_string},
     [T_CHOICE] = {check_choice, store_string},
     [T_ENUM] = {check_choice, store_enum},
@@ -439,6 +448,23 @@ check_filename(struct loader *L, const struct group *g, const struct key *k,
 }
 
 /* Names become file names in state_dir, hence the strict alphabet. */
+/* A Maildir++ folder name, as deliveries will encode it. */
+static bool
+check_folder(struct loader *L, const struct group *g, const struct key *k,
+    const config_setting_t *s, struct val *v)
+{
+	char dir[FOLDER_DIR_SIZE];
+	const char *why;
+
+	if (!check_string(L, g, k, s, v))
+		return false;
+	if (folder_encode(v->s, dir, sizeof(dir), &why) == -1) {
+		fail(L, line_of(s), g, "%s \"%s\": %s", k->name, v->s, why);
+		return false;
+	}
+	return true;
+}
+
 static bool
 check_name(struct loader *L, const struct group *g, const struct key *k,
     const config_setting_t *s, struct val *v)
@@ -1387,6 +1413,7 @@ account_free(struct account *a)
 	free(a->password_command);
 	free(a->password_credential);
 	free(a->maildir);
+	free(a->folder);
 }
 
 void

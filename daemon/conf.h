@@ -67,6 +67,7 @@ struct account {
 	enum conf_auth auth;
 
 	char *maildir;
+	char *folder; /* a Maildir++ folder in it (folder.h), or NULL */
 	bool keep;
 	unsigned delete_after_days; /* with keep; 0 = never */
 	uint64_t max_message_size;  /* bytes; 0 = no limit */

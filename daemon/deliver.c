@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "deliver.h"
+#include "folder.h"
 #include "maildir.h"
 #include "state.h"
 #include "testhook.h"
@@ -47,6 +48,23 @@ open_fail(char *err, size_t errlen, const char *prefix, const char *why)
 	errno = saved;
 }
 
+/* The Maildir W names, or its Maildir++ folder. */
+static struct maildir *
+open_maildir(const struct deliver_where *w, char *why, size_t whylen)
+{
+	char dir[FOLDER_DIR_SIZE];
+	const char *bad;
+
+	if (w->folder == NULL)
+		return maildir_open(w->maildir, why, whylen);
+	if (folder_encode(w->folder, dir, sizeof(dir), &bad) == -1) {
+		snprintf(why, whylen, "folder %s: %s", w->folder, bad);
+		errno = EINVAL;
+		return NULL;
+	}
+	return maildir_open_folder(w->maildir, dir, why, whylen);
+}
+
 struct deliver *
 deliver_open(const struct deliver_where *w, char *err, size_t errlen)
 {
@@ -58,7 +76,7 @@ deliver_open(const struct deliver_where *w, char *err, size_t errlen)
 		open_fail(err, errlen, "", "out of memory");
 		return NULL;
 	}
-	if ((d->md = maildir_open(w->maildir, why, sizeof(why))) == NULL) {
+	if ((d->md = open_maildir(w, why, sizeof(why))) == NULL) {
 		/* EWOULDBLOCK says "busy": only the state's lock may. */
 		if (errno == EWOULDBLOCK)
 			errno = EIO;

@@ -30,7 +30,8 @@ struct state;
 
 /* Where an account's mail goes, and whose UIDs its state holds. */
 struct deliver_where {
-	const char *maildir; /* path of the Maildir */
+	const char *maildir; /* path of the Maildir (its root) */
+	const char *folder;  /* a Maildir++ folder in it (folder.h), or NULL */
 	bool sync_each_file; /* an fsync per message, not one syncfs */
 	const char *state_dir;
 	const char *account; /* names the state file in state_dir */
@@ -41,7 +42,8 @@ struct deliver_where {
 
 /*
  * Opens the Maildir W->maildir (created if missing, but never in a
- * missing directory), then the state of W->account (locked while open),
+ * missing directory), or its Maildir++ folder W->folder (named as
+ * folder.h says, created with its marker file), then the state of W->account (locked while open),
  * and a delivery batch into them, which owns both. Returns NULL with
  * errno set and ERR saying what failed: "maildir: " or "state: " and
  * why, or "out of memory". errno is EWOULDBLOCK only when another

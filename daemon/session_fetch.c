@@ -40,6 +40,7 @@ open_local(struct session *s)
 {
 	const struct account *a = s->a;
 	struct deliver_where w = {.maildir = a->maildir,
+	    .folder = a->folder,
 	    .sync_each_file = a->sync == CONF_SYNC_FILE,
 	    .state_dir = s->conf->state_dir,
 	    .account = a->name,

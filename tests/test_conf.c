@@ -284,6 +284,7 @@ START_TEST(defaults_applied)
 	ck_assert_ptr_null(a->password_credential);
 	ck_assert_int_eq(a->auth, CONF_AUTH_AUTO);
 	ck_assert_str_eq(a->maildir, "/home/alice/Maildir");
+	ck_assert_ptr_null(a->folder);
 	ck_assert(!a->keep);
 	ck_assert_uint_eq(a->delete_after_days, 0);
 	ck_assert_uint_eq(a->max_message_size, 0);
