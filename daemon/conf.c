@@ -39,6 +39,7 @@ enum ktype {
 	T_PATH,	    /* T_STRING, absolute or "~/..." */
 	T_FILENAME, /* T_STRING, one path component */
 	T_FOLDER,   /* T_STRING, a Maildir++ folder name (folder.h) */
+	T_ENDPOINT, /* T_STRING, an absolute socket path or "host:port" */
 	T_NAME,	    /* an account name */
 	T_CHOICE,   /* one of k->choices, stored as a string */
 	T_ENUM,	    /* one of k->choices, stored as its index */
@@ -94,8 +95,11 @@ enum key_id {
 	K_RECEIVED_HEADER,
 	K_PIPELINING,
 	K_SYNC,
-	/* Where mail goes besides the Maildir's root. */
+	/* Where mail goes: a Maildir (or a folder in it), or LMTP. */
 	K_FOLDER,
+	K_TARGET,
+	K_LMTP,
+	K_RECIPIENT,
 	NKEYS
 };
 
@@ -120,6 +124,7 @@ static const char *const auth_names[] = {"auto", "plain", "login", "xoauth2",
     "oauthbearer", "external", "apop", "user", "rpop", NULL};
 static const char *const pipelining_names[] = {"auto", "on", "off", NULL};
 static const char *const sync_names[] = {"batch", "file", NULL};
+static const char *const target_names[] = {"maildir", "lmtp", NULL};
 static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 
 _Static_assert(sizeof(tls_names) / sizeof(*tls_names) == CONF_TLS_NONE + 2,
@@ -131,11 +136,15 @@ _Static_assert(sizeof(pipelining_names) / sizeof(*pipelining_names) ==
     "pipelining_names out of step with enum conf_pipelining");
 _Static_assert(sizeof(sync_names) / sizeof(*sync_names) == CONF_SYNC_FILE + 2,
     "sync_names out of step with enum conf_sync");
+_Static_assert(
+    sizeof(target_names) / sizeof(*target_names) == CONF_TARGET_LMTP + 2,
+    "target_names out of step with enum conf_target");
 /* T_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum conf_tls) == sizeof(int) &&
 		   sizeof(enum conf_auth) == sizeof(int) &&
 		   sizeof(enum conf_pipelining) == sizeof(int) &&
-		   sizeof(enum conf_sync) == sizeof(int),
+		   sizeof(enum conf_sync) == sizeof(int) &&
+		   sizeof(enum conf_target) == sizeof(int),
     "enum fields are not int-sized");
 
 #define CONF(f) .conf_off = offsetof(struct conf, f)
@@ -188,8 +197,8 @@ static const struct key keys[NKEYS] = {
 	SLOT_PASSWORD, ACCT(password_credential)},
     [K_AUTH] = {"auth", T_ENUM, W_GROUPS, .choices = auth_names,
 	.def_n = CONF_AUTH_AUTO, ACCT(auth)},
-    [K_MAILDIR] = {"maildir", T_PATH, W_GROUPS, .required = true,
-	ACCT(maildir)},
+    /* Required with target = "maildir" (check_account()). */
+    [K_MAILDIR] = {"maildir", T_PATH, W_GROUPS, ACCT(maildir)},
     [K_KEEP] = {"keep", T_BOOL, W_GROUPS, .def_n = false, ACCT(keep)},
     [K_DELETE_AFTER_DAYS] = {"delete_after_days", T_UINT, W_GROUPS, .min = 0,
 	.max = 36500, ACCT(delete_after_days)},
@@ -204,6 +213,10 @@ static const struct key keys[NKEYS] = {
 	.def_n = CONF_SYNC_BATCH, ACCT(sync)},
 
     [K_FOLDER] = {"folder", T_FOLDER, W_GROUPS, ACCT(folder)},
+    [K_TARGET] = {"target", T_ENUM, W_GROUPS, .choices = target_names,
+	.def_n = CONF_TARGET_MAILDIR, ACCT(target)},
+    [K_LMTP] = {"lmtp", T_ENDPOINT, W_GROUPS, ACCT(lmtp)},
+    [K_RECIPIENT] = {"recipient", T_STRING, W_GROUPS, ACCT(recipient)},
 };
 
 #undef CONF
@@ -267,6 +280,8 @@ static bool check_filename(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
 static bool check_folder(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
+static bool check_endpoint(struct loader *, const struct group *,
+    const struct key *, const config_setting_t *, struct val *);
 static bool check_name(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
 static bool check_choice(struct loader *, const struct group *,
@@ -301,6 +316,7 @@ static const struct ktype_ops ops[] = {
     [T_PATH] = {check_path, store_path},
     [T_FILENAME] = {check_filename, store_string},
     [T_FOLDER] = {check_folder, store_string},
+    [T_ENDPOINT] = {check_endpoint, store_string},
     [T_NAME] = {check_name, store_string},
     [T_CHOICE] = {check_choice, store_string},
     [T_ENUM] = {check_choice, store_enum},
@@ -463,6 +479,40 @@ check_folder(struct loader *L, const struct group *g, const struct key *k,
 		return false;
 	}
 	return true;
+}
+
+/*
+ * Where an LMTP server listens: a Unix socket's absolute path (at most
+ * what sockaddr_un holds), or HOST:PORT ("[::1]:24" for an IPv6 literal).
+ */
+static bool
+check_endpoint(struct loader *L, const struct group *g, const struct key *k,
+    const config_setting_t *s, struct val *v)
+{
+	const char *colon, *p;
+	long port = 0;
+
+	if (!check_string(L, g, k, s, v))
+		return false;
+	if (v->s[0] == '/') {
+		if (strlen(v->s) < 108)
+			return true;
+		fail(L, line_of(s), g, "%s: socket path longer than 107 bytes",
+		    k->name);
+		return false;
+	}
+	colon = strrchr(v->s, ':');
+	if (colon != NULL && colon != v->s && colon[1] != '\0') {
+		for (p = colon + 1; *p >= '0' && *p <= '9' && port <= 65535;
+		     p++)
+			port = port * 10 + (*p - '0');
+		if (*p == '\0' && port >= 1 && port <= 65535)
+			return true;
+	}
+	fail(L, line_of(s), g,
+	    "%s must be a socket's absolute path or host:port (1-65535)",
+	    k->name);
+	return false;
 }
 
 static bool
@@ -909,6 +959,28 @@ blame(const struct group *a, enum key_id k1, enum key_id k2)
 	return a->line;
 }
 
+/* What each delivery target needs, and keys that only one of them takes. */
+static void
+check_target(
+    struct loader *L, const struct group *a, const struct val *const *eff)
+{
+	long long t = eff_n(eff, K_TARGET);
+
+	if (!usable(eff, K_TARGET))
+		return;
+	if (t == CONF_TARGET_MAILDIR && !eff_set(eff, K_MAILDIR))
+		fail(L, a->line, a, "missing maildir");
+	if (t == CONF_TARGET_LMTP && !eff_set(eff, K_LMTP))
+		fail(L, blame(a, K_TARGET, K_TARGET), a,
+		    "target = \"lmtp\" needs lmtp (the server's socket or host:port)");
+	if (t == CONF_TARGET_LMTP && !eff_set(eff, K_RECIPIENT))
+		fail(L, blame(a, K_TARGET, K_TARGET), a,
+		    "target = \"lmtp\" needs recipient (whom the LMTP server delivers to)");
+	if (t != CONF_TARGET_MAILDIR && eff_set(eff, K_FOLDER))
+		fail(L, blame(a, K_FOLDER, K_TARGET), a,
+		    "folder needs target = \"maildir\" (with LMTP, a Sieve rule files mail)");
+}
+
 /* Rules between keys, on the values after inheritance. */
 static void
 check_account(
@@ -921,6 +993,7 @@ check_account(
 	for (k = 0; k < NKEYS; k++)
 		if (keys[k].required && !eff_set(eff, k))
 			fail(L, a->line, a, "missing %s", keys[k].name);
+	check_target(L, a, eff);
 	if (credentials && !eff_set(eff, K_USER))
 		fail(L, a->line, a,
 		    "missing user (needed unless auth = \"external\")");
@@ -1414,6 +1487,8 @@ account_free(struct account *a)
 	free(a->password_credential);
 	free(a->maildir);
 	free(a->folder);
+	free(a->lmtp);
+	free(a->recipient);
 }
 
 void

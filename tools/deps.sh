@@ -11,7 +11,7 @@ set -euo pipefail
 packages=(
 	build-essential meson ninja-build pkg-config
 	libevent-dev libssl-dev libconfig-dev check
-	dovecot-core dovecot-pop3d
+	dovecot-core dovecot-pop3d dovecot-lmtpd dovecot-sieve
 	python3 openssl clang ca-certificates
 	systemd groff-base strace
 )
