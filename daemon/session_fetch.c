@@ -221,6 +221,8 @@ apply_verdict(struct session *s, const struct session_verdict *sv)
 	if (deliver_handed(s->dl, sv->msgno, taken) == -1)
 		log_warn(s->a->name, "state: message %lu", sv->msgno);
 	if (taken) {
+		/* The window deliver.h documents: taken, not yet recorded. */
+		TESTHOOK_CRASH_POINT("hand-off taken");
 		s->stats.fetched++;
 		s->stats.bytes += m->size;
 		return;
