@@ -19,9 +19,11 @@
 struct item {
 	unsigned long tag;
 	bool has_uid;
-	bool recorded; /* its intent is in the state (not always durable) */
-	bool taken;    /* hand-off: the target has it */
-	uint64_t size; /* as LIST said; DELIVER_SIZE_UNKNOWN if not known */
+	bool recorded;	  /* its intent is in the state (not always durable) */
+	bool taken;	  /* hand-off: the target has it */
+	unsigned strikes; /* hand-off: its strikes before the intent */
+	time_t last;	  /* and the latest one's time */
+	uint64_t size;	  /* as LIST said; DELIVER_SIZE_UNKNOWN if not known */
 	char uid[UID_MAX + 1];
 	char tmp[MAILDIR_NAME_SIZE];
 	char final[MAILDIR_NAME_SIZE];
@@ -407,6 +409,8 @@ deliver_announce(
 	if (uid != NULL) {
 		d->cur.has_uid = true;
 		strcpy(d->cur.uid, uid);
+		/* An intent ends strikes; a withdrawal must not. */
+		d->cur.strikes = state_strikes(d->st, uid, &d->cur.last);
 		if ((size == DELIVER_SIZE_UNKNOWN
 			    ? state_record_pending(d->st, uid, TESTHOOK_NOW(),
 				  HANDOFF_TMP, HANDOFF_FINAL)
@@ -424,14 +428,22 @@ deliver_announce(
 	return 0;
 }
 
-/* Takes back the intent of IT: its message is not delivered. */
+/*
+ * Takes back the intent of IT: its message is not delivered. Its strikes
+ * come back as they were (count and time), so a message that keeps
+ * failing still reaches quarantine (plan.h).
+ */
 static void
 withdraw(struct deliver *d, const struct item *it)
 {
+	unsigned i;
+
 	if (!it->has_uid)
 		return;
 	state_complete(d->st, it->uid);
 	state_forget(d->st, it->uid);
+	for (i = 0; i < it->strikes; i++)
+		state_strike(d->st, it->uid, it->last);
 }
 
 int

@@ -217,6 +217,7 @@ class Dovecot:
         if client_ca:
             self._make_client_ca_bundle()
         self.users = {}
+        self.quotas = {}
         # How many sync_log() logins there were: each is one auth request.
         self.syncs = 0
         self.proc = None
@@ -293,6 +294,8 @@ service lmtp {{
 lmtp_save_to_detail_mailbox = no
 # Replies per recipient after DATA, and a single RCPT per user.
 lmtp_rcpt_check_quota = no
+# Quota everywhere, so that doveadm's expunges count too.
+mail_plugins = $mail_plugins quota
 protocol lmtp {{
   mail_plugins = $mail_plugins sieve
   postmaster_address = postmaster@localhost
@@ -301,7 +304,12 @@ plugin {{
   sieve = file:~/sieve;active=~/.dovecot.sieve
   sieve_extensions = +duplicate
   sieve_duplicate_default_period = 1d
+  # No limit unless add_user(quota=...) sets one.
+  quota = maildir:User quota
+  quota_rule = *:storage=0
 }}
+# A full mailbox is a temporary failure (452), as most sites set it.
+quota_full_tempfail = yes
 """.format(sock=self.lmtp_socket)
 
     def _external_passdb(self):
@@ -423,9 +431,12 @@ service pop3-login {{
         first use. (Changing a password has that delay; no test does.)
         """
         path = os.path.join(self.passwd_dir, user)
-        line = "%s:{PLAIN}%s:%d:%d::%s::\n" % (
+        extra = ""
+        if self.quotas.get(user) is not None:
+            extra = "userdb_quota_rule=*:storage=%dB" % self.quotas[user]
+        line = "%s:{PLAIN}%s:%d:%d::%s::%s\n" % (
             user, self.users[user], self.mail_uid, self.mail_gid,
-            os.path.join(self.mail_dir, user))
+            os.path.join(self.mail_dir, user), extra)
         with open(path + ".tmp", "w") as f:
             f.write(line)
         os.chmod(path + ".tmp", 0o644)
@@ -556,11 +567,13 @@ service pop3-login {{
     def maildir(self, user):
         return os.path.join(self.mail_dir, user, "Maildir")
 
-    def add_user(self, name, password):
-        """Add (or change) a user; creates its empty Maildir."""
+    def add_user(self, name, password, quota=None):
+        """Add (or change) a user; creates its empty Maildir. QUOTA (bytes,
+        with lmtp=True) limits what LMTP may store for it."""
         if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
             raise ValueError("unusable user name %r" % name)
         self.users[name] = password
+        self.quotas[name] = quota
         home = os.path.join(self.mail_dir, name)
         for d in (home, self.maildir(name)) + tuple(
                 os.path.join(self.maildir(name), s)
