@@ -17,7 +17,8 @@ import threading
 import time
 
 import mailgen
-from harness import DovecotCase, main, multiset
+from dovecot import Dovecot
+from harness import DovecotCase, FakePopCase, main, multiset
 
 PASSWORD = DovecotCase.PASSWORD
 
@@ -342,6 +343,71 @@ class FakeLmtp:
                     time.sleep(ahead)
         self.messages.append(bytes(data))
         return True
+
+
+class TestPopFaults(FakePopCase):
+    """The POP3 side breaking while a message streams to LMTP: the
+    scripted server's faults, Dovecot's LMTP as the target."""
+
+    MESSAGES = [b"From: f%d@example.org\nSubject: fault %d\n\n%s\n"
+                % (i, i, b"\n".join(b".line %d" % j for j in range(400)))
+                for i in range(4)]
+
+    def setUp(self):
+        super().setUp()
+        self.dc = Dovecot(lmtp=True)
+        self.addCleanup(self.dc.cleanup)
+        self.dc.start()
+        self.dc.add_user("bob", "unused")
+
+    def lmtp_config(self, srv):
+        return self.config(srv, maildir=None, target="lmtp",
+                           lmtp=self.dc.lmtp_socket, recipient="bob")
+
+    def stored(self):
+        return [untraced(m) for m in self.dc.mailbox_messages("bob")]
+
+    def test_dropped_mid_message_nothing_partial(self):
+        """The POP3 connection drops inside message 3: the LMTP
+        transaction is abandoned without its final dot, so Dovecot
+        stores nothing of it; nothing is deleted without QUIT; the next
+        poll delivers the rest, each message once."""
+        srv = self.server()
+        srv.drop_in_retr = (3, 2000)
+        conf = self.lmtp_config(srv)
+
+        r = self.run_once(conf)
+
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertEqual(sorted(self.stored()), sorted(self.MESSAGES[:2]))
+        self.assertEqual(srv.messages, self.MESSAGES)
+        srv.drop_in_retr = None
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(self.stored()), sorted(self.MESSAGES))
+        self.assertEqual(srv.messages, [])
+
+    def test_cut_short_message_taken_back(self):
+        """A message far shorter than LIST said ends cleanly on the POP3
+        side after its bytes went to LMTP: it is taken back (no final
+        dot), struck, left on the server; the others are delivered."""
+        srv = self.server()
+        srv.cut_retr = (2, 1000)
+        conf = self.lmtp_config(srv)
+
+        r = self.run_once(conf)
+
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertRegex(r.stderr, r"message 2: \d+ bytes received where "
+                         r"LIST said \d+: taken as cut short")
+        self.assertRegex(r.stderr, r"strike=1")
+        want = [self.MESSAGES[0]] + self.MESSAGES[2:]
+        self.assertEqual(sorted(self.stored()), sorted(want))
+        self.assertEqual(srv.messages, [self.MESSAGES[1]])
+        srv.cut_retr = None
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(self.stored()), sorted(self.MESSAGES))
 
 
 class TestFolders(TargetCase):
