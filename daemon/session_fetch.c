@@ -312,11 +312,23 @@ open_target(struct session *s)
  * more (its READY callback resumes).
  */
 bool
-session_input_paused(const struct session *s)
+session_input_paused(struct session *s)
 {
+	bool busy;
+
 	if (s->worker != NULL && worker_busy(&s->job))
 		return true;
-	return s->tg != NULL && s->state == S_FETCH && target_busy(s->tg);
+	busy = s->tg != NULL && s->state == S_FETCH && target_busy(s->tg);
+	/*
+	 * Not reading at all while the target waits: the transport would
+	 * otherwise raise NET_DATA for every record that arrives, to no
+	 * avail. Reading resumes here too, once the target is ready.
+	 */
+	if (busy != s->net_paused && s->net != NULL) {
+		net_pause(s->net, busy);
+		s->net_paused = busy;
+	}
+	return busy;
 }
 
 void

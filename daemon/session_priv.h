@@ -173,6 +173,7 @@ struct session {
 	} verdicts[8];
 	size_t nverdicts;
 	bool final_wait; /* the end waits for the target's verdicts */
+	bool net_paused; /* reading stopped until the target is ready */
 
 	unsigned long stat_count; /* messages STAT counted */
 	struct listing *lst;	  /* what UIDL and LIST said */
@@ -252,7 +253,7 @@ void session_pump(struct session *s);
 void session_strike(struct session *s, unsigned long msgno, const char *why);
 void session_unconfirmed_end(struct session *s);
 void session_end_confirmed(struct session *s);
-bool session_input_paused(const struct session *s);
+bool session_input_paused(struct session *s);
 void session_target_free(struct session *s);
 bool session_data_bounded(struct session *s, const struct pop3_event *ev);
 void session_st_fetch(struct session *s, const struct pop3_event *ev);

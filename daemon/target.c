@@ -35,7 +35,7 @@ target_abort(struct target *t)
 }
 
 bool
-target_busy(const struct target *t)
+target_busy(struct target *t)
 {
 	return t->ops->busy(t);
 }

@@ -107,8 +107,12 @@ int target_end(struct target *t);
  */
 void target_abort(struct target *t);
 
-/* Whether the caller should stop feeding until the READY callback. */
-bool target_busy(const struct target *t);
+/*
+ * Whether the caller should stop feeding; if so, the READY callback
+ * comes once it may go on (only then: a caller that did not ask is not
+ * called).
+ */
+bool target_busy(struct target *t);
 
 /* Messages begun whose verdict has not come yet. */
 size_t target_pending(const struct target *t);

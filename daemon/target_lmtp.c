@@ -108,6 +108,7 @@ struct lmtp {
 	struct target_enc enc;
 	struct event *notify; /* verdicts and readiness, on a later turn */
 	bool drop_after;      /* close once the verdicts before are in */
+	bool waiting;	      /* the caller was told to wait: READY due */
 	char last[LMTP_LINE_MAX + 1]; /* text of the reply line read */
 };
 
@@ -459,10 +460,14 @@ lmtp_read_cb(struct bufferevent *bev, void *arg)
 		lmtp_lost(l, "reply line too long");
 }
 
+/* The output drained below its low mark: a waiting caller may go on. */
 static void
 lmtp_write_cb(struct bufferevent *bev, void *arg)
 {
-	later(arg);
+	struct lmtp *l = arg;
+
+	if (l->waiting)
+		later(l);
 }
 
 static void
@@ -571,16 +576,56 @@ emit(void *arg, const char *data, size_t n)
 	return evbuffer_add(l->held, data, n);
 }
 
+/*
+ * The encoder's output gathered into runs of up to STAGE_SIZE bytes: it
+ * gives a piece per line, and a buffer call per line would cost more
+ * than the copy.
+ */
+#define STAGE_SIZE 16384
+
+struct stage {
+	struct lmtp *l;
+	size_t n;
+	char buf[STAGE_SIZE];
+};
+
+static int
+stage_flush(struct stage *st)
+{
+	int r = st->n > 0 ? emit(st->l, st->buf, st->n) : 0;
+
+	st->n = 0;
+	return r;
+}
+
+static int
+stage_out(void *arg, const char *bytes, size_t n)
+{
+	struct stage *st = arg;
+
+	if (n > sizeof(st->buf) - st->n && stage_flush(st) != 0)
+		return -1;
+	if (n >= sizeof(st->buf))
+		return emit(st->l, bytes, n);
+	memcpy(st->buf + st->n, bytes, n);
+	st->n += n;
+	return 0;
+}
+
 static int
 lmtp_write(struct target *t, const char *data, size_t len)
 {
 	struct lmtp *l = LMTP_OF(t);
+	struct stage st;
 
 	if (l->cur == -1) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (target_enc_feed(&l->enc, data, len, emit, l) != 0) {
+	st.l = l;
+	st.n = 0;
+	if (target_enc_feed(&l->enc, data, len, stage_out, &st) != 0 ||
+	    stage_flush(&st) != 0) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -637,10 +682,10 @@ lmtp_abort(struct target *t)
 	later(l);
 }
 
+/* Whether the caller must wait (see target_busy()). */
 static bool
-lmtp_busy(const struct target *t)
+must_wait(const struct lmtp *l)
 {
-	const struct lmtp *l = LMTP_OF(t);
 	size_t out;
 
 	if (l->cur != -1 && !l->m[l->cur].refused &&
@@ -652,6 +697,17 @@ lmtp_busy(const struct target *t)
 	if (l->bev != NULL)
 		out += evbuffer_get_length(bufferevent_get_output(l->bev));
 	return out > TARGET_OUT_HIGH;
+}
+
+static bool
+lmtp_busy(struct target *t)
+{
+	struct lmtp *l = LMTP_OF(t);
+
+	if (!must_wait(l))
+		return false;
+	l->waiting = true;
+	return true;
 }
 
 static size_t
@@ -702,8 +758,11 @@ lmtp_notify_cb(evutil_socket_t fd, short what, void *arg)
 			l->cbs.done(l->cbs.arg, m.tag, m.v, m.why);
 	}
 	maybe_drop(l);
-	if (!lmtp_busy(&l->t) && l->cbs.ready != NULL)
-		l->cbs.ready(l->cbs.arg);
+	if (l->waiting && !must_wait(l)) {
+		l->waiting = false;
+		if (l->cbs.ready != NULL)
+			l->cbs.ready(l->cbs.arg);
+	}
 }
 
 static void

@@ -12,7 +12,7 @@ struct target_ops {
 	int (*write)(struct target *, const char *, size_t);
 	int (*end)(struct target *);
 	void (*abort)(struct target *);
-	bool (*busy)(const struct target *);
+	bool (*busy)(struct target *);
 	size_t (*pending)(const struct target *);
 	void (*close)(struct target *);
 	void (*free)(struct target *);
