@@ -176,12 +176,14 @@ class Dovecot:
 
     def __init__(self, cert_names=("localhost",), cert_ips=("127.0.0.1",),
                  keep_dir=False, prefix="dovecot-", client_ca=None,
-                 external=False, lmtp=False):
+                 external=False, lmtp=False, quota=True):
         if external and not client_ca:
             raise ValueError("external=True needs client_ca")
         self.client_ca = client_ca
         self.external = bool(external)
         self.lmtp = bool(lmtp)
+        # With lmtp: the quota plugin (for add_user(quota=...)).
+        self.quota = bool(quota)
         self.cert_names = tuple(cert_names)
         self.cert_ips = tuple(cert_ips)
         self.keep_dir = keep_dir
@@ -285,6 +287,23 @@ ssl_cert_username_field = commonName
         a Unix socket anyone may connect to, and Sieve on delivery."""
         if not self.lmtp:
             return ""
+        # Quota first: the lmtp protocol block extends mail_plugins.
+        return (self._quota_config() if self.quota else "") + \
+            self._lmtp_base()
+
+    def _quota_config(self):
+        return """# Quota everywhere, so that doveadm's expunges count too.
+mail_plugins = $mail_plugins quota
+plugin {
+  # No limit unless add_user(quota=...) sets one.
+  quota = maildir:User quota
+  quota_rule = *:storage=0
+}
+# A full mailbox is a temporary failure (452), as most sites set it.
+quota_full_tempfail = yes
+"""
+
+    def _lmtp_base(self):
         return """# LMTP with Sieve (tests/dovecot.py lmtp=True).
 service lmtp {{
   unix_listener {sock} {{
@@ -292,10 +311,9 @@ service lmtp {{
   }}
 }}
 lmtp_save_to_detail_mailbox = no
-# Replies per recipient after DATA, and a single RCPT per user.
+# Quota is checked when the message is saved (a reply after DATA), not
+# at RCPT.
 lmtp_rcpt_check_quota = no
-# Quota everywhere, so that doveadm's expunges count too.
-mail_plugins = $mail_plugins quota
 protocol lmtp {{
   mail_plugins = $mail_plugins sieve
   postmaster_address = postmaster@localhost
@@ -304,12 +322,7 @@ plugin {{
   sieve = file:~/sieve;active=~/.dovecot.sieve
   sieve_extensions = +duplicate
   sieve_duplicate_default_period = 1d
-  # No limit unless add_user(quota=...) sets one.
-  quota = maildir:User quota
-  quota_rule = *:storage=0
 }}
-# A full mailbox is a temporary failure (452), as most sites set it.
-quota_full_tempfail = yes
 """.format(sock=self.lmtp_socket)
 
     def _external_passdb(self):
