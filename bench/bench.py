@@ -43,6 +43,12 @@ run 1 of each, then run 2 of each, ...):
       machine the daemon runs on. The target: the socket's answer in a
       median of at most 50 ms and the whole `popfetchd --status` in a
       median of at most 100 ms; p90 and max are printed beside.
+  B8  B1 with target = "lmtp": the 5,000 messages handed to the same
+      Dovecot's LMTP on a Unix socket (Sieve loaded, no script; no quota
+      plugin), reported beside B1. What LMTP stored is
+      checked as B1's Maildir is, the trace fields Dovecot and popfetchd
+      add (Return-Path, Delivered-To, Received, X-Popfetchd-Id) taken
+      off first.
 
 Every popfetchd run has POPFETCHD_LOOP_STATS=1: a timer at the loop's
 highest priority asks to run every 2 ms; the longest time it ran late
@@ -133,7 +139,12 @@ ASK_FOR_B7 = 20          # seconds of asking, at least
 ASK_EVERY_B7 = 0.05      # seconds between two asks
 START_WAIT = 60          # seconds for the daemon's socket to answer
 
-SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+# What Dovecot's LMTP and popfetchd put before a message B8 delivers.
+LMTP_TRACE = re.compile(
+    rb"\AReturn-Path: <[^\n]*>\nDelivered-To: [^\n]*\n"
+    rb"Received: [^\n]*\n(?:[ \t][^\n]*\n)*"
+    rb"X-Popfetchd-Id: <[0-9a-f]{32}@popfetchd>\n")
 
 
 class BenchError(RuntimeError):
@@ -240,13 +251,22 @@ service pop3 {
 }
 """
 
+    def _lmtp_config(self):
+        # B8: without it, each message LMTP saves makes Dovecot read the
+        # whole of new/ again (its mtime changed), so that delivering N
+        # messages into one Maildir costs N^2/2 directory entries.
+        text = super()._lmtp_config()
+        return text + "maildir_very_dirty_syncs = yes\n" if text else ""
 
-def start_dovecot(scratch):
+
+def start_dovecot(scratch, lmtp=False):
     # Its folder (and the mailboxes in it) under build/ too.
     saved = tempfile.tempdir
     tempfile.tempdir = scratch
     try:
-        dc = BenchDovecot(prefix="dovecot-")
+        # No quota plugin: a mailbox of 5,000 messages makes the Maildir
+        # quota recount, which measures Dovecot, not popfetchd.
+        dc = BenchDovecot(prefix="dovecot-", lmtp=lmtp, quota=False)
     finally:
         tempfile.tempdir = saved
     try:
@@ -332,8 +352,10 @@ class Mailboxes:
 # --- one run --------------------------------------------------------------
 
 def write_config(path, state_dir, port, ca_file, accounts, connections,
-                 poll_interval=None):
-    """ACCOUNTS: (name, user, maildir) triples; settings shared in defaults."""
+                 poll_interval=None, lmtp=None):
+    """ACCOUNTS: (name, user, maildir) triples; settings shared in defaults.
+    With LMTP (the socket), each account hands its mail to the LMTP user
+    named by its maildir field instead."""
     lines = [
         "# Written by bench/bench.py",
         'state_dir = "%s";' % state_dir,
@@ -354,7 +376,10 @@ def write_config(path, state_dir, port, ca_file, accounts, connections,
         "  received_header = false;",
         "};",
         "accounts = (",
-        ",\n".join('  { name = "%s"; user = "%s"; maildir = "%s"; }'
+        ",\n".join(('  { name = "%s"; user = "%s"; maildir = "%s"; }'
+                    if lmtp is None else
+                    '  { name = "%%s"; user = "%%s"; target = "lmtp"; '
+                    'lmtp = "%s"; recipient = "%%s"; }' % lmtp)
                    % a for a in accounts),
         ");",
         "",
@@ -594,6 +619,24 @@ def run_floor(tools, corpus, workdir):
     return float(m.group(1))
 
 
+def digest_lmtp_mailbox(md):
+    """SHA-256 digests of what Dovecot's LMTP stored in the Maildir MD
+    (new/ and cur/), each without the trace fields, and problems seen."""
+    got = collections.Counter()
+    problems = []
+    for sub in ("new", "cur"):
+        d = os.path.join(md, sub)
+        for name in os.listdir(d):
+            with open(os.path.join(d, name), "rb") as f:
+                data = f.read()
+            m = LMTP_TRACE.match(data)
+            if m is None:
+                problems.append("%s/%s: no trace fields" % (sub, name))
+                continue
+            got[hashlib.sha256(data[m.end():]).digest()] += 1
+    return got, problems
+
+
 def digest_maildir(md):
     """SHA-256 digests of the files in MD/new, and problems seen."""
     got = collections.Counter()
@@ -612,12 +655,12 @@ def digest_maildir(md):
     return got, problems
 
 
-def verify(expect, boxes, users):
+def verify(expect, boxes, users, lmtp=False):
     """EXPECT: maildir -> list of digests. Returns a list of problems."""
     problems = []
     missing = extra = 0
     for md, digests in expect.items():
-        got, p = digest_maildir(md)
+        got, p = (digest_lmtp_mailbox if lmtp else digest_maildir)(md)
         problems += p
         want = collections.Counter(digests)
         missing += sum((want - got).values())
@@ -647,10 +690,13 @@ class Scenario:
 
     def __init__(self, key, title, corpus, per_account, relay=None,
                  floor=False, connections=CONNECTIONS, user_prefix=None,
-                 split_cpus=False):
+                 split_cpus=False, lmtp=False):
         """RELAY: None (straight to the server) or a delay in ms.
-        SPLIT_CPUS: popfetchd on CPUs of its own (see CpuSplit)."""
+        SPLIT_CPUS: popfetchd on CPUs of its own (see CpuSplit). LMTP:
+        deliver through the server's LMTP to a user of its own per
+        account ("to-" and the account's)."""
         self.split_cpus = split_cpus
+        self.lmtp = lmtp
         self.key = key
         self.title = title
         self.corpus = corpus
@@ -671,7 +717,7 @@ class Scenario:
             yield (user, self.corpus.messages[lo:lo + self.per_account],
                    self.corpus.digests[lo:lo + self.per_account])
 
-    def prepare(self, tools, boxes, k):
+    def prepare(self, tools, dc, boxes, k):
         """Run K's folder and seeded mailboxes: (folder, expect, accounts)."""
         # A folder per run, all removed at the very end: on ext4, creating
         # files soon after many were deleted makes the inode allocator skip
@@ -685,26 +731,34 @@ class Scenario:
         boxes.clear(self.users)
         expect = {}
         accounts = []
+        lmtp = dc.lmtp_socket if self.lmtp else None
+        if lmtp:
+            boxes.ensure_users("to-" + u for u in self.users)
+            boxes.clear("to-" + u for u in self.users)
         for user, messages, digests in self.batches():
             boxes.seed(user, messages)
             md = os.path.join(work, "mail", user)
+            if lmtp:
+                md = dc.maildir("to-" + user)
             expect[md] = digests
-            accounts.append((user, user, md))
+            accounts.append((user, user, "to-" + user if lmtp else md))
         return work, expect, accounts
 
     def run_once(self, tools, dc, boxes, port, k, relay=None):
-        work, expect, accounts = self.prepare(tools, boxes, k)
+        work, expect, accounts = self.prepare(tools, dc, boxes, k)
+        lmtp = dc.lmtp_socket if self.lmtp else None
         conf = os.path.join(work, "popfetchd.conf")
         if relay is None:  # else once the relay's port is known, below
             write_config(conf, os.path.join(work, "state"), port,
-                         dc.ca_file, accounts, self.connections)
+                         dc.ca_file, accounts, self.connections, lmtp=lmtp)
         floor = run_floor(tools, self.corpus, work) if self.floor else None
         os.sync()  # the seeded mail's writeback is not popfetchd's cost
         try:
             if relay is not None:
                 port = relay.begin()
                 write_config(conf, os.path.join(work, "state"), port,
-                             dc.ca_file, accounts, self.connections)
+                             dc.ca_file, accounts, self.connections,
+                             lmtp=lmtp)
             server_cpu = boxes.cpu()
             if self.split_cpus:
                 with CpuSplit(dc) as split:
@@ -731,7 +785,7 @@ class Scenario:
         if r["status"] != 0:
             problems.append("popfetchd exited with status %d"
                             % r["status"])
-        problems += verify(expect, boxes, self.users)
+        problems += verify(expect, boxes, self.users, self.lmtp)
         if problems:
             with open(r["log"], errors="replace") as f:
                 tail = f.read()[-3000:]
@@ -819,10 +873,11 @@ class StatusScenario(Scenario):
     """B7: the daemon polls B6's accounts; --status is asked meanwhile."""
 
     def run_once(self, tools, dc, boxes, port, k, relay=None):
-        work, expect, accounts = self.prepare(tools, boxes, k)
+        work, expect, accounts = self.prepare(tools, dc, boxes, k)
         conf = os.path.join(work, "popfetchd.conf")
         write_config(conf, os.path.join(work, "state"), port, dc.ca_file,
-                     accounts, self.connections, POLL_INTERVAL_B7)
+                     accounts, self.connections,
+                     poll_interval=POLL_INTERVAL_B7)
         runtime = os.path.join(work, "run")
         os.mkdir(runtime, 0o700)
         env = {"RUNTIME_DIRECTORY": runtime}
@@ -925,6 +980,12 @@ def target_of(sc, results):
                 verdict(sc.median("wall") <= limit))
     if sc.key == "B2-0":
         return ("(control, no target)", "")
+    if sc.key == "B7":
+        b1 = results.get("B1")
+        if b1 is None or not b1.runs:
+            return ("(beside B1, no target)", "")
+        return ("(%.2fx B1's wall, no target)"
+                % (sc.median("wall") / b1.median("wall")), "")
     if sc.key == "B3":
         return ("<= %.1fx floor" % TARGET_B3_RATIO,
                 verdict(sc.ratio() <= TARGET_B3_RATIO))
@@ -1026,7 +1087,7 @@ def parse_args():
                          "(default 3, 1 with --quick)")
     ap.add_argument("--only", default=",".join(SCENARIOS),
                     help="comma-separated scenarios (default all: "
-                         "B1,B2,B3,B4,B5,B6,B7)")
+                         "B1,B2,B3,B4,B5,B6,B7,B8)")
     ap.add_argument("--accounts", type=int, default=None,
                     help="accounts in B5 (default 10000, 200 with --quick)")
     ap.add_argument("--quick", action="store_true",
@@ -1073,7 +1134,7 @@ def build_scenarios(args):
         big = 20 * MiB
     out = {}
     mixed = None
-    if {"B1", "B2", "B3", "B6", "B7"} & set(args.only):
+    if {"B1", "B2", "B3", "B6", "B7", "B8"} & set(args.only):
         t = time.monotonic()
         mixed = mixed_corpus("mixed", count, huge_count, huge)
         print("corpus B1/B2/B3: %s; generated in %.1f s"
@@ -1082,6 +1143,10 @@ def build_scenarios(args):
         out["B1"] = Scenario("B1", "1 x %d msgs, TLS" % count, mixed,
                              count, floor=True, connections=4,
                              user_prefix="single")
+    if "B8" in args.only:
+        out["B8"] = Scenario("B8", "as B1, into Dovecot LMTP", mixed,
+                             count, connections=4, user_prefix="single",
+                             lmtp=True)
     if "B2" in args.only:
         out["B2"] = Scenario("B2", "as B1, 20 ms RTT", mixed, count,
                              relay=DELAY_MS, floor=True, connections=4,
@@ -1169,7 +1234,7 @@ def main():
         for line in context_lines(tools):
             print(line)
         results = build_scenarios(args)
-        dc = start_dovecot(scratch)
+        dc = start_dovecot(scratch, lmtp="B8" in results)
         boxes = Mailboxes(dc)
         delays = sorted({sc.relay for sc in results.values()
                          if sc.relay is not None})

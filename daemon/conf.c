@@ -17,6 +17,7 @@
 
 #include "conf.h"
 #include "confpath.h"
+#include "folder.h"
 
 /*
  * A configuration file is a few kilobytes even with thousands of accounts;
@@ -39,6 +40,8 @@ enum ktype {
 	T_STRING,   /* non-empty, no control characters */
 	T_PATH,	    /* T_STRING, absolute or "~/..." */
 	T_FILENAME, /* T_STRING, one path component */
+	T_FOLDER,   /* T_STRING, a Maildir++ folder name (folder.h) */
+	T_ENDPOINT, /* T_STRING, an absolute socket path or "host:port" */
 	T_NAME,	    /* an account name */
 	T_CHOICE,   /* one of k->choices, stored as a string */
 	T_ENUM,	    /* one of k->choices, stored as its index */
@@ -115,6 +118,11 @@ enum key_id {
 	K_O_FLOW,
 	K_O_TOKEN_FILE,
 	K_O_CA_FILE,
+	/* Where mail goes: a Maildir (or a folder in it), or LMTP. */
+	K_FOLDER,
+	K_TARGET,
+	K_LMTP,
+	K_RECIPIENT,
 	NKEYS
 };
 
@@ -143,6 +151,7 @@ static const char *const cb_names[] = {
     "auto", "tls-exporter", "tls-unique", NULL};
 static const char *const pipelining_names[] = {"auto", "on", "off", NULL};
 static const char *const sync_names[] = {"batch", "file", NULL};
+static const char *const target_names[] = {"maildir", "lmtp", NULL};
 static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 static const char *const provider_names[] = {"microsoft", "gmail", NULL};
 static const char *const flow_names[] = {"device", "loopback", NULL};
@@ -161,13 +170,17 @@ _Static_assert(sizeof(pipelining_names) / sizeof(*pipelining_names) ==
     "pipelining_names out of step with enum conf_pipelining");
 _Static_assert(sizeof(sync_names) / sizeof(*sync_names) == CONF_SYNC_FILE + 2,
     "sync_names out of step with enum conf_sync");
+_Static_assert(
+    sizeof(target_names) / sizeof(*target_names) == CONF_TARGET_LMTP + 2,
+    "target_names out of step with enum conf_target");
 /* T_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum conf_tls) == sizeof(int) &&
 		   sizeof(enum conf_auth) == sizeof(int) &&
 		   sizeof(enum conf_pipelining) == sizeof(int) &&
 		   sizeof(enum conf_sync) == sizeof(int) &&
 		   sizeof(enum conf_utf8) == sizeof(int) &&
-		   sizeof(enum conf_cb) == sizeof(int),
+		   sizeof(enum conf_cb) == sizeof(int) &&
+		   sizeof(enum conf_target) == sizeof(int),
     "enum fields are not int-sized");
 
 #define CONF(f) .conf_off = offsetof(struct conf, f)
@@ -222,8 +235,8 @@ static const struct key keys[NKEYS] = {
 	SLOT_PASSWORD, ACCT(password_credential)},
     [K_AUTH] = {"auth", T_ENUM, W_GROUPS, .choices = auth_names,
 	.def_n = CONF_AUTH_AUTO, ACCT(auth)},
-    [K_MAILDIR] = {"maildir", T_PATH, W_GROUPS, .required = true,
-	ACCT(maildir)},
+    /* Required with target = "maildir" (check_account()). */
+    [K_MAILDIR] = {"maildir", T_PATH, W_GROUPS, ACCT(maildir)},
     [K_KEEP] = {"keep", T_BOOL, W_GROUPS, .def_n = false, ACCT(keep)},
     [K_DELETE_AFTER_DAYS] = {"delete_after_days", T_UINT, W_GROUPS, .min = 0,
 	.max = 36500, ACCT(delete_after_days)},
@@ -273,6 +286,11 @@ static const struct key keys[NKEYS] = {
     [K_O_TOKEN_FILE] = {"token_file", T_PATH, W_OAUTH2,
 	ACCT(oauth2.token_file)},
     [K_O_CA_FILE] = {"ca_file", T_PATH, W_OAUTH2, ACCT(oauth2.ca_file)},
+    [K_FOLDER] = {"folder", T_FOLDER, W_GROUPS, ACCT(folder)},
+    [K_TARGET] = {"target", T_ENUM, W_GROUPS, .choices = target_names,
+	.def_n = CONF_TARGET_MAILDIR, ACCT(target)},
+    [K_LMTP] = {"lmtp", T_ENDPOINT, W_GROUPS, ACCT(lmtp)},
+    [K_RECIPIENT] = {"recipient", T_STRING, W_GROUPS, ACCT(recipient)},
 };
 
 #undef CONF
@@ -334,6 +352,10 @@ static bool check_path(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
 static bool check_filename(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
+static bool check_folder(struct loader *, const struct group *,
+    const struct key *, const config_setting_t *, struct val *);
+static bool check_endpoint(struct loader *, const struct group *,
+    const struct key *, const config_setting_t *, struct val *);
 static bool check_name(struct loader *, const struct group *,
     const struct key *, const config_setting_t *, struct val *);
 static bool check_choice(struct loader *, const struct group *,
@@ -373,6 +395,8 @@ static const struct ktype_ops ops[] = {
     [T_STRING] = {check_string, store_string},
     [T_PATH] = {check_path, store_path},
     [T_FILENAME] = {check_filename, store_string},
+    [T_FOLDER] = {check_folder, store_string},
+    [T_ENDPOINT] = {check_endpoint, store_string},
     [T_NAME] = {check_name, store_string},
     [T_CHOICE] = {check_choice, store_string},
     [T_ENUM] = {check_choice, store_enum},
@@ -522,6 +546,57 @@ check_filename(struct loader *L, const struct group *g, const struct key *k,
 }
 
 /* Names become file names in state_dir, hence the strict alphabet. */
+/* A Maildir++ folder name, as deliveries will encode it. */
+static bool
+check_folder(struct loader *L, const struct group *g, const struct key *k,
+    const config_setting_t *s, struct val *v)
+{
+	char dir[FOLDER_DIR_SIZE];
+	const char *why;
+
+	if (!check_string(L, g, k, s, v))
+		return false;
+	if (folder_encode(v->s, dir, sizeof(dir), &why) == -1) {
+		fail(L, line_of(s), g, "%s \"%s\": %s", k->name, v->s, why);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Where an LMTP server listens: a Unix socket's absolute path (at most
+ * what sockaddr_un holds), or HOST:PORT ("[::1]:24" for an IPv6 literal).
+ */
+static bool
+check_endpoint(struct loader *L, const struct group *g, const struct key *k,
+    const config_setting_t *s, struct val *v)
+{
+	const char *colon, *p;
+	long port = 0;
+
+	if (!check_string(L, g, k, s, v))
+		return false;
+	if (v->s[0] == '/') {
+		if (strlen(v->s) < 108)
+			return true;
+		fail(L, line_of(s), g, "%s: socket path longer than 107 bytes",
+		    k->name);
+		return false;
+	}
+	colon = strrchr(v->s, ':');
+	if (colon != NULL && colon != v->s && colon[1] != '\0') {
+		for (p = colon + 1; *p >= '0' && *p <= '9' && port <= 65535;
+		     p++)
+			port = port * 10 + (*p - '0');
+		if (*p == '\0' && port >= 1 && port <= 65535)
+			return true;
+	}
+	fail(L, line_of(s), g,
+	    "%s must be a socket's absolute path or host:port (1-65535)",
+	    k->name);
+	return false;
+}
+
 static bool
 check_name(struct loader *L, const struct group *g, const struct key *k,
     const config_setting_t *s, struct val *v)
@@ -1008,6 +1083,28 @@ blame(const struct group *a, enum key_id k1, enum key_id k2)
 	return a->line;
 }
 
+/* What each delivery target needs, and keys that only one of them takes. */
+static void
+check_target(
+    struct loader *L, const struct group *a, const struct val *const *eff)
+{
+	long long t = eff_n(eff, K_TARGET);
+
+	if (!usable(eff, K_TARGET))
+		return;
+	if (t == CONF_TARGET_MAILDIR && !eff_set(eff, K_MAILDIR))
+		fail(L, a->line, a, "missing maildir");
+	if (t == CONF_TARGET_LMTP && !eff_set(eff, K_LMTP))
+		fail(L, blame(a, K_TARGET, K_TARGET), a,
+		    "target = \"lmtp\" needs lmtp (the server's socket or host:port)");
+	if (t == CONF_TARGET_LMTP && !eff_set(eff, K_RECIPIENT))
+		fail(L, blame(a, K_TARGET, K_TARGET), a,
+		    "target = \"lmtp\" needs recipient (whom the LMTP server delivers to)");
+	if (t != CONF_TARGET_MAILDIR && eff_set(eff, K_FOLDER))
+		fail(L, blame(a, K_FOLDER, K_TARGET), a,
+		    "folder needs target = \"maildir\" (with LMTP, a Sieve rule files mail)");
+}
+
 /* Rules between keys, on the values after inheritance. */
 static void
 check_account(
@@ -1020,6 +1117,7 @@ check_account(
 	for (k = 0; k < NKEYS; k++)
 		if (keys[k].required && !eff_set(eff, k))
 			fail(L, a->line, a, "missing %s", keys[k].name);
+	check_target(L, a, eff);
 	if (credentials && !eff_set(eff, K_USER))
 		fail(L, a->line, a,
 		    "missing user (needed unless auth = \"external\")");
@@ -1597,6 +1695,9 @@ account_free(struct account *a)
 	free(a->password_credential);
 	free(a->maildir);
 	free_oauth2(&a->oauth2);
+	free(a->folder);
+	free(a->lmtp);
+	free(a->recipient);
 }
 
 void

@@ -87,6 +87,12 @@ struct conf_oauth2 {
 	char *ca_file; /* for the endpoints; NULL: system store */
 };
 
+/* Where an account's mail goes. */
+enum conf_target {
+	CONF_TARGET_MAILDIR, /* maildir (and folder) */
+	CONF_TARGET_LMTP,    /* an LMTP server: lmtp, recipient */
+};
+
 struct account {
 	char *name; /* unique, [A-Za-z0-9._-], at most CONF_NAME_MAX */
 	char *host;
@@ -114,6 +120,10 @@ struct account {
 	struct conf_oauth2 oauth2;
 
 	char *maildir;
+	char *folder; /* a Maildir++ folder in it (folder.h), or NULL */
+	enum conf_target target;
+	char *lmtp;	 /* socket path or host:port, with target = "lmtp" */
+	char *recipient; /* LMTP's RCPT TO, with target = "lmtp" */
 	bool keep;
 	unsigned delete_after_days; /* with keep; 0 = never */
 	uint64_t max_message_size;  /* bytes; 0 = no limit */

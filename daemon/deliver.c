@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "deliver.h"
+#include "folder.h"
 #include "maildir.h"
 #include "state.h"
 #include "testhook.h"
@@ -18,8 +19,11 @@
 struct item {
 	unsigned long tag;
 	bool has_uid;
-	bool recorded; /* its intent is in the state (not always durable) */
-	uint64_t size; /* as LIST said; DELIVER_SIZE_UNKNOWN if not known */
+	bool recorded;	  /* its intent is in the state (not always durable) */
+	bool taken;	  /* hand-off: the target has it */
+	unsigned strikes; /* hand-off: its strikes before the intent */
+	time_t last;	  /* and the latest one's time */
+	uint64_t size;	  /* as LIST said; DELIVER_SIZE_UNKNOWN if not known */
 	char uid[UID_MAX + 1];
 	char tmp[MAILDIR_NAME_SIZE];
 	char final[MAILDIR_NAME_SIZE];
@@ -32,7 +36,18 @@ struct deliver {
 	struct item cur;
 	struct item *batch;
 	size_t nbatch, cap;
+	bool handoff;  /* the state only: see deliver.h */
+	size_t ntaken; /* hand-offs taken, not yet flushed */
+	size_t unsure; /* hand-offs a crash interrupted */
 };
+
+/*
+ * The names a hand-off's intent carries in place of tmp/ and new/ ones:
+ * valid file names (state.h), never a Maildir name (those start with a
+ * digit), so recovery tells the two kinds apart.
+ */
+#define HANDOFF_TMP   "handoff"
+#define HANDOFF_FINAL "target"
 
 /*
  * Puts PREFIX before the message WHY of a part that failed, keeping
@@ -47,6 +62,23 @@ open_fail(char *err, size_t errlen, const char *prefix, const char *why)
 	errno = saved;
 }
 
+/* The Maildir W names, or its Maildir++ folder. */
+static struct maildir *
+open_maildir(const struct deliver_where *w, char *why, size_t whylen)
+{
+	char dir[FOLDER_DIR_SIZE];
+	const char *bad;
+
+	if (w->folder == NULL)
+		return maildir_open(w->maildir, why, whylen);
+	if (folder_encode(w->folder, dir, sizeof(dir), &bad) == -1) {
+		snprintf(why, whylen, "folder %s: %s", w->folder, bad);
+		errno = EINVAL;
+		return NULL;
+	}
+	return maildir_open_folder(w->maildir, dir, why, whylen);
+}
+
 struct deliver *
 deliver_open(const struct deliver_where *w, char *err, size_t errlen)
 {
@@ -58,15 +90,18 @@ deliver_open(const struct deliver_where *w, char *err, size_t errlen)
 		open_fail(err, errlen, "", "out of memory");
 		return NULL;
 	}
-	if ((d->md = maildir_open(w->maildir, why, sizeof(why))) == NULL) {
+	d->handoff = w->handoff;
+	if (!d->handoff &&
+	    (d->md = open_maildir(w, why, sizeof(why))) == NULL) {
 		/* EWOULDBLOCK says "busy": only the state's lock may. */
 		if (errno == EWOULDBLOCK)
 			errno = EIO;
 		open_fail(err, errlen, "maildir: ", why);
 		goto fail;
 	}
-	maildir_set_sync(
-	    d->md, w->sync_each_file ? MAILDIR_SYNC_FILE : MAILDIR_SYNC_BATCH);
+	if (d->md != NULL)
+		maildir_set_sync(d->md,
+		    w->sync_each_file ? MAILDIR_SYNC_FILE : MAILDIR_SYNC_BATCH);
 	if ((d->st = state_open_mailbox(w->state_dir, w->account, w->host,
 		 w->port, w->user, why, sizeof(why))) == NULL) {
 		open_fail(err, errlen, "state: ", why);
@@ -105,12 +140,16 @@ deliver_notice(const struct deliver *d)
 const char *
 deliver_sync_fallback(const struct deliver *d)
 {
-	return maildir_sync_fallback(d->md);
+	return d->md != NULL ? maildir_sync_fallback(d->md) : NULL;
 }
 
 int
 deliver_free_space(struct deliver *d, uint64_t *bytes)
 {
+	if (d->md == NULL) {
+		errno = ENOTSUP;
+		return -1;
+	}
 	return maildir_free_space(d->md, bytes);
 }
 
@@ -118,7 +157,8 @@ int
 deliver_begin(
     struct deliver *d, unsigned long tag, const char *uid, uint64_t size)
 {
-	if (d->msg != NULL || (uid != NULL && strlen(uid) > UID_MAX)) {
+	if (d->msg != NULL || d->md == NULL ||
+	    (uid != NULL && strlen(uid) > UID_MAX)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -154,7 +194,7 @@ deliver_abort(struct deliver *d)
 size_t
 deliver_pending(const struct deliver *d)
 {
-	return d->nbatch;
+	return d->handoff ? d->ntaken : d->nbatch;
 }
 
 static int
@@ -322,12 +362,143 @@ sync_batch(struct deliver *d)
 	return rc;
 }
 
+/*
+ * The hand-off batch: the taken messages recorded delivered, and with
+ * them any intent announced since the last commit made durable, in one
+ * commit. A failed commit is final for the taken ones (not deleted, their
+ * intents left to the next recovery); the announced stay.
+ */
+static void withdraw(struct deliver *d, const struct item *it);
+
+static int
+flush_handoffs(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
+    void *arg, char *err, size_t errlen)
+{
+	size_t i, kept = 0;
+	int rc = 0;
+
+	for (i = 0; i < d->nbatch; i++)
+		if (d->batch[i].taken && d->batch[i].has_uid)
+			state_complete(d->st, d->batch[i].uid);
+	if (TESTHOOK_FAIL("state commit") || state_commit(d->st) == -1)
+		rc = flush_fail(err, errlen, "state commit");
+	else
+		TESTHOOK_CRASH_POINT("hand-offs committed");
+	for (i = 0; i < d->nbatch; i++) {
+		if (!d->batch[i].taken)
+			d->batch[kept++] = d->batch[i];
+		else if (rc == 0)
+			durable(arg, d->batch[i].tag);
+	}
+	d->nbatch = kept;
+	d->ntaken = 0;
+	return rc;
+}
+
+int
+deliver_announce(
+    struct deliver *d, unsigned long tag, const char *uid, uint64_t size)
+{
+	if (!d->handoff || (uid != NULL && strlen(uid) > UID_MAX)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(&d->cur, 0, sizeof(d->cur));
+	d->cur.tag = tag;
+	d->cur.size = size;
+	if (uid != NULL) {
+		d->cur.has_uid = true;
+		strcpy(d->cur.uid, uid);
+		/* An intent ends strikes; a withdrawal must not. */
+		d->cur.strikes = state_strikes(d->st, uid, &d->cur.last);
+		if ((size == DELIVER_SIZE_UNKNOWN
+			    ? state_record_pending(d->st, uid, TESTHOOK_NOW(),
+				  HANDOFF_TMP, HANDOFF_FINAL)
+			    : state_record_pending_size(d->st, uid,
+				  TESTHOOK_NOW(), HANDOFF_TMP, HANDOFF_FINAL,
+				  size)) == -1)
+			return -1;
+		d->cur.recorded = true;
+	}
+	if (batch_add(d) == -1) {
+		if (uid != NULL)
+			withdraw(d, &d->cur);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Takes back the intent of IT: its message is not delivered. Its strikes
+ * come back as they were (count and time), so a message that keeps
+ * failing still reaches quarantine (plan.h).
+ */
+static void
+withdraw(struct deliver *d, const struct item *it)
+{
+	unsigned i;
+
+	if (!it->has_uid)
+		return;
+	state_complete(d->st, it->uid);
+	state_forget(d->st, it->uid);
+	for (i = 0; i < it->strikes; i++)
+		state_strike(d->st, it->uid, it->last);
+}
+
+int
+deliver_handed(struct deliver *d, unsigned long tag, bool taken)
+{
+	size_t i;
+
+	for (i = 0; i < d->nbatch; i++)
+		if (d->batch[i].tag == tag && !d->batch[i].taken)
+			break;
+	if (!d->handoff || i == d->nbatch) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (taken) {
+		d->batch[i].taken = true;
+		d->ntaken++;
+		return 0;
+	}
+	withdraw(d, &d->batch[i]);
+	memmove(&d->batch[i], &d->batch[i + 1],
+	    (d->nbatch - i - 1) * sizeof(d->batch[i]));
+	d->nbatch--;
+	return 0;
+}
+
+void
+deliver_withdraw(struct deliver *d)
+{
+	size_t i, kept = 0;
+
+	if (!d->handoff)
+		return;
+	for (i = 0; i < d->nbatch; i++)
+		if (d->batch[i].taken)
+			d->batch[kept++] = d->batch[i];
+		else
+			withdraw(d, &d->batch[i]);
+	d->nbatch = kept;
+}
+
+size_t
+deliver_unsure(const struct deliver *d)
+{
+	return d->unsure;
+}
+
 int
 deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
     void *arg, char *err, size_t errlen)
 {
 	size_t i;
 
+	if (d->handoff)
+		return flush_handoffs(d, durable, arg, err, errlen);
 	if (d->nbatch == 0)
 		return 0;
 	if (TESTHOOK_FAIL("sync of tmp/") || sync_batch(d) == -1)
@@ -379,6 +550,10 @@ struct pend {
 struct pend_list {
 	struct pend *v;
 	size_t n, cap;
+	struct pend *hand; /* hand-offs (only the UID is used) */
+	size_t nhand, hcap;
+	bool no_maildir; /* hand-off mode: Maildir intents stay pending */
+	size_t left;
 	bool oom;
 };
 
@@ -387,6 +562,29 @@ collect_pending(void *arg, const char *uid, const char *tmp, const char *final)
 {
 	struct pend_list *l = arg;
 	struct pend *v;
+
+	/* A hand-off's intent: withdrawn by deliver_recover(). */
+	if (strcmp(tmp, HANDOFF_TMP) == 0 &&
+	    strcmp(final, HANDOFF_FINAL) == 0) {
+		if (l->nhand == l->hcap) {
+			l->hcap = l->hcap ? 2 * l->hcap : 16;
+			if ((v = realloc(l->hand, l->hcap * sizeof(*v))) ==
+			    NULL) {
+				l->oom = true;
+				return;
+			}
+			l->hand = v;
+		}
+		snprintf(l->hand[l->nhand].uid, sizeof(l->hand[l->nhand].uid),
+		    "%s", uid);
+		l->nhand++;
+		return;
+	}
+	/* A Maildir intent without the Maildir: left for when it is back. */
+	if (l->no_maildir) {
+		l->left++;
+		return;
+	}
 
 	if (l->n == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 16;
@@ -460,7 +658,7 @@ keep_pending(void *arg, const char *tmpname)
 int
 deliver_recover(struct deliver *d, char *err, size_t errlen)
 {
-	struct pend_list l = {0};
+	struct pend_list l = {.no_maildir = d->md == NULL};
 	size_t i;
 	int r = -1;
 
@@ -468,6 +666,20 @@ deliver_recover(struct deliver *d, char *err, size_t errlen)
 	if (l.oom) {
 		errno = ENOMEM;
 		flush_fail(err, errlen, "recovery");
+		goto out;
+	}
+	/* Whether the target took these is not known: fetched again. */
+	for (i = 0; i < l.nhand; i++) {
+		state_complete(d->st, l.hand[i].uid);
+		state_forget(d->st, l.hand[i].uid);
+	}
+	d->unsure = l.nhand;
+	if (l.nhand > 0 && state_commit(d->st) == -1) {
+		flush_fail(err, errlen, "recovery: state commit");
+		goto out;
+	}
+	if (d->md == NULL) {
+		r = 0;
 		goto out;
 	}
 	if (l.n > 0 && recover_fates(d, &l, err, errlen) == -1)
@@ -492,6 +704,7 @@ deliver_recover(struct deliver *d, char *err, size_t errlen)
 	r = (int)l.n;
 out:
 	free(l.v);
+	free(l.hand);
 	return r;
 }
 

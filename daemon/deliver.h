@@ -30,7 +30,13 @@ struct state;
 
 /* Where an account's mail goes, and whose UIDs its state holds. */
 struct deliver_where {
-	const char *maildir; /* path of the Maildir */
+	const char *maildir; /* path of the Maildir (its root) */
+	const char *folder;  /* a Maildir++ folder in it (folder.h), or NULL */
+	/*
+	 * Mail goes to a target that takes it from the session (LMTP): no
+	 * Maildir is opened, only the state (see "Hand-offs" below).
+	 */
+	bool handoff;
 	bool sync_each_file; /* an fsync per message, not one syncfs */
 	const char *state_dir;
 	const char *account; /* names the state file in state_dir */
@@ -41,9 +47,10 @@ struct deliver_where {
 
 /*
  * Opens the Maildir W->maildir (created if missing, but never in a
- * missing directory), then the state of W->account (locked while open),
- * and a delivery batch into them, which owns both. Returns NULL with
- * errno set and ERR saying what failed: "maildir: " or "state: " and
+ * missing directory), or its Maildir++ folder W->folder (named as
+ * folder.h says, created with its marker file), then the state of W->account
+ * (locked while open), and a delivery batch into them, which owns both. Returns
+ * NULL with errno set and ERR saying what failed: "maildir: " or "state: " and
  * why, or "out of memory". errno is EWOULDBLOCK only when another
  * process holds the state's lock (the account is busy elsewhere).
  * Call deliver_recover() next, before any delivery.
@@ -121,7 +128,10 @@ int deliver_end(struct deliver *d, unsigned long long *size);
  */
 int deliver_drop(struct deliver *d, unsigned long tag);
 
-/* Messages in the batch, not yet durable. */
+/*
+ * Messages in the batch, not yet durable (hand-offs: taken, not yet
+ * flushed).
+ */
 size_t deliver_pending(const struct deliver *d);
 
 /*
@@ -214,5 +224,52 @@ void deliver_prune(
 
 /* Makes the state's changes durable (write + fsync). 0, or -1/errno. */
 int deliver_commit(struct deliver *d);
+
+/*
+ * Hand-offs (W->handoff): the session gives messages to a target and
+ * this module keeps the state's side in the order the invariant needs.
+ *
+ *	deliver_announce	before its RETR: an intent for its UID
+ *	deliver_flush		commits the intents (with the verdicts before)
+ *	... the message goes to the target, which answers ...
+ *	deliver_handed		the verdict: taken, or not
+ *	deliver_flush		taken ones recorded delivered, committed, and
+ *				DURABLE called for each: only now its DELE
+ *
+ * A crash after an intent's commit leaves it pending; the next
+ * deliver_recover() withdraws it (the message is fetched again) and
+ * counts it in deliver_unsure(): the target may have taken it before
+ * the crash, so the copy fetched again may be a duplicate. That is the
+ * window the X-Popfetchd-Id header and a Sieve "duplicate" rule close.
+ * Messages without a UID have no intent and no record (as in Maildir
+ * mode): a crash between their hand-off and DELE duplicates them.
+ * deliver_begin(), deliver_write(), deliver_end() and deliver_drop() are
+ * for the Maildir only.
+ */
+
+/*
+ * Announces the message TAG, UID (NULL: none) and SIZE as LIST said (or
+ * DELIVER_SIZE_UNKNOWN): its intent is durable with the next flush or
+ * commit. 0, or -1 with errno set (EEXIST: UID is recorded delivered).
+ */
+int deliver_announce(
+    struct deliver *d, unsigned long tag, const char *uid, uint64_t size);
+
+/*
+ * The target's verdict on the announced message TAG: TAKEN, it is
+ * recorded delivered at the next flush; not taken, its intent is
+ * withdrawn now (in memory), and a strike may follow. 0, or -1 with
+ * errno set (ENOENT: TAG not announced, or answered already).
+ */
+int deliver_handed(struct deliver *d, unsigned long tag, bool taken);
+
+/*
+ * Withdraws the intents of the messages announced and not answered (the
+ * session ends before handing them off). Call before the last flush.
+ */
+void deliver_withdraw(struct deliver *d);
+
+/* Intents the last deliver_recover() found interrupted (see above). */
+size_t deliver_unsure(const struct deliver *d);
 
 #endif

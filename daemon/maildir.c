@@ -214,6 +214,67 @@ fail:
 	return NULL;
 }
 
+/*
+ * Creates the marker file of a Maildir++ folder, durably: its presence
+ * tells a delivery agent (Dovecot's, Courier's) that the directory is a
+ * folder, so that quota is counted at the root.
+ */
+static int
+mark_folder(struct maildir *md, char *errbuf, size_t errlen)
+{
+	int fd;
+
+	fd = openat(md->dirfd, "maildirfolder",
+	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1) {
+		if (errno == EEXIST)
+			return 0;
+		errmsg(
+		    errbuf, errlen, "cannot create maildirfolder in", md->path);
+		return -1;
+	}
+	close(fd);
+	if (fsutil_fsync(md->dirfd) == -1) {
+		errmsg(errbuf, errlen, "cannot fsync", md->path);
+		return -1;
+	}
+	return 0;
+}
+
+struct maildir *
+maildir_open_folder(
+    const char *root, const char *dirname, char *errbuf, size_t errlen)
+{
+	struct maildir *md;
+	char path[PATH_MAX];
+	int saved;
+
+	if (!valid_name(dirname) || dirname[0] != '.') {
+		errno = EINVAL;
+		errmsg(errbuf, errlen, "bad folder directory", dirname);
+		return NULL;
+	}
+	if (snprintf(path, sizeof(path), "%s/%s", root, dirname) >=
+	    (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		errmsg(errbuf, errlen, "cannot open", root);
+		return NULL;
+	}
+	/* The root is a Maildir too: a reader finds INBOX beside the folder. */
+	if ((md = maildir_open(root, errbuf, errlen)) == NULL)
+		return NULL;
+	maildir_close(&md);
+	if ((md = maildir_open(path, errbuf, errlen)) == NULL)
+		return NULL;
+	if (mark_folder(md, errbuf, errlen) == -1) {
+		saved = errno;
+		maildir_close(&md);
+		errno = saved;
+		return NULL;
+	}
+	return md;
+}
+
 void
 maildir_close(struct maildir **mdp)
 {

@@ -58,6 +58,17 @@ struct maildir_msg;
 struct maildir *maildir_open(const char *path, char *errbuf, size_t errlen);
 
 /*
+ * Opens the Maildir++ folder DIRNAME (".Name", as folder_encode() writes
+ * it) of the Maildir at ROOT: ROOT is opened as maildir_open() does
+ * (created if missing, inside an existing directory), then ROOT/DIRNAME
+ * likewise, with the empty "maildirfolder" marker file Maildir++ asks
+ * for in it. NULL with errno set (EINVAL for a DIRNAME not starting with
+ * a dot or not a valid name, see above) and ERRBUF saying what failed.
+ */
+struct maildir *maildir_open_folder(
+    const char *root, const char *dirname, char *errbuf, size_t errlen);
+
+/*
  * How finished messages become durable in tmp/. maildir_finish() only
  * writes and closes (it runs where waiting is costly); maildir_sync_tmp()
  * does the waiting. MAILDIR_SYNC_BATCH (the default): one syncfs(2)

@@ -452,6 +452,18 @@ net_start_tls(struct net *n, SSL *ssl)
 	return 0;
 }
 
+void
+net_pause(struct net *n, bool paused)
+{
+	if (n->bev == NULL)
+		return;
+	/* On the TLS filter, this suspends the socket's reading too. */
+	if (paused)
+		bufferevent_disable(n->bev, EV_READ);
+	else
+		bufferevent_enable(n->bev, EV_READ);
+}
+
 SSL *
 net_ssl(struct net *n)
 {

@@ -6,6 +6,7 @@
 #ifndef POPFETCHD_NET_H
 #define POPFETCHD_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/ssl.h>
@@ -66,6 +67,15 @@ int net_write(struct net *n, const void *data, size_t len);
  * connection is freed unsent. Returns 0 or -1.
  */
 int net_write_secret(struct net *n, const void *data, size_t len);
+
+/*
+ * Stops (PAUSED) or resumes reading from the peer, for a reader that
+ * cannot take more for a while: what the peer sends meanwhile waits in
+ * the kernel, and TCP slows the peer down. No NET_DATA comes while
+ * paused, and the timeout does not run for reading. Bytes already in
+ * net_input() stay there for the caller.
+ */
+void net_pause(struct net *n, bool paused);
 
 /* A readable reason for the last NET_ERROR. */
 const char *net_error(const struct net *n);

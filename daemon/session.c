@@ -201,6 +201,7 @@ session_free(struct session **sp)
 	net_free(&s->net);
 	pop3_free(&s->pop3);
 	deliver_free(&s->dl);
+	session_target_free(s);
 	if (s->ctx != NULL)
 		SSL_CTX_free(s->ctx);
 	if (s->done_ev != NULL)

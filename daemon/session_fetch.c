@@ -19,12 +19,15 @@
 #include "log.h"
 #include "received.h"
 #include "session_priv.h"
+#include "target.h"
 #include "testhook.h"
 
 #define SESSION_OF_JOB(j) \
 	((struct session *)(void *)((char *)(j)-offsetof(struct session, job)))
 
 static void disk_done(struct worker_job *job);
+static void apply_verdicts(struct session *s);
+static bool open_target(struct session *s);
 static void local_failure(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -40,6 +43,8 @@ open_local(struct session *s)
 {
 	const struct account *a = s->a;
 	struct deliver_where w = {.maildir = a->maildir,
+	    .folder = a->folder,
+	    .handoff = a->target != CONF_TARGET_MAILDIR,
 	    .sync_each_file = a->sync == CONF_SYNC_FILE,
 	    .state_dir = s->conf->state_dir,
 	    .account = a->name,
@@ -77,7 +82,11 @@ opened(struct session *s)
 	if (s->job_rc > 0)
 		log_info(s->a->name,
 		    "recovered=%d interrupted deliveries completed", s->job_rc);
-	return true;
+	if (deliver_unsure(s->dl) > 0)
+		log_warnx(s->a->name,
+		    "unsure=%zu hand-offs to the target were interrupted by a crash: fetched again; the target may hold a copy already (see X-Popfetchd-Id and the Sieve duplicate rule)",
+		    deliver_unsure(s->dl));
+	return s->a->target == CONF_TARGET_MAILDIR || open_target(s);
 }
 
 /*
@@ -130,6 +139,23 @@ disk_run(struct worker_job *job)
 void
 session_disk_job(struct session *s, enum disk_job kind)
 {
+	/*
+	 * The end with a target: the message in hand is taken back, and the
+	 * verdicts of those handed off are awaited (bounded by the target's
+	 * timeout) so that what it took is recorded and not fetched again.
+	 */
+	if (kind == DJ_FINAL && s->tg != NULL && s->dl != NULL) {
+		if (s->end_msgno != 0)
+			session_end_confirmed(s);
+		target_abort(s->tg);
+		if (target_pending(s->tg) > 0) {
+			s->final_wait = true;
+			return;
+		}
+		s->final_wait = false;
+		apply_verdicts(s);
+		deliver_withdraw(s->dl);
+	}
 	s->job_kind = kind;
 	s->job.run = disk_run;
 	s->job.done = disk_done;
@@ -157,12 +183,16 @@ disk_done(struct worker_job *job)
 				s->dele[s->ndele++] = s->flushed[i];
 		if (s->job_rc == -1)
 			local_failure(s, "%s", s->job_err);
+		else
+			s->announced = s->announcing;
+		apply_verdicts(s);
 		/* A slow disk is not a slow server: the rate starts over. */
 		session_awaited(s);
 		if (s->state != S_DONE)
 			session_resume_input(s);
 		break;
 	case DJ_FINAL:
+		session_target_free(s);
 		if (s->job_rc == -1)
 			log_warnx(s->a->name, "error=local %s", s->job_err);
 		else if (s->job_errno != 0 && s->dl != NULL)
@@ -175,7 +205,148 @@ disk_done(struct worker_job *job)
 		session_final_stage(s);
 }
 
+/* ---- the target ---- */
+
+/*
+ * A verdict applied to the state (on the loop, no disk work running):
+ * taken, recorded at the next flush; not taken, left on the server, and
+ * a permanent refusal counts a strike (plan.h quarantines at the limit).
+ */
+static void
+apply_verdict(struct session *s, const struct session_verdict *sv)
+{
+	const struct plan_msg *m = session_msg(s, sv->msgno);
+	bool taken = sv->v == TARGET_DELIVERED;
+
+	if (deliver_handed(s->dl, sv->msgno, taken) == -1)
+		log_warn(s->a->name, "state: message %lu", sv->msgno);
+	if (taken) {
+		/* The window deliver.h documents: taken, not yet recorded. */
+		TESTHOOK_CRASH_POINT("hand-off taken");
+		s->stats.fetched++;
+		s->stats.bytes += m->size;
+		return;
+	}
+	s->stats.failed++;
+	log_warnx(s->a->name,
+	    "message %lu (uid %s): %s from the target: %s; left on the server",
+	    sv->msgno, m->uid != NULL ? m->uid : "-",
+	    target_verdict_name(sv->v), sv->why);
+	if (sv->v == TARGET_PERMFAIL)
+		session_strike(s, sv->msgno, "refused by the target");
+}
+
+static void
+apply_verdicts(struct session *s)
+{
+	size_t i;
+
+	if (s->dl == NULL || worker_busy(&s->job))
+		return;
+	for (i = 0; i < s->nverdicts; i++)
+		apply_verdict(s, &s->verdicts[i]);
+	s->nverdicts = 0;
+}
+
+static void
+target_done(
+    void *arg, unsigned long tag, enum target_verdict v, const char *why)
+{
+	struct session *s = arg;
+	struct session_verdict *sv;
+
+	/* The target holds fewer messages than there is room for. */
+	if (s->nverdicts == sizeof(s->verdicts) / sizeof(s->verdicts[0]))
+		fatalx("target: more verdicts than messages held");
+	sv = &s->verdicts[s->nverdicts++];
+	sv->msgno = tag;
+	sv->v = v;
+	snprintf(sv->why, sizeof(sv->why), "%s", why);
+	apply_verdicts(s);
+	if (s->final_wait) {
+		if (target_pending(s->tg) == 0)
+			session_disk_job(s, DJ_FINAL);
+		return;
+	}
+	session_pump(s);
+}
+
+/* The target takes more: what waits in the transport's buffer goes on. */
+static void
+target_ready(void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_DONE || worker_busy(&s->job))
+		return;
+	/* A slow target is not a slow server: the rate starts over. */
+	session_awaited(s);
+	session_resume_input(s);
+}
+
+static bool
+open_target(struct session *s)
+{
+	struct target_cbs cbs = {target_done, target_ready, s};
+	struct target_lmtp_conf c = {.address = s->a->lmtp,
+	    .recipient = s->a->recipient,
+	    .sender = "",
+	    .timeout = s->a->timeout,
+	    .account = s->a->name};
+	char host[256];
+
+	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	c.lhlo = host;
+	if ((s->tg = target_lmtp_new(s->base, s->dns, &c, &cbs)) == NULL) {
+		session_fail(s, SC_LOCAL, "lmtp: out of memory");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Whether the session leaves what arrives from the server in the
+ * transport's buffer for now: disk work runs, or the target cannot take
+ * more (its READY callback resumes).
+ */
+bool
+session_input_paused(struct session *s)
+{
+	bool busy;
+
+	if (s->worker != NULL && worker_busy(&s->job))
+		return true;
+	busy = s->tg != NULL && s->state == S_FETCH && target_busy(s->tg);
+	/*
+	 * Not reading at all while the target waits: the transport would
+	 * otherwise raise NET_DATA for every record that arrives, to no
+	 * avail. Reading resumes here too, once the target is ready.
+	 */
+	if (busy != s->net_paused && s->net != NULL) {
+		net_pause(s->net, busy);
+		s->net_paused = busy;
+	}
+	return busy;
+}
+
+void
+session_target_free(struct session *s)
+{
+	target_free(&s->tg);
+}
+
 /* ---- receiving ---- */
+
+/* Message bytes to where the account's mail goes. */
+static int
+sink_write(struct session *s, const char *data, size_t len)
+{
+	if (s->tg != NULL)
+		return target_write(s->tg, data, len);
+	return deliver_write(s->dl, data, len);
+}
 
 /* Prepends the trace line of RFC 5321 section 4.4. */
 static int
@@ -200,7 +371,28 @@ write_received(struct session *s)
 		errno = EOVERFLOW;
 		return -1;
 	}
-	return deliver_write(s->dl, buf, (size_t)n);
+	return sink_write(s, buf, (size_t)n);
+}
+
+/*
+ * The stable identifier of the message in hand, for a target that may be
+ * handed the same message twice (see deliver.h, "Hand-offs").
+ */
+static int
+write_id(struct session *s)
+{
+	const char *uid = session_msg(s, s->cur_msgno)->uid;
+	char buf[TARGET_ID_SIZE];
+	int n;
+
+	if (!s->have_uidl || uid == NULL)
+		return 0;
+	if ((n = target_message_id(buf, sizeof(buf), s->a->name, s->a->host,
+		 s->a->port, s->a->user, uid)) < 0) {
+		errno = EOVERFLOW;
+		return -1;
+	}
+	return sink_write(s, buf, (size_t)n);
 }
 
 /*
@@ -223,6 +415,18 @@ session_strike(struct session *s, unsigned long msgno, const char *why)
 	    n >= PLAN_STRIKES_MAX ? " (quarantined for a day)" : "");
 }
 
+/*
+ * Takes the message MSGNO back from the target before it was ended (it
+ * did not arrive whole), and its intent with it.
+ */
+static void
+drop_handoff(struct session *s, unsigned long msgno)
+{
+	target_abort(s->tg);
+	if (deliver_handed(s->dl, msgno, false) == -1)
+		log_warn(s->a->name, "state: message %lu", msgno);
+}
+
 /* A local failure: stop fetching, delete nothing more than is durable. */
 static void
 local_failure(struct session *s, const char *fmt, ...)
@@ -234,6 +438,8 @@ local_failure(struct session *s, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	deliver_abort(s->dl);
+	if (s->tg != NULL && s->receiving)
+		drop_handoff(s, s->cur_msgno);
 	s->receiving = false;
 	log_warnx(s->a->name, "error=local %s; nothing more is fetched", why);
 	session_outcome(s, SC_LOCAL, "%s", why);
@@ -280,6 +486,8 @@ retr_end(struct session *s)
 	s->receiving = false;
 	if (!size_plausible(listed, s->cur_bytes)) {
 		deliver_abort(s->dl);
+		if (s->tg != NULL)
+			drop_handoff(s, s->cur_msgno);
 		s->stats.failed++;
 		log_warnx(s->a->name,
 		    "message %lu: %llu bytes received where LIST said %llu: taken as cut short, not delivered, left on the server",
@@ -287,6 +495,12 @@ retr_end(struct session *s)
 		    (unsigned long long)listed);
 		session_strike(
 		    s, s->cur_msgno, "received size far from LIST size");
+		return;
+	}
+	if (s->tg != NULL) {
+		/* Ended for the target once what follows parses. */
+		s->end_msgno = s->cur_msgno;
+		s->end_size = s->cur_bytes;
 		return;
 	}
 	if (deliver_end(s->dl, &size) == -1) {
@@ -310,6 +524,14 @@ retr_end(struct session *s)
 void
 session_unconfirmed_end(struct session *s)
 {
+	if (s->end_msgno != 0 && s->tg != NULL && s->dl != NULL) {
+		drop_handoff(s, s->end_msgno);
+		log_warnx(s->a->name,
+		    "message %lu: protocol error right after its end: not delivered",
+		    s->end_msgno);
+		s->end_msgno = 0;
+		return;
+	}
 	if (s->end_msgno == 0 || s->dl == NULL ||
 	    deliver_drop(s->dl, s->end_msgno) == -1)
 		return;
@@ -319,6 +541,37 @@ session_unconfirmed_end(struct session *s)
 	    "message %lu: protocol error right after its end: not delivered",
 	    s->end_msgno);
 	s->end_msgno = 0;
+}
+
+/*
+ * What parsed after a message's end confirms it: for a target, the
+ * message is ended there and then (the target may deliver it from now).
+ */
+void
+session_end_confirmed(struct session *s)
+{
+	unsigned long msgno = s->end_msgno;
+
+	s->end_msgno = 0;
+	if (msgno == 0 || s->tg == NULL)
+		return;
+	if (target_end(s->tg) == -1)
+		local_failure(
+		    s, "hand-off of message %lu: %s", msgno, strerror(errno));
+}
+
+/* Starts handing the message MSGNO to the target. */
+static void
+handoff_begin(struct session *s, unsigned long msgno)
+{
+	if (target_begin(s->tg, msgno) == -1 ||
+	    (s->a->received_header && write_received(s) == -1) ||
+	    write_id(s) == -1) {
+		local_failure(
+		    s, "hand-off of message %lu: %s", msgno, strerror(errno));
+		return;
+	}
+	s->receiving = true;
 }
 
 /* Starts delivering the message whose RETR reply begins. */
@@ -335,6 +588,10 @@ retr_begin(struct session *s, unsigned long msgno)
 	s->cur_listed = m->size;
 	if (s->stop)
 		return;
+	if (s->tg != NULL) {
+		handoff_begin(s, msgno);
+		return;
+	}
 	if (deliver_begin(s->dl, msgno, uid,
 		m->listed ? m->size : DELIVER_SIZE_UNKNOWN) == -1 ||
 	    (s->a->received_header && write_received(s) == -1)) {
@@ -430,7 +687,7 @@ retr_reply(struct session *s, const struct pop3_event *ev)
 	case POP3_EV_DATA:
 		if (!session_data_bounded(s, ev))
 			return;
-		if (s->receiving && deliver_write(s->dl, ev->data, ev->len))
+		if (s->receiving && sink_write(s, ev->data, ev->len))
 			write_failed(s);
 		return;
 	case POP3_EV_END:
@@ -493,6 +750,77 @@ may_retr(const struct session *s)
 		   s->inflight + next_size(s) <= SESSION_INFLIGHT_BYTES);
 }
 
+/* RSET after a local failure, once nothing else is pending. */
+static bool
+want_rset(const struct session *s)
+{
+	return pop3_pending(s->pop3) == 0 && s->stop && s->next_dele > 0 &&
+	       !s->rset;
+}
+
+/*
+ * Announces the next messages to fetch (intents, in memory) and makes
+ * them durable with the hand-offs taken so far, on the worker; the taken
+ * ones' DELEs follow (see disk_done()).
+ */
+static void
+handoff_flush(struct session *s)
+{
+	size_t i, end = s->announced + SESSION_BATCH;
+	const struct plan_msg *m;
+
+	apply_verdicts(s);
+	if (s->stop || s->halt || end > s->nfetch)
+		end = s->stop || s->halt ? s->announced : s->nfetch;
+	for (i = s->announced; i < end; i++) {
+		m = session_msg(s, s->fetch[i]);
+		if (deliver_announce(s->dl, s->fetch[i],
+			s->have_uidl && m->reason != PLAN_R_DUP_UID ? m->uid
+								    : NULL,
+			m->listed ? m->size : DELIVER_SIZE_UNKNOWN) == -1) {
+			local_failure(s, "state: %s", strerror(errno));
+			end = i;
+			break;
+		}
+	}
+	s->announcing = end;
+	s->flush_dele = true;
+	session_disk_job(s, DJ_FLUSH);
+}
+
+/*
+ * The fetch window with a target: DELEs of what is durable, RETRs of
+ * announced messages; at a batch's end (every RETR answered, every
+ * verdict in) the batch is made durable and the next announced.
+ */
+static enum session_more
+next_handoff(struct session *s)
+{
+	if (!s->stop && s->next_dele < s->ndele) {
+		session_send_cmd(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
+		return SESSION_SENT;
+	}
+	if (may_retr(s) && s->next_fetch < s->announced) {
+		s->inflight += next_size(s);
+		session_send_cmd(s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
+		return SESSION_SENT;
+	}
+	if (s->retr_done < s->next_fetch || s->receiving || s->end_msgno != 0 ||
+	    target_pending(s->tg) > 0)
+		return SESSION_WAIT;
+	if (deliver_pending(s->dl) > 0 || s->nverdicts > 0 ||
+	    (may_retr(s) && s->next_fetch == s->announced)) {
+		handoff_flush(s);
+		return SESSION_WAIT;
+	}
+	if (want_rset(s)) {
+		s->rset = true;
+		session_send_cmd(s, POP3_CMD_RSET, 0);
+		return SESSION_SENT;
+	}
+	return SESSION_END;
+}
+
 /*
  * The next command of the fetch window: DELEs of durable messages first,
  * then RETRs; once all asked for is in, the batch is flushed.
@@ -504,6 +832,8 @@ next_command(struct session *s)
 		session_send_cmd(s, POP3_CMD_DELE, s->dele[s->next_dele++]);
 		return SESSION_SENT;
 	}
+	if (s->tg != NULL)
+		return next_handoff(s);
 	if (may_retr(s)) {
 		s->inflight += next_size(s);
 		session_send_cmd(s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
@@ -513,8 +843,7 @@ next_command(struct session *s)
 		flush_batch(s, true);
 		return SESSION_WAIT;
 	}
-	if (pop3_pending(s->pop3) == 0 && s->stop && s->next_dele > 0 &&
-	    !s->rset) {
+	if (want_rset(s)) {
 		/*
 		 * A local failure pauses the account: nothing of this
 		 * session is deleted. The messages stay recorded, so the
@@ -533,7 +862,7 @@ session_pump(struct session *s)
 {
 	if (s->state != S_FETCH || worker_busy(&s->job))
 		return;
-	if (deliver_pending(s->dl) >= SESSION_BATCH)
+	if (s->tg == NULL && deliver_pending(s->dl) >= SESSION_BATCH)
 		flush_batch(s, true);
 	session_fill(s, next_command);
 }

@@ -199,7 +199,7 @@ handle_event(struct session *s, const struct pop3_event *ev)
 		return;
 	}
 	/* Whatever parsed after a message's end confirms it. */
-	s->end_msgno = 0;
+	session_end_confirmed(s);
 	/* A reply ended (or a multi-line one began): the next is awaited. */
 	if (ev->type != POP3_EV_DATA && ev->type != POP3_EV_CAPA &&
 	    ev->type != POP3_EV_LIST && ev->type != POP3_EV_UIDL)
@@ -256,13 +256,17 @@ read_input(struct session *s)
 	struct pop3_event ev;
 	size_t n;
 
-	/* Disk work under way: what arrived waits for resume_input(). */
-	if (s->worker != NULL && worker_busy(&s->job))
+	/*
+	 * Disk work under way, or a target that takes no more for now: what
+	 * arrived waits for resume_input().
+	 */
+	if (session_input_paused(s))
 		return;
 	s->wait_bytes += evbuffer_get_length(in);
 	if (!rate_ok(s))
 		return;
-	while (s->state != S_DONE && evbuffer_get_length(in) > 0) {
+	while (s->state != S_DONE && evbuffer_get_length(in) > 0 &&
+	       !session_input_paused(s)) {
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
 		n = pop3_feed(s->pop3, v.iov_base, v.iov_len, &ev);
@@ -272,7 +276,8 @@ read_input(struct session *s)
 		evbuffer_drain(in, n);
 	}
 	/* All that arrived parsed cleanly. */
-	s->end_msgno = 0;
+	if (evbuffer_get_length(in) == 0)
+		session_end_confirmed(s);
 	if (s->state == S_FETCH)
 		session_pump(s);
 	if (s->state == S_STLS && s->stls_pending) {
@@ -291,7 +296,7 @@ session_resume_input(struct session *s)
 	if (s->net == NULL)
 		return;
 	read_input(s);
-	if (s->net_pending && s->state != S_DONE) {
+	if (s->net_pending && s->state != S_DONE && !session_input_paused(s)) {
 		s->net_pending = false;
 		session_transport_event(s->net, s->pending_ev, s);
 	} else if (s->state == S_FETCH)
@@ -307,7 +312,7 @@ session_transport_event(struct net *n, enum net_ev ev, void *arg)
 	if (s->state == S_DONE)
 		return;
 	/* The bytes before the end are parsed first (resume_input()). */
-	if (s->worker != NULL && worker_busy(&s->job) && ev != NET_DATA) {
+	if (session_input_paused(s) && ev != NET_DATA) {
 		s->net_pending = true;
 		s->pending_ev = ev;
 		return;

@@ -26,6 +26,7 @@
 #include "pop3.h"
 #include "secret.h"
 #include "session.h"
+#include "target.h"
 #include "worker.h"
 
 /*
@@ -162,6 +163,24 @@ struct session {
 	unsigned long end_msgno; /* ended in this read, not yet confirmed */
 	unsigned long long end_size;
 
+	/*
+	 * A target that takes messages from the session (LMTP), or NULL for
+	 * the Maildir. Messages of s->fetch below ANNOUNCED have durable
+	 * intents and may be fetched; ANNOUNCING is where the flush under way
+	 * takes that mark. Verdicts that come while disk work runs wait in
+	 * VERDICTS (the target holds at most a few messages at once).
+	 */
+	struct target *tg;
+	size_t announced, announcing;
+	struct session_verdict {
+		unsigned long msgno;
+		enum target_verdict v;
+		char why[256];
+	} verdicts[8];
+	size_t nverdicts;
+	bool final_wait; /* the end waits for the target's verdicts */
+	bool net_paused; /* reading stopped until the target is ready */
+
 	unsigned long stat_count; /* messages STAT counted */
 	struct listing *lst;	  /* what UIDL and LIST said */
 	struct plan_msg *pm;	  /* the listed messages, sorted by msgno */
@@ -243,6 +262,9 @@ void session_disk_job(struct session *s, enum disk_job kind);
 void session_pump(struct session *s);
 void session_strike(struct session *s, unsigned long msgno, const char *why);
 void session_unconfirmed_end(struct session *s);
+void session_end_confirmed(struct session *s);
+bool session_input_paused(struct session *s);
+void session_target_free(struct session *s);
 bool session_data_bounded(struct session *s, const struct pop3_event *ev);
 void session_st_fetch(struct session *s, const struct pop3_event *ev);
 void session_st_quit(struct session *s, const struct pop3_event *ev);

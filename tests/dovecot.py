@@ -19,6 +19,12 @@ Client certificates are opt-in: Dovecot(client_ca=PATH) asks every TLS
 client for a certificate, trusts those issued by the CA in PATH and refuses
 any login without one; external=True also offers SASL EXTERNAL, the user
 being the certificate's commonName.
+
+LMTP is opt-in too: Dovecot(lmtp=True) also serves LMTP on a Unix socket,
+dc.lmtp_socket, delivering into the same users' Maildirs, with Pigeonhole
+Sieve: a user's active script is ~/.dovecot.sieve (set_sieve()), with the
+"duplicate" extension (RFC 7352) enabled. doveadm() runs doveadm on this
+instance (mailbox list, fetch, ...).
 """
 
 import atexit
@@ -170,11 +176,14 @@ class Dovecot:
 
     def __init__(self, cert_names=("localhost",), cert_ips=("127.0.0.1",),
                  keep_dir=False, prefix="dovecot-", client_ca=None,
-                 external=False):
+                 external=False, lmtp=False, quota=True):
         if external and not client_ca:
             raise ValueError("external=True needs client_ca")
         self.client_ca = client_ca
         self.external = bool(external)
+        self.lmtp = bool(lmtp)
+        # With lmtp: the quota plugin (for add_user(quota=...)).
+        self.quota = bool(quota)
         self.cert_names = tuple(cert_names)
         self.cert_ips = tuple(cert_ips)
         self.keep_dir = keep_dir
@@ -187,6 +196,8 @@ class Dovecot:
         self.mail_dir = os.path.join(self.dir, "mail")
         self.conf_path = os.path.join(self.dir, "dovecot.conf")
         self.log_path = os.path.join(self.dir, "dovecot.log")
+        # Short: a Unix socket path is at most 107 bytes.
+        self.lmtp_socket = os.path.join(self.dir, "lmtp") if lmtp else None
         # One passwd-file per user (see _write_passwd).
         self.passwd_dir = os.path.join(self.dir, "passwd.d")
         for d in (self.state_dir, self.mail_dir, self.passwd_dir):
@@ -208,6 +219,7 @@ class Dovecot:
         if client_ca:
             self._make_client_ca_bundle()
         self.users = {}
+        self.quotas = {}
         # How many sync_log() logins there were: each is one auth request.
         self.syncs = 0
         self.proc = None
@@ -270,6 +282,49 @@ ssl_cert_username_field = commonName
 """
         return text
 
+    def _lmtp_config(self):
+        """The settings lmtp adds (empty without it): the LMTP service on
+        a Unix socket anyone may connect to, and Sieve on delivery."""
+        if not self.lmtp:
+            return ""
+        # Quota first: the lmtp protocol block extends mail_plugins.
+        return (self._quota_config() if self.quota else "") + \
+            self._lmtp_base()
+
+    def _quota_config(self):
+        return """# Quota everywhere, so that doveadm's expunges count too.
+mail_plugins = $mail_plugins quota
+plugin {
+  # No limit unless add_user(quota=...) sets one.
+  quota = maildir:User quota
+  quota_rule = *:storage=0
+}
+# A full mailbox is a temporary failure (452), as most sites set it.
+quota_full_tempfail = yes
+"""
+
+    def _lmtp_base(self):
+        return """# LMTP with Sieve (tests/dovecot.py lmtp=True).
+service lmtp {{
+  unix_listener {sock} {{
+    mode = 0666
+  }}
+}}
+lmtp_save_to_detail_mailbox = no
+# Quota is checked when the message is saved (a reply after DATA), not
+# at RCPT.
+lmtp_rcpt_check_quota = no
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+  postmaster_address = postmaster@localhost
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+  sieve_extensions = +duplicate
+  sieve_duplicate_default_period = 1d
+}}
+""".format(sock=self.lmtp_socket)
+
     def _external_passdb(self):
         """The passdb for SASL EXTERNAL, placed before the passwd-file one
         (empty without external). EXTERNAL checks an empty password: this
@@ -304,7 +359,7 @@ default_internal_group = %s
 base_dir = {base}
 state_dir = {state}
 instance_name = popfetchd-test-{port}
-protocols = pop3
+protocols = {protocols}
 listen = 127.0.0.1
 log_path = {log}
 info_log_path = {log}
@@ -376,7 +431,9 @@ service pop3-login {{
            client_certs=self._client_cert_config(),
            mechanisms="plain login apop" + (
                " external" if self.external else ""),
-           external_passdb=self._external_passdb())
+           external_passdb=self._external_passdb(),
+           protocols="pop3 lmtp" if self.lmtp else "pop3") + \
+            self._lmtp_config()
 
     def _write_passwd(self, user):
         """Write USER's passwd-file.
@@ -387,9 +444,12 @@ service pop3-login {{
         first use. (Changing a password has that delay; no test does.)
         """
         path = os.path.join(self.passwd_dir, user)
-        line = "%s:{PLAIN}%s:%d:%d::%s::\n" % (
+        extra = ""
+        if self.quotas.get(user) is not None:
+            extra = "userdb_quota_rule=*:storage=%dB" % self.quotas[user]
+        line = "%s:{PLAIN}%s:%d:%d::%s::%s\n" % (
             user, self.users[user], self.mail_uid, self.mail_gid,
-            os.path.join(self.mail_dir, user))
+            os.path.join(self.mail_dir, user), extra)
         with open(path + ".tmp", "w") as f:
             f.write(line)
         os.chmod(path + ".tmp", 0o644)
@@ -442,6 +502,8 @@ service pop3-login {{
     def _wait_ready(self):
         deadline = time.monotonic() + START_TIMEOUT
         pending = [self.port, self.ssl_port]
+        if self.lmtp:
+            pending.append(None)
         while pending:
             if self.proc.poll() is not None:
                 raise DovecotError("dovecot exited with status %d:\n%s"
@@ -451,6 +513,18 @@ service pop3-login {{
                 raise DovecotError("dovecot did not come up in %.0f s:\n%s"
                                    % (START_TIMEOUT, self.diagnostics()))
             port = pending[0]
+            if port is None:
+                # The LMTP socket: its greeting proves lmtp is up.
+                try:
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.settimeout(2)
+                        s.connect(self.lmtp_socket)
+                        if not s.recv(512).startswith(b"220"):
+                            raise OSError("no LMTP greeting")
+                    pending.pop(0)
+                except OSError:
+                    time.sleep(0.05)
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", port), 1) as s:
                     if port == self.port:
@@ -506,11 +580,13 @@ service pop3-login {{
     def maildir(self, user):
         return os.path.join(self.mail_dir, user, "Maildir")
 
-    def add_user(self, name, password):
-        """Add (or change) a user; creates its empty Maildir."""
+    def add_user(self, name, password, quota=None):
+        """Add (or change) a user; creates its empty Maildir. QUOTA (bytes,
+        with lmtp=True) limits what LMTP may store for it."""
         if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
             raise ValueError("unusable user name %r" % name)
         self.users[name] = password
+        self.quotas[name] = quota
         home = os.path.join(self.mail_dir, name)
         for d in (home, self.maildir(name)) + tuple(
                 os.path.join(self.maildir(name), s)
@@ -563,6 +639,58 @@ service pop3-login {{
     def _count_files(self, user):
         return sum(len(os.listdir(os.path.join(self.maildir(user), s)))
                    for s in ("cur", "new"))
+
+    def set_sieve(self, user, script):
+        """Make SCRIPT (text) USER's active Sieve script, compiled now so
+        that an error shows here and not as a silent keep later."""
+        home = os.path.join(self.mail_dir, user)
+        path = os.path.join(home, ".dovecot.sieve")
+        with open(path, "w") as f:
+            f.write(script)
+        self._own(path)
+        r = self.run_as_mail_user(["sievec", "-c", self.conf_path, path])
+        if r.returncode != 0:
+            raise DovecotError("sievec: %s" % r.stderr)
+        for name in os.listdir(home):
+            self._own(os.path.join(home, name))
+
+    def doveadm(self, *args):
+        """doveadm ARGS on this instance; its CompletedProcess (text)."""
+        return subprocess.run(["doveadm", "-c", self.conf_path] + list(args),
+                              capture_output=True, text=True, timeout=60)
+
+    def run_as_mail_user(self, argv):
+        """ARGV run as the mail user (as root) or as is."""
+        def drop():
+            if self.root:
+                os.setgid(self.mail_gid)
+                os.setuid(self.mail_uid)
+        return subprocess.run(argv, capture_output=True, text=True,
+                              timeout=60, preexec_fn=drop)
+
+    def mailbox_messages(self, user, mailbox="INBOX"):
+        """Contents of USER's MAILBOX as Dovecot stores them (files)."""
+        md = self.maildir(user)
+        if mailbox != "INBOX":
+            md = os.path.join(md, "." + mailbox)
+        out = []
+        for sub in ("cur", "new"):
+            d = os.path.join(md, sub)
+            if not os.path.isdir(d):
+                continue
+            for name in sorted(os.listdir(d)):
+                with open(os.path.join(d, name), "rb") as f:
+                    out.append(f.read())
+        return out
+
+    def own_tree(self, path):
+        """Give PATH and everything under it to the mail user."""
+        if not self.root:
+            return
+        for top, dirs, files in os.walk(path):
+            self._own(top)
+            for name in files:
+                self._own(os.path.join(top, name))
 
     # --- the log ---------------------------------------------------------
 

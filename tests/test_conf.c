@@ -235,6 +235,29 @@ START_TEST(bad_corpus)
 }
 END_TEST
 
+/* The delivery targets: LMTP inherited, a folder, each target's keys. */
+START_TEST(test_targets)
+{
+	const struct account *a;
+	struct conf *c = load_good("targets.conf", NULL);
+
+	a = account(c, "alice");
+	ck_assert_int_eq(a->target, CONF_TARGET_LMTP);
+	ck_assert_str_eq(a->lmtp, "/run/dovecot/lmtp");
+	ck_assert_str_eq(a->recipient, "alice");
+	ck_assert_ptr_null(a->maildir);
+	ck_assert_ptr_null(a->folder);
+	a = account(c, "bob");
+	ck_assert_str_eq(a->lmtp, "[::1]:24");
+	ck_assert_str_eq(a->recipient, "bob@example.org");
+	a = account(c, "lists");
+	ck_assert_int_eq(a->target, CONF_TARGET_MAILDIR);
+	ck_assert_str_eq(a->maildir, "/home/lists/Maildir");
+	ck_assert_str_eq(a->folder, ".Lists.Entwürfe");
+	conf_free(&c);
+}
+END_TEST
+
 START_TEST(good_corpus)
 {
 	struct conf *c;
@@ -287,6 +310,7 @@ START_TEST(defaults_applied)
 	ck_assert_ptr_null(a->password_credential);
 	ck_assert_int_eq(a->auth, CONF_AUTH_AUTO);
 	ck_assert_str_eq(a->maildir, "/home/alice/Maildir");
+	ck_assert_ptr_null(a->folder);
 	ck_assert(!a->keep);
 	ck_assert_uint_eq(a->delete_after_days, 0);
 	ck_assert_uint_eq(a->max_message_size, 0);
@@ -934,6 +958,7 @@ conf_suite(void)
 	tcase_add_checked_fixture(tc, reset_env, NULL);
 	tcase_add_test(tc, defaults_applied);
 	tcase_add_test(tc, inheritance);
+	tcase_add_test(tc, test_targets);
 	tcase_add_test(tc, every_key);
 	tcase_add_test(tc, oauth2_group);
 	tcase_add_test(tc, spellings);

@@ -55,6 +55,7 @@ struct seen {
 static void setup(void);
 static void teardown(void);
 static struct deliver_where where(void);
+static struct deliver *open_ok_where(const struct deliver_where *w);
 static struct deliver *open_ok(void);
 static struct deliver *reopen_recovered(int *recovered);
 static void message(int i, bool crlf, char *buf, size_t len);
@@ -98,6 +99,19 @@ where(void)
 	    .user = USER};
 
 	return w;
+}
+
+/* Opens W and recovers, as a poll starts; nothing was interrupted. */
+static struct deliver *
+open_ok_where(const struct deliver_where *w)
+{
+	struct deliver *d;
+	char err[512];
+
+	d = deliver_open(w, err, sizeof(err));
+	ck_assert_msg(d != NULL, "deliver_open: %s", err);
+	ck_assert_int_eq(deliver_recover(d, err, sizeof(err)), 0);
+	return d;
 }
 
 /* Opens and recovers, as a poll starts; nothing was interrupted. */
@@ -312,6 +326,55 @@ START_TEST(test_size_unknown_sync_each_file)
 	ck_assert_int_eq(deliver_free_space(d, &size), 0);
 	ck_assert_uint_gt(size, 0);
 	deliver_free(&d);
+}
+END_TEST
+
+/*
+ * A Maildir++ folder: the root and the folder are made (the folder with
+ * its marker file, under its encoded name), and mail goes to the folder
+ * only; a name the rules refuse fails the open with EINVAL and says why.
+ */
+START_TEST(test_open_folder)
+{
+	struct deliver_where w = where();
+	struct deliver *d;
+	struct stat sb;
+	char err[512], path[PATH_MAX];
+	size_t n;
+
+	w.folder = ".Lists.Entwürfe";
+	d = deliver_open(&w, err, sizeof(err));
+	ck_assert_msg(d != NULL, "deliver_open: %s", err);
+	ck_assert_int_eq(deliver_recover(d, err, sizeof(err)), 0);
+	put(d, 1, "uid-f", DELIVER_SIZE_UNKNOWN, "Subject: f\r\n\r\nbody\r\n");
+	ck_assert_int_eq(
+	    deliver_flush(d, durable, &(struct seen){0}, err, sizeof(err)), 0);
+	ck_assert_int_eq(deliver_commit(d), 0);
+	deliver_free(&d);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "cur"), 0);
+	ck_assert_int_eq(
+	    check_count_entries(mdpath, ".Lists.Entw&APw-rfe/new"), 1);
+	ck_assert_int_eq(
+	    check_count_entries(mdpath, ".Lists.Entw&APw-rfe/cur"), 0);
+	n = (size_t)snprintf(
+	    path, sizeof(path), "%s/.Lists.Entw&APw-rfe/maildirfolder", mdpath);
+	ck_assert_uint_lt(n, sizeof(path));
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert(S_ISREG(sb.st_mode));
+	ck_assert_int_eq(sb.st_size, 0);
+
+	/* Opening again finds it all in place (the marker is not an error). */
+	d = open_ok_where(&w);
+	deliver_free(&d);
+
+	w.folder = "..Lists";
+	errno = 0;
+	ck_assert_ptr_null(d = deliver_open(&w, err, sizeof(err)));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_msg(
+	    strncmp(err, "maildir: folder ..Lists: ", 25) == 0, "%s", err);
 }
 END_TEST
 
@@ -860,6 +923,7 @@ deliver_suite(void)
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_size_unknown_sync_each_file);
 	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_open_folder);
 	tcase_add_test(tc, test_notice);
 	tcase_add_test(tc, test_abort_leaves_nothing);
 	tcase_add_test(tc, test_drop);

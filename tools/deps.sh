@@ -16,7 +16,7 @@ set -euo pipefail
 packages=(
 	build-essential meson ninja-build pkg-config
 	libevent-dev libssl-dev libconfig-dev libgsasl-dev libjson-c-dev check
-	dovecot-core dovecot-pop3d
+	dovecot-core dovecot-pop3d dovecot-lmtpd dovecot-sieve
 	cyrus-common sasl2-bin courier-base courier-authdaemon courier-authlib-userdb
 	python3 openssl clang ca-certificates
 	systemd groff-base strace
