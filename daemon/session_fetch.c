@@ -1,8 +1,8 @@
 /*
- * The fetch window and the disk work behind it: RETRs stream into the
- * delivery batch, a batch is made durable on the worker thread, and only
- * then are its DELEs sent; QUIT commits them. A local failure stops the
- * fetching and deletes nothing that is not durable.
+ * The fetch window: RETRs stream into the delivery batch (or to the
+ * target), a batch is made durable (session_local.c), and only then are
+ * its DELEs sent; QUIT commits them. A local failure stops the fetching
+ * and deletes nothing that is not durable.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -21,321 +21,6 @@
 #include "session_priv.h"
 #include "target.h"
 #include "testhook.h"
-
-#define SESSION_OF_JOB(j) \
-	((struct session *)(void *)((char *)(j)-offsetof(struct session, job)))
-
-static void disk_done(struct worker_job *job);
-static void apply_verdicts(struct session *s);
-static bool open_target(struct session *s);
-static void local_failure(struct session *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* ---- disk work on the worker thread ---- */
-
-/*
- * Opens what a poll writes to, before anything is asked of the server:
- * on a worker thread (directories made and synced, the journal read,
- * interrupted deliveries rolled forward). Sets job_rc, job_cls, job_err.
- */
-static void
-open_local(struct session *s)
-{
-	const struct account *a = s->a;
-	struct deliver_where w = {.maildir = a->maildir,
-	    .folder = a->folder,
-	    .handoff = a->target != CONF_TARGET_MAILDIR,
-	    .sync_each_file = a->sync == CONF_SYNC_FILE,
-	    .state_dir = s->conf->state_dir,
-	    .account = a->name,
-	    .host = a->host,
-	    .port = a->port,
-	    .user = a->user != NULL ? a->user : ""};
-
-	s->job_rc = -1;
-	s->job_cls = SC_LOCAL;
-	if ((s->dl = deliver_open(&w, s->job_err, sizeof(s->job_err))) ==
-	    NULL) {
-		/* Another process holds the state: it polls this mailbox. */
-		if (errno == EWOULDBLOCK)
-			s->job_cls = SC_BUSY;
-		return;
-	}
-	s->job_rc = deliver_recover(s->dl, s->job_err, sizeof(s->job_err));
-}
-
-/* On the loop: what open_local() found. */
-static bool
-opened(struct session *s)
-{
-	if (s->dl == NULL) {
-		session_fail(s, s->job_cls, "%s", s->job_err);
-		return false;
-	}
-	if (deliver_notice(s->dl) != NULL)
-		log_warnx(s->a->name, "state: %s", deliver_notice(s->dl));
-	s->stats.sync_fallback = deliver_sync_fallback(s->dl);
-	if (s->job_rc == -1) {
-		session_fail(s, SC_LOCAL, "%s", s->job_err);
-		return false;
-	}
-	if (s->job_rc > 0)
-		log_info(s->a->name,
-		    "recovered=%d interrupted deliveries completed", s->job_rc);
-	if (deliver_unsure(s->dl) > 0)
-		log_warnx(s->a->name,
-		    "unsure=%zu hand-offs to the target were interrupted by a crash: fetched again; the target may hold a copy already (see X-Popfetchd-Id and the Sieve duplicate rule)",
-		    deliver_unsure(s->dl));
-	return s->a->target == CONF_TARGET_MAILDIR || open_target(s);
-}
-
-/*
- * A message of the flush under way is durable (on the worker thread).
- * One of several sharing a UID was delivered unrecorded; in keep mode its
- * UID is recorded now, in time for the commit that follows, so that the
- * copies are not fetched again (a crash before that commit costs a
- * duplicate, never a loss).
- */
-static void
-flushed(void *arg, unsigned long msgno)
-{
-	struct session *s = arg;
-	const struct plan_msg *m = session_msg(s, msgno);
-
-	s->flushed[s->nflushed++] = msgno;
-	if (m->reason == PLAN_R_DUP_UID && s->a->keep && m->uid != NULL)
-		deliver_record(s->dl, m->uid, TESTHOOK_NOW());
-}
-
-static void
-disk_run(struct worker_job *job)
-{
-	struct session *s = SESSION_OF_JOB(job);
-
-	s->nflushed = 0;
-	switch (s->job_kind) {
-	case DJ_OPEN:
-		open_local(s);
-		return;
-	case DJ_FLUSH:
-	case DJ_FINAL:
-		s->job_rc = 0;
-		s->job_errno = 0;
-		if (s->dl != NULL && deliver_flush(s->dl, flushed, s,
-					 s->job_err, sizeof(s->job_err)) == -1)
-			s->job_rc = -1;
-		/*
-		 * The last commit also writes what the session recorded
-		 * since the previous one: completions, strikes, forgotten
-		 * UIDs.
-		 */
-		if (s->job_kind == DJ_FINAL && s->dl != NULL &&
-		    deliver_commit(s->dl) == -1)
-			s->job_errno = errno;
-		return;
-	}
-}
-
-void
-session_disk_job(struct session *s, enum disk_job kind)
-{
-	/*
-	 * The end with a target: the message in hand is taken back, and the
-	 * verdicts of those handed off are awaited (bounded by the target's
-	 * timeout) so that what it took is recorded and not fetched again.
-	 */
-	if (kind == DJ_FINAL && s->tg != NULL && s->dl != NULL) {
-		if (s->end_msgno != 0)
-			session_end_confirmed(s);
-		target_abort(s->tg);
-		if (target_pending(s->tg) > 0) {
-			s->final_wait = true;
-			return;
-		}
-		s->final_wait = false;
-		apply_verdicts(s);
-		deliver_withdraw(s->dl);
-	}
-	s->job_kind = kind;
-	s->job.run = disk_run;
-	s->job.done = disk_done;
-	worker_submit(s->worker, &s->job);
-}
-
-/*
- * Disk work of the session ended (on the loop). The session goes on, or,
- * if it ended meanwhile, on to its final flush.
- */
-static void
-disk_done(struct worker_job *job)
-{
-	struct session *s = SESSION_OF_JOB(job);
-	size_t i;
-
-	switch (s->job_kind) {
-	case DJ_OPEN:
-		if (opened(s) && s->state != S_DONE)
-			session_start_remote(s);
-		break;
-	case DJ_FLUSH:
-		for (i = 0; i < s->nflushed; i++)
-			if (s->flush_dele && !s->a->keep)
-				s->dele[s->ndele++] = s->flushed[i];
-		if (s->job_rc == -1)
-			local_failure(s, "%s", s->job_err);
-		else
-			s->announced = s->announcing;
-		apply_verdicts(s);
-		/* A slow disk is not a slow server: the rate starts over. */
-		session_awaited(s);
-		if (s->state != S_DONE)
-			session_resume_input(s);
-		break;
-	case DJ_FINAL:
-		session_target_free(s);
-		if (s->job_rc == -1)
-			log_warnx(s->a->name, "error=local %s", s->job_err);
-		else if (s->job_errno != 0 && s->dl != NULL)
-			log_warnx(s->a->name, "error=local state commit: %s",
-			    strerror(s->job_errno));
-		event_active(s->done_ev, 0, 0);
-		return;
-	}
-	if (s->state == S_DONE)
-		session_final_stage(s);
-}
-
-/* ---- the target ---- */
-
-/*
- * A verdict applied to the state (on the loop, no disk work running):
- * taken, recorded at the next flush; not taken, left on the server, and
- * a permanent refusal counts a strike (plan.h quarantines at the limit).
- */
-static void
-apply_verdict(struct session *s, const struct session_verdict *sv)
-{
-	const struct plan_msg *m = session_msg(s, sv->msgno);
-	bool taken = sv->v == TARGET_DELIVERED;
-
-	if (deliver_handed(s->dl, sv->msgno, taken) == -1)
-		log_warn(s->a->name, "state: message %lu", sv->msgno);
-	if (taken) {
-		/* The window deliver.h documents: taken, not yet recorded. */
-		TESTHOOK_CRASH_POINT("hand-off taken");
-		s->stats.fetched++;
-		s->stats.bytes += m->size;
-		return;
-	}
-	s->stats.failed++;
-	log_warnx(s->a->name,
-	    "message %lu (uid %s): %s from the target: %s; left on the server",
-	    sv->msgno, m->uid != NULL ? m->uid : "-",
-	    target_verdict_name(sv->v), sv->why);
-	if (sv->v == TARGET_PERMFAIL)
-		session_strike(s, sv->msgno, "refused by the target");
-}
-
-static void
-apply_verdicts(struct session *s)
-{
-	size_t i;
-
-	if (s->dl == NULL || worker_busy(&s->job))
-		return;
-	for (i = 0; i < s->nverdicts; i++)
-		apply_verdict(s, &s->verdicts[i]);
-	s->nverdicts = 0;
-}
-
-static void
-target_done(
-    void *arg, unsigned long tag, enum target_verdict v, const char *why)
-{
-	struct session *s = arg;
-	struct session_verdict *sv;
-
-	/* The target holds fewer messages than there is room for. */
-	if (s->nverdicts == sizeof(s->verdicts) / sizeof(s->verdicts[0]))
-		fatalx("target: more verdicts than messages held");
-	sv = &s->verdicts[s->nverdicts++];
-	sv->msgno = tag;
-	sv->v = v;
-	snprintf(sv->why, sizeof(sv->why), "%s", why);
-	apply_verdicts(s);
-	if (s->final_wait) {
-		if (target_pending(s->tg) == 0)
-			session_disk_job(s, DJ_FINAL);
-		return;
-	}
-	session_pump(s);
-}
-
-/* The target takes more: what waits in the transport's buffer goes on. */
-static void
-target_ready(void *arg)
-{
-	struct session *s = arg;
-
-	if (s->state == S_DONE || worker_busy(&s->job))
-		return;
-	/* A slow target is not a slow server: the rate starts over. */
-	session_awaited(s);
-	session_resume_input(s);
-}
-
-static bool
-open_target(struct session *s)
-{
-	struct target_cbs cbs = {target_done, target_ready, s};
-	struct target_lmtp_conf c = {.address = s->a->lmtp,
-	    .recipient = s->a->recipient,
-	    .sender = "",
-	    .timeout = s->a->timeout,
-	    .account = s->a->name};
-	char host[256];
-
-	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	c.lhlo = host;
-	if ((s->tg = target_lmtp_new(s->base, s->dns, &c, &cbs)) == NULL) {
-		session_fail(s, SC_LOCAL, "lmtp: out of memory");
-		return false;
-	}
-	return true;
-}
-
-/*
- * Whether the session leaves what arrives from the server in the
- * transport's buffer for now: disk work runs, or the target cannot take
- * more (its READY callback resumes).
- */
-bool
-session_input_paused(struct session *s)
-{
-	bool busy;
-
-	if (s->worker != NULL && worker_busy(&s->job))
-		return true;
-	busy = s->tg != NULL && s->state == S_FETCH && target_busy(s->tg);
-	/*
-	 * Not reading at all while the target waits: the transport would
-	 * otherwise raise NET_DATA for every record that arrives, to no
-	 * avail. Reading resumes here too, once the target is ready.
-	 */
-	if (busy != s->net_paused && s->net != NULL) {
-		net_pause(s->net, busy);
-		s->net_paused = busy;
-	}
-	return busy;
-}
-
-void
-session_target_free(struct session *s)
-{
-	target_free(&s->tg);
-}
 
 /* ---- receiving ---- */
 
@@ -428,8 +113,8 @@ drop_handoff(struct session *s, unsigned long msgno)
 }
 
 /* A local failure: stop fetching, delete nothing more than is durable. */
-static void
-local_failure(struct session *s, const char *fmt, ...)
+void
+session_local_failure(struct session *s, const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -448,7 +133,7 @@ local_failure(struct session *s, const char *fmt, ...)
 
 /*
  * Makes the batch durable on the worker; if DELE, its deletions are
- * queued when that is done (see disk_done()).
+ * queued when that is done (see session_local.c).
  */
 static void
 flush_batch(struct session *s, bool dele)
@@ -504,8 +189,8 @@ retr_end(struct session *s)
 		return;
 	}
 	if (deliver_end(s->dl, &size) == -1) {
-		local_failure(s, "delivery of message %lu: %s", s->cur_msgno,
-		    strerror(errno));
+		session_local_failure(s, "delivery of message %lu: %s",
+		    s->cur_msgno, strerror(errno));
 		return;
 	}
 	s->stats.fetched++;
@@ -556,7 +241,7 @@ session_end_confirmed(struct session *s)
 	if (msgno == 0 || s->tg == NULL)
 		return;
 	if (target_end(s->tg) == -1)
-		local_failure(
+		session_local_failure(
 		    s, "hand-off of message %lu: %s", msgno, strerror(errno));
 }
 
@@ -567,7 +252,7 @@ handoff_begin(struct session *s, unsigned long msgno)
 	if (target_begin(s->tg, msgno) == -1 ||
 	    (s->a->received_header && write_received(s) == -1) ||
 	    write_id(s) == -1) {
-		local_failure(
+		session_local_failure(
 		    s, "hand-off of message %lu: %s", msgno, strerror(errno));
 		return;
 	}
@@ -595,7 +280,7 @@ retr_begin(struct session *s, unsigned long msgno)
 	if (deliver_begin(s->dl, msgno, uid,
 		m->listed ? m->size : DELIVER_SIZE_UNKNOWN) == -1 ||
 	    (s->a->received_header && write_received(s) == -1)) {
-		local_failure(
+		session_local_failure(
 		    s, "delivery of message %lu: %s", msgno, strerror(errno));
 		return;
 	}
@@ -613,7 +298,7 @@ write_failed(struct session *s)
 
 	if (e != ENOSPC && e != EDQUOT)
 		session_strike(s, s->cur_msgno, strerror(e));
-	local_failure(
+	session_local_failure(
 	    s, "delivery of message %lu: %s", s->cur_msgno, strerror(e));
 }
 
@@ -761,7 +446,7 @@ want_rset(const struct session *s)
 /*
  * Announces the next messages to fetch (intents, in memory) and makes
  * them durable with the hand-offs taken so far, on the worker; the taken
- * ones' DELEs follow (see disk_done()).
+ * ones' DELEs follow (see session_local.c).
  */
 static void
 handoff_flush(struct session *s)
@@ -769,7 +454,7 @@ handoff_flush(struct session *s)
 	size_t i, end = s->announced + SESSION_BATCH;
 	const struct plan_msg *m;
 
-	apply_verdicts(s);
+	session_apply_verdicts(s);
 	if (s->stop || s->halt || end > s->nfetch)
 		end = s->stop || s->halt ? s->announced : s->nfetch;
 	for (i = s->announced; i < end; i++) {
@@ -778,7 +463,7 @@ handoff_flush(struct session *s)
 			s->have_uidl && m->reason != PLAN_R_DUP_UID ? m->uid
 								    : NULL,
 			m->listed ? m->size : DELIVER_SIZE_UNKNOWN) == -1) {
-			local_failure(s, "state: %s", strerror(errno));
+			session_local_failure(s, "state: %s", strerror(errno));
 			end = i;
 			break;
 		}

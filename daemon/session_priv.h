@@ -4,8 +4,9 @@
  * transport's events, the engine and the state dispatch, session_login.c
  * TLS, greeting, capabilities and UTF-8 mode, session_auth.c the
  * authentication, session_list.c the listing, the plan and --list,
- * session_fetch.c the fetch window and the disk work that makes messages
- * durable before their DELE.
+ * session_fetch.c the fetch window, session_local.c the disk work that
+ * makes messages durable before their DELE and the delivery target's
+ * verdicts.
  *
  * Every state change happens in a state handler (st_*) or in a function
  * one names; each handler reads the engine event it expects and sends
@@ -257,16 +258,21 @@ void session_listing_begin(struct session *s);
 void session_st_listing(struct session *s, const struct pop3_event *ev);
 void session_st_top(struct session *s, const struct pop3_event *ev);
 
-/* session_fetch.c: the fetch window and the disk work */
-void session_disk_job(struct session *s, enum disk_job kind);
+/* session_fetch.c: the fetch window */
 void session_pump(struct session *s);
 void session_strike(struct session *s, unsigned long msgno, const char *why);
+void session_local_failure(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void session_unconfirmed_end(struct session *s);
 void session_end_confirmed(struct session *s);
-bool session_input_paused(struct session *s);
-void session_target_free(struct session *s);
 bool session_data_bounded(struct session *s, const struct pop3_event *ev);
 void session_st_fetch(struct session *s, const struct pop3_event *ev);
 void session_st_quit(struct session *s, const struct pop3_event *ev);
+
+/* session_local.c: disk work on the worker, the target's verdicts */
+void session_disk_job(struct session *s, enum disk_job kind);
+void session_apply_verdicts(struct session *s);
+bool session_input_paused(struct session *s);
+void session_target_free(struct session *s);
 
 #endif
