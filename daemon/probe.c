@@ -1,6 +1,7 @@
 /* --serverinfo and --list: a probing session, printed. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -10,11 +11,13 @@
 #include "log.h"
 #include "net.h"
 #include "probe.h"
+#include "progress.h"
 #include "secret.h"
 
 struct probe {
 	struct event_base *base;
 	const struct account *a;
+	struct session *s;
 	enum session_class cls;
 	bool listed_header;
 };
@@ -77,13 +80,40 @@ probe_done(void *arg, enum session_class cls, const struct session_stats *st,
 	event_base_loopexit(p->base, NULL);
 }
 
+/* The --list session, for the progress display. */
+static size_t
+probe_progress(void *arg, struct progress_item *items, size_t max)
+{
+	const struct probe *p = arg;
+
+	if (p->s == NULL || max == 0)
+		return 0;
+	items[0].name = p->a->name;
+	session_progress(p->s, &items[0].sp);
+	return 1;
+}
+
+/*
+ * --list shows its progress on a terminal when its listing goes
+ * elsewhere (a file, a pipe): on the terminal itself the lines coming in
+ * are the progress.
+ */
+static struct progress *
+probe_progress_begin(struct probe *p, enum session_mode mode)
+{
+	if (mode != SESSION_LIST || !progress_wanted(STDERR_FILENO) ||
+	    isatty(STDOUT_FILENO))
+		return NULL;
+	return progress_new(p->base, STDERR_FILENO, probe_progress, p);
+}
+
 int
 probe_run(
     const struct conf *conf, const struct account *a, enum session_mode mode)
 {
 	struct probe p = {.a = a, .cls = SC_OK};
+	struct progress *prog;
 	struct evdns_base *dns;
-	struct session *s;
 	char err[256];
 
 	if ((p.base = event_base_new()) == NULL)
@@ -92,18 +122,20 @@ probe_run(
 		fatalx("cannot set up name resolution");
 	if (err[0] != '\0')
 		log_warnx(NULL, "resolver: %s", err);
-	s = session_start_mode(
+	p.s = session_start_mode(
 	    p.base, dns, conf, a, mode, print_info, probe_done, &p);
-	if (s == NULL)
+	if (p.s == NULL)
 		fatalx("out of memory");
 	printf("account:      %s (%s:%u, tls=%s)\n", a->name, a->host, a->port,
 	    conf_tls_name(a->tls));
+	prog = probe_progress_begin(&p, mode);
 	event_base_dispatch(p.base);
+	progress_free(&prog);
 	while (
 	    secret_detached() > 0 && event_base_loop(p.base, EVLOOP_ONCE) == 0)
 		;
 	fflush(stdout);
-	session_free(&s);
+	session_free(&p.s);
 	evdns_base_free(dns, 0);
 	event_base_free(p.base);
 	return backoff_exit_status(p.cls);

@@ -125,7 +125,8 @@ class FakePop:
         # A msgno: after the whole reply to its RETR, close the connection.
         self.close_after_retr = None
         # Seconds between two bytes sent: "all" of the session's, or
-        # "retr" (RETR replies only); None: normal speed.
+        # "retr" (RETR replies only), "top" (TOP replies only); None:
+        # normal speed.
         self.dribble = None
         self.dribble_what = "all"
         self.raw = {}  # command verb -> raw reply bytes
@@ -708,6 +709,19 @@ class FakePop:
                 conn.sendall(reply[:self.drop_in_retr[1]])
                 conn.shutdown(socket.SHUT_RDWR)
                 raise OSError("dropped on purpose")
+            conn.sendall(reply)
+        elif verb == "TOP":
+            n, k = (int(x) for x in arg.split())
+            msg = self.messages[n - 1].replace(b"\r\n", b"\n")
+            lines = self._wire(msg)[:-3].split(b"\r\n")
+            if lines and lines[-1] == b"":
+                lines.pop()
+            blank = lines.index(b"") if b"" in lines else len(lines)
+            reply = (b"+OK\r\n" + b"".join(
+                l + b"\r\n" for l in lines[:blank + 1 + k]) + b".\r\n")
+            if self.dribble is not None and self.dribble_what == "top":
+                self._dribbling(conn).sendall(reply)
+                return
             conn.sendall(reply)
         elif verb == "DELE":
             deleted.add(int(arg))

@@ -38,7 +38,29 @@ SUMMARY = re.compile(rb"account=fake listed=3 fetched=3 .*secs=([0-9.]+)")
 HZ = 4
 
 
-class ProgressTest(FakePopCase):
+class Terminal:
+    """Reading what a pseudo-terminal shows."""
+
+    def read(self, master, out, until=None):
+        """Appends what the terminal shows to OUT until UNTIL matches it
+        (a pattern) or, without one, until popfetchd has closed it."""
+        while until is None or not until.search(out):
+            r, _, _ = select.select([master], [], [], WAIT)
+            self.assertTrue(r, "nothing on the terminal for %d s; so "
+                            "far:\n%r" % (WAIT, bytes(out[-3000:])))
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer has closed it
+                chunk = b""
+            if not chunk:
+                if until is not None:
+                    self.fail("the terminal closed before %s appeared:\n%r"
+                              % (until.pattern, bytes(out[-3000:])))
+                return
+            out += chunk
+
+
+class ProgressTest(Terminal, FakePopCase):
     MESSAGES = MESSAGES
 
     def setUp(self):
@@ -67,24 +89,6 @@ class ProgressTest(FakePopCase):
         self.addCleanup(os.close, master)
         self.addCleanup(lambda: p.poll() is None and p.kill())
         return p, master
-
-    def read(self, master, out, until=None):
-        """Appends what the terminal shows to OUT until UNTIL matches it
-        (a pattern) or, without one, until popfetchd has closed it."""
-        while until is None or not until.search(out):
-            r, _, _ = select.select([master], [], [], WAIT)
-            self.assertTrue(r, "nothing on the terminal for %d s; so "
-                            "far:\n%r" % (WAIT, bytes(out[-3000:])))
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: every writer has closed it
-                chunk = b""
-            if not chunk:
-                if until is not None:
-                    self.fail("the terminal closed before %s appeared:\n%r"
-                              % (until.pattern, bytes(out[-3000:])))
-                return
-            out += chunk
 
     def assert_lasted(self, stderr):
         m = SUMMARY.search(stderr)
@@ -160,6 +164,59 @@ class ProgressTest(FakePopCase):
         self.read(master, out)
         self.assertEqual(p.wait(WAIT), 0, bytes(out[-3000:]))
         self.assert_plain(bytes(out).replace(b"\r\n", b"\n"))
+
+
+class ListProgressTest(Terminal, FakePopCase):
+    """--list: the display on the terminal when the listing goes to a
+    file; none when the listing itself is on the terminal."""
+
+    MESSAGES = MESSAGES
+    READING = re.compile(rb"fake +reading headers: \d/3 msgs")
+
+    def setUp(self):
+        super().setUp()
+        self.srv = self.server()
+        # Each TOP reply a byte at a time: about 2 s in all, several
+        # redraws.
+        self.srv.dribble = 0.03
+        self.srv.dribble_what = "top"
+        self.conf = self.config(self.srv)
+
+    def run_list(self, stdout):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", 24, 100, 0, 0))
+        env = clean_env({"TERM": "xterm"})
+        env.pop("JOURNAL_STREAM", None)
+        p = subprocess.Popen([BINARY, "-c", self.conf, "--list", "fake"],
+                             env=env, stdin=subprocess.DEVNULL,
+                             stdout=slave if stdout is None else stdout,
+                             stderr=slave)
+        os.close(slave)
+        self.addCleanup(os.close, master)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        out = bytearray()
+        self.read(master, out)
+        self.assertEqual(p.wait(WAIT), 0, bytes(out[-3000:]))
+        return bytes(out)
+
+    def test_listing_to_a_file(self):
+        path = os.path.join(self.dir, "listing")
+        with open(path, "wb") as f:
+            out = self.run_list(f)
+        self.assertRegex(out, self.READING)
+        # Taken off the screen at the end.
+        self.assertRegex(out, rb"\x1b\[J\Z")
+        with open(path, "rb") as f:
+            listing = f.read()
+        self.assertEqual(len(re.findall(rb"(?m)^ +\d+ +\d+ ", listing)), 3)
+        self.assertNotIn(b"\x1b", listing)
+
+    def test_listing_on_the_terminal(self):
+        out = self.run_list(None)
+        self.assertEqual(len(re.findall(rb"(?m)^ +\d+ +\d+ ", out)), 3)
+        self.assertNotRegex(out, self.READING)
+        self.assertNotIn(b"\x1b", out)
 
 
 if __name__ == "__main__":
