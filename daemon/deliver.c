@@ -153,12 +153,15 @@ deliver_free_space(struct deliver *d, uint64_t *bytes)
 	return maildir_free_space(d->md, bytes);
 }
 
-int
-deliver_begin(
-    struct deliver *d, unsigned long tag, const char *uid, uint64_t size)
+/*
+ * The message in hand is TAG (UID, SIZE), if USABLE and the UID is one;
+ * 0, or -1 with errno EINVAL.
+ */
+static int
+cur_start(struct deliver *d, bool usable, unsigned long tag, const char *uid,
+    uint64_t size)
 {
-	if (d->msg != NULL || d->md == NULL ||
-	    (uid != NULL && strlen(uid) > UID_MAX)) {
+	if (!usable || (uid != NULL && strlen(uid) > UID_MAX)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -169,6 +172,15 @@ deliver_begin(
 		d->cur.has_uid = true;
 		strcpy(d->cur.uid, uid);
 	}
+	return 0;
+}
+
+int
+deliver_begin(
+    struct deliver *d, unsigned long tag, const char *uid, uint64_t size)
+{
+	if (cur_start(d, d->msg == NULL && d->md != NULL, tag, uid, size) == -1)
+		return -1;
 	if ((d->msg = maildir_begin(d->md)) == NULL)
 		return -1;
 	return 0;
@@ -399,16 +411,9 @@ int
 deliver_announce(
     struct deliver *d, unsigned long tag, const char *uid, uint64_t size)
 {
-	if (!d->handoff || (uid != NULL && strlen(uid) > UID_MAX)) {
-		errno = EINVAL;
+	if (cur_start(d, d->handoff, tag, uid, size) == -1)
 		return -1;
-	}
-	memset(&d->cur, 0, sizeof(d->cur));
-	d->cur.tag = tag;
-	d->cur.size = size;
 	if (uid != NULL) {
-		d->cur.has_uid = true;
-		strcpy(d->cur.uid, uid);
 		/* An intent ends strikes; a withdrawal must not. */
 		d->cur.strikes = state_strikes(d->st, uid, &d->cur.last);
 		if ((size == DELIVER_SIZE_UNKNOWN

@@ -444,6 +444,22 @@ want_rset(const struct session *s)
 }
 
 /*
+ * The window's last word: a local failure pauses the account and
+ * nothing of this session is deleted (RSET; the messages stay recorded,
+ * so the next poll deletes them without fetching them again); else the
+ * end.
+ */
+static enum session_more
+rset_or_end(struct session *s)
+{
+	if (!want_rset(s))
+		return SESSION_END;
+	s->rset = true;
+	session_send_cmd(s, POP3_CMD_RSET, 0);
+	return SESSION_SENT;
+}
+
+/*
  * Announces the next messages to fetch (intents, in memory) and makes
  * them durable with the hand-offs taken so far, on the worker; the taken
  * ones' DELEs follow (see session_local.c).
@@ -498,12 +514,7 @@ next_handoff(struct session *s)
 		handoff_flush(s);
 		return SESSION_WAIT;
 	}
-	if (want_rset(s)) {
-		s->rset = true;
-		session_send_cmd(s, POP3_CMD_RSET, 0);
-		return SESSION_SENT;
-	}
-	return SESSION_END;
+	return rset_or_end(s);
 }
 
 /*
@@ -528,17 +539,7 @@ next_command(struct session *s)
 		flush_batch(s, true);
 		return SESSION_WAIT;
 	}
-	if (want_rset(s)) {
-		/*
-		 * A local failure pauses the account: nothing of this
-		 * session is deleted. The messages stay recorded, so the
-		 * next poll deletes them without fetching them again.
-		 */
-		s->rset = true;
-		session_send_cmd(s, POP3_CMD_RSET, 0);
-		return SESSION_SENT;
-	}
-	return SESSION_END;
+	return rset_or_end(s);
 }
 
 /* Keeps the window full; a full batch is made durable first. */
