@@ -18,8 +18,8 @@ packages=(
 	libevent-dev libssl-dev libconfig-dev libgsasl-dev libjson-c-dev check
 	dovecot-core dovecot-pop3d dovecot-lmtpd dovecot-sieve
 	cyrus-common sasl2-bin courier-base courier-authdaemon courier-authlib-userdb
-	python3 openssl clang ca-certificates
-	systemd groff-base strace
+	python3 openssl clang libclang-rt-14-dev ca-certificates
+	systemd groff-base strace procps
 	mpop fetchmail getmail6
 )
 

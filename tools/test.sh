@@ -94,15 +94,23 @@ TEST_ENV=CK_FORK=no build_and_test build-san -Dtest_hooks=true \
 fuzz_short() {
 	local dir=build-fuzz corpus
 	echo "=== $dir: build"
+	local setup_log
+	# Quiet when it works; the reason when it does not.
+	setup_log=$(mktemp)
 	if [[ ! -f "$dir/meson-private/coredata.dat" ]] &&
 		! CC=clang meson setup "$dir" -Dfuzz=true \
-			-Db_sanitize=address,undefined -Db_lundef=false >/dev/null; then
+			-Db_sanitize=address,undefined -Db_lundef=false \
+			>"$setup_log" 2>&1; then
 		echo "=== $dir: SETUP FAILED"
+		tail -n 40 "$setup_log"
+		rm -f "$setup_log"
 		failed=$((failed + 1))
 		return
 	fi
-	if ! meson compile -C "$dir" fuzz_pop3 >/dev/null; then
+	rm -f "$setup_log"
+	if ! meson compile -C "$dir" fuzz_pop3 >"$dir/build.log" 2>&1; then
 		echo "=== $dir: BUILD FAILED"
+		tail -n 40 "$dir/build.log"
 		failed=$((failed + 1))
 		return
 	fi
