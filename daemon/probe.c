@@ -43,11 +43,25 @@ print_info(void *arg, const struct session_info *si)
 		break;
 	case SI_TLS:
 		printf("tls:          %s\n", esc(a, si->text));
-		printf("certificate:  %s\n", esc(a, si->subject));
-		printf("sha256:       %s\n", esc(a, si->fingerprint));
+		/* A whole line of the configuration, to paste as it is. */
+		if (si->pin[0] != '\0')
+			printf("pin:          tls_pins = [\"%s\"];\n",
+			    esc(a, si->pin));
+		break;
+	case SI_CERT:
+		printf(
+		    "certificate:  #%lu %s\n", si->msgno, esc(a, si->subject));
+		printf("  issuer:     %s\n", esc(a, si->issuer));
+		printf("  valid:      %s to %s\n", esc(b, si->not_before),
+		    esc(c, si->not_after));
 		break;
 	case SI_CAPA:
-		printf("capability:   %s\n", esc(a, si->text));
+		printf("capability:   %s%s\n", esc(a, si->text),
+		    si->before_tls ? " (before TLS)" : "");
+		break;
+	case SI_NOLOGIN:
+		printf(
+		    "login:        skipped, no secret: %s\n", esc(a, si->text));
 		break;
 	case SI_LOGIN:
 		printf("logged in:    %s\n", esc(a, si->text));

@@ -105,6 +105,13 @@ secret_got(
 	struct session *s = arg;
 
 	s->sreq = NULL;
+	/* --serverinfo looks at the server all the same, without a login. */
+	if (secret == NULL && s->mode == SESSION_SERVERINFO) {
+		snprintf(s->no_secret, sizeof(s->no_secret), "%s",
+		    err != NULL && err[0] != '\0' ? err : "no secret");
+		connect_now(s);
+		return;
+	}
 	if (secret == NULL) {
 		/* A failure without a kind is the account's to fix. */
 		session_fail(s,

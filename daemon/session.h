@@ -53,24 +53,28 @@ typedef void (*session_done_cb)(void *arg, enum session_class cls,
 /* What a session is for. */
 enum session_mode {
 	SESSION_FETCH,	    /* deliver, and delete unless keep */
-	SESSION_SERVERINFO, /* log in, report, STAT, QUIT: nothing changes */
+	SESSION_SERVERINFO, /* log in, report, STAT, QUIT: nothing changes;
+			       without a secret, QUIT after CAPA */
 	SESSION_LIST,	    /* log in, report each message (TOP n 0), QUIT */
 };
 
 enum session_info_kind {
 	SI_GREETING, /* text */
-	SI_TLS,	     /* text (version, cipher), subject, fingerprint */
-	SI_CAPA,     /* text: one capability line (after TLS, if any) */
-	SI_LOGIN,    /* text: the mechanism that logged in */
-	SI_STAT,     /* count, size */
-	SI_MESSAGE,  /* msgno, size, uid, from, date, subj */
+	SI_TLS,	     /* text (version, cipher), pin ("sha256/BASE64") */
+	SI_CERT,    /* msgno (0: the server's own), subject, issuer, validity */
+	SI_CAPA,    /* text: one capability line; before_tls */
+	SI_NOLOGIN, /* text: why --serverinfo did not log in (no secret) */
+	SI_LOGIN,   /* text: the mechanism that logged in */
+	SI_STAT,    /* count, size */
+	SI_MESSAGE, /* msgno, size, uid, from, date, subj */
 };
 
 /* What a probing session learns; strings valid during the callback. */
 struct session_info {
 	enum session_info_kind kind;
 	const char *text;
-	const char *subject, *fingerprint;
+	const char *pin, *subject, *issuer, *not_before, *not_after;
+	bool before_tls; /* SI_CAPA: said in plain text, before STLS */
 	unsigned long count, msgno;
 	uint64_t size;
 	const char *uid, *from, *date, *subj;

@@ -29,6 +29,27 @@ session_start_tls(struct session *s)
 	session_set_state(s, S_TLS);
 }
 
+/* For a probe: the TLS parameters, the chain, the key's pin. */
+static void
+report_chain(struct session *s, const char *info)
+{
+	struct tls_cert_desc d;
+	char pin[80];
+	int i;
+
+	if (!tls_peer_pin(net_ssl(s->net), pin, sizeof(pin)))
+		pin[0] = '\0';
+	session_report(s,
+	    &(struct session_info){.kind = SI_TLS, .text = info, .pin = pin});
+	for (i = 0; tls_peer_cert(net_ssl(s->net), i, &d); i++)
+		session_report(s, &(struct session_info){.kind = SI_CERT,
+				      .msgno = (unsigned long)i,
+				      .subject = d.subject,
+				      .issuer = d.issuer,
+				      .not_before = d.not_before,
+				      .not_after = d.not_after});
+}
+
 void
 session_tls_ready(struct session *s)
 {
@@ -41,17 +62,8 @@ session_tls_ready(struct session *s)
 	s->tls_active = true;
 	tls_summary(net_ssl(s->net), info, sizeof(info));
 	log_debug(s->a->name, "tls=\"%s\"", info);
-	if (s->mode != SESSION_FETCH) {
-		char subject[512], fp[128];
-		struct session_info si = {.kind = SI_TLS,
-		    .text = info,
-		    .subject = subject,
-		    .fingerprint = fp};
-
-		tls_peer_info(
-		    net_ssl(s->net), subject, sizeof(subject), fp, sizeof(fp));
-		session_report(s, &si);
-	}
+	if (s->mode != SESSION_FETCH)
+		report_chain(s, info);
 	if (s->a->tls == CONF_TLS_IMPLICIT) {
 		session_set_state(s, S_GREETING);
 		return;
@@ -85,11 +97,13 @@ session_st_greeting(struct session *s, const struct pop3_event *ev)
 void
 session_st_capa(struct session *s, const struct pop3_event *ev)
 {
-	/* Only what the server says over TLS (when there is TLS) counts. */
-	if (ev->type == POP3_EV_CAPA &&
-	    (s->tls_active || s->a->tls == CONF_TLS_NONE))
-		session_report(s,
-		    &(struct session_info){.kind = SI_CAPA, .text = ev->text});
+	/* A probe shows both; only what is said over TLS counts. */
+	if (ev->type == POP3_EV_CAPA)
+		session_report(
+		    s, &(struct session_info){.kind = SI_CAPA,
+			   .text = ev->text,
+			   .before_tls =
+			       !s->tls_active && s->a->tls != CONF_TLS_NONE});
 	if (ev->type != POP3_EV_END && ev->type != POP3_EV_ERR)
 		return;
 	/*
@@ -138,6 +152,14 @@ after_capa(struct session *s)
 {
 	bool may_talk = s->tls_active || s->a->allow_plaintext;
 
+	/* --serverinfo without a secret has seen all it can. */
+	if (s->no_secret[0] != '\0') {
+		session_report(s, &(struct session_info){.kind = SI_NOLOGIN,
+				      .text = s->no_secret});
+		session_send_cmd(s, POP3_CMD_QUIT, 0);
+		session_set_state(s, S_QUIT);
+		return;
+	}
 	if (s->a->utf8 == CONF_UTF8_AUTO && pop3_capa(s->pop3)->utf8 &&
 	    may_talk) {
 		session_send_cmd(s, POP3_CMD_UTF8, 0);

@@ -135,6 +135,7 @@ struct session {
 	char timestamp[POP3_LINE_MAX + 1];
 	struct secret_req *sreq;
 	char secret[SECRET_MAX];
+	char no_secret[256]; /* --serverinfo: why there is none, or "" */
 	char ir[AUTH_BASE64_SIZE(SECRET_MAX + 2 * POP3_LINE_MAX)];
 	bool ir_pending;	  /* initial response to send after "+ " */
 	struct auth_scram *scram; /* the SCRAM exchange under way */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -464,23 +465,45 @@ tls_describe_failure(
 		snprintf(buf, len, "TLS handshake failed: connection closed");
 }
 
-void
-tls_peer_info(SSL *ssl, char *subject, size_t sublen, char *fp, size_t fplen)
+/* T as "2026-01-31 12:00:00 UTC", or "?" when it does not parse. */
+static void
+asn1_time(const ASN1_TIME *t, char *buf, size_t len)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen, i;
-	X509 *cert;
-	size_t o = 0;
+	struct tm tm;
 
-	subject[0] = fp[0] = '\0';
-	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL)
-		return;
-	X509_NAME_oneline(X509_get_subject_name(cert), subject, (int)sublen);
-	if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1)
-		for (i = 0; i < mdlen && o + 4 <= fplen; i++)
-			o += (size_t)snprintf(fp + o, fplen - o, "%s%02X",
-			    i > 0 ? ":" : "", md[i]);
-	X509_free(cert);
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
+	    strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, len, "?");
+}
+
+bool
+tls_peer_cert(SSL *ssl, int i, struct tls_cert_desc *d)
+{
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	X509 *cert;
+
+	/* A client's view of the chain starts with the server's own. */
+	if (chain == NULL || i < 0 || i >= sk_X509_num(chain))
+		return false;
+	cert = sk_X509_value(chain, i);
+	X509_NAME_oneline(
+	    X509_get_subject_name(cert), d->subject, sizeof(d->subject));
+	X509_NAME_oneline(
+	    X509_get_issuer_name(cert), d->issuer, sizeof(d->issuer));
+	asn1_time(
+	    X509_get0_notBefore(cert), d->not_before, sizeof(d->not_before));
+	asn1_time(X509_get0_notAfter(cert), d->not_after, sizeof(d->not_after));
+	return true;
+}
+
+bool
+tls_peer_pin(SSL *ssl, char *out, size_t outlen)
+{
+	char pin[64];
+
+	if (!peer_pin(ssl, pin, sizeof(pin)))
+		return false;
+	return (size_t)snprintf(out, outlen, "sha256/%s", pin) < outlen;
 }
 
 void

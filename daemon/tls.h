@@ -45,12 +45,23 @@ bool tls_check_pins(
 void tls_describe_failure(
     SSL *ssl, const struct account *a, unsigned long e, char *buf, size_t len);
 
+/* One certificate the server sent, as --serverinfo prints it. */
+struct tls_cert_desc {
+	char subject[256], issuer[256];
+	char not_before[32], not_after[32]; /* "2026-01-31 12:00:00 UTC" */
+};
+
 /*
- * The server certificate's subject and its SHA-256 fingerprint
- * ("AB:CD:..."), for --serverinfo; "" when there is none.
+ * The Ith certificate of the chain the server sent (0: its own) in D;
+ * false past the last one.
  */
-void tls_peer_info(
-    SSL *ssl, char *subject, size_t sublen, char *fp, size_t fplen);
+bool tls_peer_cert(SSL *ssl, int i, struct tls_cert_desc *d);
+
+/*
+ * The server key's pin as tls_pins takes it, "sha256/BASE64" of its
+ * SubjectPublicKeyInfo, in OUT; false without a server certificate.
+ */
+bool tls_peer_pin(SSL *ssl, char *out, size_t outlen);
 
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for a connection. */
 void tls_summary(SSL *ssl, char *buf, size_t len);

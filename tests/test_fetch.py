@@ -10,6 +10,8 @@ Run: python3 tests/test_fetch.py --binary build/popfetchd [unittest args]
      (or set POPFETCHD). KEEP_TMP=1 leaves the temporary folders behind.
 """
 
+import base64
+import hashlib
 import os
 import poplib
 import re
@@ -253,10 +255,14 @@ class TestFetch(DovecotCase):
         dc.add_user("alice", PASSWORD)
         msgs = mailgen.generate(5, seed=7, tag="info")
         dc.deliver_many("alice", msgs)
-        fp = subprocess.run(
-            ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
-             dc.cert_file], capture_output=True, text=True,
-            check=True).stdout.strip().split("=", 1)[1]
+        pub = subprocess.run(
+            ["openssl", "x509", "-noout", "-pubkey", "-in", dc.cert_file],
+            capture_output=True, check=True).stdout
+        der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"],
+                             input=pub, capture_output=True,
+                             check=True).stdout
+        pin = "sha256/" + base64.b64encode(
+            hashlib.sha256(der).digest()).decode()
         for tls in ("implicit", "starttls"):
             conf = self.config(self.account(dc, tls=tls))
             r = self.run_probe(conf, "--serverinfo")
@@ -264,10 +270,13 @@ class TestFetch(DovecotCase):
             out = r.stdout
             self.assertRegex(out, r"greeting: +\S")
             self.assertRegex(out, r"tls: +TLSv1\.[23] ")
-            self.assertIn("sha256:       " + fp, out)
-            self.assertIn("capability:   UIDL", out)
-            # After STLS only what was said over TLS: no STLS offered.
-            self.assertNotIn("capability:   STLS", out)
+            self.assertIn('pin:          tls_pins = ["%s"];' % pin, out)
+            self.assertRegex(out, r"(?m)^certificate:  #0 /")
+            self.assertIn("capability:   UIDL\n", out)
+            # STLS is offered before TLS only, and marked so.
+            self.assertNotIn("capability:   STLS\n", out)
+            self.assertEqual("capability:   STLS (before TLS)" in out,
+                             tls == "starttls")
             self.assertIn("mailbox:      5 messages", out)
             self.assertIn("logged in:", out)
         self.assertEqual(multiset(dc.server_messages("alice")),

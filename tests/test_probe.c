@@ -194,8 +194,19 @@ START_TEST(serverinfo_prints_each_finding_in_order)
 	    {.kind = SI_GREETING, .text = "+OK ready <1.2@pop.test>"},
 	    {.kind = SI_TLS,
 		.text = "TLSv1.3 TLS_AES_256_GCM_SHA384",
+		.pin = "sha256/q1bO+A=="},
+	    {.kind = SI_CERT,
+		.msgno = 0,
 		.subject = "/CN=pop.test",
-		.fingerprint = "AB:CD:EF"},
+		.issuer = "/CN=Test CA",
+		.not_before = "2026-01-01 00:00:00 UTC",
+		.not_after = "2027-01-01 00:00:00 UTC"},
+	    {.kind = SI_CERT,
+		.msgno = 1,
+		.subject = "/CN=Test CA",
+		.issuer = "/CN=Root",
+		.not_before = "2025-01-01 00:00:00 UTC",
+		.not_after = "2030-01-01 00:00:00 UTC"},
 	    {.kind = SI_CAPA, .text = "UIDL"},
 	    {.kind = SI_CAPA, .text = "SASL PLAIN XOAUTH2"},
 	    {.kind = SI_LOGIN, .text = "PLAIN"},
@@ -213,14 +224,50 @@ START_TEST(serverinfo_prints_each_finding_in_order)
 	    "account:      test (pop.test:995, tls=implicit)\n"
 	    "greeting:     +OK ready <1.2@pop.test>\n"
 	    "tls:          TLSv1.3 TLS_AES_256_GCM_SHA384\n"
-	    "certificate:  /CN=pop.test\n"
-	    "sha256:       AB:CD:EF\n"
+	    "pin:          tls_pins = [\"sha256/q1bO+A==\"];\n"
+	    "certificate:  #0 /CN=pop.test\n"
+	    "  issuer:     /CN=Test CA\n"
+	    "  valid:      2026-01-01 00:00:00 UTC to 2027-01-01 00:00:00 UTC\n"
+	    "certificate:  #1 /CN=Test CA\n"
+	    "  issuer:     /CN=Root\n"
+	    "  valid:      2025-01-01 00:00:00 UTC to 2030-01-01 00:00:00 UTC\n"
 	    "capability:   UIDL\n"
 	    "capability:   SASL PLAIN XOAUTH2\n"
 	    "logged in:    PLAIN\n"
 	    "mailbox:      3 messages, 12345678901 bytes\n");
 	/* No resolver trouble, nothing to say on stderr. */
 	ck_assert_str_eq(slurp(errpath, out, sizeof(out)), "");
+}
+END_TEST
+
+/*
+ * Without a secret: the capabilities from both sides of STLS, marked,
+ * then why there was no login; the session's class is the exit status.
+ */
+START_TEST(serverinfo_without_a_secret_says_login_was_skipped)
+{
+	static const struct session_info s[] = {
+	    {.kind = SI_GREETING, .text = "+OK hi"},
+	    {.kind = SI_CAPA, .text = "STLS", .before_tls = true},
+	    {.kind = SI_TLS, .text = "TLSv1.3 X", .pin = "sha256/AAAA"},
+	    {.kind = SI_CAPA, .text = "SASL PLAIN"},
+	    {.kind = SI_NOLOGIN, .text = "cannot open /p: No such file"},
+	};
+	char out[4096];
+
+	acc.tls = CONF_TLS_STARTTLS;
+	acc.port = 110;
+	script = s;
+	nscript = sizeof(s) / sizeof(s[0]);
+	ck_assert_int_eq(probe_run(&conf, &acc, SESSION_SERVERINFO), EX_OK);
+	ck_assert_str_eq(slurp(outpath, out, sizeof(out)),
+	    "account:      test (pop.test:110, tls=starttls)\n"
+	    "greeting:     +OK hi\n"
+	    "capability:   STLS (before TLS)\n"
+	    "tls:          TLSv1.3 X\n"
+	    "pin:          tls_pins = [\"sha256/AAAA\"];\n"
+	    "capability:   SASL PLAIN\n"
+	    "login:        skipped, no secret: cannot open /p: No such file\n");
 }
 END_TEST
 
@@ -284,12 +331,14 @@ START_TEST(server_text_is_escaped_in_every_field)
 {
 	static const struct session_info s[] = {
 	    {.kind = SI_GREETING, .text = "+OK \x1b[2Jhi\r\nmailbox:      0"},
-	    {.kind = SI_TLS,
-		.text = "TLSv1.3 X",
+	    {.kind = SI_TLS, .text = "TLSv1.3 X", .pin = ""},
+	    {.kind = SI_CERT,
 		.subject = "/CN=\x07"
 			   "bell",
-		.fingerprint = "\x9b"
-			       "31m"},
+		.issuer = "\x9b"
+			  "31m",
+		.not_before = "\r",
+		.not_after = "\n"},
 	    {.kind = SI_CAPA, .text = "SASL\tPLAIN\x7f"},
 	    {.kind = SI_LOGIN, .text = "PLAIN\n"},
 	    {.kind = SI_MESSAGE,
@@ -311,8 +360,9 @@ START_TEST(server_text_is_escaped_in_every_field)
 	    "account:      test (pop.test:995, tls=implicit)\n"
 	    "greeting:     +OK \\x1b[2Jhi\\x0d\\x0amailbox:      0\n"
 	    "tls:          TLSv1.3 X\n"
-	    "certificate:  /CN=\\x07bell\n"
-	    "sha256:       \\x9b31m\n"
+	    "certificate:  #0 /CN=\\x07bell\n"
+	    "  issuer:     \\x9b31m\n"
+	    "  valid:      \\x0d to \\x0a\n"
 	    "capability:   SASL\\x09PLAIN\\x7f\n"
 	    "logged in:    PLAIN\\x0a\n"
 	    "     #       size  uid                   from | date | subject\n"
@@ -380,6 +430,7 @@ main(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, serverinfo_prints_each_finding_in_order);
+	tcase_add_test(tc, serverinfo_without_a_secret_says_login_was_skipped);
 	tcase_add_test(tc, list_prints_a_header_then_one_line_per_message);
 	tcase_add_test(tc, empty_mailbox_lists_no_header);
 	tcase_add_test(tc, server_text_is_escaped_in_every_field);

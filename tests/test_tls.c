@@ -6,7 +6,7 @@
  * server SSL of the test's, joined by a BIO pair, stepped in turn until
  * both are done or one fails. Covered: the shared contexts and when a new
  * one is made, SNI and the name verified, SPKI pins, the text of each
- * verification failure, the peer's subject and fingerprint, and the
+ * verification failure, the peer's chain and pin, and the
  * client certificate with its key file checks.
  */
 #include <sys/stat.h>
@@ -466,23 +466,34 @@ END_TEST
 START_TEST(verified_handshake_sends_sni)
 {
 	struct peer p;
-	char subject[256], fp[128], want[128], summary[128];
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen, i;
-	size_t o = 0;
+	struct tls_cert_desc d;
+	char want[128], pin[80], summary[128];
+	struct tm tm;
 
 	ck_assert(handshake(&p, srv_cert, 0, false));
 	ck_assert_int_eq(SSL_get_verify_result(p.ssl), X509_V_OK);
 	ck_assert_str_eq(
 	    SSL_get_servername(p.srv, TLSEXT_NAMETYPE_host_name), "pop.test");
 
-	tls_peer_info(p.ssl, subject, sizeof(subject), fp, sizeof(fp));
-	ck_assert_str_eq(subject, "/CN=pop.test");
-	ck_assert_int_eq(X509_digest(srv_cert, EVP_sha256(), md, &mdlen), 1);
-	for (i = 0; i < mdlen; i++)
-		o += (size_t)snprintf(want + o, sizeof(want) - o, "%s%02X",
-		    i > 0 ? ":" : "", md[i]);
-	ck_assert_str_eq(fp, want);
+	/* The server sends its own certificate only: a chain of one. */
+	ck_assert(tls_peer_cert(p.ssl, 0, &d));
+	ck_assert_str_eq(d.subject, "/CN=pop.test");
+	ck_assert_str_eq(d.issuer, "/CN=Test CA");
+	ck_assert_int_eq(ASN1_TIME_to_tm(X509_get0_notAfter(srv_cert), &tm), 1);
+	strftime(want, sizeof(want), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	ck_assert_str_eq(d.not_after, want);
+	ck_assert_int_eq(
+	    ASN1_TIME_to_tm(X509_get0_notBefore(srv_cert), &tm), 1);
+	strftime(want, sizeof(want), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	ck_assert_str_eq(d.not_before, want);
+	ck_assert(strcmp(d.not_before, d.not_after) < 0);
+	ck_assert(!tls_peer_cert(p.ssl, 1, &d));
+
+	/* The pin, as tls_pins takes it, is the key's and no other. */
+	ck_assert(tls_peer_pin(p.ssl, pin, sizeof(pin)));
+	pin_of(srv_key, want, sizeof(want));
+	ck_assert_str_eq(pin, want);
+	ck_assert(!tls_peer_pin(p.ssl, pin, 10));
 
 	tls_summary(p.ssl, summary, sizeof(summary));
 	snprintf(want, sizeof(want), "%s %s", SSL_get_version(p.ssl),
