@@ -1,0 +1,278 @@
+"""Integration tests of the MDA target (target = "mda").
+
+The POP3 side is a throwaway Dovecot (tests/dovecot.py); the MDA is a
+small shell script the test writes, whose first argument says how it
+behaves, or Dovecot's own dovecot-lda delivering into a second mailbox.
+
+Run: python3 tests/test_mda.py --binary build/popfetchd
+     (or set POPFETCHD). KEEP_TMP=1 leaves the temporary folders behind.
+"""
+
+import os
+import re
+import stat
+
+import mailgen
+from harness import DovecotCase, main, multiset
+
+PASSWORD = DovecotCase.PASSWORD
+
+# The test MDA: $1 is what it does, $2 where a delivered copy goes, the
+# rest (placeholders expanded) is written beside it as its argv.
+SCRIPT = r"""#!/bin/sh
+mode=$1
+out=$2
+shift 2
+case $mode in
+ok)
+    f=$(mktemp "$out/tmp.XXXXXX") || exit 75
+    cat > "$f" || exit 75
+    printf '%s\n' "$@" > "$f.args"
+    env > "$f.env"
+    ls -l /proc/$$/fd > "$f.fds"
+    mv "$f" "$out/msg.${f##*.}"
+    exit 0 ;;
+temp)
+    cat > /dev/null
+    echo "mailbox locked, try later"
+    exit 75 ;;
+perm)
+    cat > /dev/null
+    echo "no such user" >&2
+    exit 67 ;;
+signal)
+    cat > /dev/null
+    kill -KILL $$ ;;
+noisy)
+    cat > /dev/null
+    printf 'esc\033[31m\001 tab\t' >&2
+    head -c 10000 /dev/zero | tr '\0' 'e' >&2
+    exit 0 ;;
+half)
+    head -c 1000 > /dev/null
+    exit 0 ;;
+esac
+exit 70
+"""
+
+
+class MdaCase(DovecotCase):
+
+    def setUp(self):
+        super().setUp()
+        self.script = os.path.join(self.dir, "mda.sh")
+        with open(self.script, "w") as f:
+            f.write(SCRIPT)
+        os.chmod(self.script, stat.S_IRWXU)
+        self.out = os.path.join(self.dir, "out")
+        os.mkdir(self.out)
+
+    def pop_dovecot(self, msgs):
+        dc = self.dovecot()
+        dc.add_user("alice", PASSWORD)
+        dc.deliver_many("alice", msgs)
+        return dc
+
+    def mda_conf(self, dc, mode, **keys):
+        keys.setdefault("mda", '%s %s "%s" %%u "%%a x" %%r 100%%%%' % (
+            self.script, mode, self.out))
+        acct = self.account(dc, target="mda", **keys)
+        acct["maildir"] = None
+        return self.config(acct)
+
+    def stored(self):
+        out = []
+        for name in sorted(os.listdir(self.out)):
+            if re.fullmatch(r"msg\.\w+", name):
+                with open(os.path.join(self.out, name), "rb") as f:
+                    out.append(f.read())
+        return out
+
+
+class TestScriptMda(MdaCase):
+
+    def test_exit0_delivers_byte_identical(self):
+        """Exit 0: each message reached the command's stdin byte for
+        byte (bar the X-Popfetchd-Id field), one process each, with the
+        placeholders expanded per word and a minimal environment; the
+        POP3 mailbox is emptied."""
+        msgs = mailgen.generate(12, seed=41, huge=True, tag="mda")
+        dc = self.pop_dovecot(msgs)
+        conf = self.mda_conf(dc, "ok", recipient="bob")
+
+        r = self.run_once(conf, env={"MDA_CANARY": "1"})
+
+        self.assert_exit(r, 0)
+        got = self.stored()
+        self.assertEqual(len(got), len(msgs))
+        plain = [re.sub(rb"\AX-Popfetchd-Id: <[0-9a-f]{32}@popfetchd>\n",
+                        b"", m) for m in got]
+        self.assertEqual(multiset(plain), multiset(msgs))
+        self.assertEqual(dc.server_messages("alice"), [])
+        self.assert_summary(r, "alice", 12)
+        name = [n for n in os.listdir(self.out) if n.endswith(".args")][0]
+        with open(os.path.join(self.out, name)) as f:
+            self.assertEqual(f.read(), "alice\nalice x\nbob\n100%\n")
+        with open(os.path.join(self.out, name[:-5] + ".env")) as f:
+            env = dict(line.split("=", 1) for line in f.read().splitlines())
+        self.assertEqual(env["PATH"], "/usr/bin:/bin")
+        self.assertEqual(env["POPFETCHD_ACCOUNT"], "alice")
+        self.assertEqual(env["POPFETCHD_USER"], "alice")
+        self.assertEqual(env["POPFETCHD_RECIPIENT"], "bob")
+        self.assertNotIn("MDA_CANARY", env)
+        # The shell adds PWD (and may add SHLVL, _) itself.
+        self.assertLessEqual(set(env), {
+            "PATH", "HOME", "POPFETCHD_ACCOUNT", "POPFETCHD_USER",
+            "POPFETCHD_RECIPIENT", "PWD", "SHLVL", "_"})
+        # Its descriptors: 0, 1 and 2; the shell keeps one on the script
+        # and, while it redirects, a copy of its stderr's pipe.
+        with open(os.path.join(self.out, name[:-5] + ".fds")) as f:
+            fds = dict(re.findall(r" (\d+) -> (.*)$", f.read(), re.M))
+        self.assertEqual({"0", "1", "2"} - set(fds), set())
+        extra = {n: t for n, t in fds.items() if int(n) > 2 and
+                 t != fds["2"] and not t.endswith("/mda.sh")}
+        self.assertEqual(extra, {}, "descriptors inherited")
+
+    def test_exit75_temporary_no_strike(self):
+        """Exit 75: a temporary failure; every message stays on the POP3
+        server without a strike, and the command's output is logged."""
+        msgs = mailgen.generate(3, seed=42, tag="mda-75")
+        dc = self.pop_dovecot(msgs)
+
+        r = self.run_once(self.mda_conf(dc, "temp"))
+
+        self.assert_exit(r, 75)
+        self.assertEqual(len(re.findall(
+            r"temporary failure from the target: mda: exit 75", r.stderr)),
+            3, r.stderr)
+        self.assertIn("output: mailbox locked, try later", r.stderr)
+        self.assertNotIn("strike=", r.stderr)
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs))
+
+    def test_exit67_permanent_strike(self):
+        """Exit 67: a permanent failure; the messages stay on the server
+        with a strike each, counted again at the next poll."""
+        msgs = mailgen.generate(3, seed=43, tag="mda-67")
+        dc = self.pop_dovecot(msgs)
+        conf = self.mda_conf(dc, "perm")
+
+        r = self.run_once(conf)
+
+        self.assert_exit(r, 75)
+        self.assertEqual(len(re.findall(
+            r"permanent failure from the target: mda: exit 67", r.stderr)),
+            3, r.stderr)
+        self.assertEqual(len(re.findall(r"strike=1\b", r.stderr)), 3)
+        self.assertIn("output: no such user", r.stderr)
+        r = self.run_once(conf)
+        self.assertEqual(len(re.findall(r"strike=2\b", r.stderr)), 3,
+                         r.stderr)
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs))
+
+    def test_signal_temporary(self):
+        """Killed by a signal: temporary, no strike, nothing deleted."""
+        msgs = mailgen.generate(2, seed=44, tag="mda-sig")
+        dc = self.pop_dovecot(msgs)
+
+        r = self.run_once(self.mda_conf(dc, "signal"))
+
+        self.assert_exit(r, 75)
+        self.assertEqual(len(re.findall(
+            r"temporary failure from the target: mda: killed by signal 9",
+            r.stderr)), 2, r.stderr)
+        self.assertNotIn("strike=", r.stderr)
+        self.assertEqual(multiset(dc.server_messages("alice")),
+                         multiset(msgs))
+
+    def test_noisy_output_bounded_and_escaped(self):
+        """Kilobytes on stderr: the log keeps the first KiB, escaped
+        (no raw control byte reaches it), says how much it left out,
+        and the message counts as delivered."""
+        msgs = mailgen.generate(1, seed=45, tag="mda-noisy")
+        dc = self.pop_dovecot(msgs)
+
+        r = self.run_once(self.mda_conf(dc, "noisy"))
+
+        self.assert_exit(r, 0)
+        line = [x for x in r.stderr.splitlines() if "output: esc" in x]
+        self.assertEqual(len(line), 1, r.stderr[-3000:])
+        self.assertIn(r"output: esc\x1b[31m\x01 tab\x09eee", line[0])
+        self.assertLess(len(line[0]), 1024 + 200)
+        self.assertNotIn("\x1b", r.stderr)
+        self.assertNotIn("\x01", r.stderr)
+        m = re.search(r"(\d+) more bytes of output not logged", r.stderr)
+        self.assertIsNotNone(m, r.stderr[-3000:])
+        self.assertEqual(int(m.group(1)), 10000 + 14 - 1024)
+        self.assertEqual(dc.server_messages("alice"), [])
+
+    def test_half_read_fails_that_message_only(self):
+        """A command that reads 1000 bytes of a 300 KB message and exits
+        0: no deadlock; that message fails permanently (it never got
+        whole), stays on the server; a small message after it that fits
+        the pipe is not the daemon's problem either."""
+        big = b"Subject: big\n\n" + b"0123456789abcdef\n" * 18000
+        dc = self.pop_dovecot([big])
+
+        r = self.run_once(self.mda_conf(dc, "half"), timeout=60)
+
+        self.assert_exit(r, 75)
+        self.assertRegex(r.stderr, r"permanent failure from the target: "
+                         r"mda: exit 0 without reading the whole message")
+        self.assertEqual(dc.server_messages("alice"), [big])
+
+    def test_unknown_placeholder_refused(self):
+        """An unknown %x or an open quote: refused at load, file:line."""
+        dc = self.dovecot()
+        for cmd, why in (("/bin/cat %x", "unknown placeholder"),
+                         ('/bin/cat "open', "double quote is not closed")):
+            conf = self.mda_conf(dc, "ok", mda=cmd)
+            r = self.run_popfetchd("-c", conf, "--check-config")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertRegex(r.stderr, r"popfetchd\.conf:\d+: .*mda .*"
+                             + why)
+
+    def test_check_config_not_executable(self):
+        """--check-config: a command that is not executable is named."""
+        dc = self.dovecot()
+        conf = self.mda_conf(dc, "ok", mda="/nonexistent/mda -d %u")
+        r = self.run_popfetchd("-c", conf, "--check-config")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("/nonexistent/mda", r.stdout + r.stderr)
+        conf = self.mda_conf(dc, "ok")
+        r = self.run_popfetchd("-c", conf, "--check-config")
+        self.assertNotIn("mda", r.stdout + r.stderr)
+
+
+LDA = "/usr/lib/dovecot/dovecot-lda"
+
+
+class TestDovecotLda(MdaCase):
+
+    def test_dovecot_lda_delivers(self):
+        """dovecot-lda as the MDA: the messages arrive in bob's mailbox
+        as Dovecot stores them, and leave alice's."""
+        if not os.access(LDA, os.X_OK):
+            self.skipTest("no dovecot-lda")
+        msgs = mailgen.generate(5, seed=46, tag="mda-lda")
+        dc = self.pop_dovecot(msgs)
+        dc.add_user("bob", "unused-" + os.urandom(4).hex())
+        conf = self.mda_conf(
+            dc, "", recipient="bob",
+            mda="%s -c %s -d %%r" % (LDA, dc.conf_path))
+
+        r = self.run_once(conf)
+
+        self.assert_exit(r, 0)
+        got = dc.mailbox_messages("bob")
+        self.assertEqual(len(got), len(msgs))
+        self.assertEqual(multiset(
+            re.sub(rb"\A(?:[A-Za-z-]+: [^\n]*\n(?:[ \t][^\n]*\n)*)*?"
+                   rb"X-Popfetchd-Id: [^\n]*\n", b"", m) for m in got),
+            multiset(msgs))
+        self.assertEqual(dc.server_messages("alice"), [])
+
+
+if __name__ == "__main__":
+    main()
