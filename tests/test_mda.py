@@ -11,6 +11,7 @@ Run: python3 tests/test_mda.py --binary build/popfetchd
 import os
 import re
 import stat
+import time
 
 import mailgen
 from harness import DovecotCase, main, multiset
@@ -51,9 +52,24 @@ noisy)
 half)
     head -c 1000 > /dev/null
     exit 0 ;;
+hang)
+    cat > /dev/null
+    sleep 300 &
+    echo $! > "$out/sleeper"
+    wait
+    exit 0 ;;
 esac
 exit 70
 """
+
+
+def process_alive(pid):
+    """Whether PID runs (a zombie counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 class MdaCase(DovecotCase):
@@ -221,6 +237,29 @@ class TestScriptMda(MdaCase):
         self.assertRegex(r.stderr, r"permanent failure from the target: "
                          r"mda: exit 0 without reading the whole message")
         self.assertEqual(dc.server_messages("alice"), [big])
+
+    def test_hang_killed_after_timeout(self):
+        """A command that does not exit within the account's timeout:
+        killed with its whole process group (its own child too), a
+        temporary failure; the message stays on the server."""
+        msgs = mailgen.generate(1, seed=47, tag="mda-hang")
+        dc = self.pop_dovecot(msgs)
+        conf = self.mda_conf(dc, "hang", timeout=2)
+
+        r = self.run_once(conf, timeout=60)
+
+        self.assert_exit(r, 75)
+        self.assertIn("temporary failure from the target: mda: no progress "
+                      "within 2 s, killed", r.stderr)
+        self.assertNotIn("strike=", r.stderr)
+        self.assertEqual(dc.server_messages("alice"), msgs)
+        with open(os.path.join(self.out, "sleeper")) as f:
+            pid = int(f.read())
+        # Killed with the group, and reaped by init once orphaned.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and process_alive(pid):
+            time.sleep(0.05)
+        self.assertFalse(process_alive(pid), "the command's child lives")
 
     def test_unknown_placeholder_refused(self):
         """An unknown %x or an open quote: refused at load, file:line."""
