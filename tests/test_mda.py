@@ -14,7 +14,7 @@ import stat
 import time
 
 import mailgen
-from harness import DovecotCase, main, multiset
+from harness import DovecotCase, FakePopCase, main, multiset
 
 PASSWORD = DovecotCase.PASSWORD
 
@@ -72,7 +72,8 @@ def process_alive(pid):
         return False
 
 
-class MdaCase(DovecotCase):
+class ScriptMixin:
+    """SCRIPT as self.script; what it delivers goes to self.out."""
 
     def setUp(self):
         super().setUp()
@@ -82,6 +83,17 @@ class MdaCase(DovecotCase):
         os.chmod(self.script, stat.S_IRWXU)
         self.out = os.path.join(self.dir, "out")
         os.mkdir(self.out)
+
+    def stored(self):
+        out = []
+        for name in sorted(os.listdir(self.out)):
+            if re.fullmatch(r"msg\.\w+", name):
+                with open(os.path.join(self.out, name), "rb") as f:
+                    out.append(f.read())
+        return out
+
+
+class MdaCase(ScriptMixin, DovecotCase):
 
     def pop_dovecot(self, msgs):
         dc = self.dovecot()
@@ -95,14 +107,6 @@ class MdaCase(DovecotCase):
         acct = self.account(dc, target="mda", **keys)
         acct["maildir"] = None
         return self.config(acct)
-
-    def stored(self):
-        out = []
-        for name in sorted(os.listdir(self.out)):
-            if re.fullmatch(r"msg\.\w+", name):
-                with open(os.path.join(self.out, name), "rb") as f:
-                    out.append(f.read())
-        return out
 
 
 class TestScriptMda(MdaCase):
@@ -282,6 +286,41 @@ class TestScriptMda(MdaCase):
         conf = self.mda_conf(dc, "ok")
         r = self.run_popfetchd("-c", conf, "--check-config")
         self.assertNotIn("mda", r.stdout + r.stderr)
+
+
+def untraced(msg):
+    return re.sub(rb"\AX-Popfetchd-Id: <[0-9a-f]{32}@popfetchd>\n", b"", msg)
+
+
+class TestPopFaults(ScriptMixin, FakePopCase):
+    """The POP3 side breaking while a message streams to the command."""
+
+    MESSAGES = [b"From: f%d@example.org\nSubject: fault %d\n\n%s\n"
+                % (i, i, b"\n".join(b".line %d" % j for j in range(400)))
+                for i in range(4)]
+
+    def test_dropped_mid_message_nothing_partial(self):
+        """The POP3 connection drops inside message 3: its command is
+        killed before its input ends, so no part of it is delivered;
+        nothing is deleted without QUIT; the next poll delivers the
+        rest, each message once."""
+        srv = self.server()
+        srv.drop_in_retr = (3, 2000)
+        conf = self.config(srv, maildir=None, target="mda",
+                           mda="%s ok %s" % (self.script, self.out))
+
+        r = self.run_once(conf)
+
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertEqual(sorted(untraced(m) for m in self.stored()),
+                         sorted(self.MESSAGES[:2]))
+        self.assertEqual(srv.messages, self.MESSAGES)
+        srv.drop_in_retr = None
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(untraced(m) for m in self.stored()),
+                         sorted(self.MESSAGES))
+        self.assertEqual(srv.messages, [])
 
 
 LDA = "/usr/lib/dovecot/dovecot-lda"
