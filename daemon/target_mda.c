@@ -16,6 +16,7 @@
  * in use.
  */
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -339,17 +340,25 @@ above_stdio(int fd)
 
 /* In the forked child: only async-signal-safe calls. */
 static _Noreturn void
-run_child(char **argv, char **envp, int in, int out)
+run_child(char **argv, char **envp, int in, int out, pid_t parent)
 {
 	static const char msg[] = "popfetchd: cannot execute the mda\n";
 	sigset_t none;
 	ssize_t w;
 	int sig;
 
+	/*
+	 * If popfetchd dies, its end of the pipe closes and the command
+	 * would take the end of file for the end of the message: it dies
+	 * too. (Its own children do not: popfetchd.conf(5) says so.)
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
+		_exit(75);
 	setpgid(0, 0);
 	/* Ignored signals (the daemon ignores SIGPIPE) survive exec. */
 	for (sig = 1; sig < NSIG; sig++)
-		signal(sig, SIG_DFL);
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (dup2(in, 0) == -1 || dup2(out, 1) == -1 || dup2(out, 2) == -1)
@@ -367,7 +376,7 @@ proc_start(struct mda *m, struct proc *p)
 {
 	int in[2] = {-1, -1}, out[2] = {-1, -1};
 	struct timeval poll = {.tv_usec = MDA_POLL_USEC};
-	pid_t pid;
+	pid_t pid, self = getpid();
 
 	p->m = m;
 	if (pipe2(in, O_CLOEXEC) == -1)
@@ -394,7 +403,7 @@ proc_start(struct mda *m, struct proc *p)
 	    event_add(p->out_ev, NULL) == -1)
 		goto fail;
 	if ((pid = fork()) == 0)
-		run_child(m->argv, m->envp, in[0], out[1]);
+		run_child(m->argv, m->envp, in[0], out[1], self);
 	if (pid == -1)
 		goto fail;
 	p->pid = pid;
