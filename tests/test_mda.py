@@ -52,6 +52,13 @@ noisy)
 half)
     head -c 1000 > /dev/null
     exit 0 ;;
+stall)
+    echo $$ > "$out/pid"
+    while [ ! -e "$out/go" ]; do sleep 0.05; done
+    f=$(mktemp "$out/tmp.XXXXXX") || exit 75
+    cat > "$f" || exit 75
+    mv "$f" "$out/msg.${f##*.}"
+    exit 0 ;;
 hang)
     cat > /dev/null
     sleep 300 &
@@ -70,6 +77,14 @@ def process_alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def wait_for(pred, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("no %s within %d s" % (what, timeout))
+        time.sleep(0.02)
 
 
 class ScriptMixin:
@@ -260,10 +275,31 @@ class TestScriptMda(MdaCase):
         with open(os.path.join(self.out, "sleeper")) as f:
             pid = int(f.read())
         # Killed with the group, and reaped by init once orphaned.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and process_alive(pid):
-            time.sleep(0.05)
-        self.assertFalse(process_alive(pid), "the command's child lives")
+        wait_for(lambda: not process_alive(pid), "end of the command's child")
+
+    def test_dies_with_popfetchd(self):
+        """popfetchd killed while a message streams to the command: the
+        command dies with it, instead of taking its closed input for the
+        message's end and delivering a part."""
+        big = b"Subject: big\n\n" + b"0123456789abcdef\n" * 18000
+        dc = self.pop_dovecot([big])
+        conf = self.mda_conf(dc, "stall")
+        d = self.daemon(conf, args=("--once",))
+        self.addCleanup(d.kill)
+        pidfile = os.path.join(self.out, "pid")
+        wait_for(lambda: os.path.exists(pidfile) and
+                 os.path.getsize(pidfile) > 0, "the command's start")
+        with open(pidfile) as f:
+            pid = int(f.read())
+
+        d.kill()
+        # Let it go on: were it alive, it would now read to the end of
+        # file and deliver what it got.
+        open(os.path.join(self.out, "go"), "w").close()
+
+        wait_for(lambda: not process_alive(pid), "the command's end")
+        self.assertEqual(self.stored(), [])
+        self.assertEqual(dc.server_messages("alice"), [big])
 
     def test_unknown_placeholder_refused(self):
         """An unknown %x or an open quote: refused at load, file:line."""
