@@ -302,7 +302,8 @@ class TestScriptMda(MdaCase):
         self.assertEqual(dc.server_messages("alice"), [big])
 
     def test_unknown_placeholder_refused(self):
-        """An unknown %x or an open quote: refused at load, file:line."""
+        """An unknown %x or an open quote: refused at load, file:line;
+        target = "mda" without mda too."""
         dc = self.dovecot()
         for cmd, why in (("/bin/cat %x", "unknown placeholder"),
                          ('/bin/cat "open', "double quote is not closed")):
@@ -311,6 +312,11 @@ class TestScriptMda(MdaCase):
             self.assertNotEqual(r.returncode, 0)
             self.assertRegex(r.stderr, r"popfetchd\.conf:\d+: .*mda .*"
                              + why)
+        conf = self.mda_conf(dc, "ok", mda=None)
+        r = self.run_popfetchd("-c", conf, "--check-config")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertRegex(r.stderr, r"popfetchd\.conf:\d+: .*target = "
+                         r"\"mda\" needs mda")
 
     def test_check_config_not_executable(self):
         """--check-config: a command that is not executable is named."""
