@@ -15,6 +15,7 @@ import time
 
 import mailgen
 from harness import DovecotCase, FakePopCase, main, multiset
+from test_targets import run_measured, under_asan
 
 PASSWORD = DovecotCase.PASSWORD
 
@@ -51,6 +52,12 @@ noisy)
     exit 0 ;;
 half)
     head -c 1000 > /dev/null
+    exit 0 ;;
+slow)
+    sleep 1
+    f=$(mktemp "$out/tmp.XXXXXX") || exit 75
+    cat > "$f" || exit 75
+    mv "$f" "$out/msg.${f##*.}"
     exit 0 ;;
 stall)
     echo $$ > "$out/pid"
@@ -300,6 +307,30 @@ class TestScriptMda(MdaCase):
         wait_for(lambda: not process_alive(pid), "the command's end")
         self.assertEqual(self.stored(), [])
         self.assertEqual(dc.server_messages("alice"), [big])
+
+    def test_slow_command_memory_bounded(self):
+        """A command slow to start reading slows the POP3 side down
+        instead of filling memory: peak memory with a 20 MiB message
+        stays within 2 MiB of that with a 1 MiB one, and the bytes
+        arrive whole."""
+        if under_asan():
+            self.skipTest("peak RSS is AddressSanitizer's quarantine there")
+        peaks = {}
+        for mib in (1, 20):
+            body = b"".join(b"line %07d of the big one\n" % i
+                            for i in range(mib * 1024 * 1024 // 26))
+            msg = b"Subject: big %d\n\n" % mib + body
+            dc = self.pop_dovecot([msg])
+            status, peaks[mib], err = run_measured(
+                self.mda_conf(dc, "slow"), self.dir)
+            self.assertEqual(status, 0, err)
+            got = self.stored()
+            self.assertEqual([untraced(m) for m in got], [msg])
+            for name in os.listdir(self.out):
+                os.unlink(os.path.join(self.out, name))
+            dc.cleanup()
+        self.assertLess(peaks[20] - peaks[1], 2 * 1024,
+                        "peak RSS (KiB): %r" % peaks)
 
     def test_unknown_placeholder_refused(self):
         """An unknown %x or an open quote: refused at load, file:line;
