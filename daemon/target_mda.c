@@ -39,7 +39,7 @@
  * holds LOG_MSG_MAX bytes, escaped).
  */
 #define MDA_CAPTURE 1024
-/* The message fed, the one before it ending, and one reaped, reported. */
+/* The message fed and up to two before it, awaiting their exit. */
 #define MDA_SLOTS 3
 /* When pidfd_open() is refused: how often to ask for the exit. */
 #define MDA_POLL_USEC 50000

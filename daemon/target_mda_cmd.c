@@ -63,8 +63,8 @@ put_value(struct sbuf *b, const char *val, bool shell)
 }
 
 /*
- * Expands the placeholder at P (just after its '%') into B, or only
- * checks it when V is NULL. -1 for an unknown one.
+ * Expands the placeholder %C into B, or only checks it when V is NULL.
+ * -1 for an unknown one.
  */
 static int
 placeholder(struct sbuf *b, char c, const struct mda_vars *v, bool shell)
@@ -130,8 +130,8 @@ add_word(struct words *ws, struct sbuf *b)
 }
 
 /*
- * Splits and expands CMD (V NULL: checks only). Words go to WS when it
- * is not NULL. 0, or -1 with *WHY.
+ * Splits and expands CMD (V NULL: checks only); the words go to WS
+ * unless it is NULL. 0, or -1 with *WHY.
  */
 static int
 walk(const char *cmd, bool shell, const struct mda_vars *v, struct words *ws,
