@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "check.h"
+#include "target_mda.h"
 #include "tls.h"
 
 #define CHECK_MSG_MAX 1024
@@ -193,6 +194,38 @@ check_tls(struct checker *c, const struct account *a)
 	SSL_CTX_free(ctx);
 }
 
+/*
+ * The MDA's program (the shell with mda_shell) exists and we may run it;
+ * a bare name is looked up as the target does, in /usr/bin and /bin.
+ */
+static void
+check_mda(struct checker *c, const struct account *a)
+{
+	struct mda_vars v = {a->user, a->name, a->recipient};
+	char path[PATH_MAX];
+	const char *why;
+	struct stat st;
+	char **argv;
+
+	if ((argv = mda_argv(a->mda, a->mda_shell, &v, &why)) == NULL) {
+		say(c, a, "mda: %s", why);
+		return;
+	}
+	if (strchr(argv[0], '/') != NULL)
+		snprintf(path, sizeof(path), "%s", argv[0]);
+	else if (snprintf(path, sizeof(path), "/usr/bin/%s", argv[0]) > 0 &&
+		 access(path, X_OK) == -1)
+		snprintf(path, sizeof(path), "/bin/%s", argv[0]);
+	if (stat(path, &st) == -1)
+		say(c, a, "mda: %s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		say(c, a, "mda: %s is not a regular file", path);
+	else if (access(path, X_OK) == -1)
+		say(c, a, "mda: %s: not executable by %s: %s", path, c->me,
+		    strerror(errno));
+	mda_argv_free(argv);
+}
+
 static void
 check_account(struct checker *c, const struct account *a)
 {
@@ -208,6 +241,8 @@ check_account(struct checker *c, const struct account *a)
 		writable_dir(c, a, "maildir", a->maildir);
 		maildir_owner(c, a);
 	}
+	if (a->target == CONF_TARGET_MDA && a->mda != NULL)
+		check_mda(c, a);
 }
 
 size_t

@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "confpath.h"
 #include "folder.h"
+#include "target_mda.h"
 
 /*
  * A configuration file is a few kilobytes even with thousands of accounts;
@@ -118,11 +119,13 @@ enum key_id {
 	K_O_FLOW,
 	K_O_TOKEN_FILE,
 	K_O_CA_FILE,
-	/* Where mail goes: a Maildir (or a folder in it), or LMTP. */
+	/* Where mail goes: a Maildir (or a folder in it), LMTP, or an MDA. */
 	K_FOLDER,
 	K_TARGET,
 	K_LMTP,
 	K_RECIPIENT,
+	K_MDA,
+	K_MDA_SHELL,
 	NKEYS
 };
 
@@ -151,7 +154,7 @@ static const char *const cb_names[] = {
     "auto", "tls-exporter", "tls-unique", NULL};
 static const char *const pipelining_names[] = {"auto", "on", "off", NULL};
 static const char *const sync_names[] = {"batch", "file", NULL};
-static const char *const target_names[] = {"maildir", "lmtp", NULL};
+static const char *const target_names[] = {"maildir", "lmtp", "mda", NULL};
 static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 static const char *const provider_names[] = {"microsoft", "gmail", NULL};
 static const char *const flow_names[] = {"device", "loopback", NULL};
@@ -171,7 +174,7 @@ _Static_assert(sizeof(pipelining_names) / sizeof(*pipelining_names) ==
 _Static_assert(sizeof(sync_names) / sizeof(*sync_names) == CONF_SYNC_FILE + 2,
     "sync_names out of step with enum conf_sync");
 _Static_assert(
-    sizeof(target_names) / sizeof(*target_names) == CONF_TARGET_LMTP + 2,
+    sizeof(target_names) / sizeof(*target_names) == CONF_TARGET_MDA + 2,
     "target_names out of step with enum conf_target");
 /* T_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum conf_tls) == sizeof(int) &&
@@ -291,6 +294,10 @@ static const struct key keys[NKEYS] = {
 	.def_n = CONF_TARGET_MAILDIR, ACCT(target)},
     [K_LMTP] = {"lmtp", T_ENDPOINT, W_GROUPS, ACCT(lmtp)},
     [K_RECIPIENT] = {"recipient", T_STRING, W_GROUPS, ACCT(recipient)},
+    /* Its placeholders are checked with mda_shell known (check_target()). */
+    [K_MDA] = {"mda", T_STRING, W_GROUPS, ACCT(mda)},
+    [K_MDA_SHELL] = {"mda_shell", T_BOOL, W_GROUPS, .def_n = false,
+	ACCT(mda_shell)},
 };
 
 #undef CONF
@@ -1089,6 +1096,7 @@ check_target(
     struct loader *L, const struct group *a, const struct val *const *eff)
 {
 	long long t = eff_n(eff, K_TARGET);
+	const char *why;
 
 	if (!usable(eff, K_TARGET))
 		return;
@@ -1103,6 +1111,14 @@ check_target(
 	if (t != CONF_TARGET_MAILDIR && eff_set(eff, K_FOLDER))
 		fail(L, blame(a, K_FOLDER, K_TARGET), a,
 		    "folder needs target = \"maildir\" (with LMTP, a Sieve rule files mail)");
+	if (t == CONF_TARGET_MDA && !eff_set(eff, K_MDA))
+		fail(L, blame(a, K_TARGET, K_TARGET), a,
+		    "target = \"mda\" needs mda (the command to run)");
+	if (eff_set(eff, K_MDA) && usable(eff, K_MDA) &&
+	    usable(eff, K_MDA_SHELL) &&
+	    mda_cmd_check(eff[K_MDA]->s, eff_n(eff, K_MDA_SHELL), &why) == -1)
+		fail(L, eff[K_MDA]->line, a, "mda \"%.80s\": %s", eff[K_MDA]->s,
+		    why);
 }
 
 /* Rules between keys, on the values after inheritance. */
@@ -1698,6 +1714,7 @@ account_free(struct account *a)
 	free(a->folder);
 	free(a->lmtp);
 	free(a->recipient);
+	free(a->mda);
 }
 
 void

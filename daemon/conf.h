@@ -91,6 +91,7 @@ struct conf_oauth2 {
 enum conf_target {
 	CONF_TARGET_MAILDIR, /* maildir (and folder) */
 	CONF_TARGET_LMTP,    /* an LMTP server: lmtp, recipient */
+	CONF_TARGET_MDA,     /* a command per message: mda, mda_shell */
 };
 
 struct account {
@@ -123,7 +124,9 @@ struct account {
 	char *folder; /* a Maildir++ folder in it (folder.h), or NULL */
 	enum conf_target target;
 	char *lmtp;	 /* socket path or host:port, with target = "lmtp" */
-	char *recipient; /* LMTP's RCPT TO, with target = "lmtp" */
+	char *recipient; /* LMTP's RCPT TO, with target = "lmtp"; MDA's %r */
+	char *mda;	 /* the command, with target = "mda" (target_mda.h) */
+	bool mda_shell;	 /* run it with /bin/sh -c */
 	bool keep;
 	unsigned delete_after_days; /* with keep; 0 = never */
 	uint64_t max_message_size;  /* bytes; 0 = no limit */

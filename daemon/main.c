@@ -445,6 +445,25 @@ report_conf_error(void *arg, const char *msg)
 {
 	fprintf(stderr, "popfetchd: %s\n", msg);
 }
+/* Where the account's mail goes, for --check-config's listing. */
+static void
+print_target(const struct account *a)
+{
+	switch (a->target) {
+	case CONF_TARGET_LMTP:
+		printf("lmtp=%s recipient=%s", a->lmtp,
+		    a->recipient != NULL ? a->recipient
+		    : a->user != NULL	 ? a->user
+					 : "-");
+		break;
+	case CONF_TARGET_MDA:
+		printf("mda=\"%s\"", a->mda);
+		break;
+	default:
+		printf("maildir=%s", a->maildir);
+		break;
+	}
+}
 
 /*
  * Every problem the first poll would meet here, then (unless -q) the
@@ -467,10 +486,10 @@ check_config(const struct conf *conf, const struct options *o)
 	printf("state_dir: %s (%s)\n", conf->state_dir, conf->state_dir_from);
 	for (i = 0; i < conf->naccounts; i++) {
 		a = &conf->accounts[i];
-		printf("%s %s:%u tls=%s auth=%s maildir=%s keep=%s\n", a->name,
-		    a->host, a->port, conf_tls_name(a->tls),
-		    conf_auth_name(a->auth), a->maildir,
-		    a->keep ? "true" : "false");
+		printf("%s %s:%u tls=%s auth=%s ", a->name, a->host, a->port,
+		    conf_tls_name(a->tls), conf_auth_name(a->auth));
+		print_target(a);
+		printf(" keep=%s\n", a->keep ? "true" : "false");
 	}
 	return problems > 0 ? EX_CONFIG : EX_OK;
 }

@@ -247,7 +247,7 @@ finish(struct migrate_conv *c, struct migrate_conv_acct *a)
 	}
 	if (a->mda)
 		migrate_conv_note(a,
-		    "delivery through an MDA or into an mbox is not supported by popfetchd yet: mail goes to the Maildir above");
+		    "delivery through an MDA is not converted (its placeholders differ): set target = \"mda\" and mda by hand (popfetchd.conf(5)); an mbox is not supported; until then mail goes to the Maildir above");
 	if (a->val[CK_TLS][0] == '\0')
 		migrate_conv_set_str(a, CK_TLS, "implicit");
 }

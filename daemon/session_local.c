@@ -17,6 +17,7 @@
 #include "log.h"
 #include "session_priv.h"
 #include "target.h"
+#include "target_mda.h"
 #include "testhook.h"
 
 #define SESSION_OF_JOB(j) \
@@ -279,9 +280,8 @@ target_ready(void *arg)
 }
 
 static bool
-open_target(struct session *s)
+open_lmtp(struct session *s, const struct target_cbs *cbs)
 {
-	struct target_cbs cbs = {target_done, target_ready, s};
 	struct target_lmtp_conf c = {.address = s->a->lmtp,
 	    .recipient = s->a->recipient,
 	    .sender = "",
@@ -293,9 +293,45 @@ open_target(struct session *s)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
 	c.lhlo = host;
-	if ((s->tg = target_lmtp_new(s->base, s->dns, &c, &cbs)) == NULL) {
+	if ((s->tg = target_lmtp_new(s->base, s->dns, &c, cbs)) == NULL) {
 		session_fail(s, SC_LOCAL, "lmtp: out of memory");
 		return false;
+	}
+	return true;
+}
+
+static bool
+open_mda(struct session *s, const struct target_cbs *cbs)
+{
+	struct target_mda_conf c = {.command = s->a->mda,
+	    .shell = s->a->mda_shell,
+	    .vars = {.user = s->a->user,
+		.account = s->a->name,
+		.recipient = s->a->recipient},
+	    .home = getenv("HOME"),
+	    .timeout = s->a->timeout,
+	    .account = s->a->name};
+	const char *why;
+
+	if ((s->tg = target_mda_new(s->base, &c, cbs, &why)) == NULL) {
+		session_fail(s, SC_LOCAL, "mda: %s", why);
+		return false;
+	}
+	return true;
+}
+
+static bool
+open_target(struct session *s)
+{
+	struct target_cbs cbs = {target_done, target_ready, s};
+
+	switch (s->a->target) {
+	case CONF_TARGET_LMTP:
+		return open_lmtp(s, &cbs);
+	case CONF_TARGET_MDA:
+		return open_mda(s, &cbs);
+	case CONF_TARGET_MAILDIR:
+		break;
 	}
 	return true;
 }

@@ -10,6 +10,11 @@ message, the state had not recorded it yet: crash point "hand-off
 taken"), and none at all with the Sieve script that discards a second
 copy by its X-Popfetchd-Id.
 
+And for the MDA target, with tests/test_mda.py's script as the command:
+nothing lost, nothing cut short (the command dies with popfetchd, before
+it could take the end of its input for the message's end), a duplicate
+only in the same window.
+
 Needs a build with -Dtest_hooks=true: the K-th crash point the process
 passes kills it when POPFETCHD_CRASH_AT=K is set.
 
@@ -28,6 +33,7 @@ import re
 
 from dovecot import Dovecot
 from harness import BINARY, FakePopCase, clean_env, main
+from test_mda import SCRIPT
 from test_targets import DUPLICATE_SIEVE, untraced
 
 NMESSAGES = 50
@@ -155,41 +161,26 @@ class CrashTest(FakePopCase):
                 srv.stop()
 
 
-class LmtpCrashTest(FakePopCase):
-    """FakePop as the POP3 server, Dovecot's LMTP as the target."""
+class TargetCrashCase(FakePopCase):
+    """Kills at every crash point of a session that hands its messages to
+    a target: a subclass makes the scenario (fresh()) and reads what the
+    target stored (delivered())."""
 
     MESSAGES = MESSAGES
+    LABEL = None
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.dc = Dovecot(lmtp=True, keep_dir=bool(os.environ.get(
-            "KEEP_TMP")))
-        cls.dc.start()
         cls.kill_points = cls.windows = 0
 
     @classmethod
     def tearDownClass(cls):
-        cls.dc.cleanup()
         super().tearDownClass()
-        print("\nLMTP crash test: %d kills, 0 lost, duplicates only in "
-              "the window (%d kills there)" % (cls.kill_points,
+        print("\n%s crash test: %d kills, 0 lost, duplicates only in "
+              "the window (%d kills there)" % (cls.LABEL, cls.kill_points,
                                                cls.windows),
               file=sys.stderr)
-
-    def fresh(self, sieve):
-        """A new server, state and recipient mailbox for one scenario."""
-        shutil.rmtree(self.dir, ignore_errors=True)
-        os.makedirs(self.dir)
-        self.user = "bob%d" % (self.kill_points + self.windows +
-                               random.randrange(1 << 30))
-        self.dc.add_user(self.user, "unused")
-        if sieve:
-            self.dc.set_sieve(self.user, DUPLICATE_SIEVE)
-        srv = self.server(pipelining=True)
-        conf = self.config(srv, name="crash", maildir=None, target="lmtp",
-                           lmtp=self.dc.lmtp_socket, recipient=self.user)
-        return srv, conf
 
     def run_pf(self, conf, crash_at=None):
         env = {} if crash_at is None else {"POPFETCHD_CRASH_AT":
@@ -197,7 +188,7 @@ class LmtpCrashTest(FakePopCase):
         return self.run_once(conf, env=env, timeout=60)
 
     def check(self, srv, what, dups_allowed):
-        got = [untraced(m) for m in self.dc.mailbox_messages(self.user)]
+        got = self.delivered()
         lost = [m for m in MESSAGES if m not in got]
         dups = len(got) - len(set(got))
         self.assertEqual(len(lost), 0, "%s: %d lost" % (what, len(lost)))
@@ -241,11 +232,79 @@ class LmtpCrashTest(FakePopCase):
             k += STRIDE
         self.assertGreater(k, 2 * NMESSAGES)
 
+
+class LmtpCrashTest(TargetCrashCase):
+    """FakePop as the POP3 server, Dovecot's LMTP as the target."""
+
+    LABEL = "LMTP"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dc = Dovecot(lmtp=True, keep_dir=bool(os.environ.get(
+            "KEEP_TMP")))
+        cls.dc.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dc.cleanup()
+        super().tearDownClass()
+
+    def fresh(self, sieve):
+        """A new server, state and recipient mailbox for one scenario."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.user = "bob%d" % (self.kill_points + self.windows +
+                               random.randrange(1 << 30))
+        self.dc.add_user(self.user, "unused")
+        if sieve:
+            self.dc.set_sieve(self.user, DUPLICATE_SIEVE)
+        srv = self.server(pipelining=True)
+        conf = self.config(srv, name="crash", maildir=None, target="lmtp",
+                           lmtp=self.dc.lmtp_socket, recipient=self.user)
+        return srv, conf
+
+    def delivered(self):
+        return [untraced(m) for m in self.dc.mailbox_messages(self.user)]
+
     def test_every_point_lmtp(self):
         self.every_point(sieve=False)
 
     def test_every_point_lmtp_duplicate_sieve(self):
         self.every_point(sieve=True)
+
+
+class MdaCrashTest(TargetCrashCase):
+    """FakePop as the POP3 server, the test MDA script as the target."""
+
+    LABEL = "MDA"
+
+    def fresh(self, sieve):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        script = os.path.join(self.dir, "mda.sh")
+        with open(script, "w") as f:
+            f.write(SCRIPT)
+        os.chmod(script, 0o700)
+        self.out = os.path.join(self.dir, "out")
+        os.mkdir(self.out)
+        srv = self.server(pipelining=True)
+        conf = self.config(srv, name="crash", maildir=None, target="mda",
+                           mda="%s ok %s" % (script, self.out))
+        return srv, conf
+
+    def delivered(self):
+        out = []
+        for name in sorted(os.listdir(self.out)):
+            if re.fullmatch(r"msg\.\w+", name):
+                with open(os.path.join(self.out, name), "rb") as f:
+                    out.append(re.sub(
+                        rb"\AX-Popfetchd-Id: <[0-9a-f]{32}@popfetchd>\n",
+                        b"", f.read()))
+        return out
+
+    def test_every_point_mda(self):
+        self.every_point(sieve=False)
 
 
 if __name__ == "__main__":

@@ -470,7 +470,7 @@ START_TEST(convert_mpop)
 	HAS(out, "tls = \"starttls\";");
 	HAS(out, "maildir = \"~/Maildir\";");
 	HAS(out, "rc:15: delivery mda /usr/bin/procmail");
-	HAS(out, "not supported by popfetchd yet");
+	HAS(out, "delivery through an MDA is not converted");
 	/* Not a third account polling a's mailbox again. */
 	HAS_NOT(out, "name = \"default\"");
 	HAS(err, "rc:16: account default: mpop's choice of default account");

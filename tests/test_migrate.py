@@ -199,7 +199,7 @@ poll localhost with proto POP3 port %d:
         conf, text = self.convert("fetchmail", rc)
         self.password_file(text, conf)
         self.assertIn("mda /bin/sh", text)
-        self.assertIn("not supported by popfetchd yet", text)
+        self.assertIn("delivery through an MDA is not converted", text)
         r = self.popfetchd("-c", conf, "--import-uids", "fetchmail:" + ids)
         self.assertIn("account=localhost imported=3", r.stdout)
         self.new_mail_once(dc, conf, os.path.join(self.home, "Maildir"), [])

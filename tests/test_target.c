@@ -3,14 +3,18 @@
  * ends, dot-stuffing, a last line completed) fed whole, split at every
  * offset and byte by byte; reply lines and their verdicts; the message
  * identifier (stable, distinct per field, no field running into the
- * next).
+ * next); the MDA's command line (words, quotes, placeholders, shell
+ * quoting, errors) and its exit statuses' verdicts.
  */
+#include <sys/wait.h>
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "target.h"
+#include "target_mda.h"
 #include "check_main.h"
 
 struct sink {
@@ -213,6 +217,101 @@ START_TEST(test_message_id)
 }
 END_TEST
 
+struct argv_case {
+	const char *cmd;
+	bool shell;
+	const char *want; /* the words joined by '|' */
+};
+
+static const struct mda_vars vars = {
+    .user = "al ice", .account = "work", .recipient = "o'brien"};
+
+static const struct argv_case argvs[] = {
+    {"/usr/lib/dovecot/dovecot-lda -d %u", false,
+	"/usr/lib/dovecot/dovecot-lda|-d|al ice"},
+    /* Spaces and tabs separate; runs of them are one separator. */
+    {"  a \t b  ", false, "a|b"},
+    /* Quotes group and may sit inside a word; \" and \\ in them. */
+    {"a \"b c\"d \"\" \"x\\\"y\\\\\"", false, "a|b cd||x\"y\\"},
+    /* A backslash outside quotes, and $ * ; | ', are plain bytes. */
+    {"a\\b $HOME *; | 'q'", false, "a\\b|$HOME|*;|||'q'"},
+    /* Expansions never split a word, nor quote in it. */
+    {"x%u%a -r=%r %%u 100%%", false, "xal icework|-r=o'brien|%u|100%"},
+    /* Under the shell: one line, each value single-quoted. */
+    {"procmail -d %u \"$X\" && echo %r", true,
+	"/bin/sh|-c|procmail -d 'al ice' \"$X\" && echo 'o'\\''brien'"},
+};
+
+START_TEST(test_mda_argv)
+{
+	const struct argv_case *c = &argvs[_i];
+	char got[512] = "", **argv, **p;
+	const char *why = NULL;
+
+	ck_assert_int_eq(mda_cmd_check(c->cmd, c->shell, &why), 0);
+	argv = mda_argv(c->cmd, c->shell, &vars, &why);
+	ck_assert_msg(argv != NULL, "%s: %s", c->cmd, why);
+	for (p = argv; *p != NULL; p++) {
+		if (p != argv)
+			strcat(got, "|");
+		strcat(got, *p);
+	}
+	ck_assert_str_eq(got, c->want);
+	mda_argv_free(argv);
+}
+END_TEST
+
+START_TEST(test_mda_argv_errors)
+{
+	static const char *const bad[] = {
+	    "cat %x", "cat %", "cat %U", "cat \"open", "   ", "\t"};
+	const char *why;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		why = NULL;
+		ck_assert_msg(
+		    mda_cmd_check(bad[i], false, &why) == -1, "%s", bad[i]);
+		ck_assert_ptr_nonnull(why);
+		ck_assert_ptr_null(mda_argv(bad[i], false, &vars, &why));
+	}
+	/* The shell takes an open quote (its problem), not a bad %x. */
+	ck_assert_int_eq(mda_cmd_check("cat \"open", true, &why), 0);
+	ck_assert_int_eq(mda_cmd_check("cat %x", true, &why), -1);
+	ck_assert_int_eq(mda_cmd_check("  ", true, &why), -1);
+}
+END_TEST
+
+START_TEST(test_mda_missing_values)
+{
+	struct mda_vars v = {.user = "bob"};
+	char **argv = mda_argv("x %r %a%u", false, &v, &(const char *){0});
+
+	/* %r falls back to the user; an unset value is empty, still a word. */
+	ck_assert_ptr_nonnull(argv);
+	ck_assert_str_eq(argv[1], "bob");
+	ck_assert_str_eq(argv[2], "bob");
+	mda_argv_free(argv);
+	v.user = NULL;
+	argv = mda_argv("x %u", false, &v, &(const char *){0});
+	ck_assert_ptr_nonnull(argv);
+	ck_assert_str_eq(argv[1], "");
+	ck_assert_ptr_null(argv[2]);
+	mda_argv_free(argv);
+}
+END_TEST
+
+START_TEST(test_mda_verdicts)
+{
+	ck_assert_int_eq(mda_verdict_of(0), TARGET_DELIVERED);
+	ck_assert_int_eq(mda_verdict_of(75 << 8), TARGET_TEMPFAIL);
+	ck_assert_int_eq(mda_verdict_of(67 << 8), TARGET_PERMFAIL);
+	ck_assert_int_eq(mda_verdict_of(1 << 8), TARGET_PERMFAIL);
+	ck_assert_int_eq(mda_verdict_of(9), TARGET_TEMPFAIL);  /* SIGKILL */
+	ck_assert_int_eq(mda_verdict_of(15), TARGET_TEMPFAIL); /* SIGTERM */
+}
+END_TEST
+
 int
 main(void)
 {
@@ -225,6 +324,11 @@ main(void)
 	tcase_add_test(tc, test_reply_lines);
 	tcase_add_test(tc, test_verdicts);
 	tcase_add_test(tc, test_message_id);
+	tcase_add_loop_test(
+	    tc, test_mda_argv, 0, sizeof(argvs) / sizeof(*argvs));
+	tcase_add_test(tc, test_mda_argv_errors);
+	tcase_add_test(tc, test_mda_missing_values);
+	tcase_add_test(tc, test_mda_verdicts);
 	suite_add_tcase(s, tc);
 	return check_main(s);
 }
