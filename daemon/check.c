@@ -226,6 +226,28 @@ check_mda(struct checker *c, const struct account *a)
 	mda_argv_free(argv);
 }
 
+/*
+ * An LMTP socket path exists and is a socket we may connect to (write
+ * permission); a host:port is the network's, checked at the poll.
+ */
+static void
+check_lmtp(struct checker *c, const struct account *a)
+{
+	struct stat st;
+
+	if (a->lmtp[0] != '/')
+		return;
+	if (stat(a->lmtp, &st) == -1)
+		say(c, a,
+		    "lmtp: %s: %s (is the LMTP server running, and its socket reachable from the service's sandbox?)",
+		    a->lmtp, strerror(errno));
+	else if (!S_ISSOCK(st.st_mode))
+		say(c, a, "lmtp: %s is not a socket", a->lmtp);
+	else if (access(a->lmtp, W_OK) == -1)
+		say(c, a, "lmtp: %s: %s may not connect: %s", a->lmtp, c->me,
+		    strerror(errno));
+}
+
 static void
 check_account(struct checker *c, const struct account *a)
 {
@@ -243,6 +265,8 @@ check_account(struct checker *c, const struct account *a)
 	}
 	if (a->target == CONF_TARGET_MDA && a->mda != NULL)
 		check_mda(c, a);
+	if (a->target == CONF_TARGET_LMTP && a->lmtp != NULL)
+		check_lmtp(c, a);
 }
 
 size_t

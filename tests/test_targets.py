@@ -234,6 +234,23 @@ class TestLmtp(TargetCase):
         self.assertLess(peaks[20] - peaks[1], 2 * 1024,
                         "peak RSS (KiB): %r" % peaks)
 
+    def test_check_config_lmtp_socket(self):
+        """--check-config: the LMTP socket must exist and be a socket;
+        the running Dovecot's passes."""
+        dc = self.lmtp_dovecot()
+        conf = self.config(self.lmtp_account(dc))
+        r = self.run_popfetchd("--check-config", "-c", conf)
+        self.assert_exit(r, 0)
+        self.assertRegex(r.stdout, r"lmtp=\S+ recipient=bob")
+        for bad, why in ((dc.lmtp_socket + ".gone", "No such file"),
+                         (self.dir, "is not a socket")):
+            conf = self.config(self.lmtp_account(dc, lmtp=bad))
+            r = self.run_popfetchd("--check-config", "-c", conf)
+            self.assert_exit(r, 78)
+            self.assertRegex(r.stderr, r"popfetchd\.conf:\d+: .*lmtp: "
+                             r".*" + why)
+
+
 
 def under_asan():
     """Whether the popfetchd under test is built with AddressSanitizer."""
@@ -266,6 +283,7 @@ def untraced_fake(data):
     the final dot."""
     assert data.endswith(b"\r\n.\r\n")
     return re.sub(rb"\AX-Popfetchd-Id: [^\r]*\r\n", b"", data[:-3])
+
 
 
 class FakeLmtp:
@@ -457,6 +475,7 @@ class TestFolders(TargetCase):
             r = self.run_popfetchd("--check-config", "-c", conf)
             self.assert_exit(r, 78)
             self.assertRegex(r.stderr, r"popfetchd\.conf:\d+: .*folder")
+
 
 
 if __name__ == "__main__":
