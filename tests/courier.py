@@ -32,6 +32,8 @@ import time
 
 from dovecot import _die_with_parent, free_ports
 
+from throwaway import Throwaway
+
 COURIER_ROOT = os.environ.get("COURIER_ROOT",
                               "/opt/popfetchd-test/courier-pop")
 LIBEXEC = os.path.join(COURIER_ROOT, "usr/lib/courier/courier")
@@ -79,7 +81,7 @@ def _password_hash(password):
                           capture_output=True).stdout.decode().strip()
 
 
-class Courier:
+class Courier(Throwaway):
     def __init__(self, keep_dir=False):
         check_available()
         self.keep_dir = keep_dir
@@ -218,18 +220,3 @@ exec env -i PATH=/usr/bin:/bin:/usr/sbin POP3AUTH= POP3AUTH_TLS= \\
                 pass
         proc.wait()
         self._out.close()
-
-    def cleanup(self):
-        self.stop()
-        if not self.keep_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc):
-        self.cleanup()

@@ -22,7 +22,6 @@ and the tests skip.
 
 import os
 import pwd
-import shutil
 import signal
 import smtplib
 import socket
@@ -32,6 +31,8 @@ import tempfile
 import time
 
 from dovecot import _die_with_parent, free_ports, make_certificate
+
+from throwaway import Throwaway
 
 CYRUS_ROOT = os.environ.get("CYRUS_ROOT", "/opt/popfetchd-test/cyrus-pop3d")
 POP3D = os.path.join(CYRUS_ROOT, "usr/lib/cyrus/bin/pop3d")
@@ -65,7 +66,7 @@ def check_available():
         raise Unavailable("no cyrus user (cyrus-common)")
 
 
-class Cyrus:
+class Cyrus(Throwaway):
     """One Cyrus master with pop3, pop3s and lmtp in its own folder.
 
     tls_versions: what Cyrus offers, as its imapd.conf spells it
@@ -202,21 +203,6 @@ DAEMON {{
                 pass
         proc.wait()
         self._log.close()
-
-    def cleanup(self):
-        self.stop()
-        if not self.keep_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc):
-        self.cleanup()
 
     def add_user(self, name, password):
         """Adds NAME to the sasldb; the INBOX appears with its first mail

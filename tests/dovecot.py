@@ -34,7 +34,6 @@ import os
 import poplib
 import pwd
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -42,6 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from throwaway import Throwaway
 
 DOVECOT = os.environ.get("DOVECOT", "/usr/sbin/dovecot")
 
@@ -149,7 +150,7 @@ class _POP3From(poplib.POP3):
                                         source_address=(self._source, 0))
 
 
-class Dovecot:
+class Dovecot(Throwaway):
     """One Dovecot instance in its own temporary folder.
 
     cert_names / cert_ips: subjectAltName entries of the server certificate
@@ -558,22 +559,6 @@ service pop3-login {{
                 pass
             proc.wait()
             self._stdout.close()
-
-    def cleanup(self):
-        """Stop and remove the folder unless keep_dir was given."""
-        self.stop()
-        if not self.keep_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc):
-        self.cleanup()
 
     # --- mailboxes -------------------------------------------------------
 
