@@ -14,6 +14,7 @@ state directory, each Maildir's parent).
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -102,6 +103,14 @@ class DocConfigs(unittest.TestCase):
                 os.makedirs(path, 0o700, exist_ok=True)
             elif key == "maildir":
                 os.makedirs(os.path.dirname(path.rstrip("/")), exist_ok=True)
+            elif key == "lmtp":
+                # The socket must exist (--check-config looks): a
+                # listening stand-in at the moved path.
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                if not os.path.exists(path):
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.bind(path)
+                    self.addCleanup(sock.close)
             elif key == "mda":
                 # The program must exist (--check-config looks): a
                 # stand-in at the moved path.
