@@ -31,11 +31,7 @@ static char tmpdir[1024];
 static void
 setup(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/test_fsutil.XXXXXX",
-	    base != NULL && base[0] != '\0' ? base : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	check_tmpdir(tmpdir, sizeof(tmpdir), "test_fsutil");
 	/* So that the mode mkdir_p asks for is the mode it gets. */
 	umask(022);
 	fsutil_test_fail_sync(0, 0);

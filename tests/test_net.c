@@ -38,6 +38,7 @@
 #include "monotime.h"
 #include "net.h"
 #include "check_main.h"
+#include "check_util.h"
 
 /* The bound on any one wait: a test fails, it never hangs. */
 #define AWAIT_SECS 5
@@ -319,8 +320,7 @@ setup(void)
 {
 	/* Before libevent allocates anything. */
 	event_set_mem_functions(malloc, test_realloc, __wrap_free);
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_net.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	check_tmpdir(tmpdir, sizeof(tmpdir), "test_net");
 	ck_assert_ptr_nonnull(base = event_base_new());
 	nev = taken = 0;
 	ninput = srv_len = 0;

@@ -29,6 +29,7 @@
 #include "conf.h"
 #include "tls.h"
 #include "check_main.h"
+#include "check_util.h"
 
 #define DAY (24L * 60 * 60)
 
@@ -133,8 +134,7 @@ setup(void)
 {
 	EVP_PKEY *stray;
 
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_tls.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	check_tmpdir(tmpdir, sizeof(tmpdir), "test_tls");
 	ca_key = new_key();
 	other_ca_key = new_key();
 	srv_key = new_key();
