@@ -6,18 +6,23 @@ passing `systemd-analyze verify`, the system units' exposure under
 made by `systemd-sysusers --root`, the configuration directory by
 `systemd-tmpfiles --root`, and the example configuration's paths writable
 inside the sandbox the units (and the Maildir drop-in) set up, read from
-their ReadWritePaths=, BindPaths= and StateDirectory= lines.
+their ReadWritePaths=, BindPaths= and StateDirectory= lines. Then, end to
+end: a new normal user types the README's per-user commands, with the
+installed binary, against a throwaway Dovecot, and gets the mail.
 
     python3 tests/test_install.py --binary build/popfetchd
 """
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
 import tempfile
 import unittest
 
+import mailgen
+from dovecot import Dovecot
 from harness import BINARY, WAIT, main
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -277,6 +282,111 @@ class Installed(unittest.TestCase):
                 if not self.unwritable(base, unit_settings(v), paths)]
         self.assertTrue(fits, "no variant of maildirs.conf.example makes "
                         "%r writable" % paths)
+
+
+def readme_block(readme, heading):
+    """The first ```sh block after HEADING in README.md."""
+    m = re.search(r"^%s\n.*?^```sh\n(.*?)^```" % re.escape(heading),
+                  readme, re.S | re.M)
+    return m.group(1) if m else None
+
+
+class NewUser(unittest.TestCase):
+    """A user who has never run popfetchd, on a machine where it was just
+    installed, follows the README's per-user section line by line up to
+    the unit (which needs a user manager; tests/test_nspawn.py boots one).
+    The server is a throwaway Dovecot instead of pop.example.net, so the
+    configuration gains its port and CA file; nothing else changes."""
+
+    MESSAGES = 12
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root to add a user")
+        for tool in ("useradd", "userdel", "runuser"):
+            if shutil.which(tool) is None:
+                raise unittest.SkipTest("%s is not installed" % tool)
+        Installed.setUpClass.__func__(cls)
+        os.chmod(cls.dest, 0o755)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dest, True)
+
+    def add_user(self):
+        name = "pfnew%d" % os.getpid()
+        home = tempfile.mkdtemp(prefix="popfetchd-home-")
+        self.addCleanup(shutil.rmtree, home, True)
+        r = run(["useradd", "--no-create-home", "--home-dir", home,
+                 "--shell", "/bin/sh", "--user-group", name])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(run, ["userdel", name])
+        pw = pwd.getpwnam(name)
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        os.chmod(home, 0o700)
+        return pw
+
+    def as_user(self, pw, argv, stdin=None):
+        """ARGV as PW in a login-like environment: the installed binary
+        first in PATH, no XDG variables, stdin STDIN."""
+        sbin = os.path.dirname(os.path.join(self.dest,
+                                            self.sbin.lstrip("/")))
+        env = ["env", "-i", "HOME=" + pw.pw_dir, "USER=" + pw.pw_name,
+               "LOGNAME=" + pw.pw_name, "LC_ALL=C",
+               "PATH=%s:/usr/bin:/bin" % sbin]
+        return subprocess.run(["runuser", "-u", pw.pw_name, "--"] + env
+                              + argv, input=stdin, capture_output=True,
+                              text=True, timeout=WAIT, cwd=pw.pw_dir)
+
+    def test_readme_per_user_section(self):
+        with open(os.path.join(SRCDIR, "README.md")) as f:
+            block = readme_block(f.read(), "### A per-user service")
+        self.assertIsNotNone(block, "per-user section not found")
+        # Up to the first run; the unit and linger need a user manager.
+        typed = block.split("systemctl --user", 1)[0]
+        self.assertIn("popfetchd --once", typed)
+        pw = self.add_user()
+        with Dovecot(prefix="popfetchd-newuser-dovecot-") as dc:
+            dc.add_user(pw.pw_name, "s3cret-for-e2e")
+            dc.deliver_many(pw.pw_name, mailgen.generate(
+                self.MESSAGES, seed=12, tag="e2e"))
+            ca = os.path.join(pw.pw_dir, "test-ca.pem")
+            shutil.copy(dc.ca_file, ca)
+            os.chmod(ca, 0o644)
+            script = re.sub(r'host = "[^"]*";\n(\s*)',
+                            lambda m: 'host = "127.0.0.1";\n%sport = %d;\n'
+                            '%sca_file = "%s";\n%s' % (
+                                m.group(1), dc.ssl_port, m.group(1), ca,
+                                m.group(1)), typed, count=1)
+            script = re.sub(r'user = "alice";', 'user = "%s";'
+                            % pw.pw_name, script)
+            path = os.path.join(pw.pw_dir, "readme.sh")
+            with open(path, "w") as f:
+                f.write("set -e\n" + script)
+            os.chmod(path, 0o644)
+            r = self.as_user(pw, ["sh", path], stdin="s3cret-for-e2e\n")
+            if os.environ.get("SHOW"):
+                print(r.stdout + r.stderr)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            conf = os.path.join(pw.pw_dir, ".config/popfetchd/popfetchd.conf")
+            state = os.path.join(pw.pw_dir, ".local/state/popfetchd")
+            # --check-config said which file and which state it chose.
+            self.assertIn(conf, r.stdout + r.stderr)
+            self.assertIn(state, r.stdout + r.stderr)
+            # The first run kept the mail on the server.
+            self.assertEqual(len(dc.server_messages(pw.pw_name)),
+                             self.MESSAGES)
+            r = self.as_user(pw, ["popfetchd", "--once"])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(dc.server_messages(pw.pw_name), [])
+        new = os.path.join(pw.pw_dir, "Maildir", "new")
+        names = os.listdir(new)
+        self.assertEqual(len(names), self.MESSAGES)
+        for name in names:
+            self.assertEqual(os.stat(os.path.join(new, name)).st_uid,
+                             pw.pw_uid)
+        self.assertEqual(os.stat(state).st_uid, pw.pw_uid)
 
 
 if __name__ == "__main__":
