@@ -92,25 +92,85 @@ private_file(struct checker *c, const struct account *a, const char *key,
 	return false;
 }
 
-/* password_credential: only inside a unit with LoadCredential=. */
+/*
+ * A credential (KEY names it NAME): only inside a unit with
+ * LoadCredential=, which sets $CREDENTIALS_DIRECTORY.
+ */
 static void
-check_credential(struct checker *c, const struct account *a)
+check_credential(struct checker *c, const struct account *a, const char *key,
+    const char *name)
 {
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
 	char path[PATH_MAX];
 
 	if (dir == NULL || dir[0] == '\0') {
 		say(c, a,
-		    "note: password_credential \"%s\" is checked only where systemd sets $CREDENTIALS_DIRECTORY; the unit needs LoadCredential=%s:FILE",
-		    a->password_credential, a->password_credential);
+		    "note: %s \"%s\" is checked only where systemd sets $CREDENTIALS_DIRECTORY; the unit needs LoadCredential=%s:FILE",
+		    key, name, name);
 		return;
 	}
-	if (snprintf(path, sizeof(path), "%s/%s", dir,
-		a->password_credential) >= (int)sizeof(path)) {
-		say(c, a, "password_credential: path too long");
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
+	    (int)sizeof(path)) {
+		say(c, a, "%s: path too long", key);
 		return;
 	}
-	private_file(c, a, "password_credential", path);
+	private_file(c, a, key, path);
+}
+
+/* PATH, which KEY runs, is a regular file we may execute. */
+static void
+check_program(struct checker *c, const struct account *a, const char *key,
+    const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == -1)
+		say(c, a, "%s: %s: %s", key, path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		say(c, a, "%s: %s is not a regular file", key, path);
+	else if (access(path, X_OK) == -1)
+		say(c, a, "%s: %s: not executable by %s: %s", key, path, c->me,
+		    strerror(errno));
+}
+
+/*
+ * A command /bin/sh -c runs (KEY = CMD): its first word, when it is a
+ * plain program name or path, must be found as the shell would, in
+ * $PATH. Anything shell syntax makes of the first word (variables,
+ * quotes, assignments) is left to the shell.
+ */
+static void
+check_command(struct checker *c, const struct account *a, const char *key,
+    const char *cmd)
+{
+	const char *search = getenv("PATH"), *p, *end;
+	char word[PATH_MAX], path[2 * PATH_MAX + 2];
+	size_t n;
+
+	cmd += strspn(cmd, " \t");
+	n = strcspn(cmd, " \t\n");
+	if (n == 0 || n >= sizeof(word) ||
+	    strcspn(cmd, "\"'$`\\;|&<>(){}=*?[~#") < n)
+		return;
+	memcpy(word, cmd, n);
+	word[n] = '\0';
+	if (strchr(word, '/') != NULL) {
+		check_program(c, a, key, word);
+		return;
+	}
+	if (search == NULL || search[0] == '\0')
+		search = "/usr/bin:/bin";
+	for (p = search; *p != '\0'; p = *end != '\0' ? end + 1 : end) {
+		end = p + strcspn(p, ":");
+		if (end > p &&
+		    snprintf(path, sizeof(path), "%.*s/%s", (int)(end - p), p,
+			word) < (int)sizeof(path) &&
+		    access(path, X_OK) == 0)
+			return;
+	}
+	say(c, a,
+	    "%s: %s: command not found in $PATH; install it or give its full path",
+	    key, word);
 }
 
 /* The nearest directory at or above PATH that exists, into BUF. */
@@ -131,6 +191,20 @@ existing_ancestor(const char *path, char *buf, size_t len)
 }
 
 /*
+ * A read-only file system where popfetchd writes: in the service's
+ * sandbox (ProtectSystem=strict), everything but its state directory.
+ */
+static void
+read_only(struct checker *c, const struct account *a, const char *key,
+    const char *dir)
+{
+	say(c, a, "%s %s: on a read-only file system%s", key, dir,
+	    getenv("INVOCATION_ID") != NULL
+		? "; the service's sandbox needs ReadWritePaths= for it in a drop-in"
+		: "");
+}
+
+/*
  * A directory popfetchd writes into (or creates with its parents): KEY
  * DIR must be writable by us, or the nearest existing parent must be.
  */
@@ -144,14 +218,22 @@ writable_dir(struct checker *c, const struct account *a, const char *key,
 	if (stat(dir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode))
 			say(c, a, "%s %s: not a directory", key, dir);
-		else if (access(dir, W_OK | X_OK) == -1)
+		else if (access(dir, W_OK | X_OK) == 0)
+			return;
+		else if (errno == EROFS)
+			read_only(c, a, key, dir);
+		else
 			say(c, a,
 			    "%s %s: not writable by %s; chown -R %s %s, or run popfetchd as the owner",
 			    key, dir, c->me, c->me, dir);
 		return;
 	}
 	existing_ancestor(dir, up, sizeof(up));
-	if (access(up, W_OK | X_OK) == -1)
+	if (access(up, W_OK | X_OK) == 0)
+		return;
+	if (errno == EROFS)
+		read_only(c, a, key, dir);
+	else
 		say(c, a,
 		    "%s %s: missing, and %s cannot create it in %s; create it: install -d -o %s -m 700 %s",
 		    key, dir, c->me, up, c->me, dir);
@@ -204,7 +286,6 @@ check_mda(struct checker *c, const struct account *a)
 	struct mda_vars v = {a->user, a->name, a->recipient};
 	char path[PATH_MAX];
 	const char *why;
-	struct stat st;
 	char **argv;
 
 	if ((argv = mda_argv(a->mda, a->mda_shell, &v, &why)) == NULL) {
@@ -216,13 +297,7 @@ check_mda(struct checker *c, const struct account *a)
 	else if (snprintf(path, sizeof(path), "/usr/bin/%s", argv[0]) > 0 &&
 		 access(path, X_OK) == -1)
 		snprintf(path, sizeof(path), "/bin/%s", argv[0]);
-	if (stat(path, &st) == -1)
-		say(c, a, "mda: %s: %s", path, strerror(errno));
-	else if (!S_ISREG(st.st_mode))
-		say(c, a, "mda: %s is not a regular file", path);
-	else if (access(path, X_OK) == -1)
-		say(c, a, "mda: %s: not executable by %s: %s", path, c->me,
-		    strerror(errno));
+	check_program(c, a, "mda", path);
 	mda_argv_free(argv);
 }
 
@@ -248,6 +323,37 @@ check_lmtp(struct checker *c, const struct account *a)
 		    strerror(errno));
 }
 
+/*
+ * OAuth2: the client secret's source as for a password, the CA file of
+ * the endpoints, and the token: without one, every poll fails until
+ * --authorize has run.
+ */
+static void
+check_oauth2(struct checker *c, const struct account *a)
+{
+	const struct conf_oauth2 *o = &a->oauth2;
+
+	if (o->client_secret_file != NULL)
+		private_file(
+		    c, a, "oauth2.client_secret_file", o->client_secret_file);
+	if (o->client_secret_credential != NULL)
+		check_credential(c, a, "oauth2.client_secret_credential",
+		    o->client_secret_credential);
+	if (o->client_secret_command != NULL)
+		check_command(c, a, "oauth2.client_secret_command",
+		    o->client_secret_command);
+	if (o->ca_file != NULL && access(o->ca_file, R_OK) == -1)
+		say(c, a, "oauth2.ca_file %s: %s", o->ca_file, strerror(errno));
+	if (o->token_file == NULL)
+		return;
+	if (access(o->token_file, F_OK) == -1 && errno == ENOENT)
+		say(c, a,
+		    "oauth2.token_file %s: no token yet; run popfetchd --authorize %s (as the user the service runs as)",
+		    o->token_file, a->name);
+	else
+		private_file(c, a, "oauth2.token_file", o->token_file);
+}
+
 static void
 check_account(struct checker *c, const struct account *a)
 {
@@ -257,7 +363,12 @@ check_account(struct checker *c, const struct account *a)
 	if (a->password_file != NULL)
 		private_file(c, a, "password_file", a->password_file);
 	if (a->password_credential != NULL)
-		check_credential(c, a);
+		check_credential(
+		    c, a, "password_credential", a->password_credential);
+	if (a->password_command != NULL)
+		check_command(c, a, "password_command", a->password_command);
+	if (a->oauth2.on)
+		check_oauth2(c, a);
 	check_tls(c, a);
 	if (a->maildir != NULL) {
 		writable_dir(c, a, "maildir", a->maildir);

@@ -18,11 +18,14 @@
 - --check-config finds, without a server, what the first poll would fail
   on: password files missing, open to others or unreadable; credentials
   missing from $CREDENTIALS_DIRECTORY (a note where it is not set);
+  a password_command or oauth2.client_secret_command whose program is
+  not in $PATH; an OAuth2 account without the token --authorize leaves;
   auth = "external" without a certificate; client key open to others or
   not matching its certificate; a CA file that cannot be loaded;
   state_dir or a Maildir (or its nearest parent) not writable by the
-  user; root writing another user's Maildir. Each line names the file,
-  line, account and key; the status is 78.
+  user, or on a read-only file system (the sandbox's: ReadWritePaths=);
+  root writing another user's Maildir. Each line names the file, line,
+  account and key; the status is 78.
 - Root on another user's state_dir is refused (64) with the runuser
   command to use instead, and leaves nothing there.
 
@@ -31,6 +34,7 @@ Run: python3 tests/test_cli.py --binary build/popfetchd
 
 import os
 import shutil
+import subprocess
 
 from fakepop import make_cert
 from harness import BINARY, FakePopCase, main, write_config
@@ -307,6 +311,58 @@ class CheckConfigTest(FakePopCase):
         os.chmod(os.path.join(creds, "acc"), 0o400)
         r = self.check(conf, 0, env=env)
         self.assertNotIn("note:", r.stderr)
+
+    def test_password_command(self):
+        """The program a command starts is looked up as the shell will;
+        what shell syntax makes of the first word is left alone."""
+        self.check(self.conf(password_command="no-such-prog-4711 show x"),
+                   78, r"password_command: no-such-prog-4711: command not "
+                   r"found in \$PATH")
+        self.check(self.conf(password_command=self.dir + "/none -x"), 78,
+                   r"password_command: \S+/none: No such file")
+        self.check(self.conf(password_command="cat " + self.secret("pw")), 0)
+        self.check(self.conf(password_command='"$HOME/bin/pw" x'), 0)
+
+    def test_oauth2_sources(self):
+        """The client secret's file, and the token --authorize leaves."""
+        secret = self.secret("client", 0o644)
+        token = os.path.join(self.dir, "acc.oauth2")
+        conf = self.conf(password=None, oauth2={
+            "provider": "gmail", "client_id": "id.example",
+            "client_secret_file": secret, "token_file": token})
+        r = self.check(conf, 78, r"oauth2\.client_secret_file \S+: "
+                       r"readable .*chmod 600",
+                       r"oauth2\.token_file \S+: no token yet; run "
+                       r"popfetchd --authorize acc")
+        os.chmod(secret, 0o600)
+        self.secret("acc.oauth2")
+        r = self.check(conf, 0)
+        self.assertNotIn("oauth2", r.stderr)
+
+    def test_read_only_file_system(self):
+        """A Maildir on a read-only mount, as the service's sandbox makes
+        every path it does not open; under systemd the line names the
+        drop-in's ReadWritePaths=."""
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            self.skipTest("needs root and mount(8) for a read-only bind "
+                          "mount")
+        ro = os.path.join(self.dir, "ro")
+        os.mkdir(ro)
+        for args in (["--bind", ro, ro], ["-o", "remount,bind,ro", ro]):
+            r = subprocess.run(["mount"] + args, capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                self.skipTest("cannot bind-mount read-only here: "
+                              + r.stderr.strip())
+            if args[0] == "--bind":
+                self.addCleanup(subprocess.run, ["umount", "-l", ro])
+        conf = self.conf(password_file=self.secret("pw"),
+                         maildir=os.path.join(ro, "Maildir"))
+        r = self.check(conf, 78, r"maildir \S+/ro/Maildir: on a read-only "
+                       r"file system\n")
+        self.check(conf, 78, r"maildir \S+: on a read-only file system; "
+                   r"the service's sandbox needs ReadWritePaths=",
+                   env={"INVOCATION_ID": "0123456789abcdef"})
 
     def test_external_needs_certificate(self):
         self.check(self.conf(auth="external", password=None), 78,
