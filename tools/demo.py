@@ -8,8 +8,12 @@ what arrived in each Maildir and what is left on the server.
 
     python3 tools/demo.py [--binary build/popfetchd] [--out demo-out]
 
-Everything popfetchd wrote (configuration, state, Maildirs) stays in the
-output folder; the Dovecot folder is removed when the server stops.
+Everything popfetchd wrote (configuration, password files, the server's
+CA certificate, state, Maildirs) stays in the output folder, and the
+configuration still passes --check-config after the server is gone; the
+Dovecot folder is removed when the server stops. It ends with the times
+of its parts (counted from --started, the moment tools/demo.sh began) and
+the next steps.
 """
 
 import argparse
@@ -30,23 +34,30 @@ RUN_TIMEOUT = 120
 
 
 def write_config(out, dc, passwords):
-    """A popfetchd configuration for both users; returns its path."""
+    """A popfetchd configuration for both users, their passwords in files
+    and the server's CA certificate beside it; returns its path."""
+    ca = os.path.join(out, "demo-ca.pem")
+    shutil.copyfile(dc.ca_file, ca)
     accounts = []
     for user, tls in (("alice", "implicit"), ("bob", "starttls")):
         port = dc.ssl_port if tls == "implicit" else dc.port
+        pwfile = os.path.join(out, user + ".pass")
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(passwords[user] + "\n")
         accounts.append("""  {
     name = "%(user)s";
-    host = "localhost";
+    host = "127.0.0.1";
     port = %(port)d;
     tls = "%(tls)s";
     ca_file = "%(ca)s";
     user = "%(user)s";
-    password = "%(pw)s";
+    password_file = "%(pwfile)s";
     maildir = "%(out)s/Maildir-%(user)s";
     keep = false;
     received_header = true;
-  }""" % {"user": user, "port": port, "tls": tls, "ca": dc.ca_file,
-          "pw": passwords[user], "out": out})
+  }""" % {"user": user, "port": port, "tls": tls, "ca": ca,
+          "pwfile": pwfile, "out": out})
     conf = os.path.join(out, "popfetchd.conf")
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -67,11 +78,35 @@ def show_maildir(out, user):
         print("    ...")
 
 
+def next_steps(binary, conf):
+    """The configuration checked again with the server gone, and where a
+    user goes from here."""
+    r = subprocess.run([binary, "-c", conf, "--check-config"],
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, errors="replace", timeout=RUN_TIMEOUT)
+    print("\n$ %s -c %s --check-config" % (binary, os.path.relpath(conf)))
+    for line in (r.stdout + r.stderr).splitlines():
+        print("    " + line)
+    print("""
+Next:
+  - your own accounts: copy conf/popfetchd.conf.example (every key, with
+    comments) to ~/.config/popfetchd/popfetchd.conf, or see
+    man -l man/popfetchd.conf.5
+  - coming from mpop, fetchmail or getmail6: popfetchd --migrate (README,
+    "Switching from ...")
+  - as a service: README.md, "Install as a service"
+  - everything the tests check: bash tools/test.sh""")
+    return r.returncode
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", default=os.path.join(ROOT, "build",
                                                      "popfetchd"))
     ap.add_argument("--out", default=os.path.join(ROOT, "demo-out"))
+    ap.add_argument("--started", type=float, default=None,
+                    help="when the demo began (seconds since the epoch), "
+                    "so that its time includes installing and building")
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     if os.path.exists(out):
@@ -79,7 +114,10 @@ def main():
     os.makedirs(out, mode=0o700)
     print("demo output folder: %s" % out)
 
+    now = time.time()
+    before = now - args.started if args.started is not None else 0.0
     started = time.monotonic()
+    print("starting a throwaway Dovecot with sample mail ...")
     with Dovecot(prefix="popfetchd-demo-dovecot-") as dc:
         passwords = {u: "demo-%s-%s" % (u, os.urandom(4).hex())
                      for u in USERS}
@@ -97,6 +135,7 @@ def main():
         cmd = [args.binary, "-c", conf, "--once", "-d", "0"]
         print("\n$ %s" % " ".join(cmd))
         t0 = time.monotonic()
+        setup = t0 - started
         r = subprocess.run(cmd, stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, errors="replace",
                            timeout=RUN_TIMEOUT)
@@ -115,8 +154,13 @@ def main():
         for user in USERS:
             print("%s: %d messages left on the server"
                   % (user, len(dc.server_messages(user))))
-    print("\nserver stopped; demo took %.1f s" % (time.monotonic() - started))
-    return r.returncode
+    total = before + time.monotonic() - started
+    parts = "Dovecot and sample mail %.1f s, fetch %.2f s" % (setup, secs)
+    if args.started is not None:
+        parts = "packages and build %.1f s, %s" % (before, parts)
+    print("\nserver stopped; the demo took %.1f s (%s)" % (total, parts))
+    checked = next_steps(args.binary, conf)
+    return r.returncode or checked
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash tools/deps.sh
+started=$(date +%s.%N)
+echo "demo: the build's packages and Dovecot (installed on the first run only)"
+bash tools/deps.sh --demo
+echo "demo: building popfetchd in build/"
 # The build's output only matters when it fails.
 if ! log=$(bash tools/build.sh build 2>&1); then
 	printf '%s\n' "$log" >&2
 	exit 1
 fi
-exec python3 tools/demo.py --binary build/popfetchd --out demo-out
+exec python3 tools/demo.py --binary build/popfetchd --out demo-out \
+	--started "$started"
