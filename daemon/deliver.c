@@ -369,6 +369,7 @@ sync_batch(struct deliver *d)
 		return -1;
 	for (i = 0; i < d->nbatch; i++)
 		names[i] = d->batch[i].tmp;
+	TESTHOOK_HOLD("batch sync");
 	rc = maildir_sync_tmp(d->md, names, d->nbatch);
 	free(names);
 	return rc;

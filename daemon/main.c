@@ -31,6 +31,7 @@
 #include "probe.h"
 #include "progress.h"
 #include "sched.h"
+#include "session.h"
 #include "status.h"
 #include "tls.h"
 #include "secret.h"
@@ -917,6 +918,23 @@ probe(struct conf *conf, const struct options *o)
 	return r;
 }
 
+/*
+ * A disk that stopped answering holds a worker thread in fsync: waiting
+ * for it would hang the exit (and systemd's stop) for as long as the
+ * disk does. Nothing is lost by leaving: its batch was never made durable
+ * nor deleted on the server (its session was cut off without QUIT), and
+ * the next start recovers what it left in tmp/.
+ */
+static void
+exit_past_hung_disk(int status)
+{
+	log_warnx(NULL,
+	    "exiting while disk work of %zu poll(s) does not return (a hung disk?); their undelivered mail stays on the server",
+	    session_orphans());
+	fflush(NULL);
+	_exit(status);
+}
+
 /* Runs the loop on CONF (ownership taken) until done or stopped. */
 static int
 run(struct conf *conf, const struct options *o)
@@ -958,6 +976,8 @@ run(struct conf *conf, const struct options *o)
 	progress_free(&d.progress);
 	status = sched_exit_status(d.sc);
 	status_server_free(&d.srv);
+	if (session_orphans() > 0)
+		exit_past_hung_disk(o->once ? status : EX_TEMPFAIL);
 	/* The last counts, before the records go with the scheduler. */
 	metrics_to(&d, NULL);
 	/* Sessions still there cancel their secrets: reaped below. */

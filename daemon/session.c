@@ -194,6 +194,15 @@ session_start_remote(struct session *s)
 		session_fail(s, SC_LOCAL, "out of memory");
 }
 
+/* Sessions left to a disk that did not return: see session_free(). */
+static size_t orphans;
+
+size_t
+session_orphans(void)
+{
+	return orphans;
+}
+
 void
 session_free(struct session **sp)
 {
@@ -201,9 +210,18 @@ session_free(struct session **sp)
 
 	if (s == NULL)
 		return;
+	*sp = NULL;
 	/* Torn down while its disk work runs: only when the daemon exits. */
-	if (s->worker != NULL && worker_busy(&s->job))
-		worker_wait(s->worker, &s->job);
+	if (s->worker != NULL && worker_busy(&s->job) &&
+	    !worker_cancel(s->worker, &s->job)) {
+		orphans++;
+		/* Killed or cut before a message in hand could end. */
+		session_target_free(s);
+		net_free(&s->net);
+		secret_cancel(&s->sreq);
+		wipe(s->secret, sizeof(s->secret));
+		return;
+	}
 	secret_cancel(&s->sreq);
 	net_free(&s->net);
 	pop3_free(&s->pop3);
@@ -224,7 +242,6 @@ session_free(struct session **sp)
 	free(s->fetch);
 	free(s->dele);
 	free(s);
-	*sp = NULL;
 }
 
 void

@@ -142,7 +142,16 @@ struct session_progress {
  */
 void session_progress(const struct session *s, struct session_progress *p);
 
-/* Tears down a session (finished or not) and sets *S to NULL. */
+/*
+ * Tears down a session (finished or not) and sets *S to NULL. A session
+ * whose disk work does not return (a hung fsync) is only cut off from
+ * its server, without QUIT, so nothing more is deleted; the rest stays
+ * allocated for the worker thread, and the process must exit without
+ * freeing the configuration or the worker (see session_orphans()).
+ */
 void session_free(struct session **s);
+
+/* How many sessions session_free() left to a disk that did not return. */
+size_t session_orphans(void);
 
 #endif

@@ -64,6 +64,19 @@ testhook_fail(const char *where)
 	return true;
 }
 
+void
+testhook_hold(const char *where)
+{
+	const char *env = getenv("POPFETCHD_HOLD");
+
+	if (env == NULL || strcmp(env, where) != 0)
+		return;
+	fprintf(stderr, "testhook: hold: %s\n", where);
+	fflush(stderr);
+	for (;;)
+		pause();
+}
+
 const char *
 testhook_env(const char *name)
 {

@@ -12,6 +12,10 @@
  * a disk that has turned read-only or full, without needing one. With
  * POPFETCHD_FAIL=NAME@K only the K-th pass fails (a one-off error).
  *
+ * With POPFETCHD_HOLD=NAME, the thread that passes hold point NAME
+ * writes so to stderr and never returns: a disk that stops answering
+ * (a dead USB disk, a hard NFS mount) in the middle of an fsync.
+ *
  * POPFETCHD_RESOLV_CONF and POPFETCHD_HOSTS_FILE give the resolver other
  * files than the system's (names the tests make up, name servers they
  * run).
@@ -28,6 +32,8 @@ void testhook_crash_point(const char *where);
 time_t testhook_now(void);
 /* True (errno set to EIO) when fail point WHERE is to fail this time. */
 bool testhook_fail(const char *where);
+/* Never returns when hold point WHERE is POPFETCHD_HOLD. */
+void testhook_hold(const char *where);
 /* The environment variable NAME, or NULL. */
 const char *testhook_env(const char *name);
 /*
@@ -40,11 +46,13 @@ void testhook_reset(void);
 #define TESTHOOK_NOW()		    testhook_now()
 #define TESTHOOK_FAIL(where)	    testhook_fail(where)
 #define TESTHOOK_ENV(name)	    testhook_env(name)
+#define TESTHOOK_HOLD(where)	    testhook_hold(where)
 #else
 #define TESTHOOK_CRASH_POINT(where) ((void)0)
 #define TESTHOOK_NOW()		    time(NULL)
 #define TESTHOOK_FAIL(where)	    false
 #define TESTHOOK_ENV(name)	    ((const char *)NULL)
+#define TESTHOOK_HOLD(where)	    ((void)0)
 #endif
 
 #endif

@@ -112,6 +112,10 @@ thread_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 		job->run(job);
 		pthread_mutex_lock(&w->lock);
+		if (job->disowned) {
+			job->state = WORKER_IDLE;
+			continue;
+		}
 		job->state = WORKER_FINISHED;
 		TAILQ_INSERT_TAIL(&w->finished, job, entry);
 		pthread_cond_broadcast(&w->ended);
@@ -160,6 +164,7 @@ void
 worker_submit(struct worker *w, struct worker_job *job)
 {
 	job->busy = true;
+	job->disowned = false;
 	pthread_mutex_lock(&w->lock);
 	job->state = WORKER_QUEUED;
 	TAILQ_INSERT_TAIL(&w->queue, job, entry);
@@ -186,4 +191,24 @@ worker_wait(struct worker *w, struct worker_job *job)
 	job->state = WORKER_IDLE;
 	job->busy = false;
 	pthread_mutex_unlock(&w->lock);
+}
+
+bool
+worker_cancel(struct worker *w, struct worker_job *job)
+{
+	bool running;
+
+	pthread_mutex_lock(&w->lock);
+	running = job->state == WORKER_RUNNING;
+	if (running)
+		job->disowned = true;
+	else if (job->state == WORKER_QUEUED)
+		TAILQ_REMOVE(&w->queue, job, entry);
+	else if (job->state == WORKER_FINISHED)
+		TAILQ_REMOVE(&w->finished, job, entry);
+	if (!running)
+		job->state = WORKER_IDLE;
+	job->busy = false;
+	pthread_mutex_unlock(&w->lock);
+	return !running;
 }

@@ -29,7 +29,8 @@ struct worker_job {
 	void (*run)(struct worker_job *job);  /* on a worker thread */
 	void (*done)(struct worker_job *job); /* then on the loop thread */
 	enum worker_job_state state;	      /* the worker's, under its lock */
-	bool busy; /* the loop's view: submitted, completion not yet run */
+	bool busy;     /* the loop's view: submitted, completion not yet run */
+	bool disowned; /* worker_cancel() while running: no done() */
 	TAILQ_ENTRY(worker_job) entry; /* the worker's */
 };
 
@@ -63,5 +64,13 @@ bool worker_busy(const struct worker_job *job);
  * JOB is idle afterwards.
  */
 void worker_wait(struct worker *w, struct worker_job *job);
+
+/*
+ * Takes JOB back without blocking: true if it was not running (it is idle
+ * now). If it is running (a disk that does not answer), false: it is
+ * disowned, its done() never runs, and what it works on must stay
+ * allocated until the process exits; worker_free() must not be called.
+ */
+bool worker_cancel(struct worker *w, struct worker_job *job);
 
 #endif

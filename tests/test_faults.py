@@ -256,6 +256,31 @@ class FaultTest(FakePopCase):
                 self.assert_exactly_once()
                 self.assertEqual(srv.messages, [])
 
+    def test_stop_while_the_disk_does_not_answer(self):
+        """A batch's sync that never returns (a dead disk): a stop still
+        ends the process once the grace period is over, cut off from the
+        server without QUIT, nothing deleted; the next run delivers
+        exactly once."""
+        self.needs_test_hooks()
+        srv = self.server(tls="implicit", pipelining=True)
+        conf = self.config(srv, timeout=2)
+        d = self.daemon(conf, ("--once",),
+                        env={"POPFETCHD_HOLD": "batch sync"})
+        d.wait_line(r"testhook: hold: batch sync")
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 75, d.text())
+        self.assertRegex(d.text(), r"poll abandoned at shutdown")
+        self.assertRegex(d.text(), r"exiting while disk work of 1 poll\(s\) "
+                         r"does not return")
+        self.assertNotIn("DELE", srv.verbs())
+        self.assertNotIn("QUIT", srv.verbs())
+        self.assertEqual(srv.messages, MESSAGES)
+        self.assertEqual(self.delivered(), [])
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
     def test_local_failure_outranks_earlier_server_trouble(self):
         """A poll that first meets a server fault (an incomplete listing,
         temporary) and then a disk that cannot make mail durable reports

@@ -1,7 +1,8 @@
 /*
  * Tests of daemon/worker.c on a real loop: where run() and done() are
  * called, in what order, how often; what worker_busy() says at each
- * stage; worker_wait() on a queued, a running and a finished job; that
+ * stage; worker_wait() on a queued, a running and a finished job;
+ * worker_cancel() on a queued, a running and an idle one; that
  * completions let the loop's other events in; and freeing a worker
  * whose queued jobs were taken back. Jobs that must stay put wait on a
  * gate the test opens; the loop runs until the awaited completion, with
@@ -421,6 +422,44 @@ START_TEST(wait_blocks_until_a_running_job_ends)
 END_TEST
 
 /*
+ * worker_cancel() never blocks: a queued job is taken back (true); a
+ * running one is disowned (false), and when its run() ends no done()
+ * comes, while the thread goes on to the next job.
+ */
+START_TEST(cancel_takes_back_queued_disowns_running)
+{
+	struct tjob a, b, c;
+	struct gate g;
+
+	start(1);
+	gate_init(&g);
+	tjob_init(&a, 1, &g);
+	tjob_init(&b, 2, NULL);
+	tjob_init(&c, 3, NULL);
+	worker_submit(w, &a.job);
+	worker_submit(w, &b.job);
+	gate_await(&g, 1);
+	ck_assert(worker_cancel(w, &b.job));
+	ck_assert(!worker_busy(&b.job));
+	ck_assert(!worker_cancel(w, &a.job));
+	ck_assert(!worker_busy(&a.job));
+	ck_assert(!a.run_ended);
+	gate_open(&g);
+	worker_submit(w, &c.job);
+	await_count(&c.dones, 1);
+	ck_assert(a.run_ended);
+	ck_assert_int_eq(a.dones, 0);
+	ck_assert_int_eq(b.runs, 0);
+	ck_assert_int_eq(b.dones, 0);
+	/* An idle job cancels as taken back, and may be submitted again. */
+	ck_assert(worker_cancel(w, &c.job));
+	worker_submit(w, &a.job);
+	await_count(&a.dones, 1);
+	ck_assert_int_eq(a.runs, 2);
+}
+END_TEST
+
+/*
  * Freeing: the header asks that every job be waited for or completed
  * first. Queued jobs taken back are then never run by the stopping
  * threads, and no completion is called.
@@ -544,6 +583,7 @@ main(void)
 	tcase_add_test(tc, wait_takes_back_a_finished_job);
 	tcase_add_test(tc, wait_blocks_until_a_running_job_ends);
 	tcase_add_test(tc, free_after_taking_back_queued_jobs);
+	tcase_add_test(tc, cancel_takes_back_queued_disowns_running);
 	tcase_add_test(tc, new_and_free_without_jobs);
 	suite_add_tcase(s, tc);
 
