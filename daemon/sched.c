@@ -543,6 +543,12 @@ note_change(
 		    "account paused until the configuration is reloaded (SIGHUP): %s",
 		    msg);
 		break;
+	case SC_BUSY:
+		/* Not backed off: whatever was busy may be free next time. */
+		log_info(a->name,
+		    "failing=busy next attempt in %.0f s, the normal interval",
+		    next);
+		break;
 	default:
 		log_info(a->name,
 		    "failing=%s next attempt in %.0f s, backing off while it fails",

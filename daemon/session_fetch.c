@@ -163,7 +163,6 @@ size_plausible(uint64_t listed, uint64_t got)
 static void
 retr_end(struct session *s)
 {
-	unsigned long long size;
 	uint64_t listed = s->cur_listed;
 
 	if (!s->receiving)
@@ -188,16 +187,20 @@ retr_end(struct session *s)
 		s->end_size = s->cur_bytes;
 		return;
 	}
-	if (deliver_end(s->dl, &size) == -1) {
+	if (deliver_end(s->dl, NULL) == -1) {
 		session_local_failure(s, "delivery of message %lu: %s",
 		    s->cur_msgno, strerror(errno));
 		return;
 	}
+	/*
+	 * Counted as the server sent it, as LIST and the progress line count:
+	 * not the Received: line added, nor the CRs taken out.
+	 */
 	s->stats.fetched++;
-	s->stats.bytes += size;
+	s->stats.bytes += s->cur_bytes;
 	/* Whole only if what follows parses: see unconfirmed_end(). */
 	s->end_msgno = s->cur_msgno;
-	s->end_size = size;
+	s->end_size = s->cur_bytes;
 }
 
 /*

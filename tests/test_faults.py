@@ -8,6 +8,7 @@ Run: python3 tests/test_faults.py --binary build/popfetchd
 """
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -148,6 +149,31 @@ class FaultTest(FakePopCase):
         self.assertNotIn("RETR", srv.verbs())
         self.assert_exactly_once()
         self.assertEqual(srv.messages, [])
+
+    def test_bytes_counted_as_the_server_sent_them(self):
+        """The summary's bytes= is the messages' size on the wire (CRLF,
+        as LIST counts), not the file's: no Received: line, no CRs."""
+        srv = self.server(tls="implicit")
+        r = self.run_once(self.config(srv, received_header=True))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wire = sum(len(m.replace(b"\n", b"\r\n")) for m in MESSAGES)
+        self.assertRegex(r.stderr, r"fetched=3 bytes=%d " % wire)
+
+    def test_failing_password_command_is_not_backed_off(self):
+        """A password command that fails is retried at the normal
+        interval, and the log says so (busy is never backed off)."""
+        srv = self.server(tls="implicit")
+        conf = self.config(srv, password_command="exit 3",
+                           settings={"poll_interval": 900})
+        d = self.daemon(conf)
+        line = d.wait_line(r"failing=busy next attempt")
+        m = re.search(r"next attempt in (\d+) s, the normal interval", line)
+        self.assertTrue(m, line)
+        # The interval with its jitter, not a doubled back-off.
+        self.assertLessEqual(int(m.group(1)), 900 * 1.25)
+        self.assertGreaterEqual(int(m.group(1)), 900 * 0.75)
+        self.assertEqual(d.grep(r"backing off"), [])
+        self.assertNotIn("PASS", srv.verbs())
 
     def test_malformed_reply_is_protocol_error(self):
         srv = self.server(tls="implicit")
