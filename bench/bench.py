@@ -198,7 +198,8 @@ class Corpus:
         self.files = None
 
     def write(self, folder):
-        """The corpus as one file plus an index of lengths, for the floor."""
+        """The corpus as one file plus an index of lengths, for the disk
+        reference."""
         if self.files is None:
             data = os.path.join(folder, "corpus-%s.bin" % self.name)
             index = os.path.join(folder, "corpus-%s.idx" % self.name)
@@ -838,6 +839,8 @@ class Scenario:
             relay_cpu = relay.end() if relay is not None else None
         r["relay_cpu"] = relay_cpu
         line = self.check(r, expect, boxes, k)
+        if relay is not None:
+            line += ", relay CPU %.2f s" % r["relay_cpu"]
         r["disk"], r["net"] = disk, None
         if "net" in self.refs:
             net = self.netref_run(tools, dc, boxes, work, relay)

@@ -193,8 +193,8 @@ body_feed(struct body *b, const char *p, size_t len, bool *end)
 			}
 			continue;
 		case B_DOT:
-			b->at =
-			    B_MID; /* a dot before anything but CR: stuffing */
+			/* A dot before anything but CR is stuffing. */
+			b->at = B_MID;
 			if (p[i] == '\r') {
 				b->at = B_DOTCR;
 				i++;
