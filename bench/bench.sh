@@ -2,8 +2,8 @@
 # Benchmarks (not part of the tests): prints figures, times nothing in
 # tests. First the two micro benchmarks (the POP3 engine alone; delivery
 # into a Maildir with syncing on), then the end-to-end scenarios of
-# bench/bench.py against a throwaway Dovecot (B1-B6, with a floor that
-# writes the same bytes with no network). Arguments go to bench/bench.py:
+# bench/bench.py against a throwaway Dovecot (B1-B8, each beside a
+# network-only and a disk-only reference). Arguments go to bench/bench.py:
 #
 #   bash bench/bench.sh                 # full: about 10 minutes
 #   bash bench/bench.sh --quick         # smoke run: under a minute
