@@ -101,6 +101,7 @@ struct account {
 	enum conf_tls tls;
 	bool allow_plaintext;  /* credentials may cross without TLS */
 	bool tls_verify;       /* default true; false is a logged opt-out */
+	bool tls_resume;       /* resume the last poll's session (tlscache.h) */
 	char *tls_min_version; /* "TLSv1.2" (default) or "TLSv1.3" */
 	char *ca_file;	       /* NULL: system store */
 	char *ca_path;

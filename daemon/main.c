@@ -34,6 +34,7 @@
 #include "session.h"
 #include "status.h"
 #include "tls.h"
+#include "tlscache.h"
 #include "secret.h"
 
 #define MAIN_ONLY_MAX 256
@@ -955,6 +956,9 @@ run(struct conf *conf, const struct options *o)
 	if (err[0] != '\0')
 		log_warnx(NULL, "resolver: %s", err);
 	fit_open_files(conf);
+	/* Polls after the first resume TLS sessions; --once has none. */
+	if (!o->once)
+		tlscache_limit(TLSCACHE_MAX_BYTES);
 	if ((d.nt = notify_new(base)) == NULL ||
 	    (d.sc = sched_new(base, d.dns, conf, o->once, o->only, o->nonly)) ==
 		NULL)
@@ -983,6 +987,7 @@ run(struct conf *conf, const struct options *o)
 	/* Sessions still there cancel their secrets: reaped below. */
 	sched_free(&d.sc);
 	tls_ctx_forget();
+	tlscache_clear();
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		event_free(sigev[i]);
 	/* Name lookups cancelled above answer on the loop, freeing theirs. */

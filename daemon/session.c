@@ -319,6 +319,7 @@ void
 session_finish(struct session *s)
 {
 	session_set_state(s, S_DONE);
+	session_tls_keep(s);
 	/* The message in hand when the session broke off counts against it. */
 	s->strike_in_hand =
 	    s->receiving && (s->cls == SC_NET || s->cls == SC_PROTO);

@@ -11,17 +11,43 @@
 #include "log.h"
 #include "session_priv.h"
 #include "tls.h"
+#include "tlscache.h"
 #include "wipe.h"
 
 static void after_capa(struct session *s);
 
 /* ---- TLS ---- */
 
+/*
+ * Offers on SSL the session the account's last poll kept, if it was
+ * verified under the settings of now. Only fetching polls take part: a
+ * probe shows the server's chain, which a resumed session does not hold.
+ */
+static void
+offer_session(struct session *s, SSL *ssl)
+{
+	SSL_SESSION *sess;
+
+	if (s->mode != SESSION_FETCH)
+		return;
+	if (!s->a->tls_resume) {
+		tlscache_drop(s->a->name);
+		return;
+	}
+	s->resume = tls_session_fp(s->ctx, s->a, s->tls_fp);
+	if (!s->resume || (sess = tlscache_get(s->a->name, s->tls_fp)) == NULL)
+		return;
+	s->resume_offered = SSL_set_session(ssl, sess) == 1;
+	SSL_SESSION_free(sess);
+}
+
 void
 session_start_tls(struct session *s)
 {
 	SSL *ssl = tls_ssl_new(s->ctx, s->a);
 
+	if (ssl != NULL)
+		offer_session(s, ssl);
 	if (ssl == NULL || net_start_tls(s->net, ssl) == -1) {
 		session_fail(s, SC_LOCAL, "cannot start TLS");
 		return;
@@ -61,7 +87,10 @@ session_tls_ready(struct session *s)
 	}
 	s->tls_active = true;
 	tls_summary(net_ssl(s->net), info, sizeof(info));
-	log_debug(s->a->name, "tls=\"%s\"", info);
+	log_debug(s->a->name, "tls=\"%s\" resumed=%s", info,
+	    SSL_session_reused(net_ssl(s->net)) ? "yes"
+	    : s->resume_offered			? "declined"
+						: "no");
 	if (s->mode != SESSION_FETCH)
 		report_chain(s, info);
 	if (s->a->tls == CONF_TLS_IMPLICIT) {
@@ -71,6 +100,53 @@ session_tls_ready(struct session *s)
 	pop3_tls_started(s->pop3);
 	session_send_cmd(s, POP3_CMD_CAPA, 0);
 	session_set_state(s, S_CAPA);
+}
+
+/*
+ * A poll that offered a session failed in TLS: a strike against
+ * resumption for the account, unless the certificate was refused, which
+ * says nothing about resumption.
+ */
+static void
+tls_trouble(struct session *s, SSL *ssl)
+{
+	if (!s->resume_offered || SSL_get_verify_result(ssl) != X509_V_OK) {
+		tlscache_drop(s->a->name);
+		return;
+	}
+	if (tlscache_strike(s->a->name, s->tls_fp))
+		log_info(s->a->name,
+		    "tls_resume=off after %d polls that failed in TLS with a session offered; full handshakes until the settings change or a restart",
+		    TLSCACHE_STRIKES);
+}
+
+/*
+ * At the end of a poll: keeps what the next one may resume. Nothing is
+ * kept from a poll that failed in TLS or in the protocol, nor from a
+ * server whose key the pins refused; without a handshake (no connection,
+ * no secret) what was kept before stays.
+ */
+void
+session_tls_keep(struct session *s)
+{
+	SSL *ssl = s->net != NULL ? net_ssl(s->net) : NULL;
+	SSL_SESSION *sess;
+
+	if (!s->resume || ssl == NULL)
+		return;
+	s->resume = false;
+	if (!SSL_is_init_finished(ssl) ||
+	    (s->cls == SC_NET && net_ssl_error(s->net) != 0)) {
+		tls_trouble(s, ssl);
+		return;
+	}
+	if (!s->tls_active || s->cls == SC_PROTO ||
+	    (sess = tls_session_to_keep(ssl)) == NULL) {
+		tlscache_drop(s->a->name);
+		return;
+	}
+	tlscache_put(s->a->name, s->tls_fp, sess, SSL_session_reused(ssl));
+	SSL_SESSION_free(sess);
 }
 
 /* ---- greeting, capabilities, STLS ---- */

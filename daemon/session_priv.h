@@ -28,6 +28,7 @@
 #include "secret.h"
 #include "session.h"
 #include "target.h"
+#include "tls.h"
 #include "worker.h"
 
 /*
@@ -132,6 +133,12 @@ struct session {
 	SSL_CTX *ctx;
 	bool tls_active;
 	bool stls_pending; /* +OK to STLS seen, handshake next */
+	/*
+	 * TLS resumption (tlscache.h): this poll takes part, and offered
+	 * the session the last one kept; the settings' fingerprint.
+	 */
+	bool resume, resume_offered;
+	unsigned char tls_fp[TLS_FP_LEN];
 	char timestamp[POP3_LINE_MAX + 1];
 	struct secret_req *sreq;
 	char secret[SECRET_MAX];
@@ -243,6 +250,7 @@ const char *session_reply_text(
 /* session_login.c: TLS, greeting, capabilities, UTF-8 mode */
 void session_start_tls(struct session *s);
 void session_tls_ready(struct session *s);
+void session_tls_keep(struct session *s);
 void session_st_greeting(struct session *s, const struct pop3_event *ev);
 void session_st_capa(struct session *s, const struct pop3_event *ev);
 void session_st_stls(struct session *s, const struct pop3_event *ev);

@@ -25,15 +25,57 @@
 
 static void cert_names(X509 *cert, char *buf, size_t len);
 static SSL_CTX *ctx_new(const struct account *a, char *err, size_t errlen);
+static bool ctx_set_id(SSL_CTX *ctx, const char *key, uint64_t files);
 
 /* Where the names of the server's certificate are kept for messages. */
 static int names_idx = -1;
+/* Where a connection keeps the newest session the server issued on it. */
+static int sess_idx = -1;
+/* Where a context keeps the digest of its settings (tls_session_fp()). */
+static int ctx_id_idx = -1;
 
 static void
-free_names(
+free_ex(
     void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
 	free(ptr);
+}
+
+static void
+free_session(
+    void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	SSL_SESSION_free(ptr);
+}
+
+static bool
+ex_indices(void)
+{
+	if (names_idx == -1)
+		names_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_ex);
+	if (sess_idx == -1)
+		sess_idx =
+		    SSL_get_ex_new_index(0, NULL, NULL, NULL, free_session);
+	if (ctx_id_idx == -1)
+		ctx_id_idx =
+		    SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_ex);
+	return names_idx != -1 && sess_idx != -1 && ctx_id_idx != -1;
+}
+
+/*
+ * Keeps the newest session the server issued on SSL (TLS 1.3 servers
+ * send several tickets) until tls_session_to_keep() takes it: only the
+ * account's session, after the poll, decides whether it is kept.
+ */
+static int
+new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	SSL_SESSION *old = SSL_get_ex_data(ssl, sess_idx);
+
+	if (SSL_set_ex_data(ssl, sess_idx, sess) != 1)
+		return 0;
+	SSL_SESSION_free(old);
+	return 1; /* the reference is ours now */
 }
 
 /*
@@ -250,6 +292,35 @@ cached_free(struct cached *c)
 	free(c);
 }
 
+/*
+ * Gives CTX the digest of its settings KEY and their files' FILES, for
+ * tls_session_fp(): a session saved under one context is offered under
+ * another only if both were made from the same settings and files.
+ */
+static bool
+ctx_set_id(SSL_CTX *ctx, const char *key, uint64_t files)
+{
+	unsigned char *id;
+	EVP_MD_CTX *md;
+	bool ok;
+
+	if ((id = malloc(TLS_FP_LEN)) == NULL)
+		return false;
+	if ((md = EVP_MD_CTX_new()) == NULL) {
+		free(id);
+		return false;
+	}
+	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(md, key, strlen(key) + 1) == 1 &&
+	     EVP_DigestUpdate(md, &files, sizeof(files)) == 1 &&
+	     EVP_DigestFinal_ex(md, id, NULL) == 1 &&
+	     SSL_CTX_set_ex_data(ctx, ctx_id_idx, id) == 1;
+	EVP_MD_CTX_free(md);
+	if (!ok)
+		free(id);
+	return ok;
+}
+
 SSL_CTX *
 tls_ctx_get(const struct account *a, char *err, size_t errlen)
 {
@@ -279,7 +350,12 @@ tls_ctx_get(const struct account *a, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if ((c->ctx = ctx_new(a, err, errlen)) == NULL) {
+	if ((c->ctx = ctx_new(a, err, errlen)) == NULL ||
+	    !ctx_set_id(c->ctx, key, files)) {
+		if (c->ctx != NULL) {
+			SSL_CTX_free(c->ctx);
+			snprintf(err, errlen, "out of memory");
+		}
 		free(key);
 		free(c);
 		return NULL;
@@ -318,9 +394,19 @@ ctx_new(const struct account *a, char *err, size_t errlen)
 	    strcmp(a->tls_min_version, "TLSv1.3") == 0)
 		minv = TLS1_3_VERSION;
 	SSL_CTX_set_min_proto_version(ctx, minv);
-	if (names_idx == -1)
-		names_idx =
-		    SSL_get_ex_new_index(0, NULL, NULL, NULL, free_names);
+	if (!ex_indices()) {
+		snprintf(err, errlen, "out of memory");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	/*
+	 * Sessions are kept per account (tlscache.h), never in the context:
+	 * accounts with the same settings share it, and one must never be
+	 * offered another's session.
+	 */
+	SSL_CTX_set_session_cache_mode(
+	    ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, new_session);
 	SSL_CTX_set_verify(
 	    ctx, a->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
 	if (a->ca_file != NULL || a->ca_path != NULL) {
@@ -511,4 +597,60 @@ tls_summary(SSL *ssl, char *buf, size_t len)
 {
 	snprintf(
 	    buf, len, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+}
+
+/* Adds the string S, its terminator included, to MD; NULL as "". */
+static bool
+digest_str(EVP_MD_CTX *md, const char *s)
+{
+	if (s == NULL)
+		s = "";
+	return EVP_DigestUpdate(md, s, strlen(s) + 1) == 1;
+}
+
+bool
+tls_session_fp(
+    SSL_CTX *ctx, const struct account *a, unsigned char fp[TLS_FP_LEN])
+{
+	const unsigned char *id = SSL_CTX_get_ex_data(ctx, ctx_id_idx);
+	unsigned v[2] = {a->port, (unsigned)a->tls};
+	EVP_MD_CTX *md;
+	size_t i;
+	bool ok;
+
+	if (id == NULL || (md = EVP_MD_CTX_new()) == NULL)
+		return false;
+	/* The name sent (SNI) and checked is the host name (tls_ssl_new()). */
+	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(md, id, TLS_FP_LEN) == 1 &&
+	     EVP_DigestUpdate(md, v, sizeof(v)) == 1 &&
+	     digest_str(md, a->host) && digest_str(md, a->user);
+	for (i = 0; ok && i < a->ntls_pins; i++)
+		ok = digest_str(md, a->tls_pins[i]);
+	ok = ok && EVP_DigestFinal_ex(md, fp, NULL) == 1;
+	EVP_MD_CTX_free(md);
+	return ok;
+}
+
+SSL_SESSION *
+tls_session_to_keep(SSL *ssl)
+{
+	SSL_SESSION *sess = SSL_get_ex_data(ssl, sess_idx);
+	bool tls13 = SSL_version(ssl) >= TLS1_3_VERSION;
+
+	if (sess != NULL)
+		SSL_set_ex_data(ssl, sess_idx, NULL);
+	/* RFC 7627 5.3: without it, resumption opens the triple handshake. */
+	if (!tls13 && SSL_get_extms_support(ssl) != 1) {
+		SSL_SESSION_free(sess);
+		return NULL;
+	}
+	/* A TLS 1.2 server that issued nothing new expects the same again. */
+	if (sess == NULL && !tls13 && SSL_session_reused(ssl))
+		sess = SSL_get1_session(ssl);
+	if (sess != NULL && !SSL_SESSION_is_resumable(sess)) {
+		SSL_SESSION_free(sess);
+		return NULL;
+	}
+	return sess;
 }

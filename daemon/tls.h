@@ -66,4 +66,29 @@ bool tls_peer_pin(SSL *ssl, char *out, size_t outlen);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for a connection. */
 void tls_summary(SSL *ssl, char *buf, size_t len);
 
+/* The length of a settings fingerprint (SHA-256). */
+#define TLS_FP_LEN 32
+
+/*
+ * The fingerprint of what a TLS session of ACCOUNT on a connection made
+ * with CTX was verified under: host, port, TLS mode, name sent and
+ * checked, pins, user, and CTX's trust store, client certificate,
+ * minimum version and verify mode, with the files they were read from
+ * as they were then. A saved session is offered only to a connection
+ * with the same fingerprint (tlscache.h). False on failure (no resumption
+ * then).
+ */
+bool tls_session_fp(
+    SSL_CTX *ctx, const struct account *a, unsigned char fp[TLS_FP_LEN]);
+
+/*
+ * After a completed handshake on SSL: the session worth offering on the
+ * next connection, or NULL. The newest the server issued (a TLS 1.3
+ * ticket is used once), else on TLS 1.2 the resumed one; none from a TLS
+ * 1.2 handshake without extended master secret, whose resumption RFC
+ * 7627 advises against. The caller owns the reference returned; a second
+ * call returns NULL until the server issues another.
+ */
+SSL_SESSION *tls_session_to_keep(SSL *ssl);
+
 #endif

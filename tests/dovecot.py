@@ -173,11 +173,15 @@ class Dovecot(Throwaway):
     EXTERNAL needs no password: a passdb of its own, used for EXTERNAL
     only, knows the same users without passwords; a certificate for a
     user add_user() did not add is refused like a wrong password.
+
+    login_reuse: one pop3-login process serves every connection, as in
+    Dovecot's high-performance mode, so TLS sessions resume (see
+    tests/test_tls_resume.py).
     """
 
     def __init__(self, cert_names=("localhost",), cert_ips=("127.0.0.1",),
                  keep_dir=False, prefix="dovecot-", client_ca=None,
-                 external=False, lmtp=False, quota=True):
+                 external=False, lmtp=False, quota=True, login_reuse=False):
         if external and not client_ca:
             raise ValueError("external=True needs client_ca")
         self.client_ca = client_ca
@@ -185,6 +189,11 @@ class Dovecot(Throwaway):
         self.lmtp = bool(lmtp)
         # With lmtp: the quota plugin (for add_user(quota=...)).
         self.quota = bool(quota)
+        # One long-lived pop3-login process for every connection
+        # (Dovecot's high-performance mode), so that the TLS session
+        # tickets it issues resume later connections; by default each
+        # connection gets a process, and ticket keys, of its own.
+        self.login_reuse = bool(login_reuse)
         self.cert_names = tuple(cert_names)
         self.cert_ips = tuple(cert_ips)
         self.keep_dir = keep_dir
@@ -412,7 +421,7 @@ pop3_lock_session = no
 login_greeting = Dovecot test server ready.
 
 service pop3-login {{
-  inet_listener pop3 {{
+{login_reuse}  inet_listener pop3 {{
     address = 127.0.0.1
     port = {port}
   }}
@@ -433,6 +442,8 @@ service pop3-login {{
            mechanisms="plain login apop" + (
                " external" if self.external else ""),
            external_passdb=self._external_passdb(),
+           login_reuse=("  service_count = 0\n  process_limit = 1\n"
+                        if self.login_reuse else ""),
            protocols="pop3 lmtp" if self.lmtp else "pop3") + \
             self._lmtp_config()
 

@@ -18,6 +18,10 @@ TLS 1.3, derived from the key log), and misbehaves on request
 (scram_fault) in the ways a client must refuse. The server serves one connection at a time; sync() returns once every
 connection made before it has been served, so a test can count sessions and
 read the command log without sleeping.
+
+With resume=True one TLS context serves every connection, so that a
+client can resume the sessions it issued; self.resumed says, for each TLS
+connection, whether it did.
 """
 
 import base64
@@ -92,7 +96,7 @@ class FakePop:
                  capa_stls=True, pipelining=False, sasl="PLAIN",
                  token=None, sasl_strict=False, sasl_before_tls=None,
                  client_ca=None, tls_max_version=None, capa_extra=(),
-                 capa_before_tls=()):
+                 capa_before_tls=(), resume=False):
         self.messages = [m if isinstance(m, bytes) else m.encode()
                          for m in messages]
         self.uids = ["uid-%d" % i for i in range(len(self.messages))]
@@ -112,6 +116,13 @@ class FakePop:
         # A CA file: client certificates are required and checked.
         self.client_ca = client_ca
         self.tls_max_version = tls_max_version  # an ssl.TLSVersion
+        # One TLS context for every connection (with resume), so that the
+        # session tickets it issues resume later connections; None: a new
+        # one each time, as a server restarted for each connection. A
+        # test may put another in its place (context()).
+        self.tls_context = None
+        # For each TLS connection: whether it resumed a session.
+        self.resumed = []
         # More CAPA lines, as given ("LOGIN-DELAY 900").
         self.capa_extra = list(capa_extra)
         # CAPA lines only before STLS (what someone on the path injects).
@@ -157,6 +168,8 @@ class FakePop:
             os.close(fd)
         self.errors = []  # unexpected exceptions in sessions
         self.lock = threading.Lock()
+        if resume:
+            self.tls_context = self.context()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -220,9 +233,12 @@ class FakePop:
         with self.lock:
             return self.sessions - self.probes
 
-    def _context(self):
+    def context(self, certfile=None, keyfile=None):
+        """A server TLS context with the server's settings, and CERTFILE
+        and KEYFILE if given; its session tickets are its own."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.certfile, self.keyfile)
+        ctx.load_cert_chain(certfile or self.certfile,
+                            keyfile or self.keyfile)
         if self._keylog:
             # TLS 1.3's exporter secret, for checking tls-exporter.
             ctx.keylog_filename = self._keylog
@@ -235,7 +251,10 @@ class FakePop:
         return ctx
 
     def _wrap(self, conn):
-        conn = self._context().wrap_socket(conn, server_side=True)
+        ctx = self.tls_context or self.context()
+        conn = ctx.wrap_socket(conn, server_side=True)
+        with self.lock:
+            self.resumed.append(conn.session_reused)
         cert = conn.getpeercert()
         if cert:
             with self.lock:

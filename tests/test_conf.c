@@ -295,6 +295,7 @@ START_TEST(defaults_applied)
 	ck_assert_int_eq(a->tls, CONF_TLS_IMPLICIT);
 	ck_assert(!a->allow_plaintext);
 	ck_assert(a->tls_verify);
+	ck_assert(a->tls_resume);
 	ck_assert_str_eq(a->tls_min_version, "TLSv1.2");
 	ck_assert_ptr_null(a->ca_file);
 	ck_assert_ptr_null(a->ca_path);
@@ -464,6 +465,7 @@ START_TEST(every_key)
 	ck_assert_str_eq(a->tls_pins[1], PIN_TWO);
 	ck_assert_str_eq(a->tls_pins[2], PIN_THREE);
 	ck_assert_ptr_null(a->tls_pins[3]);
+	ck_assert(!a->tls_resume);
 	ck_assert_str_eq(a->client_cert, "/etc/popfetchd/full.pem");
 	ck_assert_str_eq(a->client_key, "/etc/popfetchd/full.key");
 	ck_assert_str_eq(a->user, "alice@example.com");

@@ -6,8 +6,10 @@
  * server SSL of the test's, joined by a BIO pair, stepped in turn until
  * both are done or one fails. Covered: the shared contexts and when a new
  * one is made, SNI and the name verified, SPKI pins, the text of each
- * verification failure, the peer's chain and pin, and the
- * client certificate with its key file checks.
+ * verification failure, the peer's chain and pin, the
+ * client certificate with its key file checks, and the sessions kept for
+ * resumption with the fingerprint of the settings they were verified
+ * under.
  */
 #include <sys/stat.h>
 
@@ -248,6 +250,21 @@ step_ok(SSL *ssl, int r)
 	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
 }
 
+/* The client side of P: tls.c's context and connection for ACCT. */
+static void
+client_ssl(struct peer *p)
+{
+	char err[256] = "";
+
+	memset(p, 0, sizeof(*p));
+	ERR_clear_error();
+	p->ctx = tls_ctx_get(&acc, err, sizeof(err));
+	ck_assert_msg(p->ctx != NULL, "%s", err);
+	ck_assert_ptr_nonnull(p->ssl = tls_ssl_new(p->ctx, &acc));
+}
+
+static bool drive(struct peer *p);
+
 /*
  * A handshake between tls.c's client for ACCT and a server showing
  * CERT. True when both ends completed it.
@@ -255,16 +272,18 @@ step_ok(SSL *ssl, int r)
 static bool
 handshake(struct peer *p, X509 *cert, int maxv, bool ask_client)
 {
-	char err[256] = "";
+	client_ssl(p);
+	server_ssl(p, cert, maxv, ask_client);
+	return drive(p);
+}
+
+/* Joins P's ends and steps them in turn; as handshake(). */
+static bool
+drive(struct peer *p)
+{
 	BIO *cb, *sb;
 	int i, rc = 0, rs = 0;
 
-	memset(p, 0, sizeof(*p));
-	ERR_clear_error();
-	p->ctx = tls_ctx_get(&acc, err, sizeof(err));
-	ck_assert_msg(p->ctx != NULL, "%s", err);
-	ck_assert_ptr_nonnull(p->ssl = tls_ssl_new(p->ctx, &acc));
-	server_ssl(p, cert, maxv, ask_client);
 	ck_assert_int_eq(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
 	SSL_set_bio(p->ssl, cb, cb);
 	SSL_set_bio(p->srv, sb, sb);
@@ -332,6 +351,190 @@ failure_text(X509 *cert, char *buf, size_t len)
 	tls_describe_failure(p.ssl, &acc, p.err, buf, len);
 	peer_free(&p);
 }
+
+/* --- sessions to resume ---------------------------------------------- */
+
+/*
+ * A server context showing srv_cert, at most version MAXV (0: any), with
+ * extended master secret unless NO_EMS. Its tickets are its own: a
+ * session it issued resumes on another connection to it.
+ */
+static SSL_CTX *
+resuming_server(int maxv, bool no_ems)
+{
+	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+
+	ck_assert_ptr_nonnull(sctx);
+	ck_assert_int_eq(SSL_CTX_use_certificate(sctx, srv_cert), 1);
+	ck_assert_int_eq(SSL_CTX_use_PrivateKey(sctx, srv_key), 1);
+	if (maxv != 0)
+		SSL_CTX_set_max_proto_version(sctx, maxv);
+	if (no_ems)
+		SSL_CTX_set_options(sctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
+	return sctx;
+}
+
+/* A handshake with a server on SCTX, the client offering OFFER if any. */
+static bool
+handshake_on(struct peer *p, SSL_CTX *sctx, SSL_SESSION *offer)
+{
+	client_ssl(p);
+	if (offer != NULL)
+		ck_assert_int_eq(SSL_set_session(p->ssl, offer), 1);
+	ck_assert_int_eq(SSL_CTX_up_ref(sctx), 1);
+	p->sctx = sctx;
+	ck_assert_ptr_nonnull(p->srv = SSL_new(sctx));
+	return drive(p);
+}
+
+/*
+ * Ends P with the client's close_notify, as a poll ends: OpenSSL takes
+ * a session whose connection is freed without one for a broken one.
+ */
+static void
+peer_close(struct peer *p)
+{
+	ck_assert_int_ge(SSL_shutdown(p->ssl), 0);
+	peer_free(p);
+}
+
+/* The client reads what came after the handshake: TLS 1.3 tickets. */
+static void
+read_tickets(struct peer *p)
+{
+	char c;
+	int r = SSL_read(p->ssl, &c, 1);
+
+	ck_assert_int_le(r, 0);
+	ck_assert_int_eq(SSL_get_error(p->ssl, r), SSL_ERROR_WANT_READ);
+}
+
+START_TEST(tls13_ticket_is_kept_and_used_once)
+{
+	SSL_CTX *sctx = resuming_server(0, false);
+	SSL_SESSION *sess, *next;
+	struct peer p;
+
+	ck_assert(handshake_on(&p, sctx, NULL));
+	read_tickets(&p);
+	ck_assert_ptr_nonnull(sess = tls_session_to_keep(p.ssl));
+	ck_assert_ptr_null(tls_session_to_keep(p.ssl));
+	/* The context, shared by accounts, keeps none of its own. */
+	ck_assert_int_eq(SSL_CTX_sess_number(p.ctx), 0);
+	peer_close(&p);
+
+	ck_assert(handshake_on(&p, sctx, sess));
+	ck_assert_int_eq(SSL_session_reused(p.ssl), 1);
+	ck_assert_int_eq(SSL_version(p.ssl), TLS1_3_VERSION);
+	/* The ticket just used is not kept again; the next one is. */
+	ck_assert_ptr_null(tls_session_to_keep(p.ssl));
+	read_tickets(&p);
+	ck_assert_ptr_nonnull(next = tls_session_to_keep(p.ssl));
+	ck_assert_ptr_ne(next, sess);
+	SSL_SESSION_free(next);
+	SSL_SESSION_free(sess);
+	peer_close(&p);
+	SSL_CTX_free(sctx);
+}
+END_TEST
+
+START_TEST(tls12_session_is_kept_and_resumes)
+{
+	SSL_CTX *sctx = resuming_server(TLS1_2_VERSION, false);
+	SSL_SESSION *sess, *next;
+	struct peer p;
+
+	ck_assert(handshake_on(&p, sctx, NULL));
+	ck_assert_int_eq(SSL_get_extms_support(p.ssl), 1);
+	ck_assert_ptr_nonnull(sess = tls_session_to_keep(p.ssl));
+	peer_close(&p);
+	ck_assert(handshake_on(&p, sctx, sess));
+	ck_assert_int_eq(SSL_session_reused(p.ssl), 1);
+	ck_assert_ptr_nonnull(next = tls_session_to_keep(p.ssl));
+	SSL_SESSION_free(next);
+	SSL_SESSION_free(sess);
+	peer_close(&p);
+	SSL_CTX_free(sctx);
+}
+END_TEST
+
+/* RFC 7627: such a session is not resumed, so not kept. */
+START_TEST(tls12_without_extended_master_secret_is_not_kept)
+{
+	SSL_CTX *sctx = resuming_server(TLS1_2_VERSION, true);
+	struct peer p;
+
+	ck_assert(handshake_on(&p, sctx, NULL));
+	ck_assert_int_eq(SSL_get_extms_support(p.ssl), 0);
+	ck_assert_ptr_null(tls_session_to_keep(p.ssl));
+	peer_free(&p);
+	SSL_CTX_free(sctx);
+}
+END_TEST
+
+/* Whether the fingerprint of ACC under CTX is FP. */
+static bool
+same_fp(SSL_CTX *ctx, const unsigned char *fp)
+{
+	unsigned char now[TLS_FP_LEN];
+
+	ck_assert(tls_session_fp(ctx, &acc, now));
+	return memcmp(now, fp, TLS_FP_LEN) == 0;
+}
+
+START_TEST(fingerprint_follows_every_setting)
+{
+	struct timespec times[2] = {{0, UTIME_OMIT}};
+	char err[256], pin[80];
+	char *pins[] = {pin, NULL};
+	unsigned char fp[TLS_FP_LEN];
+	const struct account saved = acc;
+	SSL_CTX *ctx, *other;
+	struct stat sb;
+
+	ck_assert_ptr_nonnull(ctx = tls_ctx_get(&acc, err, sizeof(err)));
+	ck_assert(tls_session_fp(ctx, &acc, fp));
+	ck_assert(same_fp(ctx, fp));
+	acc.host = "127.0.0.1";
+	ck_assert(!same_fp(ctx, fp));
+	acc = saved;
+	acc.port = 1995;
+	ck_assert(!same_fp(ctx, fp));
+	acc = saved;
+	acc.tls = CONF_TLS_STARTTLS;
+	ck_assert(!same_fp(ctx, fp));
+	acc = saved;
+	acc.user = "bob";
+	ck_assert(!same_fp(ctx, fp));
+	acc = saved;
+	pin_of(srv_key, pin, sizeof(pin));
+	acc.tls_pins = pins;
+	acc.ntls_pins = 1;
+	ck_assert(!same_fp(ctx, fp));
+	acc = saved;
+
+	/* The context's settings: verification, CA, client certificate. */
+	acc.tls_verify = false;
+	ck_assert_ptr_nonnull(other = tls_ctx_get(&acc, err, sizeof(err)));
+	acc = saved;
+	ck_assert(!same_fp(other, fp));
+	SSL_CTX_free(other);
+	/* A reload makes the same context again: the same fingerprint. */
+	tls_ctx_forget();
+	ck_assert_ptr_nonnull(other = tls_ctx_get(&acc, err, sizeof(err)));
+	ck_assert_ptr_ne(other, ctx);
+	ck_assert(same_fp(other, fp));
+	SSL_CTX_free(other);
+	/* A CA file changed since: another. */
+	ck_assert_int_eq(stat(ca_pem, &sb), 0);
+	times[1].tv_sec = sb.st_mtim.tv_sec - 100;
+	ck_assert_int_eq(utimensat(AT_FDCWD, ca_pem, times, 0), 0);
+	ck_assert_ptr_nonnull(other = tls_ctx_get(&acc, err, sizeof(err)));
+	ck_assert(!same_fp(other, fp));
+	SSL_CTX_free(other);
+	SSL_CTX_free(ctx);
+}
+END_TEST
 
 /* --- shared contexts ------------------------------------------------- */
 
@@ -770,6 +973,14 @@ main(void)
 	tcase_add_test(tc, partial_wildcard_is_no_match);
 	tcase_add_test(tc, no_verify_accepts_untrusted);
 	tcase_add_test(tc, protocol_failure_is_described);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("resumption");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, tls13_ticket_is_kept_and_used_once);
+	tcase_add_test(tc, tls12_session_is_kept_and_resumes);
+	tcase_add_test(tc, tls12_without_extended_master_secret_is_not_kept);
+	tcase_add_test(tc, fingerprint_follows_every_setting);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("client_cert");
