@@ -20,6 +20,7 @@ packages=(
 	cyrus-common sasl2-bin courier-base courier-authdaemon courier-authlib-userdb
 	python3 openssl clang libclang-rt-14-dev ca-certificates
 	systemd groff-base strace procps
+	debootstrap systemd-container
 	mpop fetchmail getmail6
 )
 
