@@ -9,12 +9,18 @@ credentials) into /root/walk. The host then checks the mail, the POP3
 mailbox of a throwaway Dovecot on its loopback (the container shares the
 host's network), owners and modes.
 
-What the README takes for granted is made before its blocks run, and
-only that: Dovecot's vmail user and /var/vmail for the system service,
-a user with sudo rights whose user manager is running (as after a login)
-for the per-user service. The README's server, user name and password are
-replaced by the throwaway Dovecot's; its certificate authority is added
-as ca_file.
+Three walks: the README's system service (delivering as Dovecot's
+vmail), the same service with the /home variant of maildirs.conf.example
+as its drop-in, and the README's per-user service. What the README takes
+for granted is made before its blocks run, and only that: Dovecot's vmail
+user and /var/vmail; a user with sudo rights whose user manager runs (as
+after a login), running the per-user block in a login shell. The README's
+server and user name are replaced by the throwaway Dovecot's, its
+certificate authority is added as ca_file, and the password its `read`
+waits for comes from a file.
+
+Times here (2 loaded cores): 6 to 9 s with the root cached; 60 to 80 s
+when it is made (debootstrap), once per set of packages.
 
 The root is cached in $POPFETCHD_NSPAWN_CACHE (default
 /var/cache/popfetchd-tests/bookworm-root) with a stamp naming the recipe
@@ -44,6 +50,7 @@ import unittest
 
 from dovecot import Dovecot
 from harness import BINARY, main
+from test_install import dropin_variants
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILDDIR = os.path.dirname(BINARY)
@@ -265,6 +272,11 @@ record() {
 set -x
 """
 
+WALK_END = """\
+journalctl -b -o json --no-pager >"$report/journal.json"
+touch "$report/done"
+"""
+
 WALK_UNIT = """[Unit]
 Description=Walk the README's install steps
 SuccessAction=poweroff
@@ -278,6 +290,60 @@ StandardError=inherit
 TimeoutStartSec=%d
 [Install]
 WantedBy=multi-user.target
+"""
+
+
+# After `systemctl enable --now`: the first poll (now, as the unit's
+# comment says, not at a random moment of the first 30 s), a reload, a
+# stop, what systemd says of it. CTL: systemctl for that unit; UNIT: the
+# journalctl match of its lines.
+POLL_RELOAD_STOP = """\
+# The first poll, a reload, a stop.
+%(ctl)s kill -s USR1 popfetchd
+await_journal "%(unit)s" 'account=%(account)s listed=.* result='
+pid=$(%(ctl)s show -p MainPID --value popfetchd)
+grep -E '^(Uid|Gid):' "/proc/$pid/status" >"$report/creds"
+rc=0; %(ctl)s reload popfetchd || rc=$?; record reload $rc
+await_journal "%(unit)s" '^reloaded file='
+rc=0; %(ctl)s stop popfetchd || rc=$?; record stop $rc
+%(ctl)s show -p Result,ExecMainStatus,ExecMainCode popfetchd \\
+	>>"$report/results"
+"""
+
+# A user who may use sudo, logged in (so the user manager runs), runs the
+# README's per-user block in a login shell: Debian's PATH for users.
+USER_LOGIN = """\
+useradd --create-home --shell /bin/bash alice
+echo 'alice ALL=(ALL:ALL) NOPASSWD: ALL' >/etc/sudoers.d/alice
+uid=$(id -u alice)
+systemctl start "user@$uid.service"
+as_alice() {
+	runuser -u alice -- env XDG_RUNTIME_DIR="/run/user/$uid" "$@"
+}
+# README.md, a per-user service
+runuser -l alice -c "export XDG_RUNTIME_DIR=/run/user/$uid
+	bash -Eeux -o pipefail /home/walk.sh"
+"""
+
+# The system service with a variant of maildirs.conf.example as its
+# drop-in, the Maildir made as its comment says, the configuration and
+# the credential as the README has them.
+HOME_VARIANT = """\
+useradd --create-home --shell /bin/bash %(owner)s
+%(mkdir)s
+install -m 0640 -g popfetchd /dev/stdin /etc/popfetchd/popfetchd.conf <<'EOF'
+%(conf)sEOF
+install -d -m 0700 /etc/popfetchd/secrets
+sh -c 'umask 077; read -r p; printf "%%s\\\\n" "$p" \\
+	>/etc/popfetchd/secrets/home.pass'
+mkdir -p /etc/systemd/system/popfetchd.service.d
+cat >/etc/systemd/system/popfetchd.service.d/maildirs.conf <<'EOF'
+%(dropin)s
+LoadCredential=home:/etc/popfetchd/secrets/home.pass
+EOF
+systemctl daemon-reload
+sudo -u %(owner)s -g popfetchd popfetchd --check-config
+systemctl enable --now popfetchd
 """
 
 
@@ -333,7 +399,8 @@ class Container:
     def add_walk(self, script):
         """SCRIPT as the oneshot walk.service, enabled."""
         self.write("/root/walk/walk.sh",
-                   WALK_HEAD % {"wait": WALK_WAIT} + script, 0o755)
+                   WALK_HEAD % {"wait": WALK_WAIT} + script + WALK_END,
+                   0o755)
         self.write("/root/walk/password", PASSWORD + "\n", 0o600)
         self.write("/etc/systemd/system/walk.service",
                    WALK_UNIT % (BOOT_TIMEOUT - 30))
@@ -432,22 +499,31 @@ class InstallAsAService(unittest.TestCase):
             raise unittest.SkipTest("%s is not a meson build directory"
                                     % BUILDDIR)
         cls.dest = tempfile.mkdtemp(prefix="popfetchd-nspawn-dest-")
+        try:
+            cls.install()
+            packages = set(BASE_PACKAGES) | library_packages(BINARY)
+            cls.sanitized = any(p.startswith("libasan") for p in packages)
+            cls.root_secs, cls.lock = ensure_root(packages)
+        except BaseException:
+            shutil.rmtree(cls.dest, True)
+            raise
+        cls.dc = Dovecot().start()
+
+    @classmethod
+    def install(cls):
+        """meson install into cls.dest; cls.docdir: where the examples
+        went."""
         # Copied onto the root: its mode becomes that of /.
         os.chmod(cls.dest, 0o755)
         r = run(["meson", "install", "-C", BUILDDIR, "--destdir", cls.dest,
                  "--no-rebuild", "--quiet"])
         if r.returncode != 0:
-            shutil.rmtree(cls.dest, True)
             raise AssertionError("meson install failed:\n" + r.stdout
                                  + r.stderr)
-        packages = set(BASE_PACKAGES) | library_packages(BINARY)
-        cls.sanitized = any(p.startswith("libasan") for p in packages)
-        try:
-            cls.root_secs, cls.lock = ensure_root(packages)
-            cls.dc = Dovecot().start()
-        except BaseException:
-            shutil.rmtree(cls.dest, True)
-            raise
+        r = run(["meson", "introspect", "--buildoptions", BUILDDIR])
+        opts = {o["name"]: o["value"] for o in json.loads(r.stdout)}
+        cls.docdir = os.path.join(opts["prefix"], opts["datadir"], "doc",
+                                  "popfetchd")
 
     @classmethod
     def tearDownClass(cls):
@@ -469,6 +545,13 @@ class InstallAsAService(unittest.TestCase):
                         % kind, SANITIZER_DROPIN)
         return c
 
+    def mailbox(self, name):
+        """A POP3 user NAME of the throwaway Dovecot with one message."""
+        self.dc.add_user(name, PASSWORD)
+        self.dc.deliver(name, b"Subject: walk " + name.encode()
+                        + b"\n\nbody\n")
+        return name
+
     def boot(self, c):
         status, secs = c.boot()
         print("\n  root made in %.0f s, boot and walk %.1f s"
@@ -481,10 +564,22 @@ class InstallAsAService(unittest.TestCase):
         self.assertTrue(os.path.exists(c.path("/root/walk/done")),
                         c.diagnostics())
 
-    def assert_clean_journal(self, c, unit_field, uid, gid):
-        """The journal of popfetchd.service: its processes' lines (UNIT_FIELD
-        names it) each from UID:GID, and none of theirs or of the service
-        manager's about the unit at ERR or worse."""
+    def assert_stopped_cleanly(self, c):
+        """Reload and stop succeeded, and the service ended with success."""
+        res = c.results()
+        self.assertEqual((res.get("reload"), res.get("stop")), ("0", "0"),
+                         c.diagnostics())
+        self.assertEqual((res.get("Result"), res.get("ExecMainStatus")),
+                         ("success", "0"), c.diagnostics())
+
+    def assert_ran_as(self, c, unit_field, uid, gid):
+        """The service's main process was UID:GID; the journal of
+        popfetchd.service: its processes' lines (UNIT_FIELD names it) each
+        from UID:GID, and none of theirs or of the service manager's about
+        the unit at ERR or worse."""
+        creds = c.read("/root/walk/creds")
+        self.assertRegex(creds, r"Uid:\t%d\t" % uid)
+        self.assertRegex(creds, r"Gid:\t%d\t" % gid)
         entries = c.journal()
         own = [e for e in entries if e.get(unit_field) == "popfetchd.service"]
         self.assertTrue(own, "no journal line of popfetchd.service")
@@ -497,6 +592,8 @@ class InstallAsAService(unittest.TestCase):
         self.assertEqual(errors, [], "ERR-level lines in the journal")
 
     def assert_fetched(self, c, dc_user, maildir, owner):
+        """DC_USER's one message is in MAILDIR, the files OWNER's, and the
+        POP3 mailbox is empty."""
         new = c.path(maildir + "/new")
         self.assertTrue(os.path.isdir(new), c.diagnostics())
         got = []
@@ -514,15 +611,16 @@ class InstallAsAService(unittest.TestCase):
         self.assertEqual(self.dc.server_messages(dc_user), [],
                          "the POP3 mailbox is not empty")
 
+    def assert_state(self, c, state_dir, owner):
+        st = os.stat(c.path(state_dir))
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (owner, 0o700),
+                         state_dir)
+        self.assertTrue(os.listdir(c.path(state_dir)), "no state kept")
+
     def test_system_service(self):
         """The system service of the README, delivering as vmail."""
         system = readme_block("popfetchd.service.d")
-        dc_user = "walksys"
-        self.dc.add_user(dc_user, PASSWORD)
-        self.dc.deliver(dc_user, b"Subject: walk walksys\n\nbody\n")
-        account = conf_value(system, "name")
-        maildir = conf_value(system, "maildir")
-        state_dir = conf_value(system, "state_dir")
+        dc_user = self.mailbox("walksys")
         c = self.container()
         c.add_walk(textwrap.dedent("""\
             # What Dovecot's package and its administrator made: the
@@ -530,102 +628,79 @@ class InstallAsAService(unittest.TestCase):
             useradd --system --user-group --home-dir /var/vmail \\
             	--no-create-home --shell /usr/sbin/nologin vmail
             install -d -o vmail -g vmail -m 0700 /var/vmail
-            """) + "# README.md, after meson install\n"
-            + after_install(readme_block("systemd-sysusers"))
+            # README.md, after meson install
+            """) + after_install(readme_block("systemd-sysusers"))
             + "# README.md, the system service\n"
             + point_at(system, dc_user, self.dc.ssl_port)
-            + textwrap.dedent("""\
-            # The first poll (now, as the unit's comment says: not at a
-            # random moment of the first 30 s), a reload, a stop.
-            systemctl kill -s USR1 popfetchd
-            await_journal "-u popfetchd" 'account=%(account)s listed=.* result='
-            pid=$(systemctl show -p MainPID --value popfetchd)
-            grep -E '^(Uid|Gid):' "/proc/$pid/status" >"$report/creds"
-            rc=0; systemctl reload popfetchd || rc=$?; record reload $rc
-            await_journal "-u popfetchd" '^reloaded file='
-            rc=0; systemctl stop popfetchd || rc=$?; record stop $rc
-            systemctl show -p Result,ExecMainStatus,ExecMainCode popfetchd \\
-            	>>"$report/results"
-            journalctl -b -o json --no-pager >"$report/journal.json"
-            touch "$report/done"
-            """ % {"account": account}))
+            + POLL_RELOAD_STOP % {"ctl": "systemctl", "unit": "-u popfetchd",
+                                  "account": conf_value(system, "name")})
         self.boot(c)
-        res = c.results()
-        self.assertEqual((res.get("reload"), res.get("stop")), ("0", "0"),
-                         c.diagnostics())
-        self.assertEqual(res.get("Result"), "success", c.diagnostics())
-        self.assertEqual(res.get("ExecMainStatus"), "0", res)
+        self.assert_stopped_cleanly(c)
         vmail = c.account("vmail")[0]
-        group = c.group("popfetchd")
-        creds = c.read("/root/walk/creds")
-        self.assertRegex(creds, r"Uid:\t%d\t" % vmail)
-        self.assertRegex(creds, r"Gid:\t%d\t" % group)
-        self.assert_clean_journal(c, "_SYSTEMD_UNIT", vmail, group)
-        self.assert_fetched(c, dc_user, maildir, vmail)
-        st = os.stat(c.path(state_dir))
-        self.assertEqual((st.st_uid, st.st_mode & 0o777), (vmail, 0o700))
-        self.assertTrue(os.listdir(c.path(state_dir)), "no state kept")
+        self.assert_ran_as(c, "_SYSTEMD_UNIT", vmail, c.group("popfetchd"))
+        self.assert_fetched(c, dc_user, conf_value(system, "maildir"), vmail)
+        self.assert_state(c, conf_value(system, "state_dir"), vmail)
 
+    def test_system_service_maildir_in_home(self):
+        """The system service with the variant of maildirs.conf.example
+        for a Maildir in /home, uncommented as it says, a configuration
+        and a credential made as the README makes them."""
+        with open(os.path.join(self.dest, self.docdir.lstrip("/"),
+                               "maildirs.conf.example")) as f:
+            example = f.read()
+        home = [v for v in dropin_variants(example)
+                if "BindPaths=/home/" in v]
+        self.assertEqual(len(home), 1, example)
+        owner = re.search(r"(?m)^User=(\S+)$", home[0]).group(1)
+        mkdir = re.search(r"(install -d -o %s -m \d+ /home/\S+)" % owner,
+                          example)
+        self.assertTrue(mkdir, "the variant says not how to make the "
+                        "Maildir it binds")
+        dc_user = self.mailbox("walkhome")
+        conf = ('accounts = ({ name = "home"; host = "127.0.0.1"; '
+                'port = %d; ca_file = "%s"; user = "%s"; '
+                'password_credential = "home"; maildir = "~/Maildir"; });\n'
+                % (self.dc.ssl_port, CA_PATH, dc_user))
+        c = self.container()
+        c.add_walk("# README.md, after meson install\n"
+                   + after_install(readme_block("systemd-sysusers"))
+                   + HOME_VARIANT % {"owner": owner, "conf": conf,
+                                     "dropin": home[0],
+                                     "mkdir": mkdir.group(1)}
+                   + POLL_RELOAD_STOP % {"ctl": "systemctl",
+                                         "unit": "-u popfetchd",
+                                         "account": "home"})
+        self.boot(c)
+        self.assert_stopped_cleanly(c)
+        uid = c.account(owner)[0]
+        self.assert_ran_as(c, "_SYSTEMD_UNIT", uid, c.group("popfetchd"))
+        self.assert_fetched(c, dc_user, "/home/%s/Maildir" % owner, uid)
+        self.assert_state(c, "/var/lib/popfetchd", uid)
 
     def test_user_service(self):
         """The per-user service of the README, for a user who logged in
         (the user manager runs) and may use sudo."""
         block = readme_block("systemctl --user")
-        dc_user = "walkuser"
-        self.dc.add_user(dc_user, PASSWORD)
-        self.dc.deliver(dc_user, b"Subject: walk walkuser\n\nbody\n")
-        account = conf_value(block, "name")
+        dc_user = self.mailbox("walkuser")
         c = self.container()
         c.write("/home/walk.sh", point_at(block, dc_user, self.dc.ssl_port))
-        c.add_walk(textwrap.dedent("""\
-            # README.md, after meson install
-            """) + after_install(readme_block("systemd-sysusers"))
-            + textwrap.dedent("""\
-            # A user who may use sudo, logged in: the user manager runs.
-            useradd --create-home --shell /bin/bash alice
-            echo 'alice ALL=(ALL:ALL) NOPASSWD: ALL' >/etc/sudoers.d/alice
-            uid=$(id -u alice)
-            systemctl start "user@$uid.service"
-            as_alice() {
-            	runuser -u alice -- env XDG_RUNTIME_DIR="/run/user/$uid" "$@"
-            }
-            # README.md, a per-user service, in alice's login shell.
-            runuser -l alice -c "export XDG_RUNTIME_DIR=/run/user/$uid
-            	bash -Eeux -o pipefail /home/walk.sh"
-            # The first poll (now), a reload, a stop.
-            as_alice systemctl --user kill -s USR1 popfetchd
-            unit=_SYSTEMD_USER_UNIT=popfetchd.service
-            await_journal "$unit" 'account=%(account)s listed=.* result='
-            pid=$(as_alice systemctl --user show -p MainPID --value popfetchd)
-            grep -E '^(Uid|Gid):' "/proc/$pid/status" >"$report/creds"
-            rc=0; as_alice systemctl --user reload popfetchd || rc=$?
-            record reload $rc
-            await_journal "$unit" '^reloaded file='
-            rc=0; as_alice systemctl --user stop popfetchd || rc=$?
-            record stop $rc
-            as_alice systemctl --user show \\
-            	-p Result,ExecMainStatus,ExecMainCode popfetchd >>"$report/results"
-            record linger "$(loginctl show-user -p Linger --value alice)"
-            journalctl -b -o json --no-pager >"$report/journal.json"
-            touch "$report/done"
-            """ % {"account": account}))
+        c.add_walk("# README.md, after meson install\n"
+                   + after_install(readme_block("systemd-sysusers"))
+                   + USER_LOGIN
+                   + POLL_RELOAD_STOP % {
+                       "ctl": "as_alice systemctl --user",
+                       "unit": "_SYSTEMD_USER_UNIT=popfetchd.service",
+                       "account": conf_value(block, "name")}
+                   + 'record linger "$(loginctl show-user -p Linger '
+                   '--value alice)"\n')
         self.boot(c)
-        res = c.results()
-        self.assertEqual((res.get("reload"), res.get("stop")), ("0", "0"),
-                         c.diagnostics())
-        self.assertEqual(res.get("Result"), "success", c.diagnostics())
-        self.assertEqual(res.get("ExecMainStatus"), "0", res)
-        self.assertEqual(res.get("linger"), "yes", res)
+        self.assert_stopped_cleanly(c)
+        self.assertEqual(c.results().get("linger"), "yes")
         uid, gid = c.account("alice")
-        creds = c.read("/root/walk/creds")
-        self.assertRegex(creds, r"Uid:\t%d\t" % uid)
-        self.assertRegex(creds, r"Gid:\t%d\t" % gid)
-        self.assert_clean_journal(c, "_SYSTEMD_USER_UNIT", uid, gid)
+        self.assert_ran_as(c, "_SYSTEMD_USER_UNIT", uid, gid)
         self.assert_fetched(c, dc_user, "/home/alice/Maildir", uid)
-        state = c.path("/home/alice/.local/state/popfetchd")
-        st = os.stat(state)
-        self.assertEqual((st.st_uid, st.st_mode & 0o777), (uid, 0o700))
-        self.assertTrue(os.listdir(state), "no state kept")
+        self.assert_state(c, "/home/alice/.local/state/popfetchd", uid)
+
 
 if __name__ == "__main__":
     main()
