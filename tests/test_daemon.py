@@ -939,7 +939,7 @@ class TestSystemdUnits(unittest.TestCase):
         for name in names:
             with open(os.path.join(SRCDIR, "systemd", sub, name)) as f:
                 text = f.read()
-            text = text.replace("/usr/sbin/popfetchd", BINARY)
+            text = text.replace("/usr/bin/popfetchd", BINARY)
             path = os.path.join(out, name)
             with open(path, "w") as f:
                 f.write(text)

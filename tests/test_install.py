@@ -101,7 +101,7 @@ class Installed(unittest.TestCase):
         opts = {o["name"]: o["value"] for o in
                 json.loads(r.stdout)}
         cls.prefix = opts["prefix"]
-        cls.sbin = os.path.join(cls.prefix, opts["sbindir"], "popfetchd")
+        cls.sbin = os.path.join(cls.prefix, opts["bindir"], "popfetchd")
         cls.docdir = os.path.join(cls.prefix, opts["datadir"], "doc",
                                   "popfetchd")
         cls.mandir = os.path.join(cls.prefix, opts["mandir"])

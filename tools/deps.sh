@@ -29,6 +29,7 @@ test_packages=(
 	cyrus-common sasl2-bin courier-base courier-authdaemon courier-authlib-userdb
 	clang libclang-rt-14-dev
 	systemd groff-base strace procps
+	debootstrap systemd-container
 	mpop fetchmail getmail6
 )
 unpack_root=/opt/popfetchd-test
