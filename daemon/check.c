@@ -240,6 +240,38 @@ writable_dir(struct checker *c, const struct account *a, const char *key,
 }
 
 /*
+ * A Maildir is made only inside a directory that exists (maildir.c: a
+ * missing parent is a typo or an unmounted file system, not a place to
+ * create); then as any directory popfetchd writes.
+ */
+static void
+maildir_place(struct checker *c, const struct account *a)
+{
+	char parent[PATH_MAX];
+	struct stat st;
+	size_t n;
+	char *slash;
+
+	n = strlen(a->maildir);
+	while (n > 1 && a->maildir[n - 1] == '/')
+		n--;
+	if (n >= sizeof(parent))
+		return;
+	memcpy(parent, a->maildir, n);
+	parent[n] = '\0';
+	if (stat(parent, &st) == -1 && (slash = strrchr(parent, '/')) != NULL) {
+		slash[slash == parent ? 1 : 0] = '\0';
+		if (stat(parent, &st) == -1 && errno == ENOENT) {
+			say(c, a,
+			    "maildir %s: its parent %s does not exist, and popfetchd makes a Maildir only inside an existing directory (a typo, or a file system not mounted?); create it: install -d -o %s %s",
+			    a->maildir, parent, c->me, parent);
+			return;
+		}
+	}
+	writable_dir(c, a, "maildir", a->maildir);
+}
+
+/*
  * Root writing another user's Maildir leaves messages that user cannot
  * read (mode 600, owned by root).
  */
@@ -371,7 +403,7 @@ check_account(struct checker *c, const struct account *a)
 		check_oauth2(c, a);
 	check_tls(c, a);
 	if (a->maildir != NULL) {
-		writable_dir(c, a, "maildir", a->maildir);
+		maildir_place(c, a);
 		maildir_owner(c, a);
 	}
 	if (a->target == CONF_TARGET_MDA && a->mda != NULL)

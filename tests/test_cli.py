@@ -22,6 +22,7 @@
   not in $PATH; an OAuth2 account without the token --authorize leaves;
   auth = "external" without a certificate; client key open to others or
   not matching its certificate; a CA file that cannot be loaded;
+  a Maildir whose parent does not exist (popfetchd would not make it);
   state_dir or a Maildir (or its nearest parent) not writable by the
   user, or on a read-only file system (the sandbox's: ReadWritePaths=);
   root writing another user's Maildir. Each line names the file, line,
@@ -408,11 +409,20 @@ class CheckConfigTest(FakePopCase):
         self.assertRegex(r.stderr, r"c\.conf: state_dir \S+/state: missing, "
                          r"and nobody cannot create it in " + self.dir +
                          r"; create it: install -d -o nobody")
+        # No parent: popfetchd would not make one (a typo, an unmounted
+        # file system).
+        self.assertRegex(r.stderr, r"account \"acc\": maildir \S+/a/Maildir"
+                         r": its parent \S+/a does not exist, .*create it: "
+                         r"install -d -o nobody \S+/a\n")
+        os.mkdir(os.path.join(self.dir, "a"), 0o755)
+        r = self.run_popfetchd("--check-config", "-c", conf,
+                               preexec_fn=as_nobody)
+        self.assert_exit(r, 78)
         self.assertRegex(r.stderr, r"account \"acc\": maildir \S+/a/Maildir"
                          r": missing, and nobody cannot create it")
         # Once made for nobody, both pass.
+        os.mkdir(os.path.join(self.dir, "state"))
         for d in ("state", "a"):
-            os.mkdir(os.path.join(self.dir, d))
             os.chown(os.path.join(self.dir, d), NOBODY, NOBODY)
         r = self.run_popfetchd("--check-config", "-c", conf,
                                preexec_fn=as_nobody)
