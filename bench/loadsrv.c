@@ -423,7 +423,7 @@ conn_pump(struct conn *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	struct timeval tv;
 	struct reply *r;
-	int64_t now = clock_ns(), wait;
+	int64_t now = clock_ns(), us;
 
 	while ((r = c->head) != NULL && r->due <= now &&
 	       evbuffer_get_length(out) < OUT_HIGH) {
@@ -435,9 +435,9 @@ conn_pump(struct conn *c)
 		reply_free(r);
 	}
 	if (c->head != NULL && c->head->due > now) {
-		wait = c->head->due - now;
-		tv.tv_sec = wait / 1000000000;
-		tv.tv_usec = wait % 1000000000 / 1000 + 1;
+		us = (c->head->due - now + 999) / 1000;
+		tv.tv_sec = us / 1000000;
+		tv.tv_usec = us % 1000000;
 		evtimer_add(c->timer, &tv);
 	}
 }
@@ -937,8 +937,10 @@ conn_free(struct conn *c)
 		c->head = r->next;
 		reply_free(r);
 	}
-	if (c->tls && c->quit)
+	if (c->tls && c->quit) {
 		SSL_shutdown(bufferevent_openssl_get_ssl(c->bev));
+		ERR_clear_error();
+	}
 	bufferevent_free(c->bev);
 	event_free(c->timer);
 	free(c->map);
@@ -1155,10 +1157,11 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: bench_loadsrv [--host ADDR] [--tls-port N] [--plain-port N]\n"
-	    "           [--seed N] [--messages MIN-MAX] [--sizes MIN-MAX] [--latency MS]\n"
-	    "           [--password PW] [--tickets N] [--timeout SECS] [--plaintext-login]\n"
-	    "           [--cert FILE --key FILE | --write-cert FILE]\n");
+	    "usage: bench_loadsrv [--host ADDR] [--tls-port N]\n"
+	    "    [--plain-port N] [--seed N] [--messages MIN-MAX]\n"
+	    "    [--sizes MIN-MAX] [--latency MS] [--password PW]\n"
+	    "    [--tickets N] [--timeout SECS] [--plaintext-login]\n"
+	    "    [--cert FILE --key FILE | --write-cert FILE]\n");
 	exit(2);
 }
 
@@ -1192,6 +1195,62 @@ parse_num(const char *s, long lo, long hi)
 	return v;
 }
 
+/* One option of the command line. */
+static void
+set_option(int ch, char *arg)
+{
+	uint64_t lo, hi;
+
+	switch (ch) {
+	case 'h':
+		opt.host = arg;
+		break;
+	case 't':
+		opt.tls_port = (int)parse_num(arg, 0, 65535);
+		break;
+	case 'p':
+		opt.plain_port = (int)parse_num(arg, 0, 65535);
+		break;
+	case 's':
+		opt.seed = (unsigned long long)parse_num(arg, 0, LONG_MAX);
+		break;
+	case 'm':
+		parse_range(arg, MESSAGES_MAX, &lo, &hi);
+		opt.mmin = (uint32_t)lo;
+		opt.mmax = (uint32_t)hi;
+		break;
+	case 'z':
+		parse_range(arg, SIZE_MAX_MSG, &opt.smin, &opt.smax);
+		break;
+	case 'l':
+		opt.latency = parse_num(arg, 0, 3600000) * 1000000;
+		break;
+	case 'P':
+		opt.password = arg;
+		break;
+	case 'T':
+		opt.tickets = (int)parse_num(arg, 0, 16);
+		break;
+	case 'o':
+		opt.timeout = (int)parse_num(arg, 1, 86400);
+		break;
+	case 'x':
+		opt.plaintext_login = true;
+		break;
+	case 'c':
+		opt.cert = arg;
+		break;
+	case 'k':
+		opt.key = arg;
+		break;
+	case 'w':
+		opt.write_cert = arg;
+		break;
+	default:
+		usage();
+	}
+}
+
 static void
 parse_options(int argc, char **argv)
 {
@@ -1212,60 +1271,10 @@ parse_options(int argc, char **argv)
 	    {"write-cert", required_argument, NULL, 'w'},
 	    {NULL, 0, NULL, 0},
 	};
-	uint64_t lo, hi;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-		switch (ch) {
-		case 'h':
-			opt.host = optarg;
-			break;
-		case 't':
-			opt.tls_port = (int)parse_num(optarg, 0, 65535);
-			break;
-		case 'p':
-			opt.plain_port = (int)parse_num(optarg, 0, 65535);
-			break;
-		case 's':
-			opt.seed =
-			    (unsigned long long)parse_num(optarg, 0, LONG_MAX);
-			break;
-		case 'm':
-			parse_range(optarg, MESSAGES_MAX, &lo, &hi);
-			opt.mmin = (uint32_t)lo;
-			opt.mmax = (uint32_t)hi;
-			break;
-		case 'z':
-			parse_range(optarg, SIZE_MAX_MSG, &opt.smin, &opt.smax);
-			break;
-		case 'l':
-			opt.latency = parse_num(optarg, 0, 3600000) * 1000000;
-			break;
-		case 'P':
-			opt.password = optarg;
-			break;
-		case 'T':
-			opt.tickets = (int)parse_num(optarg, 0, 16);
-			break;
-		case 'o':
-			opt.timeout = (int)parse_num(optarg, 1, 86400);
-			break;
-		case 'x':
-			opt.plaintext_login = true;
-			break;
-		case 'c':
-			opt.cert = optarg;
-			break;
-		case 'k':
-			opt.key = optarg;
-			break;
-		case 'w':
-			opt.write_cert = optarg;
-			break;
-		default:
-			usage();
-		}
-	}
+	while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1)
+		set_option(ch, optarg);
 	if (optind != argc || (opt.cert == NULL) != (opt.key == NULL) ||
 	    (opt.cert != NULL && opt.write_cert != NULL))
 		usage();
