@@ -3,7 +3,10 @@
 # tests. First the two micro benchmarks (the POP3 engine alone; delivery
 # into a Maildir with syncing on), then the end-to-end scenarios of
 # bench/bench.py against a throwaway Dovecot (B1-B8, each beside a
-# network-only and a disk-only reference). Arguments go to bench/bench.py:
+# network-only and a disk-only reference), and last a short run of
+# bench/scale.py (1,000 accounts, 200 TLS polls at once against
+# bench_loadsrv; the full one: python3 bench/scale.py). Arguments go to
+# bench/bench.py:
 #
 #   bash bench/bench.sh                 # full: about 10 minutes
 #   bash bench/bench.sh --quick         # smoke run: under a minute
@@ -29,3 +32,7 @@ rm -rf "$dir"
 echo
 echo "== end to end (bench/bench.py)"
 python3 bench/bench.py "$@"
+
+echo
+echo "== at scale (bench/scale.py --quick)"
+python3 bench/scale.py --quick

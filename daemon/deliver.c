@@ -216,7 +216,8 @@ batch_add(struct deliver *d)
 	size_t cap;
 
 	if (d->nbatch == d->cap) {
-		cap = d->cap ? 2 * d->cap : 64;
+		/* Small at first: most polls bring a few messages. */
+		cap = d->cap ? 2 * d->cap : 4;
 		if ((v = realloc(d->batch, cap * sizeof(*v))) == NULL)
 			return -1;
 		d->batch = v;

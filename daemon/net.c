@@ -36,6 +36,14 @@
 #define NET_READ_HIGH (256 * 1024)
 
 /*
+ * The most the TLS layer decrypts into its input per read. Before each
+ * read libevent reserves that much room plus its chain header, rounded
+ * up to a power of two, and keeps it while the session waits: its
+ * default of 16 KiB made that 32 KiB per waiting connection, this 4 KiB.
+ */
+#define NET_TLS_READ (4096 - 64)
+
+/*
  * Addresses tried per connection. Each attempt may take the whole
  * timeout, and a name can carry dozens of records: past this many the
  * poll would outlast any sensible interval, and the scheduler retries.
@@ -447,6 +455,7 @@ net_start_tls(struct net *n, SSL *ssl)
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	bufferevent_setcb(tls, net_read_cb, NULL, net_event_cb, n);
 	bufferevent_setwatermark(tls, EV_READ, 0, NET_READ_HIGH);
+	bufferevent_set_max_single_read(tls, NET_TLS_READ);
 	net_set_timeouts(n);
 	bufferevent_enable(tls, EV_READ | EV_WRITE);
 	return 0;

@@ -28,6 +28,9 @@ static const char *const state_names[] = {SESSION_STATES(SESSION_X_NAME)};
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == S_COUNT,
     "state_names out of step");
 
+/* What s->secret points to when the session holds no secret. */
+static char secret_none[1];
+
 const char *
 session_state_name(enum session_state st)
 {
@@ -122,7 +125,12 @@ secret_got(
 		    "password: %s", err);
 		return;
 	}
-	snprintf(s->secret, sizeof(s->secret), "%s", secret);
+	session_secret_drop(s);
+	if ((s->secret = strdup(secret)) == NULL) {
+		session_secret_drop(s);
+		session_fail(s, SC_LOCAL, "out of memory");
+		return;
+	}
 	connect_now(s);
 }
 
@@ -161,6 +169,7 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
 	s->cbarg = arg;
 	s->start = monotime();
 	s->stats.login_delay = -1;
+	s->secret = secret_none;
 	if ((s->done_ev = event_new(base, -1, 0, done_cb, s)) == NULL ||
 	    (s->pop3 = pop3_new()) == NULL) {
 		session_free(&s);
@@ -170,6 +179,16 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
 	if (mode != SESSION_FETCH)
 		session_start_remote(s);
 	return s;
+}
+
+void
+session_secret_drop(struct session *s)
+{
+	if (s->secret != NULL && s->secret != secret_none) {
+		wipe(s->secret, strlen(s->secret));
+		free(s->secret);
+	}
+	s->secret = secret_none;
 }
 
 /* Gets the secret, then connects. */
@@ -219,7 +238,8 @@ session_free(struct session **sp)
 		session_target_free(s);
 		net_free(&s->net);
 		secret_cancel(&s->sreq);
-		wipe(s->secret, sizeof(s->secret));
+		session_secret_drop(s);
+		session_ir_drop(s);
 		return;
 	}
 	secret_cancel(&s->sreq);
@@ -233,7 +253,8 @@ session_free(struct session **sp)
 		event_free(s->done_ev);
 	if (s->login_ev != NULL)
 		event_free(s->login_ev);
-	wipe(s->secret, sizeof(s->secret));
+	session_secret_drop(s);
+	session_ir_drop(s);
 	auth_scram_free(&s->scram);
 	listing_free(&s->lst);
 	free(s->acked);
@@ -325,8 +346,8 @@ session_finish(struct session *s)
 	    s->receiving && (s->cls == SC_NET || s->cls == SC_PROTO);
 	s->receiving = false;
 	secret_cancel(&s->sreq);
-	wipe(s->secret, sizeof(s->secret));
-	wipe(s->ir, sizeof(s->ir));
+	session_secret_drop(s);
+	session_ir_drop(s);
 	auth_scram_free(&s->scram);
 	/* Disk work under way goes on to final_stage() when it ends. */
 	if (s->worker == NULL || !worker_busy(&s->job))

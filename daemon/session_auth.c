@@ -4,6 +4,7 @@
  * OAUTHBEARER, EXTERNAL) and SCRAM through GNU SASL with channel binding.
  * Nothing secret is sent before TLS unless the account allows plain text.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -28,6 +29,25 @@
 
 static void sasl_send(struct session *s, const char *line);
 static void logged_in(struct session *s);
+
+/* s->ir, made if need be; NULL after failing the session. */
+static char *
+ir_buf(struct session *s)
+{
+	if (s->ir == NULL && (s->ir = malloc(SESSION_IR_SIZE)) == NULL)
+		session_fail(s, SC_LOCAL, "out of memory");
+	return s->ir;
+}
+
+void
+session_ir_drop(struct session *s)
+{
+	if (s->ir == NULL)
+		return;
+	wipe(s->ir, SESSION_IR_SIZE);
+	free(s->ir);
+	s->ir = NULL;
+}
 
 static enum session_class
 refusal_class(const struct pop3_event *ev)
@@ -57,8 +77,10 @@ start_sasl(
 	if (ir != NULL &&
 	    strlen("AUTH  \r\n") + strlen(mech) + strlen(ir) > AUTH_LINE_MAX) {
 		/* IR is s->ir when login_sasl() built it there. */
+		if (ir != s->ir && ir_buf(s) == NULL)
+			return;
 		if (ir != s->ir)
-			snprintf(s->ir, sizeof(s->ir), "%s", ir);
+			snprintf(s->ir, SESSION_IR_SIZE, "%s", ir);
 		s->ir_pending = true;
 		r.arg2 = NULL;
 	}
@@ -113,7 +135,9 @@ sasl_name(enum conf_auth auth)
 static void
 login_sasl(struct session *s, const char *mech)
 {
-	if (sasl_response(s, s->ir, sizeof(s->ir)) < 0) {
+	if (ir_buf(s) == NULL)
+		return;
+	if (sasl_response(s, s->ir, SESSION_IR_SIZE) < 0) {
 		session_fail(s, SC_CONFIG,
 		    "auth %s: credentials invalid or too long", mech);
 		return;
@@ -121,7 +145,7 @@ login_sasl(struct session *s, const char *mech)
 	start_sasl(s, S_SASL, mech, s->ir);
 	s->mech = mech;
 	if (!s->ir_pending)
-		wipe(s->ir, sizeof(s->ir));
+		session_ir_drop(s);
 }
 
 /*
@@ -202,8 +226,10 @@ login_scram(struct session *s, const char *mech)
 		session_fail(s, SC_LOCAL, "auth %s: %s", mech, err);
 		return;
 	}
+	if (ir_buf(s) == NULL)
+		return;
 	st = auth_scram_step(
-	    s->scram, NULL, s->ir, sizeof(s->ir), err, sizeof(err));
+	    s->scram, NULL, s->ir, SESSION_IR_SIZE, err, sizeof(err));
 	if (st != AUTH_STEP_MORE) {
 		scram_failed(s, st, err);
 		return;
@@ -214,7 +240,7 @@ login_scram(struct session *s, const char *mech)
 					: "none");
 	start_sasl(s, S_SCRAM_FIRST, mech, s->ir);
 	if (!s->ir_pending)
-		wipe(s->ir, sizeof(s->ir));
+		session_ir_drop(s);
 }
 
 /*
@@ -228,11 +254,13 @@ scram_continue(struct session *s, const struct pop3_event *ev)
 	enum auth_step st;
 	char err[256];
 
+	if (ir_buf(s) == NULL)
+		return;
 	st = auth_scram_step(
-	    s->scram, ev->text, s->ir, sizeof(s->ir), err, sizeof(err));
+	    s->scram, ev->text, s->ir, SESSION_IR_SIZE, err, sizeof(err));
 	if (st == AUTH_STEP_MORE || st == AUTH_STEP_DONE) {
 		sasl_send(s, st == AUTH_STEP_MORE ? s->ir : "");
-		wipe(s->ir, sizeof(s->ir));
+		session_ir_drop(s);
 		if (s->state != S_DONE)
 			session_set_state(s,
 			    st == AUTH_STEP_MORE ? S_SCRAM_FINAL : S_SCRAM_END);
@@ -324,7 +352,7 @@ session_start_auth(struct session *s)
 static void
 sasl_send(struct session *s, const char *line)
 {
-	char buf[sizeof(s->ir) + 4];
+	char buf[SESSION_IR_SIZE + 4];
 	int n;
 
 	if ((n = pop3_auth_response(s->pop3, line, buf, sizeof(buf))) < 0) {
@@ -361,7 +389,7 @@ sasl_continue(struct session *s, const struct pop3_event *ev)
 	if (s->ir_pending) {
 		s->ir_pending = false;
 		sasl_send(s, s->ir);
-		wipe(s->ir, sizeof(s->ir));
+		session_ir_drop(s);
 		return;
 	}
 	if (s->scram != NULL) {
@@ -446,7 +474,7 @@ session_st_auth(struct session *s, const struct pop3_event *ev)
 static void
 logged_in(struct session *s)
 {
-	wipe(s->secret, sizeof(s->secret));
+	session_secret_drop(s);
 	auth_scram_free(&s->scram);
 	evtimer_del(s->login_ev);
 	log_debug(s->a->name, "logged in");

@@ -102,6 +102,13 @@
 #define SESSION_X_ENUM(e, n) e,
 enum session_state { SESSION_STATES(SESSION_X_ENUM) S_COUNT };
 
+/*
+ * The SASL response buffer: made when a SASL login starts, dropped once
+ * sent, so that the thousand sessions of a busy daemon do not each hold
+ * its 43 KiB.
+ */
+#define SESSION_IR_SIZE AUTH_BASE64_SIZE(SECRET_MAX + 2 * POP3_LINE_MAX)
+
 /* What the session's disk job does. */
 enum disk_job {
 	DJ_OPEN,  /* open Maildir and state, recover */
@@ -141,9 +148,14 @@ struct session {
 	unsigned char tls_fp[TLS_FP_LEN];
 	char timestamp[POP3_LINE_MAX + 1];
 	struct secret_req *sreq;
-	char secret[SECRET_MAX];
+	/*
+	 * The secret from secret_got() until the login: a copy of its own
+	 * length ("" when there is none), wiped by session_secret_drop().
+	 * A SECRET_MAX buffer in each of a thousand sessions held 16 MiB.
+	 */
+	char *secret;
 	char no_secret[256]; /* --serverinfo: why there is none, or "" */
-	char ir[AUTH_BASE64_SIZE(SECRET_MAX + 2 * POP3_LINE_MAX)];
+	char *ir; /* SASL responses: SESSION_IR_SIZE bytes, during SASL only */
 	bool ir_pending;	  /* initial response to send after "+ " */
 	struct auth_scram *scram; /* the SCRAM exchange under way */
 
@@ -232,6 +244,7 @@ void session_finish(struct session *s);
 void session_final_stage(struct session *s);
 void session_report(struct session *s, const struct session_info *si);
 void session_start_remote(struct session *s);
+void session_secret_drop(struct session *s);
 
 /* session_io.c: transport, engine, dispatch */
 void session_transport_event(struct net *n, enum net_ev ev, void *arg);
@@ -259,6 +272,7 @@ void session_st_utf8(struct session *s, const struct pop3_event *ev);
 /* session_auth.c: authentication */
 void session_start_auth(struct session *s);
 void session_st_auth(struct session *s, const struct pop3_event *ev);
+void session_ir_drop(struct session *s);
 
 /* session_list.c: listing, plan, --list */
 const struct plan_msg *session_msg(
