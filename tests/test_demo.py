@@ -60,6 +60,12 @@ class Demo(unittest.TestCase):
         tail = r.stdout[r.stdout.index("Next:"):]
         self.assertIn("conf/popfetchd.conf.example", tail)
         self.assertIn("Install as a service", tail)
+        # Every option it names is one popfetchd knows.
+        for opt in set(re.findall(r"popfetchd (--[a-z-]+)", tail)) | set(
+                re.findall(r"\band (--[a-z-]+)", tail)):
+            r2 = subprocess.run([BINARY, "--help"], capture_output=True,
+                                text=True, timeout=WAIT)
+            self.assertIn(opt, r2.stdout + r2.stderr)
         self.assertTrue(os.path.exists(os.path.join(
             SRCDIR, "conf", "popfetchd.conf.example")))
 

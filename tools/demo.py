@@ -92,8 +92,8 @@ Next:
   - your own accounts: copy conf/popfetchd.conf.example (every key, with
     comments) to ~/.config/popfetchd/popfetchd.conf, or see
     man -l man/popfetchd.conf.5
-  - coming from mpop, fetchmail or getmail6: popfetchd --migrate (README,
-    "Switching from ...")
+  - coming from mpop, fetchmail or getmail6: popfetchd --convert and
+    --import-uids (README, "Switching from mpop, fetchmail or getmail6")
   - as a service: README.md, "Install as a service"
   - everything the tests check: bash tools/test.sh""")
     return r.returncode
