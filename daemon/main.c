@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -722,12 +723,7 @@ metrics_to(struct daemon *d, const char *path)
 static void
 keep_all(struct conf *conf)
 {
-	size_t i;
-
-	for (i = 0; i < conf->naccounts; i++) {
-		conf->accounts[i].keep = true;
-		conf->accounts[i].delete_after_days = 0;
-	}
+	conf_keep_all(conf);
 	log_info(NULL, "-k: every account keeps its mail on the server");
 }
 
@@ -1047,8 +1043,14 @@ main(int argc, char **argv)
 		conf_free(&conf);
 		return r;
 	}
-	if (!o.check)
+	if (!o.check) {
+		/*
+		 * The parse freed its tree, in many small pieces among what
+		 * stays: handed back before the daemon settles.
+		 */
+		malloc_trim(0);
 		return run(conf, &o);
+	}
 	r = check_config(conf, &o);
 	conf_free(&conf);
 	return r;
