@@ -25,6 +25,7 @@
 #include "conf.h"
 #include "confpath.h"
 #include "log.h"
+#include "loopstat.h"
 #include "migrate.h"
 #include "net.h"
 #include "notify.h"
@@ -630,6 +631,7 @@ struct daemon {
 	char *metrics_path;
 	time_t start;
 	struct progress *progress; /* --once on a terminal; NULL: none */
+	struct loopstat *stall;	   /* the benchmark's loop-stall meter */
 };
 
 /* The scheduler's records, for the status socket and the metrics file. */
@@ -943,6 +945,7 @@ run(struct conf *conf, const struct options *o)
 			fatalx("cannot watch signals");
 	}
 	sched_on_change(d.sc, on_change, &d);
+	d.stall = loopstat_new(base);
 	/* Before the first poll: the worker threads are idle (umask). */
 	if (!o->once)
 		status_begin(&d);
@@ -952,6 +955,7 @@ run(struct conf *conf, const struct options *o)
 	progress_begin(&d);
 	event_base_dispatch(base);
 	progress_free(&d.progress);
+	loopstat_free(&d.stall);
 	status = sched_exit_status(d.sc);
 	status_server_free(&d.srv);
 	/* The last counts, before the records go with the scheduler. */

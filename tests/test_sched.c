@@ -7,10 +7,10 @@
  * the test's conf_free(), which checks that no running poll still uses
  * one. The back-off policy is backoff.c, linked as it is.
  *
- * Delays of hours cannot be awaited, so event_add(3) is wrapped at link
- * time: every timer the scheduler arms is seen with its delay and put
- * down to its account (the account whose poll is ending while it is
- * armed, or whose timer it was seen to be before). Where a case needs
+ * Delays of hours cannot be awaited, so timerq_arm() is wrapped at link
+ * time: every timer the scheduler arms for an account is seen with its
+ * delay and put down to its account (the account whose poll is ending
+ * while it is armed, or whose timer it was seen to be before). Where a case needs
  * a next poll sooner than its timer, it asks with sched_poll_now(); one
  * case awaits a real timer of one second, and one a real grace period.
  */
@@ -31,6 +31,7 @@
 #include "oauth2.h"
 #include "sched.h"
 #include "session.h"
+#include "timerq.h"
 #include "worker.h"
 #include "check_main.h"
 
@@ -73,7 +74,7 @@ struct rec {
 	double ended_at;	      /* when its last done callback ran */
 	const struct account *a;      /* given to its last poll */
 	const struct conf *conf;
-	struct event *timer; /* the scheduler's timer for it, once seen */
+	const struct timerq_node *timer; /* its timer, once seen */
 	double delay; /* last delay armed; -1: none since its poll ended */
 	unsigned arms;
 };
@@ -397,13 +398,13 @@ conf_free(struct conf **cp)
 
 int __real_event_add(struct event *ev, const struct timeval *tv);
 int __wrap_event_add(struct event *ev, const struct timeval *tv);
-void __real_event_free(struct event *ev);
-void __wrap_event_free(struct event *ev);
-
-static void guard_cb(evutil_socket_t fd, short what, void *arg);
+void __real_timerq_arm(struct timerq *q, struct timerq_node *n, double secs);
+void __wrap_timerq_arm(struct timerq *q, struct timerq_node *n, double secs);
+void __real_timerq_node_init(struct timerq_node *n);
+void __wrap_timerq_node_init(struct timerq_node *n);
 
 static void
-note_timer(struct event *ev, double secs)
+note_timer(const struct timerq_node *ev, double secs)
 {
 	struct rec *r = ending;
 	size_t i;
@@ -422,33 +423,34 @@ note_timer(struct event *ev, double secs)
 	r->arms++;
 }
 
+/* The scheduler's own timers carry it: the one sched_stop() arms. */
 int
 __wrap_event_add(struct event *ev, const struct timeval *tv)
 {
-	event_callback_fn cb = event_get_callback(ev);
-	double secs;
-
-	if (sc != NULL && tv != NULL && cb != end_cb && cb != guard_cb) {
-		secs = (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
-		/* Its own timers (grace, release) carry the scheduler. */
-		if (event_get_callback_arg(ev) != sc)
-			note_timer(ev, secs);
-		else if (in_stop)
-			grace_secs = secs;
-	}
+	if (sc != NULL && tv != NULL && in_stop &&
+	    event_get_callback_arg(ev) == sc)
+		grace_secs = (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
 	return __real_event_add(ev, tv);
 }
 
-/* A freed timer's memory may come back as another account's timer. */
 void
-__wrap_event_free(struct event *ev)
+__wrap_timerq_arm(struct timerq *q, struct timerq_node *n, double secs)
+{
+	if (sc != NULL)
+		note_timer(n, secs);
+	__real_timerq_arm(q, n, secs);
+}
+
+/* A freed slot's memory may come back as another account's timer. */
+void
+__wrap_timerq_node_init(struct timerq_node *n)
 {
 	size_t i;
 
 	for (i = 0; i < nrecs; i++)
-		if (recs[i].timer == ev)
+		if (recs[i].timer == n)
 			recs[i].timer = NULL;
-	__real_event_free(ev);
+	__real_timerq_node_init(n);
 }
 
 /* --- the loop ------------------------------------------------------ */
