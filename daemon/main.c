@@ -741,7 +741,9 @@ reload_over(struct daemon *d)
 {
 	d->reloading = false;
 	loopstat_window(d->stall, "reload");
-	notify_ready(d->nt);
+	/* Not after STOPPING=1: a stop came while the file was read. */
+	if (!sched_stopping(d->sc))
+		notify_ready(d->nt);
 	if (d->reload_again && !sched_stopping(d->sc)) {
 		d->reload_again = false;
 		reload(d);

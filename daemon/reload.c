@@ -125,7 +125,8 @@ job_done(struct worker_job *job)
 	struct reload *rl = RELOAD_OF(job, job);
 	struct conf *conf = rl->conf;
 	struct sched_change *ch = rl->ch;
-	char more[128];
+	char more[128], **msgs;
+	size_t n, i;
 
 	rl->conf = NULL;
 	rl->ch = NULL;
@@ -137,8 +138,16 @@ job_done(struct worker_job *job)
 	}
 	if (rl->oom && conf == NULL)
 		append(rl, "out of memory");
-	rl->done(rl->arg, conf, ch, rl->msgs, rl->nmsgs);
-	msgs_free(rl);
+	/* Taken first: DONE may start the next reload, on the thread. */
+	msgs = rl->msgs;
+	n = rl->nmsgs;
+	rl->msgs = NULL;
+	rl->nmsgs = rl->dropped = 0;
+	rl->oom = false;
+	rl->done(rl->arg, conf, ch, msgs, n);
+	for (i = 0; i < n; i++)
+		free(msgs[i]);
+	free(msgs);
 }
 
 static void

@@ -13,7 +13,6 @@
  */
 #include <sys/queue.h>
 
-#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,8 @@
 """SIGHUP with a few thousand accounts: the file is read off the loop, so
-the daemon keeps answering --status while it is read; the accounts move
-to the new configuration keeping their schedules; a configuration with
-errors is reported with file:line and the running one stays.
+the daemon keeps answering --status while it is read, and a SIGHUP
+meanwhile is served after it; the accounts move to the new configuration
+keeping their schedules; a configuration with errors is reported with
+file:line and the running one stays.
 
 The accounts point at a port bound but not listening (connections are
 refused at once), and poll every week: after one SIGUSR1 every account
@@ -155,15 +156,20 @@ class TestReload(Case):
         self.assertGreaterEqual(len(during), ANSWERS_DURING)
         self.assertTrue(all(names == set(old) for names in during))
         self.assertEqual(d.grep(r"^reloaded ", mark), [])
+        # Another SIGHUP meanwhile: served after this reload.
+        d.signal(signal.SIGHUP)
+        d.wait_line(r"^reload under way; another follows it$", mark)
 
         def feed():
             with open(self.conf, "w") as f:
                 f.write(self.text(new)[0])
-        writer = threading.Thread(target=feed)
-        writer.start()
-        d.wait_line(r"^reloaded file=.* accounts=%d added=%d removed=%d$"
-                    % (ACCOUNTS, ACCOUNTS // 2, ACCOUNTS // 2), mark)
-        writer.join(WAIT)
+        for added in (ACCOUNTS // 2, 0):
+            writer = threading.Thread(target=feed)
+            writer.start()
+            d.wait_line(r"^reloaded file=.* accounts=%d added=%d removed=%d$"
+                        % (ACCOUNTS, added, added), mark)
+            writer.join(WAIT)
+        self.assertEqual(len(d.grep(r"^reloading file=", mark)), 2)
         asker.stop()
         self.assertIsNone(asker.error)
         after = by_name(ask(self.sock))
