@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "confpath.h"
 #include "folder.h"
+#include "pool.h"
 #include "target_mda.h"
 
 /*
@@ -314,7 +315,8 @@ struct error {
 
 struct loader {
 	const char *path;
-	char *buf; /* the file, NUL-terminated */
+	struct pool *pool; /* the configuration's */
+	char *buf;	   /* the file, NUL-terminated */
 	size_t len;
 	size_t cap;    /* bytes allocated at buf, all wiped before freeing */
 	size_t *lines; /* offset of each line's start */
@@ -454,6 +456,7 @@ fail(struct loader *L, int line, const struct group *g, const char *fmt, ...)
 	e->seq = L->nerrors++;
 }
 
+/* S in the configuration's pool (interned: never written to). */
 static char *
 xstrdup(struct loader *L, const char *s)
 {
@@ -461,8 +464,23 @@ xstrdup(struct loader *L, const char *s)
 
 	if (s == NULL)
 		return NULL;
-	if ((p = strdup(s)) == NULL)
+	if ((p = pool_strdup(L->pool, s)) == NULL)
 		L->oom = true;
+	return p;
+}
+
+/* The pool's copy of a string made by asprintf(), which is freed. */
+static char *
+xpooled(struct loader *L, char *s)
+{
+	char *p;
+
+	if (s == NULL) {
+		L->oom = true;
+		return NULL;
+	}
+	p = xstrdup(L, s);
+	free(s);
 	return p;
 }
 
@@ -1209,11 +1227,9 @@ store_path(
 	hlen = strlen(L->home);
 	while (hlen > 0 && L->home[hlen - 1] == '/')
 		hlen--;
-	if (asprintf(&p, "%.*s/%s", (int)hlen, L->home, s + 2) == -1) {
-		L->oom = true;
+	if (asprintf(&p, "%.*s/%s", (int)hlen, L->home, s + 2) == -1)
 		p = NULL;
-	}
-	*(char **)field = p;
+	*(char **)field = xpooled(L, p);
 }
 
 static void
@@ -1256,7 +1272,7 @@ store_pins(
 
 	if (v != NULL)
 		n = (size_t)config_setting_length(v->set);
-	if ((pins = calloc(n + 1, sizeof(*pins))) == NULL) {
+	if ((pins = pool_alloc(L->pool, (n + 1) * sizeof(*pins))) == NULL) {
 		L->oom = true;
 		n = 0;
 	}
@@ -1302,6 +1318,7 @@ read_account(struct loader *L, struct conf *c, const struct group *defs,
 	const struct val *eff[NKEYS];
 	struct account *a = &c->accounts[c->naccounts++];
 	struct group g = {0};
+	char *tf;
 	size_t k;
 
 	g.line = line_of(s);
@@ -1325,11 +1342,10 @@ read_account(struct loader *L, struct conf *c, const struct group *defs,
 		a->auth = CONF_AUTH_XOAUTH2;
 	/* Beside the account's state: writable by the service, private. */
 	if (a->oauth2.on && a->oauth2.token_file == NULL &&
-	    c->state_dir != NULL && a->name != NULL &&
-	    asprintf(&a->oauth2.token_file, "%s/%s.oauth2", c->state_dir,
-		a->name) == -1) {
-		a->oauth2.token_file = NULL;
-		L->oom = true;
+	    c->state_dir != NULL && a->name != NULL) {
+		if (asprintf(&tf, "%s/%s.oauth2", c->state_dir, a->name) == -1)
+			tf = NULL;
+		a->oauth2.token_file = xpooled(L, tf);
 	}
 	a->file = c->path;
 	a->line = g.line;
@@ -1404,7 +1420,6 @@ default_state_dir(struct loader *L, struct conf *c)
 
 	confpath_env_get(&env);
 	c->state_dir_from = confpath_state_dir(&env, buf, sizeof(buf));
-	free(c->state_dir);
 	c->state_dir = xstrdup(L, buf);
 }
 
@@ -1463,9 +1478,9 @@ read_top(struct loader *L, struct conf *c, config_setting_t *root)
  * leave the old copy, inline passwords and all, in freed memory.
  */
 static int
-grow_buf(struct loader *L)
+grow_buf(struct loader *L, size_t first)
 {
-	size_t cap = L->cap == 0 ? 8192 : L->cap * 2;
+	size_t cap = L->cap == 0 ? first : L->cap * 2;
 	char *p;
 
 	if (L->cap >= CONF_FILE_MAX) {
@@ -1489,7 +1504,7 @@ static int
 read_file(struct loader *L)
 {
 	struct stat st;
-	size_t i, n = 1;
+	size_t i, n = 1, first;
 	ssize_t r;
 	int fd, saved;
 
@@ -1498,8 +1513,12 @@ read_file(struct loader *L)
 	if (fstat(fd, &st) == -1)
 		goto fail;
 	L->mode = st.st_mode;
+	/* A regular file is read in one go: copies of a large one add up. */
+	first = S_ISREG(st.st_mode) && st.st_size + 2 <= CONF_FILE_MAX
+		    ? (size_t)st.st_size + 2
+		    : 8192;
 	for (;;) {
-		if (L->len + 1 >= L->cap && grow_buf(L) == -1)
+		if (L->len + 1 >= L->cap && grow_buf(L, first) == -1)
 			goto fail;
 		r = read(fd, L->buf + L->len, L->cap - 1 - L->len);
 		if (r == -1 && errno == EINTR)
@@ -1647,12 +1666,15 @@ conf_load(const char *path, conf_report_fn report, void *arg)
 		goto out;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->path = strdup(path)) == NULL)
+	    (c->pool = L.pool = pool_new()) == NULL ||
+	    (c->path = pool_strdup(c->pool, path)) == NULL)
 		L.oom = true;
 	else
 		read_top(&L, c, config_root_setting(&cfg));
 	wipe_secrets(config_root_setting(&cfg));
 	config_destroy(&cfg);
+	if (c != NULL && c->pool != NULL)
+		pool_seal(c->pool);
 	if (report_errors(&L, report, arg))
 		conf_free(&c);
 out:
@@ -1667,75 +1689,29 @@ out:
 	return c;
 }
 
-static void
-free_oauth2(struct conf_oauth2 *o)
-{
-	free(o->provider);
-	free(o->client_id);
-	if (o->client_secret != NULL) {
-		explicit_bzero(o->client_secret, strlen(o->client_secret));
-		free(o->client_secret);
-	}
-	free(o->client_secret_file);
-	free(o->client_secret_command);
-	free(o->client_secret_credential);
-	free(o->token_endpoint);
-	free(o->device_endpoint);
-	free(o->authorization_endpoint);
-	free(o->scope);
-	free(o->flow);
-	free(o->token_file);
-	free(o->ca_file);
-}
-
-static void
-account_free(struct account *a)
-{
-	size_t i;
-
-	free(a->name);
-	free(a->host);
-	free(a->tls_min_version);
-	free(a->ca_file);
-	free(a->ca_path);
-	for (i = 0; a->tls_pins != NULL && a->tls_pins[i] != NULL; i++)
-		free(a->tls_pins[i]);
-	free(a->tls_pins);
-	free(a->client_cert);
-	free(a->client_key);
-	free(a->user);
-	if (a->password != NULL) {
-		/* Not to leave the secret in freed memory. */
-		explicit_bzero(a->password, strlen(a->password));
-		free(a->password);
-	}
-	free(a->password_file);
-	free(a->password_command);
-	free(a->password_credential);
-	free(a->maildir);
-	free_oauth2(&a->oauth2);
-	free(a->folder);
-	free(a->lmtp);
-	free(a->recipient);
-	free(a->mda);
-}
-
 void
 conf_free(struct conf **cp)
 {
 	struct conf *c;
-	size_t i;
 
 	if (cp == NULL || (c = *cp) == NULL)
 		return;
-	for (i = 0; i < c->naccounts; i++)
-		account_free(&c->accounts[i]);
+	/* Every string, inline passwords too: wiped with the pool. */
+	pool_free(&c->pool);
 	free(c->accounts);
-	free(c->state_dir);
-	free(c->metrics_file);
-	free(c->path);
 	free(c);
 	*cp = NULL;
+}
+
+void
+conf_keep_all(struct conf *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->naccounts; i++) {
+		c->accounts[i].keep = true;
+		c->accounts[i].delete_after_days = 0;
+	}
 }
 
 const struct account *

@@ -94,14 +94,15 @@ enum conf_target {
 	CONF_TARGET_MDA,     /* a command per message: mda, mda_shell */
 };
 
+struct pool;
+
+/*
+ * The pointers first, then the 4-byte fields, then the flags: no padding
+ * between them, as a configuration may hold 100,000 of these.
+ */
 struct account {
 	char *name; /* unique, [A-Za-z0-9._-], at most CONF_NAME_MAX */
 	char *host;
-	unsigned port; /* 995 for implicit TLS, else 110, unless set */
-	enum conf_tls tls;
-	bool allow_plaintext;  /* credentials may cross without TLS */
-	bool tls_verify;       /* default true; false is a logged opt-out */
-	bool tls_resume;       /* resume the last poll's session (tlscache.h) */
 	char *tls_min_version; /* "TLSv1.2" (default) or "TLSv1.3" */
 	char *ca_file;	       /* NULL: system store */
 	char *ca_path;
@@ -116,32 +117,44 @@ struct account {
 	char *password_file;
 	char *password_command;
 	char *password_credential;
-	enum conf_auth auth;
-	enum conf_cb channel_binding;
-	enum conf_utf8 utf8;
 	struct conf_oauth2 oauth2;
 
 	char *maildir;
-	char *folder; /* a Maildir++ folder in it (folder.h), or NULL */
-	enum conf_target target;
+	char *folder;	 /* a Maildir++ folder in it (folder.h), or NULL */
 	char *lmtp;	 /* socket path or host:port, with target = "lmtp" */
 	char *recipient; /* LMTP's RCPT TO, with target = "lmtp"; MDA's %r */
 	char *mda;	 /* the command, with target = "mda" (target_mda.h) */
-	bool mda_shell;	 /* run it with /bin/sh -c */
-	bool keep;
+	uint64_t max_message_size; /* bytes; 0 = no limit */
+	const char *file;	   /* borrowed from struct conf */
+
+	unsigned port; /* 995 for implicit TLS, else 110, unless set */
+	enum conf_tls tls;
+	enum conf_auth auth;
+	enum conf_cb channel_binding;
+	enum conf_utf8 utf8;
+	enum conf_target target;
 	unsigned delete_after_days; /* with keep; 0 = never */
-	uint64_t max_message_size;  /* bytes; 0 = no limit */
-	bool received_header;
 	enum conf_pipelining pipelining;
 	enum conf_sync sync;
 	unsigned poll_interval; /* seconds */
 	unsigned timeout;	/* seconds, connect and read */
+	int line;		/* where the account's group starts */
 
-	const char *file; /* borrowed from struct conf */
-	int line;	  /* where the account's group starts */
+	bool allow_plaintext; /* credentials may cross without TLS */
+	bool tls_verify;      /* default true; false is a logged opt-out */
+	bool tls_resume;      /* resume the last poll's session (tlscache.h) */
+	bool mda_shell;	      /* run it with /bin/sh -c */
+	bool keep;
+	bool received_header;
 };
 
+/*
+ * The strings of a conf loaded by conf_load() live in its pool, where
+ * equal strings are one copy shared by every account that has them:
+ * read them, never write to them or free them.
+ */
 struct conf {
+	struct pool *pool; /* its strings; NULL in one built by hand */
 	char *path;
 	char *state_dir;
 	/* Where state_dir came from, for --check-config (static text). */
@@ -166,7 +179,14 @@ typedef void (*conf_report_fn)(void *arg, const char *msg);
  */
 struct conf *conf_load(const char *path, conf_report_fn report, void *arg);
 
+/* Frees CONF and wipes its strings (inline secrets among them). */
 void conf_free(struct conf **conf);
+
+/*
+ * -k: every account of CONF keeps its mail on the server, whatever its
+ * keep and delete_after_days say (a safe first run).
+ */
+void conf_keep_all(struct conf *conf);
 
 /* The account called NAME, or NULL. */
 const struct account *conf_account(const struct conf *conf, const char *name);

@@ -17,6 +17,9 @@ struct loopstat {
 	double max_cpu;	      /* the most CPU the loop used between ticks */
 	unsigned long n;      /* ticks */
 	unsigned long over10; /* ticks more than 10 ms late */
+	/* The same since the last loopstat_window(). */
+	double w_max, w_max_cpu;
+	unsigned long w_n, w_over10;
 };
 
 static void
@@ -29,12 +32,19 @@ tick(evutil_socket_t fd, short what, void *arg)
 
 	if (late > ls->max)
 		ls->max = late;
+	if (late > ls->w_max)
+		ls->w_max = late;
 	if (cpu - ls->last_cpu > ls->max_cpu)
 		ls->max_cpu = cpu - ls->last_cpu;
+	if (cpu - ls->last_cpu > ls->w_max_cpu)
+		ls->w_max_cpu = cpu - ls->last_cpu;
 	ls->last_cpu = cpu;
-	if (late > 0.010)
+	if (late > 0.010) {
 		ls->over10++;
+		ls->w_over10++;
+	}
 	ls->n++;
+	ls->w_n++;
 	ls->last = now;
 }
 
@@ -63,6 +73,18 @@ loopstat_new(struct event_base *base)
 	ls->last = monotime_of(CLOCK_MONOTONIC);
 	ls->last_cpu = monotime_of(CLOCK_THREAD_CPUTIME_ID);
 	return ls;
+}
+
+void
+loopstat_window(struct loopstat *ls, const char *what)
+{
+	if (ls == NULL)
+		return;
+	log_info(NULL,
+	    "loop window=%s ticks=%lu max_stall_ms=%.1f over_10ms=%lu max_cpu_ms=%.1f",
+	    what, ls->w_n, ls->w_max * 1e3, ls->w_over10, ls->w_max_cpu * 1e3);
+	ls->w_max = ls->w_max_cpu = 0;
+	ls->w_n = ls->w_over10 = 0;
 }
 
 void

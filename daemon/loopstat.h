@@ -19,6 +19,14 @@ struct loopstat;
 /* A meter on BASE if POPFETCHD_LOOP_STATS=1, else NULL (also on error). */
 struct loopstat *loopstat_new(struct event_base *base);
 
+/*
+ * Logs the longest stall and the most CPU between two ticks since the
+ * previous window (or the start), as "loop window=WHAT ...", and starts
+ * the next window: how the loop fared during one event (a reload, say).
+ * NULL is fine.
+ */
+void loopstat_window(struct loopstat *ls, const char *what);
+
 /* Logs the longest stall (and how many exceeded 10 ms), frees *LS. */
 void loopstat_free(struct loopstat **ls);
 

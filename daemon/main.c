@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +25,14 @@
 #include "conf.h"
 #include "confpath.h"
 #include "log.h"
+#include "loopstat.h"
 #include "migrate.h"
 #include "net.h"
 #include "notify.h"
 #include "oauth2.h"
 #include "probe.h"
 #include "progress.h"
+#include "reload.h"
 #include "sched.h"
 #include "session.h"
 #include "status.h"
@@ -631,6 +634,10 @@ struct daemon {
 	char *metrics_path;
 	time_t start;
 	struct progress *progress; /* --once on a terminal; NULL: none */
+	struct reload *rl;	   /* reads the file for SIGHUP */
+	struct loopstat *stall;	   /* the benchmark's loop-stall meter */
+	bool reloading;		   /* from SIGHUP to the accounts moved */
+	bool reload_again;	   /* another SIGHUP came meanwhile */
 };
 
 /* The scheduler's records, for the status socket and the metrics file. */
@@ -724,58 +731,97 @@ metrics_to(struct daemon *d, const char *path)
 static void
 keep_all(struct conf *conf)
 {
-	size_t i;
-
-	for (i = 0; i < conf->naccounts; i++) {
-		conf->accounts[i].keep = true;
-		conf->accounts[i].delete_after_days = 0;
-	}
+	conf_keep_all(conf);
 	log_info(NULL, "-k: every account keeps its mail on the server");
 }
 
+static void reload(struct daemon *d);
+
+/* The reload is over, done or not: the next one may start. */
 static void
-report_reload_error(void *arg, const char *msg)
+reload_over(struct daemon *d)
 {
-	log_warnx(NULL, "reload: %s", msg);
+	d->reloading = false;
+	loopstat_window(d->stall, "reload");
+	/* Not after STOPPING=1: a stop came while the file was read. */
+	if (!sched_stopping(d->sc))
+		notify_ready(d->nt);
+	if (d->reload_again && !sched_stopping(d->sc)) {
+		d->reload_again = false;
+		reload(d);
+	}
+}
+
+/* The accounts are on the new configuration. */
+static void
+reload_applied(void *arg)
+{
+	struct daemon *d = arg;
+
+	metrics_to(d, sched_conf(d->sc)->metrics_file);
+	/* The old configuration and the parse left memory free. */
+	reload_trim(d->rl);
+	reload_over(d);
 }
 
 /*
- * SIGHUP: a valid new configuration replaces the running one; an invalid
+ * The file is read (off the loop): a valid configuration replaces the
+ * running one, account by account over the next loop turns; an invalid
  * one is reported, every error with file:line, and the old one stays.
  */
 static void
-reload(struct daemon *d)
+reload_parsed(void *arg, struct conf *conf, struct sched_change *ch,
+    char *const *msgs, size_t n)
 {
-	struct conf *conf;
-	char err[256];
+	struct daemon *d = arg;
 	size_t i;
 
+	for (i = 0; i < n; i++)
+		log_warnx(NULL, "reload: %s", msgs[i]);
+	if (conf == NULL) {
+		log_warnx(NULL,
+		    "reload failed: %s has errors (above); still running on the configuration loaded before",
+		    d->o->config);
+		reload_over(d);
+		return;
+	}
+	if (sched_stopping(d->sc)) {
+		log_info(NULL, "reload dropped: stopping");
+		sched_change_free(&ch);
+		conf_free(&conf);
+		reload_over(d);
+		return;
+	}
+	if (d->o->keep)
+		log_info(
+		    NULL, "-k: every account keeps its mail on the server");
+	/* CA files and client certificates are read afresh. */
+	tls_ctx_forget();
+	fit_open_files(conf);
+	sched_reload_apply(d->sc, conf, ch, reload_applied, d);
+}
+
+/* SIGHUP: the file is read on a thread; the loop goes on meanwhile. */
+static void
+reload(struct daemon *d)
+{
+	char err[256];
+
+	if (d->reloading) {
+		d->reload_again = true;
+		log_info(NULL, "reload under way; another follows it");
+		return;
+	}
+	d->reloading = true;
+	loopstat_window(d->stall, "before-reload");
 	notify_reloading(d->nt);
 	log_info(NULL, "reloading file=%s", d->o->config);
 	/* A changed network (VPN, DHCP) changes resolv.conf without a word. */
 	if (net_dns_reload(d->dns, err, sizeof(err)) == -1)
 		log_warnx(NULL, "reload: resolver: %s", err);
-	conf = conf_load(d->o->config, report_reload_error, NULL);
-	if (conf == NULL)
-		log_warnx(NULL,
-		    "reload failed: %s has errors (above); still running on the configuration loaded before",
-		    d->o->config);
-	else {
-		for (i = 0; i < d->o->nonly; i++)
-			if (conf_account(conf, d->o->only[i]) == NULL)
-				log_warnx(NULL,
-				    "reload: no account \"%s\" any more (-a)",
-				    d->o->only[i]);
-		if (d->o->keep)
-			keep_all(conf);
-		/* CA files and client certificates are read afresh. */
-		tls_ctx_forget();
-		fit_open_files(conf);
-		sched_reload(d->sc, conf);
-		/* CONF is the scheduler's now, and current. */
-		metrics_to(d, conf->metrics_file);
-	}
-	notify_ready(d->nt);
+	if (reload_start(d->rl, d->o->config, sched_conf(d->sc), d->o->only,
+		d->o->nonly, d->o->keep, reload_parsed, d) == -1)
+		fatalx("reload: a reload already under way");
 }
 
 static void
@@ -961,7 +1007,8 @@ run(struct conf *conf, const struct options *o)
 		tlscache_limit(TLSCACHE_MAX_BYTES);
 	if ((d.nt = notify_new(base)) == NULL ||
 	    (d.sc = sched_new(base, d.dns, conf, o->once, o->only, o->nonly)) ==
-		NULL)
+		NULL ||
+	    (!o->once && (d.rl = reload_new(base)) == NULL))
 		fatalx("out of memory");
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		sigev[i] = evsignal_new(base, sigs[i], on_signal, &d);
@@ -969,6 +1016,7 @@ run(struct conf *conf, const struct options *o)
 			fatalx("cannot watch signals");
 	}
 	sched_on_change(d.sc, on_change, &d);
+	d.stall = loopstat_new(base);
 	/* Before the first poll: the worker threads are idle (umask). */
 	if (!o->once)
 		status_begin(&d);
@@ -978,6 +1026,9 @@ run(struct conf *conf, const struct options *o)
 	progress_begin(&d);
 	event_base_dispatch(base);
 	progress_free(&d.progress);
+	/* Before the scheduler: a read under way compares with its conf. */
+	reload_free(&d.rl);
+	loopstat_free(&d.stall);
 	status = sched_exit_status(d.sc);
 	status_server_free(&d.srv);
 	if (session_orphans() > 0)
@@ -1072,8 +1123,14 @@ main(int argc, char **argv)
 		conf_free(&conf);
 		return r;
 	}
-	if (!o.check)
+	if (!o.check) {
+		/*
+		 * The parse freed its tree, in many small pieces among what
+		 * stays: handed back before the daemon settles.
+		 */
+		malloc_trim(0);
 		return run(conf, &o);
+	}
 	r = check_config(conf, &o);
 	conf_free(&conf);
 	return r;

@@ -1,18 +1,18 @@
 /*
  * Poll scheduling: timers with jitter, a fair queue under the connection
- * caps, back-off by error class, reload by configuration generations,
- * graceful stop.
+ * caps, back-off by error class, graceful stop. Reloads are in
+ * sched_reload.c, the records and what they show in sched_report.c.
  *
  * Every account has a slot, in one of four states: idle (no timer: paused
- * until a reload, or between a stop and the exit), armed (its timer runs),
- * queued (waiting for a connection), running (a session polls it). The
- * per-host bookkeeping is a hash from host name to a struct host that
- * counts running polls and keeps the host's queue, so starting a poll
- * costs O(1) whatever the number of accounts.
+ * until a reload, or between a stop and the exit), armed (its node is in
+ * the timer queue), queued (waiting for a connection), running (a session
+ * polls it). The per-host bookkeeping is a hash from host name to a
+ * struct host that counts running polls and keeps the host's queue, and
+ * the timers are one heap: every event costs O(1) or O(log n), whatever
+ * the number of accounts.
  */
 #include <sys/queue.h>
 
-#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,103 +24,31 @@
 
 #include "backoff.h"
 #include "conf.h"
+#include "intern.h"
 #include "log.h"
-#include "loopstat.h"
 #include "worker.h"
 #include "sched.h"
+#include "sched_priv.h"
 #include "session.h"
-#include "status.h"
 #include "monotime.h"
-#include "oauth2.h"
 
 /* A poll's error message is kept up to this length. */
 #define SCHED_MSG_MAX 256
 
-/* A configuration and the number of slots and sched pointers using it. */
-struct gen {
-	struct conf *conf;
-	unsigned refs;
-};
+#define SLOT_OF_TIMER(n) \
+	((struct slot *)(void *)((char *)(n)-offsetof(struct slot, timer)))
 
-/*
- * One server name. Entries live as long as the scheduler: one small
- * struct per distinct host name ever configured.
- */
-struct host {
-	char *name;
-	struct host *hnext; /* hash chain */
-	unsigned running;   /* polls counted against the cap */
-	unsigned releasing; /* of which ended, not yet released */
-	TAILQ_HEAD(, slot) waiting;
-	TAILQ_ENTRY(host) ready_entry;	 /* in sc->ready */
-	TAILQ_ENTRY(host) release_entry; /* in sc->releasing */
-	bool ready; /* has waiting polls and room for one more */
-};
-
-enum slot_state { SLOT_IDLE, SLOT_ARMED, SLOT_QUEUED, SLOT_RUNNING };
-
-struct slot {
-	struct sched *sc;
-	struct gen *gen;	 /* reference held */
-	const struct account *a; /* inside gen->conf */
-	struct host *host;
-	/* Settings of a reload that came during the running poll. */
-	struct gen *next_gen;
-	const struct account *next_a;
-	struct session *sess;
-	struct event *timer;
-	double due; /* monotonic seconds, when armed */
-	enum slot_state state;
-	bool removed;		 /* dropped by a reload, freed after its poll */
-	long login_delay;	 /* the server's LOGIN-DELAY, -1 if none */
-	double started;		 /* monotonic seconds, last poll; 0 never */
-	enum session_class last; /* how the previous poll ended */
-	unsigned streak;	 /* polls in a row that ended in LAST */
-	bool fallback_said;	 /* the Maildir's sync fallback was logged */
-	struct status_account rec; /* what --status and the metrics show */
-	TAILQ_ENTRY(slot) entry;   /* in sc->slots */
-	TAILQ_ENTRY(slot) qentry;  /* in host->waiting */
-};
-
-TAILQ_HEAD(slot_list, slot);
-TAILQ_HEAD(host_list, host);
-
-struct sched {
-	struct event_base *base;
-	struct evdns_base *dns;
-	struct loopstat *stall; /* the benchmark's loop-stall meter, or NULL */
-	struct worker *worker;	/* the sessions' disk work */
-	struct gen *cur;
-	char *const *only;
-	size_t nonly;
-	bool once, stopping, abandoned;
-	struct slot_list slots;
-	size_t nslots; /* not counting removed ones */
-	size_t running, queued, armed;
-	struct host **hosts; /* hash buckets */
-	size_t nbuckets, nhosts;
-	struct host_list ready;	    /* round robin over hosts with work */
-	struct host_list releasing; /* hosts with polls ended this turn */
-	struct event *release;
-	struct event *grace;
-	enum session_class worst;
-	unsigned long long delivered;
-	void (*change_cb)(void *);
-	void *change_arg;
-};
-
-static void slot_timer(evutil_socket_t fd, short what, void *arg);
+static void slot_fire(void *arg, struct timerq_node *n);
 static void grace_over(evutil_socket_t fd, short what, void *arg);
 static void release_cb(evutil_socket_t fd, short what, void *arg);
 static void slot_done(void *arg, enum session_class cls,
     const struct session_stats *st, const char *msg);
-static void try_start(struct sched *sc);
 static void maybe_exit(struct sched *sc);
 
 /* --- configuration generations ---------------------------------------- */
 
-static struct gen *
-gen_new(struct conf *conf)
+struct gen *
+sched_gen_new(struct conf *conf)
 {
 	struct gen *g;
 
@@ -131,15 +59,15 @@ gen_new(struct conf *conf)
 	return g;
 }
 
-static struct gen *
-gen_ref(struct gen *g)
+struct gen *
+sched_gen_ref(struct gen *g)
 {
 	g->refs++;
 	return g;
 }
 
-static void
-gen_unref(struct gen **gp)
+void
+sched_gen_unref(struct gen **gp)
 {
 	struct gen *g = *gp;
 
@@ -148,89 +76,6 @@ gen_unref(struct gen **gp)
 		return;
 	conf_free(&g->conf);
 	free(g);
-}
-
-/* --- hosts -------------------------------------------------------------- */
-
-/* FNV-1a; host names compare without case, as DNS does. */
-static uint32_t
-hash_str(const char *s, bool fold)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= fold ? (unsigned char)tolower((unsigned char)*s)
-			  : (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
-static void
-hosts_grow(struct sched *sc)
-{
-	size_t n = sc->nbuckets ? sc->nbuckets * 2 : 64, i;
-	struct host **tab, *h, *next;
-
-	if ((tab = calloc(n, sizeof(*tab))) == NULL)
-		fatalx("out of memory");
-	for (i = 0; i < sc->nbuckets; i++)
-		for (h = sc->hosts[i]; h != NULL; h = next) {
-			next = h->hnext;
-			h->hnext = tab[hash_str(h->name, true) & (n - 1)];
-			tab[hash_str(h->name, true) & (n - 1)] = h;
-		}
-	free(sc->hosts);
-	sc->hosts = tab;
-	sc->nbuckets = n;
-}
-
-/* The entry for NAME, created when first seen. */
-static struct host *
-host_get(struct sched *sc, const char *name)
-{
-	struct host *h;
-	size_t b;
-
-	if (sc->nhosts >= sc->nbuckets)
-		hosts_grow(sc);
-	b = hash_str(name, true) & (sc->nbuckets - 1);
-	for (h = sc->hosts[b]; h != NULL; h = h->hnext)
-		if (strcasecmp(h->name, name) == 0)
-			return h;
-	if ((h = calloc(1, sizeof(*h))) == NULL ||
-	    (h->name = strdup(name)) == NULL)
-		fatalx("out of memory");
-	TAILQ_INIT(&h->waiting);
-	h->hnext = sc->hosts[b];
-	sc->hosts[b] = h;
-	sc->nhosts++;
-	return h;
-}
-
-/* Puts H in or out of the ready list, as its queue and count say. */
-static void
-host_update(struct sched *sc, struct host *h)
-{
-	bool want = !TAILQ_EMPTY(&h->waiting) &&
-		    h->running < sc->cur->conf->max_per_host;
-
-	if (want && !h->ready)
-		TAILQ_INSERT_TAIL(&sc->ready, h, ready_entry);
-	else if (!want && h->ready)
-		TAILQ_REMOVE(&sc->ready, h, ready_entry);
-	h->ready = want;
-}
-
-static void
-hosts_update_all(struct sched *sc)
-{
-	struct host *h;
-	size_t i;
-
-	for (i = 0; i < sc->nbuckets; i++)
-		for (h = sc->hosts[i]; h != NULL; h = h->hnext)
-			host_update(sc, h);
 }
 
 /* --- timers and the queue ----------------------------------------------- */
@@ -243,33 +88,26 @@ draw(void)
 }
 
 /* SECS, moved at random by up to BACKOFF_JITTER of itself. */
-static double
-jitter(double secs)
+double
+sched_jitter(double secs)
 {
 	return backoff_jitter(secs, draw());
 }
 
 /* When a new account polls first: soon, spread over a few seconds. */
-static double
-first_delay(const struct account *a)
+double
+sched_first_delay(const struct account *a)
 {
 	return backoff_first(a->poll_interval, draw());
 }
 
-static void
-arm(struct slot *sl, double secs)
+void
+sched_arm(struct slot *sl, double secs)
 {
-	struct timeval tv;
-
-	if (secs < 0)
-		secs = 0;
-	tv.tv_sec = (time_t)secs;
-	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
 	if (sl->state != SLOT_ARMED)
 		sl->sc->armed++;
-	sl->state = SLOT_ARMED;
-	sl->due = monotime() + secs;
-	evtimer_add(sl->timer, &tv);
+	sched_set_state(sl, SLOT_ARMED);
+	timerq_arm(sl->sc->timers, &sl->timer, secs);
 }
 
 static void
@@ -277,9 +115,9 @@ disarm(struct slot *sl)
 {
 	if (sl->state != SLOT_ARMED)
 		return;
-	evtimer_del(sl->timer);
+	timerq_cancel(sl->sc->timers, &sl->timer);
 	sl->sc->armed--;
-	sl->state = SLOT_IDLE;
+	sched_set_state(sl, SLOT_IDLE);
 }
 
 static void
@@ -288,10 +126,10 @@ enqueue(struct slot *sl)
 	struct sched *sc = sl->sc;
 
 	disarm(sl);
-	sl->state = SLOT_QUEUED;
+	sched_set_state(sl, SLOT_QUEUED);
 	sc->queued++;
 	TAILQ_INSERT_TAIL(&sl->host->waiting, sl, qentry);
-	host_update(sc, sl->host);
+	sched_host_update(sc, sl->host);
 }
 
 static void
@@ -303,12 +141,12 @@ dequeue(struct slot *sl)
 		return;
 	TAILQ_REMOVE(&sl->host->waiting, sl, qentry);
 	sc->queued--;
-	sl->state = SLOT_IDLE;
-	host_update(sc, sl->host);
+	sched_set_state(sl, SLOT_IDLE);
+	sched_host_update(sc, sl->host);
 }
 
-static void
-changed(struct sched *sc)
+void
+sched_changed(struct sched *sc)
 {
 	if (sc->change_cb != NULL)
 		sc->change_cb(sc->change_arg);
@@ -316,54 +154,65 @@ changed(struct sched *sc)
 
 /* --- slots -------------------------------------------------------------- */
 
-static struct slot *
-slot_new(struct sched *sc, struct gen *g, const struct account *a)
+struct slot *
+sched_slot_new(struct sched *sc, struct gen *g, const struct account *a)
 {
 	struct slot *sl;
 
-	if ((sl = calloc(1, sizeof(*sl))) == NULL ||
-	    (sl->timer = evtimer_new(sc->base, slot_timer, sl)) == NULL)
+	if ((sl = calloc(1, sizeof(*sl))) == NULL)
 		fatalx("out of memory");
+	timerq_node_init(&sl->timer);
+	heap_node_init(&sl->failing);
 	sl->sc = sc;
-	sl->gen = gen_ref(g);
+	sl->gen = sched_gen_ref(g);
 	sl->a = a;
-	sl->host = host_get(sc, a->host);
+	sl->host = sched_host_get(sc, a->host);
 	sl->last = SC_OK;
 	sl->login_delay = -1;
+	sl->seq = sc->seq++;
 	TAILQ_INSERT_TAIL(&sc->slots, sl, entry);
 	sc->nslots++;
+	sched_count(sl, 1);
 	return sl;
 }
 
 /* Frees a slot that is not running. */
-static void
-slot_free(struct slot *sl)
+void
+sched_slot_free(struct slot *sl)
 {
 	struct sched *sc = sl->sc;
 
 	disarm(sl);
 	dequeue(sl);
-	event_free(sl->timer);
-	gen_unref(&sl->gen);
-	gen_unref(&sl->next_gen);
+	sched_rec_forget(sl);
+	sched_gen_unref(&sl->gen);
+	sched_gen_unref(&sl->next_gen);
+	/* A reload moving slots over must not step on a freed one. */
+	sched_pass_forget(sc, sl);
 	TAILQ_REMOVE(&sc->slots, sl, entry);
-	if (!sl->removed)
+	if (!sl->removed) {
+		sched_count(sl, -1);
 		sc->nslots--;
+	}
 	free(sl);
 }
 
-/* Gives a slot that is not running the settings A of generation G. */
-static void
-slot_apply(struct slot *sl, struct gen *g, const struct account *a)
+/*
+ * Gives a slot that is not running the settings A of generation G, on
+ * the queue of A's host if HOST_CHANGED.
+ */
+void
+sched_slot_apply(
+    struct slot *sl, struct gen *g, const struct account *a, bool host_changed)
 {
-	struct host *h = host_get(sl->sc, a->host);
 	bool queued = sl->state == SLOT_QUEUED;
+	struct host *h;
 
-	gen_ref(g);
-	gen_unref(&sl->gen);
+	sched_gen_ref(g);
+	sched_gen_unref(&sl->gen);
 	sl->gen = g;
 	sl->a = a;
-	if (h == sl->host)
+	if (!host_changed || (h = sched_host_get(sl->sc, a->host)) == sl->host)
 		return;
 	dequeue(sl);
 	sl->host = h;
@@ -377,8 +226,9 @@ slot_apply_pending(struct slot *sl)
 {
 	if (sl->next_gen == NULL)
 		return false;
-	slot_apply(sl, sl->next_gen, sl->next_a);
-	gen_unref(&sl->next_gen);
+	sched_slot_apply(sl, sl->next_gen, sl->next_a,
+	    strcasecmp(sl->host->name, sl->next_a->host) != 0);
+	sched_gen_unref(&sl->next_gen);
 	sl->next_a = NULL;
 	return true;
 }
@@ -393,11 +243,11 @@ start_poll(struct slot *sl)
 	if (sl->sess == NULL)
 		fatalx("out of memory");
 	sl->started = monotime();
-	status_poll_started(&sl->rec, time(NULL));
-	sl->state = SLOT_RUNNING;
+	sched_rec_started(sl, time(NULL));
+	sched_set_state(sl, SLOT_RUNNING);
 	sc->running++;
 	sl->host->running++;
-	host_update(sc, sl->host);
+	sched_host_update(sc, sl->host);
 }
 
 /*
@@ -405,8 +255,8 @@ start_poll(struct slot *sl)
  * host, which then goes to the back of the line (round robin), so one
  * server with many accounts does not starve the others.
  */
-static void
-try_start(struct sched *sc)
+void
+sched_try_start(struct sched *sc)
 {
 	struct host *h;
 	struct slot *sl;
@@ -424,21 +274,22 @@ try_start(struct sched *sc)
 		started = true;
 	}
 	if (started)
-		changed(sc);
+		sched_changed(sc);
 }
 
+/* The slot's timer is due (taken out of the queue already). */
 static void
-slot_timer(evutil_socket_t fd, short what, void *arg)
+slot_fire(void *arg, struct timerq_node *n)
 {
-	struct slot *sl = arg;
-	struct sched *sc = sl->sc;
+	struct slot *sl = SLOT_OF_TIMER(n);
+	struct sched *sc = arg;
 
 	sc->armed--;
-	sl->state = SLOT_IDLE;
+	sched_set_state(sl, SLOT_IDLE);
 	if (sc->stopping)
 		return;
 	enqueue(sl);
-	try_start(sc);
+	sched_try_start(sc);
 }
 
 /* --- the end of a poll -------------------------------------------------- */
@@ -470,10 +321,10 @@ release_cb(evutil_socket_t fd, short what, void *arg)
 		h->running -= h->releasing;
 		sc->running -= h->releasing;
 		h->releasing = 0;
-		host_update(sc, h);
+		sched_host_update(sc, h);
 	}
-	try_start(sc);
-	changed(sc);
+	sched_try_start(sc);
+	sched_changed(sc);
 	maybe_exit(sc);
 }
 
@@ -505,7 +356,7 @@ record(struct slot *sl, enum session_class cls, const struct session_stats *st,
 
 	sc->worst = backoff_worst(sc->worst, cls);
 	sc->delivered += st->fetched;
-	status_poll_ended(&sl->rec, cls, st, msg, time(NULL));
+	sched_rec_ended(sl, cls, st, msg, time(NULL));
 	sl->streak = cls == sl->last ? sl->streak + 1 : 1;
 }
 
@@ -520,7 +371,7 @@ note_change(
 	const struct account *a = sl->a;
 	enum session_class was = sl->last;
 
-	sl->last = cls;
+	sched_set_last(sl, cls);
 	if (cls == was || sl->sc->once || sl->sc->stopping)
 		return;
 	switch (cls) {
@@ -597,14 +448,16 @@ slot_done(void *arg, enum session_class cls, const struct session_stats *stp,
 
 	snprintf(msg, sizeof(msg), "%s", msgp);
 	session_free(&sl->sess);
-	sl->state = SLOT_IDLE;
+	sched_set_state(sl, SLOT_IDLE);
 	release_later(sc, sl->host);
 	record(sl, cls, st, msg);
 	if (st->interrupted)
 		sc->abandoned = true;
 	/* Kept from earlier polls when a failed one learnt nothing new. */
 	if (st->login_delay >= 0)
-		sl->login_delay = st->login_delay;
+		sl->login_delay = st->login_delay > INT32_MAX
+				      ? INT32_MAX
+				      : (int32_t)st->login_delay;
 	if (st->sync_fallback != NULL && !sl->fallback_said) {
 		log_info(sl->a->name,
 		    "maildir sync=file fs=%s: syncfs is not reliable there, each message is fsynced instead (said once)",
@@ -614,7 +467,7 @@ slot_done(void *arg, enum session_class cls, const struct session_stats *stp,
 	if (sl->removed) {
 		note_poll(sl, cls, st, -1);
 		log_info(sl->a->name, "removed from the configuration");
-		slot_free(sl);
+		sched_slot_free(sl);
 	} else {
 		reloaded = slot_apply_pending(sl);
 		if (!sc->once && !sc->stopping)
@@ -624,15 +477,15 @@ slot_done(void *arg, enum session_class cls, const struct session_stats *stp,
 		note_change(sl, cls, msg, next);
 		note_poll(sl, cls, st, next);
 		if (next >= 0)
-			arm(sl, next);
+			sched_arm(sl, next);
 	}
-	changed(sc);
+	sched_changed(sc);
 }
 
 /* --- life cycle --------------------------------------------------------- */
 
-static bool
-selected(const struct sched *sc, const char *name)
+bool
+sched_selected(const struct sched *sc, const char *name)
 {
 	size_t i;
 
@@ -652,15 +505,19 @@ sched_new(struct event_base *base, struct evdns_base *dns, struct conf *conf,
 	size_t i;
 
 	if ((sc = calloc(1, sizeof(*sc))) == NULL ||
-	    (sc->cur = gen_new(conf)) == NULL ||
+	    (sc->cur = sched_gen_new(conf)) == NULL ||
 	    (sc->grace = evtimer_new(base, grace_over, sc)) == NULL ||
 	    (sc->release = evtimer_new(base, release_cb, sc)) == NULL ||
+	    (sc->timers = timerq_new(base, slot_fire, sc)) == NULL ||
+	    (sc->msgs = intern_new()) == NULL ||
 	    (sc->worker = worker_new(base, WORKER_THREADS)) == NULL) {
 		if (sc != NULL) {
 			if (sc->grace != NULL)
 				event_free(sc->grace);
 			if (sc->release != NULL)
 				event_free(sc->release);
+			timerq_free(&sc->timers);
+			intern_free(&sc->msgs);
 			free(sc->cur);
 		}
 		free(sc);
@@ -675,10 +532,10 @@ sched_new(struct event_base *base, struct evdns_base *dns, struct conf *conf,
 	TAILQ_INIT(&sc->slots);
 	TAILQ_INIT(&sc->ready);
 	TAILQ_INIT(&sc->releasing);
+	sched_failing_init(sc);
 	for (i = 0; i < conf->naccounts; i++)
-		if (selected(sc, conf->accounts[i].name))
-			slot_new(sc, sc->cur, &conf->accounts[i]);
-	sc->stall = loopstat_new(base);
+		if (sched_selected(sc, conf->accounts[i].name))
+			sched_slot_new(sc, sc->cur, &conf->accounts[i]);
 	return sc;
 }
 
@@ -687,32 +544,27 @@ sched_free(struct sched **scp)
 {
 	struct sched *sc = *scp;
 	struct slot *sl;
-	struct host *h, *next;
-	size_t i;
 
 	if (sc == NULL)
 		return;
-	loopstat_free(&sc->stall);
+	sched_pass_free(sc);
 	while ((sl = TAILQ_FIRST(&sc->slots)) != NULL) {
 		/* Before its configuration: the session points into it. */
 		if (sl->state == SLOT_RUNNING) {
 			session_free(&sl->sess);
-			sl->state = SLOT_IDLE;
+			sched_set_state(sl, SLOT_IDLE);
 		}
-		slot_free(sl);
+		sched_slot_free(sl);
 	}
-	for (i = 0; i < sc->nbuckets; i++)
-		for (h = sc->hosts[i]; h != NULL; h = next) {
-			next = h->hnext;
-			free(h->name);
-			free(h);
-		}
-	free(sc->hosts);
+	sched_hosts_free(sc);
 	/* After the sessions: each waited for its own disk work. */
 	worker_free(&sc->worker);
 	event_free(sc->grace);
 	event_free(sc->release);
-	gen_unref(&sc->cur);
+	timerq_free(&sc->timers);
+	heap_clear(&sc->failing);
+	intern_free(&sc->msgs);
+	sched_gen_unref(&sc->cur);
 	free(sc);
 	*scp = NULL;
 }
@@ -727,15 +579,15 @@ sched_start(struct sched *sc)
 		if (sc->once)
 			enqueue(sl);
 		else
-			arm(sl, first_delay(sl->a));
+			sched_arm(sl, sched_first_delay(sl->a));
 	}
 	if (!sc->once)
 		log_info(NULL,
 		    "started accounts=%zu max_connections=%u max_per_host=%u",
 		    sc->nslots, sc->cur->conf->max_connections,
 		    sc->cur->conf->max_per_host);
-	try_start(sc);
-	changed(sc);
+	sched_try_start(sc);
+	sched_changed(sc);
 	maybe_exit(sc);
 }
 
@@ -763,7 +615,7 @@ abandon(struct sched *sc)
 			continue;
 		/* Safe: nothing is deleted without QUIT. */
 		session_free(&sl->sess);
-		sl->state = SLOT_IDLE;
+		sched_set_state(sl, SLOT_IDLE);
 		sl->host->running--;
 		sc->running--;
 		log_warnx(sl->a->name,
@@ -821,7 +673,7 @@ sched_stop(struct sched *sc)
 		tv.tv_sec = grace;
 		evtimer_add(sc->grace, &tv);
 	}
-	changed(sc);
+	sched_changed(sc);
 	maybe_exit(sc);
 }
 
@@ -829,134 +681,6 @@ bool
 sched_stopping(const struct sched *sc)
 {
 	return sc->stopping;
-}
-
-/* --- reload ------------------------------------------------------------- */
-
-/* Account names of a configuration, hashed: index + 1, 0 when empty. */
-struct name_index {
-	size_t *tab;
-	size_t mask;
-};
-
-static void
-index_build(struct name_index *ix, const struct conf *conf)
-{
-	size_t n = 16, i, b;
-
-	while (n < 2 * conf->naccounts)
-		n *= 2;
-	if ((ix->tab = calloc(n, sizeof(*ix->tab))) == NULL)
-		fatalx("out of memory");
-	ix->mask = n - 1;
-	for (i = 0; i < conf->naccounts; i++) {
-		b = hash_str(conf->accounts[i].name, false) & ix->mask;
-		while (ix->tab[b] != 0)
-			b = (b + 1) & ix->mask;
-		ix->tab[b] = i + 1;
-	}
-}
-
-/* The index of the account called NAME in CONF, or naccounts. */
-static size_t
-index_find(
-    const struct name_index *ix, const struct conf *conf, const char *name)
-{
-	size_t b = hash_str(name, false) & ix->mask;
-
-	for (; ix->tab[b] != 0; b = (b + 1) & ix->mask)
-		if (strcmp(conf->accounts[ix->tab[b] - 1].name, name) == 0)
-			return ix->tab[b] - 1;
-	return conf->naccounts;
-}
-
-/* A reload dropped the account: now, or after its running poll. */
-static void
-slot_drop(struct slot *sl)
-{
-	if (sl->state != SLOT_RUNNING) {
-		log_info(sl->a->name, "removed from the configuration");
-		slot_free(sl);
-		return;
-	}
-	sl->removed = true;
-	sl->sc->nslots--;
-	gen_unref(&sl->next_gen);
-}
-
-/* A reload kept the account, maybe with changed settings A. */
-static void
-slot_update(struct slot *sl, struct gen *g, const struct account *a)
-{
-	unsigned old_interval = sl->a->poll_interval;
-	double left;
-
-	if (sl->state == SLOT_RUNNING) {
-		gen_unref(&sl->next_gen);
-		sl->next_gen = gen_ref(g);
-		sl->next_a = a;
-		return;
-	}
-	slot_apply(sl, g, a);
-	if (sl->sc->once || sl->state == SLOT_QUEUED)
-		return;
-	/* The password may have been fixed: try again soon. */
-	if (sl->last == SC_AUTH || sl->last == SC_CONFIG) {
-		sl->streak = 0;
-		arm(sl, first_delay(a));
-		return;
-	}
-	/* A shorter interval should not wait for the old, longer one. */
-	left = sl->due - monotime();
-	if (sl->state == SLOT_ARMED && sl->last == SC_OK &&
-	    a->poll_interval < old_interval && left > a->poll_interval)
-		arm(sl, jitter(a->poll_interval));
-}
-
-void
-sched_reload(struct sched *sc, struct conf *conf)
-{
-	struct name_index ix;
-	struct slot *sl, *next;
-	struct gen *g;
-	bool *kept;
-	size_t i, added = 0, removed = 0;
-
-	if ((g = gen_new(conf)) == NULL ||
-	    (kept = calloc(conf->naccounts + 1, sizeof(*kept))) == NULL)
-		fatalx("out of memory");
-	index_build(&ix, conf);
-	for (sl = TAILQ_FIRST(&sc->slots); sl != NULL; sl = next) {
-		next = TAILQ_NEXT(sl, entry);
-		if (sl->removed)
-			continue;
-		i = index_find(&ix, conf, sl->a->name);
-		if (i == conf->naccounts || !selected(sc, sl->a->name)) {
-			slot_drop(sl);
-			removed++;
-			continue;
-		}
-		kept[i] = true;
-		slot_update(sl, g, &conf->accounts[i]);
-	}
-	for (i = 0; i < conf->naccounts; i++) {
-		if (kept[i] || !selected(sc, conf->accounts[i].name))
-			continue;
-		sl = slot_new(sc, g, &conf->accounts[i]);
-		if (!sc->once && !sc->stopping)
-			arm(sl, first_delay(sl->a));
-		added++;
-	}
-	free(ix.tab);
-	free(kept);
-	gen_unref(&sc->cur);
-	sc->cur = g;
-	/* max_per_host may have changed. */
-	hosts_update_all(sc);
-	log_info(NULL, "reloaded file=%s accounts=%zu added=%zu removed=%zu",
-	    conf->path, sc->nslots, added, removed);
-	try_start(sc);
-	changed(sc);
 }
 
 void
@@ -977,8 +701,8 @@ sched_poll_now(struct sched *sc)
 		/* Not even on request: the server would refuse the login. */
 		if ((wait = login_wait(sl)) > 0) {
 			if (sl->state != SLOT_ARMED ||
-			    sl->due > monotime() + wait)
-				arm(sl, wait);
+			    sl->timer.due > monotime() + wait)
+				sched_arm(sl, wait);
 			delayed++;
 			continue;
 		}
@@ -989,117 +713,6 @@ sched_poll_now(struct sched *sc)
 		    delayed);
 	else
 		log_info(NULL, "poll-now accounts=%zu", n);
-	try_start(sc);
-	changed(sc);
-}
-
-/* --- reporting ---------------------------------------------------------- */
-
-void
-sched_on_change(struct sched *sc, void (*cb)(void *), void *arg)
-{
-	sc->change_cb = cb;
-	sc->change_arg = arg;
-}
-
-/* An OAuth2 account's token times, as its last refresh saw them. */
-static void
-slot_token(const struct slot *sl, struct status_account *r)
-{
-	struct oauth2_times t;
-
-	r->token_known = sl->a->oauth2.on && oauth2_times(sl->a->name, &t);
-	if (!r->token_known)
-		return;
-	r->token_obtained = t.refresh_obtained;
-	r->token_expires = t.refresh_expires;
-	r->access_expires = t.access_expires;
-}
-
-/* SL's record, with what only the scheduler knows filled in. */
-static void
-slot_report(const struct slot *sl, struct status_account *r)
-{
-	const struct sched *sc = sl->sc;
-
-	*r = sl->rec;
-	r->name = sl->a->name;
-	r->streak = sl->streak;
-	r->next = 0;
-	slot_token(sl, r);
-	switch (sl->state) {
-	case SLOT_RUNNING:
-		r->state = STATUS_POLLING;
-		break;
-	case SLOT_QUEUED:
-		r->state = STATUS_QUEUED;
-		break;
-	case SLOT_ARMED:
-		r->state = sl->last == SC_OK ? STATUS_WAITING : STATUS_BACKOFF;
-		r->next = time(NULL) + (time_t)(sl->due - monotime() + 0.5);
-		break;
-	default:
-		/* Idle after a configuration error: until a reload. */
-		r->state = sl->last == SC_CONFIG && !sc->once && !sc->stopping
-			       ? STATUS_PAUSED
-			       : STATUS_IDLE;
-	}
-}
-
-void
-sched_each_account(const struct sched *sc,
-    void (*visit)(void *varg, const struct status_account *r), void *varg)
-{
-	struct status_account r;
-	const struct slot *sl;
-
-	TAILQ_FOREACH(sl, &sc->slots, entry)
-	{
-		if (sl->removed)
-			continue;
-		slot_report(sl, &r);
-		visit(varg, &r);
-	}
-}
-
-void
-sched_each_session(const struct sched *sc,
-    void (*visit)(void *varg, const struct account *a, const struct session *s),
-    void *varg)
-{
-	const struct slot *sl;
-
-	TAILQ_FOREACH(sl, &sc->slots, entry)
-	{
-		if (sl->sess != NULL)
-			visit(varg, sl->a, sl->sess);
-	}
-}
-
-/* Counts one record into the tally behind STATUS=. */
-static void
-tally_visit(void *varg, const struct status_account *r)
-{
-	status_tally_add(varg, r);
-}
-
-void
-sched_status(const struct sched *sc, char *buf, size_t len)
-{
-	struct status_tally t = {0};
-
-	sched_each_account(sc, tally_visit, &t);
-	status_tally_line(
-	    &t, sc->stopping, sc->delivered, time(NULL), buf, len);
-}
-
-int
-sched_exit_status(const struct sched *sc)
-{
-	enum session_class worst = sc->worst;
-
-	/* An interrupted run is a temporary failure: the next one resumes. */
-	if (sc->abandoned)
-		worst = backoff_worst(worst, SC_NET);
-	return backoff_exit_status(worst);
+	sched_try_start(sc);
+	sched_changed(sc);
 }

@@ -54,9 +54,41 @@ bool sched_stopping(const struct sched *sc);
  * Makes CONF (ownership taken) the configuration: accounts it adds are
  * scheduled, accounts it drops stop after their running poll, changed
  * accounts use their new settings from their next poll on. Accounts paused
- * by an authentication or configuration error are retried soon.
+ * by an authentication or configuration error are retried soon. All of it
+ * before returning, O(accounts) on the caller's thread: the daemon
+ * reloads with sched_change_new() and sched_reload_apply() instead.
  */
 void sched_reload(struct sched *sc, struct conf *conf);
+
+/*
+ * A reload in two steps, so that the work that grows with the number of
+ * accounts stays off the loop. First, on any thread, what changes from
+ * OLD (the scheduler's configuration, sched_conf(), which stays current
+ * until the second step since only that step changes it) to NEW, for
+ * the accounts named in ONLY (NONLY; 0: all): the accounts matched by
+ * name, those dropped, those added. OLD and NEW are only read. NULL when
+ * out of memory.
+ */
+struct sched_change;
+struct sched_change *sched_change_new(const struct conf *old,
+    const struct conf *new, char *const *only, size_t nonly);
+void sched_change_free(struct sched_change **ch);
+
+/*
+ * Then, on the loop: CONF (the NEW of CH; ownership of both taken) is the
+ * configuration from now on, as sched_reload() says, and the accounts
+ * move over to it a batch per loop turn; DONE(ARG) is called on the loop
+ * when the last has (and the "reloaded" line logged). Until then an
+ * account not moved yet polls with its old settings.
+ */
+void sched_reload_apply(struct sched *sc, struct conf *conf,
+    struct sched_change *ch, void (*done)(void *), void *arg);
+
+/* The current configuration (valid until the next reload). */
+const struct conf *sched_conf(const struct sched *sc);
+
+/* Whether accounts are still being moved to a new configuration. */
+bool sched_reloading(const struct sched *sc);
 
 /* Polls every account now, except those already polling or queued. */
 void sched_poll_now(struct sched *sc);

@@ -1,9 +1,9 @@
 /*
  * Tests of daemon/loopstat.c: the meter is there only when the
- * environment asks for it, and the line it logs when freed reports what
- * the loop went through: a callback that burns CPU shows as a stall and
- * as the loop's own CPU time; one that blocks shows as a stall only.
- * stderr, where log.c writes, goes to a file the test reads back.
+ * environment asks for it, and the line it logs when freed (or at the end
+ * of a window) reports what the loop went through: a callback that burns CPU
+ * shows as a stall and as the loop's own CPU time; one that blocks shows as a
+ * stall only. stderr, where log.c writes, goes to a file the test reads back.
  */
 #include <check.h>
 #include <fcntl.h>
@@ -173,19 +173,14 @@ stall_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(st->after, &tv);
 }
 
-/* Runs the loop with one stall; returns the meter's fields. */
+/* Runs the loop with one stall, under a meter made before. */
 static void
-run_with_stall(bool burn_cpu, unsigned long *ticks, double *stall_ms,
-    unsigned long *over10, double *cpu_ms)
+stall_once(bool burn_cpu)
 {
 	struct timeval start = {0, 10 * 1000}, bound = {5, 0};
 	struct stall st = {.burn = burn_cpu, .slices = 16};
 	struct event *stall, *guard;
-	struct loopstat *ls;
-	char buf[1024], *line;
 
-	setenv("POPFETCHD_LOOP_STATS", "1", 1);
-	ck_assert_ptr_nonnull(ls = loopstat_new(base));
 	ck_assert_ptr_nonnull(stall = evtimer_new(base, stall_cb, &st));
 	st.self = stall;
 	ck_assert_ptr_nonnull(st.after = evtimer_new(base, after_cb, &st));
@@ -200,6 +195,19 @@ run_with_stall(bool burn_cpu, unsigned long *ticks, double *stall_ms,
 	event_free(guard);
 	event_free(stall);
 	event_free(st.after);
+}
+
+/* Runs the loop with one stall; returns the meter's fields. */
+static void
+run_with_stall(bool burn_cpu, unsigned long *ticks, double *stall_ms,
+    unsigned long *over10, double *cpu_ms)
+{
+	struct loopstat *ls;
+	char buf[1024], *line;
+
+	setenv("POPFETCHD_LOOP_STATS", "1", 1);
+	ck_assert_ptr_nonnull(ls = loopstat_new(base));
+	stall_once(burn_cpu);
 	loopstat_free(&ls);
 	ck_assert_ptr_null(ls);
 	read_log(buf, sizeof(buf));
@@ -245,6 +253,48 @@ START_TEST(blocked_callback_is_a_stall_not_cpu)
 }
 END_TEST
 
+/*
+ * A window reports what happened since the one before and starts afresh;
+ * the line at the end still covers the whole run.
+ */
+START_TEST(window_reports_and_starts_again)
+{
+	static const char second[] =
+	    "loop window=second ticks=0 max_stall_ms=0.0 over_10ms=0 max_cpu_ms=0.0\n";
+	unsigned long ticks, over10, all_ticks, all_over10;
+	double stall_ms, cpu_ms, all_stall, all_cpu;
+	struct loopstat *ls;
+	char buf[1024], *line;
+
+	setenv("POPFETCHD_LOOP_STATS", "1", 1);
+	ck_assert_ptr_nonnull(ls = loopstat_new(base));
+	stall_once(true);
+	loopstat_window(ls, "first");
+	loopstat_window(ls, "second");
+	loopstat_free(&ls);
+	read_log(buf, sizeof(buf));
+	ck_assert_int_eq(
+	    sscanf(buf,
+		"loop window=first ticks=%lu max_stall_ms=%lf over_10ms=%lu max_cpu_ms=%lf",
+		&ticks, &stall_ms, &over10, &cpu_ms),
+	    4);
+	ck_assert_uint_ge(ticks, TICKS_AFTER);
+	ck_assert_double_ge(stall_ms, STALL_MS - 2 * LOOPSTAT_TICK_MS);
+	/* Nothing ran between the two windows. */
+	ck_assert_ptr_nonnull(line = strstr(buf, "\nloop window=second "));
+	ck_assert(strncmp(line + 1, second, strlen(second)) == 0);
+	ck_assert_ptr_nonnull(line = strstr(buf, "\nloop ticks="));
+	ck_assert_int_eq(
+	    sscanf(line + 1,
+		"loop ticks=%lu max_stall_ms=%lf over_10ms=%lu max_cpu_ms=%lf",
+		&all_ticks, &all_stall, &all_over10, &all_cpu),
+	    4);
+	ck_assert_uint_eq(all_ticks, ticks);
+	ck_assert_uint_eq(all_over10, over10);
+	ck_assert_double_eq_tol(all_stall, stall_ms, 0.05);
+}
+END_TEST
+
 /* At the highest priority, where the base has priorities. */
 START_TEST(meter_works_on_a_base_with_priorities)
 {
@@ -272,6 +322,7 @@ main(void)
 	tcase_add_test(tc, burning_callback_is_a_stall_and_cpu);
 	tcase_add_test(tc, blocked_callback_is_a_stall_not_cpu);
 	tcase_add_test(tc, meter_works_on_a_base_with_priorities);
+	tcase_add_test(tc, window_reports_and_starts_again);
 	suite_add_tcase(s, tc);
 
 	return check_main(s);

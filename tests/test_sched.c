@@ -7,11 +7,11 @@
  * the test's conf_free(), which checks that no running poll still uses
  * one. The back-off policy is backoff.c, linked as it is.
  *
- * Delays of hours cannot be awaited, so event_add(3) is wrapped at link
- * time: every timer the scheduler arms is seen with its delay and put
- * down to its account (the account whose poll is ending while it is
- * armed, or whose timer it was seen to be before). Where a case needs
- * a next poll sooner than its timer, it asks with sched_poll_now(); one
+ * Delays of hours cannot be awaited, so timerq_arm() is wrapped at link
+ * time: every timer the scheduler arms for an account is seen with its
+ * delay and put down to its account (the account whose poll is ending
+ * while it is armed, or whose timer it was seen to be before). Where a case
+ * needs a next poll sooner than its timer, it asks with sched_poll_now(); one
  * case awaits a real timer of one second, and one a real grace period.
  */
 #include <check.h>
@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sysexits.h>
+#include <time.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -31,6 +32,8 @@
 #include "oauth2.h"
 #include "sched.h"
 #include "session.h"
+#include "status.h"
+#include "timerq.h"
 #include "worker.h"
 #include "check_main.h"
 
@@ -73,7 +76,7 @@ struct rec {
 	double ended_at;	      /* when its last done callback ran */
 	const struct account *a;      /* given to its last poll */
 	const struct conf *conf;
-	struct event *timer; /* the scheduler's timer for it, once seen */
+	const struct timerq_node *timer; /* its timer, once seen */
 	double delay; /* last delay armed; -1: none since its poll ended */
 	unsigned arms;
 };
@@ -397,13 +400,13 @@ conf_free(struct conf **cp)
 
 int __real_event_add(struct event *ev, const struct timeval *tv);
 int __wrap_event_add(struct event *ev, const struct timeval *tv);
-void __real_event_free(struct event *ev);
-void __wrap_event_free(struct event *ev);
-
-static void guard_cb(evutil_socket_t fd, short what, void *arg);
+void __real_timerq_arm(struct timerq *q, struct timerq_node *n, double secs);
+void __wrap_timerq_arm(struct timerq *q, struct timerq_node *n, double secs);
+void __real_timerq_node_init(struct timerq_node *n);
+void __wrap_timerq_node_init(struct timerq_node *n);
 
 static void
-note_timer(struct event *ev, double secs)
+note_timer(const struct timerq_node *ev, double secs)
 {
 	struct rec *r = ending;
 	size_t i;
@@ -422,33 +425,34 @@ note_timer(struct event *ev, double secs)
 	r->arms++;
 }
 
+/* The scheduler's own timers carry it: the one sched_stop() arms. */
 int
 __wrap_event_add(struct event *ev, const struct timeval *tv)
 {
-	event_callback_fn cb = event_get_callback(ev);
-	double secs;
-
-	if (sc != NULL && tv != NULL && cb != end_cb && cb != guard_cb) {
-		secs = (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
-		/* Its own timers (grace, release) carry the scheduler. */
-		if (event_get_callback_arg(ev) != sc)
-			note_timer(ev, secs);
-		else if (in_stop)
-			grace_secs = secs;
-	}
+	if (sc != NULL && tv != NULL && in_stop &&
+	    event_get_callback_arg(ev) == sc)
+		grace_secs = (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
 	return __real_event_add(ev, tv);
 }
 
-/* A freed timer's memory may come back as another account's timer. */
 void
-__wrap_event_free(struct event *ev)
+__wrap_timerq_arm(struct timerq *q, struct timerq_node *n, double secs)
+{
+	if (sc != NULL)
+		note_timer(n, secs);
+	__real_timerq_arm(q, n, secs);
+}
+
+/* A freed slot's memory may come back as another account's timer. */
+void
+__wrap_timerq_node_init(struct timerq_node *n)
 {
 	size_t i;
 
 	for (i = 0; i < nrecs; i++)
-		if (recs[i].timer == ev)
+		if (recs[i].timer == n)
 			recs[i].timer = NULL;
-	__real_event_free(ev);
+	__real_timerq_node_init(n);
 }
 
 /* --- the loop ------------------------------------------------------ */
@@ -1230,6 +1234,216 @@ START_TEST(reload_drops_an_idle_account_at_once)
 }
 END_TEST
 
+/* --- reload in turns, and what it keeps ----------------------------- */
+
+/* A queued poll whose account moves to another server starts there. */
+START_TEST(reload_moves_a_queued_poll_to_its_new_host)
+{
+	static const struct spec old[] = {
+	    {"q1", "a.test", 60, 0},
+	    {"q2", "a.test", 60, 0},
+	};
+	static const struct spec new[] = {
+	    {"q1", "A.Test", 60, 0},
+	    {"q2", "b.test", 60, 0},
+	};
+
+	new_sched(make_conf(64, 1, old, 2), false, NULL, 0);
+	sched_start(sc);
+	sched_poll_now(sc);
+	ck_assert_uint_eq(nlive, 1);
+	ck_assert_uint_eq(rec("q1")->starts, 1);
+	sched_reload(sc, make_conf(64, 1, new, 2));
+	await_starts("q2", 1);
+	ck_assert_str_eq(rec("q2")->a->host, "b.test");
+	/* Only the case changed: still the one host, still capped at one. */
+	ck_assert_uint_eq(live_on("a.test"), 1);
+	ck_assert_uint_eq(host_peak, 1);
+	ck_assert_uint_eq(nlive, 2);
+}
+END_TEST
+
+/* A reload that raises max_per_host starts the polls it lets through. */
+START_TEST(reload_raises_the_per_host_cap)
+{
+	static const struct spec sp[] = {
+	    {"r1", "a.test", 60, 0},
+	    {"r2", "a.test", 60, 0},
+	    {"r3", "a.test", 60, 0},
+	};
+
+	new_sched(make_conf(64, 1, sp, 3), false, NULL, 0);
+	sched_start(sc);
+	sched_poll_now(sc);
+	ck_assert_uint_eq(nlive, 1);
+	sched_reload(sc, make_conf(64, 3, sp, 3));
+	want_n = 3;
+	await(have_total_starts, "the queued polls");
+	ck_assert_uint_eq(live_on("a.test"), 3);
+}
+END_TEST
+
+static unsigned reloads_done;
+
+static void
+reload_done(void *arg)
+{
+	ck_assert_ptr_eq(arg, &reloads_done);
+	reloads_done++;
+}
+
+static bool
+have_reload_done(void)
+{
+	return reloads_done > 0;
+}
+
+/*
+ * A reload in turns: the configuration is current at once, the accounts
+ * move on later turns, the callback comes after the last. Here the first
+ * slot (the cursor's start) is one an earlier reload dropped while it
+ * polled, and its poll ends before the move reaches it: it is freed
+ * under the cursor, which steps over it.
+ */
+START_TEST(reload_in_turns_steps_over_a_freed_slot)
+{
+	static const struct spec first[] = {
+	    {"x", "pop.test", 60, 0},
+	    {"y", "pop.test", 60, 0},
+	};
+	static const struct spec third[] = {
+	    {"y", "pop.test", 60, 0},
+	    {"z", "pop.test", 0, 0},
+	};
+	struct sched_change *ch;
+	struct conf *c3;
+
+	new_sched(make_conf(64, 4, first, 2), false, NULL, 0);
+	sched_start(sc);
+	sched_poll_now(sc);
+	ck_assert_uint_eq(nlive, 2);
+	/* x dropped while it polls; y kept. */
+	sched_reload(sc, make_conf(64, 4, first + 1, 1));
+	ck_assert(!conf_freed[1]);
+	/* x's end is queued before the reload's first turn. */
+	end_soon(live_session("x"), SC_OK, false);
+	c3 = make_conf(64, 4, third, 2);
+	ck_assert_ptr_nonnull(
+	    ch = sched_change_new(sched_conf(sc), c3, NULL, 0));
+	reloads_done = 0;
+	sched_reload_apply(sc, c3, ch, reload_done, &reloads_done);
+	ck_assert_ptr_eq(sched_conf(sc), c3);
+	ck_assert(sched_reloading(sc));
+	ck_assert_uint_eq(reloads_done, 0);
+	await(have_reload_done, "the end of the reload");
+	ck_assert_uint_eq(reloads_done, 1);
+	ck_assert(!sched_reloading(sc));
+	ck_assert_uint_eq(rec("x")->ends, 1);
+	/* The second configuration went with the reload; the first waits for y.
+	 */
+	ck_assert(conf_freed[1]);
+	ck_assert(!conf_freed[0]);
+	await_starts("z", 1);
+	ck_assert_ptr_eq(rec("z")->conf, c3);
+	end_poll("y", SC_OK);
+	ck_assert(conf_freed[0]);
+	sched_poll_now(sc);
+	ck_assert_uint_eq(rec("y")->starts, 2);
+	ck_assert_ptr_eq(rec("y")->conf, c3);
+	ck_assert_uint_eq(rec("x")->starts, 1);
+}
+END_TEST
+
+/* --- STATUS= from the counts kept ----------------------------------- */
+
+struct tally {
+	struct status_tally t;
+	unsigned long long fetched;
+};
+
+static void
+tally_visit(void *varg, const struct status_account *r)
+{
+	struct tally *t = varg;
+
+	status_tally_add(&t->t, r);
+	t->fetched += r->fetched;
+}
+
+/* sched_status() says what a count over every record says. */
+static void
+assert_status_line(const char *when)
+{
+	struct tally t = {0};
+	char kept[512], counted[512];
+
+	sched_each_account(sc, tally_visit, &t);
+	status_tally_line(&t.t, sched_stopping(sc), t.fetched, time(NULL),
+	    counted, sizeof(counted));
+	sched_status(sc, kept, sizeof(kept));
+	ck_assert_msg(strcmp(kept, counted) == 0,
+	    "%s:\n  kept:    %s\n  counted: %s", when, kept, counted);
+}
+
+static bool
+have_live(void)
+{
+	return nlive > 0;
+}
+
+/* Ends the first running poll with CLS, once there is one. */
+static void
+end_first(enum session_class cls)
+{
+	await(have_live, "a running poll");
+	end_poll(live[0]->a->name, cls);
+}
+
+START_TEST(status_line_is_kept_as_slots_change)
+{
+	static const struct spec old[] = {
+	    {"a", "one.test", 60, 0},
+	    {"b", "one.test", 60, 0},
+	    {"c", "two.test", 60, 0},
+	    {"d", "two.test", 60, 0},
+	};
+	static const struct spec new[] = {
+	    {"a", "one.test", 60, 0},
+	    {"c", "two.test", 60, 0},
+	    {"d", "two.test", 60, 0},
+	    {"e", "two.test", 60, 0},
+	};
+	static const enum session_class cls[] = {
+	    SC_NET, SC_AUTH, SC_CONFIG, SC_OK};
+	size_t i;
+
+	rec("d")->st.fetched = 3;
+	new_sched(make_conf(2, 4, old, 4), false, NULL, 0);
+	assert_status_line("made");
+	sched_start(sc);
+	assert_status_line("started");
+	sched_poll_now(sc);
+	assert_status_line("two polling, two queued");
+	for (i = 0; i < 4; i++) {
+		end_first(cls[i]);
+		assert_status_line(backoff_class_name(cls[i]));
+	}
+	/* b goes (failing, or paused, or fine); e comes. */
+	sched_reload(sc, make_conf(2, 4, new, 4));
+	assert_status_line("reloaded");
+	sched_poll_now(sc);
+	assert_status_line("polled again");
+	for (i = 0; i < 4; i++) {
+		end_first(SC_OK);
+		assert_status_line("recovered");
+	}
+	sched_poll_now(sc);
+	end_first(SC_PROTO);
+	stop();
+	assert_status_line("stopping");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1258,6 +1472,10 @@ main(void)
 	tcase_add_test(tc, stop_with_nothing_running_ends_the_loop);
 	tcase_add_test(tc, reload_drops_adds_and_changes_accounts);
 	tcase_add_test(tc, reload_drops_an_idle_account_at_once);
+	tcase_add_test(tc, reload_moves_a_queued_poll_to_its_new_host);
+	tcase_add_test(tc, reload_raises_the_per_host_cap);
+	tcase_add_test(tc, reload_in_turns_steps_over_a_freed_slot);
+	tcase_add_test(tc, status_line_is_kept_as_slots_change);
 	suite_add_tcase(s, tc);
 
 	return check_main(s);
