@@ -258,12 +258,22 @@ start_poll(struct slot *sl)
 void
 sched_try_start(struct sched *sc)
 {
+	static const struct timeval now = {0, 0};
 	struct host *h;
 	struct slot *sl;
-	bool started = false;
+	unsigned started = 0;
 
 	while (!sc->stopping && sc->running < sc->cur->conf->max_connections &&
 	       (h = TAILQ_FIRST(&sc->ready)) != NULL) {
+		/*
+		 * A thousand polls due at once would hold the loop for as
+		 * long as all their starts take: the rest start on later
+		 * turns, with the loop's other events in between.
+		 */
+		if (started == SCHED_STARTS_PER_TURN) {
+			evtimer_add(sc->release, &now);
+			break;
+		}
 		sl = TAILQ_FIRST(&h->waiting);
 		dequeue(sl);
 		start_poll(sl);
@@ -271,9 +281,9 @@ sched_try_start(struct sched *sc)
 			TAILQ_REMOVE(&sc->ready, h, ready_entry);
 			TAILQ_INSERT_TAIL(&sc->ready, h, ready_entry);
 		}
-		started = true;
+		started++;
 	}
-	if (started)
+	if (started > 0)
 		sched_changed(sc);
 }
 
@@ -298,7 +308,8 @@ slot_fire(void *arg, struct timerq_node *n)
  * A poll that ended still counts against the caps until the next loop
  * turn: libevent closes a freed connection's socket from finalizer
  * callbacks later in the current turn, and a poll started before that
- * would briefly be one connection over max_connections.
+ * would briefly be one connection over max_connections. The same
+ * next-turn event starts what sched_try_start() left for later.
  */
 static void
 release_later(struct sched *sc, struct host *h)

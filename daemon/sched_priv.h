@@ -113,6 +113,9 @@ TAILQ_HEAD(host_list, host);
 
 struct sched_pass; /* a reload moving the slots over (sched_reload.c) */
 
+/* Polls started in one loop turn at most (sched_try_start()). */
+#define SCHED_STARTS_PER_TURN 32
+
 struct sched {
 	struct event_base *base;
 	struct evdns_base *dns;

@@ -33,6 +33,7 @@
 #include "sched.h"
 #include "session.h"
 #include "status.h"
+#include "sched_priv.h"
 #include "timerq.h"
 #include "worker.h"
 #include "check_main.h"
@@ -40,8 +41,8 @@
 /* The bound on any one wait: a case fails, it never hangs. */
 #define AWAIT_SECS 3
 /* Sessions alive at once, accounts, configurations per case. */
-#define MAX_LIVE  32
-#define MAX_RECS  16
+#define MAX_LIVE  96
+#define MAX_RECS  96
 #define MAX_CONFS 8
 #define MAX_ARMS  16
 /* Polls whose start time is kept, per account. */
@@ -840,6 +841,38 @@ START_TEST(per_host_limit_compares_host_names_without_case)
 }
 END_TEST
 
+static bool
+eighty_live(void)
+{
+	return nlive == 80;
+}
+
+/*
+ * Eighty polls due at once, room for all: the first loop turn starts
+ * SCHED_STARTS_PER_TURN of them, the next turns the rest, so that the
+ * loop's other events are not held while every poll starts.
+ */
+START_TEST(many_due_polls_start_over_several_turns)
+{
+	static char names[80][8];
+	static struct spec sp[80];
+	static const char *const hosts[] = {"pop.a.test", "pop.b.test"};
+	size_t i;
+
+	for (i = 0; i < 80; i++) {
+		snprintf(names[i], sizeof(names[i]), "n%zu", i);
+		sp[i] = (struct spec){names[i], hosts[i % 2], 300, 0};
+	}
+	new_sched(make_conf(100, 100, sp, 80), true, NULL, 0);
+	sched_start(sc);
+	ck_assert_uint_eq(nlive, SCHED_STARTS_PER_TURN);
+	await(eighty_live, "every poll started");
+	ck_assert_uint_eq(peak, 80);
+	for (i = 0; i < 80; i++)
+		ck_assert_uint_eq(rec(names[i])->starts, 1);
+}
+END_TEST
+
 /* One connection: polls wait in the queue and start one by one. */
 START_TEST(queued_polls_start_as_connections_free_up)
 {
@@ -1459,6 +1492,7 @@ main(void)
 	tcase_add_test(tc, connection_limit_holds_and_every_account_is_polled);
 	tcase_add_test(tc, per_host_limit_compares_host_names_without_case);
 	tcase_add_test(tc, queued_polls_start_as_connections_free_up);
+	tcase_add_test(tc, many_due_polls_start_over_several_turns);
 	tcase_add_test(tc, failures_back_off_by_class_and_streak);
 	tcase_add_test(tc, failed_account_is_polled_again_after_its_delay);
 	tcase_add_test(tc, login_delay_holds_even_poll_now);
