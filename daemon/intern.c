@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "intern.h"
+#include "strhash.h"
 
 #define ENTRY_OF(s) \
 	((struct entry *)(void *)((char *)(s)-offsetof(struct entry, s)))
@@ -19,19 +20,6 @@ struct intern {
 	struct entry **tab; /* power of two, at most one entry per bucket */
 	size_t size, n;
 };
-
-/* FNV-1a. */
-static uint32_t
-hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
 
 struct intern *
 intern_new(void)
@@ -63,7 +51,7 @@ grow(struct intern *t)
 const char *
 intern_get(struct intern *t, const char *s)
 {
-	uint32_t h = hash(s);
+	uint32_t h = strhash(s, false);
 	size_t len = strlen(s);
 	struct entry *e;
 

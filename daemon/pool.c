@@ -10,6 +10,7 @@
 
 #include "pool.h"
 #include "wipe.h"
+#include "strhash.h"
 
 /*
  * Blocks start small (a configuration of one account stays one page) and
@@ -97,24 +98,11 @@ pool_alloc(struct pool *p, size_t n)
 	return r;
 }
 
-/* FNV-1a. */
-static uint32_t
-hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
 /* The slot of S in the table: where it is, or the empty one it goes to. */
 static char **
 slot_of(char **tab, size_t size, const char *s)
 {
-	size_t i = hash(s) & (size - 1);
+	size_t i = strhash(s, false) & (size - 1);
 
 	while (tab[i] != NULL && strcmp(tab[i], s) != 0)
 		i = (i + 1) & (size - 1);

@@ -14,22 +14,9 @@
 #include "conf.h"
 #include "log.h"
 #include "sched_priv.h"
+#include "strhash.h"
 
 /* --- hosts -------------------------------------------------------------- */
-
-/* FNV-1a; host names compare without case, as DNS does. */
-uint32_t
-sched_hash(const char *s, bool fold)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= fold ? (unsigned char)tolower((unsigned char)*s)
-			  : (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
 
 static void
 hosts_grow(struct sched *sc)
@@ -42,8 +29,8 @@ hosts_grow(struct sched *sc)
 	for (i = 0; i < sc->nbuckets; i++)
 		for (h = sc->hosts[i]; h != NULL; h = next) {
 			next = h->hnext;
-			h->hnext = tab[sched_hash(h->name, true) & (n - 1)];
-			tab[sched_hash(h->name, true) & (n - 1)] = h;
+			h->hnext = tab[strhash(h->name, true) & (n - 1)];
+			tab[strhash(h->name, true) & (n - 1)] = h;
 		}
 	free(sc->hosts);
 	sc->hosts = tab;
@@ -59,7 +46,7 @@ sched_host_get(struct sched *sc, const char *name)
 
 	if (sc->nhosts >= sc->nbuckets)
 		hosts_grow(sc);
-	b = sched_hash(name, true) & (sc->nbuckets - 1);
+	b = strhash(name, true) & (sc->nbuckets - 1);
 	for (h = sc->hosts[b]; h != NULL; h = h->hnext)
 		if (strcasecmp(h->name, name) == 0)
 			return h;

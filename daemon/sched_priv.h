@@ -146,7 +146,6 @@ struct sched {
 };
 
 /* sched_host.c */
-uint32_t sched_hash(const char *s, bool fold);
 struct host *sched_host_get(struct sched *sc, const char *name);
 void sched_host_update(struct sched *sc, struct host *h);
 void sched_hosts_update_all(struct sched *sc);

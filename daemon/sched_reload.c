@@ -22,6 +22,7 @@
 #include "monotime.h"
 #include "sched.h"
 #include "sched_priv.h"
+#include "strhash.h"
 
 /*
  * A turn moves slots for this long at most (the clock is read every
@@ -75,7 +76,7 @@ index_build(struct name_index *ix, const struct conf *conf)
 		return -1;
 	ix->mask = n - 1;
 	for (i = 0; i < conf->naccounts; i++) {
-		b = sched_hash(conf->accounts[i].name, false) & ix->mask;
+		b = strhash(conf->accounts[i].name, false) & ix->mask;
 		while (ix->tab[b] != 0)
 			b = (b + 1) & ix->mask;
 		ix->tab[b] = (uint32_t)i + 1;
@@ -88,7 +89,7 @@ static size_t
 index_find(
     const struct name_index *ix, const struct conf *conf, const char *name)
 {
-	size_t b = sched_hash(name, false) & ix->mask;
+	size_t b = strhash(name, false) & ix->mask;
 
 	for (; ix->tab[b] != 0; b = (b + 1) & ix->mask)
 		if (strcmp(conf->accounts[ix->tab[b] - 1].name, name) == 0)

@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "tlscache.h"
+#include "strhash.h"
 
 /*
  * Buckets looked at for expired sessions on each save: the table is
@@ -33,18 +34,6 @@ struct entry {
 
 static struct entry **tab;
 static size_t nbuckets, nentries, used, room, sweep_at;
-
-static uint32_t
-hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
 
 static size_t
 entry_size(const struct entry *e)
@@ -93,7 +82,7 @@ slot(const char *name)
 
 	if (nbuckets == 0)
 		return NULL;
-	for (ep = &tab[hash(name) & (nbuckets - 1)]; *ep != NULL;
+	for (ep = &tab[strhash(name, false) & (nbuckets - 1)]; *ep != NULL;
 	     ep = &(*ep)->next)
 		if (strcmp((*ep)->name, name) == 0)
 			break;
@@ -111,8 +100,8 @@ grow(void)
 	for (i = 0; i < nbuckets; i++)
 		for (e = tab[i]; e != NULL; e = next) {
 			next = e->next;
-			e->next = t[hash(e->name) & (n - 1)];
-			t[hash(e->name) & (n - 1)] = e;
+			e->next = t[strhash(e->name, false) & (n - 1)];
+			t[strhash(e->name, false) & (n - 1)] = e;
 		}
 	free(tab);
 	tab = t;
