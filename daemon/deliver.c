@@ -36,9 +36,10 @@ struct deliver {
 	struct item cur;
 	struct item *batch;
 	size_t nbatch, cap;
-	bool handoff;  /* the state only: see deliver.h */
-	size_t ntaken; /* hand-offs taken, not yet flushed */
-	size_t unsure; /* hand-offs a crash interrupted */
+	bool handoff;	     /* the state only: see deliver.h */
+	size_t ntaken;	     /* hand-offs taken, not yet flushed */
+	size_t unsure;	     /* hand-offs a crash interrupted */
+	const char *account; /* the configuration's, for test hooks */
 };
 
 /*
@@ -91,6 +92,7 @@ deliver_open(const struct deliver_where *w, char *err, size_t errlen)
 		return NULL;
 	}
 	d->handoff = w->handoff;
+	d->account = w->account;
 	if (!d->handoff &&
 	    (d->md = open_maildir(w, why, sizeof(why))) == NULL) {
 		/* EWOULDBLOCK says "busy": only the state's lock may. */
@@ -370,7 +372,7 @@ sync_batch(struct deliver *d)
 		return -1;
 	for (i = 0; i < d->nbatch; i++)
 		names[i] = d->batch[i].tmp;
-	TESTHOOK_HOLD("batch sync");
+	TESTHOOK_HOLD("batch sync", d->account);
 	rc = maildir_sync_tmp(d->md, names, d->nbatch);
 	free(names);
 	return rc;

@@ -65,11 +65,17 @@ testhook_fail(const char *where)
 }
 
 void
-testhook_hold(const char *where)
+testhook_hold(const char *where, const char *account)
 {
-	const char *env = getenv("POPFETCHD_HOLD");
+	const char *env = getenv("POPFETCHD_HOLD"), *who;
+	size_t len;
 
-	if (env == NULL || strcmp(env, where) != 0)
+	if (env == NULL)
+		return;
+	who = strchr(env, '@');
+	len = who != NULL ? (size_t)(who - env) : strlen(env);
+	if (strlen(where) != len || strncmp(env, where, len) != 0 ||
+	    (who != NULL && (account == NULL || strcmp(who + 1, account) != 0)))
 		return;
 	fprintf(stderr, "testhook: hold: %s\n", where);
 	fflush(stderr);

@@ -14,7 +14,8 @@
  *
  * With POPFETCHD_HOLD=NAME, the thread that passes hold point NAME
  * writes so to stderr and never returns: a disk that stops answering
- * (a dead USB disk, a hard NFS mount) in the middle of an fsync.
+ * (a dead USB disk, a hard NFS mount) in the middle of an fsync. With
+ * POPFETCHD_HOLD=NAME@ACCOUNT, only when it works for that account.
  *
  * POPFETCHD_RESOLV_CONF and POPFETCHD_HOSTS_FILE give the resolver other
  * files than the system's (names the tests make up, name servers they
@@ -32,8 +33,8 @@ void testhook_crash_point(const char *where);
 time_t testhook_now(void);
 /* True (errno set to EIO) when fail point WHERE is to fail this time. */
 bool testhook_fail(const char *where);
-/* Never returns when hold point WHERE is POPFETCHD_HOLD. */
-void testhook_hold(const char *where);
+/* Never returns when hold point WHERE (for ACCOUNT) is POPFETCHD_HOLD. */
+void testhook_hold(const char *where, const char *account);
 /* The environment variable NAME, or NULL. */
 const char *testhook_env(const char *name);
 /*
@@ -42,17 +43,17 @@ const char *testhook_env(const char *name);
  * one process.
  */
 void testhook_reset(void);
-#define TESTHOOK_CRASH_POINT(where) testhook_crash_point(where)
-#define TESTHOOK_NOW()		    testhook_now()
-#define TESTHOOK_FAIL(where)	    testhook_fail(where)
-#define TESTHOOK_ENV(name)	    testhook_env(name)
-#define TESTHOOK_HOLD(where)	    testhook_hold(where)
+#define TESTHOOK_CRASH_POINT(where)   testhook_crash_point(where)
+#define TESTHOOK_NOW()		      testhook_now()
+#define TESTHOOK_FAIL(where)	      testhook_fail(where)
+#define TESTHOOK_ENV(name)	      testhook_env(name)
+#define TESTHOOK_HOLD(where, account) testhook_hold(where, account)
 #else
-#define TESTHOOK_CRASH_POINT(where) ((void)0)
-#define TESTHOOK_NOW()		    time(NULL)
-#define TESTHOOK_FAIL(where)	    false
-#define TESTHOOK_ENV(name)	    ((const char *)NULL)
-#define TESTHOOK_HOLD(where)	    ((void)0)
+#define TESTHOOK_CRASH_POINT(where)   ((void)0)
+#define TESTHOOK_NOW()		      time(NULL)
+#define TESTHOOK_FAIL(where)	      false
+#define TESTHOOK_ENV(name)	      ((const char *)NULL)
+#define TESTHOOK_HOLD(where, account) ((void)0)
 #endif
 
 #endif

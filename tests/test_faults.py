@@ -16,7 +16,8 @@ import subprocess
 import sys
 
 from fakepop import make_cert
-from harness import BINARY, FakePopCase, clean_env, has_test_hooks, main
+from harness import (BINARY, FakePopCase, clean_env, has_test_hooks, main,
+                     write_config)
 
 MESSAGES = [
     b"From: a@example.org\nSubject: one\n\nbody one\n.leading dot\n",
@@ -149,6 +150,32 @@ class FaultTest(FakePopCase):
         self.assertNotIn("RETR", srv.verbs())
         self.assert_exactly_once()
         self.assertEqual(srv.messages, [])
+
+    def test_a_hung_disk_holds_only_its_own_account(self):
+        """One account's batch sync never returns: the loop goes on, and
+        the other account's poll is fetched, made durable and deleted
+        meanwhile; a stop then ends the process without the hung one."""
+        self.needs_test_hooks()
+        servers = {n: self.server(tls="implicit", pipelining=True)
+                   for n in ("slow", "fast")}
+        accts = [{"name": n, "host": "localhost", "port": srv.port,
+                  "tls": "implicit", "ca_file": self.ca_file,
+                  "user": self.USER, "password": self.PASSWORD,
+                  "maildir": os.path.join(self.dir, n),
+                  "received_header": False, "timeout": 2}
+                 for n, srv in servers.items()]
+        conf = write_config(os.path.join(self.dir, "two.conf"), accts,
+                            state_dir=os.path.join(self.dir, "state"))
+        d = self.daemon(conf, ("--once",),
+                        env={"POPFETCHD_HOLD": "batch sync@slow"})
+        d.wait_line(r"testhook: hold: batch sync")
+        d.wait_line(r"account=fast .*fetched=3 .*deleted=3 .*result=ok")
+        self.assertEqual(servers["fast"].messages, [])
+        self.assert_delivered_exactly(MESSAGES,
+                                      os.path.join(self.dir, "fast"))
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 75, d.text())
+        self.assertEqual(servers["slow"].messages, MESSAGES)
 
     def test_bytes_counted_as_the_server_sent_them(self):
         """The summary's bytes= is the messages' size on the wire (CRLF,
