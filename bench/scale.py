@@ -329,7 +329,7 @@ def main():
                                dir=os.path.join(ROOT, "build"))
     binary = os.path.join(scratch, "popfetchd")
     shutil.copy2(args.binary, binary)
-    tools = bench.Tools(binary, os.path.abspath(args.floor), scratch,
+    tools = bench.Tools(binary, os.path.abspath(args.floor), None, scratch,
                         os.path.relpath(os.path.abspath(args.binary)))
     cpus = split_cpus(args.split)
     started = time.monotonic()
