@@ -21,6 +21,7 @@
 #include "log.h"
 #include "monotime.h"
 #include "status.h"
+#include "testhook.h"
 #include "worker.h"
 
 /*
@@ -58,6 +59,7 @@ metrics_run(struct worker_job *job)
 				      offsetof(struct status_metrics, job));
 	int fd, err = 0;
 
+	TESTHOOK_HOLD("metrics write", NULL);
 	fd = open(m->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	/*
 	 * 0644 whatever the umask (the units set 0077): the collector runs
@@ -194,11 +196,20 @@ status_metrics_free(struct status_metrics **mp)
 	if (m == NULL)
 		return;
 	evtimer_del(m->timer);
-	if (worker_busy(&m->job)) {
-		worker_wait(m->worker, &m->job);
-		free(m->text);
-		m->text = NULL;
+	/*
+	 * A write that never returns (the file's disk is gone) must not hold
+	 * the exit: the job, its text and its worker are left to it.
+	 */
+	if (worker_busy(&m->job) && !worker_cancel(m->worker, &m->job)) {
+		log_warnx(NULL,
+		    "metrics: the write of %s does not return; exiting without it",
+		    m->path);
+		event_free(m->timer);
+		*mp = NULL;
+		return;
 	}
+	free(m->text);
+	m->text = NULL;
 	/* The counters at exit, written here: the loop is done. */
 	if (metrics_make(m)) {
 		metrics_run(&m->job);

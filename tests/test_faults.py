@@ -177,6 +177,20 @@ class FaultTest(FakePopCase):
         self.assertEqual(d.wait_exit(), 75, d.text())
         self.assertEqual(servers["slow"].messages, MESSAGES)
 
+    def test_stop_while_the_metrics_file_does_not_answer(self):
+        """The metrics file's write never returns (its disk is gone): a
+        stop still ends the daemon, saying what it left behind."""
+        self.needs_test_hooks()
+        srv = self.server(tls="implicit")
+        metrics = os.path.join(self.dir, "metrics.prom")
+        conf = self.config(srv, settings={"metrics_file": metrics})
+        d = self.daemon(conf, env={"POPFETCHD_HOLD": "metrics write"})
+        d.wait_line(r"testhook: hold: metrics write")
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 0, d.text())
+        self.assertRegex(d.text(), r"metrics: the write of \S+metrics\.prom "
+                         r"does not return; exiting without it")
+
     def test_bytes_counted_as_the_server_sent_them(self):
         """The summary's bytes= is the messages' size on the wire (CRLF,
         as LIST counts), not the file's: no Received: line, no CRs."""
