@@ -80,6 +80,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "bench_clock.h"
+
 /* RFC 2449 allows 255 octets; a client sending more is broken. */
 #define LINE_MAX_LEN 512
 /* Longer names are refused: they are made by the benchmark, short. */
@@ -199,15 +201,6 @@ die(const char *fmt, ...)
 	fputc('\n', stderr);
 	ERR_print_errors_fp(stderr);
 	exit(1);
-}
-
-static int64_t
-clock_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* --- the made-up mailboxes ------------------------------------------------ */

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 #define READ_SIZE  (256 * 1024)
 #define HIGH_WATER (8 * 1024 * 1024)
 /* Hysteresis, so that a full queue does not toggle epoll per chunk. */
@@ -83,19 +85,10 @@ struct conn {
 };
 
 static int ep, tfd;
-static int64_t now, delay;
+static int64_t now_ns, delay;
 static struct conn *conns;
 static struct addrinfo *target;
 static struct chunk *spare; /* READ_SIZE bytes to read into */
-
-static int64_t
-clock_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void
 fatal(const char *what)
@@ -161,7 +154,7 @@ flush(struct line *l)
 
 	if (l->src->c->dead || !l->dst->connected || l->blocked)
 		return;
-	while ((k = l->head) != NULL && k->due <= now) {
+	while ((k = l->head) != NULL && k->due <= now_ns) {
 		if (k->eof) {
 			/* ENOTCONN: the peer is gone; nothing to tell it. */
 			shutdown(l->dst->fd, SHUT_WR);
@@ -213,7 +206,7 @@ push(struct line *l, size_t len, bool eof)
 	k->len = len;
 	k->off = 0;
 	k->eof = eof;
-	k->due = now + delay;
+	k->due = now_ns + delay;
 	/* Upstream: client bytes wait for the (simulated) handshake. */
 	if (l == &l->src->c->up && not_before != NEVER && not_before > k->due)
 		k->due = not_before;
@@ -325,7 +318,7 @@ accept_all(int lfd, bool handshake)
 		c->up = (struct line){.src = &c->cl, .dst = &c->sv};
 		c->down = (struct line){.src = &c->sv, .dst = &c->cl};
 		/* A real server's accept() returns 1.5 round trips later. */
-		c->connect_at = now + (handshake ? 3 * delay : 0);
+		c->connect_at = now_ns + (handshake ? 3 * delay : 0);
 		c->next = conns;
 		conns = c;
 		watch(&c->cl);
@@ -340,7 +333,7 @@ sweep(void)
 	int64_t next = NEVER;
 
 	while ((c = *pc) != NULL) {
-		if (!c->dead && c->connect_at <= now)
+		if (!c->dead && c->connect_at <= now_ns)
 			start_connect(c);
 		flush(&c->up);
 		flush(&c->down);
@@ -436,7 +429,7 @@ main(int argc, char **argv)
 	fflush(stdout);
 
 	for (;;) {
-		now = clock_ns();
+		now_ns = clock_ns();
 		next = sweep();
 		/* An absolute timerfd: epoll's own timeout is in whole ms. */
 		if (next != armed) {
@@ -457,7 +450,7 @@ main(int argc, char **argv)
 			break; /* SIGTERM or SIGINT: the only unblocked ones */
 		if (n == -1)
 			fatal("epoll_pwait");
-		now = clock_ns();
+		now_ns = clock_ns();
 		for (int i = 0; i < n; i++) {
 			struct side *s = evs[i].data.ptr;
 
