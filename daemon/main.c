@@ -35,6 +35,8 @@
 #include "reload.h"
 #include "sched.h"
 #include "session.h"
+#include "shard.h"
+#include "statemove.h"
 #include "status.h"
 #include "tls.h"
 #include "tlscache.h"
@@ -76,14 +78,21 @@ struct options {
 	/* --import-uids and --convert: FORMAT:PATH */
 	bool import, convert;
 	struct migrate_import imp;
+	struct shard shard;   /* --shard K/N; n 0: all accounts */
+	size_t file_accounts; /* accounts in the file, before --shard */
+	const char *move;     /* account of --export-state or --import-state */
+	bool move_in;	      /* --import-state */
+	bool accounts;	      /* --accounts */
 };
 
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: popfetchd [-c FILE] [--once] [-a NAME]... [-d LEVEL] [-v] [-q] [-k]\n"
-	    "       popfetchd --check-config [-c FILE] [-q]\n"
+	    "usage: popfetchd [-c FILE] [--shard K/N] [--once] [-a NAME]... [-d LEVEL]\n"
+	    "                 [-v] [-q] [-k]\n"
+	    "       popfetchd --check-config | --accounts [-c FILE] [--shard K/N] [-q]\n"
+	    "       popfetchd --export-state NAME | --import-state NAME [-c FILE]\n"
 	    "       popfetchd --serverinfo NAME | --list NAME [-c FILE]\n"
 	    "       popfetchd --import-uids FORMAT:PATH [-c FILE] [-a NAME]... [--dry-run]\n"
 	    "                 [--match-host HOST --match-user USER]\n"
@@ -99,6 +108,12 @@ usage(FILE *f)
 	    "  -v, --verbose       more log lines\n"
 	    "  -q, --quiet         no lines unless mail was fetched or something failed\n"
 	    "  -k, --keep          this run leaves every message on the server\n"
+	    "      --shard K/N     poll only this instance's share of the accounts:\n"
+	    "                      instance K (0 to N-1) of N with the same file\n"
+	    "      --accounts      the names of the accounts this instance polls\n"
+	    "      --export-state NAME  the account's state to standard output;\n"
+	    "                      this instance stops polling it\n"
+	    "      --import-state NAME  the account's state from standard input\n"
 	    "      --check-config  validate the configuration and list the accounts\n"
 	    "      --serverinfo NAME  greeting, TLS, certificates, pin, capabilities;\n"
 	    "                      login and STAT when the password is there\n"
@@ -133,7 +148,11 @@ enum {
 	OPT_DRY_RUN,
 	OPT_MATCH_HOST,
 	OPT_MATCH_USER,
-	OPT_CONVERT
+	OPT_CONVERT,
+	OPT_SHARD,
+	OPT_ACCOUNTS,
+	OPT_EXPORT_STATE,
+	OPT_IMPORT_STATE
 };
 
 static const struct option longopts[] = {
@@ -157,6 +176,10 @@ static const struct option longopts[] = {
     {"match-host", required_argument, NULL, OPT_MATCH_HOST},
     {"match-user", required_argument, NULL, OPT_MATCH_USER},
     {"convert", required_argument, NULL, OPT_CONVERT},
+    {"shard", required_argument, NULL, OPT_SHARD},
+    {"accounts", no_argument, NULL, OPT_ACCOUNTS},
+    {"export-state", required_argument, NULL, OPT_EXPORT_STATE},
+    {"import-state", required_argument, NULL, OPT_IMPORT_STATE},
     {NULL, 0, NULL, 0},
 };
 
@@ -239,6 +262,30 @@ take_migrate_option(int c, char *arg, struct options *o)
 	}
 }
 
+/* --shard, --accounts, --export-state and --import-state. */
+static int
+take_shard_option(int c, char *arg, struct options *o)
+{
+	char err[256];
+
+	switch (c) {
+	case OPT_SHARD:
+		if (shard_parse(arg, &o->shard, err, sizeof(err)) == 0)
+			return EX_OK;
+		fprintf(stderr, "popfetchd: %s\n", err);
+		return EX_USAGE;
+	case OPT_ACCOUNTS:
+		o->accounts = true;
+		take_mode("--accounts", o);
+		return EX_OK;
+	default:
+		o->move = arg;
+		o->move_in = c == OPT_IMPORT_STATE;
+		take_mode(o->move_in ? "--import-state" : "--export-state", o);
+		return EX_OK;
+	}
+}
+
 /* The options choosing a mode other than the daemon's. */
 static int
 take_mode_option(int c, char *arg, struct options *o)
@@ -312,6 +359,11 @@ take_option(int c, char *arg, struct options *o)
 	case OPT_MATCH_HOST:
 	case OPT_MATCH_USER:
 		return take_migrate_option(c, arg, o);
+	case OPT_SHARD:
+	case OPT_ACCOUNTS:
+	case OPT_EXPORT_STATE:
+	case OPT_IMPORT_STATE:
+		return take_shard_option(c, arg, o);
 	case OPT_JSON:
 		o->json = true;
 		return EX_OK;
@@ -378,6 +430,11 @@ check_combination(const struct options *o)
 	else if ((o->imp.match_host != NULL || o->imp.match_user != NULL) &&
 		 o->nonly != 1)
 		bad = "--match-host and --match-user need exactly one -a NAME";
+	else if (o->shard.n > 0 &&
+		 (o->status || o->convert || o->probe != NULL ||
+		     o->authorize != NULL))
+		bad =
+		    "--shard goes with the daemon, --once, --check-config, --accounts, --export-state, --import-state or --import-uids";
 	if (bad == NULL)
 		return EX_OK;
 	fprintf(stderr, "popfetchd: %s\n", bad);
@@ -489,6 +546,9 @@ check_config(const struct conf *conf, const struct options *o)
 		return problems > 0 ? EX_CONFIG : EX_OK;
 	printf("config: %s (%s)\n", o->config, o->config_from);
 	printf("state_dir: %s (%s)\n", conf->state_dir, conf->state_dir_from);
+	if (o->shard.n > 0)
+		printf("shard: %u/%u, %zu of the file's %zu accounts\n",
+		    o->shard.k, o->shard.n, conf->naccounts, o->file_accounts);
 	for (i = 0; i < conf->naccounts; i++) {
 		a = &conf->accounts[i];
 		printf("%s %s:%u tls=%s auth=%s ", a->name, a->host, a->port,
@@ -497,6 +557,38 @@ check_config(const struct conf *conf, const struct options *o)
 		printf(" keep=%s\n", a->keep ? "true" : "false");
 	}
 	return problems > 0 ? EX_CONFIG : EX_OK;
+}
+
+/*
+ * Every -a (and --export-state/--import-state NAME) must name an account
+ * of the file and of this shard; then --shard drops the other shards'
+ * accounts. EX_OK or EX_CONFIG.
+ */
+static int
+pick_accounts(struct conf *conf, struct options *o)
+{
+	const struct account *a;
+	const char *name;
+	size_t i;
+
+	o->file_accounts = conf->naccounts;
+	for (i = 0; i < o->nonly + (o->move != NULL); i++) {
+		name = i < o->nonly ? o->only[i] : o->move;
+		if ((a = conf_account(conf, name)) == NULL) {
+			fprintf(stderr, "popfetchd: %s: no account \"%s\"\n",
+			    o->config, name);
+			return EX_CONFIG;
+		}
+		if (!shard_mine(&o->shard, a->name)) {
+			fprintf(stderr,
+			    "popfetchd: account %s is instance %u/%u's, not this one's (--shard %u/%u)\n",
+			    a->name, shard_owner(a->name, o->shard.n),
+			    o->shard.n, o->shard.k, o->shard.n);
+			return EX_CONFIG;
+		}
+	}
+	shard_select(conf, &o->shard);
+	return EX_OK;
 }
 
 /* ARG quoted for a shell when it needs it. */
@@ -805,6 +897,10 @@ reload_parsed(void *arg, struct conf *conf, struct sched_change *ch,
 static void
 reload(struct daemon *d)
 {
+	const struct reload_pick pick = {.only = d->o->only,
+	    .nonly = d->o->nonly,
+	    .keep = d->o->keep,
+	    .shard = d->o->shard};
 	char err[256];
 
 	if (d->reloading) {
@@ -819,8 +915,8 @@ reload(struct daemon *d)
 	/* A changed network (VPN, DHCP) changes resolv.conf without a word. */
 	if (net_dns_reload(d->dns, err, sizeof(err)) == -1)
 		log_warnx(NULL, "reload: resolver: %s", err);
-	if (reload_start(d->rl, d->o->config, sched_conf(d->sc), d->o->only,
-		d->o->nonly, d->o->keep, reload_parsed, d) == -1)
+	if (reload_start(d->rl, d->o->config, sched_conf(d->sc), &pick,
+		reload_parsed, d) == -1)
 		fatalx("reload: a reload already under way");
 }
 
@@ -1001,6 +1097,10 @@ run(struct conf *conf, const struct options *o)
 		fatalx("cannot set up name resolution");
 	if (err[0] != '\0')
 		log_warnx(NULL, "resolver: %s", err);
+	if (o->shard.n > 0)
+		log_info(NULL, "shard=%u/%u accounts=%zu of %zu in %s",
+		    o->shard.k, o->shard.n, conf->naccounts, o->file_accounts,
+		    o->config);
 	fit_open_files(conf);
 	/* Polls after the first resume TLS sessions; --once has none. */
 	if (!o->once)
@@ -1098,13 +1198,16 @@ main(int argc, char **argv)
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	if ((conf = conf_load(o.config, report_conf_error, NULL)) == NULL)
 		return no_config_hint(&o);
-	for (i = 0; i < o.nonly; i++)
-		if (conf_account(conf, o.only[i]) == NULL) {
-			fprintf(stderr, "popfetchd: %s: no account \"%s\"\n",
-			    o.config, o.only[i]);
-			conf_free(&conf);
-			return EX_CONFIG;
-		}
+	if ((r = pick_accounts(conf, &o)) != EX_OK) {
+		conf_free(&conf);
+		return r;
+	}
+	if (o.accounts) {
+		for (i = 0; i < conf->naccounts; i++)
+			printf("%s\n", conf->accounts[i].name);
+		conf_free(&conf);
+		return EX_OK;
+	}
 	if (o.keep)
 		keep_all(conf);
 	if (o.probe == NULL && o.authorize == NULL &&
@@ -1114,6 +1217,11 @@ main(int argc, char **argv)
 	}
 	if (o.authorize != NULL)
 		return authorize(conf, o.config, o.authorize);
+	if (o.move != NULL) {
+		r = statemove_run(conf, o.move, o.move_in, stderr);
+		conf_free(&conf);
+		return r;
+	}
 	if (o.probe != NULL)
 		return probe(conf, &o);
 	if (o.import) {

@@ -25,9 +25,7 @@ struct reload {
 	/* The request, then the outcome (the thread's until done()). */
 	const char *path;
 	const struct conf *cur;
-	char *const *only;
-	size_t nonly;
-	bool keep;
+	struct reload_pick pick;
 	reload_done_fn done;
 	void *arg;
 	struct conf *conf;
@@ -80,10 +78,11 @@ check_only(struct reload *rl)
 	char msg[256];
 	size_t i;
 
-	for (i = 0; i < rl->nonly; i++)
-		if (conf_account(rl->conf, rl->only[i]) == NULL) {
+	for (i = 0; i < rl->pick.nonly; i++)
+		if (conf_account(rl->conf, rl->pick.only[i]) == NULL) {
 			snprintf(msg, sizeof(msg),
-			    "no account \"%s\" any more (-a)", rl->only[i]);
+			    "no account \"%s\" any more (-a)",
+			    rl->pick.only[i]);
 			say(rl, msg);
 		}
 }
@@ -95,10 +94,12 @@ job_run(struct worker_job *job)
 
 	if ((rl->conf = conf_load(rl->path, collect, rl)) == NULL)
 		return;
-	if (rl->keep)
+	shard_select(rl->conf, &rl->pick.shard);
+	if (rl->pick.keep)
 		conf_keep_all(rl->conf);
 	check_only(rl);
-	rl->ch = sched_change_new(rl->cur, rl->conf, rl->only, rl->nonly);
+	rl->ch =
+	    sched_change_new(rl->cur, rl->conf, rl->pick.only, rl->pick.nonly);
 	if (rl->ch == NULL) {
 		conf_free(&rl->conf);
 		rl->oom = true;
@@ -181,15 +182,13 @@ reload_new(struct event_base *base)
 
 int
 reload_start(struct reload *rl, const char *path, const struct conf *cur,
-    char *const *only, size_t nonly, bool keep, reload_done_fn done, void *arg)
+    const struct reload_pick *pick, reload_done_fn done, void *arg)
 {
 	if (worker_busy(&rl->job))
 		return -1;
 	rl->path = path;
 	rl->cur = cur;
-	rl->only = only;
-	rl->nonly = nonly;
-	rl->keep = keep;
+	rl->pick = *pick;
 	rl->done = done;
 	rl->arg = arg;
 	worker_submit(rl->w, &rl->job);

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "shard.h"
+
 struct conf;
 struct event_base;
 struct reload;
@@ -27,15 +29,22 @@ typedef void (*reload_done_fn)(void *arg, struct conf *conf,
 /* A reloader with its thread, reporting on BASE; NULL on failure. */
 struct reload *reload_new(struct event_base *base);
 
+/* What of the file this instance runs: the command line's choice. */
+struct reload_pick {
+	char *const *only; /* -a: NONLY names, outliving the reload; 0: all */
+	size_t nonly;
+	bool keep;	    /* -k */
+	struct shard shard; /* --shard: the other shards' accounts dropped */
+};
+
 /*
  * Reads PATH on the thread and compares it with CUR (the scheduler's
  * configuration, which must stay alive and unchanged until DONE), for
- * the accounts in ONLY (NONLY names, which must outlive the reload; 0:
- * all); KEEP applies -k to it. DONE(ARG, ...) runs on a later loop turn.
- * -1 if a reload is under way already.
+ * the accounts PICK chooses (copied). DONE(ARG, ...) runs on a later
+ * loop turn. -1 if a reload is under way already.
  */
 int reload_start(struct reload *rl, const char *path, const struct conf *cur,
-    char *const *only, size_t nonly, bool keep, reload_done_fn done, void *arg);
+    const struct reload_pick *pick, reload_done_fn done, void *arg);
 
 /* Whether a file is being read (DONE not called yet). */
 bool reload_busy(const struct reload *rl);

@@ -162,6 +162,12 @@
 #define RECORD_MAX \
 	(2 + 20 + 1 + UID_MAX + 1 + FNAME_MAX_LEN + 1 + FNAME_MAX_LEN + 1 + 1)
 
+/*
+ * The largest journal state_import() takes: about ten million UIDs, far
+ * past any mailbox, and a bound on what a wrong file costs in memory.
+ */
+#define IMPORT_MAX (1024UL * 1024 * 1024)
+
 /* Snapshots are written in pieces of this size. */
 #define SNAPSHOT_CHUNK (64 * 1024)
 
@@ -171,6 +177,7 @@
 #define SUFFIX_OLD     ".state.old"
 #define SUFFIX_CORRUPT ".state.corrupt"
 #define SUFFIX_LOCK    ".lock"
+#define SUFFIX_MOVED   ".moved"
 #define LONGEST_SUFFIX SUFFIX_CORRUPT
 
 /*
@@ -286,6 +293,7 @@ static void drop_torn(struct state *st, off_t good, size_t torn);
 static int set_aside(struct state *st, const char *suffix, const char *why,
     char *errbuf, size_t errlen);
 static int write_snapshot(struct state *st);
+static int write_journal(struct state *st, int fd, off_t *total);
 static int snapshot_table(
     int fd, struct buf *out, off_t *total, const struct table *t);
 static int append_out(struct state *st);
@@ -342,9 +350,29 @@ state_open(const char *dir, const char *account, const char *host,
 	return state_open_mailbox(dir, account, host, 0, user, errbuf, errlen);
 }
 
-struct state *
-state_open_mailbox(const char *dir, const char *account, const char *host,
-    unsigned port, const char *user, char *errbuf, size_t errlen)
+/*
+ * Whether the state was exported (state_export): then it is refused here
+ * until imported back, with EXDEV and ERRBUF saying so.
+ */
+static bool
+moved_away(struct state *st, char *errbuf, size_t errlen)
+{
+	char name[NAME_MAX + 1];
+
+	file_name(name, sizeof(name), st, SUFFIX_MOVED);
+	if (faccessat(st->dirfd, name, F_OK, 0) == -1)
+		return false;
+	set_err(errbuf, errlen,
+	    "state of account %s was exported to another instance (popfetchd --export-state): it is not polled here; popfetchd --import-state %s takes it back",
+	    st->account, st->account);
+	errno = EXDEV;
+	return true;
+}
+
+/* state_open_mailbox(), and a state exported from here if MOVED_OK. */
+static struct state *
+open_mailbox(const char *dir, const char *account, const char *host,
+    unsigned port, const char *user, bool moved_ok, char *errbuf, size_t errlen)
 {
 	struct state *st;
 	int saved;
@@ -382,6 +410,7 @@ state_open_mailbox(const char *dir, const char *account, const char *host,
 		goto fail;
 	}
 	if (take_lock(st, errbuf, errlen) == -1 ||
+	    (!moved_ok && moved_away(st, errbuf, errlen)) ||
 	    load(st, errbuf, errlen) == -1)
 		goto fail;
 	return st;
@@ -393,6 +422,14 @@ fail:
 	state_close(&st);
 	errno = saved;
 	return NULL;
+}
+
+struct state *
+state_open_mailbox(const char *dir, const char *account, const char *host,
+    unsigned port, const char *user, char *errbuf, size_t errlen)
+{
+	return open_mailbox(
+	    dir, account, host, port, user, false, errbuf, errlen);
 }
 
 void
@@ -1204,7 +1241,6 @@ static int
 write_snapshot(struct state *st)
 {
 	char tmp[NAME_MAX + 1], name[NAME_MAX + 1];
-	struct buf out = {0};
 	off_t total = 0;
 	int fd, saved;
 
@@ -1212,20 +1248,12 @@ write_snapshot(struct state *st)
 	file_name(name, sizeof(name), st, SUFFIX_STATE);
 	fd = openat(st->dirfd, tmp,
 	    O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1 || buf_reserve(&out, SNAPSHOT_CHUNK + SLOT_RECORDS_MAX +
-					      strlen(st->header)) == -1)
+	if (fd == -1 || write_journal(st, fd, &total) == -1)
 		goto fail;
-	buf_add(&out, st->header, strlen(st->header));
-	if (snapshot_table(fd, &out, &total, &st->tab) == -1 ||
-	    snapshot_table(fd, &out, &total, &st->strikes) == -1 ||
-	    fsutil_write_all(fd, out.data, out.len) == -1)
-		goto fail;
-	total += (off_t)out.len;
 	if (fsync(fd) == -1 ||
 	    renameat(st->dirfd, tmp, st->dirfd, name) == -1 ||
 	    fsync(st->dirfd) == -1)
 		goto fail;
-	free(out.data);
 	if (st->fd != -1)
 		close(st->fd);
 	st->fd = fd;
@@ -1236,13 +1264,39 @@ write_snapshot(struct state *st)
 	return 0;
 fail:
 	saved = errno;
-	free(out.data);
 	if (fd != -1) {
 		close(fd);
 		unlinkat(st->dirfd, tmp, 0);
 	}
 	errno = saved;
 	return -1;
+}
+
+/*
+ * Writes the header and the live records to FD (a snapshot's content);
+ * *TOTAL gets the bytes written.
+ */
+static int
+write_journal(struct state *st, int fd, off_t *total)
+{
+	struct buf out = {0};
+	int rc = -1, saved;
+
+	*total = 0;
+	if (buf_reserve(&out,
+		SNAPSHOT_CHUNK + SLOT_RECORDS_MAX + strlen(st->header)) == -1)
+		return -1;
+	buf_add(&out, st->header, strlen(st->header));
+	if (snapshot_table(fd, &out, total, &st->tab) == 0 &&
+	    snapshot_table(fd, &out, total, &st->strikes) == 0 &&
+	    fsutil_write_all(fd, out.data, out.len) == 0) {
+		*total += (off_t)out.len;
+		rc = 0;
+	}
+	saved = errno;
+	free(out.data);
+	errno = saved;
+	return rc;
 }
 
 /*
@@ -1973,4 +2027,188 @@ table_free(struct table *t)
 	free(t->slots);
 	t->slots = NULL;
 	t->cap = t->count = 0;
+}
+
+/* ---- moving a state to another instance ---- */
+
+/* Marks ST exported (ACCOUNT.moved), durably. */
+static int
+mark_moved(struct state *st, char *errbuf, size_t errlen)
+{
+	char name[NAME_MAX + 1], line[64];
+	int fd, n;
+
+	file_name(name, sizeof(name), st, SUFFIX_MOVED);
+	n = snprintf(
+	    line, sizeof(line), "exported %lld\n", (long long)time(NULL));
+	fd = openat(
+	    st->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1 || fsutil_write_all(fd, line, (size_t)n) == -1 ||
+	    fsync(fd) == -1 || close(fd) == -1 || fsync(st->dirfd) == -1) {
+		set_err(errbuf, errlen, "cannot write %s/%s: %s", st->dir, name,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_export(const char *dir, const char *account, const char *host,
+    unsigned port, const char *user, int fd, size_t *count, char *errbuf,
+    size_t errlen)
+{
+	struct state *st;
+	struct stat sb;
+	off_t total;
+	int rc = -1;
+
+	st = open_mailbox(dir, account, host, port, user, true, errbuf, errlen);
+	if (st == NULL)
+		return -1;
+	if (st->npending > 0) {
+		set_err(errbuf, errlen,
+		    "state of account %s holds %zu deliveries a crash interrupted: a poll here completes them (popfetchd --once -a %s); export after it",
+		    account, st->npending, account);
+		errno = EBUSY;
+		goto out;
+	}
+	/* First, so that no failure below leaves it polled in two places. */
+	if (mark_moved(st, errbuf, errlen) == -1)
+		goto out;
+	if (write_journal(st, fd, &total) == -1 ||
+	    (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && fsync(fd) == -1)) {
+		set_err(errbuf, errlen, "writing the state of account %s: %s",
+		    account, strerror(errno));
+		goto out;
+	}
+	*count = st->tab.count;
+	rc = 0;
+out:
+	state_close(&st);
+	return rc;
+}
+
+/* Reads FD to its end into OUT, up to IMPORT_MAX bytes. */
+static int
+read_stream(int fd, struct buf *out)
+{
+	ssize_t n;
+
+	for (;;) {
+		if (out->len == out->cap &&
+		    (out->len >= IMPORT_MAX ||
+			buf_reserve(out, out->cap > 0 ? out->cap : 65536) ==
+			    -1)) {
+			if (out->len >= IMPORT_MAX)
+				errno = EFBIG;
+			return -1;
+		}
+		n = read(fd, out->data + out->len, out->cap - out->len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return (int)n;
+		out->len += (size_t)n;
+	}
+}
+
+/*
+ * Replaces the (empty or exported) content of ST by the journal DATA,
+ * strictly checked: a transfer that lost or changed bytes is refused.
+ */
+static int
+take_journal(
+    struct state *st, const struct buf *data, char *errbuf, size_t errlen)
+{
+	unsigned long version;
+	size_t hlen;
+
+	table_free(&st->tab);
+	table_free(&st->strikes);
+	st->npending = st->nsized = st->dead = 0;
+	st->out.len = 0;
+	st->notice[0] = '\0';
+	switch (check_header(st, data->data, data->len, &hlen, &version)) {
+	case HEADER_OK:
+	case HEADER_ADOPT:
+		break;
+	case HEADER_OTHER:
+		set_err(errbuf, errlen,
+		    "the state given is of another mailbox than account %s's (%s at %s, port %u)",
+		    st->account, st->user, st->host, st->port);
+		errno = EINVAL;
+		return -1;
+	case HEADER_NEWER:
+		set_err(errbuf, errlen,
+		    "the state given for account %s has format version %lu; this popfetchd reads version %d",
+		    st->account, version, FORMAT_VERSION);
+		errno = ENOTSUP;
+		return -1;
+	default:
+		set_err(errbuf, errlen,
+		    "the state given for account %s is not a popfetchd state (no header)",
+		    st->account);
+		errno = EINVAL;
+		return -1;
+	}
+	if (data->data[data->len - 1] != '\n' ||
+	    parse_records(st, data->data, hlen, data->len) == -1 ||
+	    st->notice[0] != '\0' || st->npending > 0) {
+		set_err(errbuf, errlen,
+		    "the state given for account %s is damaged (%s): nothing imported",
+		    st->account,
+		    st->npending > 0	    ? "deliveries pending"
+		    : st->notice[0] != '\0' ? st->notice
+					    : "cut short");
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_import(const char *dir, const char *account, const char *host,
+    unsigned port, const char *user, int fd, size_t *count, char *errbuf,
+    size_t errlen)
+{
+	char name[NAME_MAX + 1];
+	struct buf data = {0};
+	struct state *st;
+	int rc = -1;
+
+	if (read_stream(fd, &data) == -1 || data.len == 0) {
+		set_err(errbuf, errlen, "reading the state for account %s: %s",
+		    account, data.len == 0 ? "nothing given" : strerror(errno));
+		free(data.data);
+		errno = data.len == 0 ? EINVAL : errno;
+		return -1;
+	}
+	st = open_mailbox(dir, account, host, port, user, true, errbuf, errlen);
+	if (st == NULL)
+		goto out;
+	file_name(name, sizeof(name), st, SUFFIX_MOVED);
+	if (faccessat(st->dirfd, name, F_OK, 0) == -1 &&
+	    (st->tab.count > 0 || st->strikes.count > 0)) {
+		set_err(errbuf, errlen,
+		    "account %s has a state here already (%zu UIDs): it is polled here, and importing would replace what it knows; remove %s/%s.state first to replace it anyway",
+		    account, st->tab.count, dir, account);
+		errno = EEXIST;
+		goto out;
+	}
+	if (take_journal(st, &data, errbuf, errlen) == -1)
+		goto out;
+	if (write_snapshot(st) == -1 ||
+	    (unlinkat(st->dirfd, name, 0) == -1 && errno != ENOENT) ||
+	    fsync(st->dirfd) == -1) {
+		set_err(errbuf, errlen,
+		    "cannot write the state of account %s in %s: %s", account,
+		    dir, strerror(errno));
+		goto out;
+	}
+	*count = st->tab.count;
+	rc = 0;
+out:
+	free(data.data);
+	state_close(&st);
+	return rc;
 }

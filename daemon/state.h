@@ -234,4 +234,34 @@ void state_foreach_pending(const struct state *st,
  */
 bool state_is_pending_tmp(const struct state *st, const char *tmpname);
 
+/*
+ * Moving an account to another instance (--shard, shard.h) moves its
+ * state. state_export() writes the state of ACCOUNT (the mailbox USER at
+ * HOST, PORT, as for state_open_mailbox) to FD as a compacted journal in
+ * the file's own format, under its lock, fsyncing FD if it is a file.
+ * Before writing, it marks the state exported here (ACCOUNT.moved,
+ * durable): from then on state_open_mailbox() refuses it with EXDEV, so
+ * that this instance no longer polls the account even where its
+ * configuration still says so. Exporting again is allowed. Refused with
+ * EBUSY while deliveries a crash interrupted are pending. *COUNT gets the
+ * UIDs written. 0, or -1 with errno set and ERRBUF saying why.
+ */
+int state_export(const char *dir, const char *account, const char *host,
+    unsigned port, const char *user, int fd, size_t *count, char *errbuf,
+    size_t errlen);
+
+/*
+ * Reads a journal from FD to its end (at most 1 GiB) and makes it the
+ * state of ACCOUNT, durably (a snapshot, as compaction writes), ending a
+ * mark of state_export(). The journal is checked strictly: its header
+ * must name this mailbox, every record must be whole and well-formed,
+ * none pending; anything else is refused with EINVAL and nothing
+ * changes. A state already here that holds UIDs and is not marked
+ * exported is refused with EEXIST: the account is polled here. *COUNT
+ * gets the UIDs imported. 0, or -1 with errno set and ERRBUF saying why.
+ */
+int state_import(const char *dir, const char *account, const char *host,
+    unsigned port, const char *user, int fd, size_t *count, char *errbuf,
+    size_t errlen);
+
 #endif
