@@ -798,6 +798,37 @@ status_begin(struct daemon *d)
 		log_debug(NULL, "status socket=%s", path);
 }
 
+/*
+ * The metrics of PATH: one of several instances of a file writes its own
+ * file beside it, "popfetchd.prom" becoming "popfetchd.shard-2-of-4.prom"
+ * (a collector of *.prom files reads them all), with the shard as a
+ * label of the daemon's own series.
+ */
+static struct status_metrics *
+metrics_for_shard(struct daemon *d, const char *path)
+{
+	const struct shard *sh = &d->o->shard;
+	const char *dot, *slash = strrchr(path, '/');
+	struct status_metrics *m;
+	char *own, label[32];
+	int len;
+
+	if (sh->n == 0)
+		return status_metrics_new(
+		    d->base, path, each_account, d, d->start, NULL);
+	dot = strrchr(path, '.');
+	if (dot == NULL || (slash != NULL && dot < slash))
+		dot = path + strlen(path);
+	len = (int)(dot - path);
+	snprintf(label, sizeof(label), "%u/%u", sh->k, sh->n);
+	if (asprintf(&own, "%.*s.shard-%u-of-%u%s", len, path, sh->k, sh->n,
+		dot) == -1)
+		fatalx("out of memory");
+	m = status_metrics_new(d->base, own, each_account, d, d->start, label);
+	free(own);
+	return m;
+}
+
 /* Writes the metrics to PATH from now on (NULL: no more). */
 static void
 metrics_to(struct daemon *d, const char *path)
@@ -812,8 +843,7 @@ metrics_to(struct daemon *d, const char *path)
 		return;
 	if ((d->metrics_path = strdup(path)) == NULL)
 		fatalx("out of memory");
-	d->metrics =
-	    status_metrics_new(d->base, path, each_account, d, d->start);
+	d->metrics = metrics_for_shard(d, path);
 }
 
 /*

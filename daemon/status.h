@@ -158,10 +158,13 @@ size_t status_table(FILE *f, struct json_object *doc, time_t now,
  * The Prometheus text exposition of the N records of R into a string
  * (*LEN bytes, NUL-terminated, the caller frees): counters "_total"
  * since START, gauges of the last poll, timestamps in seconds since the
- * epoch (0: never). NULL only when out of memory.
+ * epoch (0: never). SHARD ("K/N", or NULL) labels the daemon's own
+ * series, which instances of one file on one host would otherwise
+ * repeat (the account series are distinct by their accounts). NULL only
+ * when out of memory.
  */
-char *status_metrics_text(
-    const struct status_account *r, size_t n, time_t start, size_t *len);
+char *status_metrics_text(const struct status_account *r, size_t n,
+    time_t start, const char *shard, size_t *len);
 
 /*
  * SRC as a label value of the exposition format into DST (DSTLEN > 0,
@@ -229,11 +232,12 @@ struct status_metrics;
  * after status_metrics_changed(), at most once every few seconds. Each
  * file is written whole beside PATH, fsynced and renamed over it, on a
  * thread of its own, so a reader never sees half of one and the loop
- * never waits for the disk. START: when the daemon started. NULL only
- * when out of memory.
+ * never waits for the disk. START: when the daemon started; SHARD: as
+ * for status_metrics_text() (copied). NULL only when out of memory.
  */
 struct status_metrics *status_metrics_new(struct event_base *base,
-    const char *path, status_each_fn each, void *arg, time_t start);
+    const char *path, status_each_fn each, void *arg, time_t start,
+    const char *shard);
 
 /* Something changed (a poll ended): write again soon. */
 void status_metrics_changed(struct status_metrics *m);

@@ -37,6 +37,7 @@ struct status_metrics {
 	status_each_fn each;
 	void *arg;
 	time_t start;
+	char *shard; /* labels the daemon's series; NULL: none */
 	struct worker *worker;
 	struct worker_job job;
 	struct event *timer;
@@ -87,7 +88,7 @@ metrics_make(struct status_metrics *m)
 
 	if (status_collect(m->each, m->arg, &r, &n) == -1)
 		return false;
-	m->text = status_metrics_text(r, n, m->start, &m->len);
+	m->text = status_metrics_text(r, n, m->start, m->shard, &m->len);
 	free(r);
 	return m->text != NULL;
 }
@@ -158,12 +159,13 @@ metrics_timer(evutil_socket_t fd, short what, void *arg)
 
 struct status_metrics *
 status_metrics_new(struct event_base *base, const char *path,
-    status_each_fn each, void *arg, time_t start)
+    status_each_fn each, void *arg, time_t start, const char *shard)
 {
 	struct status_metrics *m;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL ||
 	    (m->path = strdup(path)) == NULL ||
+	    (shard != NULL && (m->shard = strdup(shard)) == NULL) ||
 	    asprintf(&m->tmp, "%s.tmp", path) == -1 ||
 	    (m->timer = evtimer_new(base, metrics_timer, m)) == NULL ||
 	    (m->worker = worker_new(base, 1)) == NULL)
@@ -220,6 +222,7 @@ status_metrics_free(struct status_metrics **mp)
 	event_free(m->timer);
 	free(m->path);
 	free(m->tmp);
+	free(m->shard);
 	free(m);
 	*mp = NULL;
 }

@@ -165,27 +165,39 @@ static char (*metric_labels(
 }
 
 static void
-metrics_daemon(FILE *f, const struct status_account *r, size_t n, time_t start)
+metrics_daemon(FILE *f, const struct status_account *r, size_t n, time_t start,
+    const char *shard)
 {
 	struct status_tally t = {0};
+	char lab[2 * STATUS_NAME_MAX + 1] = "";
+	const char *sep = shard != NULL ? "," : "";
 	size_t i;
 	int s;
 
 	for (i = 0; i < n; i++)
 		status_tally_add(&t, &r[i]);
+	if (shard != NULL)
+		status_label_escape(lab, sizeof(lab), shard);
 	metric_head(f, "popfetchd_start_time_seconds", "gauge",
 	    "When the daemon started, in seconds since the epoch.");
-	fprintf(f, "popfetchd_start_time_seconds %lld\n", (long long)start);
+	if (shard != NULL)
+		fprintf(f, "popfetchd_start_time_seconds{shard=\"%s\"} %lld\n",
+		    lab, (long long)start);
+	else
+		fprintf(
+		    f, "popfetchd_start_time_seconds %lld\n", (long long)start);
 	metric_head(f, "popfetchd_accounts", "gauge",
 	    "Accounts by state (idle, queued, polling, waiting, backoff, paused).");
 	for (s = 0; s < STATUS_NSTATES; s++)
-		fprintf(f, "popfetchd_accounts{state=\"%s\"} %zu\n",
-		    status_state_key(s), t.by_state[s]);
+		fprintf(f, "popfetchd_accounts{%s%s%s%sstate=\"%s\"} %zu\n",
+		    shard != NULL ? "shard=\"" : "", lab,
+		    shard != NULL ? "\"" : "", sep, status_state_key(s),
+		    t.by_state[s]);
 }
 
 char *
-status_metrics_text(
-    const struct status_account *r, size_t n, time_t start, size_t *len)
+status_metrics_text(const struct status_account *r, size_t n, time_t start,
+    const char *shard, size_t *len)
 {
 	char(*lab)[2 * STATUS_NAME_MAX + 1], *text = NULL;
 	const struct metric *m;
@@ -199,7 +211,7 @@ status_metrics_text(
 		free(lab);
 		return NULL;
 	}
-	metrics_daemon(f, r, n, start);
+	metrics_daemon(f, r, n, start, shard);
 	for (m = metrics; m < metrics + sizeof(metrics) / sizeof(*m); m++) {
 		metric_head(f, m->name, m->type, m->help);
 		for (i = 0; i < n; i++)

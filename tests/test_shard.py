@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import unittest
 
 import loadgen
@@ -53,6 +54,16 @@ def owner(name, n):
 def polled(stderr):
     """The accounts a --once run polled: those with a summary line."""
     return set(re.findall(r"^account=(\S+) listed=", stderr, re.M))
+
+
+def wait_for_file(path, timeout=30):
+    """Until PATH exists (the metrics thread writes it; no log line
+    follows to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise AssertionError("no %s after %d s" % (path, timeout))
+        time.sleep(0.02)
 
 
 class ShardCase(Case):
@@ -200,7 +211,8 @@ class TestShardCommandLine(Case):
             [{"name": u, "host": "127.0.0.1", "port": 9, "user": u,
               "password": "x", "maildir": os.path.join(self.dir, u)}
              for u in names],
-            state_dir=os.path.join(self.dir, "state"), poll_interval=3600)
+            state_dir=os.path.join(self.dir, "state"), poll_interval=3600,
+            metrics_file=os.path.join(self.dir, "popfetchd.prom"))
 
     def test_account_of_another_shard_refused(self):
         names = ["a%d" % i for i in range(40)]
@@ -232,6 +244,16 @@ class TestShardCommandLine(Case):
         want = sum(owner(u, 2) == 0 for u in first)
         d.wait_line(r"shard=0/2 accounts=%d of 30 " % want)
         d.wait_line(r"started accounts=%d " % want)
+        # Its metrics in a file of its own, its own series labelled.
+        own = os.path.join(self.dir, "popfetchd.shard-0-of-2.prom")
+        wait_for_file(own)
+        with open(own) as f:
+            text = f.read()
+        self.assertIn('popfetchd_accounts{shard="0/2",state="', text)
+        self.assertEqual(len(re.findall(r'^popfetchd_polls_total\{', text,
+                                        re.M)), want)
+        self.assertFalse(os.path.exists(
+            os.path.join(self.dir, "popfetchd.prom")))
         more = first + ["r%d" % i for i in range(30, 70)]
         self.conf(more)
         mark = d.mark()

@@ -562,7 +562,10 @@ START_TEST(metrics_text)
 {
 	struct status_account r[8];
 	size_t n = sample(r), len;
-	char *t = status_metrics_text(r, n, T0 - 3600, &len);
+	char series[128];
+	double sum = 0;
+	int s;
+	char *t = status_metrics_text(r, n, T0 - 3600, NULL, &len);
 
 	ck_assert_ptr_nonnull(t);
 	ck_assert_uint_eq(len, strlen(t));
@@ -609,17 +612,36 @@ START_TEST(metrics_text)
 
 	/* A name that needs escaping is escaped. */
 	r[0].name = "we\"ird\\";
-	t = status_metrics_text(r, 1, T0, &len);
+	t = status_metrics_text(r, 1, T0, NULL, &len);
 	ck_assert_double_eq(
 	    sample_value(t, "popfetchd_polls_total{account=\"we\\\"ird\\\\\"}"),
 	    1);
 	free(t);
 
 	/* No accounts: the daemon's lines, still well formed. */
-	t = status_metrics_text(r, 0, T0, &len);
+	t = status_metrics_text(r, 0, T0, NULL, &len);
 	check_exposition(t);
 	ck_assert_double_eq(
 	    sample_value(t, "popfetchd_accounts{state=\"paused\"}"), 0);
+	free(t);
+
+	/*
+	 * One of several instances of a file: its own series carry the
+	 * shard, so that two files on one host do not repeat a series.
+	 */
+	t = status_metrics_text(r, 1, T0, "2/4", &len);
+	check_exposition(t);
+	ck_assert_double_eq(
+	    sample_value(t, "popfetchd_start_time_seconds{shard=\"2/4\"}"),
+	    (double)T0);
+	for (s = 0; s < STATUS_NSTATES; s++) {
+		snprintf(series, sizeof(series),
+		    "popfetchd_accounts{shard=\"2/4\",state=\"%s\"}",
+		    status_state_key(s));
+		sum += sample_value(t, series);
+	}
+	ck_assert_double_eq(sum, 1);
+	ck_assert_ptr_null(strstr(t, "popfetchd_accounts{state="));
 	free(t);
 }
 END_TEST
