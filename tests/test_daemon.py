@@ -918,7 +918,8 @@ class TestManPages(unittest.TestCase):
 class TestSystemdUnits(unittest.TestCase):
 
     SYSTEM_UNITS = ["popfetchd.service", "popfetchd@.service",
-                    "popfetchd-once.service", "popfetchd-once.timer"]
+                    "popfetchd-shard@.service", "popfetchd-once.service",
+                    "popfetchd-once.timer"]
     USER_UNITS = ["popfetchd.service"]
     EXPOSURE_MAX = 2.0
 
@@ -979,6 +980,7 @@ class TestSystemdUnits(unittest.TestCase):
         figures = []
         for user, sub, name in ((False, "", "popfetchd.service"),
                                 (False, "", "popfetchd@.service"),
+                                (False, "", "popfetchd-shard@.service"),
                                 (False, "", "popfetchd-once.service"),
                                 (True, "user", "popfetchd.service")):
             path = self.copy_units(sub, [name])[0]

@@ -28,7 +28,8 @@ from harness import BINARY, WAIT, main
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILDDIR = os.path.dirname(BINARY)
 SYSTEM_UNITS = ["popfetchd.service", "popfetchd@.service",
-                "popfetchd-once.service", "popfetchd-once.timer"]
+                "popfetchd-shard@.service", "popfetchd-once.service",
+                "popfetchd-once.timer"]
 EXPOSURE_MAX = 2.0
 # The keys of the example configuration naming a place popfetchd writes.
 WRITTEN_KEYS = ("maildir", "state_dir", "token_file", "metrics_file")
@@ -187,7 +188,7 @@ class Installed(unittest.TestCase):
                 self.assertEqual(r.stderr.strip(), "", r.stderr)
 
     def test_system_units_exposure(self):
-        for name in SYSTEM_UNITS[:3]:
+        for name in SYSTEM_UNITS[:4]:
             path = self.installed_units("system", [name])[0]
             r = self.analyze("security", "--offline=true", "--no-pager",
                              path)
