@@ -25,6 +25,7 @@ import loadgen
 from harness import BINARY, Case, clean_env, main, write_config
 
 LOADSRV = os.path.join(os.path.dirname(BINARY), "bench_loadsrv")
+SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 23
 ACCOUNTS = 1000
 MASK = (1 << 64) - 1
@@ -236,6 +237,25 @@ class TestShardCommandLine(Case):
         want = sum(owner(u, 3) == 1 for u in names)
         self.assertIn("shard: 1/3, %d of the file's 40 accounts" % want,
                       r.stdout)
+
+    def test_statefulset_example_picks_the_ordinal(self):
+        # The example's command line, run as a pod named popfetchd-2 of
+        # 4 would run it, lists that ordinal's accounts.
+        with open(os.path.join(SRCDIR, "conf", "statefulset.yaml")) as f:
+            m = re.search(r"^\s*- (exec popfetchd -c \S+ --shard .*)$",
+                          f.read(), re.M)
+        self.assertTrue(m, "no command line in the example")
+        names = ["k%d" % i for i in range(50)]
+        conf = self.conf(names)
+        cmd = m.group(1).replace("popfetchd -c /etc/popfetchd/popfetchd.conf",
+                                 "%s -c %s" % (BINARY, conf), 1)
+        r = subprocess.run(["/bin/sh", "-c", cmd + " --accounts"],
+                           env=clean_env({"HOSTNAME": "popfetchd-2",
+                                          "REPLICAS": "4"}),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(),
+                         [u for u in names if owner(u, 4) == 2])
 
     def test_reload_keeps_to_the_shard(self):
         first = ["r%d" % i for i in range(30)]
