@@ -2036,15 +2036,21 @@ static int
 mark_moved(struct state *st, char *errbuf, size_t errlen)
 {
 	char name[NAME_MAX + 1], line[64];
-	int fd, n;
+	int fd, n, saved;
 
 	file_name(name, sizeof(name), st, SUFFIX_MOVED);
 	n = snprintf(
 	    line, sizeof(line), "exported %lld\n", (long long)time(NULL));
 	fd = openat(
 	    st->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1 || fsutil_write_all(fd, line, (size_t)n) == -1 ||
-	    fsync(fd) == -1 || close(fd) == -1 || fsync(st->dirfd) == -1) {
+	if (fd != -1 &&
+	    (fsutil_write_all(fd, line, (size_t)n) == -1 || fsync(fd) == -1)) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		fd = -1;
+	}
+	if (fd == -1 || close(fd) == -1 || fsync(st->dirfd) == -1) {
 		set_err(errbuf, errlen, "cannot write %s/%s: %s", st->dir, name,
 		    strerror(errno));
 		return -1;

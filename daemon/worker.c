@@ -3,10 +3,14 @@
  * first, runs it, and moves it to the finished list; a byte on a pipe
  * wakes the loop, which calls the completions of every finished job.
  */
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -33,6 +37,16 @@ struct worker {
  * loop as long as all of them together.
  */
 #define WORKER_DONE_PER_TURN 4
+
+/*
+ * How much nicer than the loop a worker thread runs. With the CPUs busy
+ * the kernel shares them by weight, and at equal weight a loop turn that
+ * serves every session waits behind a thread's syncfs or file system
+ * work; nice 10 weighs about a tenth of nice 0, so the loop runs first
+ * and the disk work takes what is left, which is plenty: it waits for
+ * the disk, not for the CPU.
+ */
+#define WORKER_NICE 10
 
 static void *thread_main(void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
@@ -94,6 +108,29 @@ worker_free(struct worker **wp)
 	*wp = NULL;
 }
 
+/*
+ * Lowers this thread's priority (nice is per thread on Linux). A sandbox
+ * that refuses setpriority leaves it as it is: slower loop turns under
+ * load, nothing worse.
+ */
+static void
+lower_priority(void)
+{
+	static atomic_bool told;
+	id_t self = (id_t)gettid();
+	int now;
+
+	errno = 0;
+	now = getpriority(PRIO_PROCESS, self);
+	if ((now != -1 || errno == 0) &&
+	    setpriority(PRIO_PROCESS, self, now + WORKER_NICE) == 0)
+		return;
+	if (!atomic_exchange(&told, true))
+		log_info(NULL,
+		    "disk threads keep the loop's priority: setpriority: %s",
+		    strerror(errno));
+}
+
 static void *
 thread_main(void *arg)
 {
@@ -101,6 +138,7 @@ thread_main(void *arg)
 	struct worker_job *job;
 	char byte = 1;
 
+	lower_priority();
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		while (TAILQ_EMPTY(&w->queue) && !w->stop)

@@ -269,6 +269,12 @@ await_journal() {
 record() {
 	echo "$1=$2" >>"$report/results"
 }
+nice_of() {	# each thread of process $1: TID NICE, the main thread first
+	awk '{print $1, $19}' "/proc/$1/task/$1/stat"
+	for t in /proc/$1/task/*; do
+		[ "${t##*/}" = "$1" ] || awk '{print $1, $19}' "$t/stat"
+	done
+}
 set -x
 """
 
@@ -303,6 +309,7 @@ POLL_RELOAD_STOP = """\
 await_journal "%(unit)s" 'account=%(account)s listed=.* result='
 pid=$(%(ctl)s show -p MainPID --value popfetchd)
 grep -E '^(Uid|Gid):' "/proc/$pid/status" >"$report/creds"
+nice_of "$pid" >"$report/nice"
 rc=0; %(ctl)s reload popfetchd || rc=$?; record reload $rc
 await_journal "%(unit)s" '^reloaded file='
 rc=0; %(ctl)s stop popfetchd || rc=$?; record stop $rc
@@ -611,6 +618,15 @@ class InstallAsAService(unittest.TestCase):
         self.assertEqual(self.dc.server_messages(dc_user), [],
                          "the POP3 mailbox is not empty")
 
+    def assert_loop_first(self, c, report="nice"):
+        """The loop thread (the main one) at nice 0, every disk thread
+        nicer: the unit's system call filter lets them lower their own
+        priority."""
+        rows = [l.split() for l in c.read("/root/walk/" + report).splitlines()]
+        self.assertGreater(len(rows), 1, c.diagnostics())
+        self.assertEqual(rows[0][1], "0", rows)
+        self.assertEqual({r[1] for r in rows[1:]}, {"10"}, rows)
+
     def assert_state(self, c, state_dir, owner):
         st = os.stat(c.path(state_dir))
         self.assertEqual((st.st_uid, st.st_mode & 0o777), (owner, 0o700),
@@ -619,7 +635,7 @@ class InstallAsAService(unittest.TestCase):
 
     def test_system_service(self):
         """The system service of the README, delivering as vmail."""
-        system = readme_block("popfetchd.service.d")
+        system = readme_block("popfetchd.service.d/local.conf")
         dc_user = self.mailbox("walksys")
         c = self.container()
         c.add_walk(textwrap.dedent("""\
@@ -640,6 +656,65 @@ class InstallAsAService(unittest.TestCase):
         self.assert_ran_as(c, "_SYSTEMD_UNIT", vmail, c.group("popfetchd"))
         self.assert_fetched(c, dc_user, conf_value(system, "maildir"), vmail)
         self.assert_state(c, conf_value(system, "state_dir"), vmail)
+        self.assert_loop_first(c)
+
+    def test_shard_instances(self):
+        """The README's system service, then its two shard instances of
+        the same file: each runs --shard K/2 (the instance name's), as
+        the service's user, and exactly the one that owns the account
+        polls it."""
+        system = readme_block("popfetchd.service.d/local.conf")
+        shards = readme_block("popfetchd-shard@0-2")
+        name = conf_value(system, "name")
+        dc_user = self.mailbox("walkshard")
+        c = self.container()
+        # The unsharded service is not started: the mail is the shards'.
+        unsharded = re.compile(r"(?m)^.*(enable --now popfetchd|"
+                               r"systemctl status popfetchd)$\n?")
+        self.assertEqual(len(unsharded.findall(system)), 2, system)
+        walk = [after_install(readme_block("systemd-sysusers")),
+                unsharded.sub("", point_at(system, dc_user,
+                                           self.dc.ssl_port)),
+                shards]
+        for k in (0, 1):
+            unit = "popfetchd-shard@%d-2" % k
+            walk.append(
+                "await_journal -u%(u)s '^shard=%(k)d/2 accounts=[01] of 1'\n"
+                "systemctl kill -s USR1 %(u)s\n"
+                "record status%(k)d \"$(RUNTIME_DIRECTORY=/run/"
+                "popfetchd-shard-%(k)d-2 popfetchd --status --json | "
+                "grep -o '\"name\"' | wc -l)\"\n"
+                "nice_of \"$(systemctl show -p MainPID --value %(u)s)\" "
+                ">\"$report/nice%(k)d\"\n" % {"u": unit, "k": k})
+        walk.append("await_journal -u'popfetchd-shard@*' "
+                    "'^account=%s listed=.* result='\n"
+                    "systemctl stop 'popfetchd-shard@*'\n" % name)
+        c.add_walk(textwrap.dedent("""\
+            useradd --system --user-group --home-dir /var/vmail \\
+            	--no-create-home --shell /usr/sbin/nologin vmail
+            install -d -o vmail -g vmail -m 0700 /var/vmail
+            """) + "".join(walk))
+        self.boot(c)
+        entries = c.journal()
+        polled = {}
+        for k in (0, 1):
+            unit = "popfetchd-shard@%d-2.service" % k
+            own = [e.get("MESSAGE", "") for e in entries
+                   if e.get("_SYSTEMD_UNIT") == unit]
+            mine = any(re.match(r"shard=%d/2 accounts=1 of 1 " % k, m)
+                       for m in own)
+            self.assertTrue(mine or any(
+                re.match(r"shard=%d/2 accounts=0 of 1 " % k, m)
+                for m in own), "%s: %s" % (unit, own))
+            polled[k] = any(m.startswith("account=%s listed=" % name)
+                            for m in own)
+            self.assertEqual(polled[k], mine, own)
+            self.assertEqual(c.results().get("status%d" % k),
+                             "1" if mine else "0")
+            self.assert_loop_first(c, "nice%d" % k)
+        self.assertEqual(sorted(polled.values()), [False, True])
+        vmail = c.account("vmail")[0]
+        self.assert_fetched(c, dc_user, conf_value(system, "maildir"), vmail)
 
     def test_system_service_maildir_in_home(self):
         """The system service with the variant of maildirs.conf.example
@@ -676,6 +751,7 @@ class InstallAsAService(unittest.TestCase):
         self.assert_ran_as(c, "_SYSTEMD_UNIT", uid, c.group("popfetchd"))
         self.assert_fetched(c, dc_user, "/home/%s/Maildir" % owner, uid)
         self.assert_state(c, "/var/lib/popfetchd", uid)
+        self.assert_loop_first(c)
 
     def test_user_service(self):
         """The per-user service of the README, for a user who logged in
@@ -700,6 +776,7 @@ class InstallAsAService(unittest.TestCase):
         self.assert_ran_as(c, "_SYSTEMD_USER_UNIT", uid, gid)
         self.assert_fetched(c, dc_user, "/home/alice/Maildir", uid)
         self.assert_state(c, "/home/alice/.local/state/popfetchd", uid)
+        self.assert_loop_first(c)
 
 
 if __name__ == "__main__":
