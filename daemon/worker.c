@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "monotime.h"
 #include "worker.h"
 
 struct worker {
@@ -25,10 +26,12 @@ struct worker {
 	TAILQ_HEAD(, worker_job) queue;	   /* waiting for a thread */
 	TAILQ_HEAD(, worker_job) finished; /* waiting for their done() */
 	bool stop;
-	pthread_t *threads;
-	unsigned nthreads;
+	pthread_t *threads; /* room for max */
+	unsigned nthreads, max;
+	unsigned idle;	    /* threads waiting for a job */
 	int pipe[2];	    /* threads write, the loop reads */
 	struct event *wake; /* on pipe[0] */
+	struct event *grow; /* a queued job waits: are the threads held? */
 };
 
 /*
@@ -48,8 +51,20 @@ struct worker {
  */
 #define WORKER_NICE 10
 
+/*
+ * A job that waited this long for a thread finds every thread held: by a
+ * disk that stopped answering, or one so slow that the other accounts'
+ * disks, which answer, should not queue behind it. Another thread starts
+ * then, up to WORKER_THREADS_MAX: enough for that many hung accounts
+ * before the rest wait, few enough for the threads' stacks (address
+ * space, not memory).
+ */
+#define WORKER_HELD_MS	   1000
+#define WORKER_THREADS_MAX 64
+
 static void *thread_main(void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
+static void grow_cb(evutil_socket_t fd, short what, void *arg);
 
 struct worker *
 worker_new(struct event_base *base, unsigned nthreads)
@@ -68,7 +83,11 @@ worker_new(struct event_base *base, unsigned nthreads)
 	    (w->wake = event_new(
 		 base, w->pipe[0], EV_READ | EV_PERSIST, wake_cb, w)) == NULL ||
 	    event_add(w->wake, NULL) == -1 ||
-	    (w->threads = calloc(nthreads, sizeof(*w->threads))) == NULL)
+	    (w->grow = evtimer_new(base, grow_cb, w)) == NULL)
+		goto fail;
+	/* One thread stays one: a job at a time, whose owner waits for it. */
+	w->max = nthreads > 1 ? WORKER_THREADS_MAX : nthreads;
+	if ((w->threads = calloc(w->max, sizeof(*w->threads))) == NULL)
 		goto fail;
 	for (; w->nthreads < nthreads; w->nthreads++)
 		if (pthread_create(
@@ -95,6 +114,8 @@ worker_free(struct worker **wp)
 	for (i = 0; i < w->nthreads; i++)
 		pthread_join(w->threads[i], NULL);
 	free(w->threads);
+	if (w->grow != NULL)
+		event_free(w->grow);
 	if (w->wake != NULL)
 		event_free(w->wake);
 	if (w->pipe[0] != -1)
@@ -141,8 +162,10 @@ thread_main(void *arg)
 	lower_priority();
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
+		w->idle++;
 		while (TAILQ_EMPTY(&w->queue) && !w->stop)
 			pthread_cond_wait(&w->work, &w->lock);
+		w->idle--;
 		if ((job = TAILQ_FIRST(&w->queue)) == NULL)
 			break;
 		TAILQ_REMOVE(&w->queue, job, entry);
@@ -198,16 +221,62 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Arms the check for held threads, unless armed. */
+static void
+watch_held(struct worker *w)
+{
+	struct timeval tv = {.tv_sec = WORKER_HELD_MS / 1000,
+	    .tv_usec = (WORKER_HELD_MS % 1000) * 1000};
+
+	if (w->nthreads < w->max && !evtimer_pending(w->grow, NULL))
+		evtimer_add(w->grow, &tv);
+}
+
+/*
+ * On the loop: if the first queued job has waited WORKER_HELD_MS for a
+ * thread, every thread is held; one more starts. Looks again while jobs
+ * wait.
+ */
+static void
+grow_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct worker_job *first;
+	bool held, waiting;
+
+	pthread_mutex_lock(&w->lock);
+	first = TAILQ_FIRST(&w->queue);
+	held = first != NULL && w->idle == 0 &&
+	       monotime() - first->queued >= WORKER_HELD_MS / 1000.0;
+	if (held && pthread_create(
+			&w->threads[w->nthreads], NULL, thread_main, w) == 0) {
+		w->nthreads++;
+		log_info(NULL,
+		    "disk work waited %.1f s for a thread: every one of %u is held (a slow or hung disk?); thread %u started",
+		    monotime() - first->queued, w->nthreads - 1, w->nthreads);
+	}
+	waiting = !TAILQ_EMPTY(&w->queue);
+	pthread_mutex_unlock(&w->lock);
+	if (waiting)
+		watch_held(w);
+}
+
 void
 worker_submit(struct worker *w, struct worker_job *job)
 {
+	bool none_idle;
+
 	job->busy = true;
 	job->disowned = false;
 	pthread_mutex_lock(&w->lock);
 	job->state = WORKER_QUEUED;
+	job->queued = monotime();
 	TAILQ_INSERT_TAIL(&w->queue, job, entry);
 	pthread_cond_signal(&w->work);
+	none_idle = w->idle == 0;
 	pthread_mutex_unlock(&w->lock);
+	if (none_idle)
+		watch_held(w);
 }
 
 bool

@@ -4,9 +4,10 @@
  * stage; worker_wait() on a queued, a running and a finished job;
  * worker_cancel() on a queued, a running and an idle one; that
  * completions let the loop's other events in; and freeing a worker
- * whose queued jobs were taken back. Jobs that must stay put wait on a
- * gate the test opens; the loop runs until the awaited completion, with
- * a timer that fails the test if it never comes.
+ * whose queued jobs were taken back; a thread more when all are held.
+ * Jobs that must stay put wait on a gate the test opens; the loop runs
+ * until the awaited completion, with a timer that fails the test if it
+ * never comes.
  */
 #include <sys/types.h>
 
@@ -460,6 +461,40 @@ START_TEST(cancel_takes_back_queued_disowns_running)
 END_TEST
 
 /*
+ * Every thread held (a disk that stopped answering): a job that waits
+ * for a thread gets a new one within about a second, and the held jobs
+ * still complete once they return.
+ */
+START_TEST(held_threads_do_not_hold_the_queue)
+{
+	struct tjob a, b, c, d;
+	struct gate g;
+
+	start(2);
+	gate_init(&g);
+	tjob_init(&a, 1, &g);
+	tjob_init(&b, 2, &g);
+	tjob_init(&c, 3, NULL);
+	tjob_init(&d, 4, NULL);
+	worker_submit(w, &a.job);
+	worker_submit(w, &b.job);
+	gate_await(&g, 2);
+	worker_submit(w, &c.job);
+	await_count(&c.dones, 1);
+	ck_assert(!a.run_ended && !b.run_ended);
+	/* The new thread stays: the next job needs no wait. */
+	worker_submit(w, &d.job);
+	await_count(&d.dones, 1);
+	ck_assert(!pthread_equal(c.run_thread, a.run_thread));
+	ck_assert(!pthread_equal(c.run_thread, b.run_thread));
+	gate_open(&g);
+	await_count(&a.dones, 1);
+	await_count(&b.dones, 1);
+	ck_assert_int_eq(c.runs + d.runs + a.runs + b.runs, 4);
+}
+END_TEST
+
+/*
  * Freeing: the header asks that every job be waited for or completed
  * first. Queued jobs taken back are then never run by the stopping
  * threads, and no completion is called.
@@ -584,6 +619,7 @@ main(void)
 	tcase_add_test(tc, wait_blocks_until_a_running_job_ends);
 	tcase_add_test(tc, free_after_taking_back_queued_jobs);
 	tcase_add_test(tc, cancel_takes_back_queued_disowns_running);
+	tcase_add_test(tc, held_threads_do_not_hold_the_queue);
 	tcase_add_test(tc, new_and_free_without_jobs);
 	suite_add_tcase(s, tc);
 
