@@ -44,6 +44,12 @@ run 1 of each, then run 2 of each, ...):
       machine the daemon runs on. The target: the socket's answer in a
       median of at most 50 ms and the whole `popfetchd --status` in a
       median of at most 100 ms; p90 and max are printed beside.
+  B9  B6 on a slow disk: meanwhile a competing writer (a process of its
+      own on the server's CPU) writes 4 MiB at a time into a file on
+      the same file system and fdatasyncs it, over and over, so that
+      every syncfs and fsync waits behind its data. The disk reference
+      runs with the same writer. What counts is B6's stall target: the
+      disk work waits on threads, the loop serves the sessions meanwhile.
   B8  B1 with target = "lmtp": the 5,000 messages handed to the same
       Dovecot's LMTP on a Unix socket (Sieve loaded, no script; no quota
       plugin), reported beside B1. What LMTP stored is
@@ -163,7 +169,7 @@ ASK_FOR_B7 = 20          # seconds of asking, at least
 ASK_EVERY_B7 = 0.05      # seconds between two asks
 START_WAIT = 60          # seconds for the daemon's socket to answer
 
-SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9")
 # What Dovecot's LMTP and popfetchd put before a message B8 delivers.
 LMTP_TRACE = re.compile(
     rb"\AReturn-Path: <[^\n]*>\nDelivered-To: [^\n]*\n"
@@ -630,6 +636,41 @@ def relay_throughput(path, megabytes=100):
     return secs, megabytes * MiB / secs / 1e6, cpu
 
 
+class CompetingWriter:
+    """A process writing 4 MiB at a time into a file under FOLDER and
+    fdatasyncing it, until stopped: a disk made slow for everyone else on
+    its file system. On CPUS (a set) if given."""
+
+    SCRIPT = (
+        "import os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
+        "chunk, n, t = b'x' * (4 << 20), 0, time.monotonic()\n"
+        "try:\n"
+        "    while True:\n"
+        "        if os.lseek(fd, 0, os.SEEK_CUR) >= 256 << 20:\n"
+        "            os.ftruncate(fd, 0); os.lseek(fd, 0, os.SEEK_SET)\n"
+        "        os.write(fd, chunk); os.fdatasync(fd); n += 1\n"
+        "except KeyboardInterrupt:\n"
+        "    print(n * 4 / (time.monotonic() - t), flush=True)\n")
+
+    def __init__(self, folder, cpus=None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT,
+             os.path.join(folder, "competing-writer")],
+            stdout=subprocess.PIPE, text=True,
+            preexec_fn=(None if cpus is None else
+                        lambda: os.sched_setaffinity(0, cpus)))
+
+    def stop(self):
+        """Stops it; the MiB/s it wrote."""
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=60)
+        try:
+            return float(out.strip() or 0)
+        except ValueError:
+            return 0.0
+
+
 def run_disk(tools, sc, workdir, cpus=None):
     """The batched-disk reference (`bench_floor disk`): SC's bytes into a
     Maildir per account with popfetchd's durability scheme, no network.
@@ -748,16 +789,19 @@ class Scenario:
 
     def __init__(self, key, title, corpus, per_account, relay=None,
                  refs=("net", "disk"), connections=CONNECTIONS,
-                 user_prefix=None, split_cpus=False, lmtp=False):
+                 user_prefix=None, split_cpus=False, lmtp=False,
+                 slow_disk=False):
         """RELAY: None (straight to the server) or a delay in ms.
         REFS: the references measured in each run ("net", "disk").
         SPLIT_CPUS: popfetchd on CPUs of its own (see CpuSplit). LMTP:
         deliver through the server's LMTP to a user of its own per
-        account ("to-" and the account's)."""
+        account ("to-" and the account's). SLOW_DISK: a competing writer
+        runs through the disk reference and popfetchd's run."""
         if len(corpus.messages) % per_account:
             raise ValueError("%s: %d messages, not a multiple of %d"
                              % (key, len(corpus.messages), per_account))
         self.split_cpus = split_cpus
+        self.slow_disk = slow_disk
         self.lmtp = lmtp
         self.key = key
         self.title = title
@@ -822,9 +866,32 @@ class Scenario:
             write_config(conf, os.path.join(work, "state"), port,
                          dc.ca_file, accounts, self.connections, lmtp=lmtp)
         cpus = CpuSplit(dc).client if self.split_cpus else None
-        disk = run_disk(tools, self, work, cpus) if "disk" in self.refs \
-            else None
-        os.sync()  # the seeded mail's writeback is not popfetchd's cost
+        writer = CompetingWriter(
+            work, CpuSplit(dc).server if self.split_cpus else None) \
+            if self.slow_disk else None
+        try:
+            disk = run_disk(tools, self, work, cpus) if "disk" in self.refs \
+                else None
+            os.sync()  # the seeded mail's writeback is not popfetchd's cost
+            r, line = self.run_popfetchd(tools, dc, boxes, port, k, relay,
+                                         work, conf, accounts, expect)
+        finally:
+            if writer is not None:
+                r_writer = writer.stop()
+        if writer is not None:
+            line += ", competing writer %.0f MiB/s" % r_writer
+        r["disk"], r["net"] = disk, None
+        if "net" in self.refs:
+            net = self.netref_run(tools, dc, boxes, work, relay)
+            r["net"], r["net_cpu"] = net["wall"], net["cpu"]
+        self.runs.append(r)
+        print(line + self.refs_text(r), flush=True)
+
+    def run_popfetchd(self, tools, dc, boxes, port, k, relay, work, conf,
+                      accounts, expect):
+        """popfetchd's run K, checked: its measure() dict and the line
+        that says how it went."""
+        lmtp = dc.lmtp_socket if self.lmtp else None
         try:
             if relay is not None:
                 port = relay.begin()
@@ -841,12 +908,7 @@ class Scenario:
         line = self.check(r, expect, boxes, k)
         if relay is not None:
             line += ", relay CPU %.2f s" % r["relay_cpu"]
-        r["disk"], r["net"] = disk, None
-        if "net" in self.refs:
-            net = self.netref_run(tools, dc, boxes, work, relay)
-            r["net"], r["net_cpu"] = net["wall"], net["cpu"]
-        self.runs.append(r)
-        print(line + self.refs_text(r), flush=True)
+        return r, line
 
     def measured(self, tools, dc, argv, work, name):
         """measure() of ARGV, on CPUs of its own if the scenario says."""
@@ -1099,7 +1161,7 @@ def own_target(sc, results):
     if sc.key in ("B4", "B5"):
         rss = TARGET_B4_RSS if sc.key == "B4" else TARGET_B5_RSS
         return ("RSS <= %d MiB" % rss, verdict(sc.median("rss") <= rss))
-    if sc.key == "B6":
+    if sc.key in ("B6", "B9"):
         stalls = [r["stall"] for r in sc.runs]
         stall = statistics.median(stalls) if None not in stalls else None
         return ("loop stall <= %d ms" % TARGET_B6_STALL,
@@ -1219,7 +1281,7 @@ def parse_args():
                          "(default 3, 1 with --quick)")
     ap.add_argument("--only", default=",".join(SCENARIOS),
                     help="comma-separated scenarios (default all: "
-                         "B1,B2,B3,B4,B5,B6,B7,B8)")
+                         "B1,B2,B3,B4,B5,B6,B7,B8,B9)")
     ap.add_argument("--accounts", type=int, default=None,
                     help="accounts in B5 (default 10000, 200 with --quick)")
     ap.add_argument("--quick", action="store_true",
@@ -1304,6 +1366,11 @@ def build_scenarios(args):
                              % (count // per, per, CONNECTIONS_B6), mixed,
                              per, connections=CONNECTIONS_B6,
                              split_cpus=True)
+    if "B9" in args.only:
+        per = count // (ACCOUNTS_B6 if not args.quick else 100)
+        out["B9"] = Scenario("B9", "as B6, competing writer", mixed, per, connections=CONNECTIONS_B6,
+                             user_prefix="b9", split_cpus=True,
+                             slow_disk=True)
     if "B7" in args.only:
         per = count // (ACCOUNTS_B6 if not args.quick else 100)
         out["B7"] = StatusScenario(
