@@ -1,7 +1,10 @@
 /* The loop-stall meter of the benchmark. */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -20,7 +23,34 @@ struct loopstat {
 	/* The same since the last loopstat_window(). */
 	double w_max, w_max_cpu;
 	unsigned long w_n, w_over10;
+	/*
+	 * Where the stalls over 10 ms went: the loop's own CPU, waiting for
+	 * a CPU (the scheduler's run queue, from /proc's schedstat), and the
+	 * rest (blocked in a call), in seconds, summed; the same for the
+	 * longest stall alone.
+	 */
+	int schedstat;	/* /proc/thread-self/schedstat, or -1 */
+	double last_rq; /* run-queue wait so far, then */
+	double sum_cpu, sum_rq, sum_late;
+	double max_at_cpu, max_at_rq;
 };
+
+/* Seconds the loop thread has waited on a run queue, or 0 if unknown. */
+static double
+runqueue_wait(const struct loopstat *ls)
+{
+	char buf[96];
+	unsigned long long run, wait;
+	ssize_t n;
+
+	if (ls->schedstat == -1 ||
+	    (n = pread(ls->schedstat, buf, sizeof(buf) - 1, 0)) <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &run, &wait) != 2)
+		return 0;
+	return (double)wait / 1e9;
+}
 
 static void
 tick(evutil_socket_t fd, short what, void *arg)
@@ -29,20 +59,28 @@ tick(evutil_socket_t fd, short what, void *arg)
 	double now = monotime_of(CLOCK_MONOTONIC);
 	double cpu = monotime_of(CLOCK_THREAD_CPUTIME_ID);
 	double late = now - ls->last - LOOPSTAT_TICK_MS / 1e3;
+	double rq = runqueue_wait(ls);
 
-	if (late > ls->max)
+	if (late > ls->max) {
 		ls->max = late;
+		ls->max_at_cpu = cpu - ls->last_cpu;
+		ls->max_at_rq = rq - ls->last_rq;
+	}
 	if (late > ls->w_max)
 		ls->w_max = late;
 	if (cpu - ls->last_cpu > ls->max_cpu)
 		ls->max_cpu = cpu - ls->last_cpu;
 	if (cpu - ls->last_cpu > ls->w_max_cpu)
 		ls->w_max_cpu = cpu - ls->last_cpu;
-	ls->last_cpu = cpu;
 	if (late > 0.010) {
 		ls->over10++;
 		ls->w_over10++;
+		ls->sum_late += late;
+		ls->sum_cpu += cpu - ls->last_cpu;
+		ls->sum_rq += rq - ls->last_rq;
 	}
+	ls->last_cpu = cpu;
+	ls->last_rq = rq;
 	ls->n++;
 	ls->w_n++;
 	ls->last = now;
@@ -58,6 +96,7 @@ loopstat_new(struct event_base *base)
 	if (env == NULL || strcmp(env, "1") != 0 ||
 	    (ls = calloc(1, sizeof(*ls))) == NULL)
 		return NULL;
+	ls->schedstat = -1;
 	/*
 	 * At the highest priority (where the base has priorities), so that
 	 * its lateness is how long the loop could not turn to an urgent
@@ -70,8 +109,11 @@ loopstat_new(struct event_base *base)
 		loopstat_free(&ls);
 		return NULL;
 	}
+	ls->schedstat =
+	    open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 	ls->last = monotime_of(CLOCK_MONOTONIC);
 	ls->last_cpu = monotime_of(CLOCK_THREAD_CPUTIME_ID);
+	ls->last_rq = runqueue_wait(ls);
 	return ls;
 }
 
@@ -94,10 +136,19 @@ loopstat_free(struct loopstat **lsp)
 
 	if (ls == NULL)
 		return;
+	/*
+	 * One line: the longest stall and the most CPU between ticks; then
+	 * where the longest stall went (the loop's CPU, waiting for a CPU),
+	 * and all stalls over 10 ms summed the same way.
+	 */
 	if (ls->n > 0)
 		log_info(NULL,
-		    "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu max_cpu_ms=%.1f",
-		    ls->n, ls->max * 1e3, ls->over10, ls->max_cpu * 1e3);
+		    "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu max_cpu_ms=%.1f longest_cpu_ms=%.1f longest_runqueue_ms=%.1f over_10ms_total_ms=%.1f over_10ms_cpu_ms=%.1f over_10ms_runqueue_ms=%.1f",
+		    ls->n, ls->max * 1e3, ls->over10, ls->max_cpu * 1e3,
+		    ls->max_at_cpu * 1e3, ls->max_at_rq * 1e3,
+		    ls->sum_late * 1e3, ls->sum_cpu * 1e3, ls->sum_rq * 1e3);
+	if (ls->schedstat != -1)
+		close(ls->schedstat);
 	if (ls->tick != NULL)
 		event_free(ls->tick);
 	free(ls);

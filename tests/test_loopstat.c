@@ -204,6 +204,7 @@ run_with_stall(bool burn_cpu, unsigned long *ticks, double *stall_ms,
 {
 	struct loopstat *ls;
 	char buf[1024], *line;
+	double longest_cpu, longest_rq;
 
 	setenv("POPFETCHD_LOOP_STATS", "1", 1);
 	ck_assert_ptr_nonnull(ls = loopstat_new(base));
@@ -214,9 +215,16 @@ run_with_stall(bool burn_cpu, unsigned long *ticks, double *stall_ms,
 	ck_assert_ptr_nonnull(line = strstr(buf, "loop ticks="));
 	ck_assert_int_eq(
 	    sscanf(line,
-		"loop ticks=%lu max_stall_ms=%lf over_10ms=%lu max_cpu_ms=%lf",
-		ticks, stall_ms, over10, cpu_ms),
-	    4);
+		"loop ticks=%lu max_stall_ms=%lf over_10ms=%lu max_cpu_ms=%lf longest_cpu_ms=%lf longest_runqueue_ms=%lf",
+		ticks, stall_ms, over10, cpu_ms, &longest_cpu, &longest_rq),
+	    6);
+	/* The longest stall's parts fit in it (a tick of slack each). */
+	ck_assert_double_le(
+	    longest_cpu + longest_rq, *stall_ms + 2 * LOOPSTAT_TICK_MS);
+	if (burn_cpu)
+		ck_assert_double_ge(longest_cpu, *stall_ms / 2);
+	else
+		ck_assert_double_lt(longest_cpu, *stall_ms / 2);
 	/* One line, and only the meter's. */
 	ck_assert_ptr_eq(line, buf);
 	ck_assert_ptr_eq(strchr(buf, '\n'), buf + strlen(buf) - 1);
