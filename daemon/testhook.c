@@ -64,6 +64,17 @@ testhook_fail(const char *where)
 	return true;
 }
 
+/* Whether PATTERN names ACCOUNT: equal, or "PREFIX*" and it starts so. */
+static bool
+names(const char *pattern, const char *account)
+{
+	size_t len = strlen(pattern);
+
+	if (len > 0 && pattern[len - 1] == '*')
+		return strncmp(pattern, account, len - 1) == 0;
+	return strcmp(pattern, account) == 0;
+}
+
 void
 testhook_hold(const char *where, const char *account)
 {
@@ -75,7 +86,7 @@ testhook_hold(const char *where, const char *account)
 	who = strchr(env, '@');
 	len = who != NULL ? (size_t)(who - env) : strlen(env);
 	if (strlen(where) != len || strncmp(env, where, len) != 0 ||
-	    (who != NULL && (account == NULL || strcmp(who + 1, account) != 0)))
+	    (who != NULL && (account == NULL || !names(who + 1, account))))
 		return;
 	fprintf(stderr, "testhook: hold: %s\n", where);
 	fflush(stderr);

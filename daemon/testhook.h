@@ -15,7 +15,8 @@
  * With POPFETCHD_HOLD=NAME, the thread that passes hold point NAME
  * writes so to stderr and never returns: a disk that stops answering
  * (a dead USB disk, a hard NFS mount) in the middle of an fsync. With
- * POPFETCHD_HOLD=NAME@ACCOUNT, only when it works for that account.
+ * POPFETCHD_HOLD=NAME@ACCOUNT, only when it works for that account
+ * (NAME@PREFIX*: for every account whose name starts with PREFIX).
  *
  * POPFETCHD_RESOLV_CONF and POPFETCHD_HOSTS_FILE give the resolver other
  * files than the system's (names the tests make up, name servers they

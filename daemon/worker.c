@@ -221,12 +221,12 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Arms the check for held threads, unless armed. */
+/* Arms the check for held threads in SECS, unless armed. */
 static void
-watch_held(struct worker *w)
+watch_held(struct worker *w, double secs)
 {
-	struct timeval tv = {.tv_sec = WORKER_HELD_MS / 1000,
-	    .tv_usec = (WORKER_HELD_MS % 1000) * 1000};
+	struct timeval tv = {.tv_sec = (time_t)secs,
+	    .tv_usec = (suseconds_t)((secs - (double)(time_t)secs) * 1e6)};
 
 	if (w->nthreads < w->max && !evtimer_pending(w->grow, NULL))
 		evtimer_add(w->grow, &tv);
@@ -234,31 +234,34 @@ watch_held(struct worker *w)
 
 /*
  * On the loop: if the first queued job has waited WORKER_HELD_MS for a
- * thread, every thread is held; one more starts. Looks again while jobs
- * wait.
+ * thread while none was idle, every thread is held; one more starts.
+ * Looks again while jobs wait: when the first will have waited so long.
  */
 static void
 grow_cb(evutil_socket_t fd, short what, void *arg)
 {
+	const double held_secs = WORKER_HELD_MS / 1000.0;
 	struct worker *w = arg;
 	struct worker_job *first;
-	bool held, waiting;
+	double waited = 0;
 
 	pthread_mutex_lock(&w->lock);
-	first = TAILQ_FIRST(&w->queue);
-	held = first != NULL && w->idle == 0 &&
-	       monotime() - first->queued >= WORKER_HELD_MS / 1000.0;
-	if (held && pthread_create(
-			&w->threads[w->nthreads], NULL, thread_main, w) == 0) {
+	if ((first = TAILQ_FIRST(&w->queue)) != NULL)
+		waited = monotime() - first->queued;
+	if (first != NULL && w->idle == 0 && waited >= held_secs &&
+	    pthread_create(&w->threads[w->nthreads], NULL, thread_main, w) ==
+		0) {
 		w->nthreads++;
 		log_info(NULL,
 		    "disk work waited %.1f s for a thread: every one of %u is held (a slow or hung disk?); thread %u started",
-		    monotime() - first->queued, w->nthreads - 1, w->nthreads);
+		    waited, w->nthreads - 1, w->nthreads);
+		/* The next in line waits from now on, for the new thread. */
+		waited = 0;
 	}
-	waiting = !TAILQ_EMPTY(&w->queue);
 	pthread_mutex_unlock(&w->lock);
-	if (waiting)
-		watch_held(w);
+	if (first != NULL)
+		watch_held(
+		    w, waited < held_secs ? held_secs - waited : held_secs);
 }
 
 void
@@ -276,7 +279,7 @@ worker_submit(struct worker *w, struct worker_job *job)
 	none_idle = w->idle == 0;
 	pthread_mutex_unlock(&w->lock);
 	if (none_idle)
-		watch_held(w);
+		watch_held(w, WORKER_HELD_MS / 1000.0);
 }
 
 bool

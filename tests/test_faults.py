@@ -177,6 +177,41 @@ class FaultTest(FakePopCase):
         self.assertEqual(d.wait_exit(), 75, d.text())
         self.assertEqual(servers["slow"].messages, MESSAGES)
 
+    def test_hung_disks_of_many_accounts_hold_only_their_own(self):
+        """More accounts than disk threads hang in their batch sync: the
+        disk work of an account whose disk answers still gets a thread,
+        and its poll is fetched, made durable and deleted."""
+        self.needs_test_hooks()
+        names = ["slow%d" % i for i in range(6)] + ["fast"]
+        servers = {n: self.server(tls="implicit", pipelining=True)
+                   for n in names}
+        accts = [{"name": n, "host": "localhost", "port": srv.port,
+                  "tls": "implicit", "ca_file": self.ca_file,
+                  "user": self.USER, "password": self.PASSWORD,
+                  "maildir": os.path.join(self.dir, n),
+                  "received_header": False, "timeout": 30}
+                 for n, srv in servers.items()]
+        # One host for all: its cap must not be what holds "fast" back.
+        conf = write_config(os.path.join(self.dir, "many.conf"), accts,
+                            state_dir=os.path.join(self.dir, "state"),
+                            max_per_host=16)
+        d = self.daemon(conf, ("--once",),
+                        env={"POPFETCHD_HOLD": "batch sync@slow*"})
+        d.wait_line(r"testhook: hold: batch sync", count=6)
+        d.wait_line(r"account=fast .*fetched=3 .*deleted=3 .*result=ok")
+        self.assertRegex(d.text(), r"disk work waited \S+ s for a thread: "
+                         r"every one of \d+ is held")
+        self.assertEqual(servers["fast"].messages, [])
+        self.assert_delivered_exactly(MESSAGES,
+                                      os.path.join(self.dir, "fast"))
+        # The second stops at once, without the grace period.
+        d.signal(signal.SIGTERM)
+        d.wait_line(r"stopping running=6")
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 75, d.text())
+        for n in names[:-1]:
+            self.assertEqual(servers[n].messages, MESSAGES, n)
+
     def test_stop_while_the_metrics_file_does_not_answer(self):
         """The metrics file's write never returns (its disk is gone): a
         stop still ends the daemon, saying what it left behind."""
