@@ -1,7 +1,8 @@
 /*
  * Poll scheduling: timers with jitter, a fair queue under the connection
- * caps, back-off by error class, graceful stop. Reloads are in
- * sched_reload.c, the records and what they show in sched_report.c.
+ * caps, graceful stop. What a poll's end does (back-off by error class,
+ * the caps released) is in sched_end.c, reloads in sched_reload.c, the
+ * records and what they show in sched_report.c.
  *
  * Every account has a slot, in one of four states: idle (no timer: paused
  * until a reload, or between a stop and the exit), armed (its node is in
@@ -32,18 +33,11 @@
 #include "session.h"
 #include "monotime.h"
 
-/* A poll's error message is kept up to this length. */
-#define SCHED_MSG_MAX 256
-
 #define SLOT_OF_TIMER(n) \
 	((struct slot *)(void *)((char *)(n)-offsetof(struct slot, timer)))
 
 static void slot_fire(void *arg, struct timerq_node *n);
 static void grace_over(evutil_socket_t fd, short what, void *arg);
-static void release_cb(evutil_socket_t fd, short what, void *arg);
-static void slot_done(void *arg, enum session_class cls,
-    const struct session_stats *st, const char *msg);
-static void maybe_exit(struct sched *sc);
 
 /* --- configuration generations ---------------------------------------- */
 
@@ -81,8 +75,8 @@ sched_gen_unref(struct gen **gp)
 /* --- timers and the queue ----------------------------------------------- */
 
 /* A random draw in [0, 1], for the jitter and spread of backoff.h. */
-static double
-draw(void)
+double
+sched_draw(void)
 {
 	return (double)random() / (double)RAND_MAX;
 }
@@ -91,14 +85,14 @@ draw(void)
 double
 sched_jitter(double secs)
 {
-	return backoff_jitter(secs, draw());
+	return backoff_jitter(secs, sched_draw());
 }
 
 /* When a new account polls first: soon, spread over a few seconds. */
 double
 sched_first_delay(const struct account *a)
 {
-	return backoff_first(a->poll_interval, draw());
+	return backoff_first(a->poll_interval, sched_draw());
 }
 
 void
@@ -220,26 +214,13 @@ sched_slot_apply(
 		enqueue(sl);
 }
 
-/* Applies the settings a reload left for after the poll; true if any. */
-static bool
-slot_apply_pending(struct slot *sl)
-{
-	if (sl->next_gen == NULL)
-		return false;
-	sched_slot_apply(sl, sl->next_gen, sl->next_a,
-	    strcasecmp(sl->host->name, sl->next_a->host) != 0);
-	sched_gen_unref(&sl->next_gen);
-	sl->next_a = NULL;
-	return true;
-}
-
 static void
 start_poll(struct slot *sl)
 {
 	struct sched *sc = sl->sc;
 
-	sl->sess = session_start(
-	    sc->base, sc->dns, sc->worker, sl->gen->conf, sl->a, slot_done, sl);
+	sl->sess = session_start(sc->base, sc->dns, sc->worker, sl->gen->conf,
+	    sl->a, sched_slot_done, sl);
 	if (sl->sess == NULL)
 		fatalx("out of memory");
 	sl->started = monotime();
@@ -302,197 +283,6 @@ slot_fire(void *arg, struct timerq_node *n)
 	sched_try_start(sc);
 }
 
-/* --- the end of a poll -------------------------------------------------- */
-
-/*
- * A poll that ended still counts against the caps until the next loop
- * turn: libevent closes a freed connection's socket from finalizer
- * callbacks later in the current turn, and a poll started before that
- * would briefly be one connection over max_connections. The same
- * next-turn event starts what sched_try_start() left for later.
- */
-static void
-release_later(struct sched *sc, struct host *h)
-{
-	static const struct timeval now = {0, 0};
-
-	if (h->releasing++ == 0)
-		TAILQ_INSERT_TAIL(&sc->releasing, h, release_entry);
-	evtimer_add(sc->release, &now);
-}
-
-static void
-release_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct sched *sc = arg;
-	struct host *h;
-
-	while ((h = TAILQ_FIRST(&sc->releasing)) != NULL) {
-		TAILQ_REMOVE(&sc->releasing, h, release_entry);
-		h->running -= h->releasing;
-		sc->running -= h->releasing;
-		h->releasing = 0;
-		sched_host_update(sc, h);
-	}
-	sched_try_start(sc);
-	sched_changed(sc);
-	maybe_exit(sc);
-}
-
-/* Seconds until the server allows this account's next login, or 0. */
-static double
-login_wait(const struct slot *sl)
-{
-	return backoff_login_wait(sl->login_delay, sl->started, monotime());
-}
-
-/* NEXT (seconds, or -1: not scheduled), no earlier than LOGIN-DELAY. */
-static double
-respect_login_delay(const struct slot *sl, double next)
-{
-	double wait = login_wait(sl), later = backoff_not_before(next, wait);
-
-	if (later != next)
-		log_debug(sl->a->name,
-		    "next poll in %.0f s, as LOGIN-DELAY asks", later);
-	return later;
-}
-
-/* Counts the poll's result into the totals and the slot's streak. */
-static void
-record(struct slot *sl, enum session_class cls, const struct session_stats *st,
-    const char *msg)
-{
-	struct sched *sc = sl->sc;
-
-	sc->worst = backoff_worst(sc->worst, cls);
-	sc->delivered += st->fetched;
-	sched_rec_ended(sl, cls, st, msg, time(NULL));
-	sl->streak = cls == sl->last ? sl->streak + 1 : 1;
-}
-
-/*
- * One line when an account's condition changes, saying what happens next:
- * the session logs each failure, this says what the daemon does about it.
- */
-static void
-note_change(
-    struct slot *sl, enum session_class cls, const char *msg, double next)
-{
-	const struct account *a = sl->a;
-	enum session_class was = sl->last;
-
-	sched_set_last(sl, cls);
-	if (cls == was || sl->sc->once || sl->sc->stopping)
-		return;
-	switch (cls) {
-	case SC_OK:
-		log_info(a->name, "recovered=%s polls work again",
-		    backoff_class_name(was));
-		break;
-	case SC_AUTH:
-		log_warnx(a->name,
-		    "AUTHENTICATION REFUSED by %s:%u for user \"%s\": %s; next attempt in %.0f s; fix the password (or its source), then reload (SIGHUP) or poll now (SIGUSR1)",
-		    a->host, a->port, a->user, msg, next);
-		break;
-	case SC_LOCAL:
-		log_warnx(a->name,
-		    "cannot deliver locally: %s; nothing is fetched or deleted until this is fixed; retrying every %u s",
-		    msg, a->poll_interval);
-		break;
-	case SC_CONFIG:
-		log_warnx(a->name,
-		    "account paused until the configuration is reloaded (SIGHUP): %s",
-		    msg);
-		break;
-	case SC_BUSY:
-		/* Not backed off: whatever was busy may be free next time. */
-		log_info(a->name,
-		    "failing=busy next attempt in %.0f s, the normal interval",
-		    next);
-		break;
-	default:
-		log_info(a->name,
-		    "failing=%s next attempt in %.0f s, backing off while it fails",
-		    backoff_class_name(cls), next);
-		break;
-	}
-}
-
-/*
- * The poll's summary line: a notice when it fetched, deleted or failed
- * something, so that a quiet run (-q) shows it and only it.
- */
-static void
-note_poll(const struct slot *sl, enum session_class cls,
-    const struct session_stats *st, double next)
-{
-	void (*say)(const char *, const char *, ...) LOG_PRINTF(2, 3) =
-	    log_info;
-	char when[32] = "";
-
-	if (next >= 0)
-		snprintf(when, sizeof(when), " next=%.0f", next);
-	else if (cls == SC_CONFIG && !sl->sc->once && !sl->sc->stopping)
-		snprintf(when, sizeof(when), " next=reload");
-	if (cls != SC_OK || st->fetched > 0 || st->deleted > 0 ||
-	    st->failed > 0)
-		say = log_notice;
-	say(sl->a->name,
-	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu failed=%zu secs=%.2f result=%s%s",
-	    st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
-	    st->left, st->failed, st->secs, backoff_class_name(cls), when);
-}
-
-/* Called from the session's own event, not from inside it: may free it. */
-static void
-slot_done(void *arg, enum session_class cls, const struct session_stats *stp,
-    const char *msgp)
-{
-	struct slot *sl = arg;
-	struct sched *sc = sl->sc;
-	/* Copies: both live inside the session freed below. */
-	const struct session_stats copy = *stp, *st = &copy;
-	char msg[SCHED_MSG_MAX];
-	double next = -1;
-	bool reloaded;
-
-	snprintf(msg, sizeof(msg), "%s", msgp);
-	session_free(&sl->sess);
-	sched_set_state(sl, SLOT_IDLE);
-	release_later(sc, sl->host);
-	record(sl, cls, st, msg);
-	if (st->interrupted)
-		sc->abandoned = true;
-	/* Kept from earlier polls when a failed one learnt nothing new. */
-	if (st->login_delay >= 0)
-		sl->login_delay = st->login_delay > INT32_MAX
-				      ? INT32_MAX
-				      : (int32_t)st->login_delay;
-	if (st->sync_fallback != NULL && !sl->fallback_said) {
-		log_info(sl->a->name,
-		    "maildir sync=file fs=%s: syncfs is not reliable there, each message is fsynced instead (said once)",
-		    st->sync_fallback);
-		sl->fallback_said = true;
-	}
-	if (sl->removed) {
-		note_poll(sl, cls, st, -1);
-		log_info(sl->a->name, "removed from the configuration");
-		sched_slot_free(sl);
-	} else {
-		reloaded = slot_apply_pending(sl);
-		if (!sc->once && !sc->stopping)
-			next = respect_login_delay(
-			    sl, backoff_next(cls, sl->a->poll_interval,
-				    sl->streak, reloaded, draw()));
-		note_change(sl, cls, msg, next);
-		note_poll(sl, cls, st, next);
-		if (next >= 0)
-			sched_arm(sl, next);
-	}
-	sched_changed(sc);
-}
-
 /* --- life cycle --------------------------------------------------------- */
 
 bool
@@ -518,7 +308,7 @@ sched_new(struct event_base *base, struct evdns_base *dns, struct conf *conf,
 	if ((sc = calloc(1, sizeof(*sc))) == NULL ||
 	    (sc->cur = sched_gen_new(conf)) == NULL ||
 	    (sc->grace = evtimer_new(base, grace_over, sc)) == NULL ||
-	    (sc->release = evtimer_new(base, release_cb, sc)) == NULL ||
+	    (sc->release = evtimer_new(base, sched_release_cb, sc)) == NULL ||
 	    (sc->timers = timerq_new(base, slot_fire, sc)) == NULL ||
 	    (sc->msgs = intern_new()) == NULL ||
 	    (sc->worker = worker_new(base, WORKER_THREADS)) == NULL) {
@@ -599,11 +389,11 @@ sched_start(struct sched *sc)
 		    sc->cur->conf->max_per_host);
 	sched_try_start(sc);
 	sched_changed(sc);
-	maybe_exit(sc);
+	sched_maybe_exit(sc);
 }
 
-static void
-maybe_exit(struct sched *sc)
+void
+sched_maybe_exit(struct sched *sc)
 {
 	if (sc->running > 0)
 		return;
@@ -685,7 +475,7 @@ sched_stop(struct sched *sc)
 		evtimer_add(sc->grace, &tv);
 	}
 	sched_changed(sc);
-	maybe_exit(sc);
+	sched_maybe_exit(sc);
 }
 
 bool
@@ -710,7 +500,7 @@ sched_poll_now(struct sched *sc)
 			continue;
 		n++;
 		/* Not even on request: the server would refuse the login. */
-		if ((wait = login_wait(sl)) > 0) {
+		if ((wait = sched_login_wait(sl)) > 0) {
 			if (sl->state != SLOT_ARMED ||
 			    sl->timer.due > monotime() + wait)
 				sched_arm(sl, wait);

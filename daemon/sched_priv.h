@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <event2/util.h>
+
 #include "heap.h"
 #include "sched.h"
 #include "sclass.h"
@@ -156,6 +158,7 @@ struct gen *sched_gen_new(struct conf *conf);
 struct gen *sched_gen_ref(struct gen *g);
 void sched_gen_unref(struct gen **g);
 bool sched_selected(const struct sched *sc, const char *name);
+double sched_draw(void);
 double sched_first_delay(const struct account *a);
 double sched_jitter(double secs);
 void sched_arm(struct slot *sl, double secs);
@@ -166,6 +169,13 @@ void sched_slot_apply(
     struct slot *sl, struct gen *g, const struct account *a, bool host_changed);
 void sched_try_start(struct sched *sc);
 void sched_changed(struct sched *sc);
+void sched_maybe_exit(struct sched *sc);
+
+/* sched_end.c: a poll's end. */
+void sched_slot_done(void *arg, enum session_class cls,
+    const struct session_stats *st, const char *msg);
+void sched_release_cb(evutil_socket_t fd, short what, void *arg);
+double sched_login_wait(const struct slot *sl);
 
 /* sched_report.c: the slot's bucket and record, kept as it changes. */
 void sched_count(struct slot *sl, int sign);
