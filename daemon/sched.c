@@ -223,10 +223,13 @@ start_poll(struct slot *sl)
 	    sl->a, sched_slot_done, sl);
 	if (sl->sess == NULL)
 		fatalx("out of memory");
+	session_on_closed(sl->sess, sched_slot_closed);
+	sl->closed = false;
 	sl->started = monotime();
 	sched_rec_started(sl, time(NULL));
 	sched_set_state(sl, SLOT_RUNNING);
 	sc->running++;
+	sc->polling++;
 	sl->host->running++;
 	sched_host_update(sc, sl->host);
 }
@@ -395,7 +398,7 @@ sched_start(struct sched *sc)
 void
 sched_maybe_exit(struct sched *sc)
 {
-	if (sc->running > 0)
+	if (sc->running > 0 || sc->polling > 0)
 		return;
 	if (sc->stopping || (sc->once && sc->queued == 0 && sc->armed == 0)) {
 		evtimer_del(sc->grace);
@@ -417,8 +420,11 @@ abandon(struct sched *sc)
 		/* Safe: nothing is deleted without QUIT. */
 		session_free(&sl->sess);
 		sched_set_state(sl, SLOT_IDLE);
-		sl->host->running--;
-		sc->running--;
+		sc->polling--;
+		if (!sl->closed) {
+			sl->host->running--;
+			sc->running--;
+		}
 		log_warnx(sl->a->name,
 		    "poll abandoned at shutdown; what it delivered is kept, the rest stays on the server");
 		n++;
@@ -435,7 +441,7 @@ grace_over(evutil_socket_t fd, short what, void *arg)
 	struct sched *sc = arg;
 
 	log_warnx(NULL, "grace period over with %zu poll(s) still running",
-	    sc->running);
+	    sc->polling);
 	abandon(sc);
 }
 

@@ -44,13 +44,33 @@ slot_apply_pending(struct slot *sl)
  * next-turn event starts what sched_try_start() left for later.
  */
 static void
-release_later(struct sched *sc, struct host *h)
+recheck_later(struct sched *sc)
 {
 	static const struct timeval now = {0, 0};
 
+	evtimer_add(sc->release, &now);
+}
+
+static void
+release_later(struct sched *sc, struct host *h)
+{
 	if (h->releasing++ == 0)
 		TAILQ_INSERT_TAIL(&sc->releasing, h, release_entry);
-	evtimer_add(sc->release, &now);
+	recheck_later(sc);
+}
+
+/*
+ * The poll's connection is closed while its last commit runs: another
+ * poll may take its place under the caps (the account's own next poll
+ * waits for the end, as the slot still runs).
+ */
+void
+sched_slot_closed(void *arg)
+{
+	struct slot *sl = arg;
+
+	sl->closed = true;
+	release_later(sl->sc, sl->host);
 }
 
 void
@@ -193,7 +213,12 @@ sched_slot_done(void *arg, enum session_class cls,
 	snprintf(msg, sizeof(msg), "%s", msgp);
 	session_free(&sl->sess);
 	sched_set_state(sl, SLOT_IDLE);
-	release_later(sc, sl->host);
+	sc->polling--;
+	if (!sl->closed)
+		release_later(sc, sl->host);
+	else /* its place is free already: only the turn's checks */
+		recheck_later(sc);
+	sl->closed = false;
 	record(sl, cls, st, msg);
 	if (st->interrupted)
 		sc->abandoned = true;

@@ -103,6 +103,7 @@ struct slot {
 	unsigned char last;	  /* enum session_class of the previous poll */
 	bool removed;		 /* dropped by a reload, freed after its poll */
 	bool fallback_said;	 /* the Maildir's sync fallback was logged */
+	bool closed;		 /* the poll's connection no longer counts */
 	double started;		 /* monotonic seconds, last poll; 0 never */
 	uint64_t seq;		 /* creation order, which is list order */
 	struct sched_rec rec;	 /* what --status and the metrics show */
@@ -127,9 +128,10 @@ struct sched {
 	size_t nonly;
 	bool once, stopping, abandoned;
 	struct slot_list slots;
-	size_t nslots; /* not counting removed ones */
-	uint64_t seq;  /* of the next slot */
-	size_t running, queued, armed;
+	size_t nslots;		       /* not counting removed ones */
+	uint64_t seq;		       /* of the next slot */
+	size_t running, queued, armed; /* running: connections */
+	size_t polling; /* polls not ended (a closed one's commit counts) */
 	struct timerq *timers; /* the slots' */
 	struct host **hosts;   /* hash buckets */
 	size_t nbuckets, nhosts;
@@ -174,6 +176,7 @@ void sched_maybe_exit(struct sched *sc);
 /* sched_end.c: a poll's end. */
 void sched_slot_done(void *arg, enum session_class cls,
     const struct session_stats *st, const char *msg);
+void sched_slot_closed(void *arg);
 void sched_release_cb(evutil_socket_t fd, short what, void *arg);
 double sched_login_wait(const struct slot *sl);
 

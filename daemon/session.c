@@ -62,6 +62,23 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	s->cb(s->cbarg, s->cls, &s->stats, s->msg);
 }
 
+/* The connection is of no more use: closed, and the owner told. */
+static void
+closed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	net_free(&s->net);
+	if (s->closed_cb != NULL)
+		s->closed_cb(s->cbarg);
+}
+
+void
+session_on_closed(struct session *s, void (*fn)(void *arg))
+{
+	s->closed_cb = fn;
+}
+
 static void
 login_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -171,6 +188,7 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
 	s->stats.login_delay = -1;
 	s->secret = secret_none;
 	if ((s->done_ev = event_new(base, -1, 0, done_cb, s)) == NULL ||
+	    (s->closed_ev = event_new(base, -1, 0, closed_cb, s)) == NULL ||
 	    (s->pop3 = pop3_new()) == NULL) {
 		session_free(&s);
 		return NULL;
@@ -251,6 +269,8 @@ session_free(struct session **sp)
 		SSL_CTX_free(s->ctx);
 	if (s->done_ev != NULL)
 		event_free(s->done_ev);
+	if (s->closed_ev != NULL)
+		event_free(s->closed_ev);
 	if (s->login_ev != NULL)
 		event_free(s->login_ev);
 	session_secret_drop(s);
@@ -381,6 +401,8 @@ session_final_stage(struct session *s)
 		deliver_abort(s->dl);
 	if (s->dl != NULL && s->worker != NULL) {
 		session_disk_job(s, DJ_FINAL);
+		/* The server has nothing more to say: its slot is free. */
+		event_active(s->closed_ev, 0, 0);
 		return;
 	}
 	event_active(s->done_ev, 0, 0);

@@ -104,6 +104,14 @@ struct session *session_start(struct event_base *base, struct evdns_base *dns,
     session_done_cb cb, void *arg);
 
 /*
+ * FN(ARG) is called once S's connection is closed for good while the
+ * session itself goes on with local work (the last state commit): the
+ * connection no longer counts against a cap. Not called when the done
+ * callback comes first; never from inside a call into the session.
+ */
+void session_on_closed(struct session *s, void (*fn)(void *arg));
+
+/*
  * Asks a running session to end soon without loss: no new message is
  * asked for; those already asked for (the pipelining window) are
  * delivered, what is durable is deleted, and the session QUITs. Before

@@ -131,8 +131,15 @@ struct session {
 	unsigned long next_top, top_done;
 	struct event *done_ev;
 	struct event *login_ev; /* the deadline until login */
-	double wait_since;	/* when the reply being received was awaited */
-	uint64_t wait_bytes;	/* bytes received for it since */
+	/*
+	 * The connection closed while the last commit runs (see
+	 * session_on_closed()): on a turn of its own, as the end may come
+	 * from inside a transport callback.
+	 */
+	struct event *closed_ev;
+	void (*closed_cb)(void *arg);
+	double wait_since;   /* when the reply being received was awaited */
+	uint64_t wait_bytes; /* bytes received for it since */
 
 	enum session_state state;
 	struct net *net;

@@ -186,7 +186,9 @@ struct session {
 	struct event *end; /* the done callback's own loop turn */
 	enum session_class cls;
 	struct session_stats st;
-	bool ending; /* its end is on the way */
+	bool ending;		   /* its end is on the way */
+	void (*closed)(void *arg); /* session_on_closed() */
+	bool conn_closed;	   /* closed early: no longer a connection */
 };
 
 static struct session *live[MAX_LIVE];
@@ -212,6 +214,17 @@ static unsigned workers_freed;
 
 static void end_cb(evutil_socket_t fd, short what, void *arg);
 
+/* Connections now: live sessions not closed early, and those closing. */
+static size_t
+connections(void)
+{
+	size_t i, n = nclosing;
+
+	for (i = 0; i < nlive; i++)
+		n += !live[i]->conn_closed;
+	return n;
+}
+
 /* Connections to HOST now, its name compared without case. */
 static size_t
 live_on(const char *host)
@@ -219,7 +232,8 @@ live_on(const char *host)
 	size_t i, n = 0;
 
 	for (i = 0; i < nlive; i++)
-		if (strcasecmp(live[i]->a->host, host) == 0)
+		if (!live[i]->conn_closed &&
+		    strcasecmp(live[i]->a->host, host) == 0)
 			n++;
 	for (i = 0; i < nclosing; i++)
 		if (strcasecmp(closing[i], host) == 0)
@@ -268,8 +282,8 @@ session_start(struct event_base *b, struct evdns_base *d, struct worker *w,
 	s->done = cb;
 	s->arg = arg;
 	live[nlive++] = s;
-	if (nlive + nclosing > peak)
-		peak = nlive + nclosing;
+	if (connections() > peak)
+		peak = connections();
 	if ((on_host = live_on(a->host)) > host_peak)
 		host_peak = on_host;
 	if (r->starts < MAX_STARTS)
@@ -280,6 +294,39 @@ session_start(struct event_base *b, struct evdns_base *d, struct worker *w,
 	if (auto_end)
 		end_soon(s, r->cls, false);
 	return s;
+}
+
+void
+session_on_closed(struct session *s, void (*fn)(void *arg))
+{
+	s->closed = fn;
+}
+
+/*
+ * S's poll closes its connection and goes on with its last commit, on a
+ * loop turn as in the daemon: the connection counts until that turn
+ * ends, as a freed one does; the scheduler is told in the turn.
+ */
+static void
+closed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	s->conn_closed = true;
+	ck_assert_uint_lt(nclosing, MAX_LIVE);
+	snprintf(closing[nclosing++], sizeof(closing[0]), "%s", s->a->host);
+	s->closed(s->arg);
+}
+
+static void
+close_early(struct session *s)
+{
+	static const struct timeval now = {0, 0};
+
+	ck_assert(s->closed != NULL);
+	ck_assert(!s->conn_closed);
+	ck_assert_int_eq(
+	    event_base_once(base, -1, EV_TIMEOUT, closed_cb, s, &now), 0);
 }
 
 void
@@ -315,7 +362,9 @@ session_free(struct session **sp)
 	}
 	live[i] = live[--nlive];
 	ck_assert_uint_lt(nclosing, MAX_LIVE);
-	snprintf(closing[nclosing++], sizeof(closing[0]), "%s", s->a->host);
+	if (!s->conn_closed)
+		snprintf(
+		    closing[nclosing++], sizeof(closing[0]), "%s", s->a->host);
 	event_free(s->end);
 	free(s);
 	nfreed++;
@@ -462,6 +511,16 @@ static void
 guard_cb(evutil_socket_t fd, short what, void *arg)
 {
 	timed_out = true;
+}
+
+/* Runs N loop turns that do not wait, closing what each freed. */
+static void
+turns(int n)
+{
+	while (n-- > 0) {
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+		nclosing = 0;
+	}
 }
 
 /* Runs the loop until DONE() says so; fails after AWAIT_SECS. */
@@ -898,6 +957,45 @@ START_TEST(queued_polls_start_as_connections_free_up)
 	ck_assert_uint_eq(total_starts(), 3);
 	ck_assert_uint_eq(peak, 1);
 	ck_assert_int_eq(sched_exit_status(sc), EX_TEMPFAIL);
+}
+END_TEST
+
+/*
+ * A poll whose connection closed while its last commit runs no longer
+ * counts against the caps: the next queued poll starts before it ends,
+ * never over the cap, and its end does not free the place a second time.
+ */
+START_TEST(a_closed_connection_frees_its_place_before_the_end)
+{
+	static const struct spec sp[] = {
+	    {"a", "pop.a.test", 300, 0},
+	    {"b", "pop.a.test", 300, 0},
+	    {"c", "pop.a.test", 300, 0},
+	};
+
+	new_sched(make_conf(1, 4, sp, 3), true, NULL, 0);
+	sched_start(sc);
+	ck_assert_uint_eq(total_starts(), 1);
+	close_early(live_session("a"));
+	await_starts("b", 1);
+	ck_assert_uint_eq(rec("c")->starts, 0);
+	/* a's end (its commit done) must not let c in beside b. */
+	end_poll("a", SC_OK);
+	ck_assert_uint_eq(rec("c")->starts, 0);
+	end_poll("b", SC_OK);
+	await_starts("c", 1);
+	/*
+	 * The last poll closes early too, and its place is given back
+	 * before it ends: its end must still end the run.
+	 */
+	close_early(live_session("c"));
+	turns(3);
+	ck_assert(!loop_ended);
+	end_poll("c", SC_OK);
+	await(have_loop_end, "end of the --once run");
+	ck_assert_uint_eq(peak, 1);
+	ck_assert_uint_eq(total_starts(), 3);
+	ck_assert_int_eq(sched_exit_status(sc), EX_OK);
 }
 END_TEST
 
@@ -1492,6 +1590,7 @@ main(void)
 	tcase_add_test(tc, connection_limit_holds_and_every_account_is_polled);
 	tcase_add_test(tc, per_host_limit_compares_host_names_without_case);
 	tcase_add_test(tc, queued_polls_start_as_connections_free_up);
+	tcase_add_test(tc, a_closed_connection_frees_its_place_before_the_end);
 	tcase_add_test(tc, many_due_polls_start_over_several_turns);
 	tcase_add_test(tc, failures_back_off_by_class_and_streak);
 	tcase_add_test(tc, failed_account_is_polled_again_after_its_delay);
