@@ -16,6 +16,9 @@
  * writes so to stderr and never returns: a disk that stops answering
  * (a dead USB disk, a hard NFS mount) in the middle of an fsync. With
  * POPFETCHD_HOLD=NAME@ACCOUNT, only when it works for that account.
+ * With POPFETCHD_HOLD_RELEASE=FIFO too, a hold returns once it has read a
+ * byte from that named pipe (a disk that is slow, not dead): the test
+ * writes a byte for each hold it releases.
  *
  * POPFETCHD_RESOLV_CONF and POPFETCHD_HOSTS_FILE give the resolver other
  * files than the system's (names the tests make up, name servers they

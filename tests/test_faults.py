@@ -177,6 +177,55 @@ class FaultTest(FakePopCase):
         self.assertEqual(d.wait_exit(), 75, d.text())
         self.assertEqual(servers["slow"].messages, MESSAGES)
 
+    def test_next_batch_arrives_while_a_batch_is_made_durable(self):
+        """While one batch's sync is held (a slow disk), the next batch
+        is asked for and written into tmp/ (the disk and the network
+        overlap), no DELE goes out for a message before its batch's sync
+        has returned, and once released every message is delivered once
+        and deleted. Without pipelining each RETR waits for the reply
+        before it, so a RETR sent proves the replies before it were
+        taken in."""
+        self.needs_test_hooks()
+        batch = 64  # SESSION_BATCH
+        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
+                for i in range(2 * batch + 10)]
+        srv = self.server(msgs, tls="implicit")
+        fifo = os.path.join(self.dir, "release")
+        os.mkfifo(fifo)
+        d = self.daemon(self.config(srv), ("--once", "-d", "1"),
+                        env={"POPFETCHD_HOLD": "batch sync@fake",
+                             "POPFETCHD_HOLD_RELEASE": fifo})
+        release = None
+
+        def deles():
+            return sorted(int(l.rsplit(" ", 1)[1])
+                          for l in d.grep(r"account=fake > DELE \d+$"))
+
+        try:
+            for k, (last, durable) in enumerate(
+                    ((2 * batch, 0), (len(msgs), batch),
+                     (len(msgs), 2 * batch))):
+                d.wait_line(r"testhook: hold: batch sync", count=k + 1)
+                # The next batch is asked for while this one is held.
+                d.wait_line(r"account=fake > RETR %d$" % last)
+                if k == 0:
+                    # The replies before it are whole in tmp/ already.
+                    self.assertGreaterEqual(len(self.files("tmp")),
+                                            last - 1)
+                # Deleted: only what a returned sync made durable.
+                self.assertEqual(deles(), list(range(1, durable + 1)))
+                self.assertEqual(len(d.grep(r"testhook: released")), k)
+                if release is None:
+                    release = os.open(fifo, os.O_WRONLY)
+                os.write(release, b"x")
+            self.assertEqual(d.wait_exit(), 0, d.text()[-4000:])
+        finally:
+            if release is not None:
+                os.close(release)
+        self.assertEqual(deles(), list(range(1, len(msgs) + 1)))
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(srv.messages, [])
+
     def test_stop_while_the_metrics_file_does_not_answer(self):
         """The metrics file's write never returns (its disk is gone): a
         stop still ends the daemon, saying what it left behind."""
