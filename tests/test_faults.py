@@ -312,11 +312,13 @@ class FaultTest(FakePopCase):
         the poll deletes nothing; the next one deletes those messages
         without fetching them again."""
         small = [b"From: s@example.org\nSubject: s%d\n\nbody %d\n" % (i, i)
-                 for i in range(70)]
+                 for i in range(2 * 64)]
         msgs = small + [MESSAGES[1]]
-        # One command at a time: the first 64 are made durable and their
-        # DELEs answered before the big message is even asked for (with
-        # pipelining its reply may come in the same read as theirs).
+        # One command at a time: the first 64 (SESSION_BATCH) are made
+        # durable and their DELEs answered before the big message is even
+        # asked for (with pipelining its reply may come in the same read
+        # as theirs). While a batch is made durable the next one is
+        # fetched, but no further: hence two batches before it.
         srv = self.server(msgs, pipelining=False)
         conf = self.config(srv)
         r = self.run_once(conf, limit_fsize=20000, debug=1)
