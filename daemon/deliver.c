@@ -24,6 +24,7 @@ struct item {
 	unsigned strikes; /* hand-off: its strikes before the intent */
 	time_t last;	  /* and the latest one's time */
 	uint64_t size;	  /* as LIST said; DELIVER_SIZE_UNKNOWN if not known */
+	uint64_t stored;  /* bytes in tmp/ */
 	char uid[UID_MAX + 1];
 	char tmp[MAILDIR_NAME_SIZE];
 	char final[MAILDIR_NAME_SIZE];
@@ -32,6 +33,7 @@ struct item {
 struct batch {
 	struct item *v;
 	size_t n, cap;
+	uint64_t bytes; /* their stored bytes (FILL only) */
 };
 
 /*
@@ -245,6 +247,7 @@ batch_add(struct deliver *d)
 		b->cap = cap;
 	}
 	b->v[b->n++] = d->cur;
+	b->bytes += d->cur.stored;
 	return 0;
 }
 
@@ -252,6 +255,7 @@ batch_add(struct deliver *d)
 static void
 batch_remove(struct batch *b, size_t i)
 {
+	b->bytes -= b->v[i].stored;
 	memmove(&b->v[i], &b->v[i + 1], (b->n - i - 1) * sizeof(b->v[i]));
 	b->n--;
 }
@@ -266,6 +270,7 @@ deliver_seal(struct deliver *d)
 		t = d->sealed;
 		d->sealed = d->fill;
 		d->fill = t;
+		d->fill.bytes = 0;
 	}
 	d->is_sealed = true;
 	return d->handoff ? d->ntaken : d->sealed.n;
@@ -281,6 +286,13 @@ deliver_discard(struct deliver *d)
 	for (i = 0; i < d->fill.n; i++)
 		maildir_drop_tmp(d->md, d->fill.v[i].tmp);
 	d->fill.n = 0;
+	d->fill.bytes = 0;
+}
+
+uint64_t
+deliver_pending_bytes(const struct deliver *d)
+{
+	return d->handoff ? 0 : d->fill.bytes;
 }
 
 int
@@ -293,8 +305,9 @@ deliver_end(struct deliver *d, unsigned long long *size)
 		errno = EINVAL;
 		return -1;
 	}
+	c->stored = maildir_msg_size(d->msg);
 	if (size != NULL)
-		*size = maildir_msg_size(d->msg);
+		*size = c->stored;
 	if (maildir_finish(&d->msg, c->tmp, sizeof(c->tmp), c->final,
 		sizeof(c->final)) == -1)
 		return -1;

@@ -20,8 +20,9 @@
  * hands the batch filled so far to the next deliver_flush(), which may
  * run on another thread while the caller fills the next batch. During
  * that flush the caller may call only deliver_begin(), deliver_write(),
- * deliver_abort(), deliver_end(), deliver_drop(), deliver_discard() and
- * deliver_pending() (Maildir only; none of them reads the state); every
+ * deliver_abort(), deliver_end(), deliver_drop(), deliver_discard(),
+ * deliver_pending() and deliver_pending_bytes() (Maildir only; none of
+ * them reads the state); every
  * other call waits until the flush has returned.
  */
 #ifndef POPFETCHD_DELIVER_H
@@ -148,6 +149,9 @@ void deliver_discard(struct deliver *d);
  * taken, not yet flushed).
  */
 size_t deliver_pending(const struct deliver *d);
+
+/* Their bytes in the Maildir (hand-offs: 0). */
+uint64_t deliver_pending_bytes(const struct deliver *d);
 
 /*
  * Hands the batch filled so far to the next deliver_flush(), and starts

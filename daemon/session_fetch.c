@@ -610,7 +610,9 @@ session_pump(struct session *s)
 {
 	if (s->state != S_FETCH || session_disk_waits(s))
 		return;
-	if (s->tg == NULL && deliver_pending(s->dl) >= SESSION_BATCH)
+	if (s->tg == NULL &&
+	    (deliver_pending(s->dl) >= SESSION_BATCH ||
+		deliver_pending_bytes(s->dl) >= SESSION_BATCH_BYTES))
 		flush_batch(s, true);
 	session_fill(s, next_command);
 }

@@ -38,6 +38,15 @@
  */
 #define SESSION_BATCH 64
 /*
+ * Bytes that also close a batch. While a batch is made durable the next
+ * one arrives, so the only disk time not hidden behind the network is
+ * the last batch's: bounding a batch's bytes bounds it (ten 20 MiB
+ * messages would otherwise all wait for one sync at the end). A batch
+ * more costs a journal commit and a directory fsync, little next to
+ * this much data. Receiving pauses by count alone (SESSION_BATCH).
+ */
+#define SESSION_BATCH_BYTES (16u << 20)
+/*
  * Header bytes kept per message for --list: From, Date and Subject sit
  * near the top; a header block larger than this is cut, not refused.
  */

@@ -551,14 +551,19 @@ START_TEST(test_seal_then_fill)
 	struct deliver *d = open_ok();
 	char text[256], err[512];
 	int copies[NMSG], i;
+	uint64_t bytes = 0;
 	pthread_t t;
 
 	for (i = 0; i < 2; i++) {
 		message(i, true, text, sizeof(text));
 		put(d, (unsigned long)i + 1, uids[i], strlen(text), text);
+		message(i, false, text, sizeof(text));
+		bytes += strlen(text);
 	}
+	ck_assert_uint_eq(deliver_pending_bytes(d), bytes);
 	ck_assert_uint_eq(deliver_seal(d), 2);
 	ck_assert_uint_eq(deliver_pending(d), 0);
+	ck_assert_uint_eq(deliver_pending_bytes(d), 0);
 	j.d = d;
 	ck_assert_int_eq(pthread_create(&t, NULL, flush_thread, &j), 0);
 	for (i = 2; i < NMSG; i++) {
@@ -567,6 +572,8 @@ START_TEST(test_seal_then_fill)
 	}
 	ck_assert_uint_eq(deliver_pending(d), 2);
 	ck_assert_int_eq(deliver_drop(d, 3), 0);
+	message(3, false, text, sizeof(text));
+	ck_assert_uint_eq(deliver_pending_bytes(d), strlen(text));
 	/* Sealed: the flush's, not the filler's to drop. */
 	ck_assert_int_eq(deliver_drop(d, 1), -1);
 	ck_assert_int_eq(errno, ENOENT);

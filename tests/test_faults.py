@@ -228,6 +228,33 @@ class FaultTest(FakePopCase):
         self.assert_delivered_exactly(msgs)
         self.assertEqual(srv.messages, [])
 
+    def test_a_large_message_closes_its_batch(self):
+        """A batch closes at 16 MiB (SESSION_BATCH_BYTES) as well as at
+        64 messages: the large first message is made durable on its own
+        while the next arrives, so the disk time left at the end is the
+        small one's."""
+        self.needs_test_hooks()
+        big = (b"From: big@example.org\nSubject: big\n\n"
+               + (b"z" * 1023 + b"\n") * (17 * 1024))
+        msgs = [big, b"From: s@example.org\nSubject: small\n\nbody\n"]
+        srv = self.server(msgs, tls="implicit")
+        fifo = os.path.join(self.dir, "release")
+        os.mkfifo(fifo)
+        d = self.daemon(self.config(srv), ("--once", "-d", "1"),
+                        env={"POPFETCHD_HOLD": "batch sync@fake",
+                             "POPFETCHD_HOLD_RELEASE": fifo})
+        d.wait_line(r"testhook: hold: batch sync")
+        # The big one's sync is held; the small one comes meanwhile.
+        d.wait_line(r"account=fake > RETR 2$")
+        self.assertEqual(d.grep(r"account=fake > DELE"), [])
+        self.release_hold(fifo)
+        d.wait_line(r"testhook: hold: batch sync", count=2)
+        self.assertEqual(len(d.grep(r"account=fake > DELE")), 1)
+        self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 0, d.text()[-4000:])
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(srv.messages, [])
+
     def test_strike_while_a_batch_is_made_durable(self):
         """A message found cut short while the previous batch's sync is
         held: its strike waits until the state is the loop's again (the
