@@ -22,8 +22,8 @@
  * that flush the caller may call only deliver_begin(), deliver_write(),
  * deliver_abort(), deliver_end(), deliver_drop(), deliver_discard(),
  * deliver_pending() and deliver_pending_bytes() (Maildir only; none of
- * them reads the state); every
- * other call waits until the flush has returned.
+ * them reads the state); every other call waits until the flush has
+ * returned.
  */
 #ifndef POPFETCHD_DELIVER_H
 #define POPFETCHD_DELIVER_H
