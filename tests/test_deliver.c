@@ -853,6 +853,95 @@ START_TEST(test_crash_points)
 }
 END_TEST
 
+/* In a crash child: message I into the batch being filled, or exit 12. */
+static void
+put_or_exit(struct deliver *d, int i)
+{
+	char text[256];
+
+	message(i, true, text, sizeof(text));
+	if (deliver_begin(d, (unsigned long)i + 1, uids[i], strlen(text)) ==
+		-1 ||
+	    deliver_write(d, text, strlen(text)) == -1 ||
+	    deliver_end(d, NULL) == -1)
+		_exit(12);
+}
+
+/*
+ * As crash_child(), in two batches: the second is written while the
+ * first is flushed on a thread, as a session does.
+ */
+static void
+crash_child_overlap(long k)
+{
+	struct flush_job j = {0};
+	struct seen seen = {0};
+	struct deliver_where w = where();
+	char err[512], path[PATH_MAX], num[32];
+	pthread_t t;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stderr", tmpdir);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) == -1 ||
+	    dup2(fd, 2) == -1)
+		_exit(10);
+	snprintf(num, sizeof(num), "%ld", k);
+	if (setenv("POPFETCHD_CRASH_AT", num, 1) == -1 ||
+	    (j.d = deliver_open(&w, err, sizeof(err))) == NULL ||
+	    deliver_recover(j.d, err, sizeof(err)) == -1)
+		_exit(11);
+	put_or_exit(j.d, 0);
+	put_or_exit(j.d, 1);
+	deliver_seal(j.d);
+	if (pthread_create(&t, NULL, flush_thread, &j) != 0)
+		_exit(14);
+	put_or_exit(j.d, 2);
+	put_or_exit(j.d, 3);
+	if (pthread_join(t, NULL) != 0 || j.rc == -1 || j.seen.n != 2 ||
+	    deliver_flush(j.d, durable, &seen, err, sizeof(err)) == -1 ||
+	    seen.n != 2 || deliver_commit(j.d) == -1)
+		_exit(13);
+	deliver_free(&j.d);
+	_exit(0);
+}
+
+/*
+ * Killed at each crash point in turn while one batch is flushed and the
+ * next written: after recovery each message with a UID is in new/ once
+ * and recorded, or neither (check_outcome()); whichever thread passed
+ * the point.
+ */
+START_TEST(test_crash_points_overlap)
+{
+	struct deliver *d;
+	int status, recovered;
+	pid_t pid;
+	long k;
+
+	for (k = 1; k < 200; k++) {
+		check_rm_rf(mdpath);
+		check_rm_rf(statedir);
+		ck_assert_int_ne(pid = fork(), -1);
+		if (pid == 0)
+			crash_child_overlap(k);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		if (WIFEXITED(status)) {
+			ck_assert_int_eq(WEXITSTATUS(status), 0);
+			break;
+		}
+		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		d = reopen_recovered(&recovered);
+		check_outcome(d);
+		deliver_free(&d);
+	}
+	ck_assert_int_gt(k, 1);
+	ck_assert_int_lt(k, 200);
+	d = reopen_recovered(&recovered);
+	ck_assert_int_eq(check_outcome(d), NMSG - 1);
+	deliver_free(&d);
+}
+END_TEST
+
 struct listing {
 	const char *const *uids;
 	size_t n;
@@ -1047,6 +1136,7 @@ deliver_suite(void)
 	tcase_add_loop_test(tc, test_flush_failure, 0,
 	    (int)(sizeof(fail_cases) / sizeof(fail_cases[0])));
 	tcase_add_test(tc, test_crash_points);
+	tcase_add_test(tc, test_crash_points_overlap);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_prune_keeps_pending);
 	tcase_add_test(tc, test_strike_note_forget);
