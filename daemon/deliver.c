@@ -24,18 +24,36 @@ struct item {
 	unsigned strikes; /* hand-off: its strikes before the intent */
 	time_t last;	  /* and the latest one's time */
 	uint64_t size;	  /* as LIST said; DELIVER_SIZE_UNKNOWN if not known */
+	uint64_t stored;  /* bytes in tmp/ */
 	char uid[UID_MAX + 1];
 	char tmp[MAILDIR_NAME_SIZE];
 	char final[MAILDIR_NAME_SIZE];
 };
 
+struct batch {
+	struct item *v;
+	size_t n, cap;
+	uint64_t bytes; /* their stored bytes (FILL only) */
+};
+
+/*
+ * Two batches, so that the next one fills while the last is made durable:
+ * FILL is the caller's (deliver_begin() to deliver_end(), deliver_drop(),
+ * or the hand-offs), SEALED the flush's. deliver_seal() moves FILL to
+ * SEALED on the caller's thread; from then until deliver_flush()
+ * returns, the flush (on another thread) touches SEALED, the state and
+ * the Maildir's tmp/ and new/, and the caller only FILL, MSG, CUR and
+ * tmp/ files of their own. That split is the whole of the locking: no
+ * call made while a flush runs reads the state (whether a UID is
+ * recorded is asked at flush time, in record_intents()).
+ */
 struct deliver {
 	struct maildir *md;
 	struct state *st;
 	struct maildir_msg *msg; /* the message being written */
 	struct item cur;
-	struct item *batch;
-	size_t nbatch, cap;
+	struct batch fill, sealed;
+	bool is_sealed;	     /* deliver_seal() ran since the last flush */
 	bool handoff;	     /* the state only: see deliver.h */
 	size_t ntaken;	     /* hand-offs taken, not yet flushed */
 	size_t unsure;	     /* hand-offs a crash interrupted */
@@ -126,7 +144,8 @@ deliver_free(struct deliver **dp)
 		return;
 	if (d->msg != NULL)
 		maildir_abort(&d->msg);
-	free(d->batch);
+	free(d->fill.v);
+	free(d->sealed.v);
 	maildir_close(&d->md);
 	state_close(&d->st);
 	free(d);
@@ -208,25 +227,72 @@ deliver_abort(struct deliver *d)
 size_t
 deliver_pending(const struct deliver *d)
 {
-	return d->handoff ? d->ntaken : d->nbatch;
+	return d->handoff ? d->ntaken : d->fill.n;
 }
 
+/* Adds the message in hand to the batch being filled. */
 static int
 batch_add(struct deliver *d)
 {
+	struct batch *b = &d->fill;
 	struct item *v;
 	size_t cap;
 
-	if (d->nbatch == d->cap) {
+	if (b->n == b->cap) {
 		/* Small at first: most polls bring a few messages. */
-		cap = d->cap ? 2 * d->cap : 4;
-		if ((v = realloc(d->batch, cap * sizeof(*v))) == NULL)
+		cap = b->cap ? 2 * b->cap : 4;
+		if ((v = realloc(b->v, cap * sizeof(*v))) == NULL)
 			return -1;
-		d->batch = v;
-		d->cap = cap;
+		b->v = v;
+		b->cap = cap;
 	}
-	d->batch[d->nbatch++] = d->cur;
+	b->v[b->n++] = d->cur;
+	b->bytes += d->cur.stored;
 	return 0;
+}
+
+/* Takes item I out of batch B, keeping the order of the others. */
+static void
+batch_remove(struct batch *b, size_t i)
+{
+	b->bytes -= b->v[i].stored;
+	memmove(&b->v[i], &b->v[i + 1], (b->n - i - 1) * sizeof(b->v[i]));
+	b->n--;
+}
+
+size_t
+deliver_seal(struct deliver *d)
+{
+	struct batch t;
+
+	/* A flush always leaves SEALED empty; hand-offs use FILL alone. */
+	if (!d->handoff && d->sealed.n == 0) {
+		t = d->sealed;
+		d->sealed = d->fill;
+		d->fill = t;
+		d->fill.bytes = 0;
+	}
+	d->is_sealed = true;
+	return d->handoff ? d->ntaken : d->sealed.n;
+}
+
+void
+deliver_discard(struct deliver *d)
+{
+	size_t i;
+
+	if (d->handoff)
+		return;
+	for (i = 0; i < d->fill.n; i++)
+		maildir_drop_tmp(d->md, d->fill.v[i].tmp);
+	d->fill.n = 0;
+	d->fill.bytes = 0;
+}
+
+uint64_t
+deliver_pending_bytes(const struct deliver *d)
+{
+	return d->handoff ? 0 : d->fill.bytes;
 }
 
 int
@@ -239,8 +305,9 @@ deliver_end(struct deliver *d, unsigned long long *size)
 		errno = EINVAL;
 		return -1;
 	}
+	c->stored = maildir_msg_size(d->msg);
 	if (size != NULL)
-		*size = maildir_msg_size(d->msg);
+		*size = c->stored;
 	if (maildir_finish(&d->msg, c->tmp, sizeof(c->tmp), c->final,
 		sizeof(c->final)) == -1)
 		return -1;
@@ -257,14 +324,17 @@ deliver_end(struct deliver *d, unsigned long long *size)
 int
 deliver_drop(struct deliver *d, unsigned long tag)
 {
+	struct batch *b = &d->fill;
 	size_t i;
 
-	for (i = d->nbatch; i-- > 0;)
-		if (d->batch[i].tag == tag && !d->batch[i].recorded) {
-			maildir_drop_tmp(d->md, d->batch[i].tmp);
-			memmove(&d->batch[i], &d->batch[i + 1],
-			    (d->nbatch - i - 1) * sizeof(d->batch[i]));
-			d->nbatch--;
+	if (d->handoff) {
+		errno = ENOENT;
+		return -1;
+	}
+	for (i = b->n; i-- > 0;)
+		if (b->v[i].tag == tag && !b->v[i].recorded) {
+			maildir_drop_tmp(d->md, b->v[i].tmp);
+			batch_remove(b, i);
 			return 0;
 		}
 	errno = ENOENT;
@@ -286,16 +356,16 @@ flush_fail(char *err, size_t errlen, const char *what)
  * lost their data, so they are fetched again.
  */
 static void
-drop_unrecorded(struct deliver *d)
+drop_unrecorded(struct deliver *d, struct batch *b)
 {
 	size_t i, kept = 0;
 
-	for (i = 0; i < d->nbatch; i++)
-		if (d->batch[i].recorded)
-			d->batch[kept++] = d->batch[i];
+	for (i = 0; i < b->n; i++)
+		if (b->v[i].recorded)
+			b->v[kept++] = b->v[i];
 		else
-			maildir_drop_tmp(d->md, d->batch[i].tmp);
-	d->nbatch = kept;
+			maildir_drop_tmp(d->md, b->v[i].tmp);
+	b->n = kept;
 }
 
 /*
@@ -307,14 +377,14 @@ drop_unrecorded(struct deliver *d)
  * batch keeps those that are: they must stay until published.
  */
 static int
-record_intents(struct deliver *d)
+record_intents(struct deliver *d, struct batch *b)
 {
 	struct item *it;
 	size_t i;
 	int saved;
 
-	for (i = 0; i < d->nbatch; i++) {
-		it = &d->batch[i];
+	for (i = 0; i < b->n; i++) {
+		it = &b->v[i];
 		if (!it->has_uid || it->recorded)
 			continue;
 		if ((it->size == DELIVER_SIZE_UNKNOWN
@@ -328,13 +398,12 @@ record_intents(struct deliver *d)
 		}
 		saved = errno;
 		if (saved != EEXIST) {
-			drop_unrecorded(d);
+			drop_unrecorded(d, b);
 			errno = saved;
 			return -1;
 		}
 		maildir_drop_tmp(d->md, it->tmp);
-		memmove(it, it + 1, (d->nbatch - i - 1) * sizeof(*it));
-		d->nbatch--;
+		batch_remove(b, i);
 		i--;
 	}
 	return 0;
@@ -350,30 +419,31 @@ record_intents(struct deliver *d)
  * the disk and otherwise leaves them to the stale tmp/ cleanup.
  */
 static int
-flush_abandon(struct deliver *d, char *err, size_t errlen, const char *what)
+flush_abandon(struct deliver *d, struct batch *b, char *err, size_t errlen,
+    const char *what)
 {
 	int saved = errno;
 
-	drop_unrecorded(d);
-	d->nbatch = 0;
+	drop_unrecorded(d, b);
+	b->n = 0;
 	errno = saved;
 	return flush_fail(err, errlen, what);
 }
 
 /* Makes the files of the batch durable in tmp/. */
 static int
-sync_batch(struct deliver *d)
+sync_batch(struct deliver *d, const struct batch *b)
 {
 	const char **names;
 	size_t i;
 	int rc;
 
-	if ((names = calloc(d->nbatch, sizeof(*names))) == NULL)
+	if ((names = calloc(b->n, sizeof(*names))) == NULL)
 		return -1;
-	for (i = 0; i < d->nbatch; i++)
-		names[i] = d->batch[i].tmp;
+	for (i = 0; i < b->n; i++)
+		names[i] = b->v[i].tmp;
 	TESTHOOK_HOLD("batch sync", d->account);
-	rc = maildir_sync_tmp(d->md, names, d->nbatch);
+	rc = maildir_sync_tmp(d->md, names, b->n);
 	free(names);
 	return rc;
 }
@@ -393,20 +463,20 @@ flush_handoffs(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
 	size_t i, kept = 0;
 	int rc = 0;
 
-	for (i = 0; i < d->nbatch; i++)
-		if (d->batch[i].taken && d->batch[i].has_uid)
-			state_complete(d->st, d->batch[i].uid);
+	for (i = 0; i < d->fill.n; i++)
+		if (d->fill.v[i].taken && d->fill.v[i].has_uid)
+			state_complete(d->st, d->fill.v[i].uid);
 	if (TESTHOOK_FAIL("state commit") || state_commit(d->st) == -1)
 		rc = flush_fail(err, errlen, "state commit");
 	else
 		TESTHOOK_CRASH_POINT("hand-offs committed");
-	for (i = 0; i < d->nbatch; i++) {
-		if (!d->batch[i].taken)
-			d->batch[kept++] = d->batch[i];
+	for (i = 0; i < d->fill.n; i++) {
+		if (!d->fill.v[i].taken)
+			d->fill.v[kept++] = d->fill.v[i];
 		else if (rc == 0)
-			durable(arg, d->batch[i].tag);
+			durable(arg, d->fill.v[i].tag);
 	}
-	d->nbatch = kept;
+	d->fill.n = kept;
 	d->ntaken = 0;
 	return rc;
 }
@@ -460,22 +530,20 @@ deliver_handed(struct deliver *d, unsigned long tag, bool taken)
 {
 	size_t i;
 
-	for (i = 0; i < d->nbatch; i++)
-		if (d->batch[i].tag == tag && !d->batch[i].taken)
+	for (i = 0; i < d->fill.n; i++)
+		if (d->fill.v[i].tag == tag && !d->fill.v[i].taken)
 			break;
-	if (!d->handoff || i == d->nbatch) {
+	if (!d->handoff || i == d->fill.n) {
 		errno = ENOENT;
 		return -1;
 	}
 	if (taken) {
-		d->batch[i].taken = true;
+		d->fill.v[i].taken = true;
 		d->ntaken++;
 		return 0;
 	}
-	withdraw(d, &d->batch[i]);
-	memmove(&d->batch[i], &d->batch[i + 1],
-	    (d->nbatch - i - 1) * sizeof(d->batch[i]));
-	d->nbatch--;
+	withdraw(d, &d->fill.v[i]);
+	batch_remove(&d->fill, i);
 	return 0;
 }
 
@@ -486,12 +554,12 @@ deliver_withdraw(struct deliver *d)
 
 	if (!d->handoff)
 		return;
-	for (i = 0; i < d->nbatch; i++)
-		if (d->batch[i].taken)
-			d->batch[kept++] = d->batch[i];
+	for (i = 0; i < d->fill.n; i++)
+		if (d->fill.v[i].taken)
+			d->fill.v[kept++] = d->fill.v[i];
 		else
-			withdraw(d, &d->batch[i]);
-	d->nbatch = kept;
+			withdraw(d, &d->fill.v[i]);
+	d->fill.n = kept;
 }
 
 size_t
@@ -500,45 +568,58 @@ deliver_unsure(const struct deliver *d)
 	return d->unsure;
 }
 
+/* Makes batch B durable, in the order deliver.h gives. */
+static int
+flush_batch(struct deliver *d, struct batch *b,
+    void (*durable)(void *arg, unsigned long tag), void *arg, char *err,
+    size_t errlen)
+{
+	size_t i;
+
+	if (TESTHOOK_FAIL("sync of tmp/") || sync_batch(d, b) == -1)
+		return flush_abandon(d, b, err, errlen, "sync of tmp/");
+	TESTHOOK_CRASH_POINT("tmp/ synced");
+	if (record_intents(d, b) == -1)
+		return flush_abandon(d, b, err, errlen, "state");
+	if (TESTHOOK_FAIL("state commit") || state_commit(d->st) == -1)
+		return flush_abandon(d, b, err, errlen, "state commit");
+	TESTHOOK_CRASH_POINT("intents committed");
+	for (i = 0; i < b->n; i++) {
+		if (TESTHOOK_FAIL("link into new/") ||
+		    maildir_publish(d->md, b->v[i].tmp, b->v[i].final) == -1)
+			return flush_abandon(
+			    d, b, err, errlen, "link into new/");
+		TESTHOOK_CRASH_POINT("linked into new/");
+	}
+	if (TESTHOOK_FAIL("fsync of new/") || maildir_sync(d->md) == -1)
+		return flush_abandon(d, b, err, errlen, "fsync of new/");
+	TESTHOOK_CRASH_POINT("new/ synced");
+	for (i = 0; i < b->n; i++) {
+		/* A tmp/ name left behind keeps its intent for recovery. */
+		if (maildir_drop_tmp(d->md, b->v[i].tmp) == 0 &&
+		    b->v[i].has_uid)
+			state_complete(d->st, b->v[i].uid);
+		TESTHOOK_CRASH_POINT("tmp/ name removed");
+	}
+	for (i = 0; i < b->n; i++)
+		durable(arg, b->v[i].tag);
+	b->n = 0;
+	return 0;
+}
+
 int
 deliver_flush(struct deliver *d, void (*durable)(void *arg, unsigned long tag),
     void *arg, char *err, size_t errlen)
 {
-	size_t i;
-
+	/* Sealed by the caller, or (one thread alone) now. */
+	if (!d->is_sealed)
+		deliver_seal(d);
+	d->is_sealed = false;
 	if (d->handoff)
 		return flush_handoffs(d, durable, arg, err, errlen);
-	if (d->nbatch == 0)
+	if (d->sealed.n == 0)
 		return 0;
-	if (TESTHOOK_FAIL("sync of tmp/") || sync_batch(d) == -1)
-		return flush_abandon(d, err, errlen, "sync of tmp/");
-	TESTHOOK_CRASH_POINT("tmp/ synced");
-	if (record_intents(d) == -1)
-		return flush_abandon(d, err, errlen, "state");
-	if (TESTHOOK_FAIL("state commit") || state_commit(d->st) == -1)
-		return flush_abandon(d, err, errlen, "state commit");
-	TESTHOOK_CRASH_POINT("intents committed");
-	for (i = 0; i < d->nbatch; i++) {
-		if (TESTHOOK_FAIL("link into new/") ||
-		    maildir_publish(
-			d->md, d->batch[i].tmp, d->batch[i].final) == -1)
-			return flush_abandon(d, err, errlen, "link into new/");
-		TESTHOOK_CRASH_POINT("linked into new/");
-	}
-	if (TESTHOOK_FAIL("fsync of new/") || maildir_sync(d->md) == -1)
-		return flush_abandon(d, err, errlen, "fsync of new/");
-	TESTHOOK_CRASH_POINT("new/ synced");
-	for (i = 0; i < d->nbatch; i++) {
-		/* A tmp/ name left behind keeps its intent for recovery. */
-		if (maildir_drop_tmp(d->md, d->batch[i].tmp) == 0 &&
-		    d->batch[i].has_uid)
-			state_complete(d->st, d->batch[i].uid);
-		TESTHOOK_CRASH_POINT("tmp/ name removed");
-	}
-	for (i = 0; i < d->nbatch; i++)
-		durable(arg, d->batch[i].tag);
-	d->nbatch = 0;
-	return 0;
+	return flush_batch(d, &d->sealed, durable, arg, err, errlen);
 }
 
 /* ---- recovery ---- */

@@ -15,6 +15,15 @@
  *
  * It knows Maildir and state, nothing of POP3 or the network: the session
  * feeds it bytes and UIDs and asks it which messages are durable.
+ *
+ * Two batches, so that the disk and the network overlap: deliver_seal()
+ * hands the batch filled so far to the next deliver_flush(), which may
+ * run on another thread while the caller fills the next batch. During
+ * that flush the caller may call only deliver_begin(), deliver_write(),
+ * deliver_abort(), deliver_end(), deliver_drop(), deliver_discard(),
+ * deliver_pending() and deliver_pending_bytes() (Maildir only; none of
+ * them reads the state); every other call waits until the flush has
+ * returned.
  */
 #ifndef POPFETCHD_DELIVER_H
 #define POPFETCHD_DELIVER_H
@@ -122,27 +131,47 @@ void deliver_abort(struct deliver *d);
 int deliver_end(struct deliver *d, unsigned long long *size);
 
 /*
- * Takes the message TAG out of the batch before it is flushed, its file
- * dropped: it turned out not to be whole. 0, or -1 (ENOENT: not in the
- * batch, or already recorded by a flush).
+ * Takes the message TAG out of the batch being filled, its file dropped:
+ * it turned out not to be whole. 0, or -1 (ENOENT: not in that batch:
+ * sealed, recorded by a flush, or a hand-off).
  */
 int deliver_drop(struct deliver *d, unsigned long tag);
 
 /*
- * Messages in the batch, not yet durable (hand-offs: taken, not yet
- * flushed).
+ * Drops every message of the batch being filled, their files with them
+ * (nothing names them yet: they are fetched again): after a failed
+ * flush, so that the failing disk is not tried again. Hand-offs: nothing.
+ */
+void deliver_discard(struct deliver *d);
+
+/*
+ * Messages in the batch being filled, not sealed nor durable (hand-offs:
+ * taken, not yet flushed).
  */
 size_t deliver_pending(const struct deliver *d);
 
+/* Their bytes in the Maildir (hand-offs: 0). */
+uint64_t deliver_pending_bytes(const struct deliver *d);
+
 /*
- * Makes the batch durable and calls DURABLE(ARG, TAG) for each of its
- * messages, in order; DURABLE may call deliver_known() and
+ * Hands the batch filled so far to the next deliver_flush(), and starts
+ * an empty one: messages ended from now on go to the flush after. Call
+ * it on the thread that fills, never while a flush runs. Returns the
+ * messages sealed (hand-offs: the taken ones; their batch is not split).
+ */
+size_t deliver_seal(struct deliver *d);
+
+/*
+ * Makes the sealed batch durable (without a deliver_seal() since the last
+ * flush, it seals the batch first) and calls DURABLE(ARG, TAG) for each
+ * of its messages, in order; DURABLE may call deliver_known() and
  * deliver_record(), nothing else of D. Returns 0, or -1 with errno set
  * and ERR saying what failed: then no callback was made, and none of the
  * batch may be deleted. A failure is final for the batch, which is empty
  * afterwards (a second try would only meet the same full or failed
  * disk): files no intent names are dropped (fetched again next time),
- * those with an intent are left for the next deliver_recover().
+ * those with an intent are left for the next deliver_recover(). The
+ * batch being filled meanwhile is untouched: see deliver_discard().
  * Flushing a batch that is not empty commits the state: changes made by
  * the calls below before the flush become durable with it. Those made
  * inside DURABLE, and the intents marked complete, wait for the next

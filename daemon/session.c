@@ -279,6 +279,7 @@ session_free(struct session **sp)
 	listing_free(&s->lst);
 	free(s->acked);
 	free(s->flushed);
+	free(s->strikes_due);
 	free(s->hdr);
 	free(s->fetch);
 	free(s->dele);

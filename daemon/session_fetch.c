@@ -80,6 +80,47 @@ write_id(struct session *s)
 	return sink_write(s, buf, (size_t)n);
 }
 
+/* Counts the strike against MSGNO in the state (the loop's now). */
+static void
+strike_now(struct session *s, unsigned long msgno, const char *why)
+{
+	const char *uid = session_msg(s, msgno)->uid;
+	int n;
+
+	/* Committed with the next flush or at the end (the worker's). */
+	if ((n = deliver_strike(s->dl, uid, TESTHOOK_NOW())) == -1)
+		return;
+	log_info(s->a->name, "message %lu (uid %s) failed: %s; strike=%d%s",
+	    msgno, uid, why, n,
+	    n >= PLAN_STRIKES_MAX ? " (quarantined for a day)" : "");
+}
+
+/*
+ * A strike while a batch is made durable: the worker holds the state, so
+ * it waits for session_strikes_apply(). Out of memory it is lost, which
+ * costs one more try of the message, never mail.
+ */
+static void
+strike_later(struct session *s, unsigned long msgno, const char *why)
+{
+	struct session_strike_due *v;
+	size_t cap;
+
+	if (s->nstrikes_due == s->strikes_cap) {
+		cap = s->strikes_cap ? 2 * s->strikes_cap : 8;
+		if ((v = realloc(s->strikes_due, cap * sizeof(*v))) == NULL) {
+			log_warn(s->a->name, "message %lu: strike not counted",
+			    msgno);
+			return;
+		}
+		s->strikes_due = v;
+		s->strikes_cap = cap;
+	}
+	v = &s->strikes_due[s->nstrikes_due++];
+	v->msgno = msgno;
+	snprintf(v->why, sizeof(v->why), "%s", why);
+}
+
 /*
  * Counts a failed attempt against a message, durably, so that one bad
  * message cannot block the mailbox poll after poll (see plan.h).
@@ -87,17 +128,24 @@ write_id(struct session *s)
 void
 session_strike(struct session *s, unsigned long msgno, const char *why)
 {
-	const char *uid = session_msg(s, msgno)->uid;
-	int n;
+	if (!s->have_uidl || session_msg(s, msgno)->uid == NULL ||
+	    s->dl == NULL)
+		return;
+	if (s->worker != NULL && worker_busy(&s->job))
+		strike_later(s, msgno, why);
+	else
+		strike_now(s, msgno, why);
+}
 
-	if (!s->have_uidl || uid == NULL || s->dl == NULL)
-		return;
-	/* Committed with the next flush or at the end (the worker's). */
-	if ((n = deliver_strike(s->dl, uid, TESTHOOK_NOW())) == -1)
-		return;
-	log_info(s->a->name, "message %lu (uid %s) failed: %s; strike=%d%s",
-	    msgno, uid, why, n,
-	    n >= PLAN_STRIKES_MAX ? " (quarantined for a day)" : "");
+/* The strikes that waited for the worker (which is done: see above). */
+void
+session_strikes_apply(struct session *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nstrikes_due; i++)
+		strike_now(s, s->strikes_due[i].msgno, s->strikes_due[i].why);
+	s->nstrikes_due = 0;
 }
 
 /*
@@ -138,7 +186,12 @@ session_local_failure(struct session *s, const char *fmt, ...)
 static void
 flush_batch(struct session *s, bool dele)
 {
-	if (deliver_pending(s->dl) == 0 || worker_busy(&s->job))
+	/*
+	 * A message whose end is not confirmed yet stays in the batch being
+	 * filled, where session_unconfirmed_end() can still drop it.
+	 */
+	if (deliver_pending(s->dl) == 0 || worker_busy(&s->job) ||
+	    s->end_msgno != 0)
 		return;
 	s->flush_dele = dele;
 	session_disk_job(s, DJ_FLUSH);
@@ -538,6 +591,9 @@ next_command(struct session *s)
 		session_send_cmd(s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
 		return SESSION_SENT;
 	}
+	/* The flush under way queues DELEs, or flushes again, or ends. */
+	if (worker_busy(&s->job))
+		return SESSION_WAIT;
 	if (deliver_pending(s->dl) > 0 && s->retr_done == s->next_fetch) {
 		flush_batch(s, true);
 		return SESSION_WAIT;
@@ -545,13 +601,18 @@ next_command(struct session *s)
 	return rset_or_end(s);
 }
 
-/* Keeps the window full; a full batch is made durable first. */
+/*
+ * Keeps the window full; a full batch is made durable (and the next
+ * fills meanwhile).
+ */
 void
 session_pump(struct session *s)
 {
-	if (s->state != S_FETCH || worker_busy(&s->job))
+	if (s->state != S_FETCH || session_disk_waits(s))
 		return;
-	if (s->tg == NULL && deliver_pending(s->dl) >= SESSION_BATCH)
+	if (s->tg == NULL &&
+	    (deliver_pending(s->dl) >= SESSION_BATCH ||
+		deliver_pending_bytes(s->dl) >= SESSION_BATCH_BYTES))
 		flush_batch(s, true);
 	session_fill(s, next_command);
 }

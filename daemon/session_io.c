@@ -165,7 +165,7 @@ session_window(const struct session *s)
 /*
  * Keeps the window full with what NEXT sends, one command a call; once
  * NEXT has nothing left to ask and every reply is in, QUIT. Disk work
- * under way pauses it (the batch must be durable before its DELEs).
+ * the session must wait for (session_disk_waits()) pauses it.
  */
 void
 session_fill(struct session *s, enum session_more (*next)(struct session *))
@@ -174,7 +174,7 @@ session_fill(struct session *s, enum session_more (*next)(struct session *))
 	size_t w = session_window(s);
 
 	while (s->state == st && pop3_pending(s->pop3) < w &&
-	       !worker_busy(&s->job)) {
+	       !session_disk_waits(s)) {
 		switch (next(s)) {
 		case SESSION_SENT:
 			continue;

@@ -151,6 +151,9 @@ session_disk_job(struct session *s, enum disk_job kind)
 		session_apply_verdicts(s);
 		deliver_withdraw(s->dl);
 	}
+	/* What the flush takes is fixed here, on the loop. */
+	if (kind != DJ_OPEN && s->dl != NULL)
+		deliver_seal(s->dl);
 	s->job_kind = kind;
 	s->job.run = disk_run;
 	s->job.done = disk_done;
@@ -173,16 +176,22 @@ disk_done(struct worker_job *job)
 			session_start_remote(s);
 		break;
 	case DJ_FLUSH:
+		session_strikes_apply(s);
 		for (i = 0; i < s->nflushed; i++)
 			if (s->flush_dele && !s->a->keep)
 				s->dele[s->ndele++] = s->flushed[i];
-		if (s->job_rc == -1)
+		if (s->job_rc == -1) {
 			session_local_failure(s, "%s", s->job_err);
-		else
+			/* Not tried again: see deliver_flush(). */
+			deliver_discard(s->dl);
+		} else
 			s->announced = s->announcing;
 		session_apply_verdicts(s);
 		/* A slow disk is not a slow server: the rate starts over. */
 		session_awaited(s);
+		/* A full next batch goes to the disk before more is read. */
+		if (s->state == S_FETCH)
+			session_pump(s);
 		if (s->state != S_DONE)
 			session_resume_input(s);
 		break;
@@ -346,7 +355,7 @@ session_input_paused(struct session *s)
 {
 	bool busy;
 
-	if (s->worker != NULL && worker_busy(&s->job))
+	if (session_disk_waits(s))
 		return true;
 	busy = s->tg != NULL && s->state == S_FETCH && target_busy(s->tg);
 	/*
@@ -359,6 +368,21 @@ session_input_paused(struct session *s)
 		s->net_paused = busy;
 	}
 	return busy;
+}
+
+/*
+ * Whether disk work runs that the session must wait for: any but the
+ * flush of a Maildir batch while the next batch is not full. The order
+ * of the tests matters: during other jobs the batch is not the loop's to
+ * count (hand-offs), nor is s->dl set yet (DJ_OPEN).
+ */
+bool
+session_disk_waits(const struct session *s)
+{
+	if (s->worker == NULL || !worker_busy(&s->job))
+		return false;
+	return s->tg != NULL || s->job_kind != DJ_FLUSH ||
+	       deliver_pending(s->dl) >= SESSION_BATCH;
 }
 
 void

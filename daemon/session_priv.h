@@ -38,6 +38,15 @@
  */
 #define SESSION_BATCH 64
 /*
+ * Bytes that also close a batch. While a batch is made durable the next
+ * one arrives, so the only disk time not hidden behind the network is
+ * the last batch's: bounding a batch's bytes bounds it (ten 20 MiB
+ * messages would otherwise all wait for one sync at the end). A batch
+ * more costs a journal commit and a directory fsync, little next to
+ * this much data. Receiving pauses by count alone (SESSION_BATCH).
+ */
+#define SESSION_BATCH_BYTES (16u << 20)
+/*
  * Header bytes kept per message for --list: From, Date and Subject sit
  * near the top; a header block larger than this is cut, not refused.
  */
@@ -170,7 +179,12 @@ struct session {
 	/*
 	 * Disk work runs on the worker, one job at a time; meanwhile the
 	 * session does not touch dl, and leaves what arrives from the
-	 * server in the transport's buffer.
+	 * server in the transport's buffer. One exception, so that the
+	 * disk and the network overlap: while a Maildir batch is made
+	 * durable (DJ_FLUSH), the next one fills (deliver.h says which calls
+	 * may be made meanwhile), up to SESSION_BATCH messages; see
+	 * session_disk_waits(). Strikes that come meanwhile wait in
+	 * STRIKES_DUE until the state is the loop's again.
 	 */
 	struct worker *worker;
 	struct worker_job job;
@@ -180,6 +194,11 @@ struct session {
 	char job_err[512];
 	unsigned long *flushed; /* msgnos the flush made durable */
 	size_t nflushed;
+	struct session_strike_due {
+		unsigned long msgno;
+		char why[96];
+	} * strikes_due;
+	size_t nstrikes_due, strikes_cap;
 	bool net_pending; /* a transport event waits for the job's end */
 	enum net_ev pending_ev;
 	bool strike_in_hand; /* the message in hand counts a strike */
@@ -291,6 +310,7 @@ void session_st_top(struct session *s, const struct pop3_event *ev);
 /* session_fetch.c: the fetch window */
 void session_pump(struct session *s);
 void session_strike(struct session *s, unsigned long msgno, const char *why);
+void session_strikes_apply(struct session *s);
 void session_local_failure(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void session_unconfirmed_end(struct session *s);
@@ -303,6 +323,7 @@ void session_st_quit(struct session *s, const struct pop3_event *ev);
 void session_disk_job(struct session *s, enum disk_job kind);
 void session_apply_verdicts(struct session *s);
 bool session_input_paused(struct session *s);
+bool session_disk_waits(const struct session *s);
 void session_target_free(struct session *s);
 
 #endif

@@ -1,5 +1,6 @@
 /* Crash points for the crash test (test builds only). */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,9 @@ testhook_crash_point(const char *where)
 	if (at == -1)
 		at = (env = getenv("POPFETCHD_CRASH_AT")) != NULL ? atol(env)
 								  : 0;
-	if (at > 0 && ++crash_passed == at) {
+	/* Passed on the loop and on worker threads alike. */
+	if (at > 0 &&
+	    __atomic_add_fetch(&crash_passed, 1, __ATOMIC_SEQ_CST) == at) {
 		fprintf(stderr, "testhook: crash point %ld: %s\n", crash_passed,
 		    where);
 		fflush(stderr);
@@ -57,7 +60,8 @@ testhook_fail(const char *where)
 	len = nth != NULL ? (size_t)(nth - env) : strlen(env);
 	if (strlen(where) != len || strncmp(env, where, len) != 0)
 		return false;
-	if (nth != NULL && ++fail_passed != strtoul(nth + 1, NULL, 10))
+	if (nth != NULL && __atomic_add_fetch(&fail_passed, 1,
+			       __ATOMIC_SEQ_CST) != strtoul(nth + 1, NULL, 10))
 		return false;
 	fprintf(stderr, "testhook: fail point: %s\n", where);
 	errno = EIO;
@@ -75,6 +79,28 @@ names(const char *pattern, const char *account)
 	return strcmp(pattern, account) == 0;
 }
 
+/*
+ * With POPFETCHD_HOLD_RELEASE=FIFO, a hold ends when a byte can be read
+ * from that named pipe: the test writes one per hold it lets go.
+ */
+static bool
+hold_released(void)
+{
+	const char *fifo = getenv("POPFETCHD_HOLD_RELEASE");
+	char c;
+	int fd;
+	ssize_t n;
+
+	if (fifo == NULL || (fd = open(fifo, O_RDONLY | O_CLOEXEC)) == -1)
+		return false;
+	while ((n = read(fd, &c, 1)) == -1 && errno == EINTR)
+		;
+	close(fd);
+	if (n == 1)
+		fprintf(stderr, "testhook: released\n");
+	return n == 1;
+}
+
 void
 testhook_hold(const char *where, const char *account)
 {
@@ -90,6 +116,8 @@ testhook_hold(const char *where, const char *account)
 		return;
 	fprintf(stderr, "testhook: hold: %s\n", where);
 	fflush(stderr);
+	if (hold_released())
+		return;
 	for (;;)
 		pause();
 }

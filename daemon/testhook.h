@@ -17,6 +17,9 @@
  * (a dead USB disk, a hard NFS mount) in the middle of an fsync. With
  * POPFETCHD_HOLD=NAME@ACCOUNT, only when it works for that account
  * (NAME@PREFIX*: for every account whose name starts with PREFIX).
+ * With POPFETCHD_HOLD_RELEASE=FIFO too, a hold returns once it has read a
+ * byte from that named pipe (a disk that is slow, not dead): the test
+ * writes a byte for each hold it releases.
  *
  * POPFETCHD_RESOLV_CONF and POPFETCHD_HOSTS_FILE give the resolver other
  * files than the system's (names the tests make up, name servers they

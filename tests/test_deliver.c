@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,6 +521,118 @@ START_TEST(test_drop)
 }
 END_TEST
 
+/* A flush on a thread of its own, as the session's worker runs it. */
+struct flush_job {
+	struct deliver *d;
+	struct seen seen;
+	char err[512];
+	int rc;
+};
+
+static void *
+flush_thread(void *arg)
+{
+	struct flush_job *j = arg;
+
+	j->rc = deliver_flush(j->d, durable, &j->seen, j->err, sizeof(j->err));
+	return NULL;
+}
+
+/*
+ * The next batch fills while the sealed one is flushed on another
+ * thread: the flush makes durable only what was sealed, a message of the
+ * filling batch can be dropped meanwhile (a sealed one cannot), and the
+ * next flush takes the rest.
+ */
+START_TEST(test_seal_then_fill)
+{
+	struct flush_job j = {0};
+	struct seen seen = {0};
+	struct deliver *d = open_ok();
+	char text[256], err[512];
+	int copies[NMSG], i;
+	uint64_t bytes = 0;
+	pthread_t t;
+
+	for (i = 0; i < 2; i++) {
+		message(i, true, text, sizeof(text));
+		put(d, (unsigned long)i + 1, uids[i], strlen(text), text);
+		message(i, false, text, sizeof(text));
+		bytes += strlen(text);
+	}
+	ck_assert_uint_eq(deliver_pending_bytes(d), bytes);
+	ck_assert_uint_eq(deliver_seal(d), 2);
+	ck_assert_uint_eq(deliver_pending(d), 0);
+	ck_assert_uint_eq(deliver_pending_bytes(d), 0);
+	j.d = d;
+	ck_assert_int_eq(pthread_create(&t, NULL, flush_thread, &j), 0);
+	for (i = 2; i < NMSG; i++) {
+		message(i, true, text, sizeof(text));
+		put(d, (unsigned long)i + 1, uids[i], strlen(text), text);
+	}
+	ck_assert_uint_eq(deliver_pending(d), 2);
+	ck_assert_int_eq(deliver_drop(d, 3), 0);
+	message(3, false, text, sizeof(text));
+	ck_assert_uint_eq(deliver_pending_bytes(d), strlen(text));
+	/* Sealed: the flush's, not the filler's to drop. */
+	ck_assert_int_eq(deliver_drop(d, 1), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_msg(j.rc == 0, "flush: %s", j.err);
+	ck_assert_uint_eq(j.seen.n, 2);
+	ck_assert_uint_eq(j.seen.tags[0], 1);
+	ck_assert_uint_eq(j.seen.tags[1], 2);
+	ck_assert_uint_eq(deliver_pending(d), 1);
+	/* Without a seal the flush takes the batch filled so far. */
+	ck_assert_int_eq(deliver_flush(d, durable, &seen, err, sizeof(err)), 0);
+	ck_assert_uint_eq(seen.n, 1);
+	ck_assert_uint_eq(seen.tags[0], 4);
+	count_copies(copies);
+	ck_assert_int_eq(copies[0], 1);
+	ck_assert_int_eq(copies[1], 1);
+	ck_assert_int_eq(copies[2], 0);
+	ck_assert_int_eq(copies[3], 1);
+	ck_assert(!deliver_known(d, uids[2], NULL, NULL));
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	deliver_free(&d);
+}
+END_TEST
+
+/*
+ * A failed flush while the next batch fills: the sealed batch is lost as
+ * any failed batch is, the filling one untouched until discarded, and
+ * then nothing of either is in new/ or tmp/.
+ */
+START_TEST(test_failed_flush_then_discard)
+{
+	struct seen seen = {0};
+	struct deliver *d = open_ok();
+	char text[256], err[512];
+
+	message(0, true, text, sizeof(text));
+	put(d, 1, uids[0], strlen(text), text);
+	ck_assert_uint_eq(deliver_seal(d), 1);
+	message(1, true, text, sizeof(text));
+	put(d, 2, uids[1], strlen(text), text);
+	ck_assert_int_eq(setenv("POPFETCHD_FAIL", "sync of tmp/", 1), 0);
+	ck_assert_int_eq(
+	    deliver_flush(d, durable, &seen, err, sizeof(err)), -1);
+	unsetenv("POPFETCHD_FAIL");
+	ck_assert_uint_eq(seen.n, 0);
+	ck_assert_uint_eq(deliver_pending(d), 1);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 1);
+	deliver_discard(d);
+	ck_assert_uint_eq(deliver_pending(d), 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	ck_assert_int_eq(deliver_flush(d, durable, &seen, err, sizeof(err)), 0);
+	ck_assert_uint_eq(seen.n, 0);
+	ck_assert_int_eq(check_count_entries(mdpath, "new"), 0);
+	ck_assert(!deliver_known(d, uids[0], NULL, NULL));
+	ck_assert(!deliver_known(d, uids[1], NULL, NULL));
+	deliver_free(&d);
+}
+END_TEST
+
 /* A UID delivered already: the new copy is dropped, never published. */
 START_TEST(test_uid_recorded_already)
 {
@@ -740,6 +853,95 @@ START_TEST(test_crash_points)
 }
 END_TEST
 
+/* In a crash child: message I into the batch being filled, or exit 12. */
+static void
+put_or_exit(struct deliver *d, int i)
+{
+	char text[256];
+
+	message(i, true, text, sizeof(text));
+	if (deliver_begin(d, (unsigned long)i + 1, uids[i], strlen(text)) ==
+		-1 ||
+	    deliver_write(d, text, strlen(text)) == -1 ||
+	    deliver_end(d, NULL) == -1)
+		_exit(12);
+}
+
+/*
+ * As crash_child(), in two batches: the second is written while the
+ * first is flushed on a thread, as a session does.
+ */
+static void
+crash_child_overlap(long k)
+{
+	struct flush_job j = {0};
+	struct seen seen = {0};
+	struct deliver_where w = where();
+	char err[512], path[PATH_MAX], num[32];
+	pthread_t t;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stderr", tmpdir);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) == -1 ||
+	    dup2(fd, 2) == -1)
+		_exit(10);
+	snprintf(num, sizeof(num), "%ld", k);
+	if (setenv("POPFETCHD_CRASH_AT", num, 1) == -1 ||
+	    (j.d = deliver_open(&w, err, sizeof(err))) == NULL ||
+	    deliver_recover(j.d, err, sizeof(err)) == -1)
+		_exit(11);
+	put_or_exit(j.d, 0);
+	put_or_exit(j.d, 1);
+	deliver_seal(j.d);
+	if (pthread_create(&t, NULL, flush_thread, &j) != 0)
+		_exit(14);
+	put_or_exit(j.d, 2);
+	put_or_exit(j.d, 3);
+	if (pthread_join(t, NULL) != 0 || j.rc == -1 || j.seen.n != 2 ||
+	    deliver_flush(j.d, durable, &seen, err, sizeof(err)) == -1 ||
+	    seen.n != 2 || deliver_commit(j.d) == -1)
+		_exit(13);
+	deliver_free(&j.d);
+	_exit(0);
+}
+
+/*
+ * Killed at each crash point in turn while one batch is flushed and the
+ * next written: after recovery each message with a UID is in new/ once
+ * and recorded, or neither (check_outcome()); whichever thread passed
+ * the point.
+ */
+START_TEST(test_crash_points_overlap)
+{
+	struct deliver *d;
+	int status, recovered;
+	pid_t pid;
+	long k;
+
+	for (k = 1; k < 200; k++) {
+		check_rm_rf(mdpath);
+		check_rm_rf(statedir);
+		ck_assert_int_ne(pid = fork(), -1);
+		if (pid == 0)
+			crash_child_overlap(k);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		if (WIFEXITED(status)) {
+			ck_assert_int_eq(WEXITSTATUS(status), 0);
+			break;
+		}
+		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		d = reopen_recovered(&recovered);
+		check_outcome(d);
+		deliver_free(&d);
+	}
+	ck_assert_int_gt(k, 1);
+	ck_assert_int_lt(k, 200);
+	d = reopen_recovered(&recovered);
+	ck_assert_int_eq(check_outcome(d), NMSG - 1);
+	deliver_free(&d);
+}
+END_TEST
+
 struct listing {
 	const char *const *uids;
 	size_t n;
@@ -926,12 +1128,15 @@ deliver_suite(void)
 	tcase_add_test(tc, test_open_folder);
 	tcase_add_test(tc, test_notice);
 	tcase_add_test(tc, test_abort_leaves_nothing);
+	tcase_add_test(tc, test_seal_then_fill);
+	tcase_add_test(tc, test_failed_flush_then_discard);
 	tcase_add_test(tc, test_drop);
 	tcase_add_test(tc, test_uid_recorded_already);
 	tcase_add_test(tc, test_record_in_durable);
 	tcase_add_loop_test(tc, test_flush_failure, 0,
 	    (int)(sizeof(fail_cases) / sizeof(fail_cases[0])));
 	tcase_add_test(tc, test_crash_points);
+	tcase_add_test(tc, test_crash_points_overlap);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_prune_keeps_pending);
 	tcase_add_test(tc, test_strike_note_forget);

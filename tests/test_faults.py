@@ -50,6 +50,16 @@ class FaultTest(FakePopCase):
     def assert_exactly_once(self):
         self.assert_delivered_exactly(MESSAGES)
 
+    @staticmethod
+    def release_hold(fifo):
+        """Lets the hold under way (POPFETCHD_HOLD_RELEASE=FIFO) return:
+        called once its line is out, as it opens FIFO right after."""
+        fd = os.open(fifo, os.O_WRONLY)  # waits for the hold's reader
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+
     # ---- STLS ----
 
     def test_stls_fetches(self):
@@ -212,6 +222,115 @@ class FaultTest(FakePopCase):
         for n in names[:-1]:
             self.assertEqual(servers[n].messages, MESSAGES, n)
 
+    def test_next_batch_arrives_while_a_batch_is_made_durable(self):
+        """While one batch's sync is held (a slow disk), the next batch
+        is asked for and written into tmp/ (the disk and the network
+        overlap), no DELE goes out for a message before its batch's sync
+        has returned, and once released every message is delivered once
+        and deleted. Without pipelining each RETR waits for the reply
+        before it, so a RETR sent proves the replies before it were
+        taken in."""
+        self.needs_test_hooks()
+        batch = 64  # SESSION_BATCH
+        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
+                for i in range(2 * batch + 10)]
+        srv = self.server(msgs, tls="implicit")
+        fifo = os.path.join(self.dir, "release")
+        os.mkfifo(fifo)
+        d = self.daemon(self.config(srv), ("--once", "-d", "1"),
+                        env={"POPFETCHD_HOLD": "batch sync@fake",
+                             "POPFETCHD_HOLD_RELEASE": fifo})
+
+        def deles():
+            return sorted(int(l.rsplit(" ", 1)[1])
+                          for l in d.grep(r"account=fake > DELE \d+$"))
+
+        for k, (last, durable) in enumerate(
+                ((2 * batch, 0), (len(msgs), batch),
+                 (len(msgs), 2 * batch))):
+            d.wait_line(r"testhook: hold: batch sync", count=k + 1)
+            # The next batch is asked for while this one is held.
+            d.wait_line(r"account=fake > RETR %d$" % last)
+            if k == 0:
+                # The replies before it are whole in tmp/ already.
+                self.assertGreaterEqual(len(self.files("tmp")), last - 1)
+            # Deleted: only what a returned sync made durable.
+            self.assertEqual(deles(), list(range(1, durable + 1)))
+            self.assertEqual(len(d.grep(r"testhook: released")), k)
+            self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 0, d.text()[-4000:])
+        self.assertEqual(deles(), list(range(1, len(msgs) + 1)))
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(srv.messages, [])
+
+    def test_a_large_message_closes_its_batch(self):
+        """A batch closes at 16 MiB (SESSION_BATCH_BYTES) as well as at
+        64 messages: the large first message is made durable on its own
+        while the next arrives, so the disk time left at the end is the
+        small one's."""
+        self.needs_test_hooks()
+        big = (b"From: big@example.org\nSubject: big\n\n"
+               + (b"z" * 1023 + b"\n") * (17 * 1024))
+        msgs = [big, b"From: s@example.org\nSubject: small\n\nbody\n"]
+        srv = self.server(msgs, tls="implicit")
+        fifo = os.path.join(self.dir, "release")
+        os.mkfifo(fifo)
+        d = self.daemon(self.config(srv), ("--once", "-d", "1"),
+                        env={"POPFETCHD_HOLD": "batch sync@fake",
+                             "POPFETCHD_HOLD_RELEASE": fifo})
+        d.wait_line(r"testhook: hold: batch sync")
+        # The big one's sync is held; the small one comes meanwhile.
+        d.wait_line(r"account=fake > RETR 2$")
+        self.assertEqual(d.grep(r"account=fake > DELE"), [])
+        self.release_hold(fifo)
+        d.wait_line(r"testhook: hold: batch sync", count=2)
+        self.assertEqual(len(d.grep(r"account=fake > DELE")), 1)
+        self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 0, d.text()[-4000:])
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(srv.messages, [])
+
+    def test_strike_while_a_batch_is_made_durable(self):
+        """A message found cut short while the previous batch's sync is
+        held: its strike waits until the state is the loop's again (the
+        sync returned), and is then committed: the next poll counts the
+        second."""
+        self.needs_test_hooks()
+        batch = 64  # SESSION_BATCH
+        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
+                for i in range(2 * batch + 10)]
+        msgs[99] += b"y" * 4000
+        srv = self.server(msgs, tls="implicit")
+        srv.cut_retr = (100, 10)
+        fifo = os.path.join(self.dir, "release")
+        os.mkfifo(fifo)
+        conf = self.config(srv)
+        d = self.daemon(conf, ("--once", "-d", "1"),
+                        env={"POPFETCHD_HOLD": "batch sync@fake",
+                             "POPFETCHD_HOLD_RELEASE": fifo})
+        d.wait_line(r"testhook: hold: batch sync")
+        # Batch 2 is 65..129 without 100, which is taken as cut short.
+        d.wait_line(r"account=fake > RETR %d$" % (2 * batch + 1))
+        self.assertTrue(d.grep(r"message 100: .* taken as cut short"))
+        self.assertFalse(d.grep(r"strike="))
+        # Three batches: 1..64, 65..129 without 100, 130..138.
+        for k in range(3):
+            d.wait_line(r"testhook: hold: batch sync", count=k + 1)
+            self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 75, d.text()[-4000:])
+        first = d.grep(r"testhook: released")[0]
+        lines = d.text().splitlines()
+        strike = d.grep(r"message 100 \(uid uid-99\) failed: .*strike=1")
+        self.assertEqual(len(strike), 1, d.text()[-4000:])
+        self.assertLess(lines.index(first), lines.index(strike[0]))
+        self.assertEqual(srv.messages, [msgs[99]])
+        srv.cut_retr = (1, 10)  # the only one left
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertRegex(r.stderr, r"\(uid uid-99\) failed: .*strike=2")
+        self.assertEqual(srv.messages, [msgs[99]])
+        self.assertEqual(len(self.delivered()), len(msgs) - 1)
+
     def test_stop_while_the_metrics_file_does_not_answer(self):
         """The metrics file's write never returns (its disk is gone): a
         stop still ends the daemon, saying what it left behind."""
@@ -298,11 +417,13 @@ class FaultTest(FakePopCase):
         the poll deletes nothing; the next one deletes those messages
         without fetching them again."""
         small = [b"From: s@example.org\nSubject: s%d\n\nbody %d\n" % (i, i)
-                 for i in range(70)]
+                 for i in range(2 * 64)]
         msgs = small + [MESSAGES[1]]
-        # One command at a time: the first 64 are made durable and their
-        # DELEs answered before the big message is even asked for (with
-        # pipelining its reply may come in the same read as theirs).
+        # One command at a time: the first 64 (SESSION_BATCH) are made
+        # durable and their DELEs answered before the big message is even
+        # asked for (with pipelining its reply may come in the same read
+        # as theirs). While a batch is made durable the next one is
+        # fetched, but no further: hence two batches before it.
         srv = self.server(msgs, pipelining=False)
         conf = self.config(srv)
         r = self.run_once(conf, limit_fsize=20000, debug=1)
@@ -381,6 +502,77 @@ class FaultTest(FakePopCase):
         r = self.run_once(conf)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    def test_stop_while_the_disk_does_not_answer_and_the_next_batch_fills(
+            self):
+        """As above, with the next batch taken in while the first one's
+        sync does not return: the stop ends the process all the same,
+        nothing is deleted, and the next run delivers each message
+        exactly once."""
+        self.needs_test_hooks()
+        batch = 64  # SESSION_BATCH
+        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
+                for i in range(2 * batch + 10)]
+        srv = self.server(msgs, tls="implicit")
+        conf = self.config(srv, timeout=2)
+        d = self.daemon(conf, ("--once", "-d", "1"),
+                        env={"POPFETCHD_HOLD": "batch sync"})
+        d.wait_line(r"testhook: hold: batch sync")
+        d.wait_line(r"account=fake > RETR %d$" % (2 * batch))
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 75, d.text()[-4000:])
+        self.assertRegex(d.text(), r"poll abandoned at shutdown")
+        self.assertNotIn("DELE", srv.verbs())
+        self.assertNotIn("QUIT", srv.verbs())
+        self.assertEqual(srv.messages, msgs)
+        self.assertEqual(self.delivered(), [])
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(srv.messages, [])
+
+    def test_flush_fails_while_the_next_batch_fills(self):
+        """The second batch's state commit fails while the third batch is
+        being taken in: a local failure as with one batch (exit 74, the
+        deletions of the first batch undone by RSET, QUIT), the third
+        batch dropped, not made durable; the next run deletes the first
+        two batches without fetching them again and delivers the third,
+        each message exactly once."""
+        self.needs_test_hooks()
+        batch = 64  # SESSION_BATCH
+        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
+                for i in range(2 * batch + 10)]
+        srv = self.server(msgs, tls="implicit")
+        fifo = os.path.join(self.dir, "release")
+        os.mkfifo(fifo)
+        conf = self.config(srv)
+        d = self.daemon(conf, ("--once", "-d", "1"),
+                        env={"POPFETCHD_HOLD": "batch sync@fake",
+                             "POPFETCHD_HOLD_RELEASE": fifo,
+                             "POPFETCHD_FAIL": "state commit@2"})
+        d.wait_line(r"testhook: hold: batch sync")
+        self.release_hold(fifo)
+        d.wait_line(r"testhook: hold: batch sync", count=2)
+        d.wait_line(r"account=fake > RETR %d$" % len(msgs))
+        self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 74, d.text()[-4000:])
+        self.assertEqual(len(d.grep(r"fail point: state commit")), 1)
+        self.assertEqual(len(d.grep(r"account=fake > DELE")), batch)
+        self.assertEqual(srv.verbs()[-2:], ["RSET", "QUIT"])
+        self.assertEqual(srv.messages, msgs)
+        # Left for recovery: the second batch (its intents); the third
+        # is gone.
+        self.assertEqual(len(self.files("tmp")), batch)
+        srv.commands.clear()
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # The second batch's intents, kept in memory by the failed
+        # commit, went out with the poll's last commit (deliver.h):
+        # recovery published it. Only the third is fetched again.
+        self.assertIn("recovered=%d" % batch, r.stderr)
+        self.assertEqual(srv.verbs().count("RETR"), len(msgs) - 2 * batch)
+        self.assert_delivered_exactly(msgs)
         self.assertEqual(srv.messages, [])
 
     def test_local_failure_outranks_earlier_server_trouble(self):
