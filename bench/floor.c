@@ -16,11 +16,11 @@
  *  - each message is written into tmp/ under a unique name (O_EXCL) and
  *    closed, large ones with their write-out started (sync_file_range),
  *    and its final name looked up in new/;
- *  - a batch of up to BATCH messages is then made durable: one syncfs,
- *    the intents appended to the journal and fdatasynced (the commit
- *    point), each file linked into new/, one fsync of new/, the tmp/
- *    names removed; the completions are written with the next commit,
- *    and a last commit ends the account.
+ *  - a batch of up to BATCH messages (or BATCH_BYTES) is then made
+ *    durable: one syncfs, the intents appended to the journal and
+ *    fdatasynced (the commit point), each file linked into new/, one
+ *    fsync of new/, the tmp/ names removed; the completions are written
+ *    with the next commit, and a last commit ends the account.
  *
  * As in popfetchd, one thread writes the files while WORKERS threads do
  * the waiting (the opening, each batch's syncs, the last commit), an
@@ -58,13 +58,15 @@
 /* More messages than any benchmark corpus; bounds the index array. */
 #define MAX_MESSAGES 10000000
 /*
- * popfetchd's own figures: messages per durability point
- * (daemon/session_priv.h SESSION_BATCH), threads doing the disk's
+ * popfetchd's own figures: messages and bytes per durability point
+ * (daemon/session_priv.h SESSION_BATCH, SESSION_BATCH_BYTES), threads
+ * doing the disk's
  * waiting (daemon/worker.h WORKER_THREADS), and the message size from
  * which a file's write-out starts before the batch's sync
  * (daemon/maildir.c EARLY_WRITEOUT).
  */
 #define BATCH	       64
+#define BATCH_BYTES    (16u << 20)
 #define WORKERS	       4
 #define EARLY_WRITEOUT (64 * 1024)
 #define NAME_SIZE      256
@@ -417,6 +419,17 @@ write_message(struct disk *d, struct acct *a, size_t k, size_t off)
 		die("name taken in new/:", final);
 }
 
+/* Bytes of A written but not yet handed to a flush. */
+static size_t
+unqueued_bytes(const struct disk *d, const struct acct *a)
+{
+	size_t k, n = 0;
+
+	for (k = a->queued; k < a->written; k++)
+		n += d->lens[a->first + k];
+	return n;
+}
+
 /* The writer: every account's messages, a flush handed off per batch. */
 static void
 write_accounts(struct disk *d)
@@ -434,7 +447,8 @@ write_accounts(struct disk *d)
 			write_message(d, a, k, off);
 			off += d->lens[a->first + k];
 			a->written++;
-			if (a->written - a->queued < BATCH)
+			if (a->written - a->queued < BATCH &&
+			    unqueued_bytes(d, a) < BATCH_BYTES)
 				continue;
 			pthread_mutex_lock(&d->mu);
 			if (!a->busy)
