@@ -163,6 +163,8 @@ session_start(struct event_base *base, struct evdns_base *dns,
 	if (s != NULL) {
 		s->worker = worker;
 		session_disk_job(s, DJ_OPEN);
+		/* Meanwhile: the login waits for it (session_start_auth()). */
+		session_start_remote(s);
 	}
 	return s;
 }
@@ -193,7 +195,7 @@ session_start_mode(struct event_base *base, struct evdns_base *dns,
 		session_free(&s);
 		return NULL;
 	}
-	/* A fetching session opens its Maildir and state first. */
+	/* A fetching session opens its Maildir and state beside it. */
 	if (mode != SESSION_FETCH)
 		session_start_remote(s);
 	return s;

@@ -305,6 +305,10 @@ session_start_auth(struct session *s)
 		    s, SC_CONFIG, "refusing to send credentials without TLS");
 		return;
 	}
+	if (s->mode == SESSION_FETCH && !s->local_ready) {
+		s->login_waits = true;
+		return;
+	}
 	switch (a->auth) {
 	case CONF_AUTH_AUTO:
 		/* The strongest both offer; never a silent fallback later. */

@@ -49,6 +49,7 @@ open_local(struct session *s)
 
 	s->job_rc = -1;
 	s->job_cls = SC_LOCAL;
+	TESTHOOK_HOLD("open", a->name);
 	if ((s->dl = deliver_open(&w, s->job_err, sizeof(s->job_err))) ==
 	    NULL) {
 		/* Another process holds the state: it polls this mailbox. */
@@ -172,8 +173,14 @@ disk_done(struct worker_job *job)
 
 	switch (s->job_kind) {
 	case DJ_OPEN:
-		if (opened(s) && s->state != S_DONE)
-			session_start_remote(s);
+		/* Ended meanwhile (no server, say): the final stage closes. */
+		if (s->state != S_DONE && opened(s)) {
+			s->local_ready = true;
+			if (s->login_waits) {
+				s->login_waits = false;
+				session_start_auth(s);
+			}
+		}
 		break;
 	case DJ_FLUSH:
 		session_strikes_apply(s);
@@ -372,14 +379,18 @@ session_input_paused(struct session *s)
 
 /*
  * Whether disk work runs that the session must wait for: any but the
- * flush of a Maildir batch while the next batch is not full. The order
- * of the tests matters: during other jobs the batch is not the loop's to
- * count (hand-offs), nor is s->dl set yet (DJ_OPEN).
+ * opening (the login waits for it instead) and the flush of a Maildir
+ * batch while the next batch is not full. The order of the tests
+ * matters: during other jobs the batch is not the loop's to count
+ * (hand-offs), nor is s->dl set yet (DJ_OPEN).
  */
 bool
 session_disk_waits(const struct session *s)
 {
 	if (s->worker == NULL || !worker_busy(&s->job))
+		return false;
+	/* Before the login nothing read touches what the open makes. */
+	if (s->job_kind == DJ_OPEN)
 		return false;
 	return s->tg != NULL || s->job_kind != DJ_FLUSH ||
 	       deliver_pending(s->dl) >= SESSION_BATCH;

@@ -203,7 +203,14 @@ struct session {
 	enum net_ev pending_ev;
 	bool strike_in_hand; /* the message in hand counts a strike */
 	bool final_begun;    /* final_stage() ran: the end is under way */
-	bool receiving;	     /* a RETR reply is being delivered */
+	/*
+	 * The Maildir and state are opened on the worker while the
+	 * connection, TLS and CAPA go on; the login waits for them (a poll
+	 * that cannot deliver must not log in: LOGIN-DELAY counts logins).
+	 */
+	bool local_ready; /* opened, recovered, the target started */
+	bool login_waits; /* at the login, for local_ready */
+	bool receiving;	  /* a RETR reply is being delivered */
 	unsigned long cur_msgno;
 	uint64_t cur_bytes;	 /* message data received for it so far */
 	uint64_t cur_listed;	 /* its size as LIST said */

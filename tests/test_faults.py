@@ -7,6 +7,7 @@ landed in the Maildir, and what is left on the server.
 Run: python3 tests/test_faults.py --binary build/popfetchd
 """
 
+import fcntl
 import os
 import re
 import resource
@@ -262,6 +263,48 @@ class FaultTest(FakePopCase):
         self.assertEqual(deles(), list(range(1, len(msgs) + 1)))
         self.assert_delivered_exactly(msgs)
         self.assertEqual(srv.messages, [])
+
+    def test_login_waits_for_the_maildir_and_state(self):
+        """The Maildir and state are opened while the connection, TLS and
+        CAPA go on, and the login waits for them: with the opening held,
+        the server sees no credentials; once it returns, the poll logs
+        in and delivers."""
+        self.needs_test_hooks()
+        srv = self.server(tls="implicit")
+        fifo = os.path.join(self.dir, "release")
+        os.mkfifo(fifo)
+        d = self.daemon(self.config(srv), ("--once", "-d", "1"),
+                        env={"POPFETCHD_HOLD": "open@fake",
+                             "POPFETCHD_HOLD_RELEASE": fifo})
+        d.wait_line(r"testhook: hold: open")
+        d.wait_line(r"account=fake > CAPA$")
+        d.wait_line(r"account=fake < \+OK")
+        self.assertFalse(d.grep(r"account=fake > (USER|PASS|AUTH|APOP)"),
+                         d.text())
+        self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 0, d.text()[-4000:])
+        self.assert_exactly_once()
+        self.assertEqual(srv.messages, [])
+
+    def test_no_login_when_the_state_is_locked(self):
+        """Another process polls this mailbox (its state is locked): the
+        poll ends busy without logging in, so a server's LOGIN-DELAY is
+        not spent on it."""
+        srv = self.server(tls="implicit")
+        conf = self.config(srv)
+        state = os.path.join(self.dir, "state")
+        os.makedirs(state, exist_ok=True)
+        fd = os.open(os.path.join(state, "fake.lock"),
+                     os.O_RDWR | os.O_CREAT, 0o600)
+        self.addCleanup(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        r = self.run_once(conf)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("locked by another process", r.stderr)
+        srv.sync()
+        self.assertFalse({"USER", "PASS", "AUTH", "APOP"} & set(srv.verbs()),
+                         srv.commands)
+        self.assertEqual(srv.messages, MESSAGES)
 
     def test_a_large_message_closes_its_batch(self):
         """A batch closes at 16 MiB (SESSION_BATCH_BYTES) as well as at
