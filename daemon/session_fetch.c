@@ -491,6 +491,23 @@ may_retr(const struct session *s)
 		   s->inflight + next_size(s) <= SESSION_INFLIGHT_BYTES);
 }
 
+/*
+ * Whether QUIT may follow the DELEs still unanswered, in one round trip:
+ * the window is over with nothing else in flight and nothing left to do
+ * on the disk, and no local failure can come that would want RSET
+ * instead (a DELE refused changes nothing: QUIT commits the others, as
+ * it would after waiting). With a target, the verdicts decide the end:
+ * QUIT waits as before.
+ */
+bool
+session_quit_now(const struct session *s)
+{
+	return s->state == S_FETCH && s->tg == NULL && !s->stop && !s->rset &&
+	       session_window(s) > 1 && s->retr_done == s->next_fetch &&
+	       !s->receiving && !worker_busy(&s->job) &&
+	       deliver_pending(s->dl) == 0 && s->next_dele == s->ndele;
+}
+
 /* RSET after a local failure, once nothing else is pending. */
 static bool
 want_rset(const struct session *s)
@@ -637,6 +654,11 @@ forget_deleted(struct session *s)
 void
 session_st_quit(struct session *s, const struct pop3_event *ev)
 {
+	/* QUIT went right behind the last DELEs: theirs come first. */
+	if (ev->cmd == POP3_CMD_DELE) {
+		dele_reply(s, ev);
+		return;
+	}
 	if (ev->type == POP3_EV_OK) {
 		s->stats.deleted = s->dele_ok;
 		forget_deleted(s);

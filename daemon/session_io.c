@@ -164,7 +164,8 @@ session_window(const struct session *s)
 
 /*
  * Keeps the window full with what NEXT sends, one command a call; once
- * NEXT has nothing left to ask and every reply is in, QUIT. Disk work
+ * NEXT has nothing left to ask and every reply is in (or only DELEs
+ * are unanswered: session_quit_now()), QUIT. Disk work
  * the session must wait for (session_disk_waits()) pauses it.
  */
 void
@@ -179,7 +180,7 @@ session_fill(struct session *s, enum session_more (*next)(struct session *))
 		case SESSION_SENT:
 			continue;
 		case SESSION_END:
-			if (pop3_pending(s->pop3) == 0) {
+			if (pop3_pending(s->pop3) == 0 || session_quit_now(s)) {
 				session_send_cmd(s, POP3_CMD_QUIT, 0);
 				session_set_state(s, S_QUIT);
 			}

@@ -318,6 +318,7 @@ void session_st_top(struct session *s, const struct pop3_event *ev);
 void session_pump(struct session *s);
 void session_strike(struct session *s, unsigned long msgno, const char *why);
 void session_strikes_apply(struct session *s);
+bool session_quit_now(const struct session *s);
 void session_local_failure(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void session_unconfirmed_end(struct session *s);

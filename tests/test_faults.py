@@ -264,6 +264,31 @@ class FaultTest(FakePopCase):
         self.assert_delivered_exactly(msgs)
         self.assertEqual(srv.messages, [])
 
+    def test_quit_follows_the_last_deles_at_once(self):
+        """With PIPELINING, QUIT goes right behind the DELEs, one round
+        trip for both; the deletions still count only after QUIT's +OK.
+        Without it, each command waits for its reply."""
+        for pipelining in (True, False):
+            with self.subTest(pipelining=pipelining):
+                srv = self.server(tls="implicit", pipelining=pipelining)
+                r = self.run_once(self.config(srv), debug=1)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                trace = [l for l in r.stderr.splitlines()
+                         if re.match(r"account=fake [<>] ", l)]
+                last = max(i for i, l in enumerate(trace)
+                           if " > DELE " in l)
+                quit_at = trace.index("account=fake > QUIT")
+                between = trace[last + 1:quit_at]
+                if pipelining:
+                    self.assertEqual(between, [], trace[last - 3:])
+                else:
+                    self.assertEqual(len(between), 1, between)
+                    self.assertRegex(between[0], r" < \+OK")
+                self.assertRegex(r.stderr, r"deleted=3 .*result=ok")
+                self.assertEqual(srv.messages, [])
+                shutil.rmtree(self.maildir, True)
+                shutil.rmtree(os.path.join(self.dir, "state"), True)
+
     def test_login_waits_for_the_maildir_and_state(self):
         """The Maildir and state are opened while the connection, TLS and
         CAPA go on, and the login waits for them: with the opening held,
