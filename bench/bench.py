@@ -1333,7 +1333,7 @@ def build_scenarios(args):
         big = 20 * MiB
     out = {}
     mixed = None
-    if {"B1", "B2", "B3", "B6", "B7", "B8"} & set(args.only):
+    if {"B1", "B2", "B3", "B6", "B7", "B8", "B9"} & set(args.only):
         t = time.monotonic()
         mixed = mixed_corpus("mixed", count, huge_count, huge)
         print("corpus B1/B2/B3: %s; generated in %.1f s"
