@@ -162,28 +162,35 @@ class FaultTest(FakePopCase):
         self.assert_exactly_once()
         self.assertEqual(srv.messages, [])
 
-    def test_a_hung_disk_holds_only_its_own_account(self):
-        """One account's batch sync never returns: the loop goes on, and
-        the other account's poll is fetched, made durable and deleted
-        meanwhile; a stop then ends the process without the hung one."""
+    def hung_disks(self, names, hold, timeout, **settings):
+        """--once over one scripted server per name, POPFETCHD_HOLD=HOLD:
+        the servers by name, and the daemon once "fast" (the last name)
+        was fetched, made durable and deleted; its Maildir checked."""
         self.needs_test_hooks()
         servers = {n: self.server(tls="implicit", pipelining=True)
-                   for n in ("slow", "fast")}
+                   for n in names}
         accts = [{"name": n, "host": "localhost", "port": srv.port,
                   "tls": "implicit", "ca_file": self.ca_file,
                   "user": self.USER, "password": self.PASSWORD,
                   "maildir": os.path.join(self.dir, n),
-                  "received_header": False, "timeout": 2}
+                  "received_header": False, "timeout": timeout}
                  for n, srv in servers.items()]
-        conf = write_config(os.path.join(self.dir, "two.conf"), accts,
-                            state_dir=os.path.join(self.dir, "state"))
-        d = self.daemon(conf, ("--once",),
-                        env={"POPFETCHD_HOLD": "batch sync@slow"})
-        d.wait_line(r"testhook: hold: batch sync")
+        conf = write_config(os.path.join(self.dir, "hung.conf"), accts,
+                            state_dir=os.path.join(self.dir, "state"),
+                            **settings)
+        d = self.daemon(conf, ("--once",), env={"POPFETCHD_HOLD": hold})
+        d.wait_line(r"testhook: hold: batch sync", count=len(names) - 1)
         d.wait_line(r"account=fast .*fetched=3 .*deleted=3 .*result=ok")
         self.assertEqual(servers["fast"].messages, [])
         self.assert_delivered_exactly(MESSAGES,
                                       os.path.join(self.dir, "fast"))
+        return servers, d
+
+    def test_a_hung_disk_holds_only_its_own_account(self):
+        """One account's batch sync never returns: the loop goes on, and
+        the other account's poll is fetched, made durable and deleted
+        meanwhile; a stop then ends the process without the hung one."""
+        servers, d = self.hung_disks(["slow", "fast"], "batch sync@slow", 2)
         d.signal(signal.SIGTERM)
         self.assertEqual(d.wait_exit(), 75, d.text())
         self.assertEqual(servers["slow"].messages, MESSAGES)
@@ -192,29 +199,12 @@ class FaultTest(FakePopCase):
         """More accounts than disk threads hang in their batch sync: the
         disk work of an account whose disk answers still gets a thread,
         and its poll is fetched, made durable and deleted."""
-        self.needs_test_hooks()
         names = ["slow%d" % i for i in range(6)] + ["fast"]
-        servers = {n: self.server(tls="implicit", pipelining=True)
-                   for n in names}
-        accts = [{"name": n, "host": "localhost", "port": srv.port,
-                  "tls": "implicit", "ca_file": self.ca_file,
-                  "user": self.USER, "password": self.PASSWORD,
-                  "maildir": os.path.join(self.dir, n),
-                  "received_header": False, "timeout": 30}
-                 for n, srv in servers.items()]
         # One host for all: its cap must not be what holds "fast" back.
-        conf = write_config(os.path.join(self.dir, "many.conf"), accts,
-                            state_dir=os.path.join(self.dir, "state"),
-                            max_per_host=16)
-        d = self.daemon(conf, ("--once",),
-                        env={"POPFETCHD_HOLD": "batch sync@slow*"})
-        d.wait_line(r"testhook: hold: batch sync", count=6)
-        d.wait_line(r"account=fast .*fetched=3 .*deleted=3 .*result=ok")
+        servers, d = self.hung_disks(names, "batch sync@slow*", 30,
+                                     max_per_host=16)
         self.assertRegex(d.text(), r"disk work waited \S+ s for a thread: "
                          r"every one of \d+ is held")
-        self.assertEqual(servers["fast"].messages, [])
-        self.assert_delivered_exactly(MESSAGES,
-                                      os.path.join(self.dir, "fast"))
         # The second stops at once, without the grace period.
         d.signal(signal.SIGTERM)
         d.wait_line(r"stopping running=6")
