@@ -706,8 +706,8 @@ finish_file(struct maildir_msg *msg)
 	/*
 	 * A large message: start its write-out now, without waiting for it,
 	 * so that the disk works while the next messages arrive and the
-	 * batch's syncfs finds little left to do (which is also how long it
-	 * holds the loop). Small ones are cheaper written out together.
+	 * batch's syncfs finds little left to do. Small ones are cheaper
+	 * written out together.
 	 */
 	if (msg->md->how == MAILDIR_SYNC_BATCH && msg->size >= EARLY_WRITEOUT)
 		(void)sync_file_range(msg->fd, 0, 0, SYNC_FILE_RANGE_WRITE);

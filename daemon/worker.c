@@ -130,6 +130,12 @@ worker_free(struct worker **wp)
 }
 
 /*
+ * Why a thread could not lower its priority (an errno), for the loop to
+ * say once: log lines are written on the loop thread only.
+ */
+static atomic_int nice_refused;
+
+/*
  * Lowers this thread's priority (nice is per thread on Linux). A sandbox
  * that refuses setpriority leaves it as it is: slower loop turns under
  * load, nothing worse.
@@ -137,7 +143,6 @@ worker_free(struct worker **wp)
 static void
 lower_priority(void)
 {
-	static atomic_bool told;
 	id_t self = (id_t)gettid();
 	int now;
 
@@ -146,10 +151,21 @@ lower_priority(void)
 	if ((now != -1 || errno == 0) &&
 	    setpriority(PRIO_PROCESS, self, now + WORKER_NICE) == 0)
 		return;
-	if (!atomic_exchange(&told, true))
-		log_info(NULL,
-		    "disk threads keep the loop's priority: setpriority: %s",
-		    strerror(errno));
+	atomic_store(&nice_refused, errno != 0 ? errno : EPERM);
+}
+
+/* On the loop: says once that the threads kept the loop's priority. */
+static void
+tell_nice_refused(void)
+{
+	static bool told;
+	int err = atomic_load(&nice_refused);
+
+	if (err == 0 || told)
+		return;
+	told = true;
+	log_info(NULL, "disk threads keep the loop's priority: setpriority: %s",
+	    strerror(err));
 }
 
 static void *
@@ -200,6 +216,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
+	tell_nice_refused();
 	for (n = 0;; n++) {
 		pthread_mutex_lock(&w->lock);
 		job = TAILQ_FIRST(&w->finished);
