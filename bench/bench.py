@@ -1368,9 +1368,9 @@ def build_scenarios(args):
                              split_cpus=True)
     if "B9" in args.only:
         per = count // (ACCOUNTS_B6 if not args.quick else 100)
-        out["B9"] = Scenario("B9", "as B6, competing writer", mixed, per, connections=CONNECTIONS_B6,
-                             user_prefix="b9", split_cpus=True,
-                             slow_disk=True)
+        out["B9"] = Scenario("B9", "as B6, competing writer", mixed, per,
+                             connections=CONNECTIONS_B6, user_prefix="b9",
+                             split_cpus=True, slow_disk=True)
     if "B7" in args.only:
         per = count // (ACCOUNTS_B6 if not args.quick else 100)
         out["B7"] = StatusScenario(

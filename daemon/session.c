@@ -254,6 +254,10 @@ session_free(struct session **sp)
 	if (s->worker != NULL && worker_busy(&s->job) &&
 	    !worker_cancel(s->worker, &s->job)) {
 		orphans++;
+		/* Its owner is gone: nothing more of it may call back. */
+		event_del(s->closed_ev);
+		event_del(s->done_ev);
+		s->closed_cb = NULL;
 		/* Killed or cut before a message in hand could end. */
 		session_target_free(s);
 		net_free(&s->net);

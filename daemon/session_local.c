@@ -82,6 +82,9 @@ opened(struct session *s)
 		log_warnx(s->a->name,
 		    "unsure=%zu hand-offs to the target were interrupted by a crash: fetched again; the target may hold a copy already (see X-Popfetchd-Id and the Sieve duplicate rule)",
 		    deliver_unsure(s->dl));
+	/* Said even if the poll ended meanwhile; no target for nothing. */
+	if (s->state == S_DONE)
+		return false;
 	return s->a->target == CONF_TARGET_MAILDIR || open_target(s);
 }
 
@@ -174,7 +177,7 @@ disk_done(struct worker_job *job)
 	switch (s->job_kind) {
 	case DJ_OPEN:
 		/* Ended meanwhile (no server, say): the final stage closes. */
-		if (s->state != S_DONE && opened(s)) {
+		if (opened(s)) {
 			s->local_ready = true;
 			if (s->login_waits) {
 				s->login_waits = false;

@@ -2182,13 +2182,21 @@ state_import(const char *dir, const char *account, const char *host,
 	struct state *st;
 	int rc = -1;
 
-	if (read_stream(fd, &data) == -1 || data.len == 0) {
-		set_err(errbuf, errlen, "reading the state for account %s: %s",
-		    account, data.len == 0 ? "nothing given" : strerror(errno));
+	if ((rc = read_stream(fd, &data)) == -1 || data.len == 0) {
+		if (rc == -1)
+			set_err(errbuf, errlen,
+			    "reading the state for account %s: %s", account,
+			    strerror(errno));
+		else {
+			set_err(errbuf, errlen,
+			    "reading the state for account %s: nothing given",
+			    account);
+			errno = EINVAL;
+		}
 		free(data.data);
-		errno = data.len == 0 ? EINVAL : errno;
 		return -1;
 	}
+	rc = -1;
 	st = open_mailbox(dir, account, host, port, user, true, errbuf, errlen);
 	if (st == NULL)
 		goto out;

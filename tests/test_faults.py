@@ -27,6 +27,16 @@ MESSAGES = [
 ]
 
 
+# SESSION_BATCH: messages in a delivery batch.
+BATCH = 64
+
+
+def numbered(n):
+    """N small messages, each saying its number."""
+    return [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
+            for i in range(n)]
+
+
 class FaultTest(FakePopCase):
     MESSAGES = MESSAGES
 
@@ -50,6 +60,16 @@ class FaultTest(FakePopCase):
 
     def assert_exactly_once(self):
         self.assert_delivered_exactly(MESSAGES)
+
+    def held(self, conf, hold, **env):
+        """popfetchd --once -d 1 on CONF, held at POPFETCHD_HOLD=HOLD
+        with a named pipe that release_hold() writes to let each hold go;
+        ENV adds variables. The daemon and the pipe."""
+        self.needs_test_hooks()
+        fifo = os.path.join(self.dir, "release")
+        os.mkfifo(fifo)
+        env = dict(env, POPFETCHD_HOLD=hold, POPFETCHD_HOLD_RELEASE=fifo)
+        return self.daemon(conf, ("--once", "-d", "1"), env=env), fifo
 
     @staticmethod
     def release_hold(fifo):
@@ -222,15 +242,10 @@ class FaultTest(FakePopCase):
         before it, so a RETR sent proves the replies before it were
         taken in."""
         self.needs_test_hooks()
-        batch = 64  # SESSION_BATCH
-        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
-                for i in range(2 * batch + 10)]
+        batch = BATCH
+        msgs = numbered(2 * batch + 10)
         srv = self.server(msgs, tls="implicit")
-        fifo = os.path.join(self.dir, "release")
-        os.mkfifo(fifo)
-        d = self.daemon(self.config(srv), ("--once", "-d", "1"),
-                        env={"POPFETCHD_HOLD": "batch sync@fake",
-                             "POPFETCHD_HOLD_RELEASE": fifo})
+        d, fifo = self.held(self.config(srv), "batch sync@fake")
 
         def deles():
             return sorted(int(l.rsplit(" ", 1)[1])
@@ -286,11 +301,7 @@ class FaultTest(FakePopCase):
         in and delivers."""
         self.needs_test_hooks()
         srv = self.server(tls="implicit")
-        fifo = os.path.join(self.dir, "release")
-        os.mkfifo(fifo)
-        d = self.daemon(self.config(srv), ("--once", "-d", "1"),
-                        env={"POPFETCHD_HOLD": "open@fake",
-                             "POPFETCHD_HOLD_RELEASE": fifo})
+        d, fifo = self.held(self.config(srv), "open@fake")
         d.wait_line(r"testhook: hold: open")
         d.wait_line(r"account=fake > CAPA$")
         d.wait_line(r"account=fake < \+OK")
@@ -331,11 +342,7 @@ class FaultTest(FakePopCase):
                + (b"z" * 1023 + b"\n") * (17 * 1024))
         msgs = [big, b"From: s@example.org\nSubject: small\n\nbody\n"]
         srv = self.server(msgs, tls="implicit")
-        fifo = os.path.join(self.dir, "release")
-        os.mkfifo(fifo)
-        d = self.daemon(self.config(srv), ("--once", "-d", "1"),
-                        env={"POPFETCHD_HOLD": "batch sync@fake",
-                             "POPFETCHD_HOLD_RELEASE": fifo})
+        d, fifo = self.held(self.config(srv), "batch sync@fake")
         d.wait_line(r"testhook: hold: batch sync")
         # The big one's sync is held; the small one comes meanwhile.
         d.wait_line(r"account=fake > RETR 2$")
@@ -354,18 +361,13 @@ class FaultTest(FakePopCase):
         sync returned), and is then committed: the next poll counts the
         second."""
         self.needs_test_hooks()
-        batch = 64  # SESSION_BATCH
-        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
-                for i in range(2 * batch + 10)]
+        batch = BATCH
+        msgs = numbered(2 * batch + 10)
         msgs[99] += b"y" * 4000
         srv = self.server(msgs, tls="implicit")
         srv.cut_retr = (100, 10)
-        fifo = os.path.join(self.dir, "release")
-        os.mkfifo(fifo)
         conf = self.config(srv)
-        d = self.daemon(conf, ("--once", "-d", "1"),
-                        env={"POPFETCHD_HOLD": "batch sync@fake",
-                             "POPFETCHD_HOLD_RELEASE": fifo})
+        d, fifo = self.held(conf, "batch sync@fake")
         d.wait_line(r"testhook: hold: batch sync")
         # Batch 2 is 65..129 without 100, which is taken as cut short.
         d.wait_line(r"account=fake > RETR %d$" % (2 * batch + 1))
@@ -569,9 +571,8 @@ class FaultTest(FakePopCase):
         nothing is deleted, and the next run delivers each message
         exactly once."""
         self.needs_test_hooks()
-        batch = 64  # SESSION_BATCH
-        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
-                for i in range(2 * batch + 10)]
+        batch = BATCH
+        msgs = numbered(2 * batch + 10)
         srv = self.server(msgs, tls="implicit")
         conf = self.config(srv, timeout=2)
         d = self.daemon(conf, ("--once", "-d", "1"),
@@ -598,17 +599,12 @@ class FaultTest(FakePopCase):
         two batches without fetching them again and delivers the third,
         each message exactly once."""
         self.needs_test_hooks()
-        batch = 64  # SESSION_BATCH
-        msgs = [b"From: n@example.org\nSubject: %d\n\nbody %d\n" % (i, i)
-                for i in range(2 * batch + 10)]
+        batch = BATCH
+        msgs = numbered(2 * batch + 10)
         srv = self.server(msgs, tls="implicit")
-        fifo = os.path.join(self.dir, "release")
-        os.mkfifo(fifo)
         conf = self.config(srv)
-        d = self.daemon(conf, ("--once", "-d", "1"),
-                        env={"POPFETCHD_HOLD": "batch sync@fake",
-                             "POPFETCHD_HOLD_RELEASE": fifo,
-                             "POPFETCHD_FAIL": "state commit@2"})
+        d, fifo = self.held(conf, "batch sync@fake",
+                            POPFETCHD_FAIL="state commit@2")
         d.wait_line(r"testhook: hold: batch sync")
         self.release_hold(fifo)
         d.wait_line(r"testhook: hold: batch sync", count=2)

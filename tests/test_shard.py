@@ -222,8 +222,8 @@ class TestShardCommandLine(Case):
         r = self.run_popfetchd("-c", conf, "--shard", "1/3", "--once",
                                "-a", other)
         self.assertEqual(r.returncode, 78)
-        self.assertIn("account %s is instance %d/3's" % (other, owner(other, 3)),
-                      r.stderr)
+        self.assertIn("account %s is instance %d/3's"
+                      % (other, owner(other, 3)), r.stderr)
         r = self.run_popfetchd("-c", conf, "--shard", "1/3",
                                "--export-state", other)
         self.assertEqual(r.returncode, 78)

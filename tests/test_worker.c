@@ -292,20 +292,30 @@ START_TEST(busy_from_submit_until_done)
 }
 END_TEST
 
+/*
+ * One thread, held by A at gate G; B queued behind it; C made ready, not
+ * submitted.
+ */
+static void
+one_held(struct tjob *a, struct tjob *b, struct tjob *c, struct gate *g)
+{
+	start(1);
+	gate_init(g);
+	tjob_init(a, 1, g);
+	tjob_init(b, 2, NULL);
+	tjob_init(c, 3, NULL);
+	worker_submit(w, &a->job);
+	worker_submit(w, &b->job);
+	gate_await(g, 1);
+}
+
 /* A queued job taken back is never run, and never completed. */
 START_TEST(wait_takes_back_a_queued_job)
 {
 	struct tjob a, b, c;
 	struct gate g;
 
-	start(1);
-	gate_init(&g);
-	tjob_init(&a, 1, &g);
-	tjob_init(&b, 2, NULL);
-	tjob_init(&c, 3, NULL);
-	worker_submit(w, &a.job);
-	worker_submit(w, &b.job);
-	gate_await(&g, 1);
+	one_held(&a, &b, &c, &g);
 	/* The only thread is held by A: B is still queued. */
 	worker_wait(w, &b.job);
 	ck_assert(!worker_busy(&b.job));
@@ -432,14 +442,7 @@ START_TEST(cancel_takes_back_queued_disowns_running)
 	struct tjob a, b, c;
 	struct gate g;
 
-	start(1);
-	gate_init(&g);
-	tjob_init(&a, 1, &g);
-	tjob_init(&b, 2, NULL);
-	tjob_init(&c, 3, NULL);
-	worker_submit(w, &a.job);
-	worker_submit(w, &b.job);
-	gate_await(&g, 1);
+	one_held(&a, &b, &c, &g);
 	ck_assert(worker_cancel(w, &b.job));
 	ck_assert(!worker_busy(&b.job));
 	ck_assert(!worker_cancel(w, &a.job));
