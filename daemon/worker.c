@@ -29,6 +29,7 @@ struct worker {
 	pthread_t *threads; /* room for max */
 	unsigned nthreads, max;
 	unsigned idle;	    /* threads waiting for a job */
+	unsigned nqueued;   /* jobs in QUEUE */
 	int pipe[2];	    /* threads write, the loop reads */
 	struct event *wake; /* on pipe[0] */
 	struct event *grow; /* a queued job waits: are the threads held? */
@@ -153,7 +154,6 @@ lower_priority(void)
 		return;
 	atomic_store(&nice_refused, errno != 0 ? errno : EPERM);
 }
-
 /* On the loop: says once that the threads kept the loop's priority. */
 static void
 tell_nice_refused(void)
@@ -185,6 +185,7 @@ thread_main(void *arg)
 		if ((job = TAILQ_FIRST(&w->queue)) == NULL)
 			break;
 		TAILQ_REMOVE(&w->queue, job, entry);
+		w->nqueued--;
 		job->state = WORKER_RUNNING;
 		pthread_mutex_unlock(&w->lock);
 		job->run(job);
@@ -292,8 +293,13 @@ worker_submit(struct worker *w, struct worker_job *job)
 	job->state = WORKER_QUEUED;
 	job->queued = monotime();
 	TAILQ_INSERT_TAIL(&w->queue, job, entry);
+	w->nqueued++;
 	pthread_cond_signal(&w->work);
-	none_idle = w->idle == 0;
+	/*
+	 * A thread woken for an earlier job still counts as idle until it
+	 * runs: what counts is whether the queue outnumbers the idle.
+	 */
+	none_idle = w->nqueued > w->idle;
 	pthread_mutex_unlock(&w->lock);
 	if (none_idle)
 		watch_held(w, WORKER_HELD_MS / 1000.0);
@@ -311,9 +317,10 @@ worker_wait(struct worker *w, struct worker_job *job)
 	pthread_mutex_lock(&w->lock);
 	while (job->state == WORKER_RUNNING)
 		pthread_cond_wait(&w->ended, &w->lock);
-	if (job->state == WORKER_QUEUED)
+	if (job->state == WORKER_QUEUED) {
 		TAILQ_REMOVE(&w->queue, job, entry);
-	else if (job->state == WORKER_FINISHED)
+		w->nqueued--;
+	} else if (job->state == WORKER_FINISHED)
 		TAILQ_REMOVE(&w->finished, job, entry);
 	job->state = WORKER_IDLE;
 	job->busy = false;
@@ -329,9 +336,10 @@ worker_cancel(struct worker *w, struct worker_job *job)
 	running = job->state == WORKER_RUNNING;
 	if (running)
 		job->disowned = true;
-	else if (job->state == WORKER_QUEUED)
+	else if (job->state == WORKER_QUEUED) {
 		TAILQ_REMOVE(&w->queue, job, entry);
-	else if (job->state == WORKER_FINISHED)
+		w->nqueued--;
+	} else if (job->state == WORKER_FINISHED)
 		TAILQ_REMOVE(&w->finished, job, entry);
 	if (!running)
 		job->state = WORKER_IDLE;
