@@ -46,6 +46,11 @@ struct batch {
  * tmp/ files of their own. That split is the whole of the locking: no
  * call made while a flush runs reads the state (whether a UID is
  * recorded is asked at flush time, in record_intents()).
+ *
+ * A writer on a third thread (spool.c) may own MSG, CUR and ENDED: it
+ * begins, writes and ends messages with deliver_end_aside(), and the
+ * caller moves ENDED into FILL (deliver_take_ended()) only while the
+ * writer is idle.
  */
 struct deliver {
 	struct maildir *md;
@@ -53,6 +58,7 @@ struct deliver {
 	struct maildir_msg *msg; /* the message being written */
 	struct item cur;
 	struct batch fill, sealed;
+	struct batch ended;  /* the writer's (see above) */
 	bool is_sealed;	     /* deliver_seal() ran since the last flush */
 	bool handoff;	     /* the state only: see deliver.h */
 	size_t ntaken;	     /* hand-offs taken, not yet flushed */
@@ -146,6 +152,7 @@ deliver_free(struct deliver **dp)
 		maildir_abort(&d->msg);
 	free(d->fill.v);
 	free(d->sealed.v);
+	free(d->ended.v);
 	maildir_close(&d->md);
 	state_close(&d->st);
 	free(d);
@@ -217,6 +224,16 @@ deliver_write(struct deliver *d, const char *data, size_t len)
 	return maildir_write(d->msg, data, len);
 }
 
+int
+deliver_write_inplace(struct deliver *d, char *data, size_t len)
+{
+	if (d->msg == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	return maildir_write_inplace(d->msg, data, len);
+}
+
 void
 deliver_abort(struct deliver *d)
 {
@@ -230,24 +247,33 @@ deliver_pending(const struct deliver *d)
 	return d->handoff ? d->ntaken : d->fill.n;
 }
 
-/* Adds the message in hand to the batch being filled. */
+/* Makes room in B for N more items. */
 static int
-batch_add(struct deliver *d)
+batch_room(struct batch *b, size_t n)
 {
-	struct batch *b = &d->fill;
 	struct item *v;
-	size_t cap;
+	size_t cap = b->cap;
 
-	if (b->n == b->cap) {
-		/* Small at first: most polls bring a few messages. */
-		cap = b->cap ? 2 * b->cap : 4;
-		if ((v = realloc(b->v, cap * sizeof(*v))) == NULL)
-			return -1;
-		b->v = v;
-		b->cap = cap;
-	}
-	b->v[b->n++] = d->cur;
-	b->bytes += d->cur.stored;
+	if (b->n + n <= cap)
+		return 0;
+	/* Small at first: most polls bring a few messages. */
+	while (cap < b->n + n)
+		cap = cap ? 2 * cap : 4;
+	if ((v = realloc(b->v, cap * sizeof(*v))) == NULL)
+		return -1;
+	b->v = v;
+	b->cap = cap;
+	return 0;
+}
+
+/* Adds IT to B. */
+static int
+batch_add(struct batch *b, const struct item *it)
+{
+	if (batch_room(b, 1) == -1)
+		return -1;
+	b->v[b->n++] = *it;
+	b->bytes += it->stored;
 	return 0;
 }
 
@@ -263,28 +289,75 @@ batch_remove(struct batch *b, size_t i)
 size_t
 deliver_seal(struct deliver *d)
 {
-	struct batch t;
+	return deliver_seal_some(d, SIZE_MAX, UINT64_MAX);
+}
+
+/* How many of B's first items a batch of at most MOST and BYTES takes. */
+static size_t
+batch_cut(const struct batch *b, size_t most, uint64_t bytes)
+{
+	uint64_t sum = 0;
+	size_t k;
+
+	for (k = 0; k < b->n && k < most && sum < bytes; k++)
+		sum += b->v[k].stored;
+	return k;
+}
+
+size_t
+deliver_seal_some(struct deliver *d, size_t most, uint64_t bytes)
+{
+	struct batch *f = &d->fill, *s = &d->sealed, t;
+	size_t k, i;
 
 	/* A flush always leaves SEALED empty; hand-offs use FILL alone. */
-	if (!d->handoff && d->sealed.n == 0) {
-		t = d->sealed;
-		d->sealed = d->fill;
-		d->fill = t;
-		d->fill.bytes = 0;
+	if (!d->handoff && s->n == 0) {
+		k = batch_cut(f, most, bytes);
+		/* Out of memory, the whole batch: larger, never wrong. */
+		if (k == f->n || batch_room(s, k) == -1) {
+			t = *s;
+			*s = *f;
+			*f = t;
+			f->bytes = 0;
+		} else {
+			memcpy(s->v, f->v, k * sizeof(*f->v));
+			s->n = k;
+			s->bytes = 0;
+			for (i = 0; i < k; i++)
+				s->bytes += f->v[i].stored;
+			f->bytes -= s->bytes;
+			memmove(f->v, f->v + k, (f->n - k) * sizeof(*f->v));
+			f->n -= k;
+		}
 	}
 	d->is_sealed = true;
-	return d->handoff ? d->ntaken : d->sealed.n;
+	return d->handoff ? d->ntaken : s->n;
+}
+
+/* A deliver_gone_fn that removes the file there and then. */
+static void
+unlink_now(void *arg, const char *tmp)
+{
+	struct deliver *d = arg;
+
+	maildir_drop_tmp(d->md, tmp);
 }
 
 void
 deliver_discard(struct deliver *d)
+{
+	deliver_discard_to(d, unlink_now, d);
+}
+
+void
+deliver_discard_to(struct deliver *d, deliver_gone_fn gone, void *arg)
 {
 	size_t i;
 
 	if (d->handoff)
 		return;
 	for (i = 0; i < d->fill.n; i++)
-		maildir_drop_tmp(d->md, d->fill.v[i].tmp);
+		gone(arg, d->fill.v[i].tmp);
 	d->fill.n = 0;
 	d->fill.bytes = 0;
 }
@@ -295,8 +368,9 @@ deliver_pending_bytes(const struct deliver *d)
 	return d->handoff ? 0 : d->fill.bytes;
 }
 
-int
-deliver_end(struct deliver *d, unsigned long long *size)
+/* Ends the message in hand into B. */
+static int
+end_into(struct deliver *d, struct batch *b, unsigned long long *size)
 {
 	struct item *c = &d->cur;
 	int saved;
@@ -312,7 +386,7 @@ deliver_end(struct deliver *d, unsigned long long *size)
 		sizeof(c->final)) == -1)
 		return -1;
 	TESTHOOK_CRASH_POINT("finished in tmp/");
-	if (batch_add(d) == -1) {
+	if (batch_add(b, c) == -1) {
 		saved = errno;
 		maildir_drop_tmp(d->md, c->tmp);
 		errno = saved;
@@ -322,7 +396,56 @@ deliver_end(struct deliver *d, unsigned long long *size)
 }
 
 int
+deliver_end(struct deliver *d, unsigned long long *size)
+{
+	return end_into(d, &d->fill, size);
+}
+
+int
+deliver_end_aside(struct deliver *d)
+{
+	return end_into(d, &d->ended, NULL);
+}
+
+int
+deliver_take_ended(struct deliver *d, deliver_gone_fn gone, void *arg)
+{
+	struct batch *e = &d->ended;
+	size_t i;
+
+	if (e->n == 0)
+		return 0;
+	if (batch_room(&d->fill, e->n) == -1) {
+		for (i = 0; i < e->n; i++)
+			gone(arg, e->v[i].tmp);
+		e->n = 0;
+		e->bytes = 0;
+		return -1;
+	}
+	memcpy(&d->fill.v[d->fill.n], e->v, e->n * sizeof(*e->v));
+	d->fill.n += e->n;
+	d->fill.bytes += e->bytes;
+	e->n = 0;
+	e->bytes = 0;
+	return 0;
+}
+
+void
+deliver_unlink_tmp(struct deliver *d, const char *tmp)
+{
+	if (d->md != NULL)
+		maildir_drop_tmp(d->md, tmp);
+}
+
+int
 deliver_drop(struct deliver *d, unsigned long tag)
+{
+	return deliver_drop_to(d, tag, unlink_now, d);
+}
+
+int
+deliver_drop_to(
+    struct deliver *d, unsigned long tag, deliver_gone_fn gone, void *arg)
 {
 	struct batch *b = &d->fill;
 	size_t i;
@@ -333,7 +456,7 @@ deliver_drop(struct deliver *d, unsigned long tag)
 	}
 	for (i = b->n; i-- > 0;)
 		if (b->v[i].tag == tag && !b->v[i].recorded) {
-			maildir_drop_tmp(d->md, b->v[i].tmp);
+			gone(arg, b->v[i].tmp);
 			batch_remove(b, i);
 			return 0;
 		}
@@ -499,7 +622,7 @@ deliver_announce(
 			return -1;
 		d->cur.recorded = true;
 	}
-	if (batch_add(d) == -1) {
+	if (batch_add(&d->fill, &d->cur) == -1) {
 		if (uid != NULL)
 			withdraw(d, &d->cur);
 		return -1;

@@ -118,6 +118,8 @@ int deliver_begin(
 
 /* Appends message bytes (CRLF becomes LF). 0, or -1 with errno set. */
 int deliver_write(struct deliver *d, const char *data, size_t len);
+/* The same, converting in DATA's memory (maildir_write_inplace()). */
+int deliver_write_inplace(struct deliver *d, char *data, size_t len);
 
 /* Drops the message begun, if any. */
 void deliver_abort(struct deliver *d);
@@ -131,18 +133,38 @@ void deliver_abort(struct deliver *d);
 int deliver_end(struct deliver *d, unsigned long long *size);
 
 /*
+ * A writer on a thread of its own (spool.h) ends messages aside, not into
+ * the batch being filled, which is the caller's: 0, or -1 as
+ * deliver_end(). While the writer is idle, the caller moves them into
+ * that batch with deliver_take_ended(), in the order ended; out of
+ * memory, -1 (ENOMEM), and their files go to GONE (below).
+ */
+int deliver_end_aside(struct deliver *d);
+/* What to do with a tmp/ file no batch holds any more: remove it. */
+typedef void (*deliver_gone_fn)(void *arg, const char *tmp);
+int deliver_take_ended(struct deliver *d, deliver_gone_fn gone, void *arg);
+
+/* Removes the file TMP of tmp/ (a name GONE was given). */
+void deliver_unlink_tmp(struct deliver *d, const char *tmp);
+
+/*
  * Takes the message TAG out of the batch being filled, its file dropped:
  * it turned out not to be whole. 0, or -1 (ENOENT: not in that batch:
- * sealed, recorded by a flush, or a hand-off).
+ * sealed, recorded by a flush, or a hand-off). deliver_drop_to() hands
+ * the file's name to GONE instead of removing it.
  */
 int deliver_drop(struct deliver *d, unsigned long tag);
+int deliver_drop_to(
+    struct deliver *d, unsigned long tag, deliver_gone_fn gone, void *arg);
 
 /*
  * Drops every message of the batch being filled, their files with them
  * (nothing names them yet: they are fetched again): after a failed
  * flush, so that the failing disk is not tried again. Hand-offs: nothing.
+ * deliver_discard_to() hands the files' names to GONE instead.
  */
 void deliver_discard(struct deliver *d);
+void deliver_discard_to(struct deliver *d, deliver_gone_fn gone, void *arg);
 
 /*
  * Messages in the batch being filled, not sealed nor durable (hand-offs:
@@ -160,6 +182,15 @@ uint64_t deliver_pending_bytes(const struct deliver *d);
  * messages sealed (hand-offs: the taken ones; their batch is not split).
  */
 size_t deliver_seal(struct deliver *d);
+
+/*
+ * As deliver_seal(), but the sealed batch takes only the first MOST
+ * messages of the one being filled, and none after the one that brings
+ * it to BYTES; the rest stay for the next. For a writer that adds
+ * several at once (deliver_take_ended()), so that batches keep their
+ * size.
+ */
+size_t deliver_seal_some(struct deliver *d, size_t most, uint64_t bytes);
 
 /*
  * Makes the sealed batch durable (without a deliver_seal() since the last

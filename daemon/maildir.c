@@ -56,6 +56,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,12 @@ struct maildir_msg {
 	uint64_t size;	 /* bytes after conversion, buffered ones included */
 	size_t buflen;
 	char name[NAME_BUF_SIZE]; /* unique part, also the name in tmp/ */
-	char buf[WRITE_BUF_SIZE];
+	/*
+	 * WRITE_BUF_SIZE bytes, made by the first maildir_write(): a writer
+	 * that hands over its own memory (maildir_write_inplace()) needs
+	 * none, and a thousand messages in hand would hold 64 MiB.
+	 */
+	char *buf;
 };
 
 static void errmsg(
@@ -160,8 +166,11 @@ static void mark_wanted(
     struct wanted *w, size_t n, const char *key, size_t len);
 static int scan_cur(struct maildir *md, struct wanted *w, size_t n);
 
-/* Counts names made by this process; with pid and time it makes them unique. */
-static unsigned long name_seq;
+/*
+ * Counts names made by this process; with pid and time it makes them
+ * unique. Writers of several sessions make names at once (spool.c).
+ */
+static atomic_ulong name_seq;
 
 /* "WHAT PATH: strerror(errno)" into ERRBUF, if there is one. */
 static void
@@ -562,7 +571,8 @@ next_base(const struct maildir *md, char *buf, size_t buflen)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (format_base(buf, buflen, (long long)ts.tv_sec, ts.tv_nsec / 1000,
-		(long)getpid(), ++name_seq, md->host) == -1) {
+		(long)getpid(), atomic_fetch_add(&name_seq, 1) + 1,
+		md->host) == -1) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
@@ -583,6 +593,7 @@ maildir_begin(struct maildir *md)
 	msg->pending_cr = false;
 	msg->size = 0;
 	msg->buflen = 0;
+	msg->buf = NULL;
 	for (i = 0; i < NAME_ATTEMPTS && msg->fd == -1; i++) {
 		if (next_base(md, msg->name, sizeof(msg->name)) == -1)
 			break;
@@ -617,13 +628,15 @@ static int
 emit(struct maildir_msg *msg, const char *data, size_t len)
 {
 	msg->size += len;
-	if (msg->buflen + len > sizeof(msg->buf)) {
+	if (msg->buflen + len > WRITE_BUF_SIZE) {
 		if (flush_buf(msg) == -1)
 			return -1;
 		/* Too big to be worth copying: straight to the file. */
-		if (len >= sizeof(msg->buf))
+		if (len >= WRITE_BUF_SIZE)
 			return fsutil_write_all(msg->fd, data, len);
 	}
+	if (msg->buf == NULL && (msg->buf = malloc(WRITE_BUF_SIZE)) == NULL)
+		return -1;
 	memcpy(msg->buf + msg->buflen, data, len);
 	msg->buflen += len;
 	return 0;
@@ -674,6 +687,65 @@ maildir_write(struct maildir_msg *msg, const char *data, size_t len)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * CRLF to LF within P's LEN bytes, as convert() decides; the bytes kept
+ * are moved to the front. Their count.
+ */
+static size_t
+convert_inplace(struct maildir_msg *msg, char *p, size_t len)
+{
+	char *out = p, *end = p + len, *cr;
+
+	while (p < end) {
+		if ((cr = memchr(p, '\r', (size_t)(end - p))) == NULL)
+			cr = end;
+		if (out != p)
+			memmove(out, p, (size_t)(cr - p));
+		out += cr - p;
+		if (cr == end)
+			break;
+		if (cr + 1 == end) {
+			msg->pending_cr = true;
+			break;
+		}
+		if (cr[1] != '\n')
+			*out++ = '\r';
+		p = cr + 1;
+	}
+	return (size_t)(out - (end - len));
+}
+
+int
+maildir_write_inplace(struct maildir_msg *msg, char *data, size_t len)
+{
+	size_t n;
+
+	if (msg->error != 0) {
+		errno = msg->error;
+		return -1;
+	}
+	if (len == 0)
+		return 0;
+	/* A CR that ended the last chunk was content unless LF follows. */
+	if (msg->pending_cr) {
+		msg->pending_cr = false;
+		if (*data != '\n' &&
+		    (flush_buf(msg) == -1 ||
+			fsutil_write_all(msg->fd, "\r", 1) == -1))
+			goto fail;
+		msg->size += *data != '\n';
+	}
+	n = convert_inplace(msg, data, len);
+	if (flush_buf(msg) == -1 ||
+	    (n > 0 && fsutil_write_all(msg->fd, data, n) == -1))
+		goto fail;
+	msg->size += n;
+	return 0;
+fail:
+	msg->error = errno;
+	return -1;
 }
 
 uint64_t
@@ -1025,6 +1097,7 @@ free_msg(struct maildir_msg *msg)
 	if (msg->fd != -1)
 		close(msg->fd);
 	msg->md->nopen--;
+	free(msg->buf);
 	free(msg);
 	errno = saved;
 }

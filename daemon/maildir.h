@@ -146,6 +146,12 @@ struct maildir_msg *maildir_begin(struct maildir *md);
 int maildir_write(struct maildir_msg *msg, const char *data, size_t len);
 
 /*
+ * As maildir_write(), converting in DATA's own memory, which it may
+ * overwrite: no copy, and no write buffer for the message.
+ */
+int maildir_write_inplace(struct maildir_msg *msg, char *data, size_t len);
+
+/*
  * Completes the message in tmp/: writes what is buffered and closes the
  * file; after the next maildir_sync_tmp() returning 0, it survives a crash
  * under tmp/TMPNAME. Nothing is put into new/. FINALNAME gets the name the file

@@ -246,13 +246,20 @@ void
 session_free(struct session **sp)
 {
 	struct session *s = *sp;
+	bool held;
 
 	if (s == NULL)
 		return;
 	*sp = NULL;
-	/* Torn down while its disk work runs: only when the daemon exits. */
+	/*
+	 * Torn down while its disk work runs: only when the daemon exits.
+	 * Both jobs are taken back (or disowned) either way.
+	 */
+	held = !spool_cancel(s->sp);
 	if (s->worker != NULL && worker_busy(&s->job) &&
-	    !worker_cancel(s->worker, &s->job)) {
+	    !worker_cancel(s->worker, &s->job))
+		held = true;
+	if (held) {
 		orphans++;
 		/* Its owner is gone: nothing more of it may call back. */
 		event_del(s->closed_ev);
@@ -269,6 +276,7 @@ session_free(struct session **sp)
 	secret_cancel(&s->sreq);
 	net_free(&s->net);
 	pop3_free(&s->pop3);
+	spool_free(&s->sp);
 	deliver_free(&s->dl);
 	session_target_free(s);
 	if (s->ctx != NULL)
@@ -398,14 +406,15 @@ session_final_stage(struct session *s)
 	 */
 	if (s->final_begun)
 		return;
+	/* The writer's job under way calls again when it ends. */
+	if (spool_busy(s->sp))
+		return;
 	s->final_begun = true;
 	if (s->strike_in_hand) {
 		s->strike_in_hand = false;
 		session_strike(
 		    s, s->cur_msgno, "session ended while receiving it");
 	}
-	if (s->dl != NULL)
-		deliver_abort(s->dl);
 	if (s->dl != NULL && s->worker != NULL) {
 		session_disk_job(s, DJ_FINAL);
 		/* The server has nothing more to say: its slot is free. */

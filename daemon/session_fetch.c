@@ -30,7 +30,7 @@ sink_write(struct session *s, const char *data, size_t len)
 {
 	if (s->tg != NULL)
 		return target_write(s->tg, data, len);
-	return deliver_write(s->dl, data, len);
+	return spool_write(s->sp, data, len);
 }
 
 /* Prepends the trace line of RFC 5321 section 4.4. */
@@ -170,7 +170,7 @@ session_local_failure(struct session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	deliver_abort(s->dl);
+	spool_abort(s->sp);
 	if (s->tg != NULL && s->receiving)
 		drop_handoff(s, s->cur_msgno);
 	s->receiving = false;
@@ -222,7 +222,7 @@ retr_end(struct session *s)
 		return;
 	s->receiving = false;
 	if (!size_plausible(listed, s->cur_bytes)) {
-		deliver_abort(s->dl);
+		spool_abort(s->sp);
 		if (s->tg != NULL)
 			drop_handoff(s, s->cur_msgno);
 		s->stats.failed++;
@@ -240,14 +240,15 @@ retr_end(struct session *s)
 		s->end_size = s->cur_bytes;
 		return;
 	}
-	if (deliver_end(s->dl, NULL) == -1) {
+	if (spool_end(s->sp, s->cur_msgno, s->cur_bytes) == -1) {
 		session_local_failure(s, "delivery of message %lu: %s",
 		    s->cur_msgno, strerror(errno));
 		return;
 	}
 	/*
 	 * Counted as the server sent it, as LIST and the progress line count:
-	 * not the Received: line added, nor the CRs taken out.
+	 * not the Received: line added, nor the CRs taken out. Taken back
+	 * if the writer fails it (session_spool_failed()).
 	 */
 	s->stats.fetched++;
 	s->stats.bytes += s->cur_bytes;
@@ -274,7 +275,7 @@ session_unconfirmed_end(struct session *s)
 		return;
 	}
 	if (s->end_msgno == 0 || s->dl == NULL ||
-	    deliver_drop(s->dl, s->end_msgno) == -1)
+	    spool_drop(s->sp, s->end_msgno) == -1)
 		return;
 	s->stats.fetched--;
 	s->stats.bytes -= s->end_size;
@@ -333,7 +334,7 @@ retr_begin(struct session *s, unsigned long msgno)
 		handoff_begin(s, msgno);
 		return;
 	}
-	if (deliver_begin(s->dl, msgno, uid,
+	if (spool_begin(s->sp, msgno, uid,
 		m->listed ? m->size : DELIVER_SIZE_UNKNOWN) == -1 ||
 	    (s->a->received_header && write_received(s) == -1)) {
 		session_local_failure(
@@ -344,18 +345,42 @@ retr_begin(struct session *s, unsigned long msgno)
 }
 
 /*
- * Writing the message in hand failed. A full disk or quota is the
+ * Writing the message MSGNO failed with E. A full disk or quota is the
  * account's trouble; any other error (EFBIG, EIO) may be this message's.
  */
 static void
-write_failed(struct session *s)
+write_failed(struct session *s, unsigned long msgno, int e)
 {
-	int e = errno;
-
 	if (e != ENOSPC && e != EDQUOT)
-		session_strike(s, s->cur_msgno, strerror(e));
+		session_strike(s, msgno, strerror(e));
 	session_local_failure(
-	    s, "delivery of message %lu: %s", s->cur_msgno, strerror(e));
+	    s, "delivery of message %lu: %s", msgno, strerror(e));
+}
+
+/*
+ * The writer could not put the message MSGNO, ended with SENT bytes from
+ * the server, into the batch (spool.h): it is not counted, nor deleted.
+ */
+void
+session_spool_failed(void *arg, unsigned long msgno, uint64_t sent, int err)
+{
+	struct session *s = arg;
+
+	s->stats.fetched--;
+	s->stats.bytes -= sent;
+	if (s->state == S_DONE) {
+		log_warnx(s->a->name,
+		    "message %lu not delivered: %s; left on the server", msgno,
+		    strerror(err));
+		return;
+	}
+	/* One failure stops the fetching; the rest of it needs no word. */
+	if (s->stop) {
+		log_debug(s->a->name, "message %lu not delivered: %s", msgno,
+		    strerror(err));
+		return;
+	}
+	write_failed(s, msgno, err);
 }
 
 static void
@@ -429,7 +454,7 @@ retr_reply(struct session *s, const struct pop3_event *ev)
 		if (!session_data_bounded(s, ev))
 			return;
 		if (s->receiving && sink_write(s, ev->data, ev->len))
-			write_failed(s);
+			write_failed(s, s->cur_msgno, errno);
 		return;
 	case POP3_EV_END:
 		retr_answered(s, ev->arg);
@@ -504,7 +529,7 @@ session_quit_now(const struct session *s)
 {
 	return s->state == S_FETCH && s->tg == NULL && !s->stop && !s->rset &&
 	       session_window(s) > 1 && s->retr_done == s->next_fetch &&
-	       !s->receiving && !worker_busy(&s->job) &&
+	       !s->receiving && !worker_busy(&s->job) && spool_idle(s->sp) &&
 	       deliver_pending(s->dl) == 0 && s->next_dele == s->ndele;
 }
 
@@ -608,9 +633,16 @@ next_command(struct session *s)
 		session_send_cmd(s, POP3_CMD_RETR, s->fetch[s->next_fetch++]);
 		return SESSION_SENT;
 	}
-	/* The flush under way queues DELEs, or flushes again, or ends. */
+	/*
+	 * The flush under way queues DELEs, or flushes again, or ends; the
+	 * writer's messages join the batch when written.
+	 */
 	if (worker_busy(&s->job))
 		return SESSION_WAIT;
+	if (!spool_idle(s->sp)) {
+		spool_kick(s->sp);
+		return SESSION_WAIT;
+	}
 	if (deliver_pending(s->dl) > 0 && s->retr_done == s->next_fetch) {
 		flush_batch(s, true);
 		return SESSION_WAIT;

@@ -279,6 +279,9 @@ read_input(struct session *s)
 	/* All that arrived parsed cleanly. */
 	if (evbuffer_get_length(in) == 0)
 		session_end_confirmed(s);
+	/* What this read brought goes to the disk in one job. */
+	if (s->state != S_DONE)
+		spool_kick(s->sp);
 	if (s->state == S_FETCH)
 		session_pump(s);
 	if (s->state == S_STLS && s->stls_pending) {

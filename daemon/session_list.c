@@ -345,7 +345,8 @@ make_plan(struct session *s)
 		return false;
 	}
 	plan_fill(s->pm, s->npm, &rec);
-	pol.space_known = deliver_free_space(s->dl, &pol.free_bytes) == 0;
+	pol.space_known = s->space_known;
+	pol.free_bytes = s->free_bytes;
 	if (plan_decide(s->pm, s->npm, &pol, TESTHOOK_NOW(), &tot) == -1) {
 		/* Out of memory is temporary; the other is the account's. */
 		if (errno == ENOMEM)

@@ -25,6 +25,7 @@
 
 static void disk_done(struct worker_job *job);
 static bool open_target(struct session *s);
+static bool open_spool(struct session *s);
 
 /* ---- disk work on the worker thread ---- */
 
@@ -58,6 +59,8 @@ open_local(struct session *s)
 		return;
 	}
 	s->job_rc = deliver_recover(s->dl, s->job_err, sizeof(s->job_err));
+	/* For the plan: statvfs() may wait for the disk as much as a write. */
+	s->space_known = deliver_free_space(s->dl, &s->free_bytes) == 0;
 }
 
 /* On the loop: what open_local() found. */
@@ -85,7 +88,8 @@ opened(struct session *s)
 	/* Said even if the poll ended meanwhile; no target for nothing. */
 	if (s->state == S_DONE)
 		return false;
-	return s->a->target == CONF_TARGET_MAILDIR || open_target(s);
+	return s->a->target == CONF_TARGET_MAILDIR ? open_spool(s)
+						   : open_target(s);
 }
 
 /*
@@ -120,6 +124,11 @@ disk_run(struct worker_job *job)
 	case DJ_FINAL:
 		s->job_rc = 0;
 		s->job_errno = 0;
+		/* The writer's last messages join the last batch. */
+		if (s->job_kind == DJ_FINAL && s->dl != NULL) {
+			spool_final(s->sp);
+			deliver_seal(s->dl);
+		}
 		if (s->dl != NULL && deliver_flush(s->dl, flushed, s,
 					 s->job_err, sizeof(s->job_err)) == -1)
 			s->job_rc = -1;
@@ -155,9 +164,9 @@ session_disk_job(struct session *s, enum disk_job kind)
 		session_apply_verdicts(s);
 		deliver_withdraw(s->dl);
 	}
-	/* What the flush takes is fixed here, on the loop. */
-	if (kind != DJ_OPEN && s->dl != NULL)
-		deliver_seal(s->dl);
+	/* What the flush takes is fixed here, on the loop (the last: there). */
+	if (kind == DJ_FLUSH && s->dl != NULL)
+		deliver_seal_some(s->dl, SESSION_BATCH, SESSION_BATCH_BYTES);
 	s->job_kind = kind;
 	s->job.run = disk_run;
 	s->job.done = disk_done;
@@ -193,7 +202,11 @@ disk_done(struct worker_job *job)
 		if (s->job_rc == -1) {
 			session_local_failure(s, "%s", s->job_err);
 			/* Not tried again: see deliver_flush(). */
-			deliver_discard(s->dl);
+			if (s->sp != NULL) {
+				spool_discard(s->sp);
+				spool_kick(s->sp);
+			} else
+				deliver_discard(s->dl);
 		} else
 			s->announced = s->announcing;
 		session_apply_verdicts(s);
@@ -206,6 +219,7 @@ disk_done(struct worker_job *job)
 			session_resume_input(s);
 		break;
 	case DJ_FINAL:
+		spool_final_report(s->sp);
 		session_target_free(s);
 		if (s->job_rc == -1)
 			log_warnx(s->a->name, "error=local %s", s->job_err);
@@ -339,6 +353,39 @@ open_mda(struct session *s, const struct target_cbs *cbs)
 	return true;
 }
 
+/* The writer's results are in (spool.h). */
+static void
+spool_ran(void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_DONE) {
+		session_final_stage(s);
+		return;
+	}
+	/* A slow disk is not a slow server: the rate starts over. */
+	if (s->spool_held && !spool_full(s->sp)) {
+		s->spool_held = false;
+		session_awaited(s);
+	}
+	if (s->state == S_FETCH)
+		session_pump(s);
+	if (s->state != S_DONE)
+		session_resume_input(s);
+}
+
+static bool
+open_spool(struct session *s)
+{
+	struct spool_cbs cbs = {session_spool_failed, spool_ran, s};
+
+	if ((s->sp = spool_new(s->dl, s->worker, &cbs)) == NULL) {
+		session_fail(s, SC_LOCAL, "out of memory");
+		return false;
+	}
+	return true;
+}
+
 static bool
 open_target(struct session *s)
 {
@@ -358,7 +405,8 @@ open_target(struct session *s)
 /*
  * Whether the session leaves what arrives from the server in the
  * transport's buffer for now: disk work runs, or the target cannot take
- * more (its READY callback resumes).
+ * more (its READY callback resumes), or the spool is full (its ran()
+ * callback resumes).
  */
 bool
 session_input_paused(struct session *s)
@@ -368,10 +416,15 @@ session_input_paused(struct session *s)
 	if (session_disk_waits(s))
 		return true;
 	busy = s->tg != NULL && s->state == S_FETCH && target_busy(s->tg);
+	if (spool_full(s->sp)) {
+		busy = true;
+		s->spool_held = true;
+	}
 	/*
-	 * Not reading at all while the target waits: the transport would
-	 * otherwise raise NET_DATA for every record that arrives, to no
-	 * avail. Reading resumes here too, once the target is ready.
+	 * Not reading at all while the target or the spool waits: the
+	 * transport would otherwise raise NET_DATA for every record that
+	 * arrives, to no avail. Reading resumes here too, once there is
+	 * room.
 	 */
 	if (busy != s->net_paused && s->net != NULL) {
 		net_pause(s->net, busy);

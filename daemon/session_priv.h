@@ -27,6 +27,7 @@
 #include "pop3.h"
 #include "secret.h"
 #include "session.h"
+#include "spool.h"
 #include "target.h"
 #include "tls.h"
 #include "worker.h"
@@ -177,6 +178,11 @@ struct session {
 
 	struct deliver *dl; /* the Maildir and the state, through one door */
 	/*
+	 * A Maildir's messages go through the spool: a worker writes them,
+	 * and they join the batch when written (spool.h).
+	 */
+	struct spool *sp;
+	/*
 	 * Disk work runs on the worker, one job at a time; meanwhile the
 	 * session does not touch dl, and leaves what arrives from the
 	 * server in the transport's buffer. One exception, so that the
@@ -184,7 +190,8 @@ struct session {
 	 * durable (DJ_FLUSH), the next one fills (deliver.h says which calls
 	 * may be made meanwhile), up to SESSION_BATCH messages; see
 	 * session_disk_waits(). Strikes that come meanwhile wait in
-	 * STRIKES_DUE until the state is the loop's again.
+	 * STRIKES_DUE until the state is the loop's again. The spool's
+	 * writing is a job of its own, beside this one (spool.h).
 	 */
 	struct worker *worker;
 	struct worker_job job;
@@ -209,6 +216,8 @@ struct session {
 	 * that cannot deliver must not log in: LOGIN-DELAY counts logins).
 	 */
 	bool local_ready; /* opened, recovered, the target started */
+	bool space_known; /* the Maildir's free space, as the opening saw */
+	uint64_t free_bytes;
 	bool login_waits; /* at the login, for local_ready */
 	bool receiving;	  /* a RETR reply is being delivered */
 	unsigned long cur_msgno;
@@ -234,6 +243,7 @@ struct session {
 	size_t nverdicts;
 	bool final_wait; /* the end waits for the target's verdicts */
 	bool net_paused; /* reading stopped until the target is ready */
+	bool spool_held; /* ... or until the writer has room */
 
 	unsigned long stat_count; /* messages STAT counted */
 	struct listing *lst;	  /* what UIDL and LIST said */
@@ -318,6 +328,8 @@ void session_st_top(struct session *s, const struct pop3_event *ev);
 void session_pump(struct session *s);
 void session_strike(struct session *s, unsigned long msgno, const char *why);
 void session_strikes_apply(struct session *s);
+void session_spool_failed(
+    void *arg, unsigned long msgno, uint64_t sent, int err);
 bool session_quit_now(const struct session *s);
 void session_local_failure(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

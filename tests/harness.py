@@ -440,6 +440,18 @@ class Case(unittest.TestCase):
     def files(self, sub, maildir=None):
         return maildir_files(maildir or self.maildir, sub)
 
+    def wait_files(self, sub, n, timeout=WAIT):
+        """Until SUB of the Maildir holds at least N files: popfetchd's
+        writer thread makes them, and says nothing that could be awaited
+        (a line per file would drown the log)."""
+        deadline = time.monotonic() + timeout
+        while len(self.files(sub)) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError("%s/ holds %d files, not %d, after %d s"
+                                     % (sub, len(self.files(sub)), n,
+                                        timeout))
+            time.sleep(0.01)
+
     def delivered(self, maildir=None):
         """The messages in new/; cur/ must be empty (popfetchd delivers
         into new/ only)."""

@@ -258,9 +258,12 @@ class FaultTest(FakePopCase):
             # The next batch is asked for while this one is held.
             d.wait_line(r"account=fake > RETR %d$" % last)
             if k == 0:
-                # The replies before it are whole in tmp/ already.
-                self.assertGreaterEqual(len(self.files("tmp")), last - 1)
+                # The replies before it reach tmp/ while the sync is
+                # held.
+                self.wait_files("tmp", last - 1)
             # Deleted: only what a returned sync made durable.
+            if durable:
+                d.wait_line(r"account=fake > DELE %d$" % durable)
             self.assertEqual(deles(), list(range(1, durable + 1)))
             self.assertEqual(len(d.grep(r"testhook: released")), k)
             self.release_hold(fifo)
@@ -609,6 +612,8 @@ class FaultTest(FakePopCase):
         self.release_hold(fifo)
         d.wait_line(r"testhook: hold: batch sync", count=2)
         d.wait_line(r"account=fake > RETR %d$" % len(msgs))
+        # The first batch's DELEs go out while the second is held.
+        d.wait_line(r"account=fake > DELE %d$" % batch)
         self.release_hold(fifo)
         self.assertEqual(d.wait_exit(), 74, d.text()[-4000:])
         self.assertEqual(len(d.grep(r"fail point: state commit")), 1)

@@ -231,6 +231,40 @@ START_TEST(test_crlf_every_split)
 }
 END_TEST
 
+/*
+ * The same through maildir_write_inplace(), which converts in the
+ * caller's memory: every split into three chunks, copied so that the
+ * conversion may overwrite them, gives the same file.
+ */
+START_TEST(test_crlf_inplace_every_split)
+{
+	size_t len = sizeof(sample) - 1, wlen = sizeof(sample_lf) - 1;
+	char errbuf[256], name[512], copy[sizeof(sample)];
+	struct maildir_msg *msg;
+	struct maildir *md;
+	size_t i, j;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	for (i = 0; i <= len; i++) {
+		for (j = i; j <= len; j++) {
+			memcpy(copy, sample, sizeof(sample));
+			ck_assert_ptr_nonnull(msg = maildir_begin(md));
+			ck_assert_int_eq(
+			    maildir_write_inplace(msg, copy, i), 0);
+			ck_assert_int_eq(
+			    maildir_write_inplace(msg, copy + i, j - i), 0);
+			ck_assert_int_eq(
+			    maildir_write_inplace(msg, copy + j, len - j), 0);
+			publish_msg(md, &msg, name, sizeof(name));
+			check_delivered(name, sample_lf, wlen);
+		}
+	}
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	maildir_close(&md);
+}
+END_TEST
+
 START_TEST(test_crlf_byte_at_a_time)
 {
 	size_t len = sizeof(sample) - 1, i;
@@ -1321,6 +1355,7 @@ maildir_suite(void)
 	tcase_add_test(tc, test_unique_across_deliveries);
 	tcase_add_test(tc, test_crlf_every_split);
 	tcase_add_test(tc, test_crlf_byte_at_a_time);
+	tcase_add_test(tc, test_crlf_inplace_every_split);
 	tcase_add_test(tc, test_empty_message);
 	tcase_add_test(tc, test_large_message);
 	tcase_add_test(tc, test_abort_leaves_nothing);
