@@ -174,6 +174,7 @@ thread_main(void *arg)
 	struct worker *w = arg;
 	struct worker_job *job;
 	char byte = 1;
+	bool wake;
 
 	lower_priority();
 	pthread_mutex_lock(&w->lock);
@@ -195,11 +196,25 @@ thread_main(void *arg)
 			continue;
 		}
 		job->state = WORKER_FINISHED;
+		/*
+		 * The loop takes every finished job once woken (wake_cb()):
+		 * only the first of them needs to wake it.
+		 */
+		wake = TAILQ_EMPTY(&w->finished);
 		TAILQ_INSERT_TAIL(&w->finished, job, entry);
 		pthread_cond_broadcast(&w->ended);
+		if (!wake)
+			continue;
+		/*
+		 * Not under the lock: the loop, woken, would preempt this
+		 * (nicer) thread and wait for the lock until the busy CPUs
+		 * let this one run again, milliseconds later.
+		 */
+		pthread_mutex_unlock(&w->lock);
 		/* A full pipe already holds a wake-up: nothing is lost. */
 		if (write(w->pipe[1], &byte, 1) == -1 && errno != EAGAIN)
 			log_warn(NULL, "worker: cannot wake the loop");
+		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
