@@ -62,7 +62,11 @@ highest priority asks to run every 2 ms; the longest time it ran late
 ("stall", ms) is how long the loop could not turn to an urgent event, held
 by its own work, by a call that blocked, or by other processes taking the
 CPUs; the most CPU time the loop thread used between two ticks ("lcpu",
-ms) is its own work alone. B6's target is a stall of at most 10 ms.
+ms) is its own work alone. Of the stalls over 10 ms together, "runq" is
+the time the loop thread waited for a CPU (runnable, not running: other
+threads and processes, or a kernel that does not preempt a thread in a
+system call) and "blk" the time it was blocked in a call. B6's target is
+a stall of at most 10 ms.
 
 For each it prints the median wall time, CPU time (user + sys) and peak
 RSS of the popfetchd process, and how close popfetchd comes to the limit
@@ -536,9 +540,20 @@ def measure(tools, argv, workdir, log_name, cpus=None, env=None,
     m = re.search(r"max_cpu_ms=([0-9.]+)", text)
     if m:
         loop_cpu = float(m.group(1))
+    # Of the stalls over 10 ms: the time the loop waited for a CPU, and
+    # the rest once its own CPU is taken off, when it was blocked in a
+    # call (the disk, a lock).
+    runq = blocked = None
+    m = re.search(r"over_10ms_total_ms=([0-9.]+) over_10ms_cpu_ms=([0-9.]+)"
+                  r" over_10ms_runqueue_ms=([0-9.]+)", text)
+    if m:
+        total, cpu, runq = (float(g) for g in m.groups())
+        blocked = max(0.0, total - cpu - runq)
     return {
         "stall": stall,
         "loop_cpu": loop_cpu,
+        "runq": runq,
+        "blocked": blocked,
         "status": int(fields["status"]),
         "wall": float(fields["wall"]),
         "cpu": float(fields["user"]) + float(fields["sys"]),
@@ -664,7 +679,13 @@ class CompetingWriter:
     def stop(self):
         """Stops it; the MiB/s it wrote."""
         self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=60)
+        try:
+            out, _ = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Never left behind to slow the runs that follow.
+            self.proc.kill()
+            self.proc.wait()
+            raise BenchError("the competing writer did not stop in 60 s")
         try:
             return float(out.strip() or 0)
         except ValueError:
@@ -975,11 +996,16 @@ class Scenario:
                                              "\n  ".join(problems), tail))
         line = ("  %s run %d: wall %.2f s, CPU %.2f s (user %.2f, sys "
                 "%.2f), RSS %.1f MiB (anon %.1f), server CPU %.2f s, "
-                "loop stall %s ms (its own CPU %s ms)"
+                "loop stall %s ms (its own CPU %s ms; in stalls over 10 ms, "
+                "%s ms waiting for a CPU, %s ms blocked)"
                 % (self.key, k + 1, r["wall"], r["cpu"], r["user"],
                    r["sys"], r["rss"], r["anon"], r["server_cpu"],
                    "%.1f" % r["stall"] if r["stall"] is not None else "?",
                    "%.1f" % r["loop_cpu"] if r["loop_cpu"] is not None
+                   else "?",
+                   "%.1f" % r["runq"] if r.get("runq") is not None
+                   else "?",
+                   "%.1f" % r["blocked"] if r.get("blocked") is not None
                    else "?"))
         return line
 
@@ -1205,11 +1231,11 @@ def print_table(order, results, runs):
     print()
     print("popfetchd benchmark: median of %d run%s each" % (
         runs, "" if runs == 1 else "s"))
-    head = ("%-38s %6s %6s %6s %6s %6s %6s %6s %5s %5s %5s  %s" % (
+    head = ("%-38s %6s %6s %6s %6s %6s %6s %6s %5s %5s %5s %5s %5s  %s" % (
         "scenario", "wall s", "net s", "disk s", "ratio", "CPU s", "server",
-        "RSSMiB", "anon", "stall", "lcpu", "targets"))
+        "RSSMiB", "anon", "stall", "lcpu", "runq", "blk", "targets"))
     print(head)
-    print("-" * 122)
+    print("-" * 134)
     for key in order:
         sc = results.get(key)
         if sc is None:
@@ -1222,15 +1248,17 @@ def print_table(order, results, runs):
         targets = targets_of(sc, results)
         if sc.failed:
             targets += ", a run FAILED"
-        row = ("%-38s %6.2f %6s %6s %6s %6.2f %6.2f %6.1f %5.1f %5s %5s  "
-               "%s" % (sc.key + "  " + sc.title, sc.median("wall"),
+        row = ("%-38s %6.2f %6s %6s %6s %6.2f %6.2f %6.1f %5.1f %5s %5s "
+               "%5s %5s  %s" % (sc.key + "  " + sc.title, sc.median("wall"),
                        optional(sc, "net", "%.2f"),
                        optional(sc, "disk", "%.2f"),
                        "%.2fx" % ratio if ratio is not None else "-",
                        sc.median("cpu"), sc.median("server_cpu"),
                        sc.median("rss"), sc.median("anon"),
                        optional(sc, "stall", "%.1f"),
-                       optional(sc, "loop_cpu", "%.1f"), targets))
+                       optional(sc, "loop_cpu", "%.1f"),
+                       optional(sc, "runq", "%.1f"),
+                       optional(sc, "blocked", "%.1f"), targets))
         print(row.rstrip())
     print("wall: popfetchd --once from exec to exit (B7: the daemon's run), "
           "s; net: bench_netref, the\nsame accounts fetched, deleted and "
@@ -1243,7 +1271,10 @@ def print_table(order, results, runs):
           "RSS\n(wait4 ru_maxrss, shared library pages included), MiB; "
           "anon: peak of RssAnon,\nsampled every %g ms, MiB; stall: the "
           "longest the event loop was held, ms;\nlcpu: the most CPU the "
-          "loop thread used between two 2 ms ticks, ms. MiB = 1024 KiB."
+          "loop thread used between two 2 ms ticks, ms; runq, blk: of\nthe "
+          "stalls over 10 ms together, the time the loop thread waited "
+          "for a CPU, and\nthe time it was blocked in a call (neither "
+          "running nor runnable), ms.\nMiB = 1024 KiB."
           % (BATCH, TARGET_LIMIT, SAMPLE_EVERY * 1000))
     relayed = [results[k] for k in order if k in results
                and results[k].relay is not None and results[k].runs]
