@@ -105,23 +105,33 @@ op_at(const struct sbuf *b, size_t off)
 	return (struct op *)(void *)(b->p + off);
 }
 
+/* Makes room for NEED more bytes in B; -1: ENOMEM. */
+static int
+sbuf_room(struct sbuf *b, size_t need)
+{
+	size_t cap = b->cap ? b->cap : 4096;
+	char *p;
+
+	if (b->cap - b->len >= need)
+		return 0;
+	while (cap - b->len < need)
+		cap *= 2;
+	if ((p = realloc(b->p, cap)) == NULL)
+		return -1;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
 /* Appends an op of TYPE with LEN bytes of room after it; NULL: ENOMEM. */
 static struct op *
 op_add(struct sbuf *b, enum op_type type, size_t len)
 {
 	struct op *op, probe = {.len = len};
-	size_t need = OP_SPACE(&probe), cap;
-	char *p;
+	size_t need = OP_SPACE(&probe);
 
-	if (b->cap - b->len < need) {
-		cap = b->cap ? b->cap : 4096;
-		while (cap - b->len < need)
-			cap *= 2;
-		if ((p = realloc(b->p, cap)) == NULL)
-			return NULL;
-		b->p = p;
-		b->cap = cap;
-	}
+	if (sbuf_room(b, need) == -1)
+		return NULL;
 	op = op_at(b, b->len);
 	memset(op, 0, sizeof(*op));
 	op->type = type;
@@ -166,7 +176,6 @@ spool_write(struct spool *sp, const char *data, size_t len)
 	struct sbuf *b = &sp->open;
 	struct op *op, grown;
 	size_t old, room;
-	char *p;
 
 	if (len == 0)
 		return 0;
@@ -175,17 +184,9 @@ spool_write(struct spool *sp, const char *data, size_t len)
 		old = op->len;
 		grown.len = old + len;
 		room = OP_SPACE(&grown) - OP_SPACE(op);
-		if (b->cap - b->len < room) {
-			size_t cap = b->cap;
-
-			while (cap - b->len < room)
-				cap *= 2;
-			if ((p = realloc(b->p, cap)) == NULL)
-				return -1;
-			b->p = p;
-			b->cap = cap;
-			op = op_at(b, b->last);
-		}
+		if (sbuf_room(b, room) == -1)
+			return -1;
+		op = op_at(b, b->last);
 		memcpy((char *)op_payload(op) + old, data, len);
 		op->len = grown.len;
 		b->len += room;
