@@ -63,6 +63,7 @@ struct spool {
 	unsigned long last_end; /* the last spool_end()'s tag, */
 	bool last_end_open;	/* while its result is not in */
 	unsigned long drop_tag; /* dropped on its way (0: none) */
+	bool discarding;	/* spool_discard() ran: nothing more joins */
 };
 
 #define SPOOL_OF_JOB(j) \
@@ -265,6 +266,7 @@ spool_drop(struct spool *sp, unsigned long tag)
 void
 spool_discard(struct spool *sp)
 {
+	sp->discarding = true;
 	deliver_discard_to(sp->d, gone_later, sp);
 }
 
@@ -351,6 +353,8 @@ take(struct spool *sp, deliver_gone_fn gone)
 {
 	if (deliver_take_ended(sp->d, gone, sp) == -1)
 		sp->take_failed = true;
+	if (sp->discarding)
+		deliver_discard_to(sp->d, gone, sp);
 	if (sp->drop_tag != 0 &&
 	    deliver_drop_to(sp->d, sp->drop_tag, gone, sp) == 0)
 		sp->drop_tag = 0;

@@ -62,7 +62,11 @@ void spool_abort(struct spool *sp);
  */
 int spool_drop(struct spool *sp, unsigned long tag);
 
-/* As deliver_discard(), the files removed by the next job. */
+/*
+ * As deliver_discard(), the files removed by the next job; so are those
+ * of every message still on its way or ended later: after a failed flush
+ * nothing more of the poll may be made durable (deliver.h).
+ */
 void spool_discard(struct spool *sp);
 
 /* Starts a job for what is queued, unless one runs. */

@@ -356,7 +356,10 @@ START_TEST(final_runs_what_is_queued)
 }
 END_TEST
 
-/* After a failed flush: the batch's files go with the next job. */
+/*
+ * After a failed flush: the batch's files go with the next job, and so
+ * do those of messages ended afterwards.
+ */
 START_TEST(discard_removes_off_the_loop)
 {
 	queue_msg(1, "uid-1", "one\r\n");
@@ -372,6 +375,15 @@ START_TEST(discard_removes_off_the_loop)
 	gate_release();
 	await_ran(2);
 	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	/* Nothing joins the batch after that: it would be made durable. */
+	queue_msg(3, "uid-3", "three\r\n");
+	spool_kick(sp);
+	await_ran(3);
+	ck_assert_uint_eq(deliver_pending(d), 0);
+	spool_kick(sp);
+	await_ran(4);
+	ck_assert_int_eq(check_count_entries(mdpath, "tmp"), 0);
+	ck_assert_int_eq(nfailed, 0);
 }
 END_TEST
 
