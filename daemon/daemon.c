@@ -398,7 +398,13 @@ loop_new(void)
 
 	if ((cfg = event_config_new()) == NULL)
 		return NULL;
-	if (event_config_set_max_dispatch_interval(cfg, &tv, -1, 0) == -1) {
+	/*
+	 * libevent otherwise takes "now" for the next wait from before the
+	 * callbacks of the last turn ran: after a 4 ms turn every timer
+	 * (the stall meter's, a session's deadline) fired up to 4 ms late.
+	 */
+	if (event_config_set_flag(cfg, EVENT_BASE_FLAG_NO_CACHE_TIME) == -1 ||
+	    event_config_set_max_dispatch_interval(cfg, &tv, -1, 0) == -1) {
 		event_config_free(cfg);
 		return NULL;
 	}
