@@ -135,6 +135,9 @@ class FakePop:
         self.cut_retr = None
         # A msgno: after the whole reply to its RETR, close the connection.
         self.close_after_retr = None
+        # (msgno, threading.Event): its RETR's reply waits for the event,
+        # so that a test decides when the client gets it.
+        self.hold_retr = None
         # Seconds between two bytes sent: "all" of the session's, or
         # "retr" (RETR replies only), "top" (TOP replies only); None:
         # normal speed.
@@ -717,6 +720,8 @@ class FakePop:
             reply = b"+OK\r\n" + self._wire(self.messages[n - 1])
             if self.cut_retr and self.cut_retr[0] == n:
                 reply = reply[:5 + self.cut_retr[1]] + b"\r\n.\r\n"
+            if self.hold_retr and self.hold_retr[0] == n:
+                self.hold_retr[1].wait(60)
             if self.dribble is not None and self.dribble_what == "retr":
                 self._dribbling(conn).sendall(reply)
                 return
