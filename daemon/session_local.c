@@ -201,12 +201,14 @@ disk_done(struct worker_job *job)
 				s->dele[s->ndele++] = s->flushed[i];
 		if (s->job_rc == -1) {
 			session_local_failure(s, "%s", s->job_err);
-			/* Not tried again: see deliver_flush(). */
+			/*
+			 * Not tried again: see deliver_flush(). Hand-offs
+			 * (no spool) have no files to drop.
+			 */
 			if (s->sp != NULL) {
 				spool_discard(s->sp);
 				spool_kick(s->sp);
-			} else
-				deliver_discard(s->dl);
+			}
 		} else
 			s->announced = s->announcing;
 		session_apply_verdicts(s);

@@ -132,6 +132,17 @@ def write_config(path, accounts, mode=0o600, **settings):
 
 # --- Maildirs ---------------------------------------------------------------
 
+def poll_until(pred, what, timeout=WAIT):
+    """Until PRED() is true, looking every 10 ms; fails after TIMEOUT s.
+    Only for a state nothing announces (a file another process makes, a
+    process that ends): whatever is logged is awaited with wait_line()."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("no %s within %d s" % (what, timeout))
+        time.sleep(0.01)
+
+
 def maildir_files(maildir, sub):
     """The file names in MAILDIR/SUB, sorted; [] if there is no SUB."""
     folder = os.path.join(maildir, sub)
@@ -444,13 +455,8 @@ class Case(unittest.TestCase):
         """Until SUB of the Maildir holds at least N files: popfetchd's
         writer thread makes them, and says nothing that could be awaited
         (a line per file would drown the log)."""
-        deadline = time.monotonic() + timeout
-        while len(self.files(sub)) < n:
-            if time.monotonic() > deadline:
-                raise AssertionError("%s/ holds %d files, not %d, after %d s"
-                                     % (sub, len(self.files(sub)), n,
-                                        timeout))
-            time.sleep(0.01)
+        poll_until(lambda: len(self.files(sub)) >= n,
+                   "%d files in %s/" % (n, sub), timeout)
 
     def delivered(self, maildir=None):
         """The messages in new/; cur/ must be empty (popfetchd delivers

@@ -41,16 +41,20 @@ def numbered(n):
 class FaultTest(FakePopCase):
     MESSAGES = MESSAGES
 
-    def run_once(self, conf, limit_fsize=None, **kw):
-        """As Case.run_once; LIMIT_FSIZE makes a full disk, as the process
-        sees it: writes past that many bytes fail with EFBIG."""
+    @staticmethod
+    def fsize_limit(limit):
+        """A preexec_fn making a full disk, as the process sees it: writes
+        past LIMIT bytes fail with EFBIG."""
         def preexec():
             # SIGXFSZ ignored, as it is inherited across exec.
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-            resource.setrlimit(resource.RLIMIT_FSIZE,
-                               (limit_fsize, limit_fsize))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        return preexec
+
+    def run_once(self, conf, limit_fsize=None, **kw):
+        """As Case.run_once; LIMIT_FSIZE: see fsize_limit()."""
         if limit_fsize is not None:
-            kw["preexec_fn"] = preexec
+            kw["preexec_fn"] = self.fsize_limit(limit_fsize)
         return super().run_once(conf, **kw)
 
     def assert_no_credentials(self, srv):
@@ -486,16 +490,18 @@ class FaultTest(FakePopCase):
         small = [b"From: s@example.org\nSubject: s%d\n\nbody %d\n" % (i, i)
                  for i in range(2 * 64)]
         msgs = small + [MESSAGES[1]]
-        # One command at a time: the first 64 (SESSION_BATCH) are made
-        # durable and their DELEs answered before the big message is even
-        # asked for (with pipelining its reply may come in the same read
-        # as theirs). While a batch is made durable the next one is
-        # fetched, but no further: hence two batches before it.
-        srv = self.server(msgs, pipelining=False)
+        # The big message's reply waits until the first batch (64,
+        # SESSION_BATCH) is durable and its DELEs have gone out.
+        srv = self.server(msgs, pipelining=True)
+        go = threading.Event()
+        srv.hold_retr = (len(msgs), go)
         conf = self.config(srv)
-        r = self.run_once(conf, limit_fsize=20000, debug=1)
-        self.assertEqual(r.returncode, 74, r.stderr)
-        self.assertIn("deletions of this poll undone (RSET)", r.stderr)
+        d = self.daemon(conf, ("--once", "-d", "1"),
+                        preexec_fn=self.fsize_limit(20000))
+        d.wait_line(r"account=fake > DELE 64$")
+        go.set()
+        self.assertEqual(d.wait_exit(), 74, d.text()[-4000:])
+        self.assertIn("deletions of this poll undone (RSET)", d.text())
         verbs = [c.split()[0].upper() for c in srv.commands]
         self.assertIn("DELE", verbs)
         self.assertEqual(verbs[-2:], ["RSET", "QUIT"])
@@ -503,8 +509,8 @@ class FaultTest(FakePopCase):
         self.assertEqual(self.files("tmp"), [])
         got = self.delivered()
         self.assertEqual(sorted(got), sorted(small))
-        self.assertRegex(r.stderr, r"deleted=0 ")
-        # With space: the 70 delivered ones are deleted, not fetched again.
+        self.assertRegex(d.text(), r"deleted=0 ")
+        # With space: the delivered ones are deleted, not fetched again.
         first = len(srv.commands)
         r = self.run_once(conf)
         self.assertEqual(r.returncode, 0, r.stderr)

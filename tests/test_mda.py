@@ -11,10 +11,9 @@ Run: python3 tests/test_mda.py --binary build/popfetchd
 import os
 import re
 import stat
-import time
 
 import mailgen
-from harness import DovecotCase, FakePopCase, main, multiset
+from harness import DovecotCase, FakePopCase, main, multiset, poll_until
 from test_targets import run_measured, under_asan
 
 PASSWORD = DovecotCase.PASSWORD
@@ -84,14 +83,6 @@ def process_alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def wait_for(pred, what, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("no %s within %d s" % (what, timeout))
-        time.sleep(0.02)
 
 
 class ScriptMixin:
@@ -282,7 +273,8 @@ class TestScriptMda(MdaCase):
         with open(os.path.join(self.out, "sleeper")) as f:
             pid = int(f.read())
         # Killed with the group, and reaped by init once orphaned.
-        wait_for(lambda: not process_alive(pid), "end of the command's child")
+        poll_until(lambda: not process_alive(pid),
+                   "end of the command's child")
 
     def test_dies_with_popfetchd(self):
         """popfetchd killed while a message streams to the command: the
@@ -294,8 +286,8 @@ class TestScriptMda(MdaCase):
         d = self.daemon(conf, args=("--once",))
         self.addCleanup(d.kill)
         pidfile = os.path.join(self.out, "pid")
-        wait_for(lambda: os.path.exists(pidfile) and
-                 os.path.getsize(pidfile) > 0, "the command's start")
+        poll_until(lambda: os.path.exists(pidfile) and
+                   os.path.getsize(pidfile) > 0, "the command's start")
         with open(pidfile) as f:
             pid = int(f.read())
 
@@ -304,7 +296,7 @@ class TestScriptMda(MdaCase):
         # file and deliver what it got.
         open(os.path.join(self.out, "go"), "w").close()
 
-        wait_for(lambda: not process_alive(pid), "the command's end")
+        poll_until(lambda: not process_alive(pid), "the command's end")
         self.assertEqual(self.stored(), [])
         self.assertEqual(dc.server_messages("alice"), [big])
 

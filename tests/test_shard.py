@@ -18,11 +18,11 @@ import os
 import re
 import signal
 import subprocess
-import time
 import unittest
 
 import loadgen
-from harness import BINARY, Case, clean_env, main, write_config
+from harness import (BINARY, Case, clean_env, main, poll_until,
+                     write_config)
 
 LOADSRV = os.path.join(os.path.dirname(BINARY), "bench_loadsrv")
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,16 +55,6 @@ def owner(name, n):
 def polled(stderr):
     """The accounts a --once run polled: those with a summary line."""
     return set(re.findall(r"^account=(\S+) listed=", stderr, re.M))
-
-
-def wait_for_file(path, timeout=30):
-    """Until PATH exists (the metrics thread writes it; no log line
-    follows to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise AssertionError("no %s after %d s" % (path, timeout))
-        time.sleep(0.02)
 
 
 class ShardCase(Case):
@@ -266,7 +256,8 @@ class TestShardCommandLine(Case):
         d.wait_line(r"started accounts=%d " % want)
         # Its metrics in a file of its own, its own series labelled.
         own = os.path.join(self.dir, "popfetchd.shard-0-of-2.prom")
-        wait_for_file(own)
+        # The metrics thread writes it; no log line follows to wait on.
+        poll_until(lambda: os.path.exists(own), own, 30)
         with open(own) as f:
             text = f.read()
         self.assertIn('popfetchd_accounts{shard="0/2",state="', text)
