@@ -5,6 +5,8 @@
  */
 #include <sys/resource.h>
 
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,33 @@
 #define DAEMON_FDS_BASE 64
 
 /*
+ * Grows the descriptor table to hold N descriptors now. The kernel grows
+ * it on demand, doubling; but in a process with threads each growth
+ * waits for an RCU grace period (10 ms and more), in the thread that
+ * opened the descriptor and in any other opening one meanwhile: the
+ * loop, for a poll's socket, stalled that long in the benchmark with
+ * many polls at once. Before the first thread starts it costs nothing;
+ * after a reload that raises the cap, one wait per doubling, once.
+ */
+static void
+reserve_descriptors(unsigned long long n)
+{
+	struct rlimit rl;
+	int fd, high;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (n > rl.rlim_cur)
+		n = rl.rlim_cur;
+	if (n < 2 || n > (unsigned long long)INT_MAX ||
+	    (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
+		return;
+	if ((high = fcntl(fd, F_DUPFD_CLOEXEC, (int)(n - 1))) != -1)
+		close(high);
+	close(fd);
+}
+
+/*
  * Makes room for CONF's polls under the open-file limit: raises the soft
  * limit as far as the hard one allows; if that is still too low, lowers
  * the cap of CONF (not frozen yet) to what fits, with one warning, since
@@ -63,12 +92,16 @@ fit_open_files(struct conf *conf)
 	polls = conf->max_connections < conf->naccounts ? conf->max_connections
 							: conf->naccounts;
 	need = polls * DAEMON_FDS_PER_POLL + DAEMON_FDS_BASE;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
-		return;
-	rl.rlim_cur = rl.rlim_max >= need ? need : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= need)
-		return;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_cur < need) {
+		rl.rlim_cur = rl.rlim_max >= need ? need : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1 &&
+		    getrlimit(RLIMIT_NOFILE, &rl) == -1)
+			return;
+	}
+	reserve_descriptors(need);
+	if (rl.rlim_cur >= need)
 		return;
 	fit = rl.rlim_cur > DAEMON_FDS_BASE + DAEMON_FDS_PER_POLL
 		  ? (rl.rlim_cur - DAEMON_FDS_BASE) / DAEMON_FDS_PER_POLL

@@ -3,6 +3,9 @@
 - The open-file limit is raised to what max_connections needs, up to the
   hard limit; when even that is too low, the cap is lowered, with one
   warning, and polls still work.
+- The descriptor table is grown at start to what the caps need, so that
+  no thread waits for the kernel to grow it later (in a process with
+  threads each growth waits for an RCU grace period, 10 ms and more).
 - Core dumps are off (RLIMIT_CORE 0) and the process is not dumpable, so
   its memory (passwords) cannot end up in a core file nor be read through
   /proc by another process of the same user. Not dumpable shows in /proc:
@@ -12,6 +15,7 @@ Run: python3 tests/test_process.py --binary build/popfetchd
 """
 
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -44,12 +48,16 @@ class ProcessTest(FakePopCase):
     def maildir_of(self, i):
         return os.path.join(self.dir, "Maildir-%d" % i)
 
-    def config(self, naccounts, max_connections=100000, owner=None):
-        """NACCOUNTS accounts "aN", each on a server of its own, without
-        TLS; the folder and the file belong to OWNER, if given."""
+    def config(self, naccounts, max_connections=100000, owner=None,
+               one_server=False):
+        """NACCOUNTS accounts "aN", each on a server of its own (or all
+        on one), without TLS; the folder and the file belong to OWNER, if
+        given."""
         accounts = []
+        srv = None
         for i in range(naccounts):
-            srv = self.server(tls=None)
+            if srv is None or not one_server:
+                srv = self.server(tls=None)
             accounts.append({
                 "name": "a%d" % i, "host": "127.0.0.1", "port": srv.port,
                 "tls": "none", "allow_plaintext": True, "user": self.USER,
@@ -106,6 +114,17 @@ class ProcessTest(FakePopCase):
         # Three accounts: three polls at once at most, whatever the cap.
         self.assertGreater(int(soft), 64)
         self.assertLess(int(soft), 4096)
+
+    def test_descriptor_table_grown_at_start(self):
+        # Sixty polls at once at most, 8 descriptors each, and 64 for the
+        # rest: more than a process inherits (256 slots here), more than
+        # the daemon uses until its polls start.
+        d = self.daemon(self.config(60, one_server=True),
+                        self.nofile(4096, 4096))
+        with open("/proc/%d/status" % d.proc.pid) as f:
+            size = int(re.search(r"^FDSize:\s*(\d+)", f.read(),
+                                 re.M).group(1))
+        self.assertGreaterEqual(size, 60 * 8 + 64)
 
     def test_daemon_runs_with_the_lowered_cap(self):
         d = self.daemon(self.config(3), self.nofile(64, 64))
