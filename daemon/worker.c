@@ -19,6 +19,13 @@
 #include "monotime.h"
 #include "worker.h"
 
+/* A thread, and since when it runs its job (0: none). */
+struct worker_thread {
+	pthread_t tid;
+	double since;
+	struct worker *w;
+};
+
 struct worker {
 	pthread_mutex_t lock;
 	pthread_cond_t work;		   /* a job was queued, or stop */
@@ -26,8 +33,9 @@ struct worker {
 	TAILQ_HEAD(, worker_job) queue;	   /* waiting for a thread */
 	TAILQ_HEAD(, worker_job) finished; /* waiting for their done() */
 	bool stop;
-	pthread_t *threads; /* room for max */
+	struct worker_thread *threads; /* room for max */
 	unsigned nthreads, max;
+	unsigned base;	    /* threads that are not held, at least */
 	unsigned idle;	    /* threads waiting for a job */
 	unsigned nqueued;   /* jobs in QUEUE */
 	int pipe[2];	    /* threads write, the loop reads */
@@ -53,19 +61,24 @@ struct worker {
 #define WORKER_NICE 10
 
 /*
- * A job that waited this long for a thread finds every thread held: by a
- * disk that stopped answering, or one so slow that the other accounts'
- * disks, which answer, should not queue behind it. Another thread starts
- * then, up to WORKER_THREADS_MAX: enough for that many hung accounts
- * before the rest wait, few enough for the threads' stacks (address
- * space, not memory).
+ * A thread whose job has run this long is held: by a disk that is slow
+ * (a remote file system, a USB disk, one busy with another program's
+ * writes) or that stopped answering. It no longer counts among the
+ * threads that serve the queue: while jobs wait, another thread starts
+ * for each held one, up to WORKER_THREADS_MAX. So the disk work of the
+ * accounts whose disks answer never queues behind a slow disk's for
+ * longer than this; a sync of a healthy local disk takes well under it.
+ * The ceiling is enough for that many hung accounts before the rest
+ * wait, few enough for the threads' stacks (address space, not memory).
+ * Threads once started stay: a disk slow once is likely slow again.
  */
-#define WORKER_HELD_MS	   1000
+#define WORKER_HELD_MS	   50
 #define WORKER_THREADS_MAX 64
 
 static void *thread_main(void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void grow_cb(evutil_socket_t fd, short what, void *arg);
+static int start_thread(struct worker *w);
 
 struct worker *
 worker_new(struct event_base *base, unsigned nthreads)
@@ -90,9 +103,9 @@ worker_new(struct event_base *base, unsigned nthreads)
 	w->max = nthreads > 1 ? WORKER_THREADS_MAX : nthreads;
 	if ((w->threads = calloc(w->max, sizeof(*w->threads))) == NULL)
 		goto fail;
-	for (; w->nthreads < nthreads; w->nthreads++)
-		if (pthread_create(
-			&w->threads[w->nthreads], NULL, thread_main, w) != 0)
+	w->base = nthreads;
+	while (w->nthreads < nthreads)
+		if (start_thread(w) == -1)
 			goto fail;
 	return w;
 fail:
@@ -113,7 +126,7 @@ worker_free(struct worker **wp)
 	pthread_cond_broadcast(&w->work);
 	pthread_mutex_unlock(&w->lock);
 	for (i = 0; i < w->nthreads; i++)
-		pthread_join(w->threads[i], NULL);
+		pthread_join(w->threads[i].tid, NULL);
 	free(w->threads);
 	if (w->grow != NULL)
 		event_free(w->grow);
@@ -168,10 +181,25 @@ tell_nice_refused(void)
 	    strerror(err));
 }
 
+/* Starts thread number NTHREADS; -1 if it cannot. */
+static int
+start_thread(struct worker *w)
+{
+	struct worker_thread *t = &w->threads[w->nthreads];
+
+	t->w = w;
+	t->since = 0;
+	if (pthread_create(&t->tid, NULL, thread_main, t) != 0)
+		return -1;
+	w->nthreads++;
+	return 0;
+}
+
 static void *
 thread_main(void *arg)
 {
-	struct worker *w = arg;
+	struct worker_thread *self = arg;
+	struct worker *w = self->w;
 	struct worker_job *job;
 	char byte = 1;
 	bool wake;
@@ -188,9 +216,11 @@ thread_main(void *arg)
 		TAILQ_REMOVE(&w->queue, job, entry);
 		w->nqueued--;
 		job->state = WORKER_RUNNING;
+		self->since = monotime();
 		pthread_mutex_unlock(&w->lock);
 		job->run(job);
 		pthread_mutex_lock(&w->lock);
+		self->since = 0;
 		if (job->disowned) {
 			job->state = WORKER_IDLE;
 			continue;
@@ -266,35 +296,39 @@ watch_held(struct worker *w, double secs)
 }
 
 /*
- * On the loop: if the first queued job has waited WORKER_HELD_MS for a
- * thread while none was idle, every thread is held; one more starts.
- * Looks again while jobs wait: when the first will have waited so long.
+ * On the loop, while jobs wait for a thread: a thread more for each held
+ * one, so that at least BASE serve the queue. Looks again when the next
+ * running job will have run long enough to count as held.
  */
 static void
 grow_cb(evutil_socket_t fd, short what, void *arg)
 {
 	const double held_secs = WORKER_HELD_MS / 1000.0;
 	struct worker *w = arg;
-	struct worker_job *first;
-	double waited = 0;
+	double now = monotime(), next = held_secs, ran;
+	unsigned i, held = 0, started = 0, before = w->nthreads;
+	bool waiting;
 
 	pthread_mutex_lock(&w->lock);
-	if ((first = TAILQ_FIRST(&w->queue)) != NULL)
-		waited = monotime() - first->queued;
-	if (first != NULL && w->idle == 0 && waited >= held_secs &&
-	    pthread_create(&w->threads[w->nthreads], NULL, thread_main, w) ==
-		0) {
-		w->nthreads++;
-		log_info(NULL,
-		    "disk work waited %.1f s for a thread: every one of %u is held (a slow or hung disk?); thread %u started",
-		    waited, w->nthreads - 1, w->nthreads);
-		/* The next in line waits from now on, for the new thread. */
-		waited = 0;
+	for (i = 0; i < w->nthreads; i++) {
+		if (w->threads[i].since == 0)
+			continue;
+		if ((ran = now - w->threads[i].since) >= held_secs)
+			held++;
+		else if (held_secs - ran < next)
+			next = held_secs - ran;
 	}
+	while (w->nqueued > w->idle + started && w->nthreads - held < w->base &&
+	       w->nthreads < w->max && start_thread(w) == 0)
+		started++;
+	waiting = w->nqueued > w->idle + started;
 	pthread_mutex_unlock(&w->lock);
-	if (first != NULL)
-		watch_held(
-		    w, waited < held_secs ? held_secs - waited : held_secs);
+	if (started > 0)
+		log_info(NULL,
+		    "disk work waits while %u of %u threads are held by a slow or hung disk (over %d ms); %u more started",
+		    held, before, WORKER_HELD_MS, started);
+	if (waiting)
+		watch_held(w, next > 0.001 ? next : 0.001);
 }
 
 void
@@ -306,7 +340,6 @@ worker_submit(struct worker *w, struct worker_job *job)
 	job->disowned = false;
 	pthread_mutex_lock(&w->lock);
 	job->state = WORKER_QUEUED;
-	job->queued = monotime();
 	TAILQ_INSERT_TAIL(&w->queue, job, entry);
 	w->nqueued++;
 	pthread_cond_signal(&w->work);
@@ -317,7 +350,7 @@ worker_submit(struct worker *w, struct worker_job *job)
 	none_idle = w->nqueued > w->idle;
 	pthread_mutex_unlock(&w->lock);
 	if (none_idle)
-		watch_held(w, WORKER_HELD_MS / 1000.0);
+		watch_held(w, 0);
 }
 
 bool

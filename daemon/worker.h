@@ -31,14 +31,14 @@ struct worker_job {
 	enum worker_job_state state;	      /* the worker's, under its lock */
 	bool busy;     /* the loop's view: submitted, completion not yet run */
 	bool disowned; /* worker_cancel() while running: no done() */
-	double queued; /* the worker's: monotime() when submitted */
 	TAILQ_ENTRY(worker_job) entry; /* the worker's */
 };
 
 /*
  * Threads for disk work: enough that several accounts' syncs overlap,
- * few enough that they do not fight over one disk. More start while all
- * are held for long (a hung disk; see worker.c).
+ * few enough that they do not fight over one disk. More start while
+ * jobs wait and some of these are held by a slow or hung disk (see
+ * worker.c).
  */
 #define WORKER_THREADS 4
 

@@ -465,8 +465,8 @@ END_TEST
 
 /*
  * Every thread held (a disk that stopped answering): a job that waits
- * for a thread gets a new one within about a second, and the held jobs
- * still complete once they return.
+ * for a thread gets a new one once they have been held for a moment
+ * (WORKER_HELD_MS), and the held jobs still complete once they return.
  */
 START_TEST(held_threads_do_not_hold_the_queue)
 {
