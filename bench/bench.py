@@ -4,6 +4,7 @@
     python3 bench/bench.py [--runs N] [--only B1,B4,...] [--accounts N]
                            [--quick] [--keep] [--binary PATH]
                            [--floor PATH] [--netref PATH] [--relay PATH]
+                           [--slowdisk PATH]
 
 Starts its own Dovecot on 127.0.0.1 (tests/dovecot.py), generates a
 deterministic corpus (tests/mailgen.py, fixed seed), and runs
@@ -50,6 +51,18 @@ run 1 of each, then run 2 of each, ...):
       every syncfs and fsync waits behind its data. The disk reference
       runs with the same writer. What counts is B6's stall target: the
       disk work waits on threads, the loop serves the sessions meanwhile.
+  B10 50 accounts x 20 messages (B1's first, none of the huge), all at
+      once, popfetchd on CPUs of its own as in B6; every other account's
+      Maildir is on a disk slow to sync: build/bench_slowdisk.so
+      (bench/slowdisk.c), preloaded, makes each fsync, fdatasync and
+      syncfs of a file under that folder sleep 100 ms first, as a remote
+      file system or a USB disk would make it wait (sleeping: no CPU
+      taken, unlike B9's writer). Each run polls all the accounts twice,
+      with no delay and with it (in turn first), on fresh Maildirs. What
+      counts: the loop's stall (B6's target), and the mean poll time of
+      the accounts on the fast disk (their summary lines' secs) over the
+      same with no delay, at most 1.1x: the slow disk's accounts do not
+      hold theirs back.
   B8  B1 with target = "lmtp": the 5,000 messages handed to the same
       Dovecot's LMTP on a Unix socket (Sieve loaded, no script; no quota
       plugin), reported beside B1. What LMTP stored is
@@ -172,8 +185,13 @@ POLL_INTERVAL_B7 = 10    # seconds, the least poll_interval allowed
 ASK_FOR_B7 = 20          # seconds of asking, at least
 ASK_EVERY_B7 = 0.05      # seconds between two asks
 START_WAIT = 60          # seconds for the daemon's socket to answer
+ACCOUNTS_B10 = 50        # half of them on the slow disk
+PER_ACCOUNT_B10 = 20     # B1's first messages, none of the huge ones
+SYNC_DELAY_B10 = 100     # ms each call waiting for the slow disk sleeps
+TARGET_B10_OTHERS = 1.1  # the other accounts' polls, slowed at most by
 
-SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9")
+SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9",
+             "B10")
 # What Dovecot's LMTP and popfetchd put before a message B8 delivers.
 LMTP_TRACE = re.compile(
     rb"\AReturn-Path: <[^\n]*>\nDelivered-To: [^\n]*\n"
@@ -657,7 +675,10 @@ class CompetingWriter:
     its file system. On CPUS (a set) if given."""
 
     SCRIPT = (
-        "import os, sys, time\n"
+        "import os, signal, sys, time\n"
+        # SIGINT stops it even when started with SIGINT ignored (from a
+        # shell's background job), where Python installs no handler.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
         "chunk, n, t = b'x' * (4 << 20), 0, time.monotonic()\n"
         "try:\n"
@@ -797,7 +818,9 @@ def verify(expect, boxes, users, lmtp=False):
 
 
 class Tools:
-    def __init__(self, binary, floor, netref, scratch, source=None):
+    def __init__(self, binary, floor, netref, scratch, source=None,
+                 slowdisk=None):
+        self.slowdisk = slowdisk
         self.binary = binary
         self.source = source or binary
         self.floor = floor
@@ -931,12 +954,12 @@ class Scenario:
             line += ", relay CPU %.2f s" % r["relay_cpu"]
         return r, line
 
-    def measured(self, tools, dc, argv, work, name):
+    def measured(self, tools, dc, argv, work, name, env=None):
         """measure() of ARGV, on CPUs of its own if the scenario says."""
         if not self.split_cpus:
-            return measure(tools, argv, work, name)
+            return measure(tools, argv, work, name, env=env)
         with CpuSplit(dc) as split:
-            return measure(tools, argv, work, name, split.client)
+            return measure(tools, argv, work, name, split.client, env=env)
 
     def netref_run(self, tools, dc, boxes, work, relay):
         """The network reference on the refilled server (through a relay
@@ -1168,6 +1191,93 @@ class StatusScenario(Scenario):
         """FIELD's samples over all runs."""
         return [x for r in self.runs for x in r[field]]
 
+class SlowDiskScenario(Scenario):
+    """B10: half the accounts deliver to a disk slow to sync (the
+    bench_slowdisk shim), the other half to the work tree's. Each run
+    polls them all twice: with no delay, then with it."""
+
+    def prepare_half(self, tools, dc, boxes, k, name):
+        """As prepare(), every other account's Maildir under slow/."""
+        work = os.path.join(tools.scratch, "%s-run%d-%s"
+                            % (self.key, k + 1, name))
+        for sub in ("mail", "slow"):
+            os.makedirs(os.path.join(work, sub))
+        boxes.ensure_users(self.users)
+        boxes.clear(self.users)
+        expect, accounts, slow = {}, [], set()
+        for i, (user, messages, digests) in enumerate(self.batches()):
+            if i % 2:
+                slow.add(user)
+            boxes.seed(user, messages)
+            md = os.path.join(work, "slow" if i % 2 else "mail", user)
+            expect[md] = digests
+            accounts.append((user, user, md))
+        return work, expect, accounts, slow
+
+    def poll(self, tools, dc, boxes, port, k, name, delay):
+        """One popfetchd run over fresh Maildirs and refilled mailboxes,
+        checked; its measure() dict with the mean poll time (the summary
+        lines' secs) of the accounts on either disk, and how many syncs
+        the shim delayed."""
+        work, expect, accounts, slow = self.prepare_half(
+            tools, dc, boxes, k, name)
+        conf = os.path.join(work, "popfetchd.conf")
+        write_config(conf, os.path.join(work, "state"), port, dc.ca_file,
+                     accounts, self.connections)
+        count = os.path.join(work, "slowdisk.count")
+        env = {"LD_PRELOAD": tools.slowdisk,
+               "SLOWDISK_PREFIX": os.path.join(work, "slow") + "/",
+               "SLOWDISK_MS": str(delay), "SLOWDISK_COUNT": count}
+        os.sync()
+        server_cpu = boxes.cpu()
+        r = self.measured(tools, dc, [tools.binary, "-c", conf, "--once"],
+                          work, "popfetchd-" + name, env=env)
+        r["server_cpu"] = boxes.cpu() - server_cpu
+        line = self.check(r, expect, boxes, k)
+        secs = {}
+        with open(r["log"], errors="replace") as f:
+            for m in re.finditer(r"account=(\S+) listed=.* secs=([0-9.]+)",
+                                 f.read()):
+                secs[m.group(1)] = float(m.group(2))
+        if set(secs) != set(self.users):
+            raise BenchError("%s run %d (%s): %d of %d summary lines"
+                             % (self.key, k + 1, name, len(secs),
+                                len(self.users)))
+        r["others"] = statistics.mean(v for u, v in secs.items()
+                                      if u not in slow)
+        r["slowed"] = statistics.mean(v for u, v in secs.items()
+                                      if u in slow)
+        try:
+            with open(count) as f:
+                r["delayed"] = int(f.read())
+        except FileNotFoundError:
+            r["delayed"] = 0
+        return r, line
+
+    def run_once(self, tools, dc, boxes, port, k, relay=None):
+        # In turn first and second: what a run leaves on the disk (files
+        # to write back, inodes freed) weighs on the next.
+        if k % 2 == 0:
+            base, _ = self.poll(tools, dc, boxes, port, k, "base", 0)
+        r, line = self.poll(tools, dc, boxes, port, k, "slow",
+                            SYNC_DELAY_B10)
+        if k % 2 == 1:
+            base, _ = self.poll(tools, dc, boxes, port, k, "base", 0)
+        if r["delayed"] == 0:
+            raise BenchError("%s run %d: the shim delayed no sync (is "
+                             "%s preloaded?)" % (self.key, k + 1,
+                                                 tools.slowdisk))
+        r["relay_cpu"] = r["net"] = r["disk"] = None
+        r["others_base"] = base["others"]
+        r["others_ratio"] = r["others"] / base["others"]
+        self.runs.append(r)
+        print("%s; the other half's polls %.2f s on average (%.2f s with no "
+              "delay: %.2fx), the slow half's %.2f s (%.2f s), %d syncs "
+              "delayed %d ms" % (line, r["others"], base["others"],
+                                 r["others_ratio"], r["slowed"],
+                                 base["slowed"], r["delayed"],
+                                 SYNC_DELAY_B10), flush=True)
+
 # --- the report -----------------------------------------------------------
 
 def verdict(ok):
@@ -1192,6 +1302,14 @@ def own_target(sc, results):
         stall = statistics.median(stalls) if None not in stalls else None
         return ("loop stall <= %d ms" % TARGET_B6_STALL,
                 verdict(stall is not None and stall <= TARGET_B6_STALL))
+    if sc.key == "B10":
+        stalls = [r["stall"] for r in sc.runs]
+        stall = statistics.median(stalls) if None not in stalls else None
+        ratio = sc.median("others_ratio")
+        return ("loop stall <= %d ms, others' polls <= %.1fx: %.2fx"
+                % (TARGET_B6_STALL, TARGET_B10_OTHERS, ratio),
+                verdict(stall is not None and stall <= TARGET_B6_STALL and
+                        ratio <= TARGET_B10_OTHERS))
     if sc.key == "B7":
         sock, proc = sc.pooled("status_socket"), sc.pooled("status_process")
         ok = (sock and proc and
@@ -1312,7 +1430,7 @@ def parse_args():
                          "(default 3, 1 with --quick)")
     ap.add_argument("--only", default=",".join(SCENARIOS),
                     help="comma-separated scenarios (default all: "
-                         "B1,B2,B3,B4,B5,B6,B7,B8,B9)")
+                         "B1,B2,B3,B4,B5,B6,B7,B8,B9,B10)")
     ap.add_argument("--accounts", type=int, default=None,
                     help="accounts in B5 (default 10000, 200 with --quick)")
     ap.add_argument("--quick", action="store_true",
@@ -1331,6 +1449,9 @@ def parse_args():
     ap.add_argument("--relay", default=os.path.join(ROOT, "build",
                                                     "bench_relay"),
                     help="the latency relay of B2 and B3 (bench/relay.c)")
+    ap.add_argument("--slowdisk", default=os.path.join(
+        ROOT, "build", "bench_slowdisk.so"),
+                    help="the slow-disk shim of B10 (bench/slowdisk.c)")
     args = ap.parse_args()
     only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SCENARIOS]
@@ -1347,6 +1468,9 @@ def parse_args():
     needed = [args.binary, args.floor, args.netref]
     if {"B2", "B3"} & set(args.only):
         needed.append(args.relay)
+    if "B10" in args.only and not os.access(args.slowdisk, os.R_OK):
+        ap.error("%s cannot be read (build with: bash tools/build.sh "
+                 "build)" % args.slowdisk)
     for path in needed:
         if not os.access(path, os.X_OK):
             ap.error("%s is not an executable (build with: bash "
@@ -1364,7 +1488,7 @@ def build_scenarios(args):
         big = 20 * MiB
     out = {}
     mixed = None
-    if {"B1", "B2", "B3", "B6", "B7", "B8", "B9"} & set(args.only):
+    if {"B1", "B2", "B3", "B6", "B7", "B8", "B9", "B10"} & set(args.only):
         t = time.monotonic()
         mixed = mixed_corpus("mixed", count, huge_count, huge)
         print("corpus B1/B2/B3: %s; generated in %.1f s"
@@ -1402,6 +1526,13 @@ def build_scenarios(args):
         out["B9"] = Scenario("B9", "as B6, competing writer", mixed, per,
                              connections=CONNECTIONS_B6, user_prefix="b9",
                              split_cpus=True, slow_disk=True)
+    if "B10" in args.only:
+        accounts = ACCOUNTS_B10 if not args.quick else 10
+        c = Corpus("b10", mixed.messages[:accounts * PER_ACCOUNT_B10])
+        out["B10"] = SlowDiskScenario(
+            "B10", "%d x %d msgs, half on a slow disk"
+            % (accounts, PER_ACCOUNT_B10), c, PER_ACCOUNT_B10,
+            connections=CONNECTIONS_B6, split_cpus=True, refs=())
     if "B7" in args.only:
         per = count // (ACCOUNTS_B6 if not args.quick else 100)
         out["B7"] = StatusScenario(
@@ -1460,7 +1591,8 @@ def main():
     shutil.copy2(args.binary, binary)
     tools = Tools(binary, os.path.abspath(args.floor),
                   os.path.abspath(args.netref), scratch,
-                  os.path.relpath(os.path.abspath(args.binary)))
+                  os.path.relpath(os.path.abspath(args.binary)),
+                  os.path.abspath(args.slowdisk))
     started = time.monotonic()
     failed = []
     dc = None

@@ -2,7 +2,7 @@
 # Benchmarks (not part of the tests): prints figures, times nothing in
 # tests. First the two micro benchmarks (the POP3 engine alone; delivery
 # into a Maildir with syncing on), then the end-to-end scenarios of
-# bench/bench.py against a throwaway Dovecot (B1-B8, each beside a
+# bench/bench.py against a throwaway Dovecot (B1-B10, most beside a
 # network-only and a disk-only reference), and last a short run of
 # bench/scale.py (1,000 accounts, 200 TLS polls at once against
 # bench_loadsrv; the full one: python3 bench/scale.py). Arguments go to
