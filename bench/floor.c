@@ -10,9 +10,10 @@
  * (ROOT/mail/aN) with the durability scheme popfetchd uses
  * (daemon/deliver.c, daemon/maildir.c, daemon/state.c), and no network:
  *
- *  - each account first gets its Maildir (each new directory's parent
- *    fsynced) and a fresh state journal (ROOT/state/aN.state, written,
- *    fsynced, renamed, its directory fsynced), beside its lock file;
+ *  - each account first gets its Maildir (its directories made durable
+ *    by the first batch's syncfs) and a fresh state journal
+ *    (ROOT/state/aN.state, written, fsynced, renamed, its directory
+ *    fsynced), beside its lock file;
  *  - each message is written into tmp/ under a unique name (O_EXCL) and
  *    closed, large ones with their write-out started (sync_file_range),
  *    and its final name looked up in new/;
@@ -207,15 +208,17 @@ fsync_or_die(int fd, const char *what, unsigned long *syncs)
 	(*syncs)++;
 }
 
-/* DIRFD/NAME created as a directory, its parent fsynced, and opened. */
+/*
+ * DIRFD/NAME created as a directory and opened; durable with the first
+ * batch's syncfs, before anything relies on it.
+ */
 static int
-make_dir(int dirfd, const char *name, unsigned long *syncs)
+make_dir(int dirfd, const char *name)
 {
 	int fd;
 
 	if (mkdirat(dirfd, name, 0700) == -1)
 		die("cannot create", name);
-	fsync_or_die(dirfd, name, syncs);
 	if ((fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
 	    -1)
 		die("cannot open", name);
@@ -230,10 +233,10 @@ job_open(struct disk *d, struct acct *a)
 	int fd;
 
 	snprintf(name, sizeof(name), "a%zu", a->id);
-	a->dirfd = make_dir(d->maildirs, name, &a->syncs);
-	a->tmpfd = make_dir(a->dirfd, "tmp", &a->syncs);
-	a->newfd = make_dir(a->dirfd, "new", &a->syncs);
-	close(make_dir(a->dirfd, "cur", &a->syncs));
+	a->dirfd = make_dir(d->maildirs, name);
+	a->tmpfd = make_dir(a->dirfd, "tmp");
+	a->newfd = make_dir(a->dirfd, "new");
+	close(make_dir(a->dirfd, "cur"));
 
 	snprintf(tmp, sizeof(tmp), "a%zu.lock", a->id);
 	a->lockfd =

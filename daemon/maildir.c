@@ -107,6 +107,12 @@ struct maildir {
 	int sync_error;	      /* errno of the first failed sync, 0 if none */
 	const char *nosyncfs; /* file system where syncfs is not trusted */
 	bool fell_back;	      /* batch asked for, per-file sync used */
+	/*
+	 * Directories this open made whose entries are not durable yet: the
+	 * Maildir's in its parent, tmp/ new/ cur/ in the Maildir. The first
+	 * sync of tmp/ makes them so, before anything relies on them.
+	 */
+	bool made_root, made_subdirs;
 	char host[HOST_NAME_MAX + 1];
 	unsigned nopen; /* messages begun and not yet finished or aborted */
 };
@@ -136,12 +142,14 @@ struct maildir_msg {
 static void errmsg(
     char *errbuf, size_t errlen, const char *what, const char *path);
 static void parent_of(const char *path, char *parent, size_t len);
-static int make_maildir(const char *path, char *errbuf, size_t errlen);
+static int make_maildir(
+    const char *path, bool *made, char *errbuf, size_t errlen);
 static int make_dir_in(
-    const char *parent, const char *path, char *errbuf, size_t errlen);
+    const char *path, bool *made, char *errbuf, size_t errlen);
 static int open_subdir(
     struct maildir *md, const char *sub, char *errbuf, size_t errlen);
 static int sticky_error(const struct maildir *md);
+static int sync_made_dirs(struct maildir *md);
 static int sync_result(struct maildir *md, int rc);
 static bool valid_name(const char *name);
 static void set_host(struct maildir *md);
@@ -197,7 +205,7 @@ maildir_open(const char *path, char *errbuf, size_t errlen)
 		return NULL;
 	}
 	md->dirfd = md->tmpfd = md->newfd = -1;
-	if (make_maildir(path, errbuf, errlen) == -1)
+	if (make_maildir(path, &md->made_root, errbuf, errlen) == -1)
 		goto fail;
 	md->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (md->dirfd == -1) {
@@ -272,6 +280,14 @@ maildir_open_folder(
 	/* The root is a Maildir too: a reader finds INBOX beside the folder. */
 	if ((md = maildir_open(root, errbuf, errlen)) == NULL)
 		return NULL;
+	/* Made now, as the folder's syncs do not reach the root's parent. */
+	if (sync_made_dirs(md) == -1) {
+		errmsg(errbuf, errlen, "cannot fsync", root);
+		saved = errno;
+		maildir_close(&md);
+		errno = saved;
+		return NULL;
+	}
 	maildir_close(&md);
 	if ((md = maildir_open(path, errbuf, errlen)) == NULL)
 		return NULL;
@@ -331,7 +347,7 @@ parent_of(const char *path, char *parent, size_t len)
  * existing directory (see the top of the file).
  */
 static int
-make_maildir(const char *path, char *errbuf, size_t errlen)
+make_maildir(const char *path, bool *made, char *errbuf, size_t errlen)
 {
 	char parent[PATH_MAX];
 	struct stat sb;
@@ -344,7 +360,7 @@ make_maildir(const char *path, char *errbuf, size_t errlen)
 	parent_of(path, parent, sizeof(parent));
 	if (stat(parent, &sb) == 0) {
 		if (S_ISDIR(sb.st_mode))
-			return make_dir_in(parent, path, errbuf, errlen);
+			return make_dir_in(path, made, errbuf, errlen);
 		errno = ENOTDIR;
 	}
 	if (errno == ENOENT && errbuf != NULL && errlen > 0)
@@ -356,30 +372,21 @@ make_maildir(const char *path, char *errbuf, size_t errlen)
 	return -1;
 }
 
-/* mkdir PATH, inside the existing directory PARENT, durably. */
+/*
+ * mkdir PATH, whose parent exists; *MADE says whether it was made (its
+ * entry is not durable yet: see sync_made_dirs()).
+ */
 static int
-make_dir_in(const char *parent, const char *path, char *errbuf, size_t errlen)
+make_dir_in(const char *path, bool *made, char *errbuf, size_t errlen)
 {
-	int fd, rc, saved;
-
 	if (mkdir(path, 0700) == -1) {
 		if (errno == EEXIST)
 			return 0;
 		errmsg(errbuf, errlen, "cannot create", path);
 		return -1;
 	}
-	/* The new entry must survive a crash, as in mkdir_p. */
-	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		errmsg(errbuf, errlen, "cannot open", parent);
-		return -1;
-	}
-	rc = fsutil_fsync(fd);
-	saved = errno;
-	close(fd);
-	errno = saved;
-	if (rc == -1)
-		errmsg(errbuf, errlen, "cannot fsync", parent);
-	return rc;
+	*made = true;
+	return 0;
 }
 
 /* Creates (if missing) and opens the subdirectory SUB of the Maildir. */
@@ -390,13 +397,9 @@ open_subdir(struct maildir *md, const char *sub, char *errbuf, size_t errlen)
 	int fd;
 
 	snprintf(full, sizeof(full), "%s/%s", md->path, sub);
-	if (mkdirat(md->dirfd, sub, 0700) == 0) {
-		/* As in mkdir_p: the new entry must survive a crash. */
-		if (fsutil_fsync(md->dirfd) == -1) {
-			errmsg(errbuf, errlen, "cannot fsync", md->path);
-			return -1;
-		}
-	} else if (errno != EEXIST) {
+	if (mkdirat(md->dirfd, sub, 0700) == 0)
+		md->made_subdirs = true;
+	else if (errno != EEXIST) {
 		errmsg(errbuf, errlen, "cannot create", full);
 		return -1;
 	}
@@ -1189,6 +1192,36 @@ sync_one(struct maildir *md, const char *name)
 	return rc;
 }
 
+/*
+ * Makes the entries of the directories this open made durable: tmp/
+ * new/ cur/ in the Maildir, the Maildir in its parent. Not at the
+ * creation: a first poll would pay a sync per directory (four), where in
+ * batch mode the first batch's syncfs covers them all, and nothing of the
+ * Maildir is relied on before that sync (maildir_sync_tmp()).
+ */
+static int
+sync_made_dirs(struct maildir *md)
+{
+	char parent[PATH_MAX];
+	int fd, rc, saved;
+
+	if (md->made_subdirs && sync_result(md, fsutil_fsync(md->dirfd)) == -1)
+		return -1;
+	md->made_subdirs = false;
+	if (!md->made_root)
+		return 0;
+	parent_of(md->path, parent, sizeof(parent));
+	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	rc = sync_result(md, fsutil_fsync(fd));
+	saved = errno;
+	close(fd);
+	errno = saved;
+	if (rc == 0)
+		md->made_root = false;
+	return rc;
+}
+
 int
 maildir_sync_tmp(struct maildir *md, const char *const *tmpnames, size_t n)
 {
@@ -1196,8 +1229,13 @@ maildir_sync_tmp(struct maildir *md, const char *const *tmpnames, size_t n)
 
 	if (sticky_error(md) == -1)
 		return -1;
-	if (md->how == MAILDIR_SYNC_BATCH)
-		return sync_result(md, fsutil_syncfs(md->tmpfd));
+	if (md->how == MAILDIR_SYNC_BATCH) {
+		/* The whole file system: the made directories too. */
+		if (sync_result(md, fsutil_syncfs(md->tmpfd)) == -1)
+			return -1;
+		md->made_root = md->made_subdirs = false;
+		return 0;
+	}
 	for (i = 0; i < n; i++)
 		if (sync_one(md, tmpnames[i]) == -1)
 			return -1;
@@ -1205,7 +1243,9 @@ maildir_sync_tmp(struct maildir *md, const char *const *tmpnames, size_t n)
 	 * The caller's intents will say "the message is in tmp/": the
 	 * entries must be durable before that, not only the files' data.
 	 */
-	return sync_result(md, fsutil_fsync(md->tmpfd));
+	if (sync_result(md, fsutil_fsync(md->tmpfd)) == -1)
+		return -1;
+	return sync_made_dirs(md);
 }
 
 int

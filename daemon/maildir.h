@@ -52,8 +52,10 @@ struct maildir_msg;
  * directory ... does not exist", so that mail is never delivered where
  * nobody will look. It does not clean tmp/: that is maildir_clean_tmp(),
  * to be called once the caller knows which tmp/ files its pending intents
- * still need. Returns NULL with errno set on failure; ERRBUF (if not
- * NULL) then says what failed.
+ * still need. The directories it makes are durable from the first
+ * maildir_sync_tmp() on, not before: nothing may rely on them until then.
+ * Returns NULL with errno set on failure; ERRBUF (if not NULL) then says
+ * what failed.
  */
 struct maildir *maildir_open(const char *path, char *errbuf, size_t errlen);
 
@@ -106,7 +108,8 @@ const char *maildir_syncfs_unreliable(unsigned long fs_type);
 /*
  * Makes the N messages maildir_finish() completed as TMPNAMES durable
  * under their tmp/ names (in MAILDIR_SYNC_BATCH mode, every message
- * finished so far, whatever the names). Returns 0, or -1 with errno set
+ * finished so far, whatever the names), and the directories the open
+ * made with them. Returns 0, or -1 with errno set
  * (a writeback error: the messages since the last successful call must
  * be taken as lost).
  *

@@ -1287,6 +1287,44 @@ START_TEST(test_sync_error_sticky_file_mode)
 }
 END_TEST
 
+/*
+ * The open makes the Maildir without a sync of its own (four for a new
+ * one, before): the first sync of tmp/ makes the directories durable
+ * with the messages (in file mode two more fsyncs: the Maildir, for
+ * tmp/ new/ cur/, then its parent), and only the first.
+ */
+START_TEST(test_made_dirs_synced_with_first_batch)
+{
+	char errbuf[256], tmpname[MAILDIR_NAME_SIZE], final[MAILDIR_NAME_SIZE];
+	const char *names[1] = {tmpname};
+	struct maildir *md;
+
+	/* Any sync in the open would fail it. */
+	fsutil_test_fail_sync(1, EIO);
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	fsutil_test_fail_sync(0, 0);
+	maildir_set_sync(md, MAILDIR_SYNC_FILE);
+	finish_one(md, tmpname, final);
+	/* The file, tmp/, the Maildir, and fourth its parent. */
+	fsutil_test_fail_sync(4, EIO);
+	errno = 0;
+	ck_assert_int_eq(maildir_sync_tmp(md, names, 1), -1);
+	ck_assert_int_eq(errno, EIO);
+	maildir_close(&md);
+
+	/* Nothing made by this open: the file and tmp/ only. */
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	maildir_set_sync(md, MAILDIR_SYNC_FILE);
+	finish_one(md, tmpname, final);
+	fsutil_test_fail_sync(3, EIO);
+	ck_assert_int_eq(maildir_sync_tmp(md, names, 1), 0);
+	fsutil_test_fail_sync(0, 0);
+	maildir_close(&md);
+}
+END_TEST
+
 /* Batch mode on a file system without a trustworthy syncfs: per file. */
 START_TEST(test_syncfs_fallback)
 {
@@ -1366,6 +1404,7 @@ maildir_suite(void)
 #ifdef POPFETCHD_TEST_HOOKS
 	tcase_add_test(tc, test_sync_error_sticky);
 	tcase_add_test(tc, test_sync_error_sticky_file_mode);
+	tcase_add_test(tc, test_made_dirs_synced_with_first_batch);
 	tcase_add_test(tc, test_syncfs_fallback);
 #endif
 	tcase_set_timeout(tc, 60);
