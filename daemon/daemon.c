@@ -49,6 +49,13 @@
 #define DAEMON_FDS_PER_POLL 8
 /* The rest: standard streams, the loop, signals, resolver, notify socket. */
 #define DAEMON_FDS_BASE 64
+/*
+ * Grown at start at most to this many descriptors (512 KiB of kernel
+ * memory for the table): caps set far above what is ever open at once
+ * would otherwise cost that memory for nothing. Beyond, the table grows
+ * as it is used.
+ */
+#define DAEMON_FDS_RESERVE_MAX 65536
 
 /*
  * Grows the descriptor table to hold N descriptors now. The kernel grows
@@ -69,6 +76,8 @@ reserve_descriptors(unsigned long long n)
 		return;
 	if (n > rl.rlim_cur)
 		n = rl.rlim_cur;
+	if (n > DAEMON_FDS_RESERVE_MAX)
+		n = DAEMON_FDS_RESERVE_MAX;
 	if (n < 2 || n > (unsigned long long)INT_MAX ||
 	    (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
 		return;
