@@ -188,7 +188,7 @@ START_WAIT = 60          # seconds for the daemon's socket to answer
 ACCOUNTS_B10 = 50        # half of them on the slow disk
 PER_ACCOUNT_B10 = 20     # B1's first messages, none of the huge ones
 SYNC_DELAY_B10 = 100     # ms each call waiting for the slow disk sleeps
-TARGET_B10_OTHERS = 1.1  # the other accounts' polls, slowed at most by
+TARGET_B10_OTHERS = 1.1  # the other accounts' polls, at most this slower
 
 SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9",
              "B10")
@@ -1194,7 +1194,7 @@ class StatusScenario(Scenario):
 class SlowDiskScenario(Scenario):
     """B10: half the accounts deliver to a disk slow to sync (the
     bench_slowdisk shim), the other half to the work tree's. Each run
-    polls them all twice: with no delay, then with it."""
+    polls them all twice, with no delay and with it (in turn first)."""
 
     def prepare_half(self, tools, dc, boxes, k, name):
         """As prepare(), every other account's Maildir under slow/."""
