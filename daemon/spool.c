@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "deliver.h"
+#include "grow.h"
 #include "spool.h"
 #include "worker.h"
 
@@ -110,18 +111,7 @@ op_at(const struct sbuf *b, size_t off)
 static int
 sbuf_room(struct sbuf *b, size_t need)
 {
-	size_t cap = b->cap ? b->cap : 4096;
-	char *p;
-
-	if (b->cap - b->len >= need)
-		return 0;
-	while (cap - b->len < need)
-		cap *= 2;
-	if ((p = realloc(b->p, cap)) == NULL)
-		return -1;
-	b->p = p;
-	b->cap = cap;
-	return 0;
+	return grow_bytes(&b->p, &b->cap, b->len, need, 4096);
 }
 
 /* Appends an op of TYPE with LEN bytes of room after it; NULL: ENOMEM. */

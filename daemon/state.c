@@ -111,6 +111,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "grow.h"
 #include "state.h"
 #include "uid.h"
 
@@ -1783,22 +1784,7 @@ state_is_pending_tmp(const struct state *st, const char *tmpname)
 static int
 buf_reserve(struct buf *b, size_t more)
 {
-	size_t cap = b->cap > 0 ? b->cap : 256;
-	char *p;
-
-	if (more <= b->cap - b->len)
-		return 0;
-	if (more > SIZE_MAX / 2 - b->len) {
-		errno = ENOMEM;
-		return -1;
-	}
-	while (cap - b->len < more)
-		cap *= 2;
-	if ((p = realloc(b->data, cap)) == NULL)
-		return -1;
-	b->data = p;
-	b->cap = cap;
-	return 0;
+	return grow_bytes(&b->data, &b->cap, b->len, more, 256);
 }
 
 static void
