@@ -1197,7 +1197,8 @@ sync_one(struct maildir *md, const char *name)
  * new/ cur/ in the Maildir, the Maildir in its parent. Not at the
  * creation: a first poll would pay a sync per directory (four), where in
  * batch mode the first batch's syncfs covers them all, and nothing of the
- * Maildir is relied on before that sync (maildir_sync_tmp()).
+ * Maildir is relied on before that sync (maildir_sync_tmp()) or, for
+ * messages recovery publishes, the fsync of new/ (maildir_sync()).
  */
 static int
 sync_made_dirs(struct maildir *md)
@@ -1251,9 +1252,14 @@ maildir_sync_tmp(struct maildir *md, const char *const *tmpnames, size_t n)
 int
 maildir_sync(struct maildir *md)
 {
-	if (sticky_error(md) == -1)
+	if (sticky_error(md) == -1 ||
+	    sync_result(md, fsutil_fsync(md->newfd)) == -1)
 		return -1;
-	return sync_result(md, fsutil_fsync(md->newfd));
+	/*
+	 * Recovery publishes without a sync of tmp/ first: new/ may have
+	 * been made by this open (none left after a batch's sync).
+	 */
+	return sync_made_dirs(md);
 }
 
 int

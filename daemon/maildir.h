@@ -53,7 +53,8 @@ struct maildir_msg;
  * nobody will look. It does not clean tmp/: that is maildir_clean_tmp(),
  * to be called once the caller knows which tmp/ files its pending intents
  * still need. The directories it makes are durable from the first
- * maildir_sync_tmp() on, not before: nothing may rely on them until then.
+ * maildir_sync_tmp() or maildir_sync() on, not before: nothing may rely
+ * on them until then.
  * Returns NULL with errno set on failure; ERRBUF (if not NULL) then says
  * what failed.
  */
@@ -228,8 +229,10 @@ int maildir_delivered_many(
     struct maildir *md, const char *const *finalnames, size_t n, int *found);
 
 /*
- * fsyncs new/. Returns 0, or -1 with errno set; a failure is final for
- * MD (see maildir_sync_tmp()).
+ * fsyncs new/, and the directories the open made if no maildir_sync_tmp()
+ * has made them durable yet (recovery publishes without one). Returns 0,
+ * or -1 with errno set; a failure is final for MD (see
+ * maildir_sync_tmp()).
  */
 int maildir_sync(struct maildir *md);
 

@@ -1325,6 +1325,34 @@ START_TEST(test_made_dirs_synced_with_first_batch)
 }
 END_TEST
 
+/*
+ * Recovery publishes into new/ and fsyncs it with no sync of tmp/ before:
+ * the fsync of new/ then makes the directories the open made durable too
+ * (the Maildir, for tmp/ new/ cur/, then its parent), in either mode.
+ */
+START_TEST(test_made_dirs_synced_with_new)
+{
+	char errbuf[256];
+	struct maildir *md;
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	/* new/, the Maildir, and third its parent. */
+	fsutil_test_fail_sync(3, EIO);
+	errno = 0;
+	ck_assert_int_eq(maildir_sync(md), -1);
+	ck_assert_int_eq(errno, EIO);
+	maildir_close(&md);
+
+	ck_assert_ptr_nonnull(
+	    md = maildir_open(mdpath, errbuf, sizeof(errbuf)));
+	fsutil_test_fail_sync(2, EIO);
+	ck_assert_int_eq(maildir_sync(md), 0);
+	fsutil_test_fail_sync(0, 0);
+	maildir_close(&md);
+}
+END_TEST
+
 /* Batch mode on a file system without a trustworthy syncfs: per file. */
 START_TEST(test_syncfs_fallback)
 {
@@ -1405,6 +1433,7 @@ maildir_suite(void)
 	tcase_add_test(tc, test_sync_error_sticky);
 	tcase_add_test(tc, test_sync_error_sticky_file_mode);
 	tcase_add_test(tc, test_made_dirs_synced_with_first_batch);
+	tcase_add_test(tc, test_made_dirs_synced_with_new);
 	tcase_add_test(tc, test_syncfs_fallback);
 #endif
 	tcase_set_timeout(tc, 60);
