@@ -473,6 +473,7 @@ exit_past_hung_disk(int status)
 	log_warnx(NULL,
 	    "exiting while disk work of %zu poll(s) does not return (a hung disk?); their undelivered mail stays on the server",
 	    session_orphans());
+	log_flush();
 	fflush(NULL);
 	_exit(status);
 }
@@ -500,6 +501,8 @@ daemon_run(struct conf *conf, const struct daemon_opts *o)
 		    o->shard.k, o->shard.n, conf->naccounts, o->file_accounts,
 		    o->config);
 	fit_open_files(conf);
+	/* After the descriptor table grew: threads would make that slow. */
+	log_async();
 	/* Polls after the first resume TLS sessions; --once has none. */
 	if (!o->once)
 		tlscache_limit(TLSCACHE_MAX_BYTES);

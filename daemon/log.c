@@ -1,16 +1,22 @@
 /*
  * Logging: stderr lines, journald priority prefixes when stderr is the
  * journal, protocol trace with secrets masked here and nowhere else, and
- * every message escaped and length-capped here and nowhere else.
+ * every message escaped and length-capped here and nowhere else; lines
+ * written by a thread of their own once the loop runs (log_async()).
  */
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -31,6 +37,41 @@ static bool log_quieter;
 static bool log_journal;
 static void (*log_before)(void *);
 static void *log_before_arg;
+
+/*
+ * A whole line: the prefix, "account=" and its name (at most
+ * CONF_NAME_MAX), the message, the errno text.
+ */
+#define LOG_LINE_MAX (LOG_MSG_MAX + 512)
+
+/*
+ * After log_async(): lines go through a bounded queue to a thread of
+ * their own. Standard error may be a file on a disk busy with others'
+ * writes, or the journal's socket while journald is stuck; a write there
+ * would hold the event loop, and every session, for as long as it waits.
+ * What does not fit in the queue is dropped and counted, and the count is
+ * written once there is room again: a blocked standard error costs lines,
+ * never a poll. Two buffers: the writer writes one while lines fill the
+ * other.
+ */
+#define LOG_QUEUE_BYTES (256 * 1024)
+/* How long the exit waits for queued lines to be written. */
+#define LOG_DRAIN_SECS 5
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t wake; /* lines or a count to write */
+	pthread_cond_t idle; /* all written */
+	char *fill, *out;    /* LOG_QUEUE_BYTES each */
+	size_t nfill;
+	unsigned long dropped;
+	bool on;   /* log_async() started the writer */
+	bool busy; /* the writer is writing */
+} lq = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .idle = PTHREAD_COND_INITIALIZER,
+};
 
 static void log_emit(enum log_prio prio, const char *acct, const char *fmt,
     va_list ap, const char *suffix) __attribute__((format(printf, 3, 0)));
@@ -151,6 +192,158 @@ log_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
 	return escape_cut(dst, dstlen, src, srclen, srclen);
 }
 
+/* All of BUF to standard error, waiting as long as it takes. */
+static void
+write_all(const char *buf, size_t n)
+{
+	struct pollfd pfd = {.fd = 2, .events = POLLOUT};
+	ssize_t w;
+
+	while (n > 0) {
+		if ((w = write(2, buf, n)) > 0) {
+			buf += w;
+			n -= (size_t)w;
+		} else if (w == -1 && errno == EAGAIN) {
+			/* Someone made it non-blocking: wait here, not spin. */
+			(void)poll(&pfd, 1, -1);
+		} else if (w == -1 && errno != EINTR) {
+			return; /* nowhere to say so */
+		}
+	}
+}
+
+static void *
+log_writer(void *arg)
+{
+	char note[160], *buf;
+	unsigned long dropped;
+	size_t n;
+	int k;
+
+	(void)arg;
+	pthread_mutex_lock(&lq.mu);
+	for (;;) {
+		while (lq.nfill == 0 && lq.dropped == 0) {
+			lq.busy = false;
+			pthread_cond_broadcast(&lq.idle);
+			pthread_cond_wait(&lq.wake, &lq.mu);
+		}
+		lq.busy = true;
+		buf = lq.fill;
+		lq.fill = lq.out;
+		lq.out = buf;
+		n = lq.nfill;
+		dropped = lq.dropped;
+		lq.nfill = 0;
+		lq.dropped = 0;
+		pthread_mutex_unlock(&lq.mu);
+		write_all(buf, n);
+		/* Every line dropped came after those just written. */
+		if (dropped > 0) {
+			k = snprintf(note, sizeof(note),
+			    "%s%lu log lines dropped: standard error did not take them in time\n",
+			    log_journal ? "<4>" : "", dropped);
+			write_all(note, (size_t)k);
+		}
+		pthread_mutex_lock(&lq.mu);
+	}
+	return NULL;
+}
+
+void
+log_async(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	sigset_t all, old;
+	int rc;
+
+	/* A terminal may show a progress line that logging takes off. */
+	if (lq.on || isatty(2))
+		return;
+	if ((lq.fill = malloc(LOG_QUEUE_BYTES)) == NULL ||
+	    (lq.out = malloc(LOG_QUEUE_BYTES)) == NULL) {
+		free(lq.fill);
+		lq.fill = NULL;
+		return;
+	}
+	/* The loop thread takes the signals, not this one. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	rc = pthread_create(&t, &attr, log_writer, NULL);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		free(lq.fill);
+		free(lq.out);
+		lq.fill = lq.out = NULL;
+		return;
+	}
+	lq.on = true;
+	atexit(log_flush);
+}
+
+void
+log_flush(void)
+{
+	struct timespec until;
+
+	if (!lq.on) {
+		fflush(stderr);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += LOG_DRAIN_SECS;
+	pthread_mutex_lock(&lq.mu);
+	while (lq.nfill > 0 || lq.dropped > 0 || lq.busy)
+		if (pthread_cond_timedwait(&lq.idle, &lq.mu, &until) ==
+		    ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&lq.mu);
+}
+
+/* LINE (LEN bytes, no newline: added here) to standard error. */
+static void
+emit_line(const char *line, size_t len)
+{
+	if (!lq.on) {
+		before_line();
+		fprintf(stderr, "%.*s\n", (int)len, line);
+		return;
+	}
+	pthread_mutex_lock(&lq.mu);
+	if (LOG_QUEUE_BYTES - lq.nfill < len + 1) {
+		lq.dropped++;
+	} else {
+		memcpy(lq.fill + lq.nfill, line, len);
+		lq.fill[lq.nfill + len] = '\n';
+		lq.nfill += len + 1;
+	}
+	pthread_cond_signal(&lq.wake);
+	pthread_mutex_unlock(&lq.mu);
+}
+
+/* Formats a line into BUF (LOG_LINE_MAX bytes) and emits it. */
+static void emit_fmt(char *buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+emit_fmt(char *buf, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, LOG_LINE_MAX, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	emit_line(buf, (size_t)n < LOG_LINE_MAX ? (size_t)n : LOG_LINE_MAX - 1);
+}
+
 /*
  * The whole formatted message is escaped, our own words with the server's:
  * our format strings hold no control characters, so this changes nothing
@@ -161,7 +354,7 @@ log_emit(enum log_prio prio, const char *acct, const char *fmt, va_list ap,
     const char *suffix)
 {
 	/* Escaping never shortens: LOG_MSG_MAX bytes of input are enough. */
-	char raw[LOG_MSG_MAX + 1], msg[LOG_MSG_MAX + 1];
+	char raw[LOG_MSG_MAX + 1], msg[LOG_MSG_MAX + 1], line[LOG_LINE_MAX];
 	char prefix[8] = "";
 	int n;
 
@@ -173,12 +366,11 @@ log_emit(enum log_prio prio, const char *acct, const char *fmt, va_list ap,
 	    (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1, (size_t)n);
 	if (log_journal)
 		snprintf(prefix, sizeof(prefix), "<%d>", (int)prio);
-	before_line();
 	if (acct != NULL)
-		fprintf(stderr, "%saccount=%s %s%s%s\n", prefix, acct, msg,
+		emit_fmt(line, "%saccount=%s %s%s%s", prefix, acct, msg,
 		    suffix != NULL ? ": " : "", suffix != NULL ? suffix : "");
 	else
-		fprintf(stderr, "%s%s%s%s\n", prefix, msg,
+		emit_fmt(line, "%s%s%s%s", prefix, msg,
 		    suffix != NULL ? ": " : "", suffix != NULL ? suffix : "");
 }
 
@@ -317,15 +509,14 @@ void
 log_proto(const char *acct, int level, bool outgoing, const char *line,
     size_t len, bool secret)
 {
-	char buf[LOG_MSG_MAX + 1];
+	char buf[LOG_MSG_MAX + 1], out[LOG_LINE_MAX];
 
 	if (log_trace < level)
 		return;
 	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 		len--;
 	log_mask(buf, sizeof(buf), line, len, outgoing, secret);
-	before_line();
-	fprintf(stderr, "%saccount=%s %s %s\n", log_journal ? "<7>" : "", acct,
+	emit_fmt(out, "%saccount=%s %s %s", log_journal ? "<7>" : "", acct,
 	    outgoing ? ">" : "<", buf);
 }
 

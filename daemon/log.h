@@ -51,6 +51,19 @@ void log_quiet(bool quiet);
  */
 void log_before_line(void (*fn)(void *arg), void *arg);
 
+/*
+ * From now on, lines are written by a thread of their own through a
+ * bounded queue (see log.c), unless standard error is a terminal: a
+ * standard error that blocks (a busy disk, a stuck journald) then never
+ * holds the caller. Lines that do not fit are dropped and counted in a
+ * line of their own. Call it once the process's threads may start; the
+ * exit waits (up to a few seconds) for the queue to be written.
+ */
+void log_async(void);
+
+/* Waits, up to a few seconds, until every queued line is written. */
+void log_flush(void);
+
 /* Route libevent's own messages through this module. */
 void log_libevent(void);
 

@@ -6,6 +6,10 @@
 - The descriptor table is grown at start to what the caps need, so that
   no thread waits for the kernel to grow it later (in a process with
   threads each growth waits for an RCU grace period, 10 ms and more).
+- A standard error that stops taking lines (a pipe nobody reads, as a
+  stuck journald's socket) holds no poll: the lines that do not fit in
+  the log's queue are dropped, and their count is written once standard
+  error takes lines again.
 - Core dumps are off (RLIMIT_CORE 0) and the process is not dumpable, so
   its memory (passwords) cannot end up in a core file nor be read through
   /proc by another process of the same user. Not dumpable shows in /proc:
@@ -17,10 +21,14 @@ Run: python3 tests/test_process.py --binary build/popfetchd
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
+import time
 
-from harness import FakePopCase, main, write_config
+import harness
+from harness import (FakePopCase, clean_env, main, maildir_messages,
+                     poll_until, write_config)
 
 MESSAGES = [b"From: a@example.org\nSubject: one\n\nbody one\n"]
 
@@ -72,6 +80,50 @@ class ProcessTest(FakePopCase):
             for p in (self.dir, path):
                 os.chown(p, owner, owner)
         return path
+
+    def test_stderr_that_blocks_holds_no_poll(self):
+        # -d 2 traces every command and reply line (not the messages'):
+        # about 150 bytes a message, 600 KB in all, ten times what a pipe
+        # holds and more than the log's queue.
+        n = 4000
+        messages = [b"Subject: %d\n\nbody\n" % i for i in range(n)]
+        srv = self.server(messages=messages, tls=None)
+        conf = write_config(
+            os.path.join(self.dir, "popfetchd.conf"),
+            [{"name": "a", "host": "127.0.0.1", "port": srv.port,
+              "tls": "none", "allow_plaintext": True, "user": self.USER,
+              "password": self.PASSWORD, "maildir": self.maildir,
+              "received_header": False, "timeout": 20}],
+            state_dir=os.path.join(self.dir, "state"), poll_interval=3600)
+        rfd, wfd = os.pipe()
+        proc = subprocess.Popen(
+            [harness.BINARY, "-c", conf, "-d", "2"], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=wfd, env=clean_env())
+        os.close(wfd)
+        self.addCleanup(os.close, rfd)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        # Nobody reads standard error meanwhile.
+        poll_until(lambda: len(maildir_messages(self.maildir)) == n,
+                   "every message delivered while standard error is full")
+        poll_until(lambda: not srv.messages,
+                   "every message deleted on the server")
+        # Read again: the queue drains, then the count of what was dropped.
+        os.set_blocking(rfd, False)
+        text, deadline = b"", time.monotonic() + harness.WAIT
+        pat = re.compile(rb"\n(\d+) log lines dropped: standard error did "
+                         rb"not take them in time\n")
+        while not pat.search(text) and time.monotonic() < deadline:
+            select.select([rfd], [], [], deadline - time.monotonic())
+            try:
+                text += os.read(rfd, 1 << 16)
+            except BlockingIOError:
+                pass
+        m = pat.search(text)
+        self.assertIsNotNone(m, "no count of dropped lines in the last "
+                             "lines:\n%s" % text[-2000:].decode())
+        self.assertGreater(int(m.group(1)), 0)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(harness.WAIT), 0)
 
     @staticmethod
     def nofile(soft, hard):
