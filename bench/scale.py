@@ -318,7 +318,7 @@ def split_cpus(split):
     cpus = os.sched_getaffinity(0)
     if not split or len(cpus) < 2:
         return None
-    first = {min(cpus)}
+    first = {bench.busiest_irq_cpu(cpus)}
     return first, cpus - first
 
 
@@ -333,7 +333,7 @@ def main():
                         os.path.relpath(os.path.abspath(args.binary)))
     cpus = split_cpus(args.split)
     started = time.monotonic()
-    runs, failed = [], False
+    runs, failed, others = [], False, {}
     try:
         for line in bench.context_lines(tools)[:2]:
             print(line)
@@ -349,8 +349,9 @@ def main():
                  SIZES[0], SIZES[1], time.monotonic() - t))
         if cpus:
             os.sched_setaffinity(0, cpus[0])
-            print("CPUs: server and this script on %s, popfetchd on %s"
-                  % (sorted(cpus[0]), sorted(cpus[1])))
+            others = bench.move_others(cpus[0])
+            print("CPUs: server, this script and the other processes on "
+                  "%s, popfetchd on %s" % (sorted(cpus[0]), sorted(cpus[1])))
         print("scratch: %s" % scratch, flush=True)
         for k in range(args.runs):
             run = one_run(args, tools, k, expect, cpus)
@@ -364,6 +365,7 @@ def main():
         print("interrupted", file=sys.stderr)
         failed = True
     finally:
+        bench.restore_others(others)
         if args.keep or failed:
             print("kept %s" % scratch)
         else:
