@@ -402,9 +402,13 @@ open_mailbox(const char *dir, const char *account, const char *host,
 	table_init_key(&st->tab);
 	table_init_key(&st->strikes);
 	st->strikes.counts = true;
-	if (fsutil_mkdir_p(dir, errbuf, errlen) == -1)
-		goto fail;
 	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Made only when missing: a poll would walk the path once a level. */
+	if (st->dirfd == -1 && (errno == ENOENT || errno == ENOTDIR)) {
+		if (fsutil_mkdir_p(dir, errbuf, errlen) == -1)
+			goto fail;
+		st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
 	if (st->dirfd == -1) {
 		set_err(
 		    errbuf, errlen, "cannot open %s: %s", dir, strerror(errno));
