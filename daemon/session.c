@@ -69,6 +69,10 @@ closed_cb(evutil_socket_t fd, short what, void *arg)
 	struct session *s = arg;
 
 	net_free(&s->net);
+	/* Once: the end may close early, then the final stage again. */
+	if (s->closed_told)
+		return;
+	s->closed_told = true;
 	if (s->closed_cb != NULL)
 		s->closed_cb(s->cbarg);
 }
@@ -384,9 +388,17 @@ session_finish(struct session *s)
 	session_secret_drop(s);
 	session_ir_drop(s);
 	auth_scram_free(&s->scram);
-	/* Disk work under way goes on to final_stage() when it ends. */
+	/*
+	 * Disk work under way goes on to final_stage() when it ends. The
+	 * connection is of no more use meanwhile (nothing more is sent, so
+	 * nothing is deleted): closed now, so that a disk that does not
+	 * answer does not keep the poll's place under max_connections and
+	 * max_per_host from the other accounts.
+	 */
 	if (s->worker == NULL || !worker_busy(&s->job))
 		session_final_stage(s);
+	if (!s->final_begun)
+		event_active(s->closed_ev, 0, 0);
 }
 
 /*

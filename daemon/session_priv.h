@@ -210,6 +210,7 @@ struct session {
 	enum net_ev pending_ev;
 	bool strike_in_hand; /* the message in hand counts a strike */
 	bool final_begun;    /* final_stage() ran: the end is under way */
+	bool closed_told;    /* closed_cb() ran: the owner knows */
 	/*
 	 * The Maildir and state are opened on the worker while the
 	 * connection, TLS and CAPA go on; the login waits for them (a poll

@@ -220,6 +220,21 @@ class FaultTest(FakePopCase):
         self.assertEqual(d.wait_exit(), 75, d.text())
         self.assertEqual(servers["slow"].messages, MESSAGES)
 
+    def test_a_hung_disk_gives_up_its_place_under_the_caps(self):
+        """Both accounts on one host, one poll at a time there: the first
+        account's batch sync never returns; once its connection timed out
+        its poll gives up its place (without QUIT: nothing is deleted),
+        and the other account is polled meanwhile."""
+        servers, d = self.hung_disks(["slow", "fast"], "batch sync@slow", 2,
+                                     max_per_host=1)
+        text = d.text()
+        self.assertLess(text.index("testhook: hold: batch sync"),
+                        text.index("account=fast listed="), text)
+        self.assertNotIn("QUIT", servers["slow"].verbs())
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 75, d.text())
+        self.assertEqual(servers["slow"].messages, MESSAGES)
+
     def test_hung_disks_of_many_accounts_hold_only_their_own(self):
         """More accounts than disk threads hang in their batch sync: the
         disk work of an account whose disk answers still gets a thread,
