@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,8 +34,9 @@ struct worker {
 	TAILQ_HEAD(, worker_job) queue;	   /* waiting for a thread */
 	TAILQ_HEAD(, worker_job) finished; /* waiting for their done() */
 	bool stop;
-	struct worker_thread *threads; /* room for max */
+	struct worker_thread **threads; /* room for max */
 	unsigned nthreads, max;
+	double idle_secs;   /* an extra thread idle this long leaves */
 	unsigned base;	    /* threads that are not held, at least */
 	unsigned idle;	    /* threads waiting for a job */
 	unsigned nqueued;   /* jobs in QUEUE */
@@ -70,10 +72,17 @@ struct worker {
  * longer than this; a sync of a healthy local disk takes well under it.
  * The ceiling is enough for that many hung accounts before the rest
  * wait, few enough for the threads' stacks (address space, not memory).
- * Threads once started stay: a disk slow once is likely slow again.
+ * Threads started so leave once idle for WORKER_IDLE_SECS.
  */
 #define WORKER_HELD_MS	   50
 #define WORKER_THREADS_MAX 64
+
+/*
+ * A thread started beyond the base leaves once it has waited this long
+ * for a job while the base's threads are not held: a disk slow for a
+ * while, or a burst of jobs, leaves no idle threads for good.
+ */
+#define WORKER_IDLE_SECS 60
 
 static void *thread_main(void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
@@ -87,9 +96,16 @@ worker_new(struct event_base *base, unsigned nthreads)
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
+	pthread_condattr_t ca;
+
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->work, NULL);
+	/* Idle threads wait with a deadline: on the monotonic clock. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->work, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&w->ended, NULL);
+	w->idle_secs = WORKER_IDLE_SECS;
 	TAILQ_INIT(&w->queue);
 	TAILQ_INIT(&w->finished);
 	w->pipe[0] = w->pipe[1] = -1;
@@ -104,9 +120,14 @@ worker_new(struct event_base *base, unsigned nthreads)
 	if ((w->threads = calloc(w->max, sizeof(*w->threads))) == NULL)
 		goto fail;
 	w->base = nthreads;
+	/* The threads read the array as soon as they run. */
+	pthread_mutex_lock(&w->lock);
 	while (w->nthreads < nthreads)
-		if (start_thread(w) == -1)
+		if (start_thread(w) == -1) {
+			pthread_mutex_unlock(&w->lock);
 			goto fail;
+		}
+	pthread_mutex_unlock(&w->lock);
 	return w;
 fail:
 	worker_free(&w);
@@ -125,8 +146,11 @@ worker_free(struct worker **wp)
 	w->stop = true;
 	pthread_cond_broadcast(&w->work);
 	pthread_mutex_unlock(&w->lock);
-	for (i = 0; i < w->nthreads; i++)
-		pthread_join(w->threads[i].tid, NULL);
+	/* Stopping, none leaves the array on its own: see thread_main(). */
+	for (i = 0; i < w->nthreads; i++) {
+		pthread_join(w->threads[i]->tid, NULL);
+		free(w->threads[i]);
+	}
 	free(w->threads);
 	if (w->grow != NULL)
 		event_free(w->grow);
@@ -181,18 +205,69 @@ tell_nice_refused(void)
 	    strerror(err));
 }
 
-/* Starts thread number NTHREADS; -1 if it cannot. */
+/* Starts thread number NTHREADS (under the lock); -1 if it cannot. */
 static int
 start_thread(struct worker *w)
 {
-	struct worker_thread *t = &w->threads[w->nthreads];
+	struct worker_thread *t = calloc(1, sizeof(*t));
 
+	if (t == NULL)
+		return -1;
 	t->w = w;
 	t->since = 0;
-	if (pthread_create(&t->tid, NULL, thread_main, t) != 0)
+	if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
+		free(t);
 		return -1;
-	w->nthreads++;
+	}
+	w->threads[w->nthreads++] = t;
 	return 0;
+}
+
+/* Threads whose job has run WORKER_HELD_MS by NOW (under the lock). */
+static unsigned
+count_held(const struct worker *w, double now)
+{
+	unsigned i, held = 0;
+
+	for (i = 0; i < w->nthreads; i++)
+		if (w->threads[i]->since != 0 &&
+		    now - w->threads[i]->since >= WORKER_HELD_MS / 1000.0)
+			held++;
+	return held;
+}
+
+/*
+ * Waits for a job or the stop (under the lock). A thread beyond the base
+ * that waited idle_secs while the base's threads are not held leaves the
+ * array, detached: true, and it must return at once (its struct freed).
+ */
+static bool
+await_job(struct worker *w, struct worker_thread *self)
+{
+	struct timespec until;
+	double now;
+	unsigned i;
+
+	while (TAILQ_EMPTY(&w->queue) && !w->stop) {
+		if (w->nthreads <= w->base) {
+			pthread_cond_wait(&w->work, &w->lock);
+			continue;
+		}
+		now = monotime() + w->idle_secs;
+		until.tv_sec = (time_t)now;
+		until.tv_nsec = (long)((now - (double)until.tv_sec) * 1e9);
+		if (pthread_cond_timedwait(&w->work, &w->lock, &until) !=
+			ETIMEDOUT ||
+		    !TAILQ_EMPTY(&w->queue) || w->stop ||
+		    w->nthreads - count_held(w, monotime()) <= w->base)
+			continue;
+		for (i = 0; w->threads[i] != self; i++)
+			;
+		w->threads[i] = w->threads[--w->nthreads];
+		pthread_detach(self->tid);
+		return true;
+	}
+	return false;
 }
 
 static void *
@@ -208,8 +283,12 @@ thread_main(void *arg)
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		w->idle++;
-		while (TAILQ_EMPTY(&w->queue) && !w->stop)
-			pthread_cond_wait(&w->work, &w->lock);
+		if (await_job(w, self)) {
+			w->idle--;
+			pthread_mutex_unlock(&w->lock);
+			free(self);
+			return NULL;
+		}
 		w->idle--;
 		if ((job = TAILQ_FIRST(&w->queue)) == NULL)
 			break;
@@ -311,9 +390,9 @@ grow_cb(evutil_socket_t fd, short what, void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (i = 0; i < w->nthreads; i++) {
-		if (w->threads[i].since == 0)
+		if (w->threads[i]->since == 0)
 			continue;
-		if ((ran = now - w->threads[i].since) >= held_secs)
+		if ((ran = now - w->threads[i]->since) >= held_secs)
 			held++;
 		else if (held_secs - ran < next)
 			next = held_secs - ran;
@@ -351,6 +430,25 @@ worker_submit(struct worker *w, struct worker_job *job)
 	pthread_mutex_unlock(&w->lock);
 	if (none_idle)
 		watch_held(w, 0);
+}
+
+void
+worker_set_idle(struct worker *w, double secs)
+{
+	pthread_mutex_lock(&w->lock);
+	w->idle_secs = secs;
+	pthread_mutex_unlock(&w->lock);
+}
+
+unsigned
+worker_threads(struct worker *w)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&w->lock);
+	n = w->nthreads;
+	pthread_mutex_unlock(&w->lock);
+	return n;
 }
 
 bool

@@ -497,6 +497,62 @@ START_TEST(held_threads_do_not_hold_the_queue)
 }
 END_TEST
 
+/* Runs the loop until W has WANT threads, or fails after AWAIT_SECS. */
+static void
+await_threads(unsigned want)
+{
+	struct timeval tick = {0, 10000}, tv = {AWAIT_SECS, 0};
+	struct event *guard = evtimer_new(base, guard_cb, NULL);
+
+	ck_assert_ptr_nonnull(guard);
+	timed_out = false;
+	evtimer_add(guard, &tv);
+	/* A thread's leaving has no event: looked at every 10 ms. */
+	while (worker_threads(w) != want && !timed_out) {
+		ck_assert_int_eq(event_base_loopexit(base, &tick), 0);
+		ck_assert_int_ne(event_base_dispatch(base), -1);
+	}
+	event_free(guard);
+	ck_assert_msg(!timed_out, "waited %d s for %u threads, saw %u",
+	    AWAIT_SECS, want, worker_threads(w));
+}
+
+/*
+ * The threads started while the base's were held leave once idle long
+ * enough; those of the base stay, and serve the jobs that come later.
+ */
+START_TEST(extra_threads_leave_once_idle)
+{
+	struct tjob a, b, c, d;
+	struct gate g;
+
+	start(2);
+	worker_set_idle(w, 0.1);
+	gate_init(&g);
+	tjob_init(&a, 1, &g);
+	tjob_init(&b, 2, &g);
+	tjob_init(&c, 3, NULL);
+	tjob_init(&d, 4, NULL);
+	worker_submit(w, &a.job);
+	worker_submit(w, &b.job);
+	gate_await(&g, 2);
+	worker_submit(w, &c.job);
+	await_count(&c.dones, 1);
+	ck_assert_uint_eq(worker_threads(w), 3);
+	/* While A and B are held, the third serves the queue: it stays. */
+	worker_submit(w, &d.job);
+	await_count(&d.dones, 1);
+	ck_assert_uint_eq(worker_threads(w), 3);
+	gate_open(&g);
+	await_count(&a.dones, 1);
+	await_count(&b.dones, 1);
+	await_threads(2);
+	/* The base still serves. */
+	worker_submit(w, &c.job);
+	await_count(&c.dones, 2);
+}
+END_TEST
+
 /*
  * Freeing: the header asks that every job be waited for or completed
  * first. Queued jobs taken back are then never run by the stopping
@@ -623,6 +679,7 @@ main(void)
 	tcase_add_test(tc, free_after_taking_back_queued_jobs);
 	tcase_add_test(tc, cancel_takes_back_queued_disowns_running);
 	tcase_add_test(tc, held_threads_do_not_hold_the_queue);
+	tcase_add_test(tc, extra_threads_leave_once_idle);
 	tcase_add_test(tc, new_and_free_without_jobs);
 	suite_add_tcase(s, tc);
 
