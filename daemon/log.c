@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "nicer.h"
 
 /* syslog(3) priorities, as journald reads them from a "<N>" prefix. */
 enum log_prio {
@@ -221,6 +222,8 @@ log_writer(void *arg)
 	int k;
 
 	(void)arg;
+	/* Lines wait for standard error, not for the CPU: the loop first. */
+	(void)nicer_thread();
 	pthread_mutex_lock(&lq.mu);
 	for (;;) {
 		while (lq.nfill == 0 && lq.dropped == 0) {

@@ -3,21 +3,20 @@
  * first, runs it, and moves it to the finished list; a byte on a pipe
  * wakes the loop, which calls the completions of every finished job.
  */
-#include <sys/resource.h>
-
 #include <errno.h>
-#include <time.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "log.h"
 #include "monotime.h"
+#include "nicer.h"
 #include "worker.h"
 
 /* A thread, and since when it runs its job (0: none). */
@@ -51,16 +50,6 @@ struct worker {
  * loop as long as all of them together.
  */
 #define WORKER_DONE_PER_TURN 4
-
-/*
- * How much nicer than the loop a worker thread runs. With the CPUs busy
- * the kernel shares them by weight, and at equal weight a loop turn that
- * serves every session waits behind a thread's syncfs or file system
- * work; nice 10 weighs about a tenth of nice 0, so the loop runs first
- * and the disk work takes what is left, which is plenty: it waits for
- * the disk, not for the CPU.
- */
-#define WORKER_NICE 10
 
 /*
  * A thread whose job has run this long is held: by a disk that is slow
@@ -173,23 +162,14 @@ worker_free(struct worker **wp)
  */
 static atomic_int nice_refused;
 
-/*
- * Lowers this thread's priority (nice is per thread on Linux). A sandbox
- * that refuses setpriority leaves it as it is: slower loop turns under
- * load, nothing worse.
- */
+/* Lowers this thread's priority below the loop's (see nicer.h). */
 static void
 lower_priority(void)
 {
-	id_t self = (id_t)gettid();
-	int now;
+	int err = nicer_thread();
 
-	errno = 0;
-	now = getpriority(PRIO_PROCESS, self);
-	if ((now != -1 || errno == 0) &&
-	    setpriority(PRIO_PROCESS, self, now + WORKER_NICE) == 0)
-		return;
-	atomic_store(&nice_refused, errno != 0 ? errno : EPERM);
+	if (err != 0)
+		atomic_store(&nice_refused, err);
 }
 /* On the loop: says once that the threads kept the loop's priority. */
 static void

@@ -1,0 +1,42 @@
+/*
+ * nicer: the priority of a helper thread (disk work, log writing) below
+ * the loop's; nice is per thread on Linux. A leaf.
+ */
+#ifndef POPFETCHD_NICER_H
+#define POPFETCHD_NICER_H
+
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <unistd.h>
+
+/*
+ * How much nicer than the loop a helper thread runs. With the CPUs busy
+ * the kernel shares them by weight, and at equal weight a loop turn that
+ * serves every session waits behind a thread's syncfs or file system
+ * work; nice 10 weighs about a tenth of nice 0, so the loop runs first
+ * and the helpers take what is left, which is plenty: they wait for the
+ * disk or for standard error, not for the CPU.
+ */
+#define NICER_BY 10
+
+/*
+ * Lowers the calling thread's priority by NICER_BY: 0, or why not (an
+ * errno; a sandbox may refuse setpriority, which leaves slower loop
+ * turns under load, nothing worse).
+ */
+static inline int
+nicer_thread(void)
+{
+	id_t self = (id_t)gettid();
+	int now;
+
+	errno = 0;
+	now = getpriority(PRIO_PROCESS, self);
+	if ((now != -1 || errno == 0) &&
+	    setpriority(PRIO_PROCESS, self, now + NICER_BY) == 0)
+		return 0;
+	return errno != 0 ? errno : EPERM;
+}
+
+#endif
