@@ -81,12 +81,11 @@ static int start_thread(struct worker *w);
 struct worker *
 worker_new(struct event_base *base, unsigned nthreads)
 {
+	pthread_condattr_t ca;
 	struct worker *w;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
-	pthread_condattr_t ca;
-
 	pthread_mutex_init(&w->lock, NULL);
 	/* Idle threads wait with a deadline: on the monotonic clock. */
 	pthread_condattr_init(&ca);
