@@ -559,6 +559,7 @@ sync_batch(struct deliver *d, const struct batch *b)
 {
 	const char **names;
 	size_t i;
+	dev_t dev;
 	int rc;
 
 	if ((names = calloc(b->n, sizeof(*names))) == NULL)
@@ -568,6 +569,9 @@ sync_batch(struct deliver *d, const struct batch *b)
 	TESTHOOK_HOLD("batch sync", d->account);
 	rc = maildir_sync_tmp(d->md, names, b->n);
 	free(names);
+	/* The fresh state's file, made after the Maildir's open, with it. */
+	if (rc == 0 && maildir_syncs_fs(d->md, &dev))
+		state_fs_synced(d->st, dev);
 	return rc;
 }
 

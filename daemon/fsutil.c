@@ -125,6 +125,7 @@ fsutil_valid_name(const char *name, size_t len)
 static unsigned fail_countdown;
 static int fail_errno;
 static unsigned long forced_fs_type;
+static unsigned long syncs_made;
 
 void
 fsutil_test_fail_sync(unsigned nth, int err)
@@ -139,12 +140,23 @@ fsutil_test_force_fs_type(unsigned long type)
 	forced_fs_type = type;
 }
 
-/* Whether this sync is the one armed to fail (errno then set). */
+unsigned long
+fsutil_test_syncs(void)
+{
+	return syncs_made;
+}
+
+/*
+ * Whether this sync is the one armed to fail (errno then set); counts
+ * those that go on.
+ */
 static bool
 sync_fault(void)
 {
-	if (fail_countdown == 0 || --fail_countdown > 0)
+	if (fail_countdown == 0 || --fail_countdown > 0) {
+		syncs_made++;
 		return false;
+	}
 	errno = fail_errno;
 	return true;
 }
@@ -158,6 +170,14 @@ fsutil_fsync(int fd)
 	if (sync_fault())
 		return -1;
 	return fsync(fd);
+}
+
+int
+fsutil_fdatasync(int fd)
+{
+	if (sync_fault())
+		return -1;
+	return fdatasync(fd);
 }
 
 int

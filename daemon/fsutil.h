@@ -28,8 +28,9 @@ int fsutil_mkdir_p(const char *path, char *errbuf, size_t errlen);
  */
 bool fsutil_valid_name(const char *name, size_t len);
 
-/* fsync(2) and syncfs(2) of FD: 0, or -1 with errno set. */
+/* fsync(2), fdatasync(2) and syncfs(2) of FD: 0, or -1 with errno set. */
 int fsutil_fsync(int fd);
+int fsutil_fdatasync(int fd);
 int fsutil_syncfs(int fd);
 
 /* The type (statfs f_type) of the file system holding FD. 0 or -1/errno. */
@@ -37,10 +38,14 @@ int fsutil_fs_type(int fd, unsigned long *type);
 
 #ifdef POPFETCHD_TEST_HOOKS
 /*
- * Makes the NTH call of fsutil_fsync() or fsutil_syncfs() from now on
- * (1: the next one) fail with ERR, once, without syncing; 0 disarms.
+ * Makes the NTH call of fsutil_fsync(), fsutil_fdatasync() or
+ * fsutil_syncfs() from now on (1: the next one) fail with ERR, once,
+ * without syncing; 0 disarms.
  */
 void fsutil_test_fail_sync(unsigned nth, int err);
+
+/* The calls of those three that went to the kernel so far. */
+unsigned long fsutil_test_syncs(void);
 
 /* Makes fsutil_fs_type() answer TYPE; 0 gives back the real one. */
 void fsutil_test_force_fs_type(unsigned long type);

@@ -1249,6 +1249,17 @@ maildir_sync_tmp(struct maildir *md, const char *const *tmpnames, size_t n)
 	return sync_made_dirs(md);
 }
 
+bool
+maildir_syncs_fs(const struct maildir *md, dev_t *dev)
+{
+	struct stat sb;
+
+	if (md->how != MAILDIR_SYNC_BATCH || fstat(md->tmpfd, &sb) == -1)
+		return false;
+	*dev = sb.st_dev;
+	return true;
+}
+
 int
 maildir_sync(struct maildir *md)
 {

@@ -34,6 +34,8 @@
 #ifndef POPFETCHD_MAILDIR_H
 #define POPFETCHD_MAILDIR_H
 
+#include <sys/types.h>
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -121,6 +123,15 @@ const char *maildir_syncfs_unreliable(unsigned long fs_type);
  * and open the Maildir again (a new poll) to start over.
  */
 int maildir_sync_tmp(struct maildir *md, const char *const *tmpnames, size_t n);
+
+/*
+ * Whether maildir_sync_tmp() syncs the whole file system of MD (in
+ * MAILDIR_SYNC_BATCH mode): then, when it returns 0, every file written
+ * on that file system since MD was opened is durable too, entries
+ * included. *DEV gets the file system's device. False if that cannot be
+ * told.
+ */
+bool maildir_syncs_fs(const struct maildir *md, dev_t *dev);
 
 /* Closes the Maildir. Open messages must have been finished or aborted. */
 void maildir_close(struct maildir **md);

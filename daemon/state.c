@@ -42,6 +42,13 @@
  * buffer with one write and one fdatasync, so its cost depends on what
  * changed, not on how many UIDs the account holds.
  *
+ * A fresh state's file is created with its header and not synced:
+ * nothing relies on it before the first commit, which makes it durable,
+ * or a syncfs of its file system before that did (a first poll's batch
+ * into a Maildir on the same file system). A file that holds no more
+ * than a part of the header this state writes was cut short in that
+ * window, and is read as a fresh state.
+ *
  * Loading never fails because of what the file contains: a last record
  * without its newline was torn by a crash and is cut off; a malformed
  * record in the middle is skipped; a file without a readable header is
@@ -235,6 +242,8 @@ struct state {
 	char *user;
 	unsigned port;	     /* 0: not known, any will do */
 	bool rewrite_header; /* the file's header is not st->header yet */
+	bool unsynced;	     /* made by create_fresh(), not durable yet */
+	dev_t dev;	     /* the file system of the state directory */
 	int dirfd, lockfd, fd;
 	off_t clean_len; /* the file up to here holds whole records */
 	bool need_sep;	 /* junk may follow clean_len: start with '\n' */
@@ -293,10 +302,13 @@ static void clear_pending(struct state *st, struct slot *s);
 static void drop_torn(struct state *st, off_t good, size_t torn);
 static int set_aside(struct state *st, const char *suffix, const char *why,
     char *errbuf, size_t errlen);
+static bool torn_creation(const struct state *st, const char *data, size_t len);
+static int create_fresh(struct state *st);
 static int write_snapshot(struct state *st);
 static int write_journal(struct state *st, int fd, off_t *total);
 static int snapshot_table(
     int fd, struct buf *out, off_t *total, const struct table *t);
+static int sync_out(struct state *st);
 static int append_out(struct state *st);
 static void maybe_compact(struct state *st);
 static int buf_reserve(struct buf *b, size_t more);
@@ -750,6 +762,8 @@ load(struct state *st, char *errbuf, size_t errlen)
 		    strerror(errno));
 		goto out;
 	}
+	if (torn_creation(st, data.data, data.len))
+		goto fresh;
 	switch (check_header(st, data.data, data.len, &hlen, &version)) {
 	case HEADER_NOMEM:
 		set_err(errbuf, errlen, "cannot load %s/%s: %s", st->dir, name,
@@ -784,7 +798,7 @@ load(struct state *st, char *errbuf, size_t errlen)
 		goto fresh;
 	}
 fresh:
-	if ((rc = write_snapshot(st)) == -1)
+	if ((rc = create_fresh(st)) == -1)
 		set_err(errbuf, errlen, "cannot create %s/%s: %s", st->dir,
 		    name, strerror(errno));
 out:
@@ -1236,6 +1250,69 @@ set_aside(struct state *st, const char *suffix, const char *why, char *errbuf,
 }
 
 /*
+ * Whether the LEN bytes of DATA, a state file, are no more than a start
+ * of the header this state writes, without its newline: a creation cut
+ * short by a crash (create_fresh() does not sync). Nothing was recorded
+ * in such a file: a record is appended only after the header, and made
+ * durable with it.
+ */
+static bool
+torn_creation(const struct state *st, const char *data, size_t len)
+{
+	return len < strlen(st->header) &&
+	       (len == 0 || memcmp(data, st->header, len) == 0);
+}
+
+/*
+ * Starts the file of a state found empty: the header alone, written in
+ * place and not synced. A first poll would otherwise pay two syncs
+ * before it has anything to record, and a poll that records nothing would
+ * pay them for nothing. Nothing relies on the file before a commit; the
+ * first commit makes it durable (sync_out()), unless a syncfs of its
+ * file system did already (state_fs_synced()). A crash before then
+ * leaves no file, an empty one or a part of the header, which load()
+ * takes for a fresh state (torn_creation()), or, on a file system that
+ * does not order data before metadata, whatever its blocks held, which
+ * load() sets aside as any unreadable file.
+ */
+static int
+create_fresh(struct state *st)
+{
+	char name[NAME_MAX + 1];
+	struct stat sb;
+	int fd, saved;
+
+	file_name(name, sizeof(name), st, SUFFIX_STATE);
+	if (fstat(st->dirfd, &sb) == -1)
+		return -1;
+	fd = openat(st->dirfd, name,
+	    O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	if (fsutil_write_all(fd, st->header, strlen(st->header)) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	if (st->fd != -1)
+		close(st->fd);
+	st->fd = fd;
+	st->clean_len = (off_t)strlen(st->header);
+	st->need_sep = false;
+	st->unsynced = true;
+	st->dev = sb.st_dev;
+	return 0;
+}
+
+void
+state_fs_synced(struct state *st, dev_t dev)
+{
+	if (st->unsynced && st->dev == dev)
+		st->unsynced = false;
+}
+
+/*
  * Replaces the state file with one holding the header and the live UIDs:
  * written to a temporary file, fsynced, renamed over, and the directory
  * fsynced. The directory fsync makes the rename durable before anything
@@ -1255,15 +1332,16 @@ write_snapshot(struct state *st)
 	    O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd == -1 || write_journal(st, fd, &total) == -1)
 		goto fail;
-	if (fsync(fd) == -1 ||
+	if (fsutil_fsync(fd) == -1 ||
 	    renameat(st->dirfd, tmp, st->dirfd, name) == -1 ||
-	    fsync(st->dirfd) == -1)
+	    fsutil_fsync(st->dirfd) == -1)
 		goto fail;
 	if (st->fd != -1)
 		close(st->fd);
 	st->fd = fd;
 	st->clean_len = total;
 	st->need_sep = false;
+	st->unsynced = false;
 	st->dead = 0;
 	st->compact_floor = 0;
 	return 0;
@@ -1662,6 +1740,23 @@ state_prune_strikes(
 }
 
 /*
+ * Makes what was written to the file durable, and the file's name too
+ * while its creation is not (create_fresh()).
+ */
+static int
+sync_out(struct state *st)
+{
+	if (fsutil_fdatasync(st->fd) == -1)
+		return -1;
+	if (!st->unsynced)
+		return 0;
+	if (fsutil_fsync(st->dirfd) == -1)
+		return -1;
+	st->unsynced = false;
+	return 0;
+}
+
+/*
  * Writes the unwritten records and fdatasyncs. On failure the file is cut
  * back to its clean length and the records stay unwritten, to be written
  * again in full by the next commit: after a failed fdatasync the kernel
@@ -1677,8 +1772,7 @@ append_out(struct state *st)
 		st->need_sep = false;
 	if ((st->need_sep && fsutil_write_all(st->fd, "\n", 1) == -1) ||
 	    fsutil_write_all(st->fd, st->out.data, st->out.len) == -1 ||
-	    fdatasync(st->fd) == -1 ||
-	    (end = lseek(st->fd, 0, SEEK_END)) == -1) {
+	    sync_out(st) == -1 || (end = lseek(st->fd, 0, SEEK_END)) == -1) {
 		saved = errno;
 		if (ftruncate(st->fd, st->clean_len) == 0)
 			st->need_sep = false;

@@ -41,6 +41,8 @@
 #ifndef POPFETCHD_STATE_H
 #define POPFETCHD_STATE_H
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -163,6 +165,15 @@ int state_forget(struct state *st, const char *uid);
  * an older spelling (no port, another case) rewrites the file so.
  */
 int state_commit(struct state *st);
+
+/*
+ * A syncfs(2) of the file system DEV returned 0, on a descriptor opened
+ * before the state was: if the state's file lives there, what the open
+ * created of it is durable, and the first commit need not sync the state
+ * directory for it. (A fresh state's file is created unsynced; the
+ * Maildir's first batch syncs the whole file system anyway.)
+ */
+void state_fs_synced(struct state *st, dev_t dev);
 
 /*
  * Counts one more failed attempt to deliver UID, at NOW, and returns the

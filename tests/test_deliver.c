@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "fsutil.h"
 #include "maildir.h"
 #include "state.h"
 #include "testhook.h"
@@ -326,6 +327,40 @@ START_TEST(test_size_unknown_sync_each_file)
 	ck_assert_int_eq(check_count_entries(mdpath, "new"), 1);
 	ck_assert_int_eq(deliver_free_space(d, &size), 0);
 	ck_assert_uint_gt(size, 0);
+	deliver_free(&d);
+}
+END_TEST
+
+/*
+ * The syncs of a first poll's batch. In batch mode the fresh state's
+ * file, made unsynced by the open, is durable with the batch's syncfs:
+ * the syncfs, the commit's fdatasync and the fsync of new/, and no sync
+ * of the state directory. Syncing each file, its first commit syncs
+ * the directory too: the message, tmp/, the Maildir and its parent (made
+ * by this open), the commit's data and directory, new/.
+ */
+START_TEST(test_first_batch_syncs)
+{
+	struct deliver_where w = where();
+	struct seen seen = {0};
+	struct deliver *d;
+	unsigned long before;
+	char err[512];
+
+	w.sync_each_file = _i == 1;
+	before = fsutil_test_syncs();
+	d = open_ok_where(&w);
+	ck_assert_uint_eq(fsutil_test_syncs() - before, 0);
+	put(d, 1, "u1", 6, "a\r\nb\r\n");
+	before = fsutil_test_syncs();
+	ck_assert_int_eq(deliver_flush(d, durable, &seen, err, sizeof(err)), 0);
+	ck_assert_uint_eq(fsutil_test_syncs() - before, (_i == 1 ? 7 : 3));
+	/* The next batch: the directory is not synced again. */
+	put(d, 2, "u2", 6, "c\r\nd\r\n");
+	before = fsutil_test_syncs();
+	ck_assert_int_eq(deliver_flush(d, durable, &seen, err, sizeof(err)), 0);
+	ck_assert_uint_eq(fsutil_test_syncs() - before, (_i == 1 ? 4 : 3));
+	ck_assert_uint_eq(seen.n, 2);
 	deliver_free(&d);
 }
 END_TEST
@@ -1124,6 +1159,7 @@ deliver_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_size_unknown_sync_each_file);
+	tcase_add_loop_test(tc, test_first_batch_syncs, 0, 2);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_open_folder);
 	tcase_add_test(tc, test_notice);

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "state.h"
 #include "check_main.h"
 #include "check_util.h"
@@ -358,8 +359,8 @@ END_TEST
 
 START_TEST(test_unreadable_header)
 {
-	static const char *const bad[] = {"", "garbage\n+ 1 a\n",
-	    "popfetchd-state 1 " HOST " " USER, "popfetchd-state x\n",
+	static const char *const bad[] = {"garbage\n+ 1 a\n", "garbage",
+	    "popfetchd-state 1 " HOST " " USER "x", "popfetchd-state x\n",
 	    "popfetchd-state 0 " HOST " " USER "\n"};
 	char path[PATH_MAX];
 	struct state *st;
@@ -388,6 +389,129 @@ START_TEST(test_unreadable_header)
 		ck_assert_str_eq(data, HEADER "+ 1 new\n");
 		free(data);
 	}
+}
+END_TEST
+
+/*
+ * A fresh file is created unsynced: a crash may leave it empty or with
+ * a part of its header. That is a fresh state, taken as one silently
+ * (nothing set aside, no notice); records then follow a whole header.
+ */
+START_TEST(test_torn_creation)
+{
+	static const char *const torn[] = {
+	    "", "popf", "popfetchd-state 1 " HOST " " USER};
+	struct state *st;
+	size_t i;
+	char *data;
+
+	st = open_ok(); /* creates the directory */
+	state_close(&st);
+	for (i = 0; i < sizeof(torn) / sizeof(torn[0]); i++) {
+		spew(statefile, torn[i]);
+		st = open_ok();
+		ck_assert_uint_eq(state_count(st), 0);
+		ck_assert_ptr_null(state_load_notice(st));
+		ck_assert_int_eq(state_record(st, "new", 1), 0);
+		ck_assert_int_eq(state_commit(st), 0);
+		state_close(&st);
+		ck_assert(!exists(".state.corrupt"));
+		data = check_read_file(statefile, NULL);
+		ck_assert_str_eq(data, HEADER "+ 1 new\n");
+		free(data);
+	}
+}
+END_TEST
+
+/* A fresh state's file in the state directory, made unsynced. */
+static struct state *
+open_fresh(void)
+{
+	struct state *st = open_ok(); /* the directory, synced */
+
+	state_close(&st);
+	ck_assert_int_eq(unlink(statefile), 0);
+	return open_ok();
+}
+
+/* The device of the state directory. */
+static dev_t
+state_dev(void)
+{
+	struct stat sb;
+
+	ck_assert_int_eq(stat(statedir, &sb), 0);
+	return sb.st_dev;
+}
+
+/*
+ * Opening a fresh state syncs nothing; its first commit syncs the data
+ * and the directory (the file's name), the next ones the data alone. A
+ * syncfs of the file system after the open (the Maildir's batch) spares
+ * the directory's; one of another file system does not.
+ */
+START_TEST(test_fresh_file_made_durable)
+{
+	struct state *st;
+	unsigned long before;
+	char *data;
+
+	before = fsutil_test_syncs();
+	st = open_fresh();
+	ck_assert_uint_eq(fsutil_test_syncs() - before, 0);
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	before = fsutil_test_syncs();
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_uint_eq(fsutil_test_syncs() - before, 2);
+	ck_assert_int_eq(state_record(st, "b", 1), 0);
+	before = fsutil_test_syncs();
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_uint_eq(fsutil_test_syncs() - before, 1);
+	state_close(&st);
+
+	st = open_fresh();
+	state_fs_synced(st, state_dev() + 1);
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	before = fsutil_test_syncs();
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_uint_eq(fsutil_test_syncs() - before, 2);
+	state_close(&st);
+
+	st = open_fresh();
+	state_fs_synced(st, state_dev());
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	before = fsutil_test_syncs();
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_uint_eq(fsutil_test_syncs() - before, 1);
+	state_close(&st);
+	data = check_read_file(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "+ 1 a\n");
+	free(data);
+}
+END_TEST
+
+/*
+ * The first commit's sync of the directory fails: the commit fails, and
+ * the next one writes the records again and syncs both again.
+ */
+START_TEST(test_fresh_file_directory_sync_fails)
+{
+	struct state *st = open_fresh();
+	unsigned long before;
+	char *data;
+
+	ck_assert_int_eq(state_record(st, "a", 1), 0);
+	fsutil_test_fail_sync(2, EIO);
+	errno = 0;
+	ck_assert_int_eq(state_commit(st), -1);
+	ck_assert_int_eq(errno, EIO);
+	before = fsutil_test_syncs();
+	ck_assert_int_eq(state_commit(st), 0);
+	ck_assert_uint_eq(fsutil_test_syncs() - before, 2);
+	state_close(&st);
+	data = check_read_file(statefile, NULL);
+	ck_assert_str_eq(data, HEADER "+ 1 a\n");
+	free(data);
 }
 END_TEST
 
@@ -2271,6 +2395,9 @@ state_suite(void)
 	tcase_add_test(tc, test_uncommitted_lost);
 	tcase_add_test(tc, test_torn_last_record);
 	tcase_add_test(tc, test_corrupt_middle_records);
+	tcase_add_test(tc, test_torn_creation);
+	tcase_add_test(tc, test_fresh_file_made_durable);
+	tcase_add_test(tc, test_fresh_file_directory_sync_fails);
 	tcase_add_test(tc, test_other_host_or_user);
 	tcase_add_test(tc, test_header_escaping);
 	tcase_add_test(tc, test_unreadable_header);
