@@ -988,6 +988,7 @@ class Scenario:
             if "net" in self.refs:
                 net = self.netref_run(tools, dc, boxes, work, relay)
                 r["net"], r["net_cpu"] = net["wall"], net["cpu"]
+                r["net_server_cpu"] = net["server_cpu"]
         finally:
             if writer is not None:
                 r_writer = writer.stop()
@@ -1041,6 +1042,7 @@ class Scenario:
             boxes.seed(user, messages)
         os.sync()
         port = dc.ssl_port
+        server_cpu = boxes.cpu()
         try:
             if relay is not None:
                 port = relay.begin()
@@ -1053,6 +1055,7 @@ class Scenario:
         finally:
             if relay is not None:
                 relay.end()
+        net["server_cpu"] = boxes.cpu() - server_cpu
         left = boxes.left(self.users)
         if left:
             raise BenchError("%s: bench_netref left %d messages on the "
@@ -1065,7 +1068,8 @@ class Scenario:
         if r.get("disk") is not None:
             out += ", disk %.2f s" % r["disk"]
         if r.get("net") is not None:
-            out += ", net %.2f s (CPU %.2f s)" % (r["net"], r["net_cpu"])
+            out += ", net %.2f s (CPU %.2f s, server CPU %.2f s)" % (
+                r["net"], r["net_cpu"], r["net_server_cpu"])
         limit = self.limit_of(r)
         if limit is not None:
             out += ": %.2fx the limit" % (r["wall"] / limit)

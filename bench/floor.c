@@ -10,10 +10,9 @@
  * (ROOT/mail/aN) with the durability scheme popfetchd uses
  * (daemon/deliver.c, daemon/maildir.c, daemon/state.c), and no network:
  *
- *  - each account first gets its Maildir (its directories made durable
- *    by the first batch's syncfs) and a fresh state journal
- *    (ROOT/state/aN.state, written, fsynced, renamed, its directory
- *    fsynced), beside its lock file;
+ *  - each account first gets its Maildir and a fresh state journal
+ *    (ROOT/state/aN.state, its header written in place), beside its
+ *    lock file, all made durable by the first batch's syncfs;
  *  - each message is written into tmp/ under a unique name (O_EXCL) and
  *    closed, large ones with their write-out started (sync_file_range),
  *    and its final name looked up in new/;
@@ -241,19 +240,14 @@ job_open(struct disk *d, struct acct *a)
 	snprintf(tmp, sizeof(tmp), "a%zu.lock", a->id);
 	a->lockfd =
 	    openat(d->statedir, tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	snprintf(tmp, sizeof(tmp), "a%zu.tmp", a->id);
 	snprintf(name, sizeof(name), "a%zu.state", a->id);
-	fd = openat(d->statedir, tmp,
+	fd = openat(d->statedir, name,
 	    O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (a->lockfd == -1 || fd == -1)
 		die("cannot create the state of", name);
 	snprintf(head, sizeof(head),
 	    "popfetchd-state 1 host=127.0.0.1 user=a%zu\n", a->id);
 	write_all(fd, head, strlen(head), name);
-	fsync_or_die(fd, name, &a->syncs);
-	if (renameat(d->statedir, tmp, d->statedir, name) == -1)
-		die("cannot rename", tmp);
-	fsync_or_die(d->statedir, "the state directory", &a->syncs);
 	a->statefd = fd;
 }
 
