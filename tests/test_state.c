@@ -45,6 +45,8 @@ static void spew(const char *path, const char *data);
 static int count_lines(const char *path);
 static bool exists(const char *suffix);
 static struct state *open_ok(void);
+static unsigned long commit_syncs(struct state *st);
+static void assert_statefile(const char *want);
 static Suite *state_suite(void);
 
 static void
@@ -403,7 +405,6 @@ START_TEST(test_torn_creation)
 	    "", "popf", "popfetchd-state 1 " HOST " " USER};
 	struct state *st;
 	size_t i;
-	char *data;
 
 	st = open_ok(); /* creates the directory */
 	state_close(&st);
@@ -416,9 +417,7 @@ START_TEST(test_torn_creation)
 		ck_assert_int_eq(state_commit(st), 0);
 		state_close(&st);
 		ck_assert(!exists(".state.corrupt"));
-		data = check_read_file(statefile, NULL);
-		ck_assert_str_eq(data, HEADER "+ 1 new\n");
-		free(data);
+		assert_statefile(HEADER "+ 1 new\n");
 	}
 }
 END_TEST
@@ -444,6 +443,26 @@ state_dev(void)
 	return sb.st_dev;
 }
 
+/* Commits ST, which must succeed: the syncs the commit made. */
+static unsigned long
+commit_syncs(struct state *st)
+{
+	unsigned long before = fsutil_test_syncs();
+
+	ck_assert_int_eq(state_commit(st), 0);
+	return fsutil_test_syncs() - before;
+}
+
+/* The state file holds WANT. */
+static void
+assert_statefile(const char *want)
+{
+	char *data = check_read_file(statefile, NULL);
+
+	ck_assert_str_eq(data, want);
+	free(data);
+}
+
 /*
  * Opening a fresh state syncs nothing; its first commit syncs the data
  * and the directory (the file's name), the next ones the data alone. A
@@ -454,39 +473,28 @@ START_TEST(test_fresh_file_made_durable)
 {
 	struct state *st;
 	unsigned long before;
-	char *data;
 
 	before = fsutil_test_syncs();
 	st = open_fresh();
 	ck_assert_uint_eq(fsutil_test_syncs() - before, 0);
 	ck_assert_int_eq(state_record(st, "a", 1), 0);
-	before = fsutil_test_syncs();
-	ck_assert_int_eq(state_commit(st), 0);
-	ck_assert_uint_eq(fsutil_test_syncs() - before, 2);
+	ck_assert_uint_eq(commit_syncs(st), 2);
 	ck_assert_int_eq(state_record(st, "b", 1), 0);
-	before = fsutil_test_syncs();
-	ck_assert_int_eq(state_commit(st), 0);
-	ck_assert_uint_eq(fsutil_test_syncs() - before, 1);
+	ck_assert_uint_eq(commit_syncs(st), 1);
 	state_close(&st);
 
 	st = open_fresh();
 	state_fs_synced(st, state_dev() + 1);
 	ck_assert_int_eq(state_record(st, "a", 1), 0);
-	before = fsutil_test_syncs();
-	ck_assert_int_eq(state_commit(st), 0);
-	ck_assert_uint_eq(fsutil_test_syncs() - before, 2);
+	ck_assert_uint_eq(commit_syncs(st), 2);
 	state_close(&st);
 
 	st = open_fresh();
 	state_fs_synced(st, state_dev());
 	ck_assert_int_eq(state_record(st, "a", 1), 0);
-	before = fsutil_test_syncs();
-	ck_assert_int_eq(state_commit(st), 0);
-	ck_assert_uint_eq(fsutil_test_syncs() - before, 1);
+	ck_assert_uint_eq(commit_syncs(st), 1);
 	state_close(&st);
-	data = check_read_file(statefile, NULL);
-	ck_assert_str_eq(data, HEADER "+ 1 a\n");
-	free(data);
+	assert_statefile(HEADER "+ 1 a\n");
 }
 END_TEST
 
@@ -497,21 +505,15 @@ END_TEST
 START_TEST(test_fresh_file_directory_sync_fails)
 {
 	struct state *st = open_fresh();
-	unsigned long before;
-	char *data;
 
 	ck_assert_int_eq(state_record(st, "a", 1), 0);
 	fsutil_test_fail_sync(2, EIO);
 	errno = 0;
 	ck_assert_int_eq(state_commit(st), -1);
 	ck_assert_int_eq(errno, EIO);
-	before = fsutil_test_syncs();
-	ck_assert_int_eq(state_commit(st), 0);
-	ck_assert_uint_eq(fsutil_test_syncs() - before, 2);
+	ck_assert_uint_eq(commit_syncs(st), 2);
 	state_close(&st);
-	data = check_read_file(statefile, NULL);
-	ck_assert_str_eq(data, HEADER "+ 1 a\n");
-	free(data);
+	assert_statefile(HEADER "+ 1 a\n");
 }
 END_TEST
 
