@@ -293,20 +293,35 @@ START_TEST(busy_from_submit_until_done)
 END_TEST
 
 /*
+ * A worker of THREADS threads, each held at gate G by one of the first
+ * THREADS of the N jobs in V (numbered from 1); the rest made, not
+ * submitted.
+ */
+static void
+hold_threads(unsigned threads, struct tjob *const *v, size_t n, struct gate *g)
+{
+	size_t i;
+
+	start(threads);
+	gate_init(g);
+	for (i = 0; i < n; i++)
+		tjob_init(v[i], (int)i + 1, i < threads ? g : NULL);
+	for (i = 0; i < threads; i++)
+		worker_submit(w, &v[i]->job);
+	gate_await(g, threads);
+}
+
+/*
  * One thread, held by A at gate G; B queued behind it; C made ready, not
  * submitted.
  */
 static void
 one_held(struct tjob *a, struct tjob *b, struct tjob *c, struct gate *g)
 {
-	start(1);
-	gate_init(g);
-	tjob_init(a, 1, g);
-	tjob_init(b, 2, NULL);
-	tjob_init(c, 3, NULL);
-	worker_submit(w, &a->job);
+	struct tjob *v[] = {a, b, c};
+
+	hold_threads(1, v, 3, g);
 	worker_submit(w, &b->job);
-	gate_await(g, 1);
 }
 
 /* A queued job taken back is never run, and never completed. */
@@ -476,15 +491,9 @@ static void
 two_held(struct tjob *a, struct tjob *b, struct tjob *c, struct tjob *d,
     struct gate *g)
 {
-	start(2);
-	gate_init(g);
-	tjob_init(a, 1, g);
-	tjob_init(b, 2, g);
-	tjob_init(c, 3, NULL);
-	tjob_init(d, 4, NULL);
-	worker_submit(w, &a->job);
-	worker_submit(w, &b->job);
-	gate_await(g, 2);
+	struct tjob *v[] = {a, b, c, d};
+
+	hold_threads(2, v, 4, g);
 	worker_submit(w, &c->job);
 	await_count(&c->dones, 1);
 	ck_assert(!a->run_ended && !b->run_ended);
