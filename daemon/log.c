@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,16 +62,22 @@ static void *log_before_arg;
 
 static struct {
 	pthread_mutex_t mu;
-	pthread_cond_t wake; /* lines or a count to write */
+	/*
+	 * Lines or a count to write, posted once while the writer waits. Not
+	 * a condition variable: glibc's pthread_cond_signal() may wait for
+	 * an earlier-woken thread to have run, and hold the loop behind the
+	 * writer's turn on a busy CPU; sem_post() never waits.
+	 */
+	sem_t wake;
 	pthread_cond_t idle; /* all written */
 	char *fill, *out;    /* LOG_QUEUE_BYTES each */
 	size_t nfill;
 	unsigned long dropped;
-	bool on;   /* log_async() started the writer */
-	bool busy; /* the writer is writing */
+	bool on;      /* log_async() started the writer */
+	bool busy;    /* the writer is writing */
+	bool waiting; /* the writer waits for a post of WAKE */
 } lq = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
-    .wake = PTHREAD_COND_INITIALIZER,
     .idle = PTHREAD_COND_INITIALIZER,
 };
 
@@ -228,8 +235,12 @@ log_writer(void *arg)
 	for (;;) {
 		while (lq.nfill == 0 && lq.dropped == 0) {
 			lq.busy = false;
+			lq.waiting = true;
 			pthread_cond_broadcast(&lq.idle);
-			pthread_cond_wait(&lq.wake, &lq.mu);
+			pthread_mutex_unlock(&lq.mu);
+			while (sem_wait(&lq.wake) == -1 && errno == EINTR)
+				;
+			pthread_mutex_lock(&lq.mu);
 		}
 		lq.busy = true;
 		buf = lq.fill;
@@ -270,6 +281,7 @@ log_async(void)
 		lq.fill = NULL;
 		return;
 	}
+	sem_init(&lq.wake, 0, 0);
 	/* The loop thread takes the signals, not this one. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -312,6 +324,8 @@ log_flush(void)
 static void
 emit_line(const char *line, size_t len)
 {
+	bool post;
+
 	if (!lq.on) {
 		before_line();
 		fprintf(stderr, "%.*s\n", (int)len, line);
@@ -325,8 +339,11 @@ emit_line(const char *line, size_t len)
 		lq.fill[lq.nfill + len] = '\n';
 		lq.nfill += len + 1;
 	}
-	pthread_cond_signal(&lq.wake);
+	post = lq.waiting;
+	lq.waiting = false;
 	pthread_mutex_unlock(&lq.mu);
+	if (post)
+		sem_post(&lq.wake);
 }
 
 /* Formats a line into BUF (LOG_LINE_MAX bytes) and emits it. */

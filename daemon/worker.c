@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,14 @@ struct worker_thread {
 
 struct worker {
 	pthread_mutex_t lock;
-	pthread_cond_t work;		   /* a job was queued, or stop */
+	/*
+	 * Posted for each job queued, and for each thread at the stop. Not
+	 * a condition variable: glibc's pthread_cond_signal() may wait for
+	 * threads woken before to have run, and so held the loop behind a
+	 * nicer thread's turn on a busy CPU (tens of milliseconds, seen).
+	 * sem_post() never waits.
+	 */
+	sem_t work;
 	pthread_cond_t ended;		   /* a job finished running */
 	TAILQ_HEAD(, worker_job) queue;	   /* waiting for a thread */
 	TAILQ_HEAD(, worker_job) finished; /* waiting for their done() */
@@ -81,17 +89,12 @@ static int start_thread(struct worker *w);
 struct worker *
 worker_new(struct event_base *base, unsigned nthreads)
 {
-	pthread_condattr_t ca;
 	struct worker *w;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
 	pthread_mutex_init(&w->lock, NULL);
-	/* Idle threads wait with a deadline: on the monotonic clock. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->work, &ca);
-	pthread_condattr_destroy(&ca);
+	sem_init(&w->work, 0, 0);
 	pthread_cond_init(&w->ended, NULL);
 	w->idle_secs = WORKER_IDLE_SECS;
 	TAILQ_INIT(&w->queue);
@@ -132,7 +135,8 @@ worker_free(struct worker **wp)
 		return;
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
-	pthread_cond_broadcast(&w->work);
+	for (i = 0; i < w->nthreads; i++)
+		sem_post(&w->work);
 	pthread_mutex_unlock(&w->lock);
 	/* Stopping, none leaves the array on its own: see thread_main(). */
 	for (i = 0; i < w->nthreads; i++) {
@@ -149,7 +153,7 @@ worker_free(struct worker **wp)
 	if (w->pipe[1] != -1)
 		close(w->pipe[1]);
 	pthread_cond_destroy(&w->ended);
-	pthread_cond_destroy(&w->work);
+	sem_destroy(&w->work);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 	*wp = NULL;
@@ -216,6 +220,27 @@ count_held(const struct worker *w, double now)
 }
 
 /*
+ * Waits (under the lock, dropped meanwhile) for a post of W's semaphore,
+ * until UNTIL on the monotonic clock if not NULL: 0, or ETIMEDOUT. A post
+ * may find the queue empty (another thread took its job on the way).
+ */
+static int
+await_post(struct worker *w, const struct timespec *until)
+{
+	int rc;
+
+	pthread_mutex_unlock(&w->lock);
+	do
+		rc = until == NULL
+			 ? sem_wait(&w->work)
+			 : sem_clockwait(&w->work, CLOCK_MONOTONIC, until);
+	while (rc == -1 && errno == EINTR);
+	rc = rc == -1 ? errno : 0;
+	pthread_mutex_lock(&w->lock);
+	return rc;
+}
+
+/*
  * Waits for a job or the stop (under the lock). A thread beyond the base
  * that waited idle_secs while the base's threads are not held leaves the
  * array, detached: true, and it must return at once (its struct freed).
@@ -229,14 +254,13 @@ await_job(struct worker *w, struct worker_thread *self)
 
 	while (TAILQ_EMPTY(&w->queue) && !w->stop) {
 		if (w->nthreads <= w->base) {
-			pthread_cond_wait(&w->work, &w->lock);
+			(void)await_post(w, NULL);
 			continue;
 		}
 		now = monotime() + w->idle_secs;
 		until.tv_sec = (time_t)now;
 		until.tv_nsec = (long)((now - (double)until.tv_sec) * 1e9);
-		if (pthread_cond_timedwait(&w->work, &w->lock, &until) !=
-			ETIMEDOUT ||
+		if (await_post(w, &until) != ETIMEDOUT ||
 		    !TAILQ_EMPTY(&w->queue) || w->stop ||
 		    w->nthreads - count_held(w, monotime()) <= w->base)
 			continue;
@@ -400,13 +424,13 @@ worker_submit(struct worker *w, struct worker_job *job)
 	job->state = WORKER_QUEUED;
 	TAILQ_INSERT_TAIL(&w->queue, job, entry);
 	w->nqueued++;
-	pthread_cond_signal(&w->work);
 	/*
 	 * A thread woken for an earlier job still counts as idle until it
 	 * runs: what counts is whether the queue outnumbers the idle.
 	 */
 	none_idle = w->nqueued > w->idle;
 	pthread_mutex_unlock(&w->lock);
+	sem_post(&w->work);
 	if (none_idle)
 		watch_held(w, 0);
 }
