@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,14 @@ struct worker_thread {
 	pthread_t tid;
 	double since;
 	struct worker *w;
+	/*
+	 * Its /proc/thread-self/schedstat and stat (-1: none), and the time
+	 * it had spent on a CPU or waiting for one when its last job ended
+	 * (or it started), in seconds: see blocked_secs().
+	 */
+	int schedstat, stat;
+	double ran_before;
+	bool held; /* counted in the worker's HELD: see grow_cb() */
 };
 
 struct worker {
@@ -46,6 +55,7 @@ struct worker {
 	double idle_secs;   /* an extra thread idle this long leaves */
 	unsigned base;	    /* threads that are not held, at least */
 	unsigned idle;	    /* threads waiting for a job */
+	unsigned held;	    /* threads grow_cb() found held, in that job */
 	unsigned nqueued;   /* jobs in QUEUE */
 	int pipe[2];	    /* threads write, the loop reads */
 	struct event *wake; /* on pipe[0] */
@@ -60,9 +70,12 @@ struct worker {
 #define WORKER_DONE_PER_TURN 4
 
 /*
- * A thread whose job has run this long is held: by a disk that is slow
- * (a remote file system, a USB disk, one busy with another program's
- * writes) or that stopped answering. It no longer counts among the
+ * A thread whose job has been blocked this long is held: by a disk that
+ * is slow (a remote file system, a USB disk, one busy with another
+ * program's writes) or that stopped answering. Time on a CPU, or waiting
+ * for one, does not count: more threads would not make a busy CPU go
+ * faster, and each thread runnable at once takes the loop's CPU for a
+ * scheduler tick in its turn. It no longer counts among the
  * threads that serve the queue: while jobs wait, another thread starts
  * for each held one, up to WORKER_THREADS_MAX. So the disk work of the
  * accounts whose disks answer never queues behind a slow disk's for
@@ -85,6 +98,7 @@ static void *thread_main(void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void grow_cb(evutil_socket_t fd, short what, void *arg);
 static int start_thread(struct worker *w);
+static void thread_free(struct worker_thread *t);
 
 struct worker *
 worker_new(struct event_base *base, unsigned nthreads)
@@ -141,7 +155,7 @@ worker_free(struct worker **wp)
 	/* Stopping, none leaves the array on its own: see thread_main(). */
 	for (i = 0; i < w->nthreads; i++) {
 		pthread_join(w->threads[i]->tid, NULL);
-		free(w->threads[i]);
+		thread_free(w->threads[i]);
 	}
 	free(w->threads);
 	if (w->grow != NULL)
@@ -188,6 +202,17 @@ tell_nice_refused(void)
 	    strerror(err));
 }
 
+/* Frees a thread's struct, once it is out of the array or joined. */
+static void
+thread_free(struct worker_thread *t)
+{
+	if (t->schedstat != -1)
+		close(t->schedstat);
+	if (t->stat != -1)
+		close(t->stat);
+	free(t);
+}
+
 /* Starts thread number NTHREADS (under the lock); -1 if it cannot. */
 static int
 start_thread(struct worker *w)
@@ -198,6 +223,7 @@ start_thread(struct worker *w)
 		return -1;
 	t->w = w;
 	t->since = 0;
+	t->schedstat = t->stat = -1;
 	if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
 		free(t);
 		return -1;
@@ -206,17 +232,65 @@ start_thread(struct worker *w)
 	return 0;
 }
 
-/* Threads whose job has run WORKER_HELD_MS by NOW (under the lock). */
-static unsigned
-count_held(const struct worker *w, double now)
+/*
+ * Seconds a thread spent on a CPU or waiting for one, from its schedstat
+ * FD (the kernel's "run" and "wait" nanoseconds); -1 if it cannot say.
+ */
+static double
+sched_secs(int fd)
 {
-	unsigned i, held = 0;
+	char buf[96];
+	unsigned long long run, wait;
+	ssize_t n;
 
-	for (i = 0; i < w->nthreads; i++)
-		if (w->threads[i]->since != 0 &&
-		    now - w->threads[i]->since >= WORKER_HELD_MS / 1000.0)
-			held++;
-	return held;
+	if (fd == -1 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) <= 0)
+		return -1;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &run, &wait) != 2)
+		return -1;
+	return (double)(run + wait) / 1e9;
+}
+
+/*
+ * Whether the thread whose /proc stat is FD is on a CPU or waiting for
+ * one (state R); false if the kernel cannot say.
+ */
+static bool
+runnable(int fd)
+{
+	char buf[256], *p;
+	ssize_t n;
+
+	if (fd == -1 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "tid (name) state ...": the name may hold anything, even ")". */
+	return (p = strrchr(buf, ')')) != NULL && p[1] == ' ' && p[2] == 'R';
+}
+
+/*
+ * Seconds T's job has been blocked by NOW (under the lock), 0 while it
+ * is runnable: its time since the job began, less its time on a CPU or
+ * waiting for one since its previous job ended (a little more than this
+ * job's: this errs short). Under WORKER_HELD_MS, or if the kernel cannot
+ * say, its time since the job began: never less than the blocked time.
+ */
+static double
+blocked_secs(const struct worker_thread *t, double now)
+{
+	double ran = now - t->since, sched;
+
+	if (t->since == 0)
+		return 0;
+	if (ran < WORKER_HELD_MS / 1000.0)
+		return ran;
+	/* A wait for a CPU counts only once it ended: so ask first. */
+	if (runnable(t->stat))
+		return 0;
+	if ((sched = sched_secs(t->schedstat)) < 0)
+		return ran;
+	ran -= sched - t->ran_before;
+	return ran > 0 ? ran : 0;
 }
 
 /*
@@ -240,17 +314,42 @@ await_post(struct worker *w, const struct timespec *until)
 	return rc;
 }
 
+/* Takes SELF out of W's array and detaches it (under the lock). */
+static void
+leave_array(struct worker *w, struct worker_thread *self)
+{
+	unsigned i;
+
+	for (i = 0; w->threads[i] != self; i++)
+		;
+	w->threads[i] = w->threads[--w->nthreads];
+	pthread_detach(self->tid);
+}
+
+/*
+ * Whether a thread between jobs is one too many (under the lock): the
+ * base's count of threads that are not held is there without it. So
+ * the threads a slow disk started leave once it answers again, even if
+ * jobs keep coming. (The held are those grow_cb() counted: no thread
+ * reads another's /proc files under the lock, which the loop takes.)
+ */
+static bool
+surplus(const struct worker *w)
+{
+	return !w->stop && w->nthreads > w->base &&
+	       w->nthreads - 1 - w->held >= w->base;
+}
+
 /*
  * Waits for a job or the stop (under the lock). A thread beyond the base
  * that waited idle_secs while the base's threads are not held leaves the
- * array, detached: true, and it must return at once (its struct freed).
+ * array, detached: true, and it must return at once (freeing its struct).
  */
 static bool
 await_job(struct worker *w, struct worker_thread *self)
 {
 	struct timespec until;
 	double now;
-	unsigned i;
 
 	while (TAILQ_EMPTY(&w->queue) && !w->stop) {
 		if (w->nthreads <= w->base) {
@@ -262,12 +361,9 @@ await_job(struct worker *w, struct worker_thread *self)
 		until.tv_nsec = (long)((now - (double)until.tv_sec) * 1e9);
 		if (await_post(w, &until) != ETIMEDOUT ||
 		    !TAILQ_EMPTY(&w->queue) || w->stop ||
-		    w->nthreads - count_held(w, monotime()) <= w->base)
+		    w->nthreads - w->held <= w->base)
 			continue;
-		for (i = 0; w->threads[i] != self; i++)
-			;
-		w->threads[i] = w->threads[--w->nthreads];
-		pthread_detach(self->tid);
+		leave_array(w, self);
 		return true;
 	}
 	return false;
@@ -280,19 +376,26 @@ thread_main(void *arg)
 	struct worker *w = self->w;
 	struct worker_job *job;
 	char byte = 1;
-	bool wake;
+	double ran;
+	bool wake, left = false;
 
 	lower_priority();
+	self->schedstat =
+	    open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	self->stat = open("/proc/thread-self/stat", O_RDONLY | O_CLOEXEC);
+	ran = sched_secs(self->schedstat);
 	pthread_mutex_lock(&w->lock);
+	self->ran_before = ran;
 	for (;;) {
-		w->idle++;
-		if (await_job(w, self)) {
-			w->idle--;
-			pthread_mutex_unlock(&w->lock);
-			free(self);
-			return NULL;
+		if ((left = surplus(w))) {
+			leave_array(w, self);
+			break;
 		}
+		w->idle++;
+		left = await_job(w, self);
 		w->idle--;
+		if (left)
+			break;
 		if ((job = TAILQ_FIRST(&w->queue)) == NULL)
 			break;
 		TAILQ_REMOVE(&w->queue, job, entry);
@@ -301,8 +404,14 @@ thread_main(void *arg)
 		self->since = monotime();
 		pthread_mutex_unlock(&w->lock);
 		job->run(job);
+		ran = sched_secs(self->schedstat);
 		pthread_mutex_lock(&w->lock);
 		self->since = 0;
+		self->ran_before = ran;
+		if (self->held) {
+			self->held = false;
+			w->held--;
+		}
 		if (job->disowned) {
 			job->state = WORKER_IDLE;
 			continue;
@@ -329,6 +438,9 @@ thread_main(void *arg)
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
+	/* Out of the array, this thread owns its struct now. */
+	if (left)
+		thread_free(self);
 	return NULL;
 }
 
@@ -380,26 +492,30 @@ watch_held(struct worker *w, double secs)
 /*
  * On the loop, while jobs wait for a thread: a thread more for each held
  * one, so that at least BASE serve the queue. Looks again when the next
- * running job will have run long enough to count as held.
+ * running job will have been blocked long enough to count as held.
  */
 static void
 grow_cb(evutil_socket_t fd, short what, void *arg)
 {
 	const double held_secs = WORKER_HELD_MS / 1000.0;
 	struct worker *w = arg;
-	double now = monotime(), next = held_secs, ran;
-	unsigned i, held = 0, started = 0, before = w->nthreads;
+	double now = monotime(), next = held_secs, blocked;
+	unsigned i, held, started = 0, before = w->nthreads;
+	struct worker_thread *t;
 	bool waiting;
 
 	pthread_mutex_lock(&w->lock);
 	for (i = 0; i < w->nthreads; i++) {
-		if (w->threads[i]->since == 0)
+		t = w->threads[i];
+		if (t->since == 0 || t->held)
 			continue;
-		if ((ran = now - w->threads[i]->since) >= held_secs)
-			held++;
-		else if (held_secs - ran < next)
-			next = held_secs - ran;
+		if ((blocked = blocked_secs(t, now)) >= held_secs) {
+			t->held = true;
+			w->held++;
+		} else if (held_secs - blocked < next)
+			next = held_secs - blocked;
 	}
+	held = w->held;
 	while (w->nqueued > w->idle + started && w->nthreads - held < w->base &&
 	       w->nthreads < w->max && start_thread(w) == 0)
 		started++;

@@ -4,7 +4,8 @@
  * stage; worker_wait() on a queued, a running and a finished job;
  * worker_cancel() on a queued, a running and an idle one; that
  * completions let the loop's other events in; and freeing a worker
- * whose queued jobs were taken back; a thread more when all are held.
+ * whose queued jobs were taken back; a thread more when all are held
+ * (blocked, not busy on a CPU), and none once they are not.
  * Jobs that must stay put wait on a gate the test opens; the loop runs
  * until the awaited completion, with a timer that fails the test if it
  * never comes.
@@ -13,6 +14,7 @@
 
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -561,6 +563,85 @@ START_TEST(extra_threads_leave_once_idle)
 END_TEST
 
 /*
+ * The threads started while the base's were held leave once those answer
+ * again, even with the idle time at its default (60 s): a thread more
+ * would only compete for the disk and the CPU.
+ */
+START_TEST(extra_threads_leave_once_the_held_end)
+{
+	struct tjob a, b, c, d;
+	struct gate g;
+
+	two_held(&a, &b, &c, &d, &g);
+	ck_assert_uint_ge(worker_threads(w), 3);
+	gate_open(&g);
+	await_count(&a.dones, 1);
+	await_count(&b.dones, 1);
+	await_threads(2);
+	worker_submit(w, &c.job);
+	await_count(&c.dones, 2);
+}
+END_TEST
+
+/* Jobs that spin until told: on a CPU, or waiting for one; never blocked. */
+static atomic_bool spin_on;
+
+static void
+spin_run(struct worker_job *job)
+{
+	struct tjob *t = tjob_of(job);
+
+	t->run_thread = pthread_self();
+	t->runs++;
+	while (atomic_load(&spin_on))
+		;
+	t->run_ended = true;
+}
+
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(base);
+}
+
+/*
+ * Threads busy on the CPU are not held: no thread starts for the job
+ * queued behind them, however long they run, and it runs on one of them
+ * once they end. (A thread more would only take the CPU they need.)
+ */
+START_TEST(busy_threads_are_not_held)
+{
+	struct timeval later = {0, 300000};
+	struct tjob a, b, c;
+	struct event *stop;
+
+	start(2);
+	tjob_init(&a, 1, NULL);
+	tjob_init(&b, 2, NULL);
+	tjob_init(&c, 3, NULL);
+	a.job.run = b.job.run = spin_run;
+	atomic_store(&spin_on, true);
+	worker_submit(w, &a.job);
+	worker_submit(w, &b.job);
+	worker_submit(w, &c.job);
+	/* Six times the time that makes a blocked thread held. */
+	ck_assert_ptr_nonnull(stop = evtimer_new(base, stop_cb, NULL));
+	evtimer_add(stop, &later);
+	ck_assert_int_ne(event_base_dispatch(base), -1);
+	event_free(stop);
+	ck_assert_int_eq(a.runs + b.runs, 2);
+	ck_assert_int_eq(c.runs, 0);
+	ck_assert_uint_eq(worker_threads(w), 2);
+	atomic_store(&spin_on, false);
+	await_count(&a.dones, 1);
+	await_count(&b.dones, 1);
+	await_count(&c.dones, 1);
+	ck_assert(pthread_equal(c.run_thread, a.run_thread) ||
+		  pthread_equal(c.run_thread, b.run_thread));
+}
+END_TEST
+
+/*
  * Freeing: the header asks that every job be waited for or completed
  * first. Queued jobs taken back are then never run by the stopping
  * threads, and no completion is called.
@@ -687,6 +768,8 @@ main(void)
 	tcase_add_test(tc, cancel_takes_back_queued_disowns_running);
 	tcase_add_test(tc, held_threads_do_not_hold_the_queue);
 	tcase_add_test(tc, extra_threads_leave_once_idle);
+	tcase_add_test(tc, extra_threads_leave_once_the_held_end);
+	tcase_add_test(tc, busy_threads_are_not_held);
 	tcase_add_test(tc, new_and_free_without_jobs);
 	suite_add_tcase(s, tc);
 
