@@ -14,11 +14,16 @@
  * How much nicer than the loop a helper thread runs. With the CPUs busy
  * the kernel shares them by weight, and at equal weight a loop turn that
  * serves every session waits behind a thread's syncfs or file system
- * work; nice 10 weighs about a tenth of nice 0, so the loop runs first
- * and the helpers take what is left, which is plenty: they wait for the
- * disk or for standard error, not for the CPU.
+ * work; nice 19 weighs 1.5% of nice 0, so the loop runs first and the
+ * helpers take what is left, which is plenty: they wait for the disk or
+ * for standard error, not for the CPU. (At nice 10, a tenth, a thousand
+ * sessions' loop still waited 10-20 ms for CPU time behind four threads
+ * creating Maildirs in bench/scale.py; 7-10 ms at nice 19.) The loop must
+ * then never wait for a helper: nothing it shares with them is held
+ * across a wait, and they are woken by semaphores, not condition
+ * variables (see worker.c).
  */
-#define NICER_BY 10
+#define NICER_BY 19
 
 /*
  * Lowers the calling thread's priority by NICER_BY: 0, or why not (an
