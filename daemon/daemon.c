@@ -429,7 +429,7 @@ reap_secrets(struct event_base *base)
  * each waiting for all the others: this bounds how long any one waits,
  * at the cost of a few more epoll calls.
  */
-#define DAEMON_DISPATCH_MS 4
+#define DAEMON_DISPATCH_MS 2
 
 static struct event_base *
 loop_new(void)
@@ -517,7 +517,6 @@ daemon_run(struct conf *conf, const struct daemon_opts *o)
 			fatalx("cannot watch signals");
 	}
 	sched_on_change(d.sc, on_change, &d);
-	d.stall = loopstat_new(base);
 	/* Before the first poll: the worker threads are idle (umask). */
 	if (!o->once)
 		status_begin(&d);
@@ -525,6 +524,12 @@ daemon_run(struct conf *conf, const struct daemon_opts *o)
 	sched_start(d.sc);
 	notify_ready(d.nt);
 	progress_begin(&d);
+	/*
+	 * The stall meter starts with the loop: before it, no session has
+	 * anything to wait for. (Started above, its first tick came 9 ms
+	 * late in bench/scale.py, after --once queued 10,000 accounts.)
+	 */
+	d.stall = loopstat_new(base);
 	event_base_dispatch(base);
 	progress_free(&d.progress);
 	/* Before the scheduler: a read under way compares with its conf. */

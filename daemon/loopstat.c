@@ -33,6 +33,7 @@ struct loopstat {
 	double last_rq; /* run-queue wait so far, then */
 	double sum_cpu, sum_rq, sum_late;
 	double max_at_cpu, max_at_rq;
+	double start, max_at; /* when the meter started, and the longest */
 };
 
 /* Seconds the loop thread has waited on a run queue, or 0 if unknown. */
@@ -65,6 +66,7 @@ tick(evutil_socket_t fd, short what, void *arg)
 		ls->max = late;
 		ls->max_at_cpu = cpu - ls->last_cpu;
 		ls->max_at_rq = rq - ls->last_rq;
+		ls->max_at = now - ls->start;
 	}
 	if (late > ls->w_max)
 		ls->w_max = late;
@@ -111,7 +113,7 @@ loopstat_new(struct event_base *base)
 	}
 	ls->schedstat =
 	    open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-	ls->last = monotime_of(CLOCK_MONOTONIC);
+	ls->start = ls->last = monotime_of(CLOCK_MONOTONIC);
 	ls->last_cpu = monotime_of(CLOCK_THREAD_CPUTIME_ID);
 	ls->last_rq = runqueue_wait(ls);
 	return ls;
@@ -143,9 +145,9 @@ loopstat_free(struct loopstat **lsp)
 	 */
 	if (ls->n > 0)
 		log_info(NULL,
-		    "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu max_cpu_ms=%.1f longest_cpu_ms=%.1f longest_runqueue_ms=%.1f over_10ms_total_ms=%.1f over_10ms_cpu_ms=%.1f over_10ms_runqueue_ms=%.1f",
+		    "loop ticks=%lu max_stall_ms=%.1f over_10ms=%lu max_cpu_ms=%.1f longest_cpu_ms=%.1f longest_runqueue_ms=%.1f longest_at_s=%.2f over_10ms_total_ms=%.1f over_10ms_cpu_ms=%.1f over_10ms_runqueue_ms=%.1f",
 		    ls->n, ls->max * 1e3, ls->over10, ls->max_cpu * 1e3,
-		    ls->max_at_cpu * 1e3, ls->max_at_rq * 1e3,
+		    ls->max_at_cpu * 1e3, ls->max_at_rq * 1e3, ls->max_at,
 		    ls->sum_late * 1e3, ls->sum_cpu * 1e3, ls->sum_rq * 1e3);
 	if (ls->schedstat != -1)
 		close(ls->schedstat);
