@@ -427,7 +427,11 @@ reap_secrets(struct event_base *base)
  * looks at its timers and sockets again before running more. Many
  * sessions with data at once would otherwise be served all in one go,
  * each waiting for all the others: this bounds how long any one waits,
- * at the cost of a few more epoll calls.
+ * at the cost of a few more epoll calls. 2 ms, not 4: a disk thread
+ * that gets the CPU may keep it for a scheduler tick (4 ms on the
+ * benchmark's kernel), so a turn plus a tick or two stays under 10 ms
+ * (bench/scale.py, three runs each: 10.1 / 10.4 / 8.4 ms at 4, 6.7 /
+ * 7.8 / 9.8 ms at 2, the same CPU per poll).
  */
 #define DAEMON_DISPATCH_MS 2
 
