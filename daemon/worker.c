@@ -52,7 +52,6 @@ struct worker {
 	bool stop;
 	struct worker_thread **threads; /* room for max */
 	unsigned nthreads, max;
-	double idle_secs;   /* an extra thread idle this long leaves */
 	unsigned base;	    /* threads that are not held, at least */
 	unsigned idle;	    /* threads waiting for a job */
 	unsigned held;	    /* threads grow_cb() found held, in that job */
@@ -82,17 +81,10 @@ struct worker {
  * longer than this; a sync of a healthy local disk takes well under it.
  * The ceiling is enough for that many hung accounts before the rest
  * wait, few enough for the threads' stacks (address space, not memory).
- * Threads started so leave once idle for WORKER_IDLE_SECS.
+ * Threads started so leave once the held answer again (see surplus()).
  */
 #define WORKER_HELD_MS	   50
 #define WORKER_THREADS_MAX 64
-
-/*
- * A thread started beyond the base leaves once it has waited this long
- * for a job while the base's threads are not held: a disk slow for a
- * while, or a burst of jobs, leaves no idle threads for good.
- */
-#define WORKER_IDLE_SECS 60
 
 static void *thread_main(void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
@@ -110,7 +102,6 @@ worker_new(struct event_base *base, unsigned nthreads)
 	pthread_mutex_init(&w->lock, NULL);
 	sem_init(&w->work, 0, 0);
 	pthread_cond_init(&w->ended, NULL);
-	w->idle_secs = WORKER_IDLE_SECS;
 	TAILQ_INIT(&w->queue);
 	TAILQ_INIT(&w->finished);
 	w->pipe[0] = w->pipe[1] = -1;
@@ -294,24 +285,17 @@ blocked_secs(const struct worker_thread *t, double now)
 }
 
 /*
- * Waits (under the lock, dropped meanwhile) for a post of W's semaphore,
- * until UNTIL on the monotonic clock if not NULL: 0, or ETIMEDOUT. A post
- * may find the queue empty (another thread took its job on the way).
+ * Waits (under the lock, dropped meanwhile) for a post of W's semaphore.
+ * A post may find the queue empty (another thread took its job on the
+ * way): the caller looks, and waits again.
  */
-static int
-await_post(struct worker *w, const struct timespec *until)
+static void
+await_post(struct worker *w)
 {
-	int rc;
-
 	pthread_mutex_unlock(&w->lock);
-	do
-		rc = until == NULL
-			 ? sem_wait(&w->work)
-			 : sem_clockwait(&w->work, CLOCK_MONOTONIC, until);
-	while (rc == -1 && errno == EINTR);
-	rc = rc == -1 ? errno : 0;
+	while (sem_wait(&w->work) == -1 && errno == EINTR)
+		;
 	pthread_mutex_lock(&w->lock);
-	return rc;
 }
 
 /* Takes SELF out of W's array and detaches it (under the lock). */
@@ -330,43 +314,16 @@ leave_array(struct worker *w, struct worker_thread *self)
  * Whether a thread between jobs is one too many (under the lock): the
  * base's count of threads that are not held is there without it. So
  * the threads a slow disk started leave once it answers again, even if
- * jobs keep coming. (The held are those grow_cb() counted: no thread
- * reads another's /proc files under the lock, which the loop takes.)
+ * jobs keep coming. Nothing else makes the count of the held drop than
+ * a held job's end, and its thread asks then: no thread one too many
+ * waits idle. (The held are those grow_cb() counted: no thread reads
+ * another's /proc files under the lock, which the loop takes.)
  */
 static bool
 surplus(const struct worker *w)
 {
 	return !w->stop && w->nthreads > w->base &&
 	       w->nthreads - 1 - w->held >= w->base;
-}
-
-/*
- * Waits for a job or the stop (under the lock). A thread beyond the base
- * that waited idle_secs while the base's threads are not held leaves the
- * array, detached: true, and it must return at once (freeing its struct).
- */
-static bool
-await_job(struct worker *w, struct worker_thread *self)
-{
-	struct timespec until;
-	double now;
-
-	while (TAILQ_EMPTY(&w->queue) && !w->stop) {
-		if (w->nthreads <= w->base) {
-			(void)await_post(w, NULL);
-			continue;
-		}
-		now = monotime() + w->idle_secs;
-		until.tv_sec = (time_t)now;
-		until.tv_nsec = (long)((now - (double)until.tv_sec) * 1e9);
-		if (await_post(w, &until) != ETIMEDOUT ||
-		    !TAILQ_EMPTY(&w->queue) || w->stop ||
-		    w->nthreads - w->held <= w->base)
-			continue;
-		leave_array(w, self);
-		return true;
-	}
-	return false;
 }
 
 static void *
@@ -392,10 +349,9 @@ thread_main(void *arg)
 			break;
 		}
 		w->idle++;
-		left = await_job(w, self);
+		while (TAILQ_EMPTY(&w->queue) && !w->stop)
+			await_post(w);
 		w->idle--;
-		if (left)
-			break;
 		if ((job = TAILQ_FIRST(&w->queue)) == NULL)
 			break;
 		TAILQ_REMOVE(&w->queue, job, entry);
@@ -549,14 +505,6 @@ worker_submit(struct worker *w, struct worker_job *job)
 	sem_post(&w->work);
 	if (none_idle)
 		watch_held(w, 0);
-}
-
-void
-worker_set_idle(struct worker *w, double secs)
-{
-	pthread_mutex_lock(&w->lock);
-	w->idle_secs = secs;
-	pthread_mutex_unlock(&w->lock);
 }
 
 unsigned

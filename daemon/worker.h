@@ -60,12 +60,6 @@ void worker_submit(struct worker *w, struct worker_job *job);
 /* The threads W has now: its base, and those started while it was held. */
 unsigned worker_threads(struct worker *w);
 
-/*
- * How long a thread beyond the base waits idle before it leaves (60 s
- * unless set; tests shorten it).
- */
-void worker_set_idle(struct worker *w, double secs);
-
 /* Whether JOB is submitted and its completion has not run yet. */
 bool worker_busy(const struct worker_job *job);
 

@@ -5,7 +5,7 @@
  * worker_cancel() on a queued, a running and an idle one; that
  * completions let the loop's other events in; and freeing a worker
  * whose queued jobs were taken back; a thread more when all are held
- * (blocked, not busy on a CPU), and none once they are not.
+ * (blocked, not busy on a CPU), and it leaves once they are not.
  * Jobs that must stay put wait on a gate the test opens; the loop runs
  * until the awaited completion, with a timer that fails the test if it
  * never comes.
@@ -540,32 +540,9 @@ await_threads(unsigned want)
 }
 
 /*
- * The threads started while the base's were held leave once idle long
- * enough; those of the base stay, and serve the jobs that come later.
- */
-START_TEST(extra_threads_leave_once_idle)
-{
-	struct tjob a, b, c, d;
-	struct gate g;
-
-	two_held(&a, &b, &c, &d, &g);
-	/* At least one thread was started for C and D. */
-	worker_set_idle(w, 0.1);
-	ck_assert_uint_ge(worker_threads(w), 3);
-	gate_open(&g);
-	await_count(&a.dones, 1);
-	await_count(&b.dones, 1);
-	await_threads(2);
-	/* The base still serves. */
-	worker_submit(w, &c.job);
-	await_count(&c.dones, 2);
-}
-END_TEST
-
-/*
  * The threads started while the base's were held leave once those answer
- * again, even with the idle time at its default (60 s): a thread more
- * would only compete for the disk and the CPU.
+ * again, and the base still serves: a thread more would only compete for
+ * the disk and the CPU.
  */
 START_TEST(extra_threads_leave_once_the_held_end)
 {
@@ -578,6 +555,7 @@ START_TEST(extra_threads_leave_once_the_held_end)
 	await_count(&a.dones, 1);
 	await_count(&b.dones, 1);
 	await_threads(2);
+	/* The base still serves. */
 	worker_submit(w, &c.job);
 	await_count(&c.dones, 2);
 }
@@ -767,7 +745,6 @@ main(void)
 	tcase_add_test(tc, free_after_taking_back_queued_jobs);
 	tcase_add_test(tc, cancel_takes_back_queued_disowns_running);
 	tcase_add_test(tc, held_threads_do_not_hold_the_queue);
-	tcase_add_test(tc, extra_threads_leave_once_idle);
 	tcase_add_test(tc, extra_threads_leave_once_the_held_end);
 	tcase_add_test(tc, busy_threads_are_not_held);
 	tcase_add_test(tc, new_and_free_without_jobs);
