@@ -11,6 +11,7 @@
 #include "log.h"
 #include "loopstat.h"
 #include "monotime.h"
+#include "threadstat.h"
 
 struct loopstat {
 	struct event *tick;
@@ -40,17 +41,9 @@ struct loopstat {
 static double
 runqueue_wait(const struct loopstat *ls)
 {
-	char buf[96];
-	unsigned long long run, wait;
-	ssize_t n;
+	double run, wait;
 
-	if (ls->schedstat == -1 ||
-	    (n = pread(ls->schedstat, buf, sizeof(buf) - 1, 0)) <= 0)
-		return 0;
-	buf[n] = '\0';
-	if (sscanf(buf, "%llu %llu", &run, &wait) != 2)
-		return 0;
-	return (double)wait / 1e9;
+	return threadstat_times(ls->schedstat, &run, &wait) == 0 ? wait : 0;
 }
 
 static void
@@ -111,8 +104,7 @@ loopstat_new(struct event_base *base)
 		loopstat_free(&ls);
 		return NULL;
 	}
-	ls->schedstat =
-	    open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	ls->schedstat = threadstat_open_sched();
 	ls->start = ls->last = monotime_of(CLOCK_MONOTONIC);
 	ls->last_cpu = monotime_of(CLOCK_THREAD_CPUTIME_ID);
 	ls->last_rq = runqueue_wait(ls);

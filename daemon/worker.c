@@ -8,7 +8,6 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +18,7 @@
 #include "log.h"
 #include "monotime.h"
 #include "nicer.h"
+#include "threadstat.h"
 #include "worker.h"
 
 /* A thread, and since when it runs its job (0: none). */
@@ -225,38 +225,14 @@ start_thread(struct worker *w)
 
 /*
  * Seconds a thread spent on a CPU or waiting for one, from its schedstat
- * FD (the kernel's "run" and "wait" nanoseconds); -1 if it cannot say.
+ * FD; -1 if the kernel cannot say.
  */
 static double
 sched_secs(int fd)
 {
-	char buf[96];
-	unsigned long long run, wait;
-	ssize_t n;
+	double run, wait;
 
-	if (fd == -1 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) <= 0)
-		return -1;
-	buf[n] = '\0';
-	if (sscanf(buf, "%llu %llu", &run, &wait) != 2)
-		return -1;
-	return (double)(run + wait) / 1e9;
-}
-
-/*
- * Whether the thread whose /proc stat is FD is on a CPU or waiting for
- * one (state R); false if the kernel cannot say.
- */
-static bool
-runnable(int fd)
-{
-	char buf[256], *p;
-	ssize_t n;
-
-	if (fd == -1 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) <= 0)
-		return false;
-	buf[n] = '\0';
-	/* "tid (name) state ...": the name may hold anything, even ")". */
-	return (p = strrchr(buf, ')')) != NULL && p[1] == ' ' && p[2] == 'R';
+	return threadstat_times(fd, &run, &wait) == 0 ? run + wait : -1;
 }
 
 /*
@@ -276,7 +252,7 @@ blocked_secs(const struct worker_thread *t, double now)
 	if (ran < WORKER_HELD_MS / 1000.0)
 		return ran;
 	/* A wait for a CPU counts only once it ended: so ask first. */
-	if (runnable(t->stat))
+	if (threadstat_runnable(t->stat))
 		return 0;
 	if ((sched = sched_secs(t->schedstat)) < 0)
 		return ran;
@@ -322,8 +298,7 @@ leave_array(struct worker *w, struct worker_thread *self)
 static bool
 surplus(const struct worker *w)
 {
-	return !w->stop && w->nthreads > w->base &&
-	       w->nthreads - 1 - w->held >= w->base;
+	return !w->stop && w->nthreads > w->base + w->held;
 }
 
 static void *
@@ -337,9 +312,8 @@ thread_main(void *arg)
 	bool wake, left = false;
 
 	lower_priority();
-	self->schedstat =
-	    open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-	self->stat = open("/proc/thread-self/stat", O_RDONLY | O_CLOEXEC);
+	self->schedstat = threadstat_open_sched();
+	self->stat = threadstat_open_stat();
 	ran = sched_secs(self->schedstat);
 	pthread_mutex_lock(&w->lock);
 	self->ran_before = ran;
