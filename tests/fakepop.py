@@ -274,6 +274,11 @@ class FakePop:
                 conn.close()
                 return
             conn.settimeout(30)
+            # Replies to pipelined commands go out one by one: with
+            # Nagle's algorithm, each waits for the client's delayed ACK
+            # of the one before (40 ms here), which no real client
+            # should have to sit through in every test.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.current = conn
             try:
                 self._session(conn)

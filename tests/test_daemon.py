@@ -242,6 +242,10 @@ class Relay:
                 continue
             c.setblocking(False)
             u.setblocking(False)
+            # Relayed as it comes, not held for the peer's delayed ACK
+            # (see fakepop.py).
+            for end in (c, u):
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.pairs.append(_Pair(ip, c, u, rate))
             with self.lock:
                 self.current[ip] += 1
