@@ -36,6 +36,15 @@ import harness  # noqa: E402
 MESSAGES = [("From: a@example.org\nSubject: m%d\n\n%s" % (
     i, "line of text\n" * (20 + 30 * i))).encode() for i in range(40)]
 
+# Each server: its label, how it is made, what says it cannot run here,
+# the user, and whether users are added before it starts (Courier reads
+# its user file at the start; Cyrus adds them through its running
+# services).
+SERVERS = [
+    ("courier", courier.Courier, courier.Unavailable, "alice", True),
+    ("cyrus", cyrus.Cyrus, cyrus.Unavailable, "bob", False),
+]
+
 
 def two_polls(binary, port, user, password):
     """Seconds of a first and a second --once poll of a fresh Maildir."""
@@ -86,34 +95,24 @@ def main():
     binaries = [harness.BINARY] + [os.path.abspath(b) for b in args.more]
     print("%d runs; medians, from exec to exit" % args.runs)
 
-    try:
-        co = courier.Courier()
-    except courier.Unavailable as e:
-        print("courier: skipped: %s" % e)
-    else:
+    for label, make, unavailable, user, users_first in SERVERS:
         try:
-            co.add_user("alice", "pw-alice")
+            srv = make()
+        except unavailable as e:
+            print("%s: skipped: %s" % (label, e))
+            continue
+        try:
+            if not users_first:
+                srv.start()
+            srv.add_user(user, "pw-" + user)
             for m in MESSAGES:
-                co.deliver("alice", m)
-            co.start()
-            measure("courier", co.port, "alice", "pw-alice", binaries,
+                srv.deliver(user, m)
+            if users_first:
+                srv.start()
+            measure(label, srv.port, user, "pw-" + user, binaries,
                     args.runs)
         finally:
-            co.cleanup()
-
-    try:
-        cy = cyrus.Cyrus()
-    except cyrus.Unavailable as e:
-        print("cyrus: skipped: %s" % e)
-    else:
-        try:
-            cy.start()
-            cy.add_user("bob", "pw-bob")
-            for m in MESSAGES:
-                cy.deliver("bob", m)
-            measure("cyrus", cy.port, "bob", "pw-bob", binaries, args.runs)
-        finally:
-            cy.cleanup()
+            srv.cleanup()
 
 
 if __name__ == "__main__":
