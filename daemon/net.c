@@ -580,9 +580,12 @@ net_read_cb(struct bufferevent *bev, void *arg)
 	 * Cyrus's pop3d), and each write after a small one waits for this
 	 * ACK (bench/servers.py: a poll with nothing new, 73 ms -> 31 ms
 	 * against Courier). Linux falls back to delayed ACKs on its own, so
-	 * this is asked after every read: about 1.3 us each, 56,000 calls
-	 * in bench.py's B1 (5% of popfetchd's CPU there), a cost to lower by
-	 * asking only when a delayed ACK can hold the server back.
+	 * this is asked after every read: about 1.3 us each, one per read in
+	 * bench.py's B1 (29,000 calls, 2% of popfetchd's CPU there). Asking
+	 * only on the first read after each send (when Linux enters its
+	 * interactive mode) made 4,500 calls, but Cyrus's first poll of 40
+	 * messages went from 53 to 93 ms (bench/servers.py), so every read
+	 * asks.
 	 */
 	if (fd != -1)
 		(void)setsockopt(
