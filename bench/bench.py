@@ -81,7 +81,9 @@ ms) is its own work alone. Of the stalls over 10 ms together, "runq" is
 the time the loop thread waited for a CPU (runnable, not running: other
 threads and processes, or a kernel that does not preempt a thread in a
 system call) and "blk" the time it was blocked in a call. B6's target is
-a stall of at most 10 ms.
+a stall of at most 10 ms. Each run line also says how long popfetchd
+left what the server sent unread while its delivery caught up (its
+summary lines' held=; of the longest account where there are several).
 
 For each it prints the median wall time, CPU time (user + sys) and peak
 RSS of the popfetchd process, and how close popfetchd comes to the limit
@@ -1107,6 +1109,12 @@ class Scenario:
                    else "?",
                    "%.1f" % r["blocked"] if r.get("blocked") is not None
                    else "?"))
+        held = held_secs(r["log"])
+        if held:
+            line += ", reading held for delivery %.2f s" % max(held)
+            if len(held) > 1:
+                line += " (longest account; mean %.2f s)" % (
+                    statistics.mean(held))
         return line
 
     def median(self, field):
@@ -1120,6 +1128,15 @@ class Scenario:
         return statistics.median(r["wall"] / self.limit_of(r)
                                  for r in self.runs)
 
+
+
+def held_secs(log):
+    """Each poll's held= figure (s) in popfetchd's log LOG: how long it
+    left the server's data unread while its delivery caught up."""
+    with open(log, errors="replace") as f:
+        return [float(m.group(1)) for m in
+                re.finditer(r"account=\S+ listed=.* held=([0-9.]+)",
+                            f.read())]
 
 
 # --- B7: --status while the daemon polls -----------------------------------

@@ -192,9 +192,10 @@ note_poll(const struct slot *sl, enum session_class cls,
 	    st->failed > 0)
 		say = log_notice;
 	say(sl->a->name,
-	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu failed=%zu secs=%.2f result=%s%s",
+	    "listed=%zu fetched=%zu bytes=%llu deleted=%zu left=%zu failed=%zu secs=%.2f held=%.2f result=%s%s",
 	    st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
-	    st->left, st->failed, st->secs, backoff_class_name(cls), when);
+	    st->left, st->failed, st->secs, st->held, backoff_class_name(cls),
+	    when);
 }
 
 /* Called from the session's own event, not from inside it: may free it. */

@@ -58,7 +58,11 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 
-	s->stats.secs = monotime() - s->start;
+	double now = monotime();
+
+	s->stats.secs = now - s->start;
+	if (s->holding)
+		s->stats.held += now - s->held_since;
 	s->cb(s->cbarg, s->cls, &s->stats, s->msg);
 }
 

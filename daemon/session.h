@@ -29,6 +29,12 @@ struct session_stats {
 	size_t failed;	/* messages the server would not give */
 	double secs;
 	/*
+	 * Of secs, the time the session left what the server sent unread
+	 * because delivery had not caught up: the Maildir's writer or its
+	 * batch's sync, or the LMTP server or MDA. High on a slow disk.
+	 */
+	double held;
+	/*
 	 * LOGIN-DELAY the server announced in CAPA (RFC 2449): seconds it
 	 * wants between two logins of this account; -1 if none.
 	 */

@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "deliver.h"
 #include "log.h"
+#include "monotime.h"
 #include "session_priv.h"
 #include "target.h"
 #include "target_mda.h"
@@ -413,14 +414,8 @@ open_target(struct session *s)
 	return true;
 }
 
-/*
- * Whether the session leaves what arrives from the server in the
- * transport's buffer for now: disk work runs, or the target cannot take
- * more (its READY callback resumes), or the spool is full (its ran()
- * callback resumes).
- */
-bool
-session_input_paused(struct session *s)
+static bool
+input_held(struct session *s)
 {
 	bool busy;
 
@@ -442,6 +437,33 @@ session_input_paused(struct session *s)
 		s->net_paused = busy;
 	}
 	return busy;
+}
+
+/*
+ * Whether the session leaves what arrives from the server in the
+ * transport's buffer for now: disk work runs, or the target cannot take
+ * more (its READY callback resumes), or the spool is full (its ran()
+ * callback resumes). The time it does so is the poll's "held" figure.
+ */
+bool
+session_input_paused(struct session *s)
+{
+	bool held = input_held(s);
+	double now;
+
+	if (held != s->holding) {
+		now = monotime();
+		if (held) {
+			s->held_since = now;
+			log_debug(s->a->name, "reading held: delivery behind");
+		} else {
+			s->stats.held += now - s->held_since;
+			log_debug(s->a->name, "reading resumed after %.3f s",
+			    now - s->held_since);
+		}
+		s->holding = held;
+	}
+	return held;
 }
 
 /*

@@ -245,6 +245,8 @@ struct session {
 	bool final_wait; /* the end waits for the target's verdicts */
 	bool net_paused; /* reading stopped until the target is ready */
 	bool spool_held; /* ... or until the writer has room */
+	bool holding;	 /* session_input_paused() said so, since held_since */
+	double held_since;
 
 	unsigned long stat_count; /* messages STAT counted */
 	struct listing *lst;	  /* what UIDL and LIST said */

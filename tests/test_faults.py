@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 from fakepop import make_cert
 from harness import (BINARY, FakePopCase, clean_env, has_test_hooks, main,
@@ -658,6 +659,43 @@ class FaultTest(FakePopCase):
         # recovery published it. Only the third is fetched again.
         self.assertIn("recovered=%d" % batch, r.stderr)
         self.assertEqual(srv.verbs().count("RETR"), len(msgs) - 2 * batch)
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(srv.messages, [])
+
+    def test_held_is_the_time_reading_waited_for_the_disk(self):
+        """While a batch's sync does not return and the next batch is
+        full, what the server sends is left unread. The summary line's
+        held= counts that time: at least as long as the test kept the
+        sync waiting after the reading stopped, at most the poll's
+        secs=."""
+        self.needs_test_hooks()
+        msgs = numbered(2 * BATCH + 10)
+        srv = self.server(msgs, tls="implicit")
+        conf = self.config(srv)
+        d, fifo = self.held(conf, "batch sync@fake")
+        d.wait_line(r"testhook: hold: batch sync")
+        d.wait_line(r"account=fake reading held: delivery behind")
+        start = time.monotonic()
+        # The time measured, not a wait for an event: the sync stays
+        # held for a while longer with the reading stopped.
+        time.sleep(0.5)
+        waited = time.monotonic() - start
+        self.release_hold(fifo)
+        d.wait_line(r"account=fake reading resumed")
+        # The second batch's sync and the last one's, each let go.
+        for k in (2, 3):
+            d.wait_line(r"testhook: hold: batch sync", count=k)
+            self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 0, d.text()[-4000:])
+        summary = re.compile(r"account=fake listed=.* secs=([0-9.]+) "
+                             r"held=([0-9.]+) result=ok")
+        lines = d.grep(summary.pattern)
+        self.assertEqual(len(lines), 1, d.text()[-4000:])
+        m = summary.search(lines[0])
+        secs, held = float(m.group(1)), float(m.group(2))
+        # Both printed to 10 ms.
+        self.assertGreaterEqual(held + 0.005, waited)
+        self.assertLessEqual(held, secs + 0.01)
         self.assert_delivered_exactly(msgs)
         self.assertEqual(srv.messages, [])
 
