@@ -125,9 +125,10 @@ The file system counts: on ext4 without a journal (this VM's root),
 creating a file skips, one by one, the inodes freed in the last minutes,
 so for the same 5,000 files the disk reference took 0.3-1.8 s and
 popfetchd's writer thread 0.45-1.8 s of CPU, depending on what earlier
-runs had deleted. A journaled ext4 (mkfs.ext4 on a loop device, mounted, given as
---dir) does not do this; give it room: a full run of every scenario
-keeps about a million files until the end (mkfs.ext4 -i 4096 on 12 GiB).
+runs had deleted. A journaled ext4 (mkfs.ext4 on a loop device, mounted,
+given as --dir) does not do this; give it room: a full run of every
+scenario keeps about a million files until the end (mkfs.ext4 -i 4096
+on 12 GiB).
 
 CPU time and peak RSS come from wait4() in `bench_floor measure`, which
 forks and execs popfetchd: Linux charges a child with the peak RSS of the
