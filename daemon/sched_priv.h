@@ -64,7 +64,7 @@ struct sched_rec {
 	uint32_t polling_since, last_start, last_end, fail_time, last_ok;
 	uint64_t last_bytes, fetched, bytes, deleted;
 	const char *fail_msg;
-	float last_secs;
+	float last_secs, last_held; /* in the padding: 128 bytes still */
 	uint32_t last_listed, last_fetched, last_deleted, last_left;
 	uint32_t last_failed, polls, failures[SC_COUNT];
 	unsigned char last_cls, fail_cls;

@@ -156,7 +156,8 @@ rec_expand(const struct slot *sl, struct status_account *r)
 	    .left = p->last_left,
 	    .failed = p->last_failed,
 	    .bytes = p->last_bytes,
-	    .secs = p->last_secs};
+	    .secs = p->last_secs,
+	    .held = p->last_held};
 	r->failing = p->failing;
 	r->fail_cls = (enum session_class)p->fail_cls;
 	if (p->fail_msg != NULL)
@@ -205,6 +206,7 @@ rec_pack(struct slot *sl, const struct status_account *r)
 	p->last_failed = sat32(r->last.failed);
 	p->last_bytes = r->last.bytes;
 	p->last_secs = (float)r->last.secs;
+	p->last_held = (float)r->last.held;
 	p->failing = r->failing;
 	p->fail_cls = (unsigned char)r->fail_cls;
 	rec_pack_msg(sl, r);

@@ -62,6 +62,7 @@ status_poll_ended(struct status_account *r, enum session_class cls,
 	    .failed = st->failed,
 	    .bytes = st->bytes,
 	    .secs = st->secs,
+	    .held = st->held,
 	};
 	r->polling_since = 0;
 	r->polls++;
@@ -282,6 +283,7 @@ json_poll(const struct status_poll *p)
 	put(o, "end", jtime(p->end));
 	put(o, "result", jstring(backoff_class_name(p->cls)));
 	put(o, "seconds", jsecs(p->secs));
+	put(o, "held_seconds", jsecs(p->held));
 	put(o, "listed", jint((long long)p->listed));
 	put(o, "fetched", jint((long long)p->fetched));
 	put(o, "bytes", jint((long long)p->bytes));

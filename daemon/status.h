@@ -53,6 +53,7 @@ struct status_poll {
 	size_t listed, fetched, deleted, left, failed;
 	uint64_t bytes;
 	double secs;
+	double held; /* of secs, reading held for delivery (session.h) */
 };
 
 struct status_account {

@@ -88,6 +88,12 @@ m_last_secs(const struct status_account *r)
 }
 
 static double
+m_last_held(const struct status_account *r)
+{
+	return r->last.held;
+}
+
+static double
 m_last_ok(const struct status_account *r)
 {
 	return (double)r->last_ok;
@@ -132,6 +138,10 @@ static const struct metric metrics[] = {
 	"When the last poll ended (0: none yet).", m_last_end},
     {"popfetchd_last_poll_duration_seconds", "gauge",
 	"How long the last poll took.", m_last_secs},
+    {"popfetchd_last_poll_held_seconds", "gauge",
+	"Of the last poll, how long what the server sent waited unread "
+	"for delivery (a slow disk, LMTP server or MDA).",
+	m_last_held},
     {"popfetchd_last_success_timestamp_seconds", "gauge",
 	"When a poll last succeeded (0: never).", m_last_ok},
     {"popfetchd_last_failure_timestamp_seconds", "gauge",

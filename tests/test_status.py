@@ -368,6 +368,15 @@ class TestStatus(StatusCase):
         self.assertEqual(accts["good"]["totals"]["fetched"], 3)
         self.assertEqual(accts["good"]["last_poll"]["result"], "ok")
         self.assertIsNotNone(accts["good"]["next_poll"])
+        # The last poll's held time is the summary line's, within it.
+        last = accts["good"]["last_poll"]
+        held = re.search(r"secs=([0-9.]+) held=([0-9.]+)",
+                         d.grep(r"^account=good listed=")[-1])
+        self.assertAlmostEqual(last["seconds"], float(held.group(1)),
+                               delta=0.006)
+        self.assertAlmostEqual(last["held_seconds"], float(held.group(2)),
+                               delta=0.006)
+        self.assertLessEqual(last["held_seconds"], last["seconds"])
         for name, state, cls in (("badauth", "backoff", "auth"),
                                  ("nonet", "backoff", "network"),
                                  ("nopass", "paused", "config")):
@@ -446,6 +455,11 @@ class TestStatus(StatusCase):
         self.assertGreater(value(
             metrics, "popfetchd_last_success_timestamp_seconds",
             account="nonet"), 0)
+        self.assertLessEqual(
+            value(metrics, "popfetchd_last_poll_held_seconds",
+                  account="good"),
+            value(metrics, "popfetchd_last_poll_duration_seconds",
+                  account="good"))
 
         d.signal(signal.SIGTERM)
         self.assertEqual(d.wait_exit(), 0, d.text()[-2000:])
