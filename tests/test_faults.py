@@ -667,11 +667,12 @@ class FaultTest(FakePopCase):
         full, what the server sends is left unread. The summary line's
         held= counts that time: at least as long as the test kept the
         sync waiting after the reading stopped, at most the poll's
-        secs=."""
+        secs=. The metrics file written at the end says the same."""
         self.needs_test_hooks()
         msgs = numbered(2 * BATCH + 10)
         srv = self.server(msgs, tls="implicit")
-        conf = self.config(srv)
+        metrics = os.path.join(self.dir, "popfetchd.prom")
+        conf = self.config(srv, settings={"metrics_file": metrics})
         d, fifo = self.held(conf, "batch sync@fake")
         d.wait_line(r"testhook: hold: batch sync")
         d.wait_line(r"account=fake reading held: delivery behind")
@@ -696,6 +697,11 @@ class FaultTest(FakePopCase):
         # Both printed to 10 ms.
         self.assertGreaterEqual(held + 0.005, waited)
         self.assertLessEqual(held, secs + 0.01)
+        with open(metrics) as f:
+            m = re.search(r'(?m)^popfetchd_last_poll_held_seconds'
+                          r'\{account="fake"\} ([0-9.e+-]+)$', f.read())
+        self.assertIsNotNone(m, "no held metric")
+        self.assertAlmostEqual(float(m.group(1)), held, delta=0.006)
         self.assert_delivered_exactly(msgs)
         self.assertEqual(srv.messages, [])
 
