@@ -1117,7 +1117,8 @@ class Scenario:
                    else "?",
                    "%.1f" % r["blocked"] if r.get("blocked") is not None
                    else "?"))
-        held = held_secs(r["log"])
+        r["polls"] = summaries(r["log"])
+        held = [h for _, h in r["polls"].values()]
         if held:
             line += ", reading held for delivery %.2f s" % max(held)
             if len(held) > 1:
@@ -1138,13 +1139,15 @@ class Scenario:
 
 
 
-def held_secs(log):
-    """Each poll's held= figure (s) in popfetchd's log LOG: how long it
-    left the server's data unread while its delivery caught up."""
+def summaries(log):
+    """The summary lines in popfetchd's log LOG: {account: (secs, held)},
+    held being how long the poll left the server's data unread while its
+    delivery caught up (s)."""
     with open(log, errors="replace") as f:
-        return [float(m.group(1)) for m in
-                re.finditer(r"account=\S+ listed=.* held=([0-9.]+)",
-                            f.read())]
+        return {m.group(1): (float(m.group(2)), float(m.group(3)))
+                for m in re.finditer(r"account=(\S+) listed=.* "
+                                     r"secs=([0-9.]+) held=([0-9.]+)",
+                                     f.read())}
 
 
 # --- B7: --status while the daemon polls -----------------------------------
@@ -1336,11 +1339,7 @@ class SlowDiskScenario(Scenario):
                           work, "popfetchd-" + name, env=env)
         r["server_cpu"] = boxes.cpu() - server_cpu
         line = self.check(r, expect, boxes, k)
-        secs = {}
-        with open(r["log"], errors="replace") as f:
-            for m in re.finditer(r"account=(\S+) listed=.* secs=([0-9.]+)",
-                                 f.read()):
-                secs[m.group(1)] = float(m.group(2))
+        secs = {u: s for u, (s, _) in r["polls"].items()}
         if set(secs) != set(self.users):
             raise BenchError("%s run %d (%s): %d of %d summary lines"
                              % (self.key, k + 1, name, len(secs),
@@ -1733,11 +1732,12 @@ def main():
                 try:
                     sc.run_once(tools, dc, boxes, port, k, relay)
                 except (BenchError, OSError) as e:
-                    # A full scratch file system fails the scenario, not
-                    # the whole benchmark.
-                    print("FAILED: %s run %d: %s" % (sc.key, k + 1, e)
-                          if isinstance(e, OSError) else "FAILED: %s" % e,
-                          file=sys.stderr, flush=True)
+                    # OSError: a full scratch file system fails the
+                    # scenario, not the whole benchmark.
+                    where = ("" if isinstance(e, BenchError)
+                             else "%s run %d: " % (sc.key, k + 1))
+                    print("FAILED: %s%s" % (where, e), file=sys.stderr,
+                          flush=True)
                     failed.append(sc.key)
                     sc.failed = True
     except KeyboardInterrupt:
