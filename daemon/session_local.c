@@ -417,20 +417,21 @@ open_target(struct session *s)
 static bool
 input_held(struct session *s)
 {
-	bool busy;
+	bool busy = true;
 
-	if (session_disk_waits(s))
-		return true;
-	busy = s->tg != NULL && s->state == S_FETCH && target_busy(s->tg);
-	if (spool_full(s->sp)) {
-		busy = true;
-		s->spool_held = true;
+	if (!session_disk_waits(s)) {
+		busy =
+		    s->tg != NULL && s->state == S_FETCH && target_busy(s->tg);
+		if (spool_full(s->sp)) {
+			busy = true;
+			s->spool_held = true;
+		}
 	}
 	/*
-	 * Not reading at all while the target or the spool waits: the
-	 * transport would otherwise raise NET_DATA for every record that
+	 * Not reading at all while the disk, the target or the spool waits:
+	 * the transport would otherwise raise NET_DATA for every record that
 	 * arrives, to no avail. Reading resumes here too, once there is
-	 * room.
+	 * room (the disk job's end and the target's READY look again).
 	 */
 	if (busy != s->net_paused && s->net != NULL) {
 		net_pause(s->net, busy);

@@ -705,6 +705,66 @@ class FaultTest(FakePopCase):
         self.assert_delivered_exactly(msgs)
         self.assertEqual(srv.messages, [])
 
+    def test_held_reading_leaves_the_socket_unread(self):
+        """While a batch's sync does not return and the next batch is
+        full, popfetchd does not read its socket at all: what the server
+        sends meanwhile stays in the kernel's receive queue. (Reading on
+        into its own buffer would wake the loop for every TLS record, to
+        no avail.) Seen with ss: the bytes the connection received minus
+        those still queued are what popfetchd has read."""
+        self.needs_test_hooks()
+        if shutil.which("ss") is None:
+            self.skipTest("ss (iproute2) is not installed")
+        big = b"x" * 76 + b"\n"
+        msgs = numbered(2 * BATCH) + [
+            b"Subject: big %d\n\n" % i + big * 100 for i in range(20)]
+        srv = self.server(msgs, tls="implicit", pipelining=True)
+        # The messages after the second batch (asked for already, in the
+        # pipeline) are sent once reading is held, so that they arrive
+        # while it is.
+        go = threading.Event()
+        srv.hold_retr = (2 * BATCH + 1, go)
+        d, fifo = self.held(self.config(srv), "batch sync@fake")
+        d.wait_line(r"testhook: hold: batch sync")
+        d.wait_line(r"account=fake reading held: delivery behind")
+        before = self.socket_counts(srv.port)
+        go.set()
+        after = self.await_socket(
+            srv.port, lambda c: c[0] >= before[0] + 16384,
+            "the messages sent after the hold to arrive")
+        self.assertEqual(after[0] - after[1], before[0] - before[1],
+                         "read while held: before %s, after %s"
+                         % (before, after))
+        for k in range(1, 4):
+            d.wait_line(r"testhook: hold: batch sync", count=k)
+            self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 0, d.text()[-4000:])
+        self.assert_delivered_exactly(msgs)
+        self.assertEqual(srv.messages, [])
+
+    @staticmethod
+    def socket_counts(port):
+        """(bytes received, bytes still queued) of the one connection to
+        PORT, as ss sees it; None if there is none."""
+        out = subprocess.run(
+            ["ss", "-tniH", "state", "established", "dport = :%d" % port],
+            capture_output=True, text=True, check=True).stdout
+        m = re.search(r"^\s*(\d+)\s+\d+\s.*\n.*\bbytes_received:(\d+)",
+                      out, re.M)
+        return (int(m.group(2)), int(m.group(1))) if m else None
+
+    def await_socket(self, port, ok, what):
+        """socket_counts(PORT) once OK accepts them (polled, 30 s at
+        most)."""
+        deadline = time.monotonic() + 30
+        while True:
+            counts = self.socket_counts(port)
+            if counts is not None and ok(counts):
+                return counts
+            if time.monotonic() > deadline:
+                self.fail("timed out waiting for %s: %s" % (what, counts))
+            time.sleep(0.01)
+
     def test_local_failure_outranks_earlier_server_trouble(self):
         """A poll that first meets a server fault (an incomplete listing,
         temporary) and then a disk that cannot make mail durable reports
