@@ -23,12 +23,13 @@ packages=(
 	dovecot-core dovecot-pop3d python3 openssl ca-certificates
 )
 # The tests': the other servers, the fuzzer's runtime, systemd's tools,
+# what they watch popfetchd with (strace, ps, ss),
 # the peers the migration is tested against.
 test_packages=(
 	dovecot-lmtpd dovecot-sieve
 	cyrus-common sasl2-bin courier-base courier-authdaemon courier-authlib-userdb
 	clang libclang-rt-14-dev
-	systemd groff-base strace procps
+	systemd groff-base strace procps iproute2
 	debootstrap systemd-container
 	mpop fetchmail getmail6
 )
