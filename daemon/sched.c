@@ -246,6 +246,8 @@ sched_try_start(struct sched *sc)
 	struct host *h;
 	struct slot *sl;
 	unsigned started = 0;
+	double first = 0;
+	bool over = false;
 
 	while (!sc->stopping && sc->running < sc->cur->conf->max_connections &&
 	       (h = TAILQ_FIRST(&sc->ready)) != NULL) {
@@ -254,13 +256,17 @@ sched_try_start(struct sched *sc)
 		 * long as all their starts take: the rest start on later
 		 * turns, with the loop's other events in between.
 		 */
-		if (started == SCHED_STARTS_PER_TURN) {
+		if (started == SCHED_STARTS_PER_TURN || over) {
 			evtimer_add(sc->release, &now);
 			break;
 		}
+		if (started == 0)
+			first = monotime();
 		sl = TAILQ_FIRST(&h->waiting);
 		dequeue(sl);
 		start_poll(sl);
+		/* The clock start_poll() read after the start. */
+		over = sl->started - first >= SCHED_STARTS_BUDGET;
 		if (h->ready) {
 			TAILQ_REMOVE(&sc->ready, h, ready_entry);
 			TAILQ_INSERT_TAIL(&sc->ready, h, ready_entry);

@@ -116,8 +116,15 @@ TAILQ_HEAD(host_list, host);
 
 struct sched_pass; /* a reload moving the slots over (sched_reload.c) */
 
-/* Polls started in one loop turn at most (sched_try_start()). */
+/*
+ * Polls started in one loop turn at most (sched_try_start()), and the
+ * time their starts may take, in seconds: each start allocates its
+ * session's buffers, and while a thousand sessions ramp up, the kernel
+ * faulting in that fresh memory made 32 starts take 7-9 ms of the loop's
+ * CPU in bench/scale.py.
+ */
 #define SCHED_STARTS_PER_TURN 32
+#define SCHED_STARTS_BUDGET   0.001
 
 struct sched {
 	struct event_base *base;
