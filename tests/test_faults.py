@@ -20,7 +20,7 @@ import time
 
 from fakepop import make_cert
 from harness import (BINARY, FakePopCase, clean_env, has_test_hooks, main,
-                     write_config)
+                     poll_until, write_config)
 
 MESSAGES = [
     b"From: a@example.org\nSubject: one\n\nbody one\n.leading dot\n",
@@ -728,10 +728,12 @@ class FaultTest(FakePopCase):
         d.wait_line(r"testhook: hold: batch sync")
         d.wait_line(r"account=fake reading held: delivery behind")
         before = self.socket_counts(srv.port)
+        self.assertIsNotNone(before, "ss sees no connection to the server")
         go.set()
-        after = self.await_socket(
-            srv.port, lambda c: c[0] >= before[0] + 16384,
-            "the messages sent after the hold to arrive")
+        poll_until(lambda: self.socket_counts(srv.port)[0] >=
+                   before[0] + 16384,
+                   "arrival of the messages sent after the hold", 30)
+        after = self.socket_counts(srv.port)
         self.assertEqual(after[0] - after[1], before[0] - before[1],
                          "read while held: before %s, after %s"
                          % (before, after))
@@ -752,18 +754,6 @@ class FaultTest(FakePopCase):
         m = re.search(r"^\s*(\d+)\s+\d+\s.*\n.*\bbytes_received:(\d+)",
                       out, re.M)
         return (int(m.group(2)), int(m.group(1))) if m else None
-
-    def await_socket(self, port, ok, what):
-        """socket_counts(PORT) once OK accepts them (polled, 30 s at
-        most)."""
-        deadline = time.monotonic() + 30
-        while True:
-            counts = self.socket_counts(port)
-            if counts is not None and ok(counts):
-                return counts
-            if time.monotonic() > deadline:
-                self.fail("timed out waiting for %s: %s" % (what, counts))
-            time.sleep(0.01)
 
     def test_local_failure_outranks_earlier_server_trouble(self):
         """A poll that first meets a server fault (an incomplete listing,

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 
-from harness import WAIT, Case, main
+from harness import WAIT, Case, main, poll_until
 
 ACCOUNTS = 2000
 # Answers the status socket must give while the reload waits for its file,
@@ -133,12 +133,10 @@ class TestReload(Case):
         # many) rather than hold its loop. Making 2,000 state files can
         # take minutes on a slow disk.
         d.signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 4 * WAIT
-        while not all(a["state"] == "backoff" and a["totals"]["polls"] >= 1
-                      for a in ask(self.sock)["accounts"]):
-            self.assertLess(time.monotonic(), deadline,
-                            "polls still to come or under way")
-            time.sleep(0.05)
+        poll_until(lambda: all(a["state"] == "backoff" and
+                               a["totals"]["polls"] >= 1
+                               for a in ask(self.sock)["accounts"]),
+                   "end of every account's refused poll", 4 * WAIT)
         return d
 
     def test_status_answers_while_the_file_is_read(self):
