@@ -154,6 +154,24 @@ disk_run(struct worker_job *job)
 	}
 }
 
+/*
+ * How many of the WAITING messages a flush takes: whole SESSION_BATCHes,
+ * up to SESSION_BATCH_MAX, or all if fewer (the end). Whole batches, so
+ * that while the disk keeps up a batch is SESSION_BATCH messages
+ * whatever number the writer's last job ended at once; a backlog left
+ * by a slow sync still goes in one flush, less a remainder under
+ * SESSION_BATCH, which the next takes.
+ */
+static size_t
+flush_takes(size_t waiting)
+{
+	size_t n = waiting / SESSION_BATCH * SESSION_BATCH;
+
+	if (n == 0)
+		return waiting;
+	return n < SESSION_BATCH_MAX ? n : SESSION_BATCH_MAX;
+}
+
 void
 session_disk_job(struct session *s, enum disk_job kind)
 {
@@ -176,7 +194,8 @@ session_disk_job(struct session *s, enum disk_job kind)
 	}
 	/* What the flush takes is fixed here, on the loop (the last: there). */
 	if (kind == DJ_FLUSH && s->dl != NULL)
-		deliver_seal_some(s->dl, SESSION_BATCH, SESSION_BATCH_BYTES);
+		deliver_seal_some(s->dl, flush_takes(deliver_pending(s->dl)),
+		    SESSION_BATCH_BYTES);
 	s->job_kind = kind;
 	s->job.run = disk_run;
 	s->job.done = disk_done;
@@ -470,9 +489,9 @@ session_input_paused(struct session *s)
 /*
  * Whether disk work runs that the session must wait for: any but the
  * opening (the login waits for it instead) and the flush of a Maildir
- * batch while the next batch is not full. The order of the tests
- * matters: during other jobs the batch is not the loop's to count
- * (hand-offs), nor is s->dl set yet (DJ_OPEN).
+ * batch while fewer than SESSION_BATCH_MAX messages wait for the next
+ * one. The order of the tests matters: during other jobs the batch is
+ * not the loop's to count (hand-offs), nor is s->dl set yet (DJ_OPEN).
  */
 bool
 session_disk_waits(const struct session *s)
@@ -483,7 +502,7 @@ session_disk_waits(const struct session *s)
 	if (s->job_kind == DJ_OPEN)
 		return false;
 	return s->tg != NULL || s->job_kind != DJ_FLUSH ||
-	       deliver_pending(s->dl) >= SESSION_BATCH;
+	       deliver_pending(s->dl) >= SESSION_BATCH_MAX;
 }
 
 void

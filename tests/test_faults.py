@@ -29,8 +29,14 @@ MESSAGES = [
 ]
 
 
-# SESSION_BATCH: messages in a delivery batch.
+# SESSION_BATCH: the messages that start a flush, and a batch's size
+# while the disk keeps up. SESSION_BATCH_MAX: the most one flush takes,
+# and where reading pauses while a flush runs.
 BATCH = 64
+BATCH_MAX = 512
+# The messages taken in when reading pauses while the first batch's
+# sync is held: that batch and a full next one.
+HELD_AT = BATCH + BATCH_MAX
 
 
 def numbered(n):
@@ -76,6 +82,21 @@ class FaultTest(FakePopCase):
         os.mkfifo(fifo)
         env = dict(env, POPFETCHD_HOLD=hold, POPFETCHD_HOLD_RELEASE=fifo)
         return self.daemon(conf, ("--once", "-d", "1"), env=env), fifo
+
+    def held_first_batch(self, srv, conf, then=None, **env):
+        """held() at "batch sync@fake" on SRV's account, returned once
+        the first batch's sync is held, that batch being the first BATCH
+        messages: the reply to the next waits until then. (A flush takes
+        whole batches of what the writer has ended, and one of its jobs
+        may end many replies at once.) THEN: SRV's hold_retr from then
+        on."""
+        go = threading.Event()
+        srv.hold_retr = (BATCH + 1, go)
+        d, fifo = self.held(conf, "batch sync@fake", **env)
+        d.wait_line(r"testhook: hold: batch sync")
+        srv.hold_retr = then
+        go.set()
+        return d, fifo
 
     @staticmethod
     def release_hold(fifo):
@@ -259,31 +280,33 @@ class FaultTest(FakePopCase):
     def test_next_batch_arrives_while_a_batch_is_made_durable(self):
         """While one batch's sync is held (a slow disk), the next batch
         is asked for and written into tmp/ (the disk and the network
-        overlap), no DELE goes out for a message before its batch's sync
+        overlap) up to BATCH_MAX messages, which the next flush takes at
+        once; no DELE goes out for a message before its batch's sync
         has returned, and once released every message is delivered once
         and deleted. Without pipelining each RETR waits for the reply
         before it, so a RETR sent proves the replies before it were
         taken in."""
         self.needs_test_hooks()
-        batch = BATCH
-        msgs = numbered(2 * batch + 10)
+        msgs = numbered(HELD_AT + 10)
         srv = self.server(msgs, tls="implicit")
-        d, fifo = self.held(self.config(srv), "batch sync@fake")
+        d, fifo = self.held_first_batch(srv, self.config(srv))
 
         def deles():
             return sorted(int(l.rsplit(" ", 1)[1])
                           for l in d.grep(r"account=fake > DELE \d+$"))
 
         for k, (last, durable) in enumerate(
-                ((2 * batch, 0), (len(msgs), batch),
-                 (len(msgs), 2 * batch))):
+                ((HELD_AT, 0), (len(msgs), BATCH),
+                 (len(msgs), HELD_AT))):
             d.wait_line(r"testhook: hold: batch sync", count=k + 1)
             # The next batch is asked for while this one is held.
             d.wait_line(r"account=fake > RETR %d$" % last)
             if k == 0:
                 # The replies before it reach tmp/ while the sync is
-                # held.
+                # held, up to a full next batch: then reading pauses,
+                # and the next flush takes those BATCH_MAX.
                 self.wait_files("tmp", last - 1)
+                d.wait_line(r"account=fake reading held: delivery behind")
             # Deleted: only what a returned sync made durable.
             if durable:
                 d.wait_line(r"account=fake > DELE %d$" % durable)
@@ -375,6 +398,9 @@ class FaultTest(FakePopCase):
         self.assertEqual(d.grep(r"account=fake > DELE"), [])
         self.release_hold(fifo)
         d.wait_line(r"testhook: hold: batch sync", count=2)
+        # The hold's line is written at once, the log's lines by its
+        # writer thread: the first DELE's may come after it.
+        d.wait_line(r"account=fake > DELE 1$")
         self.assertEqual(len(d.grep(r"account=fake > DELE")), 1)
         self.release_hold(fifo)
         self.assertEqual(d.wait_exit(), 0, d.text()[-4000:])
@@ -387,8 +413,7 @@ class FaultTest(FakePopCase):
         sync returned), and is then committed: the next poll counts the
         second."""
         self.needs_test_hooks()
-        batch = BATCH
-        msgs = numbered(2 * batch + 10)
+        msgs = numbered(2 * BATCH + 10)
         msgs[99] += b"y" * 4000
         srv = self.server(msgs, tls="implicit")
         srv.cut_retr = (100, 10)
@@ -402,7 +427,9 @@ class FaultTest(FakePopCase):
         # Batch 2 is 65..129 without 100, which is taken as cut short.
         d.wait_line(r"account=fake message 100: .* taken as cut short")
         self.assertFalse(d.grep(r"strike="))
-        # Three batches: 1..64, 65..129 without 100, 130..138.
+        # Three batches: 1..64, 65..129 without 100, 130..138 (however
+        # many of the second came while the first was held: a flush
+        # takes whole batches).
         for k in range(3):
             d.wait_line(r"testhook: hold: batch sync", count=k + 1)
             self.release_hold(fifo)
@@ -602,14 +629,13 @@ class FaultTest(FakePopCase):
         nothing is deleted, and the next run delivers each message
         exactly once."""
         self.needs_test_hooks()
-        batch = BATCH
-        msgs = numbered(2 * batch + 10)
+        msgs = numbered(HELD_AT + 10)
         srv = self.server(msgs, tls="implicit")
         conf = self.config(srv, timeout=2)
         d = self.daemon(conf, ("--once", "-d", "1"),
                         env={"POPFETCHD_HOLD": "batch sync"})
         d.wait_line(r"testhook: hold: batch sync")
-        d.wait_line(r"account=fake > RETR %d$" % (2 * batch))
+        d.wait_line(r"account=fake > RETR %d$" % HELD_AT)
         d.signal(signal.SIGTERM)
         self.assertEqual(d.wait_exit(), 75, d.text()[-4000:])
         self.assertRegex(d.text(), r"poll abandoned at shutdown")
@@ -634,9 +660,8 @@ class FaultTest(FakePopCase):
         msgs = numbered(2 * batch + 10)
         srv = self.server(msgs, tls="implicit")
         conf = self.config(srv)
-        d, fifo = self.held(conf, "batch sync@fake",
-                            POPFETCHD_FAIL="state commit@2")
-        d.wait_line(r"testhook: hold: batch sync")
+        d, fifo = self.held_first_batch(srv, conf,
+                                        POPFETCHD_FAIL="state commit@2")
         self.release_hold(fifo)
         d.wait_line(r"testhook: hold: batch sync", count=2)
         d.wait_line(r"account=fake > RETR %d$" % len(msgs))
@@ -669,12 +694,11 @@ class FaultTest(FakePopCase):
         sync waiting after the reading stopped, at most the poll's
         secs=. The metrics file written at the end says the same."""
         self.needs_test_hooks()
-        msgs = numbered(2 * BATCH + 10)
+        msgs = numbered(HELD_AT + 10)
         srv = self.server(msgs, tls="implicit")
         metrics = os.path.join(self.dir, "popfetchd.prom")
         conf = self.config(srv, settings={"metrics_file": metrics})
-        d, fifo = self.held(conf, "batch sync@fake")
-        d.wait_line(r"testhook: hold: batch sync")
+        d, fifo = self.held_first_batch(srv, conf)
         d.wait_line(r"account=fake reading held: delivery behind")
         start = time.monotonic()
         # The time measured, not a wait for an event: the sync stays
@@ -716,16 +740,15 @@ class FaultTest(FakePopCase):
         if shutil.which("ss") is None:
             self.skipTest("ss (iproute2) is not installed")
         big = b"x" * 76 + b"\n"
-        msgs = numbered(2 * BATCH) + [
+        msgs = numbered(HELD_AT) + [
             b"Subject: big %d\n\n" % i + big * 100 for i in range(20)]
         srv = self.server(msgs, tls="implicit", pipelining=True)
         # The messages after the second batch (asked for already, in the
         # pipeline) are sent once reading is held, so that they arrive
         # while it is.
         go = threading.Event()
-        srv.hold_retr = (2 * BATCH + 1, go)
-        d, fifo = self.held(self.config(srv), "batch sync@fake")
-        d.wait_line(r"testhook: hold: batch sync")
+        d, fifo = self.held_first_batch(srv, self.config(srv),
+                                        then=(HELD_AT + 1, go))
         d.wait_line(r"account=fake reading held: delivery behind")
         before = self.socket_counts(srv.port)
         self.assertIsNotNone(before, "ss sees no connection to the server")
