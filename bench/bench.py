@@ -116,7 +116,14 @@ where before popfetchd, running first, paid for both (up to 6.8 s more
 server CPU in B6's first run than the network reference's; none after).
 
 The ratio is popfetchd's wall time over the larger of the two, per run,
-and its median is printed with the target: at most 1.1x. B8 has only
+and its median is printed with the target: at most 1.1x. Where the
+programs share the CPUs, each run line also gives the CPU bound: the
+CPU time of the references' programs (the server's and the relay's
+during the network reference, bench_netref's, bench_floor's) over the
+machine's CPUs, and popfetchd's wall time over it. The limit assumes
+that the disk's work fits where the network's leaves a CPU idle; when
+the bound comes near the limit, there is no such room (the kernel's
+threads, not counted, take some more). B8 has only
 the network reference (its target is Dovecot's LMTP, which neither
 reference measures), and no limit target; B7 (the daemon, for a fixed
 time) has neither. Targets are printed with PASS or MISS; missing one
@@ -853,7 +860,7 @@ class CompetingWriter:
 def run_disk(tools, sc, workdir, cpus=None):
     """The batched-disk reference (`bench_floor disk`): SC's bytes into a
     Maildir per account with popfetchd's durability scheme, no network.
-    Its wall time, s."""
+    Its wall time and CPU time (user + sys), s."""
     data, index = sc.corpus.write(tools.scratch)
     os.sync()
     p = subprocess.run([tools.floor, "disk", data, index,
@@ -867,7 +874,7 @@ def run_disk(tools, sc, workdir, cpus=None):
     f = parse_fields(p.stdout)
     if "wall" not in f or int(f["bytes"]) != sc.corpus.total:
         raise BenchError("bench_floor disk printed %r" % p.stdout)
-    return float(f["wall"])
+    return float(f["wall"]), float(f["user"]) + float(f["sys"])
 
 
 def run_netref(tools, sc, dc, port, workdir, cpus=None):
@@ -1051,18 +1058,19 @@ class Scenario:
             work, CpuSplit(dc).server if self.split_cpus else None) \
             if self.slow_disk else None
         try:
-            disk = self.disk_run(tools, dc, work) if "disk" in self.refs \
-                else None
+            disk, disk_cpu = self.disk_run(tools, dc, work) \
+                if "disk" in self.refs else (None, None)
             os.sync()  # the seeded mail's writeback is not popfetchd's cost
             r, line = self.run_popfetchd(tools, dc, boxes, port, k, relay,
                                          work, conf, accounts, expect)
-            r["disk"], r["net"] = disk, None
+            r["disk"], r["disk_cpu"], r["net"] = disk, disk_cpu, None
             # Under the same writer: the server's own writes (Dovecot's
             # expunges, its uidlist) wait behind it as popfetchd's do.
             if "net" in self.refs:
                 net = self.netref_run(tools, dc, boxes, work, relay)
                 r["net"], r["net_cpu"] = net["wall"], net["cpu"]
                 r["net_server_cpu"] = net["server_cpu"]
+                r["net_relay_cpu"] = net["relay_cpu"]
         finally:
             if writer is not None:
                 r_writer = writer.stop()
@@ -1104,7 +1112,7 @@ class Scenario:
 
     def disk_run(self, tools, dc, work):
         """The disk reference, on CPUs of its own as popfetchd if the
-        scenario says; its wall time, s."""
+        scenario says; its wall time and CPU time, s."""
         if not self.split_cpus:
             return run_disk(tools, self, work)
         with CpuSplit(dc) as split:
@@ -1130,9 +1138,9 @@ class Scenario:
             else:
                 net = run_netref(tools, self, dc, port, work)
         finally:
-            if relay is not None:
-                relay.end()
+            relay_cpu = relay.end() if relay is not None else None
         net["server_cpu"] = boxes.cpu() - server_cpu
+        net["relay_cpu"] = relay_cpu
         left = boxes.left(self.users)
         if left:
             raise BenchError("%s: bench_netref left %d messages on the "
@@ -1150,7 +1158,27 @@ class Scenario:
         limit = self.limit_of(r)
         if limit is not None:
             out += ": %.2fx the limit" % (r["wall"] / limit)
+        bound = self.cpu_bound(r)
+        if bound is not None:
+            out += " (CPU bound %.2f s: %.2fx)" % (bound, r["wall"] / bound)
         return out
+
+    def cpu_bound(self, r):
+        """What run R's CPUs allow at best, s, or None: the CPU time of
+        the two references' programs (the server's and the relay's in the
+        network reference's run, bench_netref's, bench_floor's) over the
+        machine's CPUs. Where they share the CPUs, the limit (the larger
+        reference) assumes the disk's work fits where the network's
+        leaves a CPU idle; this says how much room there is. A lower
+        bound: the kernel's threads (the loop device's, the journal's)
+        are not counted. Not for scenarios on split CPUs (the server's
+        CPU is its own there)."""
+        if self.split_cpus or r.get("net") is None or \
+                r.get("disk_cpu") is None:
+            return None
+        cpu = (r["net_server_cpu"] + r["net_cpu"] + r["disk_cpu"] +
+               (r.get("net_relay_cpu") or 0))
+        return cpu / os.cpu_count()
 
     @staticmethod
     def limit_of(r):
