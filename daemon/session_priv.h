@@ -42,15 +42,17 @@
 /*
  * The most one flush takes, and where receiving pauses while a flush
  * runs. A flush takes what is complete at its start (in whole
- * SESSION_BATCHes: session_local.c flush_takes()), so a sync
- * slower than the next SESSION_BATCH messages' arrival (a journal
- * commit behind other writes, a CPU shared with the server) makes the
- * next batch larger instead of making the network wait: fewer syncs as
- * the disk falls behind, as a journal's group commit does. With a cap
- * of SESSION_BATCH, B1 of bench/bench.py left the server unread for
- * about 0.7 s of its 1.9 s; with this one, about 0.35 s. The bound is
- * on memory (a waiting message's record is about 640 bytes) and on what
- * a crash sends to be fetched again, never on safety: nothing of a
+ * SESSION_BATCHes: session_local.c flush_takes()), so a sync slower than
+ * the next SESSION_BATCH messages' arrival (a journal commit behind
+ * other writes, a CPU shared with the server) makes the next batch
+ * larger instead of making the network wait: fewer syncs as the disk
+ * falls behind, as a journal's group commit does. In B1 of
+ * bench/bench.py, reading waited 0.66-0.94 s a run with a cap of
+ * SESSION_BATCH and 0.29-0.66 s with this one (the rest waits for the
+ * spool's writer, on CPUs the server keeps busy). The bound is on
+ * memory, a waiting message's record being about 620 bytes (at most
+ * some 640 KiB a session, in the batch syncing and the next), and on
+ * what a crash sends to be fetched again; never on safety: nothing of a
  * batch is deleted before its sync has returned.
  */
 #define SESSION_BATCH_MAX 512
