@@ -377,16 +377,16 @@ def warm_server(dc, boxes, sessions):
     users = ["warm%d" % i for i in range(sessions + SPARE_POP3)]
     boxes.ensure_users(users)
     ctx = ssl.create_default_context(cafile=dc.ca_file)
-    open_ = []
+    logged_in = []
     try:
         for user in users:
             pop = poplib.POP3_SSL("127.0.0.1", dc.ssl_port, context=ctx,
                                   timeout=60)
-            open_.append(pop)
+            logged_in.append(pop)
             pop.user(user)
             pop.pass_(PASSWORD)
     finally:
-        for pop in open_:
+        for pop in logged_in:
             try:
                 pop.quit()
             except (OSError, poplib.error_proto):
@@ -477,10 +477,8 @@ class Mailboxes:
         names = os.path.join(workdir, "sync.users")
         with open(names, "w") as f:
             f.write("".join(u + "\n" for u in users))
-        r = subprocess.run(["doveadm", "-c", self.dc.conf_path, "mailbox",
-                            "status", "-F", names, "messages", "INBOX"],
-                           capture_output=True, text=True,
-                           timeout=RUN_TIMEOUT)
+        r = self.dc.doveadm("mailbox", "status", "-F", names, "messages",
+                            "INBOX", timeout=RUN_TIMEOUT)
         if r.returncode != 0:
             raise BenchError("doveadm mailbox status: %s"
                              % r.stderr.strip()[-2000:])

@@ -650,10 +650,11 @@ service pop3-login {{
         for name in os.listdir(home):
             self._own(os.path.join(home, name))
 
-    def doveadm(self, *args):
-        """doveadm ARGS on this instance; its CompletedProcess (text)."""
+    def doveadm(self, *args, timeout=60):
+        """doveadm ARGS on this instance, for at most TIMEOUT seconds; its
+        CompletedProcess (text)."""
         return subprocess.run(["doveadm", "-c", self.conf_path] + list(args),
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=timeout)
 
     def run_as_mail_user(self, argv):
         """ARGV run as the mail user (as root) or as is."""
