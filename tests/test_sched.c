@@ -394,12 +394,14 @@ end_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct worker *
-worker_new(struct event_base *b, unsigned nthreads)
+worker_new(struct event_base *b, unsigned nthreads, enum worker_kind kind)
 {
 	struct worker *w;
 
-	if (b != base || the_worker != NULL)
-		violated("a second worker, or one on another loop", NULL);
+	if (b != base || the_worker != NULL || kind != WORKER_DISK)
+		violated(
+		    "a second worker, one on another loop, or not for disks",
+		    NULL);
 	ck_assert_ptr_nonnull(w = calloc(1, sizeof(*w)));
 	w->nthreads = nthreads;
 	the_worker = w;
