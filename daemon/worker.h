@@ -45,9 +45,11 @@ struct worker_job {
 /*
  * How a worker's threads run beside the loop (see nicer.h), and their
  * name for ps -L and top -H. All are nicer than the loop. Disk threads
- * are also at SCHED_IDLE: the loop awaits their work as events, never
- * in a call, and shares with them only the worker's lock, held for a
- * few instructions. A reload's parse stays at nice alone: it ends with
+ * are also at SCHED_IDLE: while the daemon runs, the loop awaits their
+ * work as events, never in a call (worker_wait() and worker_free() are
+ * for the exit), and shares with them only locks held a few
+ * instructions at a time (the worker's; the allocator's, for a malloc()
+ * or a free()). A reload's parse stays at nice alone: it ends with
  * malloc_trim(), which holds the allocator's locks, the loop's too,
  * across system calls, where a thread at SCHED_IDLE could be kept off
  * a busy CPU for long.
