@@ -55,7 +55,7 @@ nicer_thread(void)
  * kernel): in bench/scale.py, where the loop shares its CPU with the
  * disk threads alone, the loop waited 8 ms at a time behind threads
  * creating Maildirs as the polls began. Over 12 runs its longest stall
- * was 9.8 ms (median; 7 runs at 10 ms or more); with the disk threads at
+ * was 9.8 ms (median; 6 runs at 10 ms or more); with the disk threads at
  * SCHED_IDLE, 7.4 ms over 15 (one run at 10 ms or more). An idle thread
  * weighs a fifth of one at nice 19, and the loop, woken, always takes
  * the CPU from it. On CPUs busy with other
