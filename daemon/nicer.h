@@ -1,16 +1,13 @@
 /*
  * nicer: the priority of a helper thread (disk work, log writing) below
- * the loop's; nice and the scheduling policy are per thread on Linux. A
- * leaf.
+ * the loop's; nice is per thread on Linux. A leaf.
  */
 #ifndef POPFETCHD_NICER_H
 #define POPFETCHD_NICER_H
 
-#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <errno.h>
-#include <sched.h>
 #include <unistd.h>
 
 /*
@@ -25,6 +22,12 @@
  * then never wait for a helper: nothing it shares with them is held
  * across a wait, and they are woken by semaphores, not condition
  * variables (see worker.c).
+ *
+ * Not SCHED_IDLE, which weighs a fifth of nice 19: with the disk threads
+ * there, scale.py's longest stall fell from 9.8 to 7.4 ms (medians of 12
+ * and 15 runs), but on CPUs kept busy by other programs they starved: a
+ * poll's recovery of 586 files in tmp/ outlasted its 2 s timeout when
+ * the test suite ran two tests at once.
  */
 #define NICER_BY 19
 
@@ -45,40 +48,6 @@ nicer_thread(void)
 	    setpriority(PRIO_PROCESS, self, now + NICER_BY) == 0)
 		return 0;
 	return errno != 0 ? errno : EPERM;
-}
-
-/*
- * Moves the calling thread, nicer already, to SCHED_IDLE (sched(7)): 0,
- * or why not (an errno; it then keeps its nice value alone). A thread at
- * nice 19 still takes the CPU from a runnable loop now and then, and
- * keeps it until the next scheduler tick (4 ms on the benchmark's
- * kernel): in bench/scale.py, where the loop shares its CPU with the
- * disk threads alone, the loop waited 8 ms at a time behind threads
- * creating Maildirs as the polls began. Over 12 runs its longest stall
- * was 9.8 ms (median; 6 runs at 10 ms or more); with the disk threads at
- * SCHED_IDLE, 7.4 ms over 15 (one run at 10 ms or more). An idle thread
- * weighs a fifth of one at nice 19, and the loop, woken, always takes
- * the CPU from it. On CPUs busy with other
- * programs such a thread may wait long for its turn, so the loop must
- * not wait for one in a call: it awaits their work as events, and what
- * it shares with them is held a few instructions at a time (the
- * worker's lock, never across a job: worker.c; the allocator's, for a
- * malloc() or free()). The log writer keeps nice alone: standard error
- * gets its lines on a busy machine instead of their being dropped.
- */
-static inline int
-idler_thread(void)
-{
-	struct sched_param none = {0};
-
-	return sched_setscheduler(0, SCHED_IDLE, &none) == 0 ? 0 : errno;
-}
-
-/* Names the calling thread (15 bytes at most) for ps -L and top -H. */
-static inline void
-name_thread(const char *name)
-{
-	(void)prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 #endif

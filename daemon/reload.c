@@ -169,7 +169,7 @@ reload_new(struct event_base *base)
 
 	if ((rl = calloc(1, sizeof(*rl))) == NULL)
 		return NULL;
-	if ((rl->w = worker_new(base, 1, WORKER_CONF)) == NULL) {
+	if ((rl->w = worker_new(base, 1)) == NULL) {
 		free(rl);
 		return NULL;
 	}

@@ -52,11 +52,10 @@ struct worker {
 	bool stop;
 	struct worker_thread **threads; /* room for max */
 	unsigned nthreads, max;
-	unsigned base;	  /* threads that are not held, at least */
-	unsigned idle;	  /* threads waiting for a job */
-	unsigned held;	  /* threads grow_cb() found held, in that job */
-	unsigned nqueued; /* jobs in QUEUE */
-	enum worker_kind kind;
+	unsigned base;	    /* threads that are not held, at least */
+	unsigned idle;	    /* threads waiting for a job */
+	unsigned held;	    /* threads grow_cb() found held, in that job */
+	unsigned nqueued;   /* jobs in QUEUE */
 	int pipe[2];	    /* threads write, the loop reads */
 	struct event *wake; /* on pipe[0] */
 	struct event *grow; /* a queued job waits: are the threads held? */
@@ -94,13 +93,12 @@ static int start_thread(struct worker *w);
 static void thread_free(struct worker_thread *t);
 
 struct worker *
-worker_new(struct event_base *base, unsigned nthreads, enum worker_kind kind)
+worker_new(struct event_base *base, unsigned nthreads)
 {
 	struct worker *w;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
-	w->kind = kind;
 	pthread_mutex_init(&w->lock, NULL);
 	sem_init(&w->work, 0, 0);
 	pthread_cond_init(&w->ended, NULL);
@@ -167,44 +165,32 @@ worker_free(struct worker **wp)
 }
 
 /*
- * Why a thread could not lower its priority (an errno), or a disk thread
- * could not go to SCHED_IDLE, for the loop to say once: log lines are
- * written on the loop thread only.
+ * Why a thread could not lower its priority (an errno), for the loop to
+ * say once: log lines are written on the loop thread only.
  */
-static atomic_int nice_refused, idle_refused;
+static atomic_int nice_refused;
 
-/* Names this thread and lowers its priority below the loop's (nicer.h). */
+/* Lowers this thread's priority below the loop's (see nicer.h). */
 static void
-lower_priority(const struct worker *w)
+lower_priority(void)
 {
-	int err;
+	int err = nicer_thread();
 
-	name_thread(
-	    w->kind == WORKER_DISK ? "popfetchd-disk" : "popfetchd-conf");
-	if ((err = nicer_thread()) != 0)
+	if (err != 0)
 		atomic_store(&nice_refused, err);
-	else if (w->kind == WORKER_DISK && (err = idler_thread()) != 0)
-		atomic_store(&idle_refused, err);
 }
-/* On the loop: says once that the threads kept a higher priority. */
+/* On the loop: says once that the threads kept the loop's priority. */
 static void
 tell_nice_refused(void)
 {
-	static bool told, told_idle;
+	static bool told;
 	int err = atomic_load(&nice_refused);
 
-	if (err != 0 && !told) {
-		told = true;
-		log_info(NULL,
-		    "worker threads keep the loop's priority: setpriority: %s",
-		    strerror(err));
-	}
-	if ((err = atomic_load(&idle_refused)) != 0 && !told_idle) {
-		told_idle = true;
-		log_info(NULL,
-		    "disk threads stay at nice %d, not SCHED_IDLE: sched_setscheduler: %s",
-		    NICER_BY, strerror(err));
-	}
+	if (err == 0 || told)
+		return;
+	told = true;
+	log_info(NULL, "disk threads keep the loop's priority: setpriority: %s",
+	    strerror(err));
 }
 
 /* Frees a thread's struct, once it is out of the array or joined. */
@@ -325,7 +311,7 @@ thread_main(void *arg)
 	double ran;
 	bool wake, left = false;
 
-	lower_priority(w);
+	lower_priority();
 	self->schedstat = threadstat_open_sched();
 	self->stat = threadstat_open_stat();
 	ran = sched_secs(self->schedstat);

@@ -42,26 +42,8 @@ struct worker_job {
  */
 #define WORKER_THREADS 4
 
-/*
- * How a worker's threads run beside the loop (see nicer.h), and their
- * name for ps -L and top -H. All are nicer than the loop. Disk threads
- * are also at SCHED_IDLE: while the daemon runs, the loop awaits their
- * work as events, never in a call (worker_wait() and worker_free() are
- * for the exit), and shares with them only locks held a few
- * instructions at a time (the worker's; the allocator's, for a malloc()
- * or a free()). A reload's parse stays at nice alone: it ends with
- * malloc_trim(), which holds the allocator's locks, the loop's too,
- * across system calls, where a thread at SCHED_IDLE could be kept off
- * a busy CPU for long.
- */
-enum worker_kind {
-	WORKER_DISK, /* "popfetchd-disk": Maildirs, state, metrics file */
-	WORKER_CONF, /* "popfetchd-conf": a reload's parse and trim */
-};
-
 /* A worker with NTHREADS threads reporting on BASE; NULL on failure. */
-struct worker *worker_new(
-    struct event_base *base, unsigned nthreads, enum worker_kind kind);
+struct worker *worker_new(struct event_base *base, unsigned nthreads);
 
 /*
  * Stops the threads once they are idle and frees *W (sets it to NULL).

@@ -394,14 +394,12 @@ end_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct worker *
-worker_new(struct event_base *b, unsigned nthreads, enum worker_kind kind)
+worker_new(struct event_base *b, unsigned nthreads)
 {
 	struct worker *w;
 
-	if (b != base || the_worker != NULL || kind != WORKER_DISK)
-		violated(
-		    "a second worker, one on another loop, or not for disks",
-		    NULL);
+	if (b != base || the_worker != NULL)
+		violated("a second worker, or one on another loop", NULL);
 	ck_assert_ptr_nonnull(w = calloc(1, sizeof(*w)));
 	w->nthreads = nthreads;
 	the_worker = w;

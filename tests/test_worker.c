@@ -5,20 +5,15 @@
  * worker_cancel() on a queued, a running and an idle one; that
  * completions let the loop's other events in; and freeing a worker
  * whose queued jobs were taken back; a thread more when all are held
- * (blocked, not busy on a CPU), and it leaves once they are not; the
- * threads' names, nice values and scheduling policies by kind.
+ * (blocked, not busy on a CPU), and it leaves once they are not.
  * Jobs that must stay put wait on a gate the test opens; the loop runs
  * until the awaited completion, with a timer that fails the test if it
  * never comes.
  */
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <check.h>
-#include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -29,7 +24,6 @@
 
 #include <event2/event.h>
 
-#include "nicer.h"
 #include "worker.h"
 #include "check_main.h"
 
@@ -52,8 +46,6 @@ struct tjob {
 	int runs;
 	bool run_ended;
 	pthread_t run_thread;
-	int policy, nice; /* of the thread that ran it */
-	char name[16];
 	/* Written by done() on the loop thread. */
 	int dones;
 	bool busy_in_done;
@@ -114,12 +106,6 @@ job_run(struct worker_job *job)
 	struct tjob *t = tjob_of(job);
 
 	t->run_thread = pthread_self();
-	t->policy = sched_getscheduler(0);
-	errno = 0;
-	t->nice = getpriority(PRIO_PROCESS, (id_t)gettid());
-	if (errno != 0)
-		t->nice = -100;
-	(void)prctl(PR_GET_NAME, t->name, 0, 0, 0);
 	t->runs++;
 	pthread_mutex_lock(&run_lock);
 	if (nrun < (int)(sizeof(run_order) / sizeof(run_order[0])))
@@ -189,18 +175,12 @@ await_count(const int *count, int want)
 }
 
 static void
-start_kind(unsigned nthreads, enum worker_kind kind)
-{
-	ck_assert_ptr_nonnull(base = event_base_new());
-	ck_assert_ptr_nonnull(w = worker_new(base, nthreads, kind));
-	loop_thread = pthread_self();
-	ndone = nrun = 0;
-}
-
-static void
 start(unsigned nthreads)
 {
-	start_kind(nthreads, WORKER_DISK);
+	ck_assert_ptr_nonnull(base = event_base_new());
+	ck_assert_ptr_nonnull(w = worker_new(base, nthreads));
+	loop_thread = pthread_self();
+	ndone = nrun = 0;
 }
 
 static void
@@ -733,51 +713,12 @@ START_TEST(completions_let_other_events_in)
 }
 END_TEST
 
-/*
- * Each kind's threads run below the loop, named: disk threads at nice
- * 19 more and SCHED_IDLE, a reload's thread at nice 19 more alone.
- */
-START_TEST(threads_run_below_the_loop_by_kind)
-{
-	static const struct {
-		enum worker_kind kind;
-		int policy;
-		const char *name;
-	} want[] = {
-	    {WORKER_DISK, SCHED_IDLE, "popfetchd-disk"},
-	    {WORKER_CONF, SCHED_OTHER, "popfetchd-conf"},
-	};
-	struct tjob job;
-	int loop_nice, i;
-
-	ck_assert_int_eq(sched_getscheduler(0), SCHED_OTHER);
-	errno = 0;
-	loop_nice = getpriority(PRIO_PROCESS, (id_t)gettid());
-	ck_assert_int_eq(errno, 0);
-	for (i = 0; i < 2; i++) {
-		start_kind(1, want[i].kind);
-		tjob_init(&job, i, NULL);
-		worker_submit(w, &job.job);
-		await_count(&ndone, 1);
-		ck_assert_int_eq(job.policy, want[i].policy);
-		ck_assert_int_eq(job.nice,
-		    loop_nice + NICER_BY > 19 ? 19 : loop_nice + NICER_BY);
-		ck_assert_str_eq(job.name, want[i].name);
-		/* The loop's own are unchanged. */
-		ck_assert_int_eq(sched_getscheduler(0), SCHED_OTHER);
-		ck_assert_int_eq(
-		    getpriority(PRIO_PROCESS, (id_t)gettid()), loop_nice);
-		teardown();
-	}
-}
-END_TEST
-
 START_TEST(new_and_free_without_jobs)
 {
 	start(WORKER_THREADS);
 	worker_free(&w);
 	ck_assert_ptr_null(w);
-	ck_assert_ptr_nonnull(w = worker_new(base, 1, WORKER_DISK));
+	ck_assert_ptr_nonnull(w = worker_new(base, 1));
 }
 END_TEST
 
@@ -794,7 +735,6 @@ main(void)
 	tcase_add_test(tc, done_may_resubmit_then_free);
 	tcase_add_test(tc, busy_from_submit_until_done);
 	tcase_add_test(tc, completions_let_other_events_in);
-	tcase_add_test(tc, threads_run_below_the_loop_by_kind);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wait_and_free");
