@@ -25,9 +25,10 @@
  *
  * Not SCHED_IDLE, which weighs a fifth of nice 19: with the disk threads
  * there, scale.py's longest stall fell from 9.8 to 7.4 ms (medians of 12
- * and 15 runs), but on CPUs kept busy by other programs they starved: a
- * poll's recovery of 586 files in tmp/ outlasted its 2 s timeout when
- * the test suite ran two tests at once.
+ * and 15 runs), but on CPUs kept busy by other programs such a thread
+ * gets next to nothing. Once, with the test suite running two tests at
+ * once, a poll's recovery of 586 files in tmp/ outlasted its 2 s timeout
+ * (not reproduced; at nice 19 it never did).
  */
 #define NICER_BY 19
 
