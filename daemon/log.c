@@ -230,6 +230,7 @@ log_writer(void *arg)
 
 	(void)arg;
 	/* Lines wait for standard error, not for the CPU: the loop first. */
+	name_thread("popfetchd-log");
 	(void)nicer_thread();
 	pthread_mutex_lock(&lq.mu);
 	for (;;) {

@@ -1,10 +1,11 @@
 /*
  * nicer: the priority of a helper thread (disk work, log writing) below
- * the loop's; nice is per thread on Linux. A leaf.
+ * the loop's, and its name; both are per thread on Linux. A leaf.
  */
 #ifndef POPFETCHD_NICER_H
 #define POPFETCHD_NICER_H
 
+#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <errno.h>
@@ -49,6 +50,13 @@ nicer_thread(void)
 	    setpriority(PRIO_PROCESS, self, now + NICER_BY) == 0)
 		return 0;
 	return errno != 0 ? errno : EPERM;
+}
+
+/* Names the calling thread (its first 15 bytes) for ps -L and top -H. */
+static inline void
+name_thread(const char *name)
+{
+	(void)prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 #endif

@@ -169,7 +169,7 @@ reload_new(struct event_base *base)
 
 	if ((rl = calloc(1, sizeof(*rl))) == NULL)
 		return NULL;
-	if ((rl->w = worker_new(base, 1)) == NULL) {
+	if ((rl->w = worker_new(base, 1, "popfetchd-conf")) == NULL) {
 		free(rl);
 		return NULL;
 	}

@@ -320,7 +320,8 @@ sched_new(struct event_base *base, struct evdns_base *dns, struct conf *conf,
 	    (sc->release = evtimer_new(base, sched_release_cb, sc)) == NULL ||
 	    (sc->timers = timerq_new(base, slot_fire, sc)) == NULL ||
 	    (sc->msgs = intern_new()) == NULL ||
-	    (sc->worker = worker_new(base, WORKER_THREADS)) == NULL) {
+	    (sc->worker = worker_new(base, WORKER_THREADS, WORKER_DISK)) ==
+		NULL) {
 		if (sc != NULL) {
 			if (sc->grace != NULL)
 				event_free(sc->grace);

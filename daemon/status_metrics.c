@@ -168,7 +168,7 @@ status_metrics_new(struct event_base *base, const char *path,
 	    (shard != NULL && (m->shard = strdup(shard)) == NULL) ||
 	    asprintf(&m->tmp, "%s.tmp", path) == -1 ||
 	    (m->timer = evtimer_new(base, metrics_timer, m)) == NULL ||
-	    (m->worker = worker_new(base, 1)) == NULL)
+	    (m->worker = worker_new(base, 1, WORKER_DISK)) == NULL)
 		fatalx("out of memory");
 	m->base = base;
 	m->each = each;

@@ -56,6 +56,7 @@ struct worker {
 	unsigned idle;	    /* threads waiting for a job */
 	unsigned held;	    /* threads grow_cb() found held, in that job */
 	unsigned nqueued;   /* jobs in QUEUE */
+	const char *name;   /* the threads' */
 	int pipe[2];	    /* threads write, the loop reads */
 	struct event *wake; /* on pipe[0] */
 	struct event *grow; /* a queued job waits: are the threads held? */
@@ -93,12 +94,13 @@ static int start_thread(struct worker *w);
 static void thread_free(struct worker_thread *t);
 
 struct worker *
-worker_new(struct event_base *base, unsigned nthreads)
+worker_new(struct event_base *base, unsigned nthreads, const char *name)
 {
 	struct worker *w;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
+	w->name = name;
 	pthread_mutex_init(&w->lock, NULL);
 	sem_init(&w->work, 0, 0);
 	pthread_cond_init(&w->ended, NULL);
@@ -170,13 +172,14 @@ worker_free(struct worker **wp)
  */
 static atomic_int nice_refused;
 
-/* Lowers this thread's priority below the loop's (see nicer.h). */
+/* Names this thread and lowers its priority below the loop's (nicer.h). */
 static void
-lower_priority(void)
+lower_priority(const struct worker *w)
 {
-	int err = nicer_thread();
+	int err;
 
-	if (err != 0)
+	name_thread(w->name);
+	if ((err = nicer_thread()) != 0)
 		atomic_store(&nice_refused, err);
 }
 /* On the loop: says once that the threads kept the loop's priority. */
@@ -311,7 +314,7 @@ thread_main(void *arg)
 	double ran;
 	bool wake, left = false;
 
-	lower_priority();
+	lower_priority(w);
 	self->schedstat = threadstat_open_sched();
 	self->stat = threadstat_open_stat();
 	ran = sched_secs(self->schedstat);

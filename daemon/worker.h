@@ -41,9 +41,16 @@ struct worker_job {
  * worker.c).
  */
 #define WORKER_THREADS 4
+/* Their name, the sessions' and the metrics file's (see worker_new). */
+#define WORKER_DISK "popfetchd-disk"
 
-/* A worker with NTHREADS threads reporting on BASE; NULL on failure. */
-struct worker *worker_new(struct event_base *base, unsigned nthreads);
+/*
+ * A worker with NTHREADS threads reporting on BASE; NULL on failure. The
+ * threads take NAME (which must outlive the worker; 15 bytes are kept)
+ * for ps -L and top -H.
+ */
+struct worker *worker_new(
+    struct event_base *base, unsigned nthreads, const char *name);
 
 /*
  * Stops the threads once they are idle and frees *W (sets it to NULL).

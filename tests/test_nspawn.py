@@ -279,10 +279,10 @@ await_journal() {
 record() {
 	echo "$1=$2" >>"$report/results"
 }
-nice_of() {	# each thread of process $1: TID NICE, the main thread first
-	awk '{print $1, $19}' "/proc/$1/task/$1/stat"
+nice_of() {	# each thread of process $1: TID NICE (NAME), the main one first
+	awk '{print $1, $19, $2}' "/proc/$1/task/$1/stat"
 	for t in /proc/$1/task/*; do
-		[ "${t##*/}" = "$1" ] || awk '{print $1, $19}' "$t/stat"
+		[ "${t##*/}" = "$1" ] || awk '{print $1, $19, $2}' "$t/stat"
 	done
 }
 set -x
@@ -629,13 +629,18 @@ class InstallAsAService(unittest.TestCase):
                          "the POP3 mailbox is not empty")
 
     def assert_loop_first(self, c, report="nice"):
-        """The loop thread (the main one) at nice 0, every disk thread
+        """The loop thread (the main one) at nice 0, every helper thread
         nicer: the unit's system call filter lets them lower their own
-        priority."""
+        priority. Each helper is named for what it does (ps -L), and the
+        disk threads are there."""
         rows = [l.split() for l in c.read("/root/walk/" + report).splitlines()]
         self.assertGreater(len(rows), 1, c.diagnostics())
-        self.assertEqual(rows[0][1], "0", rows)
+        self.assertEqual(rows[0][1:], ["0", "(popfetchd)"], rows)
         self.assertEqual({r[1] for r in rows[1:]}, {nicer_by()}, rows)
+        names = {r[2] for r in rows[1:]}
+        self.assertLessEqual(names, {"(popfetchd-disk)", "(popfetchd-log)",
+                                     "(popfetchd-conf)"}, rows)
+        self.assertIn("(popfetchd-disk)", names, rows)
 
     def assert_state(self, c, state_dir, owner):
         st = os.stat(c.path(state_dir))

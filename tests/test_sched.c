@@ -394,10 +394,11 @@ end_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct worker *
-worker_new(struct event_base *b, unsigned nthreads)
+worker_new(struct event_base *b, unsigned nthreads, const char *name)
 {
 	struct worker *w;
 
+	(void)name;
 	if (b != base || the_worker != NULL)
 		violated("a second worker, or one on another loop", NULL);
 	ck_assert_ptr_nonnull(w = calloc(1, sizeof(*w)));

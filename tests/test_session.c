@@ -542,7 +542,8 @@ setup(void)
 	ck_assert_ptr_nonnull(fx.base = event_base_new());
 	/* No name servers: the literal address resolves without one. */
 	ck_assert_ptr_nonnull(fx.dns = evdns_base_new(fx.base, 0));
-	ck_assert_ptr_nonnull(fx.worker = worker_new(fx.base, 1));
+	ck_assert_ptr_nonnull(
+	    fx.worker = worker_new(fx.base, 1, "test-worker"));
 	ck_assert_ptr_nonnull(
 	    fx.deadline = evtimer_new(fx.base, deadline_cb, NULL));
 	peer_listen();

@@ -155,7 +155,7 @@ setup(void)
 	snprintf(statedir, sizeof(statedir), "%s/state", tmpdir);
 	ck_assert_ptr_nonnull(base = event_base_new());
 	/* One thread: a held job holds every later one. */
-	ck_assert_ptr_nonnull(w = worker_new(base, 1));
+	ck_assert_ptr_nonnull(w = worker_new(base, 1, "test-worker"));
 	d = deliver_open(&where, err, sizeof(err));
 	ck_assert_msg(d != NULL, "deliver_open: %s", err);
 	ck_assert_int_eq(deliver_recover(d, err, sizeof(err)), 0);

@@ -10,6 +10,7 @@
  * until the awaited completion, with a timer that fails the test if it
  * never comes.
  */
+#include <sys/prctl.h>
 #include <sys/types.h>
 
 #include <check.h>
@@ -46,6 +47,7 @@ struct tjob {
 	int runs;
 	bool run_ended;
 	pthread_t run_thread;
+	char run_name[16]; /* the thread's, for ps -L */
 	/* Written by done() on the loop thread. */
 	int dones;
 	bool busy_in_done;
@@ -106,6 +108,7 @@ job_run(struct worker_job *job)
 	struct tjob *t = tjob_of(job);
 
 	t->run_thread = pthread_self();
+	(void)prctl(PR_GET_NAME, t->run_name, 0, 0, 0);
 	t->runs++;
 	pthread_mutex_lock(&run_lock);
 	if (nrun < (int)(sizeof(run_order) / sizeof(run_order[0])))
@@ -178,7 +181,7 @@ static void
 start(unsigned nthreads)
 {
 	ck_assert_ptr_nonnull(base = event_base_new());
-	ck_assert_ptr_nonnull(w = worker_new(base, nthreads));
+	ck_assert_ptr_nonnull(w = worker_new(base, nthreads, "test-worker"));
 	loop_thread = pthread_self();
 	ndone = nrun = 0;
 }
@@ -713,12 +716,33 @@ START_TEST(completions_let_other_events_in)
 }
 END_TEST
 
+START_TEST(threads_carry_the_workers_name)
+{
+	static struct tjob jobs[WORKER_THREADS * 4];
+	const int n = sizeof(jobs) / sizeof(jobs[0]);
+	char loop_name[16] = "";
+	int i;
+
+	start(WORKER_THREADS);
+	for (i = 0; i < n; i++) {
+		tjob_init(&jobs[i], i, NULL);
+		worker_submit(w, &jobs[i].job);
+	}
+	await_count(&ndone, n);
+	for (i = 0; i < n; i++)
+		ck_assert_str_eq(jobs[i].run_name, "test-worker");
+	/* The loop keeps its own. */
+	ck_assert_int_eq(prctl(PR_GET_NAME, loop_name, 0, 0, 0), 0);
+	ck_assert_str_ne(loop_name, "test-worker");
+}
+END_TEST
+
 START_TEST(new_and_free_without_jobs)
 {
 	start(WORKER_THREADS);
 	worker_free(&w);
 	ck_assert_ptr_null(w);
-	ck_assert_ptr_nonnull(w = worker_new(base, 1));
+	ck_assert_ptr_nonnull(w = worker_new(base, 1, "test-worker"));
 }
 END_TEST
 
@@ -735,6 +759,7 @@ main(void)
 	tcase_add_test(tc, done_may_resubmit_then_free);
 	tcase_add_test(tc, busy_from_submit_until_done);
 	tcase_add_test(tc, completions_let_other_events_in);
+	tcase_add_test(tc, threads_carry_the_workers_name);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wait_and_free");
