@@ -196,6 +196,20 @@ teardown(void)
 	base = NULL;
 }
 
+/* Runs N plain jobs on WORKER_THREADS threads, until all are done. */
+static void
+run_on_threads(struct tjob *jobs, int n)
+{
+	int i;
+
+	start(WORKER_THREADS);
+	for (i = 0; i < n; i++) {
+		tjob_init(&jobs[i], i, NULL);
+		worker_submit(w, &jobs[i].job);
+	}
+	await_count(&ndone, n);
+}
+
 START_TEST(runs_off_the_loop_completes_on_it_in_order)
 {
 	static struct tjob jobs[50];
@@ -233,12 +247,7 @@ START_TEST(many_jobs_on_many_threads_complete_once_each)
 	const int n = sizeof(jobs) / sizeof(jobs[0]);
 	int i;
 
-	start(WORKER_THREADS);
-	for (i = 0; i < n; i++) {
-		tjob_init(&jobs[i], i, NULL);
-		worker_submit(w, &jobs[i].job);
-	}
-	await_count(&ndone, n);
+	run_on_threads(jobs, n);
 	ck_assert_int_eq(nrun, n);
 	for (i = 0; i < n; i++) {
 		ck_assert_int_eq(jobs[i].runs, 1);
@@ -723,12 +732,7 @@ START_TEST(threads_carry_the_workers_name)
 	char loop_name[16] = "";
 	int i;
 
-	start(WORKER_THREADS);
-	for (i = 0; i < n; i++) {
-		tjob_init(&jobs[i], i, NULL);
-		worker_submit(w, &jobs[i].job);
-	}
-	await_count(&ndone, n);
+	run_on_threads(jobs, n);
 	for (i = 0; i < n; i++)
 		ck_assert_str_eq(jobs[i].run_name, "test-worker");
 	/* The loop keeps its own. */
