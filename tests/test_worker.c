@@ -57,6 +57,9 @@ struct tjob {
 	bool free_in_done;
 };
 
+/* What the tests' workers name their threads. */
+#define THREADS_NAME "test-worker"
+
 static struct event_base *base;
 static struct worker *w;
 static pthread_t loop_thread;
@@ -181,7 +184,7 @@ static void
 start(unsigned nthreads)
 {
 	ck_assert_ptr_nonnull(base = event_base_new());
-	ck_assert_ptr_nonnull(w = worker_new(base, nthreads, "test-worker"));
+	ck_assert_ptr_nonnull(w = worker_new(base, nthreads, THREADS_NAME));
 	loop_thread = pthread_self();
 	ndone = nrun = 0;
 }
@@ -734,10 +737,10 @@ START_TEST(threads_carry_the_workers_name)
 
 	run_on_threads(jobs, n);
 	for (i = 0; i < n; i++)
-		ck_assert_str_eq(jobs[i].run_name, "test-worker");
+		ck_assert_str_eq(jobs[i].run_name, THREADS_NAME);
 	/* The loop keeps its own. */
 	ck_assert_int_eq(prctl(PR_GET_NAME, loop_name, 0, 0, 0), 0);
-	ck_assert_str_ne(loop_name, "test-worker");
+	ck_assert_str_ne(loop_name, THREADS_NAME);
 }
 END_TEST
 
@@ -746,7 +749,7 @@ START_TEST(new_and_free_without_jobs)
 	start(WORKER_THREADS);
 	worker_free(&w);
 	ck_assert_ptr_null(w);
-	ck_assert_ptr_nonnull(w = worker_new(base, 1, "test-worker"));
+	ck_assert_ptr_nonnull(w = worker_new(base, 1, THREADS_NAME));
 }
 END_TEST
 
