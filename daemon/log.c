@@ -69,6 +69,7 @@ static struct {
 	 * writer's turn on a busy CPU; sem_post() never waits.
 	 */
 	sem_t wake;
+	sem_t ready;	     /* the writer is named and nicer */
 	pthread_cond_t idle; /* all written */
 	char *fill, *out;    /* LOG_QUEUE_BYTES each */
 	size_t nfill;
@@ -232,6 +233,7 @@ log_writer(void *arg)
 	/* Lines wait for standard error, not for the CPU: the loop first. */
 	name_thread("popfetchd-log");
 	(void)nicer_thread();
+	sem_post(&lq.ready);
 	pthread_mutex_lock(&lq.mu);
 	for (;;) {
 		while (lq.nfill == 0 && lq.dropped == 0) {
@@ -283,6 +285,7 @@ log_async(void)
 		return;
 	}
 	sem_init(&lq.wake, 0, 0);
+	sem_init(&lq.ready, 0, 0);
 	/* The loop thread takes the signals, not this one. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -298,6 +301,9 @@ log_async(void)
 		lq.fill = lq.out = NULL;
 		return;
 	}
+	/* Never seen in its first instants as the loop's copy (worker_new). */
+	while (sem_wait(&lq.ready) == -1 && errno == EINTR)
+		;
 	lq.on = true;
 	atexit(log_flush);
 }

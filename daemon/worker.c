@@ -34,6 +34,8 @@ struct worker_thread {
 	int schedstat, stat;
 	double ran_before;
 	bool held; /* counted in the worker's HELD: see grow_cb() */
+	/* Posted once the thread is named and nicer; NULL: nobody waits. */
+	sem_t *ready;
 };
 
 struct worker {
@@ -90,13 +92,15 @@ struct worker {
 static void *thread_main(void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void grow_cb(evutil_socket_t fd, short what, void *arg);
-static int start_thread(struct worker *w);
+static int start_thread(struct worker *w, sem_t *ready);
 static void thread_free(struct worker_thread *t);
 
 struct worker *
 worker_new(struct event_base *base, unsigned nthreads, const char *name)
 {
 	struct worker *w;
+	unsigned i, started;
+	sem_t ready;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
@@ -119,13 +123,26 @@ worker_new(struct event_base *base, unsigned nthreads, const char *name)
 		goto fail;
 	w->base = nthreads;
 	/* The threads read the array as soon as they run. */
+	sem_init(&ready, 0, 0);
 	pthread_mutex_lock(&w->lock);
 	while (w->nthreads < nthreads)
-		if (start_thread(w) == -1) {
-			pthread_mutex_unlock(&w->lock);
-			goto fail;
-		}
+		if (start_thread(w, &ready) == -1)
+			break;
+	started = w->nthreads;
 	pthread_mutex_unlock(&w->lock);
+	/*
+	 * Whoever looks at the process once this returned (ps -L, top -H,
+	 * the tests) finds every thread named and nicer, never one in its
+	 * first instants as the loop's copy. A wait of microseconds, at the
+	 * start (and at a reload that names another metrics file); threads
+	 * grow_cb() starts while sessions run are not waited for.
+	 */
+	for (i = 0; i < started; i++)
+		while (sem_wait(&ready) == -1 && errno == EINTR)
+			;
+	sem_destroy(&ready);
+	if (started < nthreads)
+		goto fail;
 	return w;
 fail:
 	worker_free(&w);
@@ -172,15 +189,20 @@ worker_free(struct worker **wp)
  */
 static atomic_int nice_refused;
 
-/* Names this thread and lowers its priority below the loop's (nicer.h). */
+/*
+ * Names this thread and lowers its priority below the loop's (nicer.h),
+ * then tells whoever waits for that.
+ */
 static void
-lower_priority(const struct worker *w)
+lower_priority(const struct worker_thread *self)
 {
 	int err;
 
-	name_thread(w->name);
+	name_thread(self->w->name);
 	if ((err = nicer_thread()) != 0)
 		atomic_store(&nice_refused, err);
+	if (self->ready != NULL)
+		sem_post(self->ready);
 }
 /* On the loop: says once that the threads kept the loop's priority. */
 static void
@@ -207,9 +229,12 @@ thread_free(struct worker_thread *t)
 	free(t);
 }
 
-/* Starts thread number NTHREADS (under the lock); -1 if it cannot. */
+/*
+ * Starts thread number NTHREADS (under the lock), which posts READY (if
+ * not NULL) once named and nicer; -1 if it cannot.
+ */
 static int
-start_thread(struct worker *w)
+start_thread(struct worker *w, sem_t *ready)
 {
 	struct worker_thread *t = calloc(1, sizeof(*t));
 
@@ -218,6 +243,7 @@ start_thread(struct worker *w)
 	t->w = w;
 	t->since = 0;
 	t->schedstat = t->stat = -1;
+	t->ready = ready;
 	if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
 		free(t);
 		return -1;
@@ -314,7 +340,7 @@ thread_main(void *arg)
 	double ran;
 	bool wake, left = false;
 
-	lower_priority(w);
+	lower_priority(self);
 	self->schedstat = threadstat_open_sched();
 	self->stat = threadstat_open_stat();
 	ran = sched_secs(self->schedstat);
@@ -450,7 +476,7 @@ grow_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	held = w->held;
 	while (w->nqueued > w->idle + started && w->nthreads - held < w->base &&
-	       w->nthreads < w->max && start_thread(w) == 0)
+	       w->nthreads < w->max && start_thread(w, NULL) == 0)
 		started++;
 	waiting = w->nqueued > w->idle + started;
 	pthread_mutex_unlock(&w->lock);

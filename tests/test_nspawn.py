@@ -695,6 +695,8 @@ class InstallAsAService(unittest.TestCase):
             unit = "popfetchd-shard@%d-2" % k
             walk.append(
                 "await_journal -u%(u)s '^shard=%(k)d/2 accounts=[01] of 1'\n"
+                # Logged once every helper thread runs (nice_of below).
+                "await_journal -u%(u)s '^started accounts=[01] '\n"
                 "systemctl kill -s USR1 %(u)s\n"
                 "record status%(k)d \"$(RUNTIME_DIRECTORY=/run/"
                 "popfetchd-shard-%(k)d-2 popfetchd --status --json | "

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <check.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 
 #include <event2/event.h>
 
+#include "nicer.h"
 #include "worker.h"
 #include "check_main.h"
 
@@ -744,6 +746,65 @@ START_TEST(threads_carry_the_workers_name)
 }
 END_TEST
 
+/*
+ * TID's name and nice value from /proc (the process's own threads);
+ * false if it is gone.
+ */
+static bool
+task_name_nice(const char *tid, char *name, size_t size, int *nice)
+{
+	char path[64], line[512], *open, *close, *p;
+	FILE *f;
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/stat", tid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	p = fgets(line, sizeof(line), f);
+	fclose(f);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(open = strchr(line, '('));
+	ck_assert_ptr_nonnull(close = strrchr(line, ')'));
+	snprintf(name, size, "%.*s", (int)(close - open - 1), open + 1);
+	/* P at the space before field 3 (the state); the nice value is 19. */
+	p = close + 1;
+	for (field = 3; field < 19 && p != NULL; field++)
+		p = strchr(p + 1, ' ');
+	ck_assert_ptr_nonnull(p);
+	*nice = atoi(p + 1);
+	return true;
+}
+
+/*
+ * Once worker_new() returned, every thread is named and nicer: someone
+ * looking at the process (ps -L, top -H) never sees one as the loop's
+ * copy, in its first instants.
+ */
+START_TEST(named_and_nicer_once_new_returns)
+{
+	char self[16], name[32];
+	int own, nice, helpers = 0;
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(self, sizeof(self), "%d", (int)gettid());
+	ck_assert(task_name_nice(self, name, sizeof(name), &own));
+	start(WORKER_THREADS);
+	ck_assert_ptr_nonnull(d = opendir("/proc/self/task"));
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || strcmp(e->d_name, self) == 0 ||
+		    !task_name_nice(e->d_name, name, sizeof(name), &nice))
+			continue;
+		ck_assert_str_eq(name, THREADS_NAME);
+		ck_assert_int_eq(
+		    nice, own + NICER_BY > 19 ? 19 : own + NICER_BY);
+		helpers++;
+	}
+	closedir(d);
+	ck_assert_int_eq(helpers, WORKER_THREADS);
+}
+END_TEST
+
 START_TEST(new_and_free_without_jobs)
 {
 	start(WORKER_THREADS);
@@ -767,6 +828,7 @@ main(void)
 	tcase_add_test(tc, busy_from_submit_until_done);
 	tcase_add_test(tc, completions_let_other_events_in);
 	tcase_add_test(tc, threads_carry_the_workers_name);
+	tcase_add_test(tc, named_and_nicer_once_new_returns);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wait_and_free");
