@@ -31,6 +31,12 @@
  */
 #define STATUS_METRICS_GAP 5.0
 
+/*
+ * How long the exit waits for a write under way: a sync on a busy disk
+ * takes seconds at worst; well within the units' TimeoutStopSec.
+ */
+#define STATUS_METRICS_EXIT_WAIT 5
+
 struct status_metrics {
 	struct event_base *base;
 	char *path, *tmp;
@@ -199,9 +205,18 @@ status_metrics_free(struct status_metrics **mp)
 		return;
 	evtimer_del(m->timer);
 	/*
-	 * A write that never returns (the file's disk is gone) must not hold
-	 * the exit: the job, its text and its worker are left to it.
+	 * A write under way on a slow disk ends first: the last counts come
+	 * after it, and a first write left behind would leave no file. One
+	 * that never returns (the file's disk is gone) must not hold the
+	 * exit: the job, its text and its worker are left to it.
 	 */
+	if (worker_busy(&m->job) && !worker_await(m->worker, &m->job, 0)) {
+		log_info(NULL,
+		    "metrics: waiting up to %d s for the write of %s",
+		    STATUS_METRICS_EXIT_WAIT, m->path);
+		(void)worker_await(
+		    m->worker, &m->job, STATUS_METRICS_EXIT_WAIT);
+	}
 	if (worker_busy(&m->job) && !worker_cancel(m->worker, &m->job)) {
 		log_warnx(NULL,
 		    "metrics: the write of %s does not return; exiting without it",

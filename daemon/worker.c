@@ -99,6 +99,7 @@ struct worker *
 worker_new(struct event_base *base, unsigned nthreads, const char *name)
 {
 	struct worker *w;
+	pthread_condattr_t cattr;
 	unsigned i, started;
 	sem_t ready;
 
@@ -107,7 +108,10 @@ worker_new(struct event_base *base, unsigned nthreads, const char *name)
 	w->name = name;
 	pthread_mutex_init(&w->lock, NULL);
 	sem_init(&w->work, 0, 0);
-	pthread_cond_init(&w->ended, NULL);
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->ended, &cattr);
+	pthread_condattr_destroy(&cattr);
 	TAILQ_INIT(&w->queue);
 	TAILQ_INIT(&w->finished);
 	w->pipe[0] = w->pipe[1] = -1;
@@ -541,6 +545,28 @@ worker_wait(struct worker *w, struct worker_job *job)
 	job->state = WORKER_IDLE;
 	job->busy = false;
 	pthread_mutex_unlock(&w->lock);
+}
+
+bool
+worker_await(struct worker *w, const struct worker_job *job, double secs)
+{
+	struct timespec until;
+	bool running;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)secs;
+	until.tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9);
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->lock);
+	while (job->state == WORKER_RUNNING &&
+	       pthread_cond_timedwait(&w->ended, &w->lock, &until) != ETIMEDOUT)
+		;
+	running = job->state == WORKER_RUNNING;
+	pthread_mutex_unlock(&w->lock);
+	return !running;
 }
 
 bool

@@ -78,6 +78,13 @@ bool worker_busy(const struct worker_job *job);
 void worker_wait(struct worker *w, struct worker_job *job);
 
 /*
+ * Waits at most SECS for JOB to stop running (blocking the caller: for
+ * teardown only); true if it does not run, now or by then. Nothing is
+ * taken back: its completion, if any, is for the loop as before.
+ */
+bool worker_await(struct worker *w, const struct worker_job *job, double secs);
+
+/*
  * Takes JOB back without blocking: true if it was not running (it is idle
  * now). If it is running (a disk that does not answer), false: it is
  * disowned, its done() never runs, and what it works on must stay

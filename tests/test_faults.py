@@ -461,6 +461,29 @@ class FaultTest(FakePopCase):
         self.assertRegex(d.text(), r"metrics: the write of \S+metrics\.prom "
                          r"does not return; exiting without it")
 
+    def test_exit_waits_for_a_slow_metrics_write(self):
+        """A --once run whose metrics file's write is still under way at
+        the end (a busy disk, not a gone one) waits for it, then writes
+        the last counts: the file is there, with the poll."""
+        srv = self.server(tls="implicit")
+        metrics = os.path.join(self.dir, "metrics.prom")
+        conf = self.config(srv, settings={"metrics_file": metrics})
+        d, fifo = self.held(conf, "metrics write")
+        # The first write, at the start, is held through the poll.
+        d.wait_line(r"testhook: hold: metrics write")
+        d.wait_line(r"metrics: waiting up to \d+ s for the write of "
+                    r"\S+metrics\.prom$")
+        self.release_hold(fifo)
+        # The last counts, written at the exit.
+        d.wait_line(r"testhook: hold: metrics write", count=2)
+        self.release_hold(fifo)
+        self.assertEqual(d.wait_exit(), 0, d.text())
+        self.assertEqual(d.grep(r"does not return"), [])
+        with open(metrics) as f:
+            text = f.read()
+        self.assertRegex(text, r"(?m)^popfetchd_polls_total\{[^}]*\} 1$")
+        self.assert_exactly_once()
+
     def test_bytes_counted_as_the_server_sent_them(self):
         """The summary's bytes= is the messages' size on the wire (CRLF,
         as LIST counts), not the file's: no Received: line, no CRs."""

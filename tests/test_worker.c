@@ -467,6 +467,37 @@ START_TEST(wait_blocks_until_a_running_job_ends)
 END_TEST
 
 /*
+ * worker_await() gives up on a job that goes on running, and returns
+ * once one ends; either way the job stays the loop's, its done() to come.
+ */
+START_TEST(await_gives_up_or_sees_the_end)
+{
+	struct tjob a;
+	struct gate g;
+	struct opener o = {.gate = &g, .waiter = gettid()};
+	pthread_t opener;
+
+	start(1);
+	gate_init(&g);
+	tjob_init(&a, 1, &g);
+	worker_submit(w, &a.job);
+	gate_await(&g, 1);
+	ck_assert(!worker_await(w, &a.job, 0.05));
+	ck_assert(!a.run_ended);
+	ck_assert(worker_busy(&a.job));
+	ck_assert_int_eq(pthread_create(&opener, NULL, opener_main, &o), 0);
+	ck_assert(worker_await(w, &a.job, AWAIT_SECS));
+	ck_assert(a.run_ended);
+	pthread_join(opener, NULL);
+	ck_assert(worker_busy(&a.job));
+	ck_assert_int_eq(a.dones, 0);
+	await_count(&a.dones, 1);
+	/* Not running: no wait at all. */
+	ck_assert(worker_await(w, &a.job, 0));
+}
+END_TEST
+
+/*
  * worker_cancel() never blocks: a queued job is taken back (true); a
  * running one is disowned (false), and when its run() ends no done()
  * comes, while the thread goes on to the next job.
@@ -836,6 +867,7 @@ main(void)
 	tcase_add_test(tc, wait_takes_back_a_queued_job);
 	tcase_add_test(tc, wait_takes_back_a_finished_job);
 	tcase_add_test(tc, wait_blocks_until_a_running_job_ends);
+	tcase_add_test(tc, await_gives_up_or_sees_the_end);
 	tcase_add_test(tc, free_after_taking_back_queued_jobs);
 	tcase_add_test(tc, cancel_takes_back_queued_disowns_running);
 	tcase_add_test(tc, held_threads_do_not_hold_the_queue);
