@@ -440,6 +440,17 @@ opener_main(void *arg)
 	return NULL;
 }
 
+/* One thread, running job A (number 1), held at gate G. */
+static void
+run_held(struct tjob *a, struct gate *g)
+{
+	start(1);
+	gate_init(g);
+	tjob_init(a, 1, g);
+	worker_submit(w, &a->job);
+	gate_await(g, 1);
+}
+
 /* A running job is waited for: run() has ended when worker_wait returns. */
 START_TEST(wait_blocks_until_a_running_job_ends)
 {
@@ -448,12 +459,8 @@ START_TEST(wait_blocks_until_a_running_job_ends)
 	struct opener o = {.gate = &g, .waiter = gettid()};
 	pthread_t opener;
 
-	start(1);
-	gate_init(&g);
-	tjob_init(&a, 1, &g);
+	run_held(&a, &g);
 	tjob_init(&c, 2, NULL);
-	worker_submit(w, &a.job);
-	gate_await(&g, 1);
 	ck_assert_int_eq(pthread_create(&opener, NULL, opener_main, &o), 0);
 	worker_wait(w, &a.job);
 	ck_assert(a.run_ended);
@@ -477,11 +484,7 @@ START_TEST(await_gives_up_or_sees_the_end)
 	struct opener o = {.gate = &g, .waiter = gettid()};
 	pthread_t opener;
 
-	start(1);
-	gate_init(&g);
-	tjob_init(&a, 1, &g);
-	worker_submit(w, &a.job);
-	gate_await(&g, 1);
+	run_held(&a, &g);
 	ck_assert(!worker_await(w, &a.job, 0.05));
 	ck_assert(!a.run_ended);
 	ck_assert(worker_busy(&a.job));
