@@ -137,9 +137,12 @@ worker_new(struct event_base *base, unsigned nthreads, const char *name)
 	/*
 	 * Whoever looks at the process once this returned (ps -L, top -H,
 	 * the tests) finds every thread named and nicer, never one in its
-	 * first instants as the loop's copy. A wait of microseconds, at the
-	 * start (and at a reload that names another metrics file); threads
-	 * grow_cb() starts while sessions run are not waited for.
+	 * first instants as the loop's copy. A wait of microseconds (a turn
+	 * of the scheduler on CPUs busy with other programs: the thread posts
+	 * once nicer), at the start and at a reload that names another
+	 * metrics file. Threads grow_cb() starts while sessions run are not
+	 * waited for: those seconds count, and only a look in their first
+	 * microseconds could see one unnamed.
 	 */
 	for (i = 0; i < started; i++)
 		while (sem_wait(&ready) == -1 && errno == EINTR)
