@@ -2,7 +2,7 @@
 """popfetchd end-to-end benchmark against a throwaway Dovecot.
 
     python3 bench/bench.py [--runs N] [--only B1,B4,...] [--accounts N]
-                           [--quick] [--keep] [--binary PATH]
+                           [--quick] [--no-overlap] [--keep] [--binary PATH]
                            [--floor PATH] [--netref PATH] [--relay PATH]
                            [--slowdisk PATH] [--dir DIR]
 
@@ -116,8 +116,20 @@ where before popfetchd, running first, paid for both (up to 6.8 s more
 server CPU in B6's first run than the network reference's; since, the
 difference goes either way, within the machine's noise).
 
+both  last, on the server refilled again, the two references started
+        together, each as it runs alone (on popfetchd's CPUs where the
+        scenario gives it CPUs of its own), timed from the start of the
+        first to the exit of the later: what a client that did both
+        jobs with no cost of its own between them would take on this
+        machine, with the CPUs and the disk shared as popfetchd shares
+        them. Skipped with --no-overlap (it takes each scenario's
+        network reference a second time per run).
+
 The ratio is popfetchd's wall time over the larger of the two, per run,
-and its median is printed with the target: at most 1.1x. Where the
+and its median is printed with the target: at most 1.1x. Where the two
+references cannot overlap on this machine, "both" is well above the
+larger of them, and r/both (wall / both, per run) says how far popfetchd
+is from doing both jobs at once. Where the
 programs share the CPUs, each run line also gives the CPU bound: the
 CPU time of the references' programs (the server's and the relay's
 during the network reference, bench_netref's, bench_floor's) over the
@@ -179,6 +191,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 
@@ -857,14 +870,14 @@ class CompetingWriter:
             return 0.0
 
 
-def run_disk(tools, sc, workdir, cpus=None):
+def run_disk(tools, sc, workdir, cpus=None, folder="disk-ref"):
     """The batched-disk reference (`bench_floor disk`): SC's bytes into a
-    Maildir per account with popfetchd's durability scheme, no network.
-    Its wall time and CPU time (user + sys), s."""
+    Maildir per account with popfetchd's durability scheme, no network,
+    under WORKDIR/FOLDER. Its wall time and CPU time (user + sys), s."""
     data, index = sc.corpus.write(tools.scratch)
     os.sync()
     p = subprocess.run([tools.floor, "disk", data, index,
-                        os.path.join(workdir, "disk-ref"),
+                        os.path.join(workdir, folder),
                         str(sc.per_account), str(sc.concurrency())],
                        capture_output=True, text=True,
                        preexec_fn=(None if cpus is None else
@@ -1005,6 +1018,7 @@ class Scenario:
         # dicts: wall, cpu, rss, anon, net and disk (s, or None) ...
         self.runs = []
         self.failed = False
+        self.overlap = True  # measure the references at once too
 
     def concurrency(self):
         """Sessions at once in popfetchd's run, and in the references."""
@@ -1071,6 +1085,8 @@ class Scenario:
                 r["net"], r["net_cpu"] = net["wall"], net["cpu"]
                 r["net_server_cpu"] = net["server_cpu"]
                 r["net_relay_cpu"] = net["relay_cpu"]
+            if self.overlap and {"net", "disk"} <= set(self.refs):
+                r["both"] = self.both_run(tools, dc, boxes, work, relay)
         finally:
             if writer is not None:
                 r_writer = writer.stop()
@@ -1118,9 +1134,11 @@ class Scenario:
         with CpuSplit(dc) as split:
             return run_disk(tools, self, work, split.client)
 
-    def netref_run(self, tools, dc, boxes, work, relay):
+    def netref_run(self, tools, dc, boxes, work, relay, beside=None):
         """The network reference on the refilled server (through a relay
-        of its own if popfetchd had one); its measure() dict."""
+        of its own if popfetchd had one); its measure() dict. BESIDE:
+        called with the CPUs the client may use (None: all) right before
+        bench_netref starts, to start what runs beside it."""
         boxes.sync(self.users, work)
         for user, messages, _ in self.batches():
             boxes.seed(user, messages)
@@ -1133,9 +1151,13 @@ class Scenario:
                 port = relay.begin()
             if self.split_cpus:
                 with CpuSplit(dc) as split:
+                    if beside is not None:
+                        beside(split.client)
                     net = run_netref(tools, self, dc, port, work,
                                      split.client)
             else:
+                if beside is not None:
+                    beside(None)
                 net = run_netref(tools, self, dc, port, work)
         finally:
             relay_cpu = relay.end() if relay is not None else None
@@ -1146,6 +1168,38 @@ class Scenario:
             raise BenchError("%s: bench_netref left %d messages on the "
                              "server" % (self.key, left))
         return net
+
+    def both_run(self, tools, dc, boxes, work, relay):
+        """The two references at once, on the refilled server: the disk
+        reference started right before the network reference, each as
+        it runs alone, on the CPUs popfetchd had. A client that did
+        both with nothing between them could do no better on this
+        machine. From the start of the first to the exit of the later,
+        s (within this script's 5 ms of polling)."""
+        self.corpus.write(tools.scratch)
+        disk = {}
+
+        def run(cpus):
+            try:
+                run_disk(tools, self, work, cpus, "disk-both")
+            except BenchError as e:
+                disk["error"] = e
+            disk["end"] = time.monotonic()
+
+        def start(cpus):
+            disk["start"] = time.monotonic()
+            disk["thread"] = threading.Thread(target=run, args=(cpus,))
+            disk["thread"].start()
+
+        try:
+            self.netref_run(tools, dc, boxes, work, relay, start)
+            end = time.monotonic()
+        finally:
+            if "thread" in disk:
+                disk["thread"].join()
+        if "error" in disk:
+            raise disk["error"]
+        return max(end, disk["end"]) - disk["start"]
 
     def refs_text(self, r):
         """What a run line says of the references."""
@@ -1158,6 +1212,9 @@ class Scenario:
         limit = self.limit_of(r)
         if limit is not None:
             out += ": %.2fx the limit" % (r["wall"] / limit)
+        if r.get("both") is not None:
+            out += "; both at once %.2f s: %.2fx" % (
+                r["both"], r["wall"] / r["both"])
         bound = self.cpu_bound(r)
         if bound is not None:
             out += " (CPU bound %.2f s: %.2fx)" % (bound, r["wall"] / bound)
@@ -1224,6 +1281,13 @@ class Scenario:
     def median(self, field):
         values = [r[field] for r in self.runs]
         return statistics.median(values) if values else None
+
+    def both_ratio(self):
+        """Median of the per-run ratios popfetchd / both references at
+        once, or None."""
+        if not self.runs or any(r.get("both") is None for r in self.runs):
+            return None
+        return statistics.median(r["wall"] / r["both"] for r in self.runs)
 
     def ratio(self):
         """Median of the per-run ratios popfetchd / the larger reference."""
@@ -1545,11 +1609,12 @@ def print_table(order, results, runs):
     print()
     print("popfetchd benchmark: median of %d run%s each" % (
         runs, "" if runs == 1 else "s"))
-    head = ("%-38s %6s %6s %6s %6s %6s %6s %6s %5s %5s %5s %5s %5s  %s" % (
-        "scenario", "wall s", "net s", "disk s", "ratio", "CPU s", "server",
-        "RSSMiB", "anon", "stall", "lcpu", "runq", "blk", "targets"))
+    head = (("%-38s" + " %6s" * 10 + " %5s" * 4 + "  %s")
+            % ("scenario", "wall s", "net s", "disk s", "both s", "ratio",
+               "r/both", "CPU s", "server", "RSSMiB", "anon", "stall", "lcpu",
+               "runq", "blk", "targets"))
     print(head)
-    print("-" * 134)
+    print("-" * 148)
     for key in order:
         sc = results.get(key)
         if sc is None:
@@ -1559,14 +1624,18 @@ def print_table(order, results, runs):
                                 "FAILED (see above)"))
             continue
         ratio = sc.ratio()
+        both = sc.both_ratio()
         targets = targets_of(sc, results)
         if sc.failed:
             targets += ", a run FAILED"
-        row = ("%-38s %6.2f %6s %6s %6s %6.2f %6.2f %6.1f %5.1f %5s %5s "
-               "%5s %5s  %s" % (sc.key + "  " + sc.title, sc.median("wall"),
+        row = ("%-38s %6.2f %6s %6s %6s %6s %6s %6.2f %6.2f %6.1f %5.1f %5s "
+               "%5s %5s %5s  %s" % (sc.key + "  " + sc.title,
+                       sc.median("wall"),
                        optional(sc, "net", "%.2f"),
                        optional(sc, "disk", "%.2f"),
+                       optional(sc, "both", "%.2f"),
                        "%.2fx" % ratio if ratio is not None else "-",
+                       "%.2fx" % both if both is not None else "-",
                        sc.median("cpu"), sc.median("server_cpu"),
                        sc.median("rss"), sc.median("anon"),
                        optional(sc, "stall", "%.1f"),
@@ -1574,22 +1643,25 @@ def print_table(order, results, runs):
                        optional(sc, "runq", "%.1f"),
                        optional(sc, "blocked", "%.1f"), targets))
         print(row.rstrip())
-    print("wall: popfetchd --once from exec to exit (B7: the daemon's run), "
-          "s; net: bench_netref, the\nsame accounts fetched, deleted and "
-          "quit on the same path with nothing stored, from\nexec to exit, "
-          "s; disk: bench_floor disk, the same bytes made durable as "
-          "popfetchd\ndoes (a syncfs and a journal commit per batch of %d), "
-          "no network, s; ratio: wall /\nthe larger of net and disk, per "
-          "run (the limit: %.1fx at most); CPU: popfetchd's\nuser + sys, s;"
-          " server: Dovecot's CPU meanwhile, s; RSSMiB: popfetchd's peak "
-          "RSS\n(wait4 ru_maxrss, shared library pages included), MiB; "
-          "anon: peak of RssAnon,\nsampled every %g ms, MiB; stall: the "
-          "longest the event loop was held, ms;\nlcpu: the most CPU the "
-          "loop thread used between two 2 ms ticks, ms; runq, blk: of\nthe "
-          "stalls over 10 ms together, the time the loop thread waited "
-          "for a CPU, and\nthe time it was blocked in a call (neither "
-          "running nor runnable), ms.\nMiB = 1024 KiB."
-          % (BATCH, TARGET_LIMIT, SAMPLE_EVERY * 1000))
+    print(textwrap.fill(
+        "wall: popfetchd --once from exec to exit (B7: the daemon's run), "
+        "s; net: bench_netref, the same accounts fetched, deleted and "
+        "quit on the same path with nothing stored, from exec to exit, "
+        "s; disk: bench_floor disk, the same bytes made durable as "
+        "popfetchd does (a syncfs and a journal commit per batch of %d), "
+        "no network, s; both: the two started together, from the start "
+        "to the later exit, s; ratio: wall / the larger of net and disk, "
+        "per run (the limit: %.1fx at most); r/both: wall / both, per "
+        "run; CPU: popfetchd's user + sys, s; server: Dovecot's CPU "
+        "meanwhile, s; RSSMiB: popfetchd's peak RSS (wait4 ru_maxrss, "
+        "shared library pages included), MiB; anon: peak of RssAnon, "
+        "sampled every %g ms, MiB; stall: the longest the event loop was "
+        "held, ms; lcpu: the most CPU the loop thread used between two "
+        "2 ms ticks, ms; runq, blk: of the stalls over 10 ms together, "
+        "the time the loop thread waited for a CPU, and the time it was "
+        "blocked in a call (neither running nor runnable), ms."
+        % (BATCH, TARGET_LIMIT, SAMPLE_EVERY * 1000), 88))
+    print("MiB = 1024 KiB.")
     relayed = [results[k] for k in order if k in results
                and results[k].relay is not None and results[k].runs]
     if relayed:
@@ -1631,6 +1703,10 @@ def parse_args():
                     help="accounts in B5 (default 10000, 200 with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="smaller everything, one run: a smoke test")
+    ap.add_argument("--no-overlap", action="store_true",
+                    help="do not run the two references at once (the "
+                         "\"both\" column), which takes each scenario's "
+                         "network reference twice per run")
     ap.add_argument("--keep", action="store_true",
                     help="keep the scratch folder")
     ap.add_argument("--dir", default=os.path.join(ROOT, "build"),
@@ -1802,6 +1878,8 @@ def main():
         for line in context_lines(tools):
             print(line)
         results = build_scenarios(args)
+        for sc in results.values():
+            sc.overlap = not args.no_overlap
         dc = start_dovecot(scratch, lmtp="B8" in results)
         boxes = Mailboxes(dc)
         delays = sorted({sc.relay for sc in results.values()
