@@ -124,7 +124,9 @@ struct sched_pass; /* a reload moving the slots over (sched_reload.c) */
  * CPU in bench/scale.py.
  */
 #define SCHED_STARTS_PER_TURN 32
-#define SCHED_STARTS_BUDGET   0.001
+#ifndef SCHED_STARTS_BUDGET /* test_sched has its own (tests/meson.build) */
+#define SCHED_STARTS_BUDGET 0.001
+#endif
 
 struct sched {
 	struct event_base *base;
