@@ -154,8 +154,9 @@ so for the same 5,000 files the disk reference took 0.3-1.8 s and
 popfetchd's writer thread 0.45-1.8 s of CPU, depending on what earlier
 runs had deleted. A journaled ext4 (mkfs.ext4 on a loop device, mounted,
 given as --dir) does not do this; give it room: a full run of every
-scenario keeps about a million files until the end (mkfs.ext4 -i 4096
-on 12 GiB).
+scenario keeps about 1.2 million files and 11.4 GB until the end
+(mkfs.ext4 -i 4096 on 24 GiB: 12 GiB filled up in the third runs of
+B4 and B5 once "both" was added; --no-overlap needs less).
 
 CPU time and peak RSS come from wait4() in `bench_floor measure`, which
 forks and execs popfetchd: Linux charges a child with the peak RSS of the
