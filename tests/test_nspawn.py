@@ -263,7 +263,11 @@ def conf_value(block, key):
 
 # Shell functions the walk scripts share. await_journal waits for a
 # journal line (an event, not a delay): grep stops at the first match;
-# journalctl, left following, ends at its timeout or with the walk.
+# journalctl, left following, ends at its round's end or with the walk.
+# Rounds of a few seconds, each reading the journal from its start: once
+# in CI a follower never showed a line that was in the journal (the
+# daemon had logged it 0.13 s after the signal), and waited out its 60 s;
+# a new journalctl finds what an earlier one missed.
 WALK_HEAD = r"""#!/bin/bash
 set -Eeu -o pipefail
 report=/root/walk
@@ -273,8 +277,11 @@ failed() {
 }
 trap 'failed $LINENO "$BASH_COMMAND" $?' ERR
 await_journal() {
-	grep -q -m1 -E "$2" < <(trap - ERR
-		timeout %(wait)d journalctl $1 -f -n all -o cat || true)
+	local end=$((SECONDS + %(wait)d))
+	until grep -q -m1 -E "$2" < <(trap - ERR
+		timeout 5 journalctl $1 -f -n all -o cat || true); do
+		[ "$SECONDS" -lt "$end" ] || return 1
+	done
 }
 record() {
 	echo "$1=$2" >>"$report/results"
