@@ -19,6 +19,8 @@
 #ifndef POPFETCHD_STATUS_H
 #define POPFETCHD_STATUS_H
 
+#include <sys/types.h> /* ssize_t */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -145,15 +147,21 @@ char *status_json_accounts(
 #define STATUS_JSON_TAIL "]}\n"
 
 /*
- * The table --status prints from DOC (as status_json() makes it, maybe
- * after a trip through a socket) to F: one line per account, then one
- * line per failing account saying why. Times are shown relative to NOW.
- * ONLY (NONLY names; 0: every account): just those, each in detail.
- * Returns the number of names in ONLY not found in DOC (0: all shown).
- * Strings of DOC that are not printable ASCII are shown with '?'.
+ * What --status prints, from TEXT (LEN bytes, NUL-terminated): the
+ * daemon's answer as status_json_head() etc. put it together, maybe after
+ * a trip through a socket. Into F: with JSON, the document again, indented;
+ * otherwise the table, one line per account, then one line per failing
+ * account saying why. Times are shown relative to NOW. ONLY (NONLY names;
+ * 0: every account): just those, in detail or in the document. Strings
+ * that are not printable ASCII are shown in the table with '?', and
+ * escaped in the document.
+ *
+ * Returns the number of names in ONLY not found (0: all shown), or -1
+ * when TEXT is not such an answer (or memory ran out): then F gets
+ * nothing.
  */
-size_t status_table(FILE *f, struct json_object *doc, time_t now,
-    char *const *only, size_t nonly);
+ssize_t status_print(FILE *f, const char *text, size_t len, bool json,
+    time_t now, char *const *only, size_t nonly);
 
 /*
  * The Prometheus text exposition of the N records of R into a string

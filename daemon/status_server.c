@@ -24,7 +24,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <json-c/json.h>
 
 #include "fsutil.h"
 #include "log.h"
@@ -453,9 +452,12 @@ client_refused(const char *path, int *ex)
 	return NULL;
 }
 
-/* Sends the request and reads the whole answer; NULL with a sysexits. */
+/*
+ * Sends the request and reads the whole answer, *LEN bytes and a NUL;
+ * NULL with a sysexits.
+ */
 static char *
-client_ask(int fd, const char *path, int *ex)
+client_ask(int fd, const char *path, int *ex, size_t *lenp)
 {
 	static const char req[] = STATUS_REQUEST "\n";
 	char *buf = NULL, *nb;
@@ -506,81 +508,37 @@ client_ask(int fd, const char *path, int *ex)
 		return client_refused(path, ex);
 	}
 	buf[len] = '\0';
+	*lenp = len;
 	return buf;
-}
-
-/* Whether A is the account called NAME. */
-static bool
-client_is(struct json_object *a, const char *name)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(a, "name", &v) &&
-	       json_object_is_type(v, json_type_string) &&
-	       strcmp(json_object_get_string(v), name) == 0;
-}
-
-/* DOC's accounts (an array) cut down to ONLY; the names not found. */
-static size_t
-client_only(struct json_object *doc, char *const *only, size_t nonly)
-{
-	struct json_object *accts, *keep, *a;
-	size_t i, j, n, missing = 0;
-	bool found;
-
-	if (nonly == 0 || !json_object_object_get_ex(doc, "accounts", &accts))
-		return 0;
-	if ((keep = json_object_new_array()) == NULL)
-		fatalx("out of memory");
-	n = json_object_array_length(accts);
-	for (i = 0; i < nonly; i++) {
-		for (found = false, j = 0; j < n && !found; j++) {
-			a = json_object_array_get_idx(accts, j);
-			if ((found = client_is(a, only[i])))
-				json_object_array_add(keep, json_object_get(a));
-		}
-		missing += !found;
-	}
-	json_object_object_add(doc, "accounts", keep);
-	return missing;
 }
 
 int
 status_client(const char *path, bool json, char *const *only, size_t nonly)
 {
-	struct json_object *doc, *v;
-	size_t missing;
+	ssize_t missing;
+	size_t len;
 	char *text;
 	int fd, ex = EX_OK;
 
 	if ((fd = client_connect(path, &ex)) == -1)
 		return ex;
-	text = client_ask(fd, path, &ex);
+	text = client_ask(fd, path, &ex, &len);
 	close(fd);
 	if (text == NULL)
 		return ex;
-	doc = json_tokener_parse(text);
+	missing =
+	    status_print(stdout, text, len, json, time(NULL), only, nonly);
 	free(text);
-	if (doc == NULL || !json_object_object_get_ex(doc, "accounts", &v) ||
-	    !json_object_is_type(v, json_type_array)) {
+	if (missing == -1) {
 		fprintf(stderr, "popfetchd: %s: not an answer from popfetchd\n",
 		    path);
-		json_object_put(doc);
 		return EX_PROTOCOL;
 	}
-	if (json) {
-		missing = client_only(doc, only, nonly);
-		printf("%s\n", json_object_to_json_string_ext(
-				   doc, JSON_C_TO_STRING_PRETTY |
-					    JSON_C_TO_STRING_NOSLASHESCAPE));
-	} else
-		missing = status_table(stdout, doc, time(NULL), only, nonly);
-	json_object_put(doc);
 	if (fflush(stdout) == EOF)
 		return EX_IOERR;
 	if (missing > 0) {
 		fprintf(stderr,
-		    "popfetchd: the running daemon has no account of %zu name(s) given with -a\n",
+		    "popfetchd: the running daemon has no account of %zd name(s) given with -a\n",
 		    missing);
 		return EX_NOUSER;
 	}

@@ -282,12 +282,12 @@ START_TEST(json_doc)
 }
 END_TEST
 
-/* The pieces status_json_head() etc. put together, parsed. */
-static struct json_object *
-pieces(const struct status_account *r, size_t n, size_t slice)
+/* The pieces status_json_head() etc. put together, SLICE accounts each. */
+static char *
+answer_text(
+    const struct status_account *r, size_t n, size_t slice, time_t start)
 {
-	char *head = status_json_head(r, n, T0 - 3600, T0), *text, *part;
-	struct json_object *doc;
+	char *head = status_json_head(r, n, start, T0), *text, *part;
 	size_t from, count;
 	FILE *f;
 
@@ -304,7 +304,16 @@ pieces(const struct status_account *r, size_t n, size_t slice)
 	fclose(f);
 	/* One line, as the socket carries it. */
 	ck_assert_ptr_eq(strchr(text, '\n'), text + strlen(text) - 1);
-	doc = json_tokener_parse(text);
+	return text;
+}
+
+/* The same, parsed. */
+static struct json_object *
+pieces(const struct status_account *r, size_t n, size_t slice)
+{
+	char *text = answer_text(r, n, slice, T0 - 3600);
+	struct json_object *doc = json_tokener_parse(text);
+
 	ck_assert_msg(doc != NULL, "not JSON: %s", text);
 	free(text);
 	return doc;
@@ -336,24 +345,36 @@ START_TEST(json_slices)
 }
 END_TEST
 
-/* The table of R's JSON, after a trip through text as over the socket. */
+/* What --status prints from TEXT; -1 if not an answer (nothing printed). */
+static char *
+print_of(const char *text, bool json, char *const *only, size_t nonly,
+    ssize_t *missing)
+{
+	char *out = NULL;
+	size_t len;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(f = open_memstream(&out, &len));
+	*missing = status_print(f, text, strlen(text), json, T0, only, nonly);
+	fclose(f);
+	if (*missing == -1)
+		ck_assert_uint_eq(len, 0);
+	return out;
+}
+
+/* The table of R's answer, as it comes over the socket. */
 static char *
 table_of(struct status_account *r, size_t n, char *const *only, size_t nonly,
     size_t *missing)
 {
-	struct json_object *doc = status_json(r, n, T0 - 7200, T0), *back;
-	char *text = NULL;
-	size_t len;
-	FILE *f;
+	char *text = answer_text(r, n, 3, T0 - 7200), *out;
+	ssize_t m;
 
-	back = json_tokener_parse(json_object_to_json_string(doc));
-	ck_assert_ptr_nonnull(back);
-	ck_assert_ptr_nonnull(f = open_memstream(&text, &len));
-	*missing = status_table(f, back, T0, only, nonly);
-	fclose(f);
-	json_object_put(doc);
-	json_object_put(back);
-	return text;
+	out = print_of(text, false, only, nonly, &m);
+	ck_assert_int_ge(m, 0);
+	*missing = (size_t)m;
+	free(text);
+	return out;
 }
 
 /* The line of TEXT that starts with PREFIX, or fails. */
@@ -450,25 +471,128 @@ END_TEST
 /* Whatever reaches the table, nothing but printable ASCII is printed. */
 START_TEST(table_printable)
 {
-	struct json_object *doc = json_tokener_parse(
+	static const char text[] =
 	    "{\"summary\":{},\"accounts\":[{\"name\":\"a\\u001b[2Jb\","
 	    "\"state\":\"backoff\",\"failing\":true,\"last_failure\":"
-	    "{\"class\":\"x\",\"message\":\"m\\u0007\\u00e9\"}}]}");
-	char *t = NULL;
-	size_t len, i;
-	FILE *f;
+	    "{\"class\":\"x\",\"message\":\"m\\u0007\\u00e9\"}}]}";
+	ssize_t missing;
+	char *t = print_of(text, false, NULL, 0, &missing);
+	size_t i;
 
-	ck_assert_ptr_nonnull(doc);
-	ck_assert_ptr_nonnull(f = open_memstream(&t, &len));
-	ck_assert_uint_eq(status_table(f, doc, T0, NULL, 0), 0);
-	fclose(f);
-	for (i = 0; i < len; i++)
+	ck_assert_int_eq(missing, 0);
+	for (i = 0; t[i] != '\0'; i++)
 		ck_assert_msg(t[i] == '\n' || (t[i] >= 0x20 && t[i] < 0x7f),
 		    "byte %zu is 0x%02x", i, (unsigned char)t[i]);
 	ck_assert_ptr_nonnull(strstr(t, "a?[2Jb"));
 	ck_assert_ptr_nonnull(strstr(t, ": m???\n"));
 	free(t);
+}
+END_TEST
+
+/* DOC as json-c prints it pretty, and a newline. */
+static const char *
+pretty(struct json_object *doc)
+{
+	static char buf[16384];
+
+	snprintf(buf, sizeof(buf), "%s\n",
+	    json_object_to_json_string_ext(
+		doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	return buf;
+}
+
+/*
+ * --json prints the document as json-c prints it whole, though it reads
+ * one account at a time: every account, none, or those -a names.
+ */
+START_TEST(json_print)
+{
+	struct status_account r[8];
+	char *const only[] = {"nonet", "nosuch", "good"};
+	struct json_object *doc, *sub, *a;
+	size_t n = sample(r), k, i;
+	char *text, *out;
+	ssize_t missing;
+
+	for (k = 0; k <= n; k += n) {
+		doc = status_json(r, k, T0 - 3600, T0);
+		text = answer_text(r, k, 2, T0 - 3600);
+		out = print_of(text, true, NULL, 0, &missing);
+		ck_assert_int_eq(missing, 0);
+		ck_assert_str_eq(out, pretty(doc));
+		free(out);
+		free(text);
+		json_object_put(doc);
+	}
+
+	/* -a: the accounts named, in the order named; the rest as it is. */
+	doc = status_json(r, n, T0 - 3600, T0);
+	sub = json_object_new_array();
+	for (k = 0; k < 3; k++)
+		for (i = 0; i < n; i++) {
+			a = json_object_array_get_idx(
+			    member(doc, "accounts"), i);
+			if (strcmp(str(a, "name"), only[k]) == 0)
+				json_object_array_add(sub, json_object_get(a));
+		}
+	ck_assert_uint_eq(json_object_array_length(sub), 2);
+	json_object_object_add(doc, "accounts", sub);
+	text = answer_text(r, n, 64, T0 - 3600);
+	out = print_of(text, true, only, 3, &missing);
+	ck_assert_int_eq(missing, 1);
+	ck_assert_str_eq(out, pretty(doc));
+	free(out);
+	free(text);
 	json_object_put(doc);
+}
+END_TEST
+
+/* Text that is not an answer prints nothing, however far it is read. */
+START_TEST(print_not_answer)
+{
+	static const char *const bad[] = {
+	    "",
+	    "garbage",
+	    "{\"summary\":{}}",
+	    /* The accounts are not last, or not an array that ends it. */
+	    "{\"accounts\":[],\"pid\":1}",
+	    "{\"accounts\":[]",
+	    "{\"accounts\":[]}x",
+	    "{\"accounts\":[]}}",
+	    "{\"accounts\":[{\"name\":\"a\"}",
+	    "{\"accounts\":[{\"name\":\"a\"},]}",
+	    "{\"accounts\":[{\"name\":\"a\"}{\"name\":\"b\"}]}",
+	    "{\"accounts\":[{\"name\":\"a\"},1]}",
+	    "{\"accounts\":[[]]}",
+	    "{\"accounts\":[{\"name\":\"a\",}]}",
+	    "{\"accounts\":[{\"name\":\"a\"}]",
+	    /* The head is not an object, or not JSON. */
+	    "[\"accounts\":[]}",
+	    "{\"pid\":,\"accounts\":[]}",
+	    /* The key first found where it is not the document's. */
+	    "{\"summary\":{\"accounts\":[]},\"accounts\":[]}",
+	};
+	char *const only[] = {"a"};
+	ssize_t missing;
+	size_t i;
+	int mode;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		for (mode = 0; mode < 4; mode++) {
+			free(print_of(
+			    bad[i], mode & 1, only, mode >> 1, &missing));
+			ck_assert_msg(missing == -1, "%s (mode %d): %zd",
+			    bad[i], mode, missing);
+		}
+	/* In a string, the key is escaped: not found there. */
+	free(print_of("{\"version\":\"\\\"accounts\\\":[\",\"accounts\":[]}",
+	    false, NULL, 0, &missing));
+	ck_assert_int_eq(missing, 0);
+	/* White space between the parts is JSON's, and allowed. */
+	free(print_of(
+	    "{\"accounts\":[ {\"name\":\"a\"} ,\n{\"name\":\"b\"} ] }\n", false,
+	    only, 1, &missing));
+	ck_assert_int_eq(missing, 0);
 }
 END_TEST
 
@@ -690,6 +814,8 @@ status_suite(void)
 	tcase_add_test(tc, table_all);
 	tcase_add_test(tc, table_detail);
 	tcase_add_test(tc, table_printable);
+	tcase_add_test(tc, json_print);
+	tcase_add_test(tc, print_not_answer);
 	tcase_add_loop_test(
 	    tc, label_escape, 0, sizeof(label_rows) / sizeof(label_rows[0]));
 	tcase_add_test(tc, metrics_text);
