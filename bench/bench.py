@@ -74,14 +74,23 @@ run 1 of each, then run 2 of each, ...):
 
 Every popfetchd run has POPFETCHD_LOOP_STATS=1: a timer at the loop's
 highest priority asks to run every 2 ms; the longest time it ran late
-("stall", ms) is how long the loop could not turn to an urgent event, held
-by its own work, by a call that blocked, or by other processes taking the
-CPUs; the most CPU time the loop thread used between two ticks ("lcpu",
-ms) is its own work alone. Of the stalls over 10 ms together, "runq" is
-the time the loop thread waited for a CPU (runnable, not running: other
-threads and processes, or a kernel that does not preempt a thread in a
-system call) and "blk" the time it was blocked in a call. B6's target is
-a stall of at most 10 ms. Each run line also says how long popfetchd
+("stall", ms) is how long the loop could not turn to an urgent event,
+held by its own work, by a call that blocked, or by other processes
+taking the CPUs; the most CPU time the loop thread used between two
+ticks ("lcpu", ms) is its own work alone. Of the stalls over 10 ms
+together, "runq" is the time the loop thread waited for a CPU (runnable,
+not running: other threads and processes, or a kernel that does not
+preempt a thread in a system call) and "blk" the time it was blocked in
+a call, or asleep past its timer. B6's target is a stall of at most 10
+ms. Beside each popfetchd run but B7's, on the same CPUs and from before
+its start to its exit, bench_idleloop (bench/idleloop.c) runs the same
+meter on a loop with nothing else to do: its longest stall ("idle", ms)
+is what a loop waits there with no work of its own, for a timer's wake-
+up late because the host ran something else (on this machine 10-12 ms
+within 20 s, with nothing else running), or for other threads on those
+CPUs (popfetchd's disk threads among them). The run line gives its
+blocked time too: a stall of popfetchd's as long, and as much blocked,
+is the machine's wake-up. Each run line also says how long popfetchd
 left what the server sent unread while its delivery caught up (its
 summary lines' held=; of the longest account where there are several).
 
@@ -665,71 +674,120 @@ class CpuSplit:
         os.sched_setaffinity(0, self.all)
 
 
+def loop_fields(text):
+    """The loop-stall meter's figures in a log's TEXT (None if absent):
+    the longest stall and the most CPU between two ticks, and of the
+    stalls over 10 ms, the time the loop waited for a CPU and the rest
+    once its own CPU is taken off, when it was blocked (in a call, or
+    asleep past its timer), ms."""
+    out = dict.fromkeys(("stall", "loop_cpu", "runq", "blocked"))
+    m = re.search(r"max_stall_ms=([0-9.]+)", text)
+    if m:
+        out["stall"] = float(m.group(1))
+    m = re.search(r"max_cpu_ms=([0-9.]+)", text)
+    if m:
+        out["loop_cpu"] = float(m.group(1))
+    m = re.search(r"over_10ms_total_ms=([0-9.]+) over_10ms_cpu_ms=([0-9.]+)"
+                  r" over_10ms_runqueue_ms=([0-9.]+)", text)
+    if m:
+        total, cpu, out["runq"] = (float(g) for g in m.groups())
+        out["blocked"] = max(0.0, total - cpu - out["runq"])
+    return out
+
+
+class IdleLoop:
+    """bench_idleloop on CPUS (None: all) until stop(): popfetchd's
+    loop-stall meter on a loop with nothing to do, run beside popfetchd
+    so that what any loop waits there is measured with it."""
+
+    def __init__(self, tools, log, cpus=None):
+        self.log = log
+        with open(self.log, "wb") as lf:
+            self.proc = subprocess.Popen(
+                [tools.idleloop], stdin=subprocess.DEVNULL, stdout=lf,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ, POPFETCHD_LOOP_STATS="1"),
+                start_new_session=True,
+                preexec_fn=(None if cpus is None else
+                            lambda: os.sched_setaffinity(0, cpus)))
+
+    def stop(self):
+        """Its figures (loop_fields()); it must have run till now."""
+        if self.proc.poll() is not None:
+            raise BenchError("bench_idleloop stopped early (log: %s)"
+                             % self.log)
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        with open(self.log, errors="replace") as f:
+            out = loop_fields(f.read())
+        if out["stall"] is None:
+            raise BenchError("no figures from bench_idleloop (log: %s)"
+                             % self.log)
+        return out
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def measure(tools, argv, workdir, log_name, cpus=None, env=None,
-            started=None):
+            started=None, idle=False):
     """Run ARGV under `bench_floor measure`; its rusage as a dict.
 
     Meanwhile the command's anonymous (non-file) resident memory is
     sampled from /proc every SAMPLE_EVERY seconds: peak RSS includes the
     shared libraries' pages, which the program does not control.
     ENV: variables added to the command's environment. STARTED: called
-    with the command's pid once it runs (from this thread).
+    with the command's pid once it runs (from this thread). IDLE: an
+    IdleLoop runs beside the command, on the same CPUs, from before it
+    starts until it exits: its figures are the idle_ fields.
     """
     out = os.path.join(workdir, log_name + ".rusage")
     log = os.path.join(workdir, log_name + ".log")
     anon = 0
-    with open(log, "wb") as lf:
-        env = dict(os.environ, POPFETCHD_LOOP_STATS="1", **(env or {}))
-        proc = subprocess.Popen([tools.floor, "measure", out] + argv,
-                                stdin=subprocess.DEVNULL, stdout=lf,
-                                stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True,
-                                preexec_fn=(None if cpus is None else
-                                            lambda: os.sched_setaffinity(
-                                                0, cpus)))
-        deadline = time.monotonic() + RUN_TIMEOUT
-        child = None
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-                raise BenchError("%s did not finish in %d s (log: %s)"
-                                 % (argv[0], RUN_TIMEOUT, log))
-            if child is None:
-                child = _child_of(proc.pid)
-                if child is not None and started is not None:
-                    started(child)
-            if child is not None:
-                anon = max(anon, _anon_kb(child))
-            time.sleep(SAMPLE_EVERY)
+    idler = (IdleLoop(tools, os.path.join(workdir, log_name + ".idle.log"),
+                      cpus) if idle else None)
     try:
-        with open(out) as f:
-            fields = parse_fields(f.read())
-    except FileNotFoundError:
-        raise BenchError("no rusage from bench_floor measure (log: %s)" % log)
-    stall = loop_cpu = None
+        with open(log, "wb") as lf:
+            env = dict(os.environ, POPFETCHD_LOOP_STATS="1", **(env or {}))
+            proc = subprocess.Popen([tools.floor, "measure", out] + argv,
+                                    stdin=subprocess.DEVNULL, stdout=lf,
+                                    stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True,
+                                    preexec_fn=(None if cpus is None else
+                                                lambda: os.sched_setaffinity(
+                                                    0, cpus)))
+            deadline = time.monotonic() + RUN_TIMEOUT
+            child = None
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    os.killpg(proc.pid, 9)
+                    proc.wait()
+                    raise BenchError("%s did not finish in %d s (log: %s)"
+                                     % (argv[0], RUN_TIMEOUT, log))
+                if child is None:
+                    child = _child_of(proc.pid)
+                    if child is not None and started is not None:
+                        started(child)
+                if child is not None:
+                    anon = max(anon, _anon_kb(child))
+                time.sleep(SAMPLE_EVERY)
+        try:
+            with open(out) as f:
+                fields = parse_fields(f.read())
+        except FileNotFoundError:
+            raise BenchError("no rusage from bench_floor measure (log: %s)"
+                             % log)
+    except BaseException:
+        if idler is not None:
+            idler.kill()
+        raise
     with open(log, errors="replace") as f:
-        text = f.read()
-    m = re.search(r"max_stall_ms=([0-9.]+)", text)
-    if m:
-        stall = float(m.group(1))
-    m = re.search(r"max_cpu_ms=([0-9.]+)", text)
-    if m:
-        loop_cpu = float(m.group(1))
-    # Of the stalls over 10 ms: the time the loop waited for a CPU, and
-    # the rest once its own CPU is taken off, when it was blocked in a
-    # call (the disk, a lock).
-    runq = blocked = None
-    m = re.search(r"over_10ms_total_ms=([0-9.]+) over_10ms_cpu_ms=([0-9.]+)"
-                  r" over_10ms_runqueue_ms=([0-9.]+)", text)
-    if m:
-        total, cpu, runq = (float(g) for g in m.groups())
-        blocked = max(0.0, total - cpu - runq)
-    return {
-        "stall": stall,
-        "loop_cpu": loop_cpu,
-        "runq": runq,
-        "blocked": blocked,
+        loop = loop_fields(f.read())
+    if idler is not None:
+        loop.update(("idle_" + k, v) for k, v in idler.stop().items())
+    return dict(loop, **{
         "status": int(fields["status"]),
         "wall": float(fields["wall"]),
         "cpu": float(fields["user"]) + float(fields["sys"]),
@@ -738,7 +796,7 @@ def measure(tools, argv, workdir, log_name, cpus=None, env=None,
         "rss": int(fields["maxrss_kb"]) / 1024.0,
         "anon": anon / 1024.0,
         "log": log,
-    }
+    })
 
 
 class ProcessRelay:
@@ -981,6 +1039,9 @@ class Tools:
     def __init__(self, binary, floor, netref, scratch, source=None,
                  slowdisk=None):
         self.slowdisk = slowdisk
+        # Built with the others: beside bench_floor.
+        self.idleloop = os.path.join(os.path.dirname(floor),
+                                     "bench_idleloop")
         self.binary = binary
         self.source = source or binary
         self.floor = floor
@@ -1123,11 +1184,13 @@ class Scenario:
         return r, line
 
     def measured(self, tools, dc, argv, work, name, env=None):
-        """measure() of ARGV, on CPUs of its own if the scenario says."""
+        """measure() of ARGV, on CPUs of its own if the scenario says,
+        with an idle loop beside it."""
         if not self.split_cpus:
-            return measure(tools, argv, work, name, env=env)
+            return measure(tools, argv, work, name, env=env, idle=True)
         with CpuSplit(dc) as split:
-            return measure(tools, argv, work, name, split.client, env=env)
+            return measure(tools, argv, work, name, split.client, env=env,
+                           idle=True)
 
     def disk_run(self, tools, dc, work):
         """The disk reference, on CPUs of its own as popfetchd if the
@@ -1275,6 +1338,10 @@ class Scenario:
                    else "?",
                    "%.1f" % r["blocked"] if r.get("blocked") is not None
                    else "?"))
+        if r.get("idle_stall") is not None:
+            line += (", an idle loop beside it: stall %.1f ms (%.1f ms "
+                     "blocked in stalls over 10 ms)"
+                     % (r["idle_stall"], r["idle_blocked"] or 0.0))
         r["polls"] = summaries(r["log"])
         held = [h for _, h in r["polls"].values()]
         if held:
@@ -1619,12 +1686,12 @@ def print_table(order, results, runs):
     print()
     print("popfetchd benchmark: median of %d run%s each" % (
         runs, "" if runs == 1 else "s"))
-    head = (("%-38s" + " %6s" * 10 + " %5s" * 4 + "  %s")
+    head = (("%-38s" + " %6s" * 10 + " %5s" * 5 + "  %s")
             % ("scenario", "wall s", "net s", "disk s", "both s", "ratio",
                "r/both", "CPU s", "server", "RSSMiB", "anon", "stall", "lcpu",
-               "runq", "blk", "targets"))
+               "runq", "blk", "idle", "targets"))
     print(head)
-    print("-" * 148)
+    print("-" * 154)
     for key in order:
         sc = results.get(key)
         if sc is None:
@@ -1639,7 +1706,7 @@ def print_table(order, results, runs):
         if sc.failed:
             targets += ", a run FAILED"
         row = ("%-38s %6.2f %6s %6s %6s %6s %6s %6.2f %6.2f %6.1f %5.1f %5s "
-               "%5s %5s %5s  %s" % (sc.key + "  " + sc.title,
+               "%5s %5s %5s %5s  %s" % (sc.key + "  " + sc.title,
                        sc.median("wall"),
                        optional(sc, "net", "%.2f"),
                        optional(sc, "disk", "%.2f"),
@@ -1651,7 +1718,8 @@ def print_table(order, results, runs):
                        optional(sc, "stall", "%.1f"),
                        optional(sc, "loop_cpu", "%.1f"),
                        optional(sc, "runq", "%.1f"),
-                       optional(sc, "blocked", "%.1f"), targets))
+                       optional(sc, "blocked", "%.1f"),
+                       optional(sc, "idle_stall", "%.1f"), targets))
         print(row.rstrip())
     print(textwrap.fill(
         "wall: popfetchd --once from exec to exit (B7: the daemon's run), "
@@ -1669,7 +1737,10 @@ def print_table(order, results, runs):
         "held, ms; lcpu: the most CPU the loop thread used between two "
         "2 ms ticks, ms; runq, blk: of the stalls over 10 ms together, "
         "the time the loop thread waited for a CPU, and the time it was "
-        "blocked in a call (neither running nor runnable), ms."
+        "blocked in a call or asleep past its timer (neither running nor "
+        "runnable), ms; idle: the longest stall of an idle loop with the "
+        "same meter beside popfetchd, on its CPUs: what a loop with no "
+        "work of its own waits there, ms."
         % (BATCH, TARGET_LIMIT, SAMPLE_EVERY * 1000), 88))
     print("MiB = 1024 KiB.")
     relayed = [results[k] for k in order if k in results

@@ -32,7 +32,8 @@ Reported per run, and the median over --runs (default 3):
     bench.py), so each run's folders are removed only at the end;
   - handshakes per second: the TLS handshakes the server completed over
     the run's wall time, and the most in one second;
-  - the longest loop stall (POPFETCHD_LOOP_STATS=1, see bench.py).
+  - the longest loop stall (POPFETCHD_LOOP_STATS=1, see bench.py), and
+    beside it that of an idle loop on the same CPUs (bench_idleloop).
     Target: at most 10 ms. popfetchd has one CPU here, which its loop
     shares with its disk threads, and this VM's kernel does not preempt
     a thread inside a system call (its preemption model is "none"). On
@@ -187,7 +188,7 @@ def one_run(args, tools, k, expect, cpus):
                            srv.cert, accounts, args.concurrency)
         os.sync()  # the scratch folder's writeback is not popfetchd's
         run.r = bench.measure(tools, [tools.binary, "-c", conf, "--once"],
-                              work, "popfetchd", cpus and cpus[1])
+                              work, "popfetchd", cpus and cpus[1], idle=True)
         run.stats = srv.stats()
         problems = verify(expect, mail, run.stats)
         if run.r["status"] != 0:
@@ -215,14 +216,15 @@ def report_run(k, run):
           "%.2f), server CPU %.2f s; sessions at once %d; anon peak %.1f "
           "MiB, idle %.1f MiB: %.1f KiB per session; handshakes %d (%d "
           "resumed, %d failed), %.0f/s, peak %d/s; loop stall %s ms (its "
-          "own CPU %s ms); %d messages, %.1f MB verified"
+          "own CPU %s ms; an idle loop beside it %.1f ms); %d messages, "
+          "%.1f MB verified"
           % (k + 1, r["wall"], r["cpu"], r["user"], r["sys"],
              run.server_cpu, run.sessions(), r["anon"], run.idle_anon,
              run.per_session_kib(), s["handshakes"], s["resumed"],
              s["failed"], run.hs_per_s(), s["peak_hs_per_s"],
              "%.1f" % r["stall"] if r["stall"] is not None else "?",
              "%.1f" % r["loop_cpu"] if r["loop_cpu"] is not None else "?",
-             s["retrieved"], s["bytes"] / 1e6), flush=True)
+             r["idle_stall"], s["retrieved"], s["bytes"] / 1e6), flush=True)
 
 
 def median(runs, fn):
@@ -266,6 +268,8 @@ def report(args, runs, total, octets):
          "%.1f ms" % stall if stall is not None else "?",
          "<= %d ms: %s" % (TARGET_STALL, bench.verdict(
              stall is not None and stall <= TARGET_STALL))),
+        ("  an idle loop beside it (bench.py)",
+         "%.1f ms" % median(runs, lambda r: r.r["idle_stall"]), ""),
         ("peak RSS (shared libraries included)",
          "%.1f MiB" % median(runs, lambda r: r.r["rss"]), ""),
         ("mail verified", "%d messages, %.1f MB per run: exactly once"
